@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's archive only, what Concord needs to build, run and test.
+# Idempotent: packages already present are skipped, so a second run costs one dpkg query.
+#
+#   scripts/install-deps.sh            build + run dependencies
+#   scripts/install-deps.sh --test     also what the test suite needs (PostgreSQL, the
+#                                      OpenStack clients, Tempest, clang for fuzzing)
+#   scripts/install-deps.sh --bench    also the benchmark anchors (Keystone, uWSGI, wrk)
+set -euo pipefail
+
+build_pkgs=(
+  build-essential cmake ninja-build ccache pkg-config
+  libboost-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev
+  libspdlog-dev libfmt-dev libcli11-dev
+  python3-minimal ca-certificates curl
+)
+test_pkgs=(
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev
+  postgresql-15
+  python3-openstackclient python3-openstacksdk python3-keystoneclient tempest
+  python3-yaml jq procps
+)
+bench_pkgs=(
+  keystone uwsgi uwsgi-plugin-python3 wrk python3-keystone
+)
+
+want=("${build_pkgs[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --test) want+=("${test_pkgs[@]}") ;;
+    --bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+    *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+# Debian's postgresql-15 and keystone packages try to start services on install; the
+# tests and benchmarks start their own instances, so keep the packaged ones from running.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+  "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
+  trap '"${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

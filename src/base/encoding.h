@@ -1,0 +1,16 @@
+#pragma once
+// Byte encodings used by tokens and ids.
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace concord {
+
+std::string hex_encode(std::string_view bytes);
+std::optional<std::string> hex_decode(std::string_view hex);
+// RFC 4648 base64url; `pad` adds '=' padding (Fernet tokens are padded).
+std::string base64url_encode(std::string_view bytes, bool pad = true);
+// Accepts padded or unpadded input; rejects any other character.
+std::optional<std::string> base64url_decode(std::string_view text);
+
+}  // namespace concord

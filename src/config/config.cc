@@ -1,0 +1,235 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+namespace concord::config {
+namespace {
+
+using namespace std::string_literals;
+
+constexpr int64_t kDay = 24LL * 3600 * 1000;
+
+const Option* find_option(std::string_view name) {
+  for (const auto& o : options()) {
+    if (o.name == name) return &o;
+  }
+  return nullptr;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+Result<int64_t> parse_int(std::string_view text) {
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size()) {
+    return fail(Code::kInvalidArgument, "not an integer: '" + std::string(text) + "'");
+  }
+  return v;
+}
+
+Result<bool> parse_bool(std::string_view text) {
+  if (text == "true" || text == "yes" || text == "on" || text == "1") return true;
+  if (text == "false" || text == "no" || text == "off" || text == "0") return false;
+  return fail(Code::kInvalidArgument, "not a boolean (true/false): '" + std::string(text) + "'");
+}
+
+std::string type_name(Type t) {
+  switch (t) {
+    case Type::kString: return "string";
+    case Type::kInt: return "integer";
+    case Type::kBool: return "boolean";
+    case Type::kDuration: return "duration";
+  }
+  return "?";
+}
+
+Status validate(const Option& o, std::string_view value) {
+  auto bad = [&](const std::string& why) {
+    return fail(Code::kInvalidArgument, "option " + o.name + ": " + why);
+  };
+  switch (o.type) {
+    case Type::kString:
+      if (!o.choices.empty() &&
+          std::find(o.choices.begin(), o.choices.end(), value) == o.choices.end()) {
+        std::string list;
+        for (const auto& c : o.choices) list += (list.empty() ? "" : ", ") + c;
+        return bad("'" + std::string(value) + "' is not one of: " + list);
+      }
+      return ok();
+    case Type::kBool: {
+      auto b = parse_bool(value);
+      if (!b) return bad(b.error().message());
+      return ok();
+    }
+    case Type::kInt: {
+      auto v = parse_int(value);
+      if (!v) return bad(v.error().message());
+      if (*v < o.min || *v > o.max) {
+        return bad(std::to_string(*v) + " is outside [" + std::to_string(o.min) + ", " +
+                   std::to_string(o.max) + "]");
+      }
+      return ok();
+    }
+    case Type::kDuration: {
+      auto v = parse_duration_ms(value);
+      if (!v) return bad(v.error().message());
+      if (*v < o.min || *v > o.max) {
+        return bad(std::string(value) + " is outside [" + std::to_string(o.min) + "ms, " +
+                   std::to_string(o.max) + "ms]");
+      }
+      return ok();
+    }
+  }
+  return ok();
+}
+
+}  // namespace
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> kOptions = {
+      {"server.bind", Type::kString, "127.0.0.1", "Address the API listens on."},
+      {"server.port", Type::kInt, "5000", "TCP port of the API (0 picks a free port).", 0, 65535},
+      {"server.public_url", Type::kString, "",
+       "Base URL published in the catalog and version documents; empty derives "
+       "http://<bind>:<port>."},
+      {"server.threads", Type::kInt, "4",
+       "I/O threads. Handlers run on them and may block briefly on the store.", 1, 256},
+      {"server.max_body_bytes", Type::kInt, "1048576", "Largest request body accepted (413 beyond).",
+       1024, 1LL << 34},
+      {"server.max_header_bytes", Type::kInt, "16384", "Largest request head accepted (431/413 beyond).",
+       1024, 1 << 20},
+      {"server.header_timeout", Type::kDuration, "10s", "Time allowed to receive a request head.",
+       100, kDay},
+      {"server.body_timeout", Type::kDuration, "30s", "Time allowed to receive a request body.", 100,
+       kDay},
+      {"server.idle_timeout", Type::kDuration, "60s", "Keep-alive idle time before closing.", 100,
+       kDay},
+      {"server.shutdown_grace", Type::kDuration, "5s",
+       "How long in-flight requests may run after a stop signal.", 0, 600'000},
+      {"store.url", Type::kString, "",
+       "State store: sqlite:///path/concord.db or postgresql://...; empty: "
+       "sqlite under data_dir."},
+      {"store.connections", Type::kInt, "4", "Store connections (readers for SQLite).", 1, 256},
+      {"data_dir", Type::kString, "./data",
+       "Folder for the SQLite store, token keys and credentials files."},
+      {"log.level", Type::kString, "info", "Log level.", 0, 0, false,
+       {"trace", "debug", "info", "warn", "error", "off"}},
+      {"identity.region", Type::kString, "RegionOne", "Region id of this deployment."},
+      {"identity.token_ttl", Type::kDuration, "1h", "Lifetime of issued tokens.", 60'000,
+       7 * kDay},
+      {"identity.max_active_keys", Type::kInt, "3",
+       "Fernet keys kept (staged + primary + secondary); rotation drops the oldest beyond it.", 2,
+       100},
+      {"identity.lockout_failures", Type::kInt, "6",
+       "Failed password logins of one user within lockout_window before further attempts are "
+       "refused.",
+       1, 1000},
+      {"identity.lockout_window", Type::kDuration, "5m",
+       "Window for counting failed logins, and how long the refusal lasts.", 1000, kDay},
+      {"bootstrap.admin_password", Type::kString, "",
+       "Password of the bootstrapped admin; empty generates one and writes it to the "
+       "credentials files."},
+  };
+  return kOptions;
+}
+
+Config::Config() {
+  for (const auto& o : options()) values_[o.name] = o.default_value;
+}
+
+Status Config::set(std::string_view name, std::string_view value) {
+  const Option* o = find_option(name);
+  if (!o) return fail(Code::kInvalidArgument, "unknown option '" + std::string(name) + "'");
+  CONCORD_RETURN_IF_ERROR(validate(*o, value));
+  values_[o->name] = std::string(value);
+  return ok();
+}
+
+Status Config::load_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail(Code::kInvalidArgument, "cannot read config file " + path);
+  std::string line;
+  std::string section;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    std::string_view l = trim(line);
+    if (l.empty() || l.front() == '#' || l.front() == ';') continue;
+    auto where = path + ":" + std::to_string(lineno) + ": ";
+    if (l.front() == '[') {
+      if (l.back() != ']') return fail(Code::kInvalidArgument, where + "bad section header");
+      section = std::string(trim(l.substr(1, l.size() - 2)));
+      continue;
+    }
+    auto eq = l.find('=');
+    if (eq == std::string_view::npos) return fail(Code::kInvalidArgument, where + "expected key = value");
+    std::string key(trim(l.substr(0, eq)));
+    std::string value(trim(l.substr(eq + 1)));
+    std::string name = section.empty() ? key : section + "." + key;
+    if (auto s = set(name, value); !s) {
+      return fail(Code::kInvalidArgument, where + s.error().message());
+    }
+  }
+  return ok();
+}
+
+std::string Config::str(std::string_view name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::string() : it->second;
+}
+
+int64_t Config::integer(std::string_view name) const { return parse_int(str(name)).value_or(0); }
+
+bool Config::boolean(std::string_view name) const { return parse_bool(str(name)).value_or(false); }
+
+int64_t Config::millis(std::string_view name) const {
+  return parse_duration_ms(str(name)).value_or(0);
+}
+
+std::string Config::dump() const {
+  std::ostringstream out;
+  for (const auto& o : options()) out << o.name << " = " << str(o.name) << "\n";
+  return out.str();
+}
+
+std::string Config::reference() {
+  std::ostringstream out;
+  for (const auto& o : options()) {
+    out << o.name << " (" << type_name(o.type) << ", default '" << o.default_value << "'";
+    if (o.type == Type::kInt) out << ", " << o.min << ".." << o.max;
+    if (o.type == Type::kDuration) out << ", " << o.min << "ms.." << o.max << "ms";
+    if (!o.choices.empty()) {
+      out << ", one of";
+      for (const auto& c : o.choices) out << " " << c;
+    }
+    out << (o.restart ? ", restart" : ", live") << ")\n    " << o.description << "\n";
+  }
+  return out.str();
+}
+
+Result<int64_t> parse_duration_ms(std::string_view text) {
+  text = trim(text);
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0) return fail(Code::kInvalidArgument, "not a duration: '" + std::string(text) + "'");
+  CONCORD_ASSIGN_OR_RETURN(int64_t n, parse_int(text.substr(0, digits)));
+  std::string_view unit = text.substr(digits);
+  int64_t mult;
+  if (unit.empty() || unit == "s") mult = 1000;
+  else if (unit == "ms") mult = 1;
+  else if (unit == "m") mult = 60'000;
+  else if (unit == "h") mult = 3'600'000;
+  else if (unit == "d") mult = kDay;
+  else return fail(Code::kInvalidArgument, "unknown duration unit in '" + std::string(text) + "' (ms, s, m, h, d)");
+  if (n > (int64_t{1} << 50) / mult) return fail(Code::kInvalidArgument, "duration too large");
+  return n * mult;
+}
+
+}  // namespace concord::config
