@@ -23,7 +23,8 @@ class RealClock final : public Clock {
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(SystemTime start = SystemTime(std::chrono::seconds(1'800'000'000)))
-      : now_us_(std::chrono::duration_cast<std::chrono::microseconds>(start.time_since_epoch()).count()) {}
+      : now_us_(std::chrono::duration_cast<std::chrono::microseconds>(start.time_since_epoch())
+                    .count()) {}
   SystemTime now() const override { return SystemTime(std::chrono::microseconds(now_us_.load())); }
   void advance(std::chrono::microseconds by) { now_us_ += by.count(); }
   void set(SystemTime t) {

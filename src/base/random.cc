@@ -17,7 +17,9 @@ std::string random_bytes(size_t n) {
   return out;
 }
 
-std::string new_hex_id() { return hex_encode(random_bytes(16)); }
+std::string new_hex_id() {
+  return hex_encode(random_bytes(16));
+}
 
 std::string new_uuid() {
   std::string b = random_bytes(16);
@@ -28,6 +30,8 @@ std::string new_uuid() {
          "-" + h.substr(20);
 }
 
-std::string random_token(size_t n_bytes) { return base64url_encode(random_bytes(n_bytes), false); }
+std::string random_token(size_t n_bytes) {
+  return base64url_encode(random_bytes(n_bytes), false);
+}
 
 }  // namespace concord

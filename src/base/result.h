@@ -62,26 +62,30 @@ using Status = std::expected<void, Error>;
 inline std::unexpected<Error> fail(Code code, std::string message) {
   return std::unexpected<Error>(std::in_place, code, std::move(message));
 }
-inline std::unexpected<Error> fail(Error error) { return std::unexpected<Error>(std::move(error)); }
+inline std::unexpected<Error> fail(Error error) {
+  return std::unexpected<Error>(std::move(error));
+}
 
-inline Status ok() { return {}; }
+inline Status ok() {
+  return {};
+}
 
 }  // namespace concord
 
 // Propagates an error from an expression returning Result<T>/Status; evaluates to nothing.
-#define CONCORD_RETURN_IF_ERROR(expr)                              \
-  do {                                                             \
-    if (auto concord_status_ = (expr); !concord_status_) {         \
+#define CONCORD_RETURN_IF_ERROR(expr)                               \
+  do {                                                              \
+    if (auto concord_status_ = (expr); !concord_status_) {          \
       return ::std::unexpected(std::move(concord_status_.error())); \
-    }                                                              \
+    }                                                               \
   } while (false)
 
 #define CONCORD_CONCAT_INNER_(a, b) a##b
 #define CONCORD_CONCAT_(a, b) CONCORD_CONCAT_INNER_(a, b)
 // `CONCORD_ASSIGN_OR_RETURN(auto x, f());` binds the value of f() or returns its error.
-#define CONCORD_ASSIGN_OR_RETURN(lhs, expr)                                   \
-  auto CONCORD_CONCAT_(concord_result_, __LINE__) = (expr);                   \
-  if (!CONCORD_CONCAT_(concord_result_, __LINE__)) {                          \
+#define CONCORD_ASSIGN_OR_RETURN(lhs, expr)                                                  \
+  auto CONCORD_CONCAT_(concord_result_, __LINE__) = (expr);                                  \
+  if (!CONCORD_CONCAT_(concord_result_, __LINE__)) {                                         \
     return ::std::unexpected(std::move(CONCORD_CONCAT_(concord_result_, __LINE__).error())); \
-  }                                                                           \
+  }                                                                                          \
   lhs = std::move(*CONCORD_CONCAT_(concord_result_, __LINE__))

@@ -20,8 +20,10 @@ const Option* find_option(std::string_view name) {
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -101,14 +103,14 @@ const std::vector<Option>& options() {
        "http://<bind>:<port>."},
       {"server.threads", Type::kInt, "4",
        "I/O threads. Handlers run on them and may block briefly on the store.", 1, 256},
-      {"server.max_body_bytes", Type::kInt, "1048576", "Largest request body accepted (413 beyond).",
-       1024, 1LL << 34},
-      {"server.max_header_bytes", Type::kInt, "16384", "Largest request head accepted (431/413 beyond).",
-       1024, 1 << 20},
+      {"server.max_body_bytes", Type::kInt, "1048576",
+       "Largest request body accepted (413 beyond).", 1024, 1LL << 34},
+      {"server.max_header_bytes", Type::kInt, "16384",
+       "Largest request head accepted (431/413 beyond).", 1024, 1 << 20},
       {"server.header_timeout", Type::kDuration, "10s", "Time allowed to receive a request head.",
        100, kDay},
-      {"server.body_timeout", Type::kDuration, "30s", "Time allowed to receive a request body.", 100,
-       kDay},
+      {"server.body_timeout", Type::kDuration, "30s", "Time allowed to receive a request body.",
+       100, kDay},
       {"server.idle_timeout", Type::kDuration, "60s", "Keep-alive idle time before closing.", 100,
        kDay},
       {"server.shutdown_grace", Type::kDuration, "5s",
@@ -119,11 +121,16 @@ const std::vector<Option>& options() {
       {"store.connections", Type::kInt, "4", "Store connections (readers for SQLite).", 1, 256},
       {"data_dir", Type::kString, "./data",
        "Folder for the SQLite store, token keys and credentials files."},
-      {"log.level", Type::kString, "info", "Log level.", 0, 0, false,
+      {"log.level",
+       Type::kString,
+       "info",
+       "Log level.",
+       0,
+       0,
+       false,
        {"trace", "debug", "info", "warn", "error", "off"}},
       {"identity.region", Type::kString, "RegionOne", "Region id of this deployment."},
-      {"identity.token_ttl", Type::kDuration, "1h", "Lifetime of issued tokens.", 60'000,
-       7 * kDay},
+      {"identity.token_ttl", Type::kDuration, "1h", "Lifetime of issued tokens.", 60'000, 7 * kDay},
       {"identity.max_active_keys", Type::kInt, "3",
        "Fernet keys kept (staged + primary + secondary); rotation drops the oldest beyond it.", 2,
        100},
@@ -169,7 +176,8 @@ Status Config::load_file(const std::string& path) {
       continue;
     }
     auto eq = l.find('=');
-    if (eq == std::string_view::npos) return fail(Code::kInvalidArgument, where + "expected key = value");
+    if (eq == std::string_view::npos)
+      return fail(Code::kInvalidArgument, where + "expected key = value");
     std::string key(trim(l.substr(0, eq)));
     std::string value(trim(l.substr(eq + 1)));
     std::string name = section.empty() ? key : section + "." + key;
@@ -185,9 +193,13 @@ std::string Config::str(std::string_view name) const {
   return it == values_.end() ? std::string() : it->second;
 }
 
-int64_t Config::integer(std::string_view name) const { return parse_int(str(name)).value_or(0); }
+int64_t Config::integer(std::string_view name) const {
+  return parse_int(str(name)).value_or(0);
+}
 
-bool Config::boolean(std::string_view name) const { return parse_bool(str(name)).value_or(false); }
+bool Config::boolean(std::string_view name) const {
+  return parse_bool(str(name)).value_or(false);
+}
 
 int64_t Config::millis(std::string_view name) const {
   return parse_duration_ms(str(name)).value_or(0);
@@ -218,16 +230,24 @@ Result<int64_t> parse_duration_ms(std::string_view text) {
   text = trim(text);
   size_t digits = 0;
   while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  if (digits == 0) return fail(Code::kInvalidArgument, "not a duration: '" + std::string(text) + "'");
+  if (digits == 0)
+    return fail(Code::kInvalidArgument, "not a duration: '" + std::string(text) + "'");
   CONCORD_ASSIGN_OR_RETURN(int64_t n, parse_int(text.substr(0, digits)));
   std::string_view unit = text.substr(digits);
   int64_t mult;
-  if (unit.empty() || unit == "s") mult = 1000;
-  else if (unit == "ms") mult = 1;
-  else if (unit == "m") mult = 60'000;
-  else if (unit == "h") mult = 3'600'000;
-  else if (unit == "d") mult = kDay;
-  else return fail(Code::kInvalidArgument, "unknown duration unit in '" + std::string(text) + "' (ms, s, m, h, d)");
+  if (unit.empty() || unit == "s")
+    mult = 1000;
+  else if (unit == "ms")
+    mult = 1;
+  else if (unit == "m")
+    mult = 60'000;
+  else if (unit == "h")
+    mult = 3'600'000;
+  else if (unit == "d")
+    mult = kDay;
+  else
+    return fail(Code::kInvalidArgument,
+                "unknown duration unit in '" + std::string(text) + "' (ms, s, m, h, d)");
   if (n > (int64_t{1} << 50) / mult) return fail(Code::kInvalidArgument, "duration too large");
   return n * mult;
 }

@@ -24,7 +24,7 @@ struct Option {
   std::string description;
   int64_t min = 0;  // for kInt (value) and kDuration (milliseconds)
   int64_t max = 0;
-  bool restart = true;  // whether a change needs a restart
+  bool restart = true;                    // whether a change needs a restart
   std::vector<std::string> choices = {};  // for kString: allowed values; empty = any
 };
 

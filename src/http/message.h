@@ -26,7 +26,7 @@ struct Request {
   std::vector<Header> headers;
   std::string body;
   std::string request_id;  // "req-<uuid>", also sent back as x-openstack-request-id
-  std::string base_url;    // scheme://host[:port]/prefix the client used (for links), no slash at end
+  std::string base_url;  // scheme://host[:port]/prefix the client used (for links), no slash at end
   // Path parameters captured by the route pattern, in order ("{id}" segments).
   std::vector<std::string> params;
 

@@ -45,8 +45,10 @@ Status check_revision(Tx& tx, std::string_view table, std::string_view id) {
   // `table` comes from code, never from a request (see store.h).
   std::string sql = "SELECT 1 FROM " + std::string(table) + " WHERE id = ?";
   CONCORD_ASSIGN_OR_RETURN(Rows rows, tx.query(sql, {std::string(id)}));
-  if (rows.empty()) return fail(Code::kNotFound, std::string(table) + " " + std::string(id) + " not found");
-  return fail(Code::kAborted, std::string(table) + " " + std::string(id) + " was changed concurrently");
+  if (rows.empty())
+    return fail(Code::kNotFound, std::string(table) + " " + std::string(id) + " not found");
+  return fail(Code::kAborted,
+              std::string(table) + " " + std::string(id) + " was changed concurrently");
 }
 
 Result<std::unique_ptr<Store>> open_store(const std::string& url) {
@@ -54,7 +56,8 @@ Result<std::unique_ptr<Store>> open_store(const std::string& url) {
   if (url.starts_with(kSqlite)) {
     SqliteOptions o;
     o.path = url.substr(kSqlite.size());
-    if (o.path.empty()) return fail(Code::kInvalidArgument, "sqlite URL needs a path: sqlite:///abs/path.db");
+    if (o.path.empty())
+      return fail(Code::kInvalidArgument, "sqlite URL needs a path: sqlite:///abs/path.db");
     return open_sqlite(o);
   }
   if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {

@@ -49,7 +49,9 @@ namespace concord::store {
 // A bound parameter or a column value. Booleans travel as int64 0/1.
 using Value = std::variant<std::monostate, int64_t, double, std::string>;
 
-inline Value null() { return std::monostate{}; }
+inline Value null() {
+  return std::monostate{};
+}
 
 class Row {
  public:
@@ -74,13 +76,13 @@ using Rows = std::vector<Row>;
 
 // One entry of the change feed.
 struct Change {
-  int64_t seq = 0;          // strictly increasing in commit order
-  std::string kind;         // resource kind, e.g. "identity.project"
-  std::string id;           // resource id
-  std::string project_id;   // owning project ("" for global resources)
-  std::string op;           // "create" | "update" | "delete"
-  int64_t revision = 0;     // the resource revision after the change (0 on delete)
-  std::string at;           // commit time, ISO 8601 UTC (informational)
+  int64_t seq = 0;         // strictly increasing in commit order
+  std::string kind;        // resource kind, e.g. "identity.project"
+  std::string id;          // resource id
+  std::string project_id;  // owning project ("" for global resources)
+  std::string op;          // "create" | "update" | "delete"
+  int64_t revision = 0;    // the resource revision after the change (0 on delete)
+  std::string at;          // commit time, ISO 8601 UTC (informational)
 };
 
 enum class Dialect { kSqlite, kPostgres };

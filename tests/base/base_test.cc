@@ -45,7 +45,7 @@ TEST(Json, DumpReplacesInvalidUtf8) {
 TEST(Utf8, SanitizeKeepsValidAndReplacesInvalid) {
   EXPECT_EQ(sanitize_utf8("h\xc3\xa9llo"), "h\xc3\xa9llo");
   EXPECT_EQ(sanitize_utf8("\xed\xa0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
-  EXPECT_EQ(sanitize_utf8("\xc0\xaf"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong
+  EXPECT_EQ(sanitize_utf8("\xc0\xaf"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong
 }
 
 TEST(Encoding, Base64UrlRoundTrip) {
@@ -80,10 +80,12 @@ TEST(TimeFormat, KeystoneFormatRoundTrips) {
   auto t = SystemTime(std::chrono::seconds(1'767'268'800)) + std::chrono::microseconds(123456);
   EXPECT_EQ(format_keystone_time(t), "2026-01-01T12:00:00.123456Z");
   EXPECT_EQ(format_iso_naive(t), "2026-01-01T12:00:00.123456");
-  EXPECT_EQ(format_iso_naive(SystemTime(std::chrono::seconds(1'767'268'800))), "2026-01-01T12:00:00");
+  EXPECT_EQ(format_iso_naive(SystemTime(std::chrono::seconds(1'767'268'800))),
+            "2026-01-01T12:00:00");
   EXPECT_EQ(parse_iso_time("2026-01-01T12:00:00.123456Z"), t);
   EXPECT_EQ(parse_iso_time("2026-01-01T12:00:00.123456"), t);
-  EXPECT_EQ(parse_iso_time("2026-01-01T12:00:00+00:00"), SystemTime(std::chrono::seconds(1'767'268'800)));
+  EXPECT_EQ(parse_iso_time("2026-01-01T12:00:00+00:00"),
+            SystemTime(std::chrono::seconds(1'767'268'800)));
   EXPECT_FALSE(parse_iso_time("2026-13-01T12:00:00").has_value());
   EXPECT_FALSE(parse_iso_time("yesterday").has_value());
   EXPECT_FALSE(parse_iso_time("2026-01-01T12:00:00+05:00").has_value());

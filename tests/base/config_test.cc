@@ -1,9 +1,9 @@
+#include "config/config.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
-
-#include "config/config.h"
 
 namespace concord::config {
 namespace {
@@ -44,7 +44,8 @@ TEST(Config, LoadsIniFileWithSections) {
   std::string path = testing::TempDir() + "/concord_test.conf";
   {
     std::ofstream f(path);
-    f << "# comment\ndata_dir = /tmp/x\n[server]\nport = 8080\nthreads=2\n[identity]\ntoken_ttl = 30m\n";
+    f << "# comment\ndata_dir = /tmp/x\n[server]\nport = 8080\nthreads=2\n[identity]\ntoken_ttl = "
+         "30m\n";
   }
   Config c;
   ASSERT_TRUE(c.load_file(path).has_value());
