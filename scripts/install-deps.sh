@@ -16,7 +16,9 @@ build_pkgs=(
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang-14 libclang-rt-14-dev
+  # clang-16: the first clang that compiles libstdc++ 12's <expected> (base/result.h), so the
+  # libFuzzer targets build with it (see docs/design/tokens.md, "Fuzzing").
+  clang-16 libclang-rt-16-dev
   postgresql-15
   python3-openstackclient python3-openstacksdk python3-keystoneclient tempest
   python3-yaml jq procps

@@ -10,7 +10,12 @@
 //   * types: TEXT, BIGINT (64-bit), DOUBLE PRECISION, BOOLEAN stored as BIGINT 0/1, BLOB is
 //     not used (bytes go in TEXT as hex/base64);
 //   * INSERT ... ON CONFLICT DO NOTHING / DO UPDATE, RETURNING, LIMIT/OFFSET work on both;
-//   * a migration may give a PostgreSQL-specific text where the dialects differ.
+//   * a migration may give a PostgreSQL-specific text where the dialects differ;
+//   * a `?` whose type its context does not fix (`SELECT ?`, `? IS NULL`) needs a cast,
+//     `CAST(? AS TEXT)` / `CAST(? AS BIGINT)`: PostgreSQL infers parameter types from context;
+//   * TEXT parameters must not hold NUL bytes (kInvalidArgument on both engines);
+//   * SUM() of BIGINT is NUMERIC on PostgreSQL and comes back as a double: CAST it to BIGINT
+//     where exactness matters.
 // No SQL is ever built by concatenating values; identifiers (table/column names) come only
 // from code.
 //
@@ -28,6 +33,19 @@
 //     locks) and commits iff the function returns ok; transient conflicts (SQLITE_BUSY,
 //     serialization failures, deadlocks) are retried a bounded number of times, so the
 //     function must be safe to run again (no side effects outside the transaction).
+//   * A failed statement dooms its transaction on both engines (PostgreSQL aborts it; SQLite
+//     is made to agree): later statements fail with the same error, and write()/read()
+//     return that first error even if the function ignored it. Use ON CONFLICT instead of
+//     "insert, and on kAlreadyExists do something else" inside one transaction.
+//   * Error codes: unique/primary-key violation -> kAlreadyExists; foreign-key violation ->
+//     kFailedPrecondition; a write inside read() -> kFailedPrecondition; busy database,
+//     serialization failure, deadlock or lost connection that retries did not cure ->
+//     kUnavailable; bad data for a column type (PostgreSQL) -> kInvalidArgument; anything
+//     else (SQL syntax, missing table, placeholder/parameter count mismatch) -> kInternal.
+//
+// The store owns two tables, created by the store itself when it opens (component "store"
+// in schema_migrations): `schema_migrations` and the change feed `store_changes`. See
+// docs/design/store.md.
 //
 // Thread safety: a Store is shared by all threads. A Tx belongs to the thread running the
 // function it was handed to and must not escape it.
@@ -97,7 +115,9 @@ class Tx {
   // Runs a query; returns all rows (callers bound result size with LIMIT).
   [[nodiscard]] virtual Result<Rows> query(std::string_view sql,
                                            std::span<const Value> params = {}) = 0;
-  // Appends to the change feed; only valid inside write(). seq and at are assigned by the store.
+  // Appends to the change feed; only valid inside write() (kFailedPrecondition in read()).
+  // seq and at are assigned by the store. kInvalidArgument if kind or id is empty or op is
+  // not create/update/delete.
   [[nodiscard]] virtual Status record_change(const Change& change) = 0;
 
   virtual Dialect dialect() const = 0;
@@ -127,7 +147,11 @@ class Store {
 
   // Applies, in order and each in its own transaction, the migrations not yet recorded.
   // Idempotent. Fails with kFailedPrecondition if the database holds a migration of a
-  // component with a version this binary does not know (a newer binary ran here).
+  // component with a version this binary does not know (a newer binary ran here); only
+  // components present in `migrations` are checked, so capabilities may migrate separately.
+  // kInvalidArgument for a malformed list (duplicate version, version < 1, the reserved
+  // component "store"). A migration's text must not contain BEGIN/COMMIT. Several processes
+  // may migrate the same database at once; each migration is applied once.
   [[nodiscard]] virtual Status migrate(std::span<const Migration> migrations) = 0;
 
   // Runs fn in a read-write transaction; see the header comment for retry rules.
@@ -135,7 +159,7 @@ class Store {
   // Runs fn in a read-only snapshot; record_change() fails inside it.
   [[nodiscard]] virtual Status read(const std::function<Status(Tx&)>& fn) = 0;
 
-  // Changes with seq > after, oldest first, at most `limit`.
+  // Changes with seq > after, oldest first, at most `limit` (kInvalidArgument if < 1).
   [[nodiscard]] virtual Result<std::vector<Change>> changes_since(int64_t after, int limit) = 0;
   // The seq of the newest committed change (0 when none).
   [[nodiscard]] virtual Result<int64_t> last_change_seq() = 0;
