@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "base/clock.h"
@@ -19,8 +20,6 @@
 #include "identity/identity_service.h"
 #include "store/store.h"
 #include "usage/usage_ledger.h"
-
-#include <nlohmann/json.hpp>
 
 namespace concord::cmd {
 namespace {
@@ -36,7 +35,8 @@ std::string data_dir(const config::Config& c) {
 Status ensure_data_dir(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return fail(Code::kFailedPrecondition, "cannot create data_dir " + dir + ": " + ec.message());
+  if (ec)
+    return fail(Code::kFailedPrecondition, "cannot create data_dir " + dir + ": " + ec.message());
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   return ok();
 }
@@ -132,26 +132,38 @@ Status write_credentials(const config::Config& c, const std::string& url,
       "clouds:\n"
       "  concord-admin:\n"
       "    auth:\n"
-      "      auth_url: " + yaml_quote(auth_url) + "\n"
+      "      auth_url: " +
+      yaml_quote(auth_url) +
+      "\n"
       "      username: admin\n"
-      "      password: " + yaml_quote(password) + "\n"
+      "      password: " +
+      yaml_quote(password) +
+      "\n"
       "      project_name: admin\n"
       "      user_domain_name: Default\n"
       "      project_domain_name: Default\n"
-      "    region_name: " + yaml_quote(region) + "\n"
+      "    region_name: " +
+      yaml_quote(region) +
+      "\n"
       "    interface: public\n"
       "    identity_api_version: 3\n";
   CONCORD_RETURN_IF_ERROR(write_file(dir + "/clouds.yaml", clouds, 0600));
   std::string openrc =
       "# Admin credentials for the Concord all-in-one: `source` this file, then use `openstack`.\n"
-      "export OS_AUTH_URL=" + shell_quote(auth_url) + "\n"
+      "export OS_AUTH_URL=" +
+      shell_quote(auth_url) +
+      "\n"
       "export OS_USERNAME=admin\n"
-      "export OS_PASSWORD=" + shell_quote(password) + "\n"
+      "export OS_PASSWORD=" +
+      shell_quote(password) +
+      "\n"
       "export OS_PROJECT_NAME=admin\n"
       "export OS_USER_DOMAIN_NAME=Default\n"
       "export OS_PROJECT_DOMAIN_NAME=Default\n"
       "export OS_IDENTITY_API_VERSION=3\n"
-      "export OS_REGION_NAME=" + shell_quote(region) + "\n"
+      "export OS_REGION_NAME=" +
+      shell_quote(region) +
+      "\n"
       "export OS_INTERFACE=public\n";
   return write_file(dir + "/openrc", openrc, 0600);
 }
@@ -189,7 +201,8 @@ Status run_bootstrap(const config::Config& c) {
   CONCORD_RETURN_IF_ERROR(ensure_data_dir(data_dir(c)));
   CONCORD_ASSIGN_OR_RETURN(auto st, open_and_migrate(c));
   RealClock clock;
-  CONCORD_ASSIGN_OR_RETURN(auto ids, identity::IdentityService::create(*st, clock, identity_options(c)));
+  CONCORD_ASSIGN_OR_RETURN(auto ids,
+                           identity::IdentityService::create(*st, clock, identity_options(c)));
   std::string url = public_url(c, static_cast<uint16_t>(c.integer("server.port")));
   CONCORD_RETURN_IF_ERROR(bootstrap_identity(*ids, c, url));
   std::printf("bootstrapped; admin credentials in %s/clouds.yaml and %s/openrc\n",
@@ -198,9 +211,9 @@ Status run_bootstrap(const config::Config& c) {
 }
 
 Status run_token_rotate(const config::Config& c) {
-  CONCORD_ASSIGN_OR_RETURN(
-      auto keys, identity::KeyRepository::open(data_dir(c) + "/fernet-keys",
-                                               static_cast<int>(c.integer("identity.max_active_keys"))));
+  CONCORD_ASSIGN_OR_RETURN(auto keys, identity::KeyRepository::open(
+                                          data_dir(c) + "/fernet-keys",
+                                          static_cast<int>(c.integer("identity.max_active_keys"))));
   CONCORD_RETURN_IF_ERROR(keys->rotate());
   std::printf("rotated the token keys in %s/fernet-keys\n", data_dir(c).c_str());
   return ok();
@@ -219,7 +232,8 @@ Status run_server(const config::Config& c, bool bootstrap) {
 
   CONCORD_ASSIGN_OR_RETURN(auto st, open_and_migrate(c));
   RealClock clock;
-  CONCORD_ASSIGN_OR_RETURN(auto ids, identity::IdentityService::create(*st, clock, identity_options(c)));
+  CONCORD_ASSIGN_OR_RETURN(auto ids,
+                           identity::IdentityService::create(*st, clock, identity_options(c)));
 
   auto router = std::make_shared<http::Router>();
   auto identity_routes = ids->routes();
@@ -248,9 +262,10 @@ Status run_server(const config::Config& c, bool bootstrap) {
   CONCORD_RETURN_IF_ERROR(write_file(dir + "/server.json", dump_json(ready) + "\n", 0644));
   log->info("serving on {} (identity at {}/identity/v3); data in {}", local_url, url, dir);
   if (bootstrap) {
-    std::printf("Concord is running at %s\n  admin credentials: %s/openrc and %s/clouds.yaml "
-                "(cloud 'concord-admin')\n  try: source %s/openrc && openstack token issue\n",
-                url.c_str(), dir.c_str(), dir.c_str(), dir.c_str());
+    std::printf(
+        "Concord is running at %s\n  admin credentials: %s/openrc and %s/clouds.yaml "
+        "(cloud 'concord-admin')\n  try: source %s/openrc && openstack token issue\n",
+        url.c_str(), dir.c_str(), dir.c_str(), dir.c_str());
     std::fflush(stdout);
   }
 

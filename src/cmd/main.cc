@@ -12,7 +12,6 @@
 // `--section.key=value` of the commands that use it; `--config FILE` reads an INI file
 // first, flags win.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <map>
 #include <string>

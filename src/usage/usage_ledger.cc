@@ -56,7 +56,8 @@ Status validate(const UsageEvent& e) {
   if (e.resource_type.empty()) return bad("resource_type is required");
   if (e.kind.empty()) return bad("kind is required");
   if (e.unit.empty()) return bad("unit is required");
-  if (!is_decimal(e.quantity)) return bad("quantity '" + e.quantity + "' is not a non-negative decimal");
+  if (!is_decimal(e.quantity))
+    return bad("quantity '" + e.quantity + "' is not a non-negative decimal");
   if (e.end < e.start) return bad("end is before start");
   return ok();
 }
@@ -91,8 +92,8 @@ Result<bool> append(store::Tx& tx, const UsageEvent& e) {
       tx.exec("INSERT INTO usage_events (event_id, project_id, resource_id, resource_type, kind,"
               " quantity, unit, start_us, end_us, publisher_id, region, recorded_at)"
               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-              {e.event_id, e.project_id, e.resource_id, e.resource_type, e.kind, e.quantity,
-               e.unit, micros(e.start), micros(e.end), e.publisher_id, e.region, recorded_at}));
+              {e.event_id, e.project_id, e.resource_id, e.resource_type, e.kind, e.quantity, e.unit,
+               micros(e.start), micros(e.end), e.publisher_id, e.region, recorded_at}));
   return changed == 1;
 }
 

@@ -25,10 +25,10 @@ struct UsageEvent {
   std::string project_id;   // the project billed
   std::string resource_id;  // e.g. a server id
   std::string resource_type;  // e.g. "compute.server"
-  std::string kind;         // what is measured, e.g. "instance-seconds:m1.small"
+  std::string kind;           // what is measured, e.g. "instance-seconds:m1.small"
   // Exact decimal quantity as text ("3600", "0.25"): money and usage are never binary floats.
   std::string quantity;
-  std::string unit;         // e.g. "s", "GB-h", "request"
+  std::string unit;  // e.g. "s", "GB-h", "request"
   SystemTime start;
   SystemTime end;
   std::string publisher_id;  // partner whose offering was used ("" when none)

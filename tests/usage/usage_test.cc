@@ -2,28 +2,44 @@
 
 #include <filesystem>
 
+#include "postgres_server.h"
 #include "store/store.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::usage {
 namespace {
 
-class UsageLedgerTest : public testing::Test {
+// The ledger's SQL must run on both store implementations: every test runs on each.
+class UsageLedgerTest : public testing::TestWithParam<store::Dialect> {
  protected:
   void SetUp() override {
-    dir_ = testing::TempDir() + "/usage_" + std::to_string(::getpid()) + "_" +
-           testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    auto st = store::open_sqlite({.path = dir_ + "/s.db"});
-    ASSERT_TRUE(st.has_value()) << st.error().to_string();
-    store_ = std::move(*st);
+    if (GetParam() == store::Dialect::kSqlite) {
+      dir_ = testing::TempDir() + "/usage_" + std::to_string(::getpid()) + "_" +
+             testing::UnitTest::GetInstance()->current_test_info()->name();
+      std::filesystem::remove_all(dir_);
+      std::filesystem::create_directories(dir_);
+      auto st = store::open_sqlite({.path = dir_ + "/s.db"});
+      ASSERT_TRUE(st.has_value()) << st.error().to_string();
+      store_ = std::move(*st);
+    } else {
+      auto server = test_support::PostgresServer::shared();
+      ASSERT_TRUE(server.has_value()) << server.error().to_string();
+      auto db = (*server)->create_database();
+      ASSERT_TRUE(db.has_value()) << db.error().to_string();
+      pg_database_ = db->name;
+      auto st = store::open_postgres({.conninfo = db->conninfo});
+      ASSERT_TRUE(st.has_value()) << st.error().to_string();
+      store_ = std::move(*st);
+    }
     auto m = migrations();
     ASSERT_TRUE(store_->migrate(m).has_value());
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    if (!pg_database_.empty()) {
+      EXPECT_TRUE((*test_support::PostgresServer::shared())->drop_database(pg_database_));
+    }
   }
 
   static UsageEvent event(std::string id, std::string project = "p1") {
@@ -62,10 +78,17 @@ class UsageLedgerTest : public testing::Test {
   }
 
   std::string dir_;
+  std::string pg_database_;
   std::unique_ptr<store::Store> store_;
 };
 
-TEST_F(UsageLedgerTest, AppendIsIdempotentByEventId) {
+INSTANTIATE_TEST_SUITE_P(Backends, UsageLedgerTest,
+                         testing::Values(store::Dialect::kSqlite, store::Dialect::kPostgres),
+                         [](const auto& info) {
+                           return info.param == store::Dialect::kSqlite ? "sqlite" : "postgres";
+                         });
+
+TEST_P(UsageLedgerTest, AppendIsIdempotentByEventId) {
   EXPECT_EQ(append_one(event("e1")), true);
   EXPECT_EQ(append_one(event("e1")), false);
   EXPECT_EQ(append_one(event("e2")), true);
@@ -77,7 +100,7 @@ TEST_F(UsageLedgerTest, AppendIsIdempotentByEventId) {
   EXPECT_LT(all[0].seq, all[1].seq);
 }
 
-TEST_F(UsageLedgerTest, RejectsMalformedEvents) {
+TEST_P(UsageLedgerTest, RejectsMalformedEvents) {
   auto e = event("bad");
   e.quantity = "-1";
   auto r = append_one(e);
@@ -94,7 +117,7 @@ TEST_F(UsageLedgerTest, RejectsMalformedEvents) {
   EXPECT_TRUE(list_all().empty());
 }
 
-TEST_F(UsageLedgerTest, RolledBackTransactionLeavesNoEvent) {
+TEST_P(UsageLedgerTest, RolledBackTransactionLeavesNoEvent) {
   auto s = store_->write([&](store::Tx& tx) -> Status {
     CONCORD_RETURN_IF_ERROR(append(tx, event("e1")));
     return fail(Code::kAborted, "caller failed after appending");
@@ -103,7 +126,7 @@ TEST_F(UsageLedgerTest, RolledBackTransactionLeavesNoEvent) {
   EXPECT_TRUE(list_all().empty());
 }
 
-TEST_F(UsageLedgerTest, FiltersByProjectTimeAndPages) {
+TEST_P(UsageLedgerTest, FiltersByProjectTimeAndPages) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(append_one(event("a" + std::to_string(i), "pa")));
   auto late = event("b0", "pb");
   late.start += std::chrono::hours(10);
@@ -132,3 +155,9 @@ TEST(Decimal, Grammar) {
 
 }  // namespace
 }  // namespace concord::usage
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  testing::AddGlobalTestEnvironment(new concord::test_support::PostgresEnvironment);
+  return RUN_ALL_TESTS();
+}
