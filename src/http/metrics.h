@@ -3,6 +3,7 @@
 // with labels, rendered in the text exposition format 0.0.4. Updates are lock-free on the
 // hot path after a series exists; creating a series takes a mutex.
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -14,6 +15,8 @@ namespace concord::http {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+// A monotonically increasing value. inc() with a negative or NaN amount is ignored: a counter
+// that goes down would be read as a process restart by Prometheus' rate().
 class Counter {
  public:
   void inc(double by = 1.0);
@@ -23,6 +26,10 @@ class Counter {
   std::atomic<double> value_{0.0};
 };
 
+// Observations counted into fixed buckets. `bounds` are upper bounds (sorted and deduplicated
+// here; +Inf is implicit). Buckets are stored non-cumulatively so observe() touches one slot;
+// snapshot() accumulates them, and count is the total of the buckets so that the +Inf bucket
+// always equals _count in a scrape.
 class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);
@@ -33,18 +40,23 @@ class Histogram {
 
  private:
   std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;  // bounds_.size() + 1 (the +Inf overflow)
   std::atomic<double> sum_{0.0};
-  std::atomic<uint64_t> count_{0};
 };
 
+// Families by name, each with one series per distinct label set. counter() and histogram()
+// return a reference that stays valid for the registry's lifetime, so hot paths look a series
+// up once and keep the pointer. Asking for an existing name with another type is a programming
+// error: it is logged and the returned series is never rendered (the scrape stays valid).
 class Registry {
  public:
   Counter& counter(const std::string& name, const std::string& help, const Labels& labels = {});
   Histogram& histogram(const std::string& name, const std::string& help, const Labels& labels,
                        const std::vector<double>& bounds);
-  // Gauges are computed at scrape time.
+  // Gauges are computed at scrape time, outside the registry's lock (so `fn` may use the
+  // registry). Registering a name again replaces the function.
   void gauge_fn(const std::string& name, const std::string& help, std::function<double()> fn);
+  // The text exposition format 0.0.4, families sorted by name.
   std::string render() const;
 
  private:
@@ -55,8 +67,11 @@ class Registry {
     std::map<std::string, std::unique_ptr<Histogram>> histograms;  // key: rendered labels
     std::function<double()> gauge;
   };
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // guards families_ and detached_* (not the series' values)
   std::map<std::string, Family> families_;
+  // Series handed out for a name already registered with another type (see above).
+  std::vector<std::unique_ptr<Counter>> detached_counters_;
+  std::vector<std::unique_ptr<Histogram>> detached_histograms_;
 };
 
 }  // namespace concord::http

@@ -40,6 +40,9 @@ class RouteTable {
     std::vector<std::string> params;
     std::vector<Method> allowed;  // filled when the path matched but the method did not
   };
+  // `path` is the raw (still percent-encoded) path below the mount prefix; literal segments
+  // compare against, and params hold, the percent-decoded segments. HEAD falls back to the GET
+  // route when there is no HEAD route; `allowed` lists HEAD wherever GET is allowed.
   Match match(Method method, std::string_view path) const;
 
  private:
@@ -59,6 +62,12 @@ class Router {
 
   // Fills req.path/params, calls the handler or produces 404/405. `route_name` receives the
   // metrics label ("unmatched" when nothing matched).
+  //
+  // Reads the raw path and query from req.target (or from req.path when target is empty, for
+  // callers that build a Request by hand), fills req.query, and appends the mount prefix to
+  // req.base_url (the server puts the origin there). A handler that throws is logged and
+  // answered 500 in the mount's format. For HEAD the body is dropped and its length kept in a
+  // content-length header.
   Response dispatch(Request& req, std::string& route_name) const;
 
   // The error formatter for the mount that owns this raw path (for errors the server raises
@@ -72,6 +81,7 @@ class Router {
     ErrorFormatter errors;
   };
   const Mount* find(std::string_view path) const;
+  Response route(Request& req, std::string_view raw_path, std::string& route_name) const;
   std::vector<Mount> mounts_;
 };
 

@@ -1,0 +1,223 @@
+#include "http/metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+
+#include "base/log.h"
+
+namespace concord::http {
+namespace {
+
+void append_escaped(std::string& out, std::string_view s, bool quote) {
+  for (char c : s) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '"':
+        if (quote) {
+          out += "\\\"";
+        } else {
+          out += c;
+        }
+        break;
+      default: out += c;
+    }
+  }
+}
+
+// `route="x",method="GET"`: the series key, rendered once at creation.
+std::string render_labels(const Labels& labels) {
+  std::string out;
+  for (const auto& [name, value] : labels) {
+    if (!out.empty()) out += ',';
+    out += name;
+    out += "=\"";
+    append_escaped(out, value, true);
+    out += '"';
+  }
+  return out;
+}
+
+std::string format_value(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  return fmt::format("{}", v);
+}
+
+void append_sample(std::string& out, const std::string& name, std::string_view suffix,
+                   const std::string& labels, std::string_view extra_label, double value) {
+  out += name;
+  out += suffix;
+  if (!labels.empty() || !extra_label.empty()) {
+    out += '{';
+    out += labels;
+    if (!labels.empty() && !extra_label.empty()) out += ',';
+    out += extra_label;
+    out += '}';
+  }
+  out += ' ';
+  out += format_value(value);
+  out += '\n';
+}
+
+void atomic_add(std::atomic<double>& target, double by) {
+  double cur = target.load(std::memory_order_relaxed);
+  while (!target.compare_exchange_weak(cur, cur + by, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
+void Counter::inc(double by) {
+  if (!(by >= 0.0)) return;
+  atomic_add(value_, by);
+}
+
+double Counter::value() const {
+  return value_.load(std::memory_order_relaxed);
+}
+
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {
+  std::erase_if(bounds_, [](double b) { return std::isnan(b) || std::isinf(b); });
+  std::sort(bounds_.begin(), bounds_.end());
+  bounds_.erase(std::unique(bounds_.begin(), bounds_.end()), bounds_.end());
+  buckets_ = std::make_unique<std::atomic<uint64_t>[]>(bounds_.size() + 1);
+}
+
+void Histogram::observe(double value) {
+  // Prometheus buckets are "less than or equal": the first bound >= value.
+  size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
+                                 bounds_.begin());
+  if (std::isnan(value)) i = bounds_.size();
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  if (!std::isnan(value)) atomic_add(sum_, value);
+}
+
+void Histogram::snapshot(std::vector<uint64_t>& cumulative, double& sum, uint64_t& count) const {
+  cumulative.resize(bounds_.size() + 1);
+  uint64_t total = 0;
+  for (size_t i = 0; i <= bounds_.size(); ++i) {
+    total += buckets_[i].load(std::memory_order_relaxed);
+    cumulative[i] = total;
+  }
+  count = total;
+  sum = sum_.load(std::memory_order_relaxed);
+}
+
+Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
+  std::string key = render_labels(labels);
+  std::lock_guard lock(mu_);
+  Family& family = families_[name];
+  if (family.type.empty()) {
+    family.type = "counter";
+    family.help = help;
+  } else if (family.type != "counter") {
+    logger("http")->error("metric {} is a {}, asked for as a counter; series not exported", name,
+                          family.type);
+    return *detached_counters_.emplace_back(std::make_unique<Counter>());
+  }
+  auto& slot = family.counters[key];
+  if (!slot) slot = std::make_unique<Counter>();
+  return *slot;
+}
+
+Histogram& Registry::histogram(const std::string& name, const std::string& help,
+                               const Labels& labels, const std::vector<double>& bounds) {
+  std::string key = render_labels(labels);
+  std::lock_guard lock(mu_);
+  Family& family = families_[name];
+  if (family.type.empty()) {
+    family.type = "histogram";
+    family.help = help;
+  } else if (family.type != "histogram") {
+    logger("http")->error("metric {} is a {}, asked for as a histogram; series not exported", name,
+                          family.type);
+    return *detached_histograms_.emplace_back(std::make_unique<Histogram>(bounds));
+  }
+  auto& slot = family.histograms[key];
+  if (!slot) slot = std::make_unique<Histogram>(bounds);
+  return *slot;
+}
+
+void Registry::gauge_fn(const std::string& name, const std::string& help,
+                        std::function<double()> fn) {
+  std::lock_guard lock(mu_);
+  Family& family = families_[name];
+  if (!family.type.empty() && family.type != "gauge") {
+    logger("http")->error("metric {} is a {}, asked for as a gauge; not exported", name,
+                          family.type);
+    return;
+  }
+  family.type = "gauge";
+  family.help = help;
+  family.gauge = std::move(fn);
+}
+
+std::string Registry::render() const {
+  // Gauge functions run outside the lock: they may be slow (reading /proc) or use the registry.
+  std::vector<std::pair<std::string, std::function<double()>>> gauges;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, family] : families_) {
+      if (family.type == "gauge" && family.gauge) gauges.emplace_back(name, family.gauge);
+    }
+  }
+  std::map<std::string, double> gauge_values;
+  for (auto& [name, fn] : gauges) {
+    try {
+      gauge_values[name] = fn();
+    } catch (const std::exception& e) {
+      logger("http")->error("gauge {} threw: {}", name, e.what());
+    } catch (...) {
+      logger("http")->error("gauge {} threw a non-exception", name);
+    }
+  }
+
+  std::string out;
+  std::vector<uint64_t> cumulative;
+  std::lock_guard lock(mu_);
+  for (const auto& [name, family] : families_) {
+    std::string_view type = family.type;
+    if (type == "gauge" && !gauge_values.contains(name)) continue;
+    if (type == "counter" && family.counters.empty()) continue;
+    if (type == "histogram" && family.histograms.empty()) continue;
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    append_escaped(out, family.help, false);
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+    if (type == "gauge") {
+      append_sample(out, name, "", {}, {}, gauge_values[name]);
+    } else if (type == "counter") {
+      for (const auto& [labels, c] : family.counters) {
+        append_sample(out, name, "", labels, {}, c->value());
+      }
+    } else {
+      for (const auto& [labels, h] : family.histograms) {
+        double sum = 0;
+        uint64_t count = 0;
+        h->snapshot(cumulative, sum, count);
+        const auto& bounds = h->bounds();
+        std::string le;
+        for (size_t i = 0; i <= bounds.size(); ++i) {
+          le = "le=\"";
+          le += i < bounds.size() ? format_value(bounds[i]) : "+Inf";
+          le += '"';
+          append_sample(out, name, "_bucket", labels, le, static_cast<double>(cumulative[i]));
+        }
+        append_sample(out, name, "_sum", labels, {}, sum);
+        append_sample(out, name, "_count", labels, {}, static_cast<double>(count));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace concord::http
