@@ -12,6 +12,8 @@
 // `--section.key=value` of the commands that use it; `--config FILE` reads an INI file
 // first, flags win.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
+
 #include <cstdio>
 #include <map>
 #include <string>
@@ -42,6 +44,12 @@ void add_config_flags(CLI::App* cmd, std::string& config_file,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // argon2id allocates ~19 MiB per password check. glibc raises its mmap threshold after the
+  // first such block is freed, so later ones come from the heap and stay resident: a fixed
+  // threshold keeps large blocks mmapped and returned to the kernel when freed, and fewer
+  // arenas keep the idle footprint small (docs/benchmarks.md: idle resident memory).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_ARENA_MAX, 2);
   CLI::App app{"Concord: an open-source public cloud platform"};
   app.require_subcommand(1);
   std::string config_file;
