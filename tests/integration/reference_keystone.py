@@ -8,9 +8,11 @@ script accepts the same command line as `concord all-in-one` and produces the sa
 CONCORD_BIN=tests/integration/reference_keystone.py. server.json also says
 "reference": "keystone", so tests of Concord-only features (/healthz, /metrics) can skip.
 
-Keystone is mounted at /identity (so the auth URL is <url>/identity/v3, as with Concord).
-SIGTERM stops uWSGI and exits; if this process is killed with -9, uWSGI dies with it
-(PR_SET_PDEATHSIG), which is what the crash tests need.
+Keystone runs as two single-threaded uWSGI workers (lazy-apps, WAL): with SQLite, threads
+or an app loaded before the fork make Keystone fail with cross-thread connection errors and
+"database is locked". It is mounted at /identity (so the auth URL is <url>/identity/v3, as
+with Concord). SIGTERM stops uWSGI and exits; if this process is killed with -9, uWSGI dies
+with it (PR_SET_PDEATHSIG), which is what the crash tests need.
 
 Run on /usr/bin/python3 (Debian's Python, which has keystone installed).
 """
@@ -27,15 +29,18 @@ import urllib.request
 
 KEYSTONE_MANAGE = "/usr/bin/keystone-manage"
 UWSGI = "/usr/bin/uwsgi"
-WSGI_FILE = "/usr/bin/keystone-wsgi-public"
+# uWSGI's --mount loads a file only when its name ends in .py/.wsgi, which Debian's
+# keystone-wsgi-public does not; a two-line app file in the data dir stands in for it.
+WSGI_APP = ("from keystone.server.wsgi import initialize_public_application\n"
+            "application = initialize_public_application()\n")
 
 
 def parse_args(argv):
-    if not argv or argv[0] != "all-in-one":
+    if not argv or argv[0] not in ("all-in-one", "token-rotate"):
         sys.exit("usage: reference_keystone.py all-in-one --data_dir=DIR [--server.port=N] "
                  "[--bootstrap.admin_password=PW] [--log.level=L]")
     opts = {"data_dir": None, "server.port": "0", "bootstrap.admin_password": None,
-            "log.level": "warn"}
+            "log.level": "warn", "identity.token_ttl": "1h", "command": argv[0]}
     for arg in argv[1:]:
         if not arg.startswith("--") or "=" not in arg:
             sys.exit("reference_keystone: unsupported argument %r" % arg)
@@ -44,6 +49,14 @@ def parse_args(argv):
     if not opts["data_dir"]:
         sys.exit("reference_keystone: --data_dir is required")
     return opts
+
+
+def seconds(text):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for unit in ("ms", "s", "m", "h", "d"):
+        if text.endswith(unit) and text[:-len(unit)].isdigit():
+            return max(1, int(int(text[:-len(unit)]) * units[unit]))
+    return int(text)
 
 
 def run(cmd, timeout=300):
@@ -75,8 +88,21 @@ def set_pdeathsig():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def token_rotate(opts):
+    """`concord token-rotate` stand-in: keystone-manage fernet_rotate on the data dir."""
+    data = os.path.abspath(opts["data_dir"])
+    conf = os.path.join(data, "keystone.conf")
+    if not os.path.exists(conf):
+        sys.exit("reference_keystone: no keystone.conf in %s" % data)
+    run([KEYSTONE_MANAGE, "--config-file", conf, "fernet_rotate",
+         "--keystone-user", "root", "--keystone-group", "root"])
+    print("rotated the token keys in %s/fernet-keys" % data)
+
+
 def main():
     opts = parse_args(sys.argv[1:])
+    if opts["command"] == "token-rotate":
+        return token_rotate(opts)
     data = os.path.abspath(opts["data_dir"])
     os.makedirs(data, exist_ok=True)
     try:
@@ -104,9 +130,10 @@ use_stderr = true
 connection = sqlite:///{data}/keystone.db
 [token]
 provider = fernet
-expiration = 3600
+expiration = {seconds(opts["identity.token_ttl"])}
 [fernet_tokens]
 key_repository = {data}/fernet-keys
+max_active_keys = {opts.get("identity.max_active_keys", "3")}
 [fernet_receipts]
 key_repository = {data}/fernet-receipts
 [credential]
@@ -118,6 +145,12 @@ enabled = false
 """)
     base = [KEYSTONE_MANAGE, "--config-file", conf]
     run(base + ["db_sync"])
+    # In the default rollback-journal mode Keystone's own read connection blocks its writer's
+    # commit (role create fails with "database is locked" after 5 s); WAL lets them coexist.
+    import sqlite3
+    db = sqlite3.connect(os.path.join(data, "keystone.db"))
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
     for what, repo in (("fernet_setup", "fernet-keys"), ("credential_setup", "credential-keys")):
         if not os.path.isdir(os.path.join(data, repo)):
             run(base + [what, "--keystone-user", "root", "--keystone-group", "root"])
@@ -129,28 +162,41 @@ enabled = false
                 "--bootstrap-public-url", url + "/identity",
                 "--bootstrap-region-id", "RegionOne"])
 
+    app_file = os.path.join(data, "keystone_app.py")
+    with open(app_file, "w") as f:
+        f.write(WSGI_APP)
     env = dict(os.environ, OS_KEYSTONE_CONFIG_DIR=data, OS_KEYSTONE_CONFIG_FILES="keystone.conf")
     log = open(os.path.join(data, "uwsgi.log"), "ab")
     uwsgi = subprocess.Popen(
         [UWSGI, "--plugin", "python3", "--http-socket", "127.0.0.1:%d" % port,
-         "--mount", "/identity=" + WSGI_FILE, "--manage-script-name", "--need-app",
-         "--master", "--processes", "2", "--threads", "4", "--die-on-term",
-         "--buffer-size", "65535", "--disable-logging"],
+         "--mount", "/identity=" + app_file, "--manage-script-name", "--need-app",
+         "--master", "--lazy-apps", "--processes", "2", "--threads", "1", "--die-on-term",
+         "--buffer-size", "65535", "--disable-logging",
+         # uWSGI's http-socket does not keep connections alive; without this header
+         # keystoneauth reuses a closed socket and gets "Connection reset by peer".
+         "--add-header", "Connection: close"],
         env=env, stdout=log, stderr=log, preexec_fn=set_pdeathsig)
 
-    def stop(signum, frame):
+    # The handler only records the request: calling Popen.wait from a signal handler while the
+    # main loop is inside Popen.wait deadlocks on the Popen's internal lock.
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
+
+    def shutdown_if_asked():
+        if not stopping:
+            return
         uwsgi.terminate()
         try:
             uwsgi.wait(timeout=20)
         except subprocess.TimeoutExpired:
             uwsgi.kill()
+            uwsgi.wait(timeout=20)
         sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
 
     deadline = time.monotonic() + 120
     while True:
+        shutdown_if_asked()
         if uwsgi.poll() is not None:
             sys.exit("reference_keystone: uwsgi exited with %d (see %s/uwsgi.log)"
                      % (uwsgi.returncode, data))
@@ -193,8 +239,11 @@ export OS_IDENTITY_API_VERSION=3
                  json.dumps({"url": url, "pid": os.getpid(), "reference": "keystone"}), 0o644)
 
     while True:
-        code = uwsgi.wait()
-        sys.exit("reference_keystone: uwsgi exited unexpectedly with %d" % code)
+        shutdown_if_asked()
+        code = uwsgi.poll()
+        if code is not None:
+            sys.exit("reference_keystone: uwsgi exited unexpectedly with %d" % code)
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+#!/bin/bash
+# Runs Tempest's Identity v3 API tests against a Concord all-in-one and compares the result
+# with tests/tempest/expected-pass.txt (see docs/testing.md).
+#
+#   tests/tempest/run.sh                 start $CONCORD_BIN in a temp dir, run, compare
+#   CONCORD_URL=http://127.0.0.1:5000 CONCORD_ADMIN_PASSWORD=pw tests/tempest/run.sh
+#                                        use a server that is already running
+#   UPDATE_EXPECTED=1 tests/tempest/run.sh
+#                                        also rewrite expected-pass.txt with what passed
+#
+# Environment: CONCORD_BIN (default build/default/src/cmd/concord), CONCORD_ARGS (extra server
+# flags, e.g. --identity.lockout_window=5s), TEMPEST_CONCURRENCY
+# (default 2), TEMPEST_REGEX, TEMPEST_TIMEOUT (seconds, default 1200), TEMPEST_CONF_TEMPLATE
+# (default tempest.conf.in next to this script), KEEP_TEMPEST_DIR=1 to keep the workspace,
+# server log and subunit stream.
+# Exit status: 0 when every expected test passed, 1 when one did not, 2 on harness errors.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PY=/usr/bin/python3
+TEMPEST=/usr/bin/tempest
+STESTR=/usr/bin/stestr
+CONCORD_BIN="${CONCORD_BIN:-$ROOT/build/default/src/cmd/concord}"
+REGEX="${TEMPEST_REGEX:-^tempest\.api\.identity\.v3|^tempest\.api\.identity\.admin\.v3}"
+CONCURRENCY="${TEMPEST_CONCURRENCY:-2}"
+RUN_TIMEOUT="${TEMPEST_TIMEOUT:-1200}"
+EXPECTED="$HERE/expected-pass.txt"
+
+WORK="$(mktemp -d /tmp/concord-tempest-XXXXXX)"
+SERVER_PID=""
+
+# True while the process exists and is not a zombie (kill -0 succeeds on our own zombies).
+alive() {
+  [[ -r "/proc/$1/stat" ]] && [[ "$(cut -d')' -f2 "/proc/$1/stat" | cut -d' ' -f2)" != Z ]]
+}
+
+# shellcheck disable=SC2317  # called through the EXIT trap
+cleanup() {
+  if [[ -n "$SERVER_PID" ]]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    (sleep 20; kill -KILL -- "-$SERVER_PID" 2>/dev/null) &
+    local watchdog=$!
+    wait "$SERVER_PID" 2>/dev/null || true
+    kill "$watchdog" 2>/dev/null || true
+    kill -KILL -- "-$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ "${KEEP_TEMPEST_DIR:-}" == 1 ]]; then
+    echo "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+
+die() {
+  echo "tempest/run.sh: $*" >&2
+  exit 2
+}
+
+openrc_value() {  # FILE KEY
+  "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import concord_launcher as c
+print(c.parse_openrc(open(sys.argv[2]).read()).get(sys.argv[3], ""))' \
+    "$ROOT/tests/integration" "$1" "$2"
+}
+
+if [[ -n "${CONCORD_URL:-}" ]]; then
+  URL="${CONCORD_URL%/}"
+  AUTH_URL="${CONCORD_AUTH_URL:-$URL/identity/v3}"
+  ADMIN_PASSWORD="${CONCORD_ADMIN_PASSWORD:?CONCORD_URL needs CONCORD_ADMIN_PASSWORD}"
+else
+  [[ -x "$CONCORD_BIN" ]] || die "no concord binary at $CONCORD_BIN (set CONCORD_BIN)"
+  DATA="$WORK/data"
+  mkdir -p "$DATA"
+  # setsid: the server gets its own process group, so cleanup can kill all of it.
+  # shellcheck disable=SC2086  # CONCORD_ARGS is a list of extra flags
+  setsid "$CONCORD_BIN" all-in-one --data_dir="$DATA" --server.port=0 --log.level=warn \
+    ${CONCORD_ARGS:-} >"$WORK/server.log" 2>&1 </dev/null &
+  SERVER_PID=$!
+  for _ in $(seq 1 600); do  # 60 s
+    [[ -f "$DATA/server.json" ]] && break
+    alive "$SERVER_PID" || { tail -20 "$WORK/server.log" >&2; die "concord exited"; }
+    sleep 0.1
+  done
+  if [[ ! -f "$DATA/server.json" ]]; then
+    tail -20 "$WORK/server.log" >&2
+    die "concord not ready in 60 s"
+  fi
+  AUTH_URL="$(openrc_value "$DATA/openrc" OS_AUTH_URL)"
+  ADMIN_PASSWORD="$(openrc_value "$DATA/openrc" OS_PASSWORD)"
+  [[ -n "$AUTH_URL" && -n "$ADMIN_PASSWORD" ]] || die "no OS_AUTH_URL/OS_PASSWORD in $DATA/openrc"
+fi
+echo "tempest: target $AUTH_URL"
+
+cd "$WORK"
+timeout 120 "$TEMPEST" init --workspace-path "$WORK/workspace.yaml" "$WORK/ws" >/dev/null \
+  || die "tempest init failed"
+ESCAPED_PW="$(printf '%s' "$ADMIN_PASSWORD" | sed -e 's/[\/&|]/\\&/g')"
+sed -e "s|@AUTH_URL@|$AUTH_URL|" -e "s|@ADMIN_PASSWORD@|$ESCAPED_PW|" \
+  "${TEMPEST_CONF_TEMPLATE:-$HERE/tempest.conf.in}" >"$WORK/ws/etc/tempest.conf"
+
+cd "$WORK/ws"
+echo "tempest: running '$REGEX' with concurrency $CONCURRENCY (log: $WORK/tempest-run.log)"
+set +e
+HOME="$WORK" timeout --kill-after=30 "$RUN_TIMEOUT" "$TEMPEST" run \
+  --config-file "$WORK/ws/etc/tempest.conf" --regex "$REGEX" --concurrency "$CONCURRENCY" \
+  >"$WORK/tempest-run.log" 2>&1
+RUN_STATUS=$?
+set -e
+if [[ $RUN_STATUS -eq 124 || $RUN_STATUS -eq 137 ]]; then
+  echo "tempest: run timed out after $RUN_TIMEOUT s; summarizing what finished" >&2
+fi
+timeout 120 "$STESTR" last --subunit >"$WORK/results.subunit" 2>"$WORK/stestr.err" \
+  || { tail -40 "$WORK/tempest-run.log" >&2; cat "$WORK/stestr.err" >&2; die "no results"; }
+
+ARGS=("$WORK/results.subunit" "$EXPECTED")
+if [[ "${UPDATE_EXPECTED:-}" == 1 ]]; then
+  ARGS+=(--write-passing "$EXPECTED")
+fi
+set +e
+"$PY" "$HERE/summarize.py" "${ARGS[@]}"
+STATUS=$?
+set -e
+if [[ -n "$SERVER_PID" ]] && ! alive "$SERVER_PID"; then
+  echo "tempest: the server died during the run:" >&2
+  tail -20 "$WORK/server.log" >&2
+  exit 2
+fi
+exit $STATUS
