@@ -11,9 +11,9 @@
 // Every configuration option is declared once (src/config/config.cc) and becomes a flag
 // `--section.key=value` of the commands that use it; `--config FILE` reads an INI file
 // first, flags win.
-#include <CLI/CLI.hpp>
 #include <malloc.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <map>
 #include <string>

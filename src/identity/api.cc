@@ -26,6 +26,7 @@ Status Api::build() {
   add_user_routes();
   add_role_routes();
   add_catalog_routes();
+  add_document_routes();
   if (!errors_.empty()) {
     std::string msg = "identity routes with unknown policy rules:";
     for (const std::string& e : errors_) msg += " " + e;
@@ -79,10 +80,30 @@ http::Response error_from(const http::Request& req, const Error& e) {
   return error_response(req, status, e.message());
 }
 
+// Keystone's rule for request bodies: a body is parsed as JSON only when the Content-Type says
+// JSON (application/json or application/*+json, any parameters such as charset) or is absent.
+bool json_content_type(std::string_view content_type) {
+  std::string mime(content_type.substr(0, content_type.find(';')));
+  for (char& ch : mime) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  size_t b = mime.find_first_not_of(" \t");
+  if (b == std::string::npos) return true;
+  size_t e = mime.find_last_not_of(" \t");
+  mime = mime.substr(b, e - b + 1);
+  if (mime == "application/json") return true;
+  return mime.starts_with("application/") && mime.ends_with("+json");
+}
+
 }  // namespace
 
 http::Response Api::run(http::Request& req, const Spec& spec) {
   try {
+    if (!req.body.empty() && !json_content_type(req.header("content-type"))) {
+      return error_response(req, 400,
+                            "Expecting to find application/json in Content-Type header. The "
+                            "server could not comply with the request since it is either "
+                            "malformed or otherwise incorrect. The client is assumed to be in "
+                            "error.");
+    }
     Call call{req, nullptr};
     AuthContext ctx;
     if (spec.check != Check::kPublic) {

@@ -40,6 +40,8 @@ class Api {
     // scheme://host[:port]/prefix + "/v3/" + path
     std::string link(std::string_view path) const;
   };
+  // A resource kept whole in identity_documents (api_documents.cc).
+  struct DocKind;
   using Handler = std::function<Result<http::Response>(Call&)>;
   using TargetFn = std::function<Result<Target>(Call&)>;
 
@@ -61,6 +63,7 @@ class Api {
   void add_user_routes();
   void add_role_routes();
   void add_catalog_routes();
+  void add_document_routes();
 
   // ---- discovery and auth (api_auth.cc) ----
   Result<http::Response> versions(Call& c);
@@ -154,6 +157,13 @@ class Api {
   Result<http::Response> get_endpoint(Call& c);
   Result<http::Response> update_endpoint(Call& c);
   Result<http::Response> delete_endpoint(Call& c);
+
+  // ---- policies, credentials, OAuth1 consumers, endpoint groups (api_documents.cc) ----
+  Result<http::Response> doc_list(Call& c, const DocKind& k);
+  Result<http::Response> doc_create(Call& c, const DocKind& k);
+  Result<http::Response> doc_get(Call& c, const DocKind& k, bool head);
+  Result<http::Response> doc_update(Call& c, const DocKind& k);
+  Result<http::Response> doc_delete(Call& c, const DocKind& k);
 
   // Shared pieces.
   Result<Project> load_domain(store::Tx& tx, std::string_view id);

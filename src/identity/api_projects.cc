@@ -197,6 +197,11 @@ Status Api::cascade_delete_project(store::Tx& tx, WriteSet& ws, const Project& p
     CONCORD_RETURN_IF_ERROR(repo::delete_ec2_of_project(tx, p.id));
     CONCORD_RETURN_IF_ERROR(ws.revoke(tx, RevocationKind::kProject, p.id, now));
   }
+  if (p.is_domain) {
+    CONCORD_ASSIGN_OR_RETURN(bool had_config,
+                             repo::delete_document(tx, documents::kDomainConfig, p.id));
+    (void)had_config;
+  }
   CONCORD_RETURN_IF_ERROR(repo::delete_project(tx, p.id));
   CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kAssignment, p.id, "delete", p.id));
   return ws.change(tx, kinds::kProject, p.id, "delete", p.id);
@@ -315,7 +320,11 @@ Result<http::Response> Api::create_project(Call& c) {
       std::optional<Project> parent;
       if (parent_id.has_value()) {
         CONCORD_ASSIGN_OR_RETURN(parent, repo::get_project(tx, parent_id.value));
-        if (!parent) return not_found("project", parent_id.value);
+        // Keystone answers 400 here: the URL's resource exists, the body names a missing one.
+        if (!parent) {
+          return fail(Code::kInvalidArgument,
+                      "Could not find project: " + sanitize_utf8(parent_id.value) + ".");
+        }
       }
       if (domain_id.has_value()) {
         p.domain_id = domain_id.value;
@@ -324,8 +333,10 @@ Result<http::Response> Api::create_project(Call& c) {
       } else {
         p.domain_id = default_domain_for(c);
       }
-      CONCORD_ASSIGN_OR_RETURN(Project domain, load_domain(tx, p.domain_id));
-      (void)domain;
+      if (auto domain = load_domain(tx, p.domain_id); !domain) {
+        if (domain.error().code() != Code::kNotFound) return std::unexpected(domain.error());
+        return fail(Code::kInvalidArgument, domain.error().message());
+      }
       if (parent) {
         std::string parent_domain = parent->is_domain ? parent->id : parent->domain_id;
         if (parent_domain != p.domain_id) {

@@ -164,6 +164,25 @@ struct RevocationEvent {
   int64_t created_at = 0;
 };
 
+// One row of identity_documents: a resource Concord keeps whole as JSON (see schema.cc).
+struct Document {
+  std::string kind;  // documents::k*
+  std::string id;
+  Json data = Json::object();
+  int64_t revision = 0;
+  int64_t created_at = 0;
+};
+
+namespace documents {
+inline constexpr std::string_view kPolicy = "policy";
+inline constexpr std::string_view kCredential = "credential";
+inline constexpr std::string_view kConsumer = "oauth1_consumer";
+inline constexpr std::string_view kEndpointGroup = "endpoint_group";
+// id "<endpoint_group_id>/<project_id>"
+inline constexpr std::string_view kEndpointGroupProject = "endpoint_group_project";
+inline constexpr std::string_view kDomainConfig = "domain_config";  // id: domain id
+}  // namespace documents
+
 // Change-feed kinds of identity writes.
 namespace kinds {
 inline constexpr std::string_view kProject = "identity.project";
@@ -179,6 +198,7 @@ inline constexpr std::string_view kEndpoint = "identity.endpoint";
 inline constexpr std::string_view kAppCred = "identity.app_cred";
 inline constexpr std::string_view kEc2Credential = "identity.ec2_credential";
 inline constexpr std::string_view kRevocation = "identity.revocation";
+inline constexpr std::string_view kDocument = "identity.document";
 }  // namespace kinds
 
 }  // namespace concord::identity

@@ -123,6 +123,29 @@ const std::vector<Rule> kRules = {
     {"identity:create_endpoint", Check::kAdmin},
     {"identity:update_endpoint", Check::kAdmin},
     {"identity:delete_endpoint", Check::kAdmin},
+
+    // Stored, uninterpreted resources (api_documents.cc). Keystone also lets a user manage
+    // their own /v3/credentials; Concord keeps them admin-only for now.
+    {"identity:list_policies", Check::kAdmin},
+    {"identity:create_policy", Check::kAdmin},
+    {"identity:get_policy", Check::kAdmin},
+    {"identity:update_policy", Check::kAdmin},
+    {"identity:delete_policy", Check::kAdmin},
+    {"identity:list_credentials", Check::kAdmin},
+    {"identity:create_credential", Check::kAdmin},
+    {"identity:get_credential", Check::kAdmin},
+    {"identity:update_credential", Check::kAdmin},
+    {"identity:delete_credential", Check::kAdmin},
+    {"identity:list_consumers", Check::kAdmin},
+    {"identity:create_consumer", Check::kAdmin},
+    {"identity:get_consumer", Check::kAdmin},
+    {"identity:update_consumer", Check::kAdmin},
+    {"identity:delete_consumer", Check::kAdmin},
+    {"identity:list_endpoint_groups", Check::kAdmin},
+    {"identity:create_endpoint_group", Check::kAdmin},
+    {"identity:get_endpoint_group", Check::kAdmin},
+    {"identity:update_endpoint_group", Check::kAdmin},
+    {"identity:delete_endpoint_group", Check::kAdmin},
 };
 
 bool scoped_to_project(const AuthContext& c, const std::string& project_id) {

@@ -923,5 +923,58 @@ Status record(Tx& tx, std::string_view kind, std::string_view id, std::string_vi
   return tx.record_change(c);
 }
 
+// ---- documents ----
+namespace {
+Document to_document(const Row& r) {
+  Document d;
+  d.kind = r.text(0);
+  d.id = r.text(1);
+  d.data = json_or(r.text(2), Json::object());
+  d.revision = r.integer(3);
+  d.created_at = r.integer(4);
+  return d;
+}
+}  // namespace
+
+Result<std::optional<Document>> get_document(Tx& tx, std::string_view kind, std::string_view id) {
+  CONCORD_ASSIGN_OR_RETURN(
+      Rows rows, tx.query("SELECT kind, id, data, revision, created_at FROM identity_documents "
+                          "WHERE kind = ? AND id = ?",
+                          {str(kind), str(id)}));
+  if (rows.empty()) return std::optional<Document>();
+  return std::optional<Document>(to_document(rows[0]));
+}
+
+Result<std::vector<Document>> list_documents(Tx& tx, std::string_view kind) {
+  CONCORD_ASSIGN_OR_RETURN(
+      Rows rows, tx.query("SELECT kind, id, data, revision, created_at FROM identity_documents "
+                          "WHERE kind = ? ORDER BY created_at, id",
+                          {str(kind)}));
+  std::vector<Document> out;
+  for (const Row& r : rows) out.push_back(to_document(r));
+  return out;
+}
+
+Status insert_document(Tx& tx, const Document& d, int64_t now_us) {
+  CONCORD_RETURN_IF_ERROR(
+      tx.exec("INSERT INTO identity_documents (kind, id, data, created_at) VALUES (?, ?, ?, ?)",
+              {d.kind, d.id, dump_json(d.data), now_us}));
+  return ok();
+}
+
+Status update_document(Tx& tx, const Document& d) {
+  return expect_one(tx.exec("UPDATE identity_documents SET data = ?, revision = revision + 1 "
+                            "WHERE kind = ? AND id = ?",
+                            {dump_json(d.data), d.kind, d.id}),
+                    d.kind, d.id);
+}
+
+Result<bool> delete_document(Tx& tx, std::string_view kind, std::string_view id) {
+  CONCORD_ASSIGN_OR_RETURN(
+      int64_t n,
+      tx.exec("DELETE FROM identity_documents WHERE kind = ? AND id = ?", {str(kind), str(id)}));
+  return n > 0;
+}
+
 }  // namespace repo
 }  // namespace concord::identity

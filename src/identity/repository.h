@@ -165,4 +165,13 @@ Result<int64_t> prune_revocations(Tx& tx, int64_t created_before_us);
 Status record(Tx& tx, std::string_view kind, std::string_view id, std::string_view op,
               std::string_view project_id = {});
 
+// ---- documents (identity_documents; see schema.cc) ----
+Result<std::optional<Document>> get_document(Tx& tx, std::string_view kind, std::string_view id);
+// In creation order.
+Result<std::vector<Document>> list_documents(Tx& tx, std::string_view kind);
+Status insert_document(Tx& tx, const Document& d, int64_t now_us);
+// Replaces data and bumps the revision; kNotFound when the row is gone.
+Status update_document(Tx& tx, const Document& d);
+Result<bool> delete_document(Tx& tx, std::string_view kind, std::string_view id);
+
 }  // namespace concord::identity::repo

@@ -145,6 +145,21 @@ CREATE TABLE identity_ec2_credentials (
 CREATE INDEX identity_ec2_credentials_user ON identity_ec2_credentials (user_id)
 )sql",
                ""});
+  // Small Keystone resources that Concord stores but does not interpret (policy blobs, generic
+  // credentials, OAuth1 consumers, endpoint groups, domain configuration, inherited grants'
+  // companions): one JSON document per (kind, id). They are read and written whole, never
+  // queried by their contents in SQL, so one table serves them all.
+  m.push_back({"identity", 3, "documents: policies, credentials, consumers, endpoint groups", R"sql(
+CREATE TABLE identity_documents (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  data TEXT NOT NULL DEFAULT '{}',
+  revision BIGINT NOT NULL DEFAULT 1,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (kind, id)
+)
+)sql",
+               ""});
   return m;
 }
 

@@ -181,6 +181,33 @@ std::vector<Row> table() {
       {Method::kGet, "/v3/endpoints/{endpoint_id}", 200, ""},
       {Method::kPatch, "/v3/endpoints/{endpoint_id}", 200, R"({"endpoint":{"url":"http://y"}})"},
       {Method::kDelete, "/v3/endpoints/{endpoint_id}", 204, ""},
+
+      // Stored, uninterpreted resources (admin-only).
+      {Method::kGet, "/v3/policies", 200, ""},
+      {Method::kPost, "/v3/policies", 201, R"({"policy":{"type":"application/json","blob":"{}"}})"},
+      {Method::kGet, "/v3/policies/{policy_id}", 200, ""},
+      {Method::kPatch, "/v3/policies/{policy_id}", 200, R"({"policy":{"type":"text/plain"}})"},
+      {Method::kDelete, "/v3/policies/{policy_id}", 204, ""},
+      {Method::kGet, "/v3/credentials", 200, ""},
+      {Method::kPost, "/v3/credentials", 201,
+       R"({"credential":{"type":"cert","blob":"b","user_id":"{user_id}"}})"},
+      {Method::kGet, "/v3/credentials/{cred_id}", 200, ""},
+      {Method::kPatch, "/v3/credentials/{cred_id}", 200, R"({"credential":{"blob":"c"}})"},
+      {Method::kDelete, "/v3/credentials/{cred_id}", 204, ""},
+      {Method::kGet, "/v3/OS-OAUTH1/consumers", 200, ""},
+      {Method::kPost, "/v3/OS-OAUTH1/consumers", 201, R"({"consumer":{"description":"d"}})"},
+      {Method::kGet, "/v3/OS-OAUTH1/consumers/{consumer_id}", 200, ""},
+      {Method::kPatch, "/v3/OS-OAUTH1/consumers/{consumer_id}", 200,
+       R"({"consumer":{"description":"e"}})"},
+      {Method::kDelete, "/v3/OS-OAUTH1/consumers/{consumer_id}", 204, ""},
+      {Method::kGet, "/v3/OS-EP-FILTER/endpoint_groups", 200, ""},
+      {Method::kPost, "/v3/OS-EP-FILTER/endpoint_groups", 201,
+       R"({"endpoint_group":{"name":"g","filters":{"interface":"public"}}})"},
+      {Method::kGet, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}", 200, ""},
+      {Method::kHead, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}", 200, ""},
+      {Method::kPatch, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}", 200,
+       R"({"endpoint_group":{"name":"h"}})"},
+      {Method::kDelete, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}", 204, ""},
   };
 }
 
@@ -204,6 +231,10 @@ struct World {
   std::string implied;  // "extra" implies "extra2"
   std::string service;  // a service with one endpoint, outside the catalog's identity
   std::string endpoint;
+  std::string policy;  // stored documents, one of each kind
+  std::string credential;
+  std::string consumer;
+  std::string endpoint_group;
 };
 
 class PolicyMatrixTest : public ::testing::Test {
@@ -300,6 +331,25 @@ class PolicyMatrixTest : public ::testing::Test {
               201)
               .body["endpoint"]["id"];
 
+      w.policy =
+          ok_status(post("/v3/policies", {{"policy", {{"type", "t"}, {"blob", "{}"}}}}, tok), 201)
+              .body["policy"]["id"];
+      w.credential =
+          ok_status(
+              post("/v3/credentials",
+                   {{"credential", {{"type", "cert"}, {"blob", "b"}, {"user_id", "u"}}}}, tok),
+              201)
+              .body["credential"]["id"];
+      w.consumer =
+          ok_status(post("/v3/OS-OAUTH1/consumers", {{"consumer", Json::object()}}, tok), 201)
+              .body["consumer"]["id"];
+      w.endpoint_group =
+          ok_status(
+              post("/v3/OS-EP-FILTER/endpoint_groups",
+                   {{"endpoint_group", {{"name", "g"}, {"filters", {{"interface", "public"}}}}}},
+                   tok),
+              201)
+              .body["endpoint_group"]["id"];
       for (Identity* id : {&admin, &member, &reader, &other}) {
         put("/v3/groups/" + w.group + "/users/" + id->user_id, tok);
         put("/v3/projects/" + id->project_id + "/users/" + id->user_id + "/roles/" + w.role, tok);
@@ -428,6 +478,10 @@ TEST_F(PolicyMatrixTest, EveryRouteEveryCaller) {
             {"region_id", "spare-region"},
             {"service_id", w.service},
             {"endpoint_id", w.endpoint},
+            {"policy_id", w.policy},
+            {"cred_id", w.credential},
+            {"consumer_id", w.consumer},
+            {"endpoint_group_id", w.endpoint_group},
         };
         for (const auto& [k, v] : row.params) values[k] = v;
         std::string path = substitute(row.pattern, values);
