@@ -27,6 +27,8 @@ Status Api::build() {
   add_role_routes();
   add_catalog_routes();
   add_document_routes();
+  add_domain_config_routes();
+  add_endpoint_group_project_routes();
   if (!errors_.empty()) {
     std::string msg = "identity routes with unknown policy rules:";
     for (const std::string& e : errors_) msg += " " + e;

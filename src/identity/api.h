@@ -64,6 +64,8 @@ class Api {
   void add_role_routes();
   void add_catalog_routes();
   void add_document_routes();
+  void add_domain_config_routes();
+  void add_endpoint_group_project_routes();
 
   // ---- discovery and auth (api_auth.cc) ----
   Result<http::Response> versions(Call& c);
@@ -117,6 +119,12 @@ class Api {
   Result<http::Response> list_app_creds(Call& c);
   Result<http::Response> get_app_cred(Call& c);
   Result<http::Response> delete_app_cred(Call& c);
+  Result<http::Response> list_access_rules(Call& c);
+  Result<http::Response> get_access_rule(Call& c);
+  Result<http::Response> delete_access_rule(Call& c);
+  // Gives each of the credential's access rules the id of the user's matching stored rule,
+  // storing the new ones (inside the credential's write).
+  Status register_access_rules(store::Tx& tx, WriteSet& ws, AppCred& a);
   Result<http::Response> list_ec2(Call& c);
   Result<http::Response> create_ec2(Call& c);
   Result<http::Response> get_ec2(Call& c);
@@ -134,10 +142,15 @@ class Api {
   Result<http::Response> list_implied(Call& c);
   Result<http::Response> list_inferences(Call& c);
   // Grants: `system` targets take no target parameter.
-  Result<http::Response> grant_put(Call& c, ActorType actor, TargetType target);
-  Result<http::Response> grant_check(Call& c, ActorType actor, TargetType target);
-  Result<http::Response> grant_delete(Call& c, ActorType actor, TargetType target);
-  Result<http::Response> grant_list(Call& c, ActorType actor, TargetType target);
+  // `inherited`: the OS-INHERIT form (/v3/OS-INHERIT/.../inherited_to_projects).
+  Result<http::Response> grant_put(Call& c, ActorType actor, TargetType target,
+                                   bool inherited = false);
+  Result<http::Response> grant_check(Call& c, ActorType actor, TargetType target,
+                                     bool inherited = false);
+  Result<http::Response> grant_delete(Call& c, ActorType actor, TargetType target,
+                                      bool inherited = false);
+  Result<http::Response> grant_list(Call& c, ActorType actor, TargetType target,
+                                    bool inherited = false);
   Result<http::Response> list_role_assignments(Call& c);
 
   // ---- regions, services, endpoints (api_catalog.cc) ----
@@ -164,6 +177,19 @@ class Api {
   Result<http::Response> doc_get(Call& c, const DocKind& k, bool head);
   Result<http::Response> doc_update(Call& c, const DocKind& k);
   Result<http::Response> doc_delete(Call& c, const DocKind& k);
+  Result<http::Response> eg_project_put(Call& c);
+  Result<http::Response> eg_project_get(Call& c, bool head);
+  Result<http::Response> eg_project_delete(Call& c);
+  Result<http::Response> eg_projects(Call& c);
+  Result<http::Response> eg_endpoints(Call& c);
+  Result<http::Response> project_endpoint_groups(Call& c);
+
+  // ---- domain configuration (api_domain_config.cc); depth: 0 whole, 1 group, 2 option ----
+  Result<http::Response> put_domain_config(Call& c);
+  Result<http::Response> get_domain_config(Call& c, int depth);
+  Result<http::Response> update_domain_config(Call& c, int depth);
+  Result<http::Response> delete_domain_config(Call& c, int depth);
+  Result<http::Response> default_domain_config(Call& c, int depth);
 
   // Shared pieces.
   Result<Project> load_domain(store::Tx& tx, std::string_view id);

@@ -195,6 +195,19 @@ Status Api::cascade_delete_project(store::Tx& tx, WriteSet& ws, const Project& p
     }
     CONCORD_RETURN_IF_ERROR(repo::clear_default_project(tx, p.id));
     CONCORD_RETURN_IF_ERROR(repo::delete_ec2_of_project(tx, p.id));
+    CONCORD_ASSIGN_OR_RETURN(
+        std::vector<std::string> creds_gone,
+        repo::delete_documents_where(tx, documents::kCredential, "project_id", p.id));
+    for (const std::string& id : creds_gone) {
+      CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kDocument, "credential/" + id, "delete"));
+    }
+    CONCORD_ASSIGN_OR_RETURN(
+        std::vector<std::string> eg_gone,
+        repo::delete_documents_where(tx, documents::kEndpointGroupProject, "project_id", p.id));
+    for (const std::string& id : eg_gone) {
+      CONCORD_RETURN_IF_ERROR(
+          ws.change(tx, kinds::kDocument, "endpoint_group_project/" + id, "delete"));
+    }
     CONCORD_RETURN_IF_ERROR(ws.revoke(tx, RevocationKind::kProject, p.id, now));
   }
   if (p.is_domain) {

@@ -104,6 +104,42 @@ void Api::add_role_routes() {
         [this, a, t](Call& c) { return grant_delete(c, a, t); });
   }
 
+  // OS-INHERIT: the same grants, applying to the projects below the target. Keystone lists
+  // inherited grants only on domains.
+  struct InheritRoute {
+    ActorType actor;
+    TargetType target;
+    std::string prefix;
+    bool list;
+  };
+  const InheritRoute inherit_routes[] = {
+      {ActorType::kUser, TargetType::kDomain, "/v3/OS-INHERIT/domains/{domain_id}/users/{user_id}",
+       true},
+      {ActorType::kGroup, TargetType::kDomain,
+       "/v3/OS-INHERIT/domains/{domain_id}/groups/{group_id}", true},
+      {ActorType::kUser, TargetType::kProject,
+       "/v3/OS-INHERIT/projects/{project_id}/users/{user_id}", false},
+      {ActorType::kGroup, TargetType::kProject,
+       "/v3/OS-INHERIT/projects/{project_id}/groups/{group_id}", false},
+  };
+  for (const InheritRoute& g : inherit_routes) {
+    ActorType a = g.actor;
+    TargetType t = g.target;
+    std::string one = g.prefix + "/roles/{role_id}/inherited_to_projects";
+    if (g.list) {
+      add(Method::kGet, g.prefix + "/roles/inherited_to_projects", "identity:list_grants",
+          [this, a, t](Call& c) { return grant_list(c, a, t, true); });
+    }
+    add(Method::kPut, one, "identity:create_grant",
+        [this, a, t](Call& c) { return grant_put(c, a, t, true); });
+    add(Method::kHead, one, "identity:check_grant",
+        [this, a, t](Call& c) { return grant_check(c, a, t, true); });
+    add(Method::kGet, one, "identity:check_grant",
+        [this, a, t](Call& c) { return grant_check(c, a, t, true); });
+    add(Method::kDelete, one, "identity:revoke_grant",
+        [this, a, t](Call& c) { return grant_delete(c, a, t, true); });
+  }
+
   add(Method::kGet, "/v3/role_assignments", "identity:list_role_assignments",
       [this](Call& c) { return list_role_assignments(c); });
 }
@@ -360,7 +396,7 @@ static Result<std::optional<Role>> check_grant_parts(store::Tx& tx, ActorType ac
   return r;
 }
 
-Result<http::Response> Api::grant_put(Call& c, ActorType actor, TargetType target) {
+Result<http::Response> Api::grant_put(Call& c, ActorType actor, TargetType target, bool inherited) {
   GrantIds ids = grant_ids(c, target);
   std::string role_id(c.param(target == TargetType::kSystem ? 1 : 2));
   CONCORD_RETURN_IF_ERROR(core_.write([&](store::Tx& tx, WriteSet& ws) -> Status {
@@ -381,23 +417,24 @@ Result<http::Response> Api::grant_put(Call& c, ActorType actor, TargetType targe
                                                  role->id + " being assigned.");
       }
     }
-    CONCORD_RETURN_IF_ERROR(
-        repo::insert_assignment(tx, {actor, ids.actor_id, target, ids.target_id, role->id}));
+    CONCORD_RETURN_IF_ERROR(repo::insert_assignment(
+        tx, {actor, ids.actor_id, target, ids.target_id, role->id, inherited}));
     return ws.change(tx, kinds::kAssignment, ids.actor_id, "update",
                      target == TargetType::kProject ? std::string_view(ids.target_id) : "");
   }));
   return http::Response::empty(204);
 }
 
-Result<http::Response> Api::grant_check(Call& c, ActorType actor, TargetType target) {
+Result<http::Response> Api::grant_check(Call& c, ActorType actor, TargetType target,
+                                        bool inherited) {
   GrantIds ids = grant_ids(c, target);
   std::string role_id(c.param(target == TargetType::kSystem ? 1 : 2));
   bool found = false;
   CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(auto role, check_grant_parts(tx, actor, target, ids, role_id));
     (void)role;
-    CONCORD_ASSIGN_OR_RETURN(
-        found, repo::has_assignment(tx, {actor, ids.actor_id, target, ids.target_id, role_id}));
+    CONCORD_ASSIGN_OR_RETURN(found, repo::has_assignment(tx, {actor, ids.actor_id, target,
+                                                              ids.target_id, role_id, inherited}));
     return ok();
   }));
   if (!found) {
@@ -408,14 +445,16 @@ Result<http::Response> Api::grant_check(Call& c, ActorType actor, TargetType tar
   return http::Response::empty(204);
 }
 
-Result<http::Response> Api::grant_delete(Call& c, ActorType actor, TargetType target) {
+Result<http::Response> Api::grant_delete(Call& c, ActorType actor, TargetType target,
+                                         bool inherited) {
   GrantIds ids = grant_ids(c, target);
   std::string role_id(c.param(target == TargetType::kSystem ? 1 : 2));
   CONCORD_RETURN_IF_ERROR(core_.write([&](store::Tx& tx, WriteSet& ws) -> Status {
     CONCORD_ASSIGN_OR_RETURN(auto role, check_grant_parts(tx, actor, target, ids, role_id));
     (void)role;
-    CONCORD_ASSIGN_OR_RETURN(bool removed, repo::delete_assignment(tx, {actor, ids.actor_id, target,
-                                                                        ids.target_id, role_id}));
+    CONCORD_ASSIGN_OR_RETURN(
+        bool removed, repo::delete_assignment(
+                          tx, {actor, ids.actor_id, target, ids.target_id, role_id, inherited}));
     if (!removed) {
       return fail(Code::kNotFound, "Could not find role assignment with role: " + role_id +
                                        ", user or group: " + ids.actor_id +
@@ -429,7 +468,8 @@ Result<http::Response> Api::grant_delete(Call& c, ActorType actor, TargetType ta
   return http::Response::empty(204);
 }
 
-Result<http::Response> Api::grant_list(Call& c, ActorType actor, TargetType target) {
+Result<http::Response> Api::grant_list(Call& c, ActorType actor, TargetType target,
+                                       bool inherited) {
   GrantIds ids = grant_ids(c, target);
   Json items = Json::array();
   CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
@@ -440,6 +480,7 @@ Result<http::Response> Api::grant_list(Call& c, ActorType actor, TargetType targ
     f.actor_id = ids.actor_id;
     f.target_type = target;
     f.target_id = ids.target_id;
+    f.inherited = inherited;
     CONCORD_ASSIGN_OR_RETURN(std::vector<Assignment> list, repo::list_assignments(tx, f));
     std::vector<Role> roles;
     for (const Assignment& a : list) {
@@ -465,14 +506,27 @@ struct Reported {
   Assignment a;
   std::string via_group;   // set when derived from a group assignment (effective mode)
   std::string prior_role;  // set when derived through an implied role (effective mode)
+  // Effective mode: the domain or ancestor project an inherited role came from.
+  std::optional<std::pair<TargetType, std::string>> inherited_from;
+};
+
+// An assignment as stored, or (effective mode) an inherited one moved onto a project.
+struct Raw {
+  Assignment a;
+  std::optional<std::pair<TargetType, std::string>> inherited_from;
 };
 
 std::string assignment_link(const Api::Call& c, const Reported& r) {
   std::string path;
-  if (r.a.target_type == TargetType::kSystem) {
+  bool inherited = r.a.inherited || r.inherited_from.has_value();
+  if (r.inherited_from) {
+    path = "OS-INHERIT/" + std::string(collection_of(r.inherited_from->first)) + "/" +
+           r.inherited_from->second;
+  } else if (r.a.target_type == TargetType::kSystem) {
     path = "system";
   } else {
-    path = std::string(collection_of(r.a.target_type)) + "/" + r.a.target_id;
+    path = std::string(inherited ? "OS-INHERIT/" : "") +
+           std::string(collection_of(r.a.target_type)) + "/" + r.a.target_id;
   }
   if (!r.via_group.empty()) {
     path += "/groups/" + r.via_group;
@@ -480,6 +534,7 @@ std::string assignment_link(const Api::Call& c, const Reported& r) {
     path += "/" + std::string(collection_of(r.a.actor_type)) + "/" + r.a.actor_id;
   }
   path += "/roles/" + (r.prior_role.empty() ? r.a.role_id : r.prior_role);
+  if (inherited) path += "/inherited_to_projects";
   return c.link(path);
 }
 
@@ -547,51 +602,131 @@ Result<http::Response> Api::list_role_assignments(Call& c) {
       target_ids.push_back(std::string(kSystemAll));
     }
 
-    // Raw assignments.
-    std::vector<Assignment> raw;
-    auto collect = [&](repo::AssignmentFilter f) -> Status {
-      if (target_ids.empty()) {
-        CONCORD_ASSIGN_OR_RETURN(std::vector<Assignment> list, repo::list_assignments(tx, f));
-        raw.insert(raw.end(), list.begin(), list.end());
-        return ok();
-      }
-      for (const std::string& t : target_ids) {
-        f.target_type = target_type;
-        f.target_id = t;
-        CONCORD_ASSIGN_OR_RETURN(std::vector<Assignment> list, repo::list_assignments(tx, f));
-        raw.insert(raw.end(), list.begin(), list.end());
-      }
-      return ok();
-    };
+    // The actors whose assignments count: a group, a user (and, effective, its groups), or all.
+    std::vector<repo::AssignmentFilter> actors;
     repo::AssignmentFilter base;
     if (!effective && given(role_id)) base.role_id = *role_id;
     if (given(group_id)) {
       base.actor_type = ActorType::kGroup;
       base.actor_id = *group_id;
-      CONCORD_RETURN_IF_ERROR(collect(base));
+      actors.push_back(base);
     } else if (given(user_id)) {
       base.actor_type = ActorType::kUser;
       base.actor_id = *user_id;
-      CONCORD_RETURN_IF_ERROR(collect(base));
+      actors.push_back(base);
       if (effective) {
         CONCORD_ASSIGN_OR_RETURN(std::vector<Group> groups, repo::list_user_groups(tx, *user_id));
         for (const Group& g : groups) {
           repo::AssignmentFilter gf;
           gf.actor_type = ActorType::kGroup;
           gf.actor_id = g.id;
-          CONCORD_RETURN_IF_ERROR(collect(gf));
+          actors.push_back(gf);
         }
       }
     } else {
-      CONCORD_RETURN_IF_ERROR(collect(base));
+      actors.push_back(base);
+    }
+
+    // Raw assignments. Listed as stored, inherited grants show on their own target; in the
+    // effective view they apply to the projects below it instead (Keystone's OS-INHERIT).
+    std::vector<Raw> raw;
+    auto collect = [&](repo::AssignmentFilter f, std::optional<TargetType> type,
+                       const std::string& id, bool inherited) -> Status {
+      f.target_type = type;
+      if (type) f.target_id = id;
+      f.inherited = inherited;
+      CONCORD_ASSIGN_OR_RETURN(std::vector<Assignment> list, repo::list_assignments(tx, f));
+      for (Assignment& a : list) raw.push_back({std::move(a), std::nullopt});
+      return ok();
+    };
+    for (const repo::AssignmentFilter& f : actors) {
+      if (target_ids.empty()) {
+        CONCORD_RETURN_IF_ERROR(collect(f, std::nullopt, "", false));
+        continue;
+      }
+      for (const std::string& t : target_ids) {
+        CONCORD_RETURN_IF_ERROR(collect(f, target_type, t, false));
+        if (!effective && target_type != TargetType::kSystem) {
+          CONCORD_RETURN_IF_ERROR(collect(f, target_type, t, true));
+        }
+      }
+    }
+    if (effective) {
+      std::vector<Raw> direct;
+      std::vector<Assignment> inherited;  // as stored (only listed without a scope filter)
+      for (Raw& r : raw) {
+        if (r.a.inherited) {
+          inherited.push_back(std::move(r.a));
+        } else {
+          direct.push_back(std::move(r));
+        }
+      }
+      raw = std::move(direct);
+      auto land = [&](const Assignment& a, const std::string& project) {
+        Assignment moved = a;
+        moved.target_type = TargetType::kProject;
+        moved.target_id = project;
+        moved.inherited = false;
+        raw.push_back({std::move(moved), std::pair{a.target_type, a.target_id}});
+      };
+      if (target_type == TargetType::kProject) {
+        // What each project in scope inherits from its domain and its ancestors.
+        for (const std::string& t : target_ids) {
+          CONCORD_ASSIGN_OR_RETURN(std::optional<Project> p, repo::get_project(tx, t));
+          if (!p || p->is_domain) continue;
+          std::vector<std::pair<TargetType, std::string>> sources = {
+              {TargetType::kDomain, p->domain_id}};
+          std::string parent = p->parent_id;
+          for (int depth = 0; depth < 128 && !parent.empty() && parent != p->domain_id; ++depth) {
+            CONCORD_ASSIGN_OR_RETURN(std::optional<Project> a, repo::get_project(tx, parent));
+            if (!a || a->is_domain) break;
+            sources.emplace_back(TargetType::kProject, a->id);
+            parent = a->parent_id;
+          }
+          for (const repo::AssignmentFilter& f : actors) {
+            for (const auto& [type, id] : sources) {
+              repo::AssignmentFilter sf = f;
+              sf.target_type = type;
+              sf.target_id = id;
+              sf.inherited = true;
+              CONCORD_ASSIGN_OR_RETURN(std::vector<Assignment> list,
+                                       repo::list_assignments(tx, sf));
+              for (const Assignment& a : list) land(a, t);
+            }
+          }
+        }
+      } else if (!target_type && !inherited.empty()) {
+        // Every project below each inherited grant's target.
+        CONCORD_ASSIGN_OR_RETURN(std::vector<Project> all, repo::list_projects(tx, {}));
+        for (const Assignment& a : inherited) {
+          std::vector<std::string> below;
+          if (a.target_type == TargetType::kDomain) {
+            for (const Project& p : all) {
+              if (!p.is_domain && p.domain_id == a.target_id) below.push_back(p.id);
+            }
+          } else {
+            std::vector<std::string> frontier = {a.target_id};
+            for (size_t i = 0; i < frontier.size() && i < all.size() + 1; ++i) {
+              for (const Project& p : all) {
+                if (!p.is_domain && p.parent_id == frontier[i]) {
+                  frontier.push_back(p.id);
+                  below.push_back(p.id);
+                }
+              }
+            }
+          }
+          for (const std::string& project : below) land(a, project);
+        }
+      }
     }
 
     if (!effective) {
-      for (Assignment& a : raw) out.push_back({std::move(a), "", ""});
+      for (Raw& r : raw) out.push_back({std::move(r.a), "", "", std::nullopt});
     } else {
       // Groups become their members; roles expand through implied roles; domain-specific
       // roles disappear (Keystone's effective view, the same one tokens get).
-      for (const Assignment& a : raw) {
+      for (const Raw& raw_one : raw) {
+        const Assignment& a = raw_one.a;
         std::vector<std::pair<std::string, std::string>> users;  // user, via group
         if (a.actor_type == ActorType::kGroup) {
           CONCORD_ASSIGN_OR_RETURN(std::vector<User> members,
@@ -611,6 +746,7 @@ Result<http::Response> Api::list_role_assignments(Call& c) {
             rep.a = {ActorType::kUser, uid, a.target_type, a.target_id, r.id};
             rep.via_group = via;
             if (r.id != a.role_id) rep.prior_role = a.role_id;
+            rep.inherited_from = raw_one.inherited_from;
             out.push_back(std::move(rep));
           }
         }
@@ -636,6 +772,7 @@ Result<http::Response> Api::list_role_assignments(Call& c) {
           }
         }
         scope = {{r.a.target_type == TargetType::kProject ? "project" : "domain", target}};
+        if (r.a.inherited) scope["OS-INHERIT:inherited_to"] = "projects";
       }
       item["scope"] = scope;
       Json actor = {{"id", r.a.actor_id}};

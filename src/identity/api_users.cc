@@ -82,6 +82,13 @@ void Api::add_user_routes() {
   add(Method::kDelete, "/v3/users/{user_id}/application_credentials/{app_cred_id}",
       "identity:delete_application_credential", [this](Call& c) { return delete_app_cred(c); });
 
+  add(Method::kGet, "/v3/users/{user_id}/access_rules", "identity:list_access_rules",
+      [this](Call& c) { return list_access_rules(c); });
+  add(Method::kGet, "/v3/users/{user_id}/access_rules/{access_rule_id}", "identity:get_access_rule",
+      [this](Call& c) { return get_access_rule(c); });
+  add(Method::kDelete, "/v3/users/{user_id}/access_rules/{access_rule_id}",
+      "identity:delete_access_rule", [this](Call& c) { return delete_access_rule(c); });
+
   add(Method::kGet, "/v3/users/{user_id}/credentials/OS-EC2", "identity:ec2_list_credentials",
       [this](Call& c) { return list_ec2(c); });
   add(Method::kPost, "/v3/users/{user_id}/credentials/OS-EC2", "identity:ec2_create_credential",
@@ -239,6 +246,18 @@ Status Api::cascade_delete_user(store::Tx& tx, WriteSet& ws, const User& u) {
     CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kAppCred, id, "delete"));
   }
   CONCORD_RETURN_IF_ERROR(repo::delete_ec2_of_user(tx, u.id));
+  CONCORD_ASSIGN_OR_RETURN(
+      std::vector<std::string> rules_gone,
+      repo::delete_documents_where(tx, documents::kAccessRule, "user_id", u.id));
+  for (const std::string& id : rules_gone) {
+    CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kDocument, "access_rule/" + id, "delete"));
+  }
+  CONCORD_ASSIGN_OR_RETURN(
+      std::vector<std::string> creds_gone,
+      repo::delete_documents_where(tx, documents::kCredential, "user_id", u.id));
+  for (const std::string& id : creds_gone) {
+    CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kDocument, "credential/" + id, "delete"));
+  }
   CONCORD_RETURN_IF_ERROR(repo::delete_user(tx, u.id));
   CONCORD_RETURN_IF_ERROR(ws.revoke(tx, RevocationKind::kUser, u.id, core_.clock.now()));
   CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kAssignment, u.id, "delete"));
@@ -614,6 +633,7 @@ Result<http::Response> Api::create_app_cred(Call& c) {
   CONCORD_RETURN_IF_ERROR(core_.write([&](store::Tx& tx, WriteSet& ws) -> Status {
     CONCORD_ASSIGN_OR_RETURN(auto dup, repo::find_app_cred_by_name(tx, a.user_id, a.name));
     if (dup) return conflict("application_credential", "Duplicate entry found with name " + a.name);
+    CONCORD_RETURN_IF_ERROR(register_access_rules(tx, ws, a));
     CONCORD_RETURN_IF_ERROR(repo::insert_app_cred(tx, a));
     return ws.change(tx, kinds::kAppCred, a.id, "create", a.project_id);
   }));
@@ -739,6 +759,119 @@ Result<http::Response> Api::delete_ec2(Call& c) {
     CONCORD_ASSIGN_OR_RETURN(bool removed, repo::delete_ec2(tx, e->access));
     (void)removed;
     return ws.change(tx, kinds::kEc2Credential, e->access, "delete", e->project_id);
+  }));
+  return http::Response::empty(204);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access rules: Keystone keeps a user's application-credential access rules as resources of
+// their own (kind access_rule: {user_id, service, path, method}), shared by every credential
+// that names the same rule and kept after the credentials are gone until deleted.
+
+Status Api::register_access_rules(store::Tx& tx, WriteSet& ws, AppCred& a) {
+  if (!a.access_rules.is_array() || a.access_rules.empty()) return ok();
+  CONCORD_ASSIGN_OR_RETURN(std::vector<Document> existing,
+                           repo::list_documents(tx, documents::kAccessRule));
+  for (Json& rule : a.access_rules) {
+    std::optional<std::string> reuse;
+    for (const Document& d : existing) {
+      if (d.data.value("user_id", "") != a.user_id) continue;
+      bool same = d.data.value("service", "") == rule.value("service", "") &&
+                  d.data.value("path", "") == rule.value("path", "") &&
+                  d.data.value("method", "") == rule.value("method", "");
+      if (same || d.id == rule.value("id", "")) {
+        reuse = d.id;
+        break;
+      }
+    }
+    if (reuse) {
+      rule["id"] = *reuse;
+      for (const Document& d : existing) {
+        if (d.id != *reuse) continue;
+        rule["service"] = d.data.value("service", "");
+        rule["path"] = d.data.value("path", "");
+        rule["method"] = d.data.value("method", "");
+      }
+      continue;
+    }
+    Document d{std::string(documents::kAccessRule), rule.value("id", new_hex_id()),
+               Json{{"user_id", a.user_id},
+                    {"service", rule.value("service", "")},
+                    {"path", rule.value("path", "")},
+                    {"method", rule.value("method", "")}}};
+    CONCORD_ASSIGN_OR_RETURN(std::optional<Document> taken,
+                             repo::get_document(tx, documents::kAccessRule, d.id));
+    if (taken) d.id = new_hex_id();  // another user's rule id: never share across users
+    rule["id"] = d.id;
+    CONCORD_RETURN_IF_ERROR(repo::insert_document(tx, d, core_.now_us()));
+    CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kDocument, "access_rule/" + d.id, "create"));
+    existing.push_back(std::move(d));
+  }
+  return ok();
+}
+
+namespace {
+Json render_access_rule(const Document& d, const Api::Call& c) {
+  return {{"id", d.id},
+          {"service", d.data.value("service", "")},
+          {"path", d.data.value("path", "")},
+          {"method", d.data.value("method", "")},
+          {"links",
+           {{"self", c.link("users/" + d.data.value("user_id", "") + "/access_rules/" + d.id)}}}};
+}
+}  // namespace
+
+Result<http::Response> Api::list_access_rules(Call& c) {
+  Json items = Json::array();
+  CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
+    items = Json::array();
+    CONCORD_ASSIGN_OR_RETURN(std::optional<User> u, repo::get_user(tx, c.param(0)));
+    if (!u) return not_found("user", c.param(0));
+    CONCORD_ASSIGN_OR_RETURN(std::vector<Document> rules,
+                             repo::list_documents(tx, documents::kAccessRule));
+    for (const Document& d : rules) {
+      if (d.data.value("user_id", "") == u->id) items.push_back(render_access_rule(d, c));
+    }
+    return ok();
+  }));
+  return json(200, collection(c, "access_rules", std::move(items)));
+}
+
+Result<http::Response> Api::get_access_rule(Call& c) {
+  std::optional<Document> d;
+  CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(d, repo::get_document(tx, documents::kAccessRule, c.param(1)));
+    return ok();
+  }));
+  if (!d || d->data.value("user_id", "") != c.param(0)) {
+    return not_found("access rule", c.param(1));
+  }
+  return json(200, {{"access_rule", render_access_rule(*d, c)}});
+}
+
+Result<http::Response> Api::delete_access_rule(Call& c) {
+  CONCORD_RETURN_IF_ERROR(core_.write([&](store::Tx& tx, WriteSet& ws) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(std::optional<Document> d,
+                             repo::get_document(tx, documents::kAccessRule, c.param(1)));
+    if (!d || d->data.value("user_id", "") != c.param(0)) {
+      return not_found("access rule", c.param(1));
+    }
+    CONCORD_ASSIGN_OR_RETURN(std::vector<AppCred> creds,
+                             repo::list_app_creds(tx, c.param(0), std::nullopt));
+    for (const AppCred& a : creds) {
+      if (!a.access_rules.is_array()) continue;
+      for (const Json& rule : a.access_rules) {
+        if (rule.value("id", "") == d->id) {
+          return fail(Code::kPermissionDenied,
+                      "You are not authorized to perform the requested action: Cannot delete "
+                      "access rule " +
+                          d->id + " because it is in use by application credential " + a.id + ".");
+        }
+      }
+    }
+    CONCORD_ASSIGN_OR_RETURN(bool gone, repo::delete_document(tx, documents::kAccessRule, d->id));
+    (void)gone;
+    return ws.change(tx, kinds::kDocument, "access_rule/" + d->id, "delete");
   }));
   return http::Response::empty(204);
 }

@@ -135,6 +135,11 @@ Result<std::shared_ptr<const std::vector<RoleRef>>> Directory::effective_roles(
   std::vector<std::string> assigned;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(assigned, repo::assigned_role_ids(tx, user_id, type, target_id));
+    if (type == TargetType::kProject) {
+      CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> inherited,
+                               repo::inherited_role_ids(tx, user_id, target_id));
+      assigned.insert(assigned.end(), inherited.begin(), inherited.end());
+    }
     return ok();
   }));
   auto value = std::make_shared<const std::vector<RoleRef>>(snap->effective(assigned));

@@ -98,6 +98,9 @@ struct Assignment {
   TargetType target_type = TargetType::kProject;
   std::string target_id;  // kSystemAll for the system
   std::string role_id;
+  // OS-INHERIT: the role applies to every project below the target (a domain's projects, a
+  // project's subtree), not to the target itself. Stored as target_type "<type>.inherited".
+  bool inherited = false;
 };
 
 struct Region {
@@ -181,6 +184,8 @@ inline constexpr std::string_view kEndpointGroup = "endpoint_group";
 // id "<endpoint_group_id>/<project_id>"
 inline constexpr std::string_view kEndpointGroupProject = "endpoint_group_project";
 inline constexpr std::string_view kDomainConfig = "domain_config";  // id: domain id
+// An application credential access rule: {user_id, service, path, method}.
+inline constexpr std::string_view kAccessRule = "access_rule";
 }  // namespace documents
 
 // Change-feed kinds of identity writes.

@@ -1,6 +1,7 @@
 #include "identity/repository.h"
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace concord::identity {
 
@@ -241,6 +242,11 @@ Assignment to_assignment(const Row& r) {
   a.actor_type = r.text(0) == "group" ? ActorType::kGroup : ActorType::kUser;
   a.actor_id = r.text(1);
   std::string t = r.text(2);
+  constexpr std::string_view kInherited = ".inherited";
+  if (t.ends_with(kInherited)) {
+    a.inherited = true;
+    t.resize(t.size() - kInherited.size());
+  }
   a.target_type = t == "domain"   ? TargetType::kDomain
                   : t == "system" ? TargetType::kSystem
                                   : TargetType::kProject;
@@ -555,12 +561,24 @@ Result<bool> delete_implied_rule(Tx& tx, std::string_view prior, std::string_vie
 }
 
 // ---- assignments ----
+namespace {
+// The target_type column: "project", "domain", "system", or "<type>.inherited" (OS-INHERIT).
+std::string stored_target_name(TargetType t, bool inherited) {
+  std::string out(target_type_name(t));
+  if (inherited) out += ".inherited";
+  return out;
+}
+Value stored_target(TargetType t, bool inherited) {
+  return stored_target_name(t, inherited);
+}
+}  // namespace
+
 Status insert_assignment(Tx& tx, const Assignment& a) {
   CONCORD_RETURN_IF_ERROR(
       tx.exec("INSERT INTO identity_assignments (actor_type, actor_id, target_type, target_id, "
               "role_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-              {str(actor_type_name(a.actor_type)), a.actor_id, str(target_type_name(a.target_type)),
-               a.target_id, a.role_id}));
+              {str(actor_type_name(a.actor_type)), a.actor_id,
+               stored_target(a.target_type, a.inherited), a.target_id, a.role_id}));
   return ok();
 }
 
@@ -569,8 +587,8 @@ Result<bool> delete_assignment(Tx& tx, const Assignment& a) {
       int64_t n,
       tx.exec("DELETE FROM identity_assignments WHERE actor_type = ? AND actor_id = ? AND "
               "target_type = ? AND target_id = ? AND role_id = ?",
-              {str(actor_type_name(a.actor_type)), a.actor_id, str(target_type_name(a.target_type)),
-               a.target_id, a.role_id}));
+              {str(actor_type_name(a.actor_type)), a.actor_id,
+               stored_target(a.target_type, a.inherited), a.target_id, a.role_id}));
   return n > 0;
 }
 
@@ -580,7 +598,7 @@ Result<bool> has_assignment(Tx& tx, const Assignment& a) {
       tx.query("SELECT 1 FROM identity_assignments WHERE actor_type = ? AND actor_id = ? AND "
                "target_type = ? AND target_id = ? AND role_id = ?",
                {str(actor_type_name(a.actor_type)), a.actor_id,
-                str(target_type_name(a.target_type)), a.target_id, a.role_id}));
+                stored_target(a.target_type, a.inherited), a.target_id, a.role_id}));
   return !rows.empty();
 }
 
@@ -588,7 +606,7 @@ Result<std::vector<Assignment>> list_assignments(Tx& tx, const AssignmentFilter&
   Where w;
   if (f.actor_type) w.eq("actor_type", str(actor_type_name(*f.actor_type)));
   if (f.actor_id) w.eq("actor_id", *f.actor_id);
-  if (f.target_type) w.eq("target_type", str(target_type_name(*f.target_type)));
+  if (f.target_type) w.eq("target_type", stored_target(*f.target_type, f.inherited));
   if (f.target_id) w.eq("target_id", *f.target_id);
   if (f.role_id) w.eq("role_id", *f.role_id);
   return list_where<Assignment>(tx, kAssignmentCols, "identity_assignments", w,
@@ -605,8 +623,8 @@ Status delete_assignments_of_actor(Tx& tx, ActorType type, std::string_view acto
 
 Status delete_assignments_on_target(Tx& tx, TargetType type, std::string_view target_id) {
   CONCORD_RETURN_IF_ERROR(
-      tx.exec("DELETE FROM identity_assignments WHERE target_type = ? AND target_id = ?",
-              {str(target_type_name(type)), str(target_id)}));
+      tx.exec("DELETE FROM identity_assignments WHERE target_type IN (?, ?) AND target_id = ?",
+              {stored_target(type, false), stored_target(type, true), str(target_id)}));
   return ok();
 }
 
@@ -626,6 +644,35 @@ Result<std::vector<std::string>> assigned_role_ids(Tx& tx, std::string_view user
   return out;
 }
 
+Result<std::vector<std::string>> inherited_role_ids(Tx& tx, std::string_view user_id,
+                                                    std::string_view project_id) {
+  std::vector<std::pair<Value, std::string>> sources;  // stored target type, target id
+  CONCORD_ASSIGN_OR_RETURN(std::optional<Project> p, get_project(tx, project_id));
+  if (!p || p->is_domain) return std::vector<std::string>();
+  sources.emplace_back(stored_target(TargetType::kDomain, true), p->domain_id);
+  // Ancestors up to the domain; the depth bound guards against a corrupt cycle.
+  std::string parent = p->parent_id;
+  for (int depth = 0; depth < 128 && !parent.empty() && parent != p->domain_id; ++depth) {
+    CONCORD_ASSIGN_OR_RETURN(std::optional<Project> a, get_project(tx, parent));
+    if (!a || a->is_domain) break;
+    sources.emplace_back(stored_target(TargetType::kProject, true), a->id);
+    parent = a->parent_id;
+  }
+  std::vector<std::string> out;
+  for (const auto& [type, id] : sources) {
+    CONCORD_ASSIGN_OR_RETURN(
+        Rows rows,
+        tx.query("SELECT role_id FROM identity_assignments WHERE actor_type = 'user' AND "
+                 "actor_id = ? AND target_type = ? AND target_id = ? "
+                 "UNION SELECT a.role_id FROM identity_assignments a JOIN identity_group_members "
+                 "m ON a.actor_type = 'group' AND a.actor_id = m.group_id WHERE m.user_id = ? AND "
+                 "a.target_type = ? AND a.target_id = ?",
+                 {str(user_id), type, id, str(user_id), type, id}));
+    for (const Row& r : rows) out.push_back(r.text(0));
+  }
+  return out;
+}
+
 Result<std::vector<std::string>> targets_of_user(Tx& tx, std::string_view user_id,
                                                  TargetType type) {
   CONCORD_ASSIGN_OR_RETURN(
@@ -639,6 +686,44 @@ Result<std::vector<std::string>> targets_of_user(Tx& tx, std::string_view user_i
           {str(user_id), str(target_type_name(type)), str(user_id), str(target_type_name(type))}));
   std::vector<std::string> out;
   for (const Row& r : rows) out.push_back(r.text(0));
+  if (type != TargetType::kProject) return out;
+  // Projects reached through inherited grants (OS-INHERIT): a domain's projects, a project's
+  // subtree.
+  CONCORD_ASSIGN_OR_RETURN(
+      Rows inherited,
+      tx.query(
+          "SELECT target_type, target_id FROM identity_assignments WHERE actor_type = "
+          "'user' AND actor_id = ? AND target_type IN (?, ?) "
+          "UNION SELECT a.target_type, a.target_id FROM identity_assignments a JOIN "
+          "identity_group_members m ON a.actor_type = 'group' AND a.actor_id = m.group_id "
+          "WHERE m.user_id = ? AND a.target_type IN (?, ?)",
+          {str(user_id), stored_target(TargetType::kDomain, true),
+           stored_target(TargetType::kProject, true), str(user_id),
+           stored_target(TargetType::kDomain, true), stored_target(TargetType::kProject, true)}));
+  if (inherited.empty()) return out;
+  std::set<std::string> seen(out.begin(), out.end());
+  for (const Row& r : inherited) {
+    ProjectFilter f;
+    f.is_domain = false;
+    std::vector<std::string> frontier;
+    if (r.text(0) == stored_target_name(TargetType::kDomain, true)) {
+      f.domain_id = r.text(1);
+      CONCORD_ASSIGN_OR_RETURN(std::vector<Project> in_domain, list_projects(tx, f));
+      for (const Project& p : in_domain) {
+        if (seen.insert(p.id).second) out.push_back(p.id);
+      }
+      continue;
+    }
+    frontier.push_back(r.text(1));
+    for (size_t i = 0; i < frontier.size() && i < 100000; ++i) {
+      f.parent_id = frontier[i];
+      CONCORD_ASSIGN_OR_RETURN(std::vector<Project> children, list_projects(tx, f));
+      for (const Project& p : children) {
+        frontier.push_back(p.id);
+        if (seen.insert(p.id).second) out.push_back(p.id);
+      }
+    }
+  }
   return out;
 }
 
@@ -974,6 +1059,20 @@ Result<bool> delete_document(Tx& tx, std::string_view kind, std::string_view id)
       int64_t n,
       tx.exec("DELETE FROM identity_documents WHERE kind = ? AND id = ?", {str(kind), str(id)}));
   return n > 0;
+}
+
+Result<std::vector<std::string>> delete_documents_where(Tx& tx, std::string_view kind,
+                                                        std::string_view field,
+                                                        std::string_view value) {
+  CONCORD_ASSIGN_OR_RETURN(std::vector<Document> docs, list_documents(tx, kind));
+  std::vector<std::string> out;
+  for (const Document& d : docs) {
+    auto it = d.data.find(std::string(field));
+    if (it == d.data.end() || !it->is_string() || it->get<std::string>() != value) continue;
+    CONCORD_ASSIGN_OR_RETURN(bool gone, delete_document(tx, kind, d.id));
+    if (gone) out.push_back(d.id);
+  }
+  return out;
 }
 
 }  // namespace repo

@@ -92,6 +92,9 @@ struct AssignmentFilter {
   std::optional<TargetType> target_type;
   std::optional<std::string> target_id;
   std::optional<std::string> role_id;
+  // With target_type: whether the inherited (OS-INHERIT) or the direct assignments on that
+  // target are meant. Without target_type both kinds are listed.
+  bool inherited = false;
 };
 Status insert_assignment(Tx& tx, const Assignment& a);  // no-op when it exists
 Result<bool> delete_assignment(Tx& tx, const Assignment& a);
@@ -103,6 +106,10 @@ Status delete_assignments_on_target(Tx& tx, TargetType type, std::string_view ta
 // (unexpanded, unsorted, may repeat).
 Result<std::vector<std::string>> assigned_role_ids(Tx& tx, std::string_view user_id,
                                                    TargetType type, std::string_view target_id);
+// Role ids the user inherits on a project (OS-INHERIT) from its domain and its ancestors,
+// directly or through groups (unexpanded, may repeat).
+Result<std::vector<std::string>> inherited_role_ids(Tx& tx, std::string_view user_id,
+                                                    std::string_view project_id);
 // Targets (of one type) where the user holds any role, directly or through groups.
 Result<std::vector<std::string>> targets_of_user(Tx& tx, std::string_view user_id, TargetType type);
 
@@ -173,5 +180,10 @@ Status insert_document(Tx& tx, const Document& d, int64_t now_us);
 // Replaces data and bumps the revision; kNotFound when the row is gone.
 Status update_document(Tx& tx, const Document& d);
 Result<bool> delete_document(Tx& tx, std::string_view kind, std::string_view id);
+// Deletes the documents of `kind` whose string member `field` equals `value` (Keystone removes
+// a user's or a project's /v3/credentials with it); returns their ids.
+Result<std::vector<std::string>> delete_documents_where(Tx& tx, std::string_view kind,
+                                                        std::string_view field,
+                                                        std::string_view value);
 
 }  // namespace concord::identity::repo

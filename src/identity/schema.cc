@@ -146,9 +146,9 @@ CREATE INDEX identity_ec2_credentials_user ON identity_ec2_credentials (user_id)
 )sql",
                ""});
   // Small Keystone resources that Concord stores but does not interpret (policy blobs, generic
-  // credentials, OAuth1 consumers, endpoint groups, domain configuration, inherited grants'
-  // companions): one JSON document per (kind, id). They are read and written whole, never
-  // queried by their contents in SQL, so one table serves them all.
+  // credentials, OAuth1 consumers, endpoint groups and their project associations, domain
+  // configuration): one JSON document per (kind, id). They are read and written whole, never
+  // queried by their contents in SQL, so one table serves them all (kinds: model.h).
   m.push_back({"identity", 3, "documents: policies, credentials, consumers, endpoint groups", R"sql(
 CREATE TABLE identity_documents (
   kind TEXT NOT NULL,

@@ -276,5 +276,44 @@ TEST(AuthRequestParse, AcceptsTheShapesClientsSend) {
   EXPECT_EQ(unscoped->scope, ScopeRequest::kUnscoped);
 }
 
+// Keystone parses a body only when the Content-Type says JSON (or is absent); anything else is
+// 400 with its ValidationError message, before any handler runs.
+TEST_F(BadInputTest, BodyMustBeDeclaredAsJson) {
+  std::string tok = admin_token();
+  std::string body = dump_json({{"project", {{"name", "ct-plain"}}}});
+  for (const char* type : {"text/plain", "application/x-www-form-urlencoded", "text/json"}) {
+    Reply r = call(Method::kPost, "/v3/projects", body, tok, {{"content-type", type}});
+    expect_error(r, 400, type);
+    EXPECT_EQ(r.message(),
+              "Expecting to find application/json in Content-Type header. The server could not "
+              "comply with the request since it is either malformed or otherwise incorrect. The "
+              "client is assumed to be in error.")
+        << type;
+  }
+  // PATCH and PUT are checked the same way.
+  Reply patch_plain =
+      call(Method::kPatch, "/v3/projects/" + boot_.admin_project_id,
+           dump_json({{"project", {{"description", "x"}}}}), tok, {{"content-type", "text/plain"}});
+  expect_error(patch_plain, 400, "PATCH text/plain");
+  // Parameters and case do not matter, and +json types are JSON (as Flask's is_json).
+  int n = 0;
+  for (const char* type : {"application/json; charset=UTF-8", "Application/JSON",
+                           " application/json ;charset=utf-8", "application/merge-patch+json"}) {
+    std::string name = "ct-ok-" + std::to_string(n++);
+    Reply r = call(Method::kPost, "/v3/projects", dump_json({{"project", {{"name", name}}}}), tok,
+                   {{"content-type", type}});
+    EXPECT_EQ(r.status, 201) << type << ": " << r;
+  }
+  // An empty Content-Type counts as absent: the body is parsed as JSON (Keystone does too).
+  Reply untyped =
+      call(Method::kPost, "/v3/projects", dump_json({{"project", {{"name", "ct-untyped"}}}}), tok,
+           {{"content-type", ""}});
+  EXPECT_EQ(untyped.status, 201) << untyped;
+  // No body: the Content-Type is irrelevant (PUT of a grant, tag, ...).
+  Reply tag = call(Method::kPut, "/v3/projects/" + boot_.admin_project_id + "/tags/ct", "", tok,
+                   {{"content-type", "text/plain"}});
+  EXPECT_EQ(tag.status, 201) << tag;
+}
+
 }  // namespace
 }  // namespace concord::identity::testing

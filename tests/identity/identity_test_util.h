@@ -107,7 +107,9 @@ class Node {
     req.body = body;
     req.base_url = "http://localhost:5000";
     req.request_id = "req-test";
-    if (!body.empty()) req.headers.push_back({"content-type", "application/json"});
+    bool typed = false;
+    for (const auto& h : headers) typed = typed || h.first == "content-type";
+    if (!body.empty() && !typed) req.headers.push_back({"content-type", "application/json"});
     if (!token.empty()) req.headers.push_back({"x-auth-token", token});
     for (const auto& [k, v] : headers) req.headers.push_back({k, v});
     std::string route;

@@ -109,6 +109,10 @@ std::vector<Row> table() {
       {Method::kGet, "/v3/users/{user_id}/application_credentials", 200, ""},
       {Method::kGet, "/v3/users/{user_id}/application_credentials/{app_cred_id}", 200, ""},
       {Method::kDelete, "/v3/users/{user_id}/application_credentials/{app_cred_id}", 204, ""},
+      // Each caller has one access rule, no longer used by any credential.
+      {Method::kGet, "/v3/users/{user_id}/access_rules", 200, ""},
+      {Method::kGet, "/v3/users/{user_id}/access_rules/{access_rule_id}", 200, ""},
+      {Method::kDelete, "/v3/users/{user_id}/access_rules/{access_rule_id}", 204, ""},
 
       {Method::kGet, "/v3/users/{user_id}/credentials/OS-EC2", 200, ""},
       {Method::kPost, "/v3/users/{user_id}/credentials/OS-EC2", 201,
@@ -208,6 +212,97 @@ std::vector<Row> table() {
       {Method::kPatch, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}", 200,
        R"({"endpoint_group":{"name":"h"}})"},
       {Method::kDelete, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}", 204, ""},
+      // The world's endpoint group is associated with every caller's project.
+      {Method::kPut, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}/projects/{project_id}",
+       204, ""},
+      {Method::kGet, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}/projects/{project_id}",
+       200, ""},
+      {Method::kHead, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}/projects/{project_id}",
+       200, ""},
+      {Method::kDelete,
+       "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}/projects/{project_id}", 204, ""},
+      {Method::kGet, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}/projects", 200, ""},
+      {Method::kGet, "/v3/OS-EP-FILTER/endpoint_groups/{endpoint_group_id}/endpoints", 200, ""},
+      {Method::kGet, "/v3/OS-EP-FILTER/projects/{project_id}/endpoint_groups", 200, ""},
+
+      // Domain configuration: both domains hold {"identity": {"driver", "list_limit"}, "ldap":
+      // {"url"}} in the world.
+      {Method::kPut, "/v3/domains/{domain_id}/config", 200,
+       R"({"config":{"identity":{"driver":"ldap"}}})"},
+      {Method::kGet, "/v3/domains/{domain_id}/config", 200, ""},
+      {Method::kPatch, "/v3/domains/{domain_id}/config", 200,
+       R"({"config":{"ldap":{"url":"ldap://y"}}})"},
+      {Method::kDelete, "/v3/domains/{domain_id}/config", 204, ""},
+      {Method::kGet, "/v3/domains/{domain_id}/config/{group}", 200, ""},
+      {Method::kPatch, "/v3/domains/{domain_id}/config/{group}", 200,
+       R"({"config":{"identity":{"driver":"x"}}})"},
+      {Method::kDelete, "/v3/domains/{domain_id}/config/{group}", 204, ""},
+      {Method::kGet, "/v3/domains/{domain_id}/config/{group}/{option}", 200, ""},
+      {Method::kPatch, "/v3/domains/{domain_id}/config/{group}/{option}", 200,
+       R"({"config":{"driver":"y"}})"},
+      {Method::kDelete, "/v3/domains/{domain_id}/config/{group}/{option}", 204, ""},
+      {Method::kGet, "/v3/domains/config/default", 200, ""},
+      {Method::kGet, "/v3/domains/config/{group}/default", 200, ""},
+      {Method::kGet, "/v3/domains/config/{group}/{option}/default", 200, ""},
+
+      // OS-INHERIT: every caller holds "extra" inherited on its project and both domains, for
+      // itself and through the group.
+      {Method::kGet,
+       "/v3/OS-INHERIT/domains/{domain_id}/users/{user_id}/roles/inherited_to_projects", 200, ""},
+      {Method::kPut,
+       "/v3/OS-INHERIT/domains/{domain_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kHead,
+       "/v3/OS-INHERIT/domains/{domain_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kGet,
+       "/v3/OS-INHERIT/domains/{domain_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kDelete,
+       "/v3/OS-INHERIT/domains/{domain_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kGet,
+       "/v3/OS-INHERIT/domains/{domain_id}/groups/{group_id}/roles/inherited_to_projects", 200, ""},
+      {Method::kPut,
+       "/v3/OS-INHERIT/domains/{domain_id}/groups/{group_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kHead,
+       "/v3/OS-INHERIT/domains/{domain_id}/groups/{group_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kGet,
+       "/v3/OS-INHERIT/domains/{domain_id}/groups/{group_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kDelete,
+       "/v3/OS-INHERIT/domains/{domain_id}/groups/{group_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kPut,
+       "/v3/OS-INHERIT/projects/{project_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kHead,
+       "/v3/OS-INHERIT/projects/{project_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kGet,
+       "/v3/OS-INHERIT/projects/{project_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kDelete,
+       "/v3/OS-INHERIT/projects/{project_id}/users/{user_id}/roles/{role_id}/inherited_to_projects",
+       204, ""},
+      {Method::kPut,
+       "/v3/OS-INHERIT/projects/{project_id}/groups/{group_id}/roles/{role_id}/"
+       "inherited_to_projects",
+       204, ""},
+      {Method::kHead,
+       "/v3/OS-INHERIT/projects/{project_id}/groups/{group_id}/roles/{role_id}/"
+       "inherited_to_projects",
+       204, ""},
+      {Method::kGet,
+       "/v3/OS-INHERIT/projects/{project_id}/groups/{group_id}/roles/{role_id}/"
+       "inherited_to_projects",
+       204, ""},
+      {Method::kDelete,
+       "/v3/OS-INHERIT/projects/{project_id}/groups/{group_id}/roles/{role_id}/"
+       "inherited_to_projects",
+       204, ""},
   };
 }
 
@@ -219,6 +314,7 @@ struct Identity {
   std::string token;
   std::string app_cred_id;
   std::string ec2_access;
+  std::string access_rule_id;
 };
 
 struct World {
@@ -350,6 +446,13 @@ class PolicyMatrixTest : public ::testing::Test {
                    tok),
               201)
               .body["endpoint_group"]["id"];
+      for (const std::string& d : {std::string("default"), w.spare_domain}) {
+        Json config = {{"identity", {{"driver", "sql"}, {"list_limit", 5}}},
+                       {"ldap", {{"url", "ldap://x"}}}};
+        ok_status(node.call(Method::kPut, "/v3/domains/" + d + "/config",
+                            dump_json({{"config", config}}), tok),
+                  201);
+      }
       for (Identity* id : {&admin, &member, &reader, &other}) {
         put("/v3/groups/" + w.group + "/users/" + id->user_id, tok);
         put("/v3/projects/" + id->project_id + "/users/" + id->user_id + "/roles/" + w.role, tok);
@@ -358,6 +461,17 @@ class PolicyMatrixTest : public ::testing::Test {
         for (const std::string& d : {std::string("default"), w.spare_domain}) {
           put("/v3/domains/" + d + "/users/" + id->user_id + "/roles/" + w.role, tok);
         }
+        for (const std::string& target :
+             {"projects/" + id->project_id, std::string("domains/default"),
+              "domains/" + w.spare_domain}) {
+          for (const std::string& actor : {"users/" + id->user_id, "groups/" + w.group}) {
+            put("/v3/OS-INHERIT/" + target + "/" + actor + "/roles/" + w.role +
+                    "/inherited_to_projects",
+                tok);
+          }
+        }
+        put("/v3/OS-EP-FILTER/endpoint_groups/" + w.endpoint_group + "/projects/" + id->project_id,
+            tok);
         ok_status(node.call(Method::kPut, "/v3/projects/" + id->project_id + "/tags/t1", "", tok),
                   201);
         // Tokens carry the roles of the moment: issue them again now that "extra" exists.
@@ -366,6 +480,20 @@ class PolicyMatrixTest : public ::testing::Test {
                                          {{"application_credential", {{"name", "ac"}}}}, id->token),
                                     201)
                               .body["application_credential"]["id"];
+        {
+          Json ruled = {
+              {"application_credential",
+               {{"name", "ac-rules"},
+                {"access_rules", {{{"service", "compute"}, {"path", "/x"}, {"method", "GET"}}}}}}};
+          Reply r = ok_status(
+              post("/v3/users/" + id->user_id + "/application_credentials", ruled, id->token), 201);
+          id->access_rule_id = r.body["application_credential"]["access_rules"][0]["id"];
+          ok_status(node.call(Method::kDelete,
+                              "/v3/users/" + id->user_id + "/application_credentials/" +
+                                  r.body["application_credential"]["id"].get<std::string>(),
+                              "", id->token),
+                    204);
+        }
         id->ec2_access = ok_status(post("/v3/users/" + id->user_id + "/credentials/OS-EC2",
                                         {{"tenant_id", id->project_id}}, id->token),
                                    201)
@@ -469,6 +597,7 @@ TEST_F(PolicyMatrixTest, EveryRouteEveryCaller) {
             {"project_id", target.project_id},
             {"app_cred_id", target.app_cred_id},
             {"credential_id", target.ec2_access},
+            {"access_rule_id", target.access_rule_id},
             {"domain_id", own == Ownership::kOwn ? std::string("default") : w.spare_domain},
             {"group_id", w.group},
             {"role_id", w.role},
@@ -482,6 +611,8 @@ TEST_F(PolicyMatrixTest, EveryRouteEveryCaller) {
             {"cred_id", w.credential},
             {"consumer_id", w.consumer},
             {"endpoint_group_id", w.endpoint_group},
+            {"group", "identity"},
+            {"option", "driver"},
         };
         for (const auto& [k, v] : row.params) values[k] = v;
         std::string path = substitute(row.pattern, values);

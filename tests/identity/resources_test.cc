@@ -151,12 +151,20 @@ TEST_F(ResourcesTest, ProjectHierarchyFiltersAndConflicts) {
   EXPECT_EQ(post("/v3/projects", {{"project", {{"name", "child"}}}}, tok).status, 409);
   EXPECT_EQ(post("/v3/projects", {{"project", {{"name", ""}}}}, tok).status, 400);
   EXPECT_EQ(post("/v3/projects", {{"project", {{"name", std::string(65, 'p')}}}}, tok).status, 400);
-  EXPECT_EQ(
-      post("/v3/projects", {{"project", {{"name", "x"}, {"domain_id", "missing"}}}}, tok).status,
-      404);
-  EXPECT_EQ(
-      post("/v3/projects", {{"project", {{"name", "x"}, {"parent_id", "missing"}}}}, tok).status,
-      404);
+  // Keystone answers 400 (ValidationError) when the body names a domain or parent that does
+  // not exist; users and groups with an unknown domain_id stay 404 (DomainNotFound), as there.
+  Reply bad_domain =
+      post("/v3/projects", {{"project", {{"name", "x"}, {"domain_id", "missing"}}}}, tok);
+  EXPECT_EQ(bad_domain.status, 400) << bad_domain;
+  EXPECT_EQ(bad_domain.message(), "Could not find domain: missing.");
+  Reply bad_parent =
+      post("/v3/projects", {{"project", {{"name", "x"}, {"parent_id", "missing"}}}}, tok);
+  EXPECT_EQ(bad_parent.status, 400) << bad_parent;
+  EXPECT_EQ(bad_parent.message(), "Could not find project: missing.");
+  EXPECT_EQ(post("/v3/users", {{"user", {{"name", "x"}, {"domain_id", "missing"}}}}, tok).status,
+            404);
+  EXPECT_EQ(post("/v3/groups", {{"group", {{"name", "x"}, {"domain_id", "missing"}}}}, tok).status,
+            404);
   std::string other_domain =
       post("/v3/domains", {{"domain", {{"name", "od"}}}}, tok).body["domain"]["id"];
   EXPECT_EQ(
