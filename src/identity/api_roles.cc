@@ -245,7 +245,7 @@ Result<http::Response> Api::delete_role(Call& c) {
 
 namespace {
 
-Json role_stub(const Role& r, const Api::Call& c) {
+Json role_ref(const Role& r, const Api::Call& c) {
   return {{"id", r.id}, {"name", r.name}, {"links", {{"self", c.link("roles/" + r.id)}}}};
 }
 
@@ -273,7 +273,7 @@ Result<http::Response> Api::put_implied(Call& c) {
     return ws.change(tx, kinds::kImpliedRole, prior.id, "update");
   }));
   Json body = {
-      {"role_inference", {{"prior_role", role_stub(prior, c)}, {"implies", role_stub(implied, c)}}},
+      {"role_inference", {{"prior_role", role_ref(prior, c)}, {"implies", role_ref(implied, c)}}},
       {"links", {{"self", c.link("roles/" + prior.id + "/implies/" + implied.id)}}}};
   return json(201, body);
 }
@@ -292,7 +292,7 @@ Result<http::Response> Api::get_implied(Call& c, bool head) {
   if (head) return http::Response::empty(204);
   Json body = {
       {"role_inference",
-       {{"prior_role", role_stub(prior->second, c)}, {"implies", role_stub(implied->second, c)}}},
+       {{"prior_role", role_ref(prior->second, c)}, {"implies", role_ref(implied->second, c)}}},
       {"links",
        {{"self", c.link("roles/" + prior->second.id + "/implies/" + implied->second.id)}}}};
   return json(200, body);
@@ -324,10 +324,10 @@ Result<http::Response> Api::list_implied(Call& c) {
     }
     std::sort(roles.begin(), roles.end(),
               [](const Role* a, const Role* b) { return a->name < b->name; });
-    for (const Role* r : roles) implies.push_back(role_stub(*r, c));
+    for (const Role* r : roles) implies.push_back(role_ref(*r, c));
   }
   Json body = {{"role_inference",
-                {{"prior_role", role_stub(prior->second, c)}, {"implies", std::move(implies)}}},
+                {{"prior_role", role_ref(prior->second, c)}, {"implies", std::move(implies)}}},
                {"links", {{"self", c.link("roles/" + prior->second.id + "/implies")}}}};
   return json(200, body);
 }
@@ -347,9 +347,9 @@ Result<http::Response> Api::list_inferences(Call& c) {
     std::sort(roles.begin(), roles.end(),
               [](const Role* a, const Role* b) { return a->name < b->name; });
     Json implies = Json::array();
-    for (const Role* r : roles) implies.push_back(role_stub(*r, c));
+    for (const Role* r : roles) implies.push_back(role_ref(*r, c));
     items.push_back(
-        {{"prior_role", role_stub(snap->by_id.find(prior_id)->second, c)}, {"implies", implies}});
+        {{"prior_role", role_ref(snap->by_id.find(prior_id)->second, c)}, {"implies", implies}});
   }
   return json(200, collection(c, "role_inferences", std::move(items)));
 }
