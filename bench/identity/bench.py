@@ -616,6 +616,22 @@ def default_domain_id(server, token):
         raise BenchError(f"{server.name}: validating the admin token failed: {e}") from e
 
 
+def create_project(server, body, token, attempts=3):
+    """POST a project, retrying a dropped connection (Keystone's uWSGI worker was seen to close
+    one without answering during set-up); a 409 on a retry means the first attempt landed."""
+    for attempt in range(attempts):
+        try:
+            http_json("POST", server.base + "/projects", body, token=token)
+            return
+        except BenchError as e:
+            if attempt > 0 and "answered 409" in str(e):
+                return
+            if attempt + 1 == attempts or "answered" in str(e):
+                raise
+            log(f"{server.name}: project create failed ({e}); retrying")
+            time.sleep(1)
+
+
 def equalise_projects(servers, tokens, extra):
     counts = {s.name: project_count(s, tokens[s.name]) for s in servers}
     target = max(counts.values()) + extra
@@ -624,7 +640,7 @@ def equalise_projects(servers, tokens, extra):
         for i in range(counts[s.name], target):
             body = {"project": {"name": f"bench-project-{i:03d}", "domain_id": dom,
                                 "description": "identity benchmark", "enabled": True}}
-            http_json("POST", s.base + "/projects", body, token=tokens[s.name])
+            create_project(s, body, tokens[s.name])
     final = {s.name: project_count(s, tokens[s.name]) for s in servers}
     if len(set(final.values())) != 1:
         raise BenchError(f"project counts differ after set-up: {final}")
