@@ -236,5 +236,20 @@ Json render_service(const Service& s, const Api::Call& c);
 Json render_endpoint(const Endpoint& e, const Api::Call& c);
 Json render_app_cred(const AppCred& a, const RoleSnapshot& roles, const Api::Call& c);
 
+// GET of one resource read from the store by the route's first id: {"<key>": render(row)},
+// or Keystone's 404. (Users, projects and domains are served from the directory cache.)
+template <typename T>
+Result<http::Response> get_stored(Core& core, Api::Call& c, std::string_view key,
+                                  Result<std::optional<T>> (*load)(store::Tx&, std::string_view),
+                                  Json (*render)(const T&, const Api::Call&)) {
+  std::optional<T> found;
+  CONCORD_RETURN_IF_ERROR(core.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(found, load(tx, c.param(0)));
+    return ok();
+  }));
+  if (!found) return not_found(key, c.param(0));
+  return json(200, {{std::string(key), render(*found, c)}});
+}
+
 }  // namespace api
 }  // namespace concord::identity

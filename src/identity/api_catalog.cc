@@ -149,13 +149,7 @@ Result<http::Response> Api::put_region(Call& c) {
 }
 
 Result<http::Response> Api::get_region(Call& c) {
-  std::optional<Region> r;
-  CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(r, repo::get_region(tx, c.param(0)));
-    return ok();
-  }));
-  if (!r) return not_found("region", c.param(0));
-  return json(200, {{"region", api::render_region(*r, c)}});
+  return api::get_stored<Region>(core_, c, "region", repo::get_region, api::render_region);
 }
 
 Result<http::Response> Api::update_region(Call& c) {
@@ -265,13 +259,7 @@ Result<http::Response> Api::create_service(Call& c) {
 }
 
 Result<http::Response> Api::get_service(Call& c) {
-  std::optional<Service> s;
-  CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(s, repo::get_service(tx, c.param(0)));
-    return ok();
-  }));
-  if (!s) return not_found("service", c.param(0));
-  return json(200, {{"service", api::render_service(*s, c)}});
+  return api::get_stored<Service>(core_, c, "service", repo::get_service, api::render_service);
 }
 
 Result<http::Response> Api::update_service(Call& c) {
@@ -406,13 +394,7 @@ Result<http::Response> Api::create_endpoint(Call& c) {
 }
 
 Result<http::Response> Api::get_endpoint(Call& c) {
-  std::optional<Endpoint> e;
-  CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(e, repo::get_endpoint(tx, c.param(0)));
-    return ok();
-  }));
-  if (!e) return not_found("endpoint", c.param(0));
-  return json(200, {{"endpoint", api::render_endpoint(*e, c)}});
+  return api::get_stored<Endpoint>(core_, c, "endpoint", repo::get_endpoint, api::render_endpoint);
 }
 
 Result<http::Response> Api::update_endpoint(Call& c) {

@@ -190,13 +190,7 @@ Result<http::Response> Api::create_role(Call& c) {
 }
 
 Result<http::Response> Api::get_role(Call& c) {
-  std::optional<Role> r;
-  CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(r, repo::get_role(tx, c.param(0)));
-    return ok();
-  }));
-  if (!r) return not_found("role", c.param(0));
-  return json(200, {{"role", api::render_role(*r, c)}});
+  return api::get_stored<Role>(core_, c, "role", repo::get_role, api::render_role);
 }
 
 Result<http::Response> Api::update_role(Call& c) {

@@ -401,13 +401,7 @@ Result<http::Response> Api::create_group(Call& c) {
 }
 
 Result<http::Response> Api::get_group(Call& c) {
-  std::optional<Group> g;
-  CONCORD_RETURN_IF_ERROR(core_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(g, repo::get_group(tx, c.param(0)));
-    return ok();
-  }));
-  if (!g) return not_found("group", c.param(0));
-  return json(200, {{"group", api::render_group(*g, c)}});
+  return api::get_stored<Group>(core_, c, "group", repo::get_group, api::render_group);
 }
 
 Result<http::Response> Api::update_group(Call& c) {
