@@ -25,6 +25,10 @@ struct Request {
   std::string query;   // raw query string without '?'
   std::vector<Header> headers;
   std::string body;
+  // When the server spooled the body to disk (ServerOptions::streamed_body), the file holding
+  // it; `body` is then empty. The handler may read, rename or delete the file; the server
+  // deletes whatever is left there once the response is produced.
+  std::string body_file;
   std::string request_id;  // "req-<uuid>", also sent back as x-openstack-request-id
   std::string base_url;  // scheme://host[:port]/prefix the client used (for links), no slash at end
   // Path parameters captured by the route pattern, in order ("{id}" segments).
@@ -43,6 +47,9 @@ struct Response {
   int status = 200;
   std::vector<Header> headers;  // content-type goes here too
   std::string body;
+  // When set (and `body` is empty), the server sends this file's content as the body without
+  // loading it into memory. The file must stay in place until the response is written.
+  std::string body_file;
 
   void set_header(std::string name, std::string value);
   std::string_view header(std::string_view lowercase_name) const;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "base/json.h"
@@ -276,9 +277,16 @@ Response Router::dispatch(Request& req, std::string& route_name) const {
   if (req.method == Method::kHead) {
     // HEAD answers what GET would, without the body but with its length (RFC 9110 9.3.2).
     if (resp.header("content-length").empty()) {
-      resp.set_header("content-length", std::to_string(resp.body.size()));
+      uint64_t length = resp.body.size();
+      if (!resp.body_file.empty() && resp.body.empty()) {
+        std::error_code ec;
+        auto size = std::filesystem::file_size(resp.body_file, ec);
+        if (!ec) length = size;
+      }
+      resp.set_header("content-length", std::to_string(length));
     }
     resp.body.clear();
+    resp.body_file.clear();
   }
   return resp;
 }

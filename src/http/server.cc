@@ -207,6 +207,10 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
       return;
     }
     in_.commit(n);
+    // A spooled body may be large: its deadline bounds each pause, not the whole transfer.
+    if (session_.phase() == Phase::kBody && session_.streaming()) {
+      set_deadline(now() + options().body_timeout);
+    }
     step();
   }
 
@@ -226,6 +230,12 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
     }
     if (session_.phase() != Phase::kResponding) {
       step();  // that was a "100 Continue": go on reading the body
+      return;
+    }
+    if (session_.continue_output()) {
+      // A file body goes out piece by piece; the deadline bounds each piece, not the whole.
+      set_deadline(now() + options().body_timeout);
+      do_write();
       return;
     }
     if (session_.close_after_write()) {

@@ -9,13 +9,27 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 #include "http/metrics.h"
 #include "http/router.h"
 
 namespace concord::http {
+
+// Where a request body goes when it is too large to hold in memory (image uploads): a file in
+// `dir`, bounded by `max_bytes` instead of ServerOptions::max_body_bytes.
+struct StreamedBody {
+  std::string dir;
+  uint64_t max_bytes = 0;
+};
+// Decides, from the request line alone (method and raw path including the mount prefix,
+// without the query), whether a request's body is spooled to disk. The handler then finds the
+// file in Request::body_file; the server deletes what is left of it after the response.
+using StreamedBodyHook =
+    std::function<std::optional<StreamedBody>(Method method, std::string_view raw_path)>;
 
 struct ServerOptions {
   std::string bind_address = "127.0.0.1";
@@ -29,6 +43,9 @@ struct ServerOptions {
   std::chrono::milliseconds shutdown_grace{5'000};
   // Returns whether the process is healthy (for /healthz); nullptr means always healthy.
   std::function<bool()> health;
+  // nullptr: every body is buffered in memory. For streamed requests and for responses with a
+  // body_file, body_timeout bounds each period without progress rather than the whole transfer.
+  StreamedBodyHook streamed_body;
 };
 
 class Server {

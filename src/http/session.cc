@@ -1,5 +1,9 @@
 #include "http/session.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <boost/asio/buffer.hpp>
@@ -8,6 +12,7 @@
 #include <ctime>
 #include <exception>
 
+#include "base/encoding.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/random.h"
@@ -184,10 +189,12 @@ const std::vector<double>& duration_buckets() {
 // ---------------------------------------------------------------------------------------------
 // RequestParser
 
-RequestParser::RequestParser(Request& req, size_t max_header_bytes, size_t max_body_bytes)
+RequestParser::RequestParser(Request& req, size_t max_header_bytes, size_t max_body_bytes,
+                             const StreamedBodyHook* streamed)
     : req_(req),
       max_header_bytes_(std::max<size_t>(max_header_bytes, 16)),
-      max_body_bytes_(max_body_bytes) {
+      max_body_bytes_(max_body_bytes),
+      streamed_(streamed != nullptr && *streamed ? streamed : nullptr) {
   // feed() enforces the head limit itself over all bytes of the head (Beast's own check
   // restarts after the request line); Beast's limit is set just above ours so it never
   // disagrees.
@@ -232,6 +239,52 @@ size_t RequestParser::feed(std::string_view data) {
   return n;
 }
 
+RequestParser::~RequestParser() {
+  if (spool_fd_ >= 0) ::close(spool_fd_);
+  // The handler may have renamed or deleted the file; whatever is left is the server's.
+  if (!spool_path_.empty()) ::unlink(spool_path_.c_str());
+}
+
+void RequestParser::start_spool(std::string_view target) {
+  std::string_view raw_path = target.substr(0, target.find('?'));
+  std::optional<StreamedBody> streamed;
+  try {
+    streamed = (*streamed_)(req_.method, raw_path);
+  } catch (const std::exception& e) {
+    logger("http")->error("streamed_body hook threw: {}", e.what());
+    fail(500, "An unexpected error prevented the server from fulfilling your request.");
+    return;
+  }
+  if (!streamed) return;
+  std::string path = streamed->dir + "/body-" + hex_encode(random_bytes(12));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    logger("http")->error("cannot create request body file {}: {}", path, std::strerror(errno));
+    fail(500, "The server could not store the request body.");
+    return;
+  }
+  spool_fd_ = fd;
+  spool_path_ = std::move(path);
+  max_body_bytes_ = streamed->max_bytes;
+  body_limit(static_cast<std::uint64_t>(streamed->max_bytes));
+}
+
+bool RequestParser::spool(boost::beast::string_view data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(spool_fd_, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      logger("http")->error("cannot write request body file {}: {}", spool_path_,
+                            std::strerror(errno));
+      fail(500, "The server could not store the request body.");
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
 void RequestParser::fail(int status, std::string message) {
   if (error_status_ != 0) return;
   error_status_ = status;
@@ -246,11 +299,14 @@ void RequestParser::on_request_impl(bhttp::verb, boost::beast::string_view metho
   req_.path.clear();
   req_.query.clear();
   req_.body.clear();
+  req_.body_file.clear();
   req_.base_url.clear();
   req_.params.clear();
   version_ = version;
   target_seen_ = true;
   header_count_ = 0;
+  // Decided now: Beast checks Content-Length against the body limit before on_header_impl.
+  if (streamed_ != nullptr) start_spool(std::string_view(target.data(), target.size()));
 }
 
 void RequestParser::on_response_impl(int, boost::beast::string_view, int,
@@ -279,10 +335,14 @@ void RequestParser::on_header_impl(boost::beast::error_code&) {
 void RequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
                                       boost::beast::error_code&) {
   // Beast has already checked content_length against the body limit.
-  if (content_length) req_.body.reserve(static_cast<size_t>(*content_length));
+  if (content_length && spool_fd_ < 0) req_.body.reserve(static_cast<size_t>(*content_length));
 }
 
-size_t RequestParser::on_body_impl(boost::beast::string_view body, boost::beast::error_code&) {
+size_t RequestParser::on_body_impl(boost::beast::string_view body, boost::beast::error_code& ec) {
+  if (spool_fd_ >= 0) {
+    if (!spool(body)) ec = bhttp::error::body_limit;
+    return body.size();
+  }
   req_.body.append(body.data(), body.size());
   return body.size();
 }
@@ -291,12 +351,22 @@ void RequestParser::on_chunk_header_impl(std::uint64_t, boost::beast::string_vie
                                          boost::beast::error_code&) {}
 
 size_t RequestParser::on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
-                                         boost::beast::error_code&) {
+                                         boost::beast::error_code& ec) {
+  if (spool_fd_ >= 0) {
+    if (!spool(body)) ec = bhttp::error::body_limit;
+    return body.size();
+  }
   req_.body.append(body.data(), body.size());
   return body.size();
 }
 
-void RequestParser::on_finish_impl(boost::beast::error_code&) {}
+void RequestParser::on_finish_impl(boost::beast::error_code&) {
+  if (spool_fd_ >= 0) {
+    ::close(spool_fd_);
+    spool_fd_ = -1;
+    req_.body_file = spool_path_;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Session
@@ -305,8 +375,41 @@ Session::Session(ServerContext& ctx) : ctx_(ctx) {
   out_.reserve(1024);
 }
 
+Session::~Session() {
+  if (file_fd_ >= 0) ::close(file_fd_);
+}
+
+bool Session::continue_output() {
+  if (file_fd_ < 0) return false;
+  if (file_left_ == 0) {
+    ::close(file_fd_);
+    file_fd_ = -1;
+    return false;
+  }
+  constexpr size_t kPiece = 256 * 1024;
+  out_.resize(static_cast<size_t>(std::min<uint64_t>(kPiece, file_left_)));
+  ssize_t n;
+  do {
+    n = ::read(file_fd_, out_.data(), out_.size());
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    // The file shrank or failed under us: the Content-Length already sent cannot be met, so
+    // the connection is closed and the client sees a truncated body.
+    logger("http")->error("response body file ended early request_id={}", req_.request_id);
+    ::close(file_fd_);
+    file_fd_ = -1;
+    out_.clear();
+    close_ = true;
+    return false;
+  }
+  out_.resize(static_cast<size_t>(n));
+  file_left_ -= static_cast<uint64_t>(n);
+  return true;
+}
+
 void Session::begin_request() {
-  parser_.emplace(req_, ctx_.options.max_header_bytes, ctx_.options.max_body_bytes);
+  parser_.emplace(req_, ctx_.options.max_header_bytes, ctx_.options.max_body_bytes,
+                  &ctx_.options.streamed_body);
   phase_ = Phase::kIdle;
   continue_sent_ = false;
   close_ = false;
@@ -477,8 +580,32 @@ void Session::finish(Response& resp, bool keep_alive, bool head, double seconds,
     resp = keystone_style_error(
         500, "An unexpected error prevented the server from fulfilling your request.");
   }
+  if (file_fd_ >= 0) {
+    ::close(file_fd_);
+    file_fd_ = -1;
+  }
+  bool bodyless = resp.status < 200 || resp.status == 204 || resp.status == 304;
+  if (!resp.body_file.empty() && resp.body.empty() && !bodyless) {
+    int fd = ::open(resp.body_file.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && ::fstat(fd, &st) == 0) {
+      file_fd_ = fd;
+      file_left_ = static_cast<uint64_t>(st.st_size);
+    } else {
+      logger("http")->error("cannot open response body file {} request_id={}: {}",
+                            sanitize_utf8(resp.body_file), req_.request_id, std::strerror(errno));
+      if (fd >= 0) ::close(fd);
+      resp = ctx_.router->error_for(
+          req_.target, 500,
+          "An unexpected error prevented the server from fulfilling your request.");
+    }
+  }
   record(method, resp.status, seconds);
   serialize(resp, keep_alive, head);
+  if (head && file_fd_ >= 0) {
+    ::close(file_fd_);
+    file_fd_ = -1;
+  }
   head_response_ = head;
   close_ = !keep_alive;
   phase_ = Phase::kResponding;
@@ -504,7 +631,7 @@ void Session::serialize(const Response& resp, bool keep_alive, bool head) {
   // RFC 9110 8.6: no Content-Length (and no body) on 1xx and 204; 304 has no body either.
   bool bodyless = resp.status < 200 || resp.status == 204 || resp.status == 304;
   if (!bodyless) {
-    uint64_t length = resp.body.size();
+    uint64_t length = file_fd_ >= 0 ? file_left_ : resp.body.size();
     if (head) {
       if (auto declared = parse_uint(resp.header("content-length"))) length = *declared;
     }

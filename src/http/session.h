@@ -45,7 +45,13 @@ struct ServerContext {
 // Content-Length or the sum of chunk sizes.
 class RequestParser final : public boost::beast::http::basic_parser<true> {
  public:
-  RequestParser(Request& req, size_t max_header_bytes, size_t max_body_bytes);
+  // `streamed` (may be null or empty) decides which bodies are spooled to a file instead.
+  RequestParser(Request& req, size_t max_header_bytes, size_t max_body_bytes,
+                const StreamedBodyHook* streamed = nullptr);
+  // Removes the spool file unless the request was complete and a handler moved it away.
+  ~RequestParser();
+  RequestParser(const RequestParser&) = delete;
+  RequestParser& operator=(const RequestParser&) = delete;
 
   // Feeds bytes; returns how many were consumed. After the call, error_status() != 0 means the
   // request is rejected; is_done() means it is complete; otherwise more bytes are needed when
@@ -57,6 +63,8 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   bool target_seen() const { return target_seen_; }
   int version() const { return version_; }  // 10 or 11
   bool expects_continue() const { return expects_continue_; }
+  // Whether this request's body goes to a file.
+  bool spooling() const { return !spool_path_.empty(); }
 
  private:
   void on_request_impl(boost::beast::http::verb method, boost::beast::string_view method_str,
@@ -77,10 +85,15 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   void on_finish_impl(boost::beast::error_code& ec) override;
 
   void fail(int status, std::string message);
+  void start_spool(std::string_view target);
+  bool spool(boost::beast::string_view data);
 
   Request& req_;
   size_t max_header_bytes_;
   size_t max_body_bytes_;
+  const StreamedBodyHook* streamed_ = nullptr;
+  std::string spool_path_;
+  int spool_fd_ = -1;
   size_t head_consumed_ = 0;
   size_t header_count_ = 0;
   int error_status_ = 0;
@@ -101,6 +114,7 @@ class Session {
   enum class Next { kRead, kWrite };
 
   explicit Session(ServerContext& ctx);
+  ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -114,6 +128,12 @@ class Session {
   void timeout();
 
   const std::string& output() const { return out_; }
+  // After output() was sent for a response whose body is a file (Response::body_file): loads
+  // the next piece of the file into output() and returns true, or returns false when the body
+  // is complete. A file that ends early sets close_after_write() (the client sees a short body).
+  bool continue_output();
+  // Whether the current request's body or response's body is streamed (for the timers).
+  bool streaming() const { return file_fd_ >= 0 || (parser_.has_value() && parser_->spooling()); }
   bool close_after_write() const { return close_; }
   Phase phase() const { return phase_; }
   // The last Response produced (only when ServerContext::keep_last_response).
@@ -139,6 +159,9 @@ class Session {
   bool close_ = false;
   bool head_response_ = false;
   std::string out_;
+  // The file body of the response being written, and how many of its bytes remain.
+  int file_fd_ = -1;
+  uint64_t file_left_ = 0;
   std::string route_name_;
   Response last_;
 

@@ -27,7 +27,16 @@ void run(const Router& router, std::string_view bytes, const ServerOptions& opti
   for (;;) {
     if (session.advance(in) == internal::Session::Next::kWrite) {
       bool full_response = session.phase() == internal::Session::Phase::kResponding;
-      if (wire != nullptr) wire->push_back({session.output(), session.head_response()});
+      if (wire != nullptr) {
+        std::string bytes = session.output();
+        if (full_response) {
+          while (session.continue_output()) bytes += session.output();
+        }
+        wire->push_back({std::move(bytes), session.head_response()});
+      } else if (full_response) {
+        while (session.continue_output()) {
+        }
+      }
       if (full_response) {
         if (first != nullptr) *first = session.last_response();
         if (first_only || session.close_after_write()) return;
