@@ -12,7 +12,12 @@ build_pkgs=(
   build-essential cmake ninja-build ccache pkg-config
   libboost-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev
   libspdlog-dev libfmt-dev libcli11-dev
+  # Image uploads: zlib to peek into gzip'd container tarballs, qemu-img to inspect disk images.
+  zlib1g-dev qemu-utils
   python3-minimal ca-certificates curl
+  # Compute drivers at run time (src/compute/driver): runc for containers (crun refuses hybrid
+  # cgroups), QEMU + qemu-img for VMs, xorriso for config drives, iproute2 for bridges/veths.
+  runc qemu-system-x86 qemu-utils xorriso iproute2 tar
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -22,6 +27,9 @@ test_pkgs=(
   postgresql-15
   python3-openstackclient python3-openstacksdk python3-keystoneclient tempest
   python3-yaml jq procps
+  # Guest images the driver tests boot (tests/fixtures/build-images.sh): busybox rootfs,
+  # Debian's kernel + busybox initramfs on a syslinux FAT disk.
+  busybox-static linux-image-amd64 syslinux syslinux-common mtools dosfstools cpio
 )
 bench_pkgs=(
   keystone uwsgi uwsgi-plugin-python3 wrk python3-keystone

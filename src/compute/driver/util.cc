@@ -1,0 +1,206 @@
+#include "compute/driver/util.h"
+
+#include <openssl/evp.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "base/encoding.h"
+#include "fmt/format.h"
+
+namespace concord::compute::driver {
+
+namespace fs = std::filesystem;
+
+Status validate_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) {
+    return fail(Code::kInvalidArgument,
+                fmt::format("instance id must be 1..64 characters, got {}", id.size()));
+  }
+  for (char c : id) {
+    bool okc = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_';
+    if (!okc) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("instance id '{}' may only hold letters, digits, '-' and '_'",
+                              std::string(id)));
+    }
+  }
+  return ok();
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    Code code = errno == ENOENT ? Code::kNotFound : Code::kInternal;
+    return fail(code, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Status write_file_atomic(const std::string& path, std::string_view content) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      return fail(Code::kInternal, fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
+    }
+    out.write(content.data(), static_cast<std::streamsize>(content.size()));
+    out.flush();
+    if (!out) return fail(Code::kInternal, fmt::format("short write to {}", tmp));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return fail(Code::kInternal, fmt::format("rename {} -> {}: {}", tmp, path, ec.message()));
+  return ok();
+}
+
+Status make_dirs(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) return fail(Code::kInternal, fmt::format("mkdir -p {}: {}", path, ec.message()));
+  return ok();
+}
+
+Status remove_tree(const std::string& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) return fail(Code::kInternal, fmt::format("rm -r {}: {}", path, ec.message()));
+  return ok();
+}
+
+bool path_exists(const std::string& path) {
+  std::error_code ec;
+  return fs::symlink_status(path, ec).type() != fs::file_type::not_found && !ec;
+}
+
+std::vector<std::string> list_subdirs(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec)) names.push_back(it->path().filename().string());
+  }
+  return names;
+}
+
+Result<std::string> read_tail(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) {
+    Code code = errno == ENOENT ? Code::kNotFound : Code::kInternal;
+    return fail(code, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  }
+  auto size = static_cast<size_t>(in.tellg());
+  size_t start = size > max_bytes ? size - max_bytes : 0;
+  in.seekg(static_cast<std::streamoff>(start));
+  std::string out(size - start, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(in.gcount()));
+  return out;
+}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+Result<std::string> sha256_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    Code code = errno == ENOENT ? Code::kNotFound : Code::kInternal;
+    return fail(code, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return fail(Code::kInternal, "EVP_DigestInit_ex(sha256) failed");
+  }
+  std::string buf(1 << 16, '\0');
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    auto n = static_cast<size_t>(in.gcount());
+    if (n > 0) EVP_DigestUpdate(ctx.get(), buf.data(), n);
+  }
+  if (in.bad()) return fail(Code::kInternal, fmt::format("error reading {}", path));
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+bool is_mount_point(const std::string& path) {
+  std::error_code ec;
+  fs::path canonical = fs::weakly_canonical(path, ec);
+  if (ec) return false;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // Fields: id parent major:minor root mount-point ...; octal escapes for spaces.
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, mount_point;
+    ls >> id >> parent >> dev >> root >> mount_point;
+    std::string unescaped;
+    for (size_t i = 0; i < mount_point.size(); ++i) {
+      if (mount_point[i] == '\\' && i + 3 < mount_point.size()) {
+        int v = 0;
+        for (size_t k = 1; k <= 3; ++k) v = v * 8 + (mount_point[i + k] - '0');
+        unescaped.push_back(static_cast<char>(v));
+        i += 3;
+      } else {
+        unescaped.push_back(mount_point[i]);
+      }
+    }
+    if (unescaped == canonical.string()) return true;
+  }
+  return false;
+}
+
+std::optional<unsigned long long> process_start_time(pid_t pid) {
+  auto stat = read_file(fmt::format("/proc/{}/stat", pid));
+  if (!stat) return std::nullopt;
+  // comm (field 2) may hold spaces and parentheses: parse after the last ')'.
+  size_t close = stat->rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream ls(stat->substr(close + 1));
+  std::string field;
+  // After ')' come fields 3.. ; start time is field 22.
+  for (int i = 3; i <= 22; ++i) {
+    if (!(ls >> field)) return std::nullopt;
+    if (i == 3 && field == "Z") return std::nullopt;
+  }
+  try {
+    return std::stoull(field);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+bool process_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  return process_start_time(pid).has_value();
+}
+
+bool process_matches(const ProcessId& id) {
+  if (id.pid <= 0) return false;
+  auto start = process_start_time(id.pid);
+  return start && *start == id.start_time;
+}
+
+std::string process_cmdline(pid_t pid) {
+  auto raw = read_file(fmt::format("/proc/{}/cmdline", pid));
+  if (!raw) return {};
+  std::string s = *raw;
+  for (char& c : s) {
+    if (c == '\0') c = ' ';
+  }
+  return s;
+}
+
+}  // namespace concord::compute::driver
