@@ -9,15 +9,20 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "agent/agent.h"
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/random.h"
+#include "compute/service/compute_service.h"
+#include "compute/service/flavors.h"
+#include "compute/service/model.h"
 #include "http/metrics.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "identity/crypto/token.h"
 #include "identity/identity_service.h"
+#include "image/image_service.h"
 #include "store/store.h"
 #include "usage/usage_ledger.h"
 
@@ -61,6 +66,8 @@ Status write_file(const std::string& path, const std::string& content, mode_t mo
 std::vector<store::Migration> all_migrations() {
   std::vector<store::Migration> all = identity::migrations();
   for (auto& m : usage::migrations()) all.push_back(std::move(m));
+  for (auto& m : image::migrations()) all.push_back(std::move(m));
+  for (auto& m : compute::migrations()) all.push_back(std::move(m));
   return all;
 }
 
@@ -168,6 +175,138 @@ Status write_credentials(const config::Config& c, const std::string& url,
   return write_file(dir + "/openrc", openrc, 0600);
 }
 
+// The key agents' per-host credentials derive from (data_dir/agent-key, 0600, made once).
+Result<std::string> agent_key(const config::Config& c) {
+  std::string path = data_dir(c) + "/agent-key";
+  std::ifstream in(path);
+  std::string existing;
+  if (in && std::getline(in, existing) && existing.size() >= 32) return existing;
+  std::string generated = random_token(32);
+  CONCORD_RETURN_IF_ERROR(write_file(path, generated + "\n", 0600));
+  return generated;
+}
+
+Result<double> ratio(const config::Config& c, const std::string& key) {
+  std::string text = c.str(key);
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !(v > 0) || v > 1000) {
+    return fail(Code::kInvalidArgument,
+                key + " must be a number greater than 0 and at most 1000, not '" + text + "'");
+  }
+  return v;
+}
+
+Result<compute::ComputeOptions> compute_options(const config::Config& c) {
+  compute::ComputeOptions o;
+  o.region = c.str("identity.region");
+  o.default_availability_zone = c.str("compute.availability_zone");
+  CONCORD_ASSIGN_OR_RETURN(o.cpu_allocation_ratio, ratio(c, "compute.cpu_allocation_ratio"));
+  CONCORD_ASSIGN_OR_RETURN(o.ram_allocation_ratio, ratio(c, "compute.ram_allocation_ratio"));
+  CONCORD_ASSIGN_OR_RETURN(o.disk_allocation_ratio, ratio(c, "compute.disk_allocation_ratio"));
+  o.pack = c.str("compute.weigher") == "pack";
+  o.heartbeat_interval = std::chrono::milliseconds(c.millis("compute.heartbeat_interval"));
+  o.down_after = std::chrono::milliseconds(c.millis("compute.down_after"));
+  o.build_timeout = std::chrono::milliseconds(c.millis("compute.build_timeout"));
+  o.action_timeout = std::chrono::milliseconds(c.millis("compute.action_timeout"));
+  o.max_user_data_bytes = static_cast<size_t>(c.integer("compute.max_user_data_bytes"));
+  o.max_waiting_polls = std::max<int>(1, static_cast<int>(c.integer("server.threads")) / 2);
+  CONCORD_ASSIGN_OR_RETURN(o.agent_key, agent_key(c));
+  return o;
+}
+
+std::string default_host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+// The agent's options from the configuration; `server_url` and `credential` come from the
+// caller (the all-in-one knows both; `concord agent` reads them from agent.*).
+Result<agent::AgentOptions> agent_options(const config::Config& c, std::string server_url,
+                                          std::string credential) {
+  agent::AgentOptions o;
+  o.server_url = std::move(server_url);
+  o.host = c.str("agent.host").empty() ? default_host_name() : c.str("agent.host");
+  o.credential = std::move(credential);
+  o.availability_zone = c.str("agent.availability_zone");
+  o.state_dir = c.str("agent.state_dir").empty() ? data_dir(c) + "/agent-" + o.host
+                                                 : c.str("agent.state_dir");
+  std::error_code ec;
+  fs::path abs = fs::absolute(o.state_dir, ec);
+  if (!ec) o.state_dir = abs.lexically_normal().string();
+  o.drivers.clear();
+  std::string list = c.str("agent.drivers");
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    std::string item = list.substr(start, comma == std::string::npos ? comma : comma - start);
+    if (!item.empty()) {
+      if (item != "container" && item != "vm") {
+        return fail(Code::kInvalidArgument,
+                    "agent.drivers: unknown driver '" + item + "' (container, vm)");
+      }
+      o.drivers.push_back(item);
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (o.drivers.empty()) return fail(Code::kInvalidArgument, "agent.drivers names no driver");
+  if (c.integer("agent.vcpus") > 0) o.vcpus = c.integer("agent.vcpus");
+  if (c.integer("agent.ram_mb") > 0) o.ram_mb = c.integer("agent.ram_mb");
+  if (c.integer("agent.disk_gb") > 0) o.disk_gb = c.integer("agent.disk_gb");
+  o.heartbeat_interval = std::chrono::milliseconds(c.millis("compute.heartbeat_interval"));
+  o.driver_options.state_dir = o.state_dir;
+  o.driver_options.bridge = c.str("agent.bridge");
+  o.driver_options.subnet = c.str("agent.subnet");
+  return o;
+}
+
+// Compute sees images through compute::ImageCatalog; this adapts the image service to it.
+class ImageCatalogAdapter final : public compute::ImageCatalog {
+ public:
+  explicit ImageCatalogAdapter(const image::ImageService& images) : images_(images) {}
+
+  Result<compute::ImageInfo> get(std::string_view id,
+                                 const identity::AuthContext& caller) const override {
+    CONCORD_ASSIGN_OR_RETURN(image::ImageRecord r,
+                             images_.get_for_project(id, caller.project_id, caller.is_admin()));
+    return info(r);
+  }
+  Result<compute::ImageInfo> get_any(std::string_view id) const override {
+    CONCORD_ASSIGN_OR_RETURN(image::ImageRecord r, images_.get_for_project(id, "", true));
+    return info(r);
+  }
+  Result<http::Response> download(std::string_view id) const override {
+    CONCORD_ASSIGN_OR_RETURN(image::ImageRecord r, images_.get_for_project(id, "", true));
+    std::string path = images_.blob_path(r);
+    if (path.empty()) return fail(Code::kNotFound, "image " + std::string(id) + " has no data");
+    http::Response resp;
+    resp.status = 200;
+    resp.set_header("content-type", "application/octet-stream");
+    if (r.sha256) resp.set_header("x-image-sha256", *r.sha256);
+    resp.body_file = path;
+    return resp;
+  }
+
+ private:
+  static compute::ImageInfo info(const image::ImageRecord& r) {
+    compute::ImageInfo i;
+    i.id = r.id;
+    i.name = r.name.value_or("");
+    i.status = r.status;
+    i.disk_format = r.disk_format.value_or("");
+    i.container_format = r.container_format.value_or("");
+    i.size = r.size.value_or(0);
+    i.sha256 = r.sha256.value_or("");
+    i.min_disk = r.min_disk;
+    i.min_ram = r.min_ram;
+    i.properties = r.properties;
+    return i;
+  }
+  const image::ImageService& images_;
+};
+
 Status bootstrap_identity(identity::IdentityService& ids, const config::Config& c,
                           const std::string& url) {
   CONCORD_ASSIGN_OR_RETURN(std::string password, admin_password(c));
@@ -176,6 +315,8 @@ Status bootstrap_identity(identity::IdentityService& ids, const config::Config& 
   spec.public_url = url;
   spec.region = c.str("identity.region");
   CONCORD_RETURN_IF_ERROR(ids.bootstrap(spec));
+  CONCORD_RETURN_IF_ERROR(ids.ensure_service_endpoint("compute", "nova", url + "/compute/v2.1"));
+  CONCORD_RETURN_IF_ERROR(ids.ensure_service_endpoint("image", "glance", url + "/image"));
   return write_credentials(c, url, password);
 }
 
@@ -235,10 +376,24 @@ Status run_server(const config::Config& c, bool bootstrap) {
   CONCORD_ASSIGN_OR_RETURN(auto ids,
                            identity::IdentityService::create(*st, clock, identity_options(c)));
 
+  image::ImageOptions image_options;
+  image_options.blob_dir = dir + "/images";
+  image_options.max_image_bytes = static_cast<uint64_t>(c.integer("image.max_image_bytes"));
+  CONCORD_ASSIGN_OR_RETURN(auto images,
+                           image::ImageService::create(*st, clock, *ids, image_options));
+  ImageCatalogAdapter image_catalog(*images);
+  CONCORD_ASSIGN_OR_RETURN(compute::ComputeOptions compute_opts, compute_options(c));
+  CONCORD_ASSIGN_OR_RETURN(auto compute, compute::ComputeService::create(
+                                             {*st, clock, *ids, image_catalog, compute_opts}));
+  CONCORD_RETURN_IF_ERROR(compute::ensure_default_flavors(*st, clock));
+
   auto router = std::make_shared<http::Router>();
   auto identity_routes = ids->routes();
   router->mount("/identity", identity_routes, http::keystone_style_error);
   router->mount("", identity_routes, http::keystone_style_error);
+  router->mount("/image", images->routes(), images->error_formatter());
+  router->mount("/compute", compute->routes(), compute::ComputeService::error);
+  router->mount("/agent", compute->agent_routes(), http::keystone_style_error);
 
   auto metrics = std::make_shared<http::Registry>();
   http::ServerOptions so;
@@ -251,11 +406,24 @@ Status run_server(const config::Config& c, bool bootstrap) {
   so.body_timeout = std::chrono::milliseconds(c.millis("server.body_timeout"));
   so.idle_timeout = std::chrono::milliseconds(c.millis("server.idle_timeout"));
   so.shutdown_grace = std::chrono::milliseconds(c.millis("server.shutdown_grace"));
+  so.streamed_body = images->streamed_body_hook("/image");  // uploads go to disk, not RAM
   http::Server server(so, router, metrics);
   CONCORD_RETURN_IF_ERROR(server.start());
 
   std::string url = public_url(c, server.port());
   if (bootstrap) CONCORD_RETURN_IF_ERROR(bootstrap_identity(*ids, c, url));
+
+  CONCORD_RETURN_IF_ERROR(compute->start());
+
+  // all-in-one: one agent in-process, talking to this server over HTTP like any other host.
+  std::unique_ptr<agent::Agent> local_agent;
+  if (bootstrap && c.boolean("agent.enabled")) {
+    std::string self_url = "http://" + so.bind_address + ":" + std::to_string(server.port());
+    CONCORD_ASSIGN_OR_RETURN(agent::AgentOptions ao, agent_options(c, self_url, ""));
+    ao.credential = compute::agent_credential(compute_opts.agent_key, ao.host);
+    CONCORD_ASSIGN_OR_RETURN(local_agent, agent::Agent::create(std::move(ao)));
+    CONCORD_RETURN_IF_ERROR(local_agent->start());
+  }
 
   std::string local_url = "http://" + so.bind_address + ":" + std::to_string(server.port());
   Json ready = {{"url", local_url}, {"public_url", url}, {"pid", static_cast<int64_t>(::getpid())}};
@@ -273,7 +441,41 @@ Status run_server(const config::Config& c, bool bootstrap) {
   sigwait(&signals, &sig);
   log->info("signal {} received, stopping", sig);
   fs::remove(dir + "/server.json", ec);
+  if (local_agent) local_agent->stop();
   server.stop();
+  compute->stop();
+  return ok();
+}
+
+Status run_agent_credential(const config::Config& c, const std::string& host) {
+  if (host.empty() || host.size() > 255) {
+    return fail(Code::kInvalidArgument, "a host name of 1 to 255 characters is needed");
+  }
+  CONCORD_ASSIGN_OR_RETURN(std::string key, agent_key(c));
+  std::printf("%s\n", compute::agent_credential(key, host).c_str());
+  return ok();
+}
+
+Status run_agent(const config::Config& c) {
+  if (c.str("agent.server_url").empty() || c.str("agent.credential").empty()) {
+    return fail(Code::kInvalidArgument,
+                "concord agent needs --agent.server_url and --agent.credential (from "
+                "`concord agent-credential <host>` on the server)");
+  }
+  sigset_t signals = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::string url = c.str("agent.server_url");
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  CONCORD_ASSIGN_OR_RETURN(agent::AgentOptions ao,
+                           agent_options(c, url, c.str("agent.credential")));
+  std::string host = ao.host;
+  CONCORD_ASSIGN_OR_RETURN(auto a, agent::Agent::create(std::move(ao)));
+  CONCORD_RETURN_IF_ERROR(a->start());
+  logger("cmd")->info("agent for host {} running against {}", host, url);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  logger("cmd")->info("signal {} received, stopping the agent (instances keep running)", sig);
+  a->stop();
   return ok();
 }
 

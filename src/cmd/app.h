@@ -21,6 +21,12 @@ namespace concord::cmd {
 // until SIGINT or SIGTERM, then stop gracefully.
 [[nodiscard]] Status run_server(const config::Config& config, bool bootstrap);
 
+// `concord agent`: a host agent against agent.server_url, until SIGINT or SIGTERM.
+[[nodiscard]] Status run_agent(const config::Config& config);
+
+// `concord agent-credential HOST`: prints HOST's agent credential (from data_dir/agent-key).
+[[nodiscard]] Status run_agent_credential(const config::Config& config, const std::string& host);
+
 // `concord token-rotate`: rotates the Fernet keys in the data folder.
 [[nodiscard]] Status run_token_rotate(const config::Config& config);
 

@@ -5,6 +5,9 @@
 //   concord bootstrap    create the admin user/project/roles and the catalog; idempotent
 //   concord migrate      apply pending schema migrations
 //   concord token-rotate rotate the Fernet token keys
+//   concord agent        run a host agent: register this host, run the servers placed on it
+//   concord agent-credential HOST
+//                        print the credential a host's agent authenticates with
 //   concord config       print every option with its type, default, bounds and help
 //   concord version
 //
@@ -60,9 +63,14 @@ int main(int argc, char** argv) {
   auto* bootstrap = app.add_subcommand("bootstrap", "Create the admin user, project and catalog");
   auto* migrate = app.add_subcommand("migrate", "Apply pending schema migrations");
   auto* rotate = app.add_subcommand("token-rotate", "Rotate the Fernet token keys");
+  auto* agent = app.add_subcommand("agent", "Run a host agent (containers and VMs on this host)");
+  auto* agent_cred =
+      app.add_subcommand("agent-credential", "Print the credential of a host's agent");
+  std::string agent_host;
+  agent_cred->add_option("host", agent_host, "Host name the agent registers as")->required();
   auto* config_cmd = app.add_subcommand("config", "Print every configuration option");
   auto* version = app.add_subcommand("version", "Print the version");
-  for (auto* cmd : {aio, server, bootstrap, migrate, rotate, config_cmd}) {
+  for (auto* cmd : {aio, server, bootstrap, migrate, rotate, agent, agent_cred, config_cmd}) {
     add_config_flags(cmd, config_file, flags);
   }
 
@@ -103,6 +111,10 @@ int main(int argc, char** argv) {
     result = concord::cmd::run_migrate(config);
   } else if (rotate->parsed()) {
     result = concord::cmd::run_token_rotate(config);
+  } else if (agent->parsed()) {
+    result = concord::cmd::run_agent(config);
+  } else if (agent_cred->parsed()) {
+    result = concord::cmd::run_agent_credential(config, agent_host);
   }
   if (!result) {
     std::fprintf(stderr, "concord: %s\n", result.error().to_string().c_str());
