@@ -89,11 +89,12 @@ def parse_clouds_yaml(text):
 class Server:
     """One `concord all-in-one` process on port 0 with its own data dir."""
 
-    def __init__(self, data_dir=None, admin_password=None, extra_args=()):
+    def __init__(self, data_dir=None, admin_password=None, extra_args=(), port=0):
         self.tmp = tempfile.mkdtemp(prefix="concord-it-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.admin_password = admin_password
         self.extra_args = list(extra_args)
+        self.port = port  # 0: a free one per start; fixed when peers must find it after a restart
         self.proc = None
         self.url = None
         self.auth_url = None
@@ -112,7 +113,7 @@ class Server:
         # A previous run's file must not be mistaken for readiness.
         if os.path.exists(ready):
             os.unlink(ready)
-        cmd = [binary(), "all-in-one", "--data_dir=" + self.data_dir, "--server.port=0",
+        cmd = [binary(), "all-in-one", "--data_dir=" + self.data_dir, "--server.port=%d" % self.port,
                "--log.level=" + os.environ.get("CONCORD_LOG_LEVEL", "warn")]
         if self.admin_password:
             cmd.append("--bootstrap.admin_password=" + self.admin_password)
