@@ -259,6 +259,7 @@ Result<agent::AgentOptions> agent_options(const config::Config& c, std::string s
   o.driver_options.state_dir = o.state_dir;
   o.driver_options.bridge = c.str("agent.bridge");
   o.driver_options.subnet = c.str("agent.subnet");
+  o.driver_options.accel = c.str("agent.vm_accel");
   return o;
 }
 

@@ -133,6 +133,10 @@ struct DriverOptions {
   std::string runc_root;
   int vm_host_port_base = 0;  // 0: pick free ports
   std::chrono::milliseconds kvm_probe_timeout{3000};
+  // "auto": use KVM if the probe guest runs under it, else TCG. "tcg": never probe KVM. The
+  // default is tcg because on the development machines the one-sector probe guest sometimes
+  // runs under KVM while Linux guests then hang (docs/design/drivers.md, FACTS.md).
+  std::string accel = "tcg";
 };
 
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_container_driver(const DriverOptions& options);

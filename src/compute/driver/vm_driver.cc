@@ -340,8 +340,10 @@ class VmDriver final : public Driver {
       return caps;
     }
     std::string kvm_note;
-    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
+    int fd = options_.accel == "tcg" ? -1 : ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (options_.accel == "tcg") {
+      kvm_note = "accelerator tcg by configuration (auto probes KVM)";
+    } else if (fd < 0) {
       kvm_note = fmt::format("/dev/kvm: {}", std::strerror(errno));
     } else {
       ::close(fd);
