@@ -415,18 +415,17 @@ Status run_server(const config::Config& c, bool bootstrap) {
   if (bootstrap) CONCORD_RETURN_IF_ERROR(bootstrap_identity(*ids, c, url));
 
   CONCORD_RETURN_IF_ERROR(compute->start());
+  std::string local_url = "http://" + so.bind_address + ":" + std::to_string(server.port());
 
   // all-in-one: one agent in-process, talking to this server over HTTP like any other host.
   std::unique_ptr<agent::Agent> local_agent;
   if (bootstrap && c.boolean("agent.enabled")) {
-    std::string self_url = "http://" + so.bind_address + ":" + std::to_string(server.port());
-    CONCORD_ASSIGN_OR_RETURN(agent::AgentOptions ao, agent_options(c, self_url, ""));
+    CONCORD_ASSIGN_OR_RETURN(agent::AgentOptions ao, agent_options(c, local_url, ""));
     ao.credential = compute::agent_credential(compute_opts.agent_key, ao.host);
     CONCORD_ASSIGN_OR_RETURN(local_agent, agent::Agent::create(std::move(ao)));
     CONCORD_RETURN_IF_ERROR(local_agent->start());
   }
 
-  std::string local_url = "http://" + so.bind_address + ":" + std::to_string(server.port());
   Json ready = {{"url", local_url}, {"public_url", url}, {"pid", static_cast<int64_t>(::getpid())}};
   CONCORD_RETURN_IF_ERROR(write_file(dir + "/server.json", dump_json(ready) + "\n", 0644));
   log->info("serving on {} (identity at {}/identity/v3); data in {}", local_url, url, dir);
