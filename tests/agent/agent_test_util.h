@@ -34,6 +34,7 @@
 #include "http/server.h"
 #include "identity/identity_service.h"
 #include "store/store.h"
+#include "temp_dir.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::agent::testing {
@@ -41,24 +42,7 @@ namespace concord::agent::testing {
 namespace driver = compute::driver;
 using compute::ServerRow;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "concord-agent-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = ::concord::testing::TempDir;
 
 inline std::string sha256_hex(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -452,7 +436,7 @@ class AgentServerTest : public ::testing::Test {
     return out;
   }
 
-  TempDir dir_;
+  TempDir dir_{"concord-agent"};
   RealClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<identity::IdentityService> identity_;

@@ -26,29 +26,12 @@
 #include "identity/identity_service.h"
 #include "postgres_server.h"
 #include "store/store.h"
+#include "temp_dir.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::compute::agent_testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "concord-agentapi-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = ::concord::testing::TempDir;
 
 struct Reply {
   int status = 0;
@@ -328,7 +311,7 @@ class AgentApiTest : public ::testing::Test {
     return rows;
   }
 
-  TempDir dir_;
+  TempDir dir_{"concord-agentapi"};
   std::string pg_database_;
   FakeClock clock_;
   std::unique_ptr<store::Store> store_;

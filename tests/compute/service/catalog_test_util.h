@@ -31,6 +31,7 @@
 #include "identity/identity_service.h"
 #include "postgres_server.h"
 #include "store/store.h"
+#include "temp_dir.h"
 #include "usage/usage_ledger.h"
 
 #define ASSERT_OK(expr)                                                              \
@@ -41,24 +42,7 @@
 
 namespace concord::compute::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "concord-catalog-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = ::concord::testing::TempDir;
 
 // The catalog tests never boot servers, so the image catalog is empty.
 class NoImages final : public ImageCatalog {
@@ -341,7 +325,7 @@ class CatalogTest : public ::testing::Test {
         .count();
   }
 
-  TempDir dir_;
+  TempDir dir_{"concord-catalog"};
   FakeClock clock_;
   NoImages images_;
   std::unique_ptr<store::Store> store_;

@@ -27,28 +27,12 @@
 #include "http/router.h"
 #include "identity/identity_service.h"
 #include "store/store.h"
+#include "temp_dir.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::compute::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "concord-servers-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = ::concord::testing::TempDir;
 
 struct Reply {
   int status = 0;
@@ -348,7 +332,7 @@ class ServersTest : public ::testing::Test {
     return id;
   }
 
-  TempDir dir_;
+  TempDir dir_{"concord-servers"};
   FakeClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<identity::IdentityService> identity_;
