@@ -18,6 +18,9 @@ build_pkgs=(
   # Compute drivers at run time (src/compute/driver): runc for containers (crun refuses hybrid
   # cgroups), QEMU + qemu-img for VMs, xorriso for config drives, iproute2 for bridges/veths.
   runc qemu-system-x86 qemu-utils xorriso iproute2 tar
+  # Inference runtime (src/inference/runtime): OpenCV dnn runs ONNX models; only core and dnn,
+  # not the libopencv-dev meta package that pulls every module.
+  libopencv-dnn-dev libopencv-core-dev
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -30,6 +33,13 @@ test_pkgs=(
   # Guest images the driver tests boot (tests/fixtures/build-images.sh): busybox rootfs,
   # Debian's kernel + busybox initramfs on a syslinux FAT disk.
   busybox-static linux-image-amd64 syslinux syslinux-common mtools dosfstools cpio
+  # The inference tests classify Fashion-MNIST's 10,000 test images (tests/inference). The
+  # model they load is committed (tests/fixtures/models); remaking it needs python3-torch
+  # (about 1.2 GB, so not listed here): apt-get install python3-torch python3-onnx, then
+  # /usr/bin/python3 tests/fixtures/models/train_fashion_mnist.py
+  dataset-fashion-mnist
+  # ONNX's own operator test models: the ONNX metadata reader must parse all of them.
+  libonnx-testdata
 )
 bench_pkgs=(
   keystone uwsgi uwsgi-plugin-python3 wrk python3-keystone
