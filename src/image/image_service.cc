@@ -13,6 +13,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/random.h"
+#include "base/time_format.h"
 #include "blob/blob_store.h"
 #include "image/format_check.h"
 #include "usage/usage_ledger.h"
@@ -1072,6 +1073,44 @@ Result<bool> bool_param(const std::string& name, const std::string& value) {
                      "': expected a boolean.");
 }
 
+// A created_at / updated_at filter: "[op:]time" with Glance's operators. As in Glance, a value
+// that is not ISO 8601 or names an unknown operator is the client's error (400), never a
+// property filter that silently matches nothing.
+struct TimeFilter {
+  std::string op;  // eq neq lt lte gt gte
+  int64_t us = 0;
+  bool matches(int64_t value_us) const {
+    if (op == "eq") return value_us == us;
+    if (op == "neq") return value_us != us;
+    if (op == "lt") return value_us < us;
+    if (op == "lte") return value_us <= us;
+    if (op == "gt") return value_us > us;
+    return value_us >= us;  // gte
+  }
+};
+
+Result<TimeFilter> time_filter(const std::string& name, const std::string& value) {
+  TimeFilter f{"eq", 0};
+  std::string_view time_text = value;
+  // A bare ISO time also contains ':' (HH:MM), so only a known operator prefix splits.
+  if (size_t colon = value.find(':'); colon != std::string::npos && !parse_iso_time(value)) {
+    f.op = value.substr(0, colon);
+    time_text = std::string_view(value).substr(colon + 1);
+    static const std::set<std::string, std::less<>> kOps = {"eq", "neq", "lt", "lte", "gt", "gte"};
+    if (!kOps.contains(f.op)) {
+      return bad_request("Unable to filter on an unknown operator '" + sanitize_utf8(f.op) +
+                         "' in '" + name + "'.");
+    }
+  }
+  std::optional<SystemTime> t = parse_iso_time(time_text);
+  if (!t) {
+    return bad_request("Bad \"" + name + "\" query filter format '" + sanitize_utf8(value) +
+                       "'. Use ISO 8601 DateTime notation.");
+  }
+  f.us = to_us(*t);
+  return f;
+}
+
 std::string url_encode(std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
@@ -1106,6 +1145,7 @@ Result<Response> ImageService::Impl::list_images(Call& c) {
   std::vector<std::string> tags;
   std::map<std::string, std::string> equals;  // name, status, formats, owner
   std::map<std::string, std::string> property_filters;
+  std::vector<TimeFilter> created_filters, updated_filters;
 
   for (const auto& [k, v] : params) {
     if (k == "limit") {
@@ -1164,6 +1204,9 @@ Result<Response> ImageService::Impl::list_images(Call& c) {
       CONCORD_ASSIGN_OR_RETURN(size_max, int_param(k, v));
     } else if (k == "tag") {
       tags.push_back(v);
+    } else if (k == "created_at" || k == "updated_at") {
+      CONCORD_ASSIGN_OR_RETURN(TimeFilter f, time_filter(k, v));
+      (k == "created_at" ? created_filters : updated_filters).push_back(f);
     } else if (k == "name" || k == "status" || k == "container_format" || k == "disk_format" ||
                k == "owner" || k == "id") {
       equals[k] = v;
@@ -1244,6 +1287,16 @@ Result<Response> ImageService::Impl::list_images(Call& c) {
     if (size_min && (!im.size || *im.size < *size_min)) continue;
     if (size_max && (!im.size || *im.size > *size_max)) continue;
     bool match = true;
+    // Compared at the precision the API shows (whole seconds), as Glance compares what it
+    // stored.
+    auto time_match = [](const std::string& text, const std::vector<TimeFilter>& filters) {
+      if (filters.empty()) return true;
+      std::optional<SystemTime> t = parse_iso_time(text);
+      return t && std::all_of(filters.begin(), filters.end(),
+                              [&](const TimeFilter& f) { return f.matches(to_us(*t)); });
+    };
+    match = match && time_match(im.created_at, created_filters) &&
+            time_match(im.updated_at, updated_filters);
     for (const auto& [k, v] : equals) {
       if (k == "name") match = match && im.name && *im.name == v;
       if (k == "status") match = match && im.status == v;
@@ -1301,19 +1354,33 @@ Result<Response> ImageService::Impl::list_images(Call& c) {
 
 Status ImageService::Impl::apply_patch_op(const Call& c, Image& im, const Json& op) {
   if (!op.is_object()) return bad_request("Each patch operation must be a JSON object.");
-  auto op_it = op.find("op");
-  auto path_it = op.find("path");
-  if (op_it == op.end() || !op_it->is_string()) {
-    return bad_request("Unable to find 'op' in JSON Schema change");
+  std::string kind, path;
+  if (auto op_it = op.find("op"); op_it != op.end()) {
+    // application/openstack-images-v2.1-json-patch (RFC 6902): {"op", "path", "value"}.
+    if (!op_it->is_string()) return bad_request("Unable to find 'op' in JSON Schema change");
+    kind = op_it->get<std::string>();
+    if (kind != "add" && kind != "replace" && kind != "remove") {
+      return bad_request("Invalid operation: `" + sanitize_utf8(kind) + "`.");
+    }
+    auto path_it = op.find("path");
+    if (path_it == op.end() || !path_it->is_string()) {
+      return bad_request("Unable to find 'path' in JSON Schema change");
+    }
+    path = path_it->get<std::string>();
+  } else {
+    // The older application/openstack-images-v2.0-json-patch, which Glance still accepts and
+    // Tempest sends: the operation is the key, its value the path ({"replace": "/name", ...}).
+    int found = 0;
+    for (const char* name : {"add", "replace", "remove"}) {
+      auto it = op.find(name);
+      if (it == op.end()) continue;
+      ++found;
+      if (!it->is_string()) return bad_request("Unable to find 'path' in JSON Schema change");
+      kind = name;
+      path = it->get<std::string>();
+    }
+    if (found != 1) return bad_request("Unable to find 'op' in JSON Schema change");
   }
-  std::string kind = op_it->get<std::string>();
-  if (kind != "add" && kind != "replace" && kind != "remove") {
-    return bad_request("Invalid operation: `" + sanitize_utf8(kind) + "`.");
-  }
-  if (path_it == op.end() || !path_it->is_string()) {
-    return bad_request("Unable to find 'path' in JSON Schema change");
-  }
-  std::string path = path_it->get<std::string>();
   if (path.size() < 2 || path[0] != '/') {
     return bad_request("Invalid JSON pointer for this resource: '" + sanitize_utf8(path) + "'");
   }
@@ -1606,6 +1673,7 @@ Result<Response> ImageService::Impl::download(Call& c) {
 Result<Response> ImageService::Impl::set_active(Call& c, bool active) {
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(Image im, load_visible(tx, c, c.param(0)));
+    CONCORD_RETURN_IF_ERROR(check_owner(c, im));
     std::string want = active ? "active" : "deactivated";
     if (im.status == want) return ok();
     if (im.status != "active" && im.status != "deactivated") {
@@ -1865,8 +1933,9 @@ void ImageService::Impl::build_routes() {
   add(M::kDelete, "/v2/images/{image_id}", "authenticated", &Impl::delete_image);
   add(M::kPut, "/v2/images/{image_id}/file", "authenticated", &Impl::upload);
   add(M::kGet, "/v2/images/{image_id}/file", "authenticated", &Impl::download);
-  add(M::kPost, "/v2/images/{image_id}/actions/deactivate", "admin", &Impl::deactivate);
-  add(M::kPost, "/v2/images/{image_id}/actions/reactivate", "admin", &Impl::reactivate);
+  // Glance's default since its secure RBAC rules: admin, or a member of the owning project.
+  add(M::kPost, "/v2/images/{image_id}/actions/deactivate", "project_member", &Impl::deactivate);
+  add(M::kPost, "/v2/images/{image_id}/actions/reactivate", "project_member", &Impl::reactivate);
   add(M::kPut, "/v2/images/{image_id}/tags/{tag}", "authenticated", &Impl::add_tag);
   add(M::kDelete, "/v2/images/{image_id}/tags/{tag}", "authenticated", &Impl::delete_tag);
   add(M::kGet, "/v2/images/{image_id}/members", "authenticated", &Impl::list_members);

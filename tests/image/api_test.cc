@@ -200,6 +200,16 @@ TEST_F(ImageApiTest, PatchAppliesOperations) {
                            {{{"op", "replace"}, {"path", "/name"}, {"value", nullptr}}}, alpha_);
   ASSERT_EQ(null_name.status, 200) << null_name;
   EXPECT_TRUE(null_name.body["name"].is_null());
+  // The older v2.0 patch form (Tempest's images client sends it): the operation is the key.
+  Reply old_form = ipatch(
+      "/v2/images/" + id,
+      {{{"replace", "/name"}, {"value", "v20"}}, {{"add", "/color"}, {"value", "red"}}}, alpha_);
+  ASSERT_EQ(old_form.status, 200) << old_form;
+  EXPECT_EQ(old_form.body["name"], "v20");
+  EXPECT_EQ(old_form.body["color"], "red");
+  Reply remove_old = ipatch("/v2/images/" + id, {{{"remove", "/color"}}}, alpha_);
+  ASSERT_EQ(remove_old.status, 200) << remove_old;
+  EXPECT_FALSE(remove_old.body.contains("color"));
 }
 
 TEST_F(ImageApiTest, PatchRejectsBadOperations) {
@@ -225,6 +235,8 @@ TEST_F(ImageApiTest, PatchRejectsBadOperations) {
       {{{{"op", "replace"}, {"path", "/name"}}}, 400},
       {{{{"op", "replace"}, {"value", "x"}}}, 400},
       {{{{"path", "/name"}, {"value", "x"}}}, 400},
+      {{{{"replace", "/name"}, {"add", "/name"}, {"value", "x"}}}, 400},  // two v2.0 operations
+      {{{{"replace", 5}, {"value", "x"}}}, 400},
       {{{{"op", "add"}, {"path", "/a/b"}, {"value", "x"}}}, 400},
       {{{{"op", "add"}, {"path", "name"}, {"value", "x"}}}, 400},
       {{{{"op", "add"}, {"path", "/x~2"}, {"value", "x"}}}, 400},
@@ -345,6 +357,49 @@ TEST_F(ImageApiTest, ListFiltersSortsAndPages) {
         "?os_hidden=perhaps", "?size_min=10&size_max=5", "?sort_dir=asc&sort_dir=desc"}) {
     Reply r = iget("/v2/images" + bad, alpha_);
     EXPECT_EQ(r.status, 400) << bad << " " << r;
+  }
+}
+
+// created_at / updated_at take Glance's "[op:]ISO time" filters; a value that is not a time or
+// names an unknown operator is a 400, not a silent "no match".
+TEST_F(ImageApiTest, ListFiltersByCreatedAndUpdatedTime) {
+  make_tenants();
+  std::string a = create(alpha_, {{"name", "old"}});
+  clock_.advance(std::chrono::seconds(10));
+  std::string b = create(alpha_, {{"name", "new"}});
+  Reply shown = iget("/v2/images/" + b, alpha_);
+  ASSERT_EQ(shown.status, 200) << shown;
+  const std::string b_time = shown.body["created_at"];
+  shown = iget("/v2/images/" + a, alpha_);
+  ASSERT_EQ(shown.status, 200) << shown;
+  const std::string a_time = shown.body["created_at"];
+  ASSERT_NE(a_time, b_time);
+
+  auto ids = [&](const std::string& query) {
+    Reply r = iget("/v2/images" + query, alpha_);
+    EXPECT_EQ(r.status, 200) << query << " " << r;
+    std::vector<std::string> out;
+    for (const Json& im : r.body["images"]) out.push_back(im["id"]);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids("?created_at=" + b_time), V{b});
+  EXPECT_EQ(ids("?created_at=eq:" + a_time), V{a});
+  EXPECT_EQ(ids("?created_at=gt:" + a_time), V{b});
+  EXPECT_EQ(ids("?created_at=gte:" + a_time), (V{b, a}));
+  EXPECT_EQ(ids("?created_at=lt:" + b_time), V{a});
+  EXPECT_EQ(ids("?created_at=lte:" + b_time), (V{b, a}));
+  EXPECT_EQ(ids("?created_at=neq:" + b_time), V{a});
+  EXPECT_EQ(ids("?updated_at=gt:" + a_time), V{b});
+  EXPECT_EQ(ids("?created_at=gte:" + a_time + "&created_at=lt:" + b_time), V{a});
+
+  const std::vector<std::string> bad_filters = {
+      "?created_at=yesterday", "?created_at=gt:yesterday",    "?updated_at=",
+      "?created_at=gt:",       "?created_at=about:" + a_time, "?updated_at=2026-13-45T99:00:00Z"};
+  for (const std::string& bad : bad_filters) {
+    Reply r = iget("/v2/images" + bad, alpha_);
+    EXPECT_EQ(r.status, 400) << bad << " " << r;
+    EXPECT_EQ(r.header("content-type"), "text/plain; charset=UTF-8") << bad;
   }
 }
 
