@@ -107,8 +107,8 @@ class Scale:
         cmd = ["/usr/bin/python3", os.path.join(HERE, "sim_agent.py"), "--url", self.c.url,
                "--data-dir", self.c.data_dir, "--concord-bin", os.environ["CONCORD_BIN"],
                "--hosts", str(self.args.hosts), "--status-file", self.status_file]
-        if self.args.changes_only:
-            cmd.append("--changes-only")
+        if self.args.full_heartbeats:
+            cmd.append("--full-heartbeats")
         self.sim_log = open(os.path.join(self.work, "sim-agent.log"), "ab")
         self.sim = subprocess.Popen(cmd, stdout=self.sim_log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
@@ -471,8 +471,9 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--changes-only", action="store_true",
-                    help="simulated heartbeats carry no instances (the real agent's carry all)")
+    ap.add_argument("--full-heartbeats", action="store_true",
+                    help="simulated heartbeats carry every instance (the agent before "
+                    "2026-11-29); by default they carry changes only, as the real agent's")
     ap.add_argument("--idle-cores", type=float, default=0.3,
                     help="before each run, wait until the server uses less CPU than this")
     ap.add_argument("--concord-arg", action="append", default=[],
@@ -491,8 +492,8 @@ def main():
                    "concord binary": os.environ["CONCORD_BIN"], "cores": os.cpu_count(),
                    "load average at start": loadavg(),
                    "simulated hosts": "%d, long-poll 25 s; heartbeat reports carry %s"
-                   % (args.hosts, "no instances" if args.changes_only else
-                      "every instance (as the real agent's)"),
+                   % (args.hosts, "every instance (--full-heartbeats)" if args.full_heartbeats
+                      else "changes only, every instance each 60 s (as the real agent's)"),
                    "compute microversion": args.microversion})
     rc = 0
     try:

@@ -10,10 +10,13 @@ with its own per-host credential from `concord agent-credential <host> --data_di
                                                    and running (or absent when deleted) at its
                                                    spec generation; also the heartbeat
 
-Like the real agent (src/agent), one thread per host long-polls the assignments (25 s wait)
-and another reports: right after a change, the instances whose desired state changed; every
-heartbeat interval (the server's answer to the registration), every instance. With
---changes-only the heartbeat carries no instances (a lighter agent than the real one).
+Like the real agent (src/agent), one thread per host long-polls the assignments (25 s wait;
+an idle poll comes back "unchanged" without the set; every 60 s it asks for the whole set) and
+another reports only what changed since the last acknowledged report: right after a change,
+the instances whose desired state changed; every heartbeat interval (the server's answer to the
+registration), the same (usually nothing); every instance after registering, when the server
+asks (`full_report`) and every 60 s. With --full-heartbeats every heartbeat carries every
+instance (how the agent worked before 2026-11-29; kept to compare).
 This measures the API and the store, not the drivers.
 
 Status (per host: assigned, reported, polls, reports, errors) is rewritten as JSON to
@@ -27,6 +30,8 @@ import subprocess
 import sys
 import threading
 import time
+
+FULL_INTERVAL_S = 60.0  # full report / full assignment set, as the real agent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -84,27 +89,39 @@ class SimHost:
                 "rebuild_seq": spec.get("rebuild_seq", 0), "addresses": []}
 
     def report(self, observed):
+        """Returns True when the server asked for a full report."""
         # Chunks keep each report's write transaction bounded.
         chunks = [observed[i:i + self.args.report_chunk]
                   for i in range(0, len(observed), self.args.report_chunk)] or [[]]
+        full = False
         for chunk in chunks:
-            self.report_http.expect((200, 204), "POST", "/agent/v1/hosts/%s/report" % self.name,
-                                    {"instances": chunk})
+            out, _ = self.report_http.expect((200, 204), "POST",
+                                             "/agent/v1/hosts/%s/report" % self.name,
+                                             {"instances": chunk})
             self.stats["reports"] += 1
+            full = full or (isinstance(out, dict) and bool(out.get("full_report")))
+        return full
 
     def poll_loop(self):
         """Like the real agent's poller: long-poll (--poll-wait-ms) for the full desired set."""
         seq = 0
+        next_full = time.monotonic() + FULL_INTERVAL_S
         while not stop.is_set():
             try:
                 if not self.stats["registered"]:
                     stop.wait(0.1)
                     continue
+                if time.monotonic() >= next_full:
+                    next_full = time.monotonic() + FULL_INTERVAL_S
+                    seq = 0
                 out, _ = self.http.expect(200, "GET", "/agent/v1/hosts/%s/assignments?after=%d"
                                           "&wait_ms=%d" % (self.name, seq,
                                                            self.args.poll_wait_ms))
                 self.stats["polls"] += 1
                 seq = out.get("seq", seq)
+                if out.get("unchanged"):
+                    self.stats["unchanged"] = self.stats.get("unchanged", 0) + 1
+                    continue
                 instances = out.get("instances", [])
                 with self.lock:
                     self.instances = instances
@@ -130,30 +147,37 @@ class SimHost:
         stop.wait(0.5)
 
     def report_loop(self):
-        """Like the real agent's reporter: right after a change, report what changed; every
-        heartbeat interval report every instance (or, with --changes-only, an empty list)."""
+        """Like the real agent's reporter: every report carries the instances whose observation
+        changed since the last acknowledged one; a full report after registering, when the
+        server asks and every 60 s (every heartbeat with --full-heartbeats)."""
         next_heartbeat = 0.0
+        next_full = 0.0
+        full = True
         while not stop.is_set():
             try:
                 if not self.stats["registered"]:
                     self.register()
+                    full = True
                 self.changed.wait(max(0.0, next_heartbeat - time.monotonic()))
                 self.changed.clear()
                 with self.lock:
                     instances = list(self.instances)
-                heartbeat = time.monotonic() >= next_heartbeat
+                now = time.monotonic()
+                heartbeat = now >= next_heartbeat
                 if heartbeat:
-                    next_heartbeat = time.monotonic() + self.heartbeat_s
-                    todo = [] if self.args.changes_only else [self.observed(x) for x in instances]
-                else:
-                    todo = [self.observed(x) for x in instances
-                            if self.reported.get(x["id"]) != (x.get("generation", 0),
-                                                              bool(x.get("deleted")))]
-                    if not todo:
-                        continue
-                self.report(todo)
+                    next_heartbeat = now + self.heartbeat_s
+                    if self.args.full_heartbeats or now >= next_full:
+                        full = True
+                key = lambda x: (x.get("generation", 0), bool(x.get("deleted")))  # noqa: E731
+                todo = [self.observed(x) for x in instances
+                        if full or self.reported.get(x["id"]) != key(x)]
+                if not todo and not heartbeat:
+                    continue
+                if full:
+                    next_full = now + FULL_INTERVAL_S
+                full = self.report(todo)
                 for x in instances:
-                    self.reported[x["id"]] = (x.get("generation", 0), bool(x.get("deleted")))
+                    self.reported[x["id"]] = key(x)
                 self.stats["reported"] += len(todo)
             except Exception as e:  # keep going: the harness watches the error count
                 self.error(e, self.report_http)
@@ -171,8 +195,8 @@ def main():
     ap.add_argument("--disk-gb", type=int, default=1000000)
     ap.add_argument("--availability-zone", default="nova")
     ap.add_argument("--report-chunk", type=int, default=500)
-    ap.add_argument("--changes-only", action="store_true",
-                    help="heartbeats carry no instances (the real agent sends all of them)")
+    ap.add_argument("--full-heartbeats", action="store_true",
+                    help="every heartbeat carries every instance (the agent before 2026-11-29)")
     ap.add_argument("--poll-wait-ms", type=int, default=25000,
                     help="assignments long-poll wait (the real agent's default)")
     ap.add_argument("--status-file", required=True)

@@ -34,6 +34,10 @@ constexpr std::chrono::milliseconds kRequestTimeout{15000};
 constexpr std::chrono::milliseconds kDownloadTimeout{600000};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
 constexpr int kMaxStepsInRow = 20;
+// Reports and long-polls carry only changes; these bound how long a missed change (a lost
+// report, a change the feed did not wake us for) can go unnoticed.
+constexpr std::chrono::seconds kFullReportInterval{60};
+constexpr std::chrono::seconds kFullSetInterval{60};
 
 std::shared_ptr<spdlog::logger> log() {
   return logger("agent");
@@ -91,6 +95,7 @@ class Agent::Impl {
     bool transient = false;  // last step failed transiently: retried on the next heartbeat
     std::optional<std::string> console;  // to send with the next report
     size_t console_hash = 0;
+    std::string reported;  // the observation the server last acknowledged (without console)
     bool queued = false, busy = false, again = false;
     int steps_in_row = 0;  // driver actions since the last convergence (loop guard)
   };
@@ -573,7 +578,12 @@ class Agent::Impl {
   void poll_loop() {
     int64_t seq = 0;
     std::chrono::milliseconds backoff{200};
+    auto next_full_set = std::chrono::steady_clock::now() + kFullSetInterval;
     while (!is_stopping()) {
+      if (std::chrono::steady_clock::now() >= next_full_set) {
+        next_full_set = std::chrono::steady_clock::now() + kFullSetInterval;
+        seq = 0;  // the server answers after=0 at once with the whole set
+      }
       const std::string target = "/agent/v1/hosts/" + opts.host +
                                  "/assignments?after=" + std::to_string(seq) +
                                  "&wait_ms=" + std::to_string(opts.poll_wait.count());
@@ -584,7 +594,9 @@ class Agent::Impl {
       if (r && r->status == 200) {
         if (auto parsed = parse_json(r->body); parsed && parsed->is_object()) body = *parsed;
       }
-      if (!body || !body->contains("instances") || !(*body)["instances"].is_array()) {
+      const bool unchanged = body && body->value("unchanged", false);
+      if (!body ||
+          (!unchanged && (!body->contains("instances") || !(*body)["instances"].is_array()))) {
         log()->warn("agent host={} assignments failed: {}", opts.host,
                     r ? "HTTP " + std::to_string(r->status) + " " + r->body.substr(0, 200)
                       : r.error().to_string());
@@ -593,7 +605,7 @@ class Agent::Impl {
         continue;
       }
       backoff = std::chrono::milliseconds(200);
-      apply_assignments((*body)["instances"]);
+      if (!unchanged) apply_assignments((*body)["instances"]);
       seq = body->value("seq", seq);
       // The server had no room for one more waiting poll: come back a little later.
       if (int64_t retry = body->value("retry_after_ms", int64_t{0}); retry > 0) {
@@ -601,6 +613,7 @@ class Agent::Impl {
       }
       std::lock_guard lock(mu);
       ++fetches;
+      if (unchanged) ++unchanged_polls;
       assignments_seq = seq;
     }
   }
@@ -658,8 +671,19 @@ class Agent::Impl {
     return true;
   }
 
-  // The report body, taking pending consoles out.
-  std::string build_report() {
+  // One report: its body and the observations it carries, recorded as acknowledged when the
+  // server answers 200.
+  struct Report {
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> observed;  // id -> observation text
+    size_t instances = 0;
+  };
+
+  // The report body, taking pending consoles out. Only instances whose observation differs from
+  // what the server last acknowledged go in, unless `full`: at 1,000 instances per host a full
+  // report every heartbeat was most of the server's write load while nothing changed.
+  Report build_report(bool full) {
+    Report out;
     Json list = Json::array();
     std::lock_guard lock(mu);
     for (auto& [id, inst] : instances) {
@@ -676,13 +700,18 @@ class Agent::Impl {
       } else {
         o["generation"] = inst.applied.generation;
       }
+      std::string text = dump_json(o);
+      if (!full && !inst.console && text == inst.reported) continue;
       if (inst.console) {
         o["console"] = std::move(*inst.console);
         inst.console.reset();
       }
+      out.observed.emplace_back(id, std::move(text));
       list.push_back(std::move(o));
     }
-    return dump_json(Json{{"instances", std::move(list)}});
+    out.instances = out.observed.size();
+    out.body = dump_json(Json{{"instances", std::move(list)}});
+    return out;
   }
 
   void report_loop() {
@@ -693,6 +722,9 @@ class Agent::Impl {
     }
     auto next_heartbeat = std::chrono::steady_clock::now();
     auto next_resync = std::chrono::steady_clock::now() + opts.resync_interval;
+    // A full report after registering, when the server asks, and now and then as a safety net.
+    bool full = true;
+    auto next_full = std::chrono::steady_clock::now() + kFullReportInterval;
     while (!is_stopping()) {
       {
         std::unique_lock lock(mu);
@@ -704,6 +736,7 @@ class Agent::Impl {
           next_heartbeat = now + heartbeat;
           const bool resync = now >= next_resync;
           if (resync) next_resync = now + opts.resync_interval;
+          if (now >= next_full) full = true;
           if (fetched_once) {
             for (auto& [id, inst] : instances) {
               // Transient failures are retried; a resync re-checks every instance.
@@ -714,12 +747,23 @@ class Agent::Impl {
           }
         }
       }
-      std::string body = build_report();
+      Report report = build_report(full);
       Result<HttpReply> r = report_client->request(
-          "POST", "/agent/v1/hosts/" + opts.host + "/report", body, auth, kRequestTimeout);
+          "POST", "/agent/v1/hosts/" + opts.host + "/report", report.body, auth, kRequestTimeout);
       if (r && r->status == 200) {
+        if (full) next_full = std::chrono::steady_clock::now() + kFullReportInterval;
+        full = false;
+        if (auto body = parse_json(r->body); body && body->is_object()) {
+          full = body->value("full_report", false);
+        }
         std::lock_guard lock(mu);
         ++reports;
+        observations += static_cast<int64_t>(report.instances);
+        for (auto& [id, text] : report.observed) {
+          if (auto it = instances.find(id); it != instances.end())
+            it->second.reported = std::move(text);
+        }
+        if (full) report_now = true;
         continue;
       }
       log()->warn("agent host={} report failed: {}", opts.host,
@@ -731,9 +775,10 @@ class Agent::Impl {
         for (auto& [id, inst] : instances) inst.console_hash = 0;
       }
       if (r && r->status == 404) {
-        // The server lost the host (new database): register again.
+        // The server lost the host (new database): register again, then tell it everything.
         std::lock_guard lock(mu);
         registered = false;
+        full = true;
       }
       if (r && r->status == 404 && !register_host()) sleep_for(backoff);
       if (!r) sleep_for(backoff);
@@ -803,7 +848,8 @@ class Agent::Impl {
   std::set<HttpClient*> downloads;  // in flight, cancelled by stop()
   bool started = false, stopping = false, report_now = false, fetched_once = false;
   bool registered = false;
-  int64_t fetches = 0, reports = 0, steps_total = 0, assignments_seq = 0;
+  int64_t fetches = 0, reports = 0, steps_total = 0, assignments_seq = 0, observations = 0,
+          unchanged_polls = 0;
   std::atomic<int64_t> orphans_destroyed{0};
 };
 
@@ -833,6 +879,8 @@ Agent::Stats Agent::stats() const {
   s.assignments_seq = impl_->assignments_seq;
   s.fetches = impl_->fetches;
   s.reports = impl_->reports;
+  s.observations = impl_->observations;
+  s.unchanged_polls = impl_->unchanged_polls;
   s.steps = impl_->steps_total;
   s.instances = static_cast<int64_t>(impl_->instances.size());
   s.orphans_destroyed = impl_->orphans_destroyed.load();

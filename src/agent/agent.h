@@ -79,6 +79,8 @@ class Agent {
     int64_t assignments_seq = 0;
     int64_t fetches = 0;
     int64_t reports = 0;
+    int64_t observations = 0;     // instances carried in acknowledged reports (changes only)
+    int64_t unchanged_polls = 0;  // long-polls answered "unchanged" (no set sent)
     int64_t steps = 0;
     int64_t instances = 0;
     int64_t orphans_destroyed = 0;

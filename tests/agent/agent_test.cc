@@ -74,6 +74,29 @@ TEST_F(AgentServerTest, CreateRunsTheInstanceAndReportsActive) {
   }));
 }
 
+TEST_F(AgentServerTest, ReportsCarryOnlyChangesOnceConverged) {
+  auto fake = std::make_shared<FakeDriver>();
+  start_agent(fake);
+  insert_building(kId);
+  ASSERT_TRUE(eventually([&] { return status_of(kId) == "ACTIVE"; })) << status_of(kId);
+  // Let the instance's observation be acknowledged, then watch several heartbeats (200 ms
+  // here): they carry nothing while nothing changes.
+  const int64_t before_reports = agent_->stats().reports;
+  ASSERT_TRUE(eventually([&] { return agent_->stats().reports >= before_reports + 2; }));
+  const Agent::Stats settled = agent_->stats();
+  ASSERT_TRUE(eventually([&] { return agent_->stats().reports >= settled.reports + 3; }));
+  EXPECT_EQ(agent_->stats().observations, settled.observations);
+  // A change is reported: stop the server and the next report carries the instance again.
+  api_action(kId, "stop", [](ServerRow& s) {
+    s.task_state = std::string(compute::task::kPoweringOff);
+    s.desired_power = "stopped";
+  });
+  ASSERT_TRUE(eventually([&] { return status_of(kId) == "SHUTOFF"; })) << status_of(kId);
+  EXPECT_GT(agent_->stats().observations, settled.observations);
+  // Idle long-polls (2 s wait here) come back "unchanged" without the set.
+  ASSERT_TRUE(eventually([&] { return agent_->stats().unchanged_polls >= 1; }));
+}
+
 TEST_F(AgentServerTest, StopStartRebootRebuildResizeDelete) {
   auto fake = std::make_shared<FakeDriver>();
   start_agent(fake);

@@ -175,12 +175,17 @@ class AgentApi {
     return http::Response::json(200, dump_json(out));
   }
 
-  // Waits until a compute.server change past `after` or the wait ends; returns the seq to hand
-  // back (never past the state read afterwards).
-  Result<int64_t> wait_relevant(int64_t after, std::chrono::milliseconds wait) {
+  // What a long-poll's wait ended with.
+  struct Waited {
+    int64_t seq = 0;       // the seq to hand back (never past the state read afterwards)
+    bool relevant = true;  // a compute.server change past `after`, or not known to be none
+  };
+
+  // Waits until a compute.server change past `after` or the wait ends.
+  Result<Waited> wait_relevant(int64_t after, std::chrono::milliseconds wait) {
     CONCORD_ASSIGN_OR_RETURN(int64_t last, ctx_.store.last_change_seq());
     // A first poll, or a store that went back in time (restored): answer at once.
-    if ((after <= 0 && last > 0) || after > last || wait.count() <= 0) return last;
+    if ((after <= 0 && last > 0) || after > last || wait.count() <= 0) return Waited{last, true};
     const auto deadline = std::chrono::steady_clock::now() + wait;
     int64_t cursor = after;
     int scanned = 0;
@@ -193,17 +198,17 @@ class AgentApi {
           break;
         }
         for (const store::Change& c : changes) {
-          if (c.kind == kServerKind) return last;
+          if (c.kind == kServerKind) return Waited{last, true};
         }
         cursor = changes.back().seq;
         scanned += static_cast<int>(changes.size());
-        if (scanned > kMaxChangesScanned) return last;
+        if (scanned > kMaxChangesScanned) return Waited{last, true};
       }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return cursor;
+      if (left.count() <= 0) return Waited{cursor, false};
       CONCORD_ASSIGN_OR_RETURN(last, ctx_.store.wait_for_changes(cursor, left));
-      if (last <= cursor) return cursor;
+      if (last <= cursor) return Waited{cursor, false};
     }
   }
 
@@ -223,9 +228,17 @@ class AgentApi {
       over_capacity = true;
       wait_ms = 0;
     }
-    Result<int64_t> waited = wait_relevant(after, std::chrono::milliseconds(wait_ms));
+    Result<Waited> waited = wait_relevant(after, std::chrono::milliseconds(wait_ms));
     if (wait_ms > 0 || over_capacity) waiting_.fetch_sub(1);
-    CONCORD_ASSIGN_OR_RETURN(int64_t seq, std::move(waited));
+    CONCORD_ASSIGN_OR_RETURN(Waited w, std::move(waited));
+    const int64_t seq = w.seq;
+    if (!w.relevant && after > 0) {
+      // Nothing for any server changed since `after`: the agent keeps the set it has. Rendering
+      // the whole set again for every idle poll was most of an idle server's CPU at 10,000
+      // servers (bench/compute/api_scale.sh); agents still ask for the full set (after=0) now
+      // and then as a safety net.
+      return http::Response::json(200, dump_json(Json{{"seq", seq}, {"unchanged", true}}));
+    }
 
     std::vector<ServerRow> servers;
     std::map<std::string, Json> metadata;
@@ -409,16 +422,20 @@ class AgentApi {
     }
     const int64_t now = now_ms_of(ctx_.clock);
     Status st = ok();
+    bool was_down = false;
     for (int attempt = 0; attempt < kReportRetries; ++attempt) {
-      st = ctx_.store.write([&](store::Tx& tx) { return apply_report(tx, host, observed, now); });
+      st = ctx_.store.write(
+          [&](store::Tx& tx) { return apply_report(tx, host, observed, now, was_down); });
       if (st || st.error().code() != Code::kAborted) break;
     }
     CONCORD_RETURN_IF_ERROR(st);
-    return http::Response::json(200, "{}");
+    // Agents report only what changed since their last acknowledged report; a host coming back
+    // from down asks for every instance, since the controller may have moved its servers on.
+    return http::Response::json(200, was_down ? R"({"full_report":true})" : "{}");
   }
 
   Status apply_report(store::Tx& tx, const std::string& host,
-                      const std::vector<Observation>& observed, int64_t now) {
+                      const std::vector<Observation>& observed, int64_t now, bool& was_down) {
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows hosts,
         tx.query("SELECT state, revision FROM compute_hosts WHERE name = ?", {host}));
@@ -426,7 +443,7 @@ class AgentApi {
       return fail(Code::kNotFound,
                   "Host " + host + " is not registered; register it (PUT) before reporting.");
     }
-    const bool was_down = hosts[0].text(0) != "up";
+    was_down = hosts[0].text(0) != "up";
     CONCORD_ASSIGN_OR_RETURN(
         int64_t n, tx.exec("UPDATE compute_hosts SET last_heartbeat_ms = ?, state = 'up', "
                            "revision = revision + ? WHERE name = ?",

@@ -75,6 +75,24 @@ TEST_F(AgentApiTest, ReportIsTheHeartbeat) {
   EXPECT_EQ(rows[0].integer(0), now_ms());
 }
 
+TEST_F(AgentApiTest, ReportAsksForEverythingOnlyWhenTheHostWasDown) {
+  ASSERT_EQ(register_host("h1").status, 200);
+  Reply up = report("h1", Json::array());
+  ASSERT_EQ(up.status, 200) << up;
+  EXPECT_FALSE(up.body.contains("full_report")) << up;
+  // Agents report only changes; after the host was marked down the server may have moved its
+  // servers on, so it asks for every instance once.
+  ASSERT_TRUE(store_->write([](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(int64_t n, tx.exec("UPDATE compute_hosts SET state = 'down'", {}));
+    return n == 1 ? ok() : fail(Code::kInternal, "no host row");
+  }));
+  Reply back = report("h1", Json::array());
+  ASSERT_EQ(back.status, 200) << back;
+  EXPECT_EQ(back.body.value("full_report", false), true) << back;
+  Reply again = report("h1", Json::array());
+  EXPECT_FALSE(again.body.contains("full_report")) << again;
+}
+
 TEST_F(AgentApiTest, ReportMovesBuildingToActiveAndFinishesTheAction) {
   ASSERT_EQ(register_host("h1").status, 200);
   insert_building("aaaa0001-0000-4000-8000-000000000001", "h1");
@@ -271,6 +289,14 @@ TEST_F(AgentApiTest, LongPollTimesOutWithoutAChange) {
   ASSERT_EQ(r.status, 200) << r;
   EXPECT_EQ(r.body["seq"], seq);
   EXPECT_GE(waited, std::chrono::milliseconds(250));  // it did wait (a lower bound only)
+  // Nothing changed: the agent keeps its set, which is not sent again.
+  EXPECT_EQ(r.body.value("unchanged", false), true) << r;
+  EXPECT_FALSE(r.body.contains("instances")) << r;
+  // A poll from scratch still gets the whole set.
+  Reply full = call(Method::kGet, "/v1/hosts/h1/assignments?after=0&wait_ms=300", nullptr, "h1");
+  ASSERT_EQ(full.status, 200) << full;
+  EXPECT_TRUE(full.body.contains("instances")) << full;
+  EXPECT_FALSE(full.body.contains("unchanged")) << full;
 }
 
 TEST_F(AgentApiTest, LongPollIgnoresHeartbeatsAndHostChanges) {
@@ -282,7 +308,7 @@ TEST_F(AgentApiTest, LongPollIgnoresHeartbeatsAndHostChanges) {
       call(Method::kGet, "/v1/hosts/h1/assignments?after=" + std::to_string(seq) + "&wait_ms=200",
            nullptr, "h1");
   ASSERT_EQ(r.status, 200);
-  EXPECT_TRUE(r.body["instances"].empty());
+  EXPECT_EQ(r.body.value("unchanged", false), true) << r;
   EXPECT_GT(r.body["seq"].get<int64_t>(), seq);  // skipped past the irrelevant change
 }
 
