@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -23,6 +25,7 @@
 #include "identity/crypto/token.h"
 #include "identity/identity_service.h"
 #include "image/image_service.h"
+#include "inference/registry/registry.h"
 #include "store/store.h"
 #include "usage/usage_ledger.h"
 
@@ -68,6 +71,7 @@ std::vector<store::Migration> all_migrations() {
   for (auto& m : usage::migrations()) all.push_back(std::move(m));
   for (auto& m : image::migrations()) all.push_back(std::move(m));
   for (auto& m : compute::migrations()) all.push_back(std::move(m));
+  for (auto& m : inference::registry::migrations()) all.push_back(std::move(m));
   return all;
 }
 
@@ -210,6 +214,7 @@ Result<compute::ComputeOptions> compute_options(const config::Config& c) {
   o.build_timeout = std::chrono::milliseconds(c.millis("compute.build_timeout"));
   o.action_timeout = std::chrono::milliseconds(c.millis("compute.action_timeout"));
   o.max_user_data_bytes = static_cast<size_t>(c.integer("compute.max_user_data_bytes"));
+  o.view_cache_bytes = static_cast<size_t>(c.integer("compute.view_cache_mb")) << 20;
   o.max_waiting_polls = std::max<int>(1, static_cast<int>(c.integer("server.threads")) / 2);
   CONCORD_ASSIGN_OR_RETURN(o.agent_key, agent_key(c));
   return o;
@@ -264,9 +269,88 @@ Result<agent::AgentOptions> agent_options(const config::Config& c, std::string s
 }
 
 // Compute sees images through compute::ImageCatalog; this adapts the image service to it.
+//
+// Boots (get/get_any/download) use the service's lookup interface. Nova's image proxy
+// (list/show/update_properties/remove) goes through the image service's own Glance API, in
+// process, with the caller's token: visibility, ownership, protection and property rules are
+// then Glance's exactly, as when Nova proxies to Glance, and compute never reads image tables.
+// The full record (extra properties apart from core fields) is then read through the lookup.
 class ImageCatalogAdapter final : public compute::ImageCatalog {
  public:
-  explicit ImageCatalogAdapter(const image::ImageService& images) : images_(images) {}
+  explicit ImageCatalogAdapter(const image::ImageService& images) : images_(images) {
+    glance_.mount("/image", images_.routes(), images_.error_formatter());
+  }
+
+  Result<std::vector<compute::ImageInfo>> list(const compute::ImageAccess& access) const override {
+    std::vector<compute::ImageInfo> out;
+    std::string marker;
+    // Glance pages at most 1000 images per answer; follow the pages to the end.
+    for (int page = 0; page < 100000; ++page) {
+      std::string target = "/image/v2/images?limit=1000";
+      if (!marker.empty()) target += "&marker=" + marker;
+      CONCORD_ASSIGN_OR_RETURN(Json body, call_glance(http::Method::kGet, target, access));
+      const Json& images = body.value("images", Json::array());
+      if (!images.is_array()) return fail(Code::kInternal, "Glance list without an images array");
+      for (const Json& j : images) {
+        if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) continue;
+        auto record = images_.get_for_project(j["id"].get<std::string>(), "", true);
+        if (!record) {
+          if (record.error().code() == Code::kNotFound) continue;  // deleted meanwhile
+          return fail(record.error());
+        }
+        out.push_back(info(*record));
+      }
+      if (!body.contains("next") || images.empty()) return out;
+      marker = images.back()["id"].get<std::string>();
+    }
+    return out;
+  }
+  Result<compute::ImageInfo> show(std::string_view id,
+                                  const compute::ImageAccess& access) const override {
+    CONCORD_RETURN_IF_ERROR(check_id(id));
+    CONCORD_ASSIGN_OR_RETURN(
+        Json body, call_glance(http::Method::kGet, "/image/v2/images/" + std::string(id), access));
+    (void)body;
+    return record_info(id);
+  }
+  Result<compute::ImageInfo> update_properties(
+      std::string_view id, const compute::ImageAccess& access,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) const override {
+    CONCORD_RETURN_IF_ERROR(check_id(id));
+    Json patch = Json::array();
+    auto pointer = [](const std::string& name) {
+      std::string p = "/";
+      for (char ch : name) {
+        if (ch == '~')
+          p += "~0";
+        else if (ch == '/')
+          p += "~1";
+        else
+          p += ch;
+      }
+      return p;
+    };
+    for (const std::string& k : remove) patch.push_back({{"op", "remove"}, {"path", pointer(k)}});
+    for (const auto& [k, v] : set)
+      patch.push_back({{"op", "add"}, {"path", pointer(k)}, {"value", v}});
+    if (!patch.empty()) {
+      CONCORD_ASSIGN_OR_RETURN(
+          Json body, call_glance(http::Method::kPatch, "/image/v2/images/" + std::string(id),
+                                 access, dump_json(patch)));
+      (void)body;
+    } else {
+      return show(id, access);
+    }
+    return record_info(id);
+  }
+  Status remove(std::string_view id, const compute::ImageAccess& access) const override {
+    CONCORD_RETURN_IF_ERROR(check_id(id));
+    CONCORD_ASSIGN_OR_RETURN(Json body, call_glance(http::Method::kDelete,
+                                                    "/image/v2/images/" + std::string(id), access));
+    (void)body;
+    return ok();
+  }
 
   Result<compute::ImageInfo> get(std::string_view id,
                                  const identity::AuthContext& caller) const override {
@@ -291,6 +375,60 @@ class ImageCatalogAdapter final : public compute::ImageCatalog {
   }
 
  private:
+  // Ids become a path segment of an in-process request: only a UUID's characters may pass.
+  static Status check_id(std::string_view id) {
+    bool plain = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+      return std::isxdigit(static_cast<unsigned char>(c)) || c == '-';
+    });
+    if (!plain) return fail(Code::kNotFound, "Image " + sanitize_utf8(id) + " could not be found.");
+    return ok();
+  }
+
+  Result<compute::ImageInfo> record_info(std::string_view id) const {
+    CONCORD_ASSIGN_OR_RETURN(image::ImageRecord r, images_.get_for_project(id, "", true));
+    return info(r);
+  }
+
+  // One request to the Glance API in process; Glance's error statuses become codes.
+  Result<Json> call_glance(http::Method method, const std::string& target,
+                           const compute::ImageAccess& access, std::string body = {}) const {
+    http::Request req;
+    req.method = method;
+    req.target = target;
+    req.request_id = std::string(access.request_id);
+    req.headers.push_back({"x-auth-token", std::string(access.token)});
+    if (!body.empty()) {
+      req.headers.push_back({"content-type", "application/openstack-images-v2.1-json-patch"});
+      req.body = std::move(body);
+    }
+    std::string route;
+    http::Response resp = glance_.dispatch(req, route);
+    if (resp.status >= 200 && resp.status < 300) {
+      if (resp.body.empty()) return Json();
+      auto parsed = parse_json(resp.body);
+      if (!parsed) return fail(Code::kInternal, "Glance answered unparsable JSON");
+      return std::move(*parsed);
+    }
+    // Glance's text body is "<status line>\n\n<message>\n\n".
+    std::string message = resp.body;
+    if (size_t blank = message.find("\n\n"); blank != std::string::npos)
+      message = message.substr(blank + 2);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+      message.pop_back();
+    switch (resp.status) {
+      case 400: return fail(Code::kInvalidArgument, message);
+      case 401: return fail(Code::kUnauthenticated, message);
+      case 403: return fail(Code::kPermissionDenied, message);
+      case 404: return fail(Code::kNotFound, message);
+      case 409: return fail(Code::kFailedPrecondition, message);
+      case 413: return fail(Code::kResourceExhausted, message);
+      case 503: return fail(Code::kUnavailable, message);
+      default:
+        return fail(Code::kInternal,
+                    "Glance answered " + std::to_string(resp.status) + ": " + message);
+    }
+  }
+
   static compute::ImageInfo info(const image::ImageRecord& r) {
     compute::ImageInfo i;
     i.id = r.id;
@@ -303,9 +441,14 @@ class ImageCatalogAdapter final : public compute::ImageCatalog {
     i.min_disk = r.min_disk;
     i.min_ram = r.min_ram;
     i.properties = r.properties;
+    i.owner = r.owner;
+    i.visibility = r.visibility;
+    i.created_at = r.created_at;
+    i.updated_at = r.updated_at;
     return i;
   }
   const image::ImageService& images_;
+  http::Router glance_;
 };
 
 Status bootstrap_identity(identity::IdentityService& ids, const config::Config& c,
@@ -318,6 +461,8 @@ Status bootstrap_identity(identity::IdentityService& ids, const config::Config& 
   CONCORD_RETURN_IF_ERROR(ids.bootstrap(spec));
   CONCORD_RETURN_IF_ERROR(ids.ensure_service_endpoint("compute", "nova", url + "/compute/v2.1"));
   CONCORD_RETURN_IF_ERROR(ids.ensure_service_endpoint("image", "glance", url + "/image"));
+  CONCORD_RETURN_IF_ERROR(
+      ids.ensure_service_endpoint("inference", "concord-inference", url + "/inference"));
   return write_credentials(c, url, password);
 }
 
@@ -388,6 +533,15 @@ Status run_server(const config::Config& c, bool bootstrap) {
                                              {*st, clock, *ids, image_catalog, compute_opts}));
   CONCORD_RETURN_IF_ERROR(compute::ensure_default_flavors(*st, clock));
 
+  inference::registry::RegistryOptions registry_options;
+  registry_options.blob_dir = dir + "/models";
+  registry_options.max_model_bytes = static_cast<uint64_t>(c.integer("inference.max_model_mb"))
+                                     << 20;
+  registry_options.check_timeout = std::chrono::milliseconds(c.millis("inference.check_timeout"));
+  registry_options.region = c.str("identity.region");
+  CONCORD_ASSIGN_OR_RETURN(auto models, inference::registry::ModelRegistry::create(
+                                            *st, clock, *ids, std::move(registry_options)));
+
   auto router = std::make_shared<http::Router>();
   auto identity_routes = ids->routes();
   router->mount("/identity", identity_routes, http::keystone_style_error);
@@ -395,6 +549,7 @@ Status run_server(const config::Config& c, bool bootstrap) {
   router->mount("/image", images->routes(), images->error_formatter());
   router->mount("/compute", compute->routes(), compute::ComputeService::error);
   router->mount("/agent", compute->agent_routes(), http::keystone_style_error);
+  router->mount("/inference", models->routes(), models->error_formatter());
 
   auto metrics = std::make_shared<http::Registry>();
   http::ServerOptions so;
@@ -407,7 +562,14 @@ Status run_server(const config::Config& c, bool bootstrap) {
   so.body_timeout = std::chrono::milliseconds(c.millis("server.body_timeout"));
   so.idle_timeout = std::chrono::milliseconds(c.millis("server.idle_timeout"));
   so.shutdown_grace = std::chrono::milliseconds(c.millis("server.shutdown_grace"));
-  so.streamed_body = images->streamed_body_hook("/image");  // uploads go to disk, not RAM
+  // Uploads (images, model versions) go to disk, not RAM.
+  so.streamed_body = [image_hook = images->streamed_body_hook("/image"),
+                      model_hook = models->streamed_body_hook("/inference")](
+                         http::Method method,
+                         std::string_view raw_path) -> std::optional<http::StreamedBody> {
+    if (auto spooled = image_hook(method, raw_path)) return spooled;
+    return model_hook(method, raw_path);
+  };
   http::Server server(so, router, metrics);
   CONCORD_RETURN_IF_ERROR(server.start());
 

@@ -170,6 +170,9 @@ const std::vector<Option>& options() {
        "A stop/start/reboot/resize/rebuild not finished this long goes to ERROR.", 1000, kDay},
       {"compute.max_user_data_bytes", Type::kInt, "65535",
        "Largest base64 user_data accepted on server create.", 0, 1 << 24},
+      {"compute.view_cache_mb", Type::kInt, "16",
+       "Memory for rendered server views (the list detail path); 0 turns the cache off.", 0,
+       1 << 16},
       {"agent.server_url", Type::kString, "",
        "`concord agent`: URL of the concord server (http://host:port)."},
       {"agent.host", Type::kString, "",
@@ -202,6 +205,11 @@ const std::vector<Option>& options() {
       {"bootstrap.admin_password", Type::kString, "",
        "Password of the bootstrapped admin; empty generates one and writes it to the "
        "credentials files."},
+      {"inference.max_model_mb", Type::kInt, "256",
+       "Largest model version accepted by an upload, in MiB (413 beyond).", 1, 1 << 11},
+      {"inference.check_timeout", Type::kDuration, "30s",
+       "Time the runtime may take to load an uploaded model before the upload is refused.", 100,
+       600'000},
   };
   return kOptions;
 }

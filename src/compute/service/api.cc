@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "compute/service/view_cache.h"
 #include "identity/identity_service.h"
 #include "identity/policy.h"
 
@@ -21,6 +22,8 @@ std::string_view fault_name(int status) {
     case 406: return "notAcceptable";
     case 409: return "conflictingRequest";
     case 413: return "overLimit";
+    case 414:
+    case 431: return "badRequest";  // too long a URI or headers: the client's fault
     case 415: return "badMediaType";
     case 429: return "overLimit";
     case 501: return "notImplemented";
@@ -144,7 +147,11 @@ std::string NovaApi::Call::bookmark(std::string_view path) const {
   return req.base_url + "/" + std::string(path);
 }
 
-NovaApi::NovaApi(ComputeContext& ctx) : ctx_(ctx), table_(std::make_shared<http::RouteTable>()) {}
+NovaApi::NovaApi(ComputeContext& ctx)
+    : ctx_(ctx),
+      view_cache_(std::make_unique<ServerViewCache>(ctx.options.view_cache_bytes)),
+      table_(std::make_shared<http::RouteTable>()) {}
+NovaApi::~NovaApi() = default;
 
 void NovaApi::add(http::Method method, std::string pattern, std::string rule, Handler handler,
                   ApiVersion min_version) {

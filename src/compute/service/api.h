@@ -44,9 +44,12 @@ http::Response nova_error(int status, std::string_view message);
 // kAborted/kFailedPrecondition 409, kUnavailable 503, kDeadlineExceeded 504, else 500).
 int nova_status(Code code);
 
+class ServerViewCache;
+
 class NovaApi {
  public:
   explicit NovaApi(ComputeContext& ctx);
+  ~NovaApi();
 
   struct Call {
     http::Request& req;
@@ -81,6 +84,7 @@ class NovaApi {
   [[nodiscard]] static Result<Json> body_object(const Call& call);
 
   ComputeContext& ctx() { return ctx_; }
+  ServerViewCache& view_cache() { return *view_cache_; }
   std::shared_ptr<http::RouteTable> table() const { return table_; }
   const std::vector<RouteInfo>& infos() const { return infos_; }
 
@@ -94,6 +98,7 @@ class NovaApi {
   http::Response run(http::Request& req, const Spec& spec);
 
   ComputeContext& ctx_;
+  std::unique_ptr<ServerViewCache> view_cache_;
   std::shared_ptr<http::RouteTable> table_;
   std::vector<RouteInfo> infos_;
 };
@@ -110,5 +115,9 @@ void add_misc_routes(NovaApi& api);     // os-availability-zone, os-server-group
                                         // os-hypervisors, os-services (api_misc.cc)
 void add_server_routes(NovaApi& api);   // servers, actions, metadata, instance actions,
                                         // console output, tags (api_servers*.cc)
+void add_admin_routes(NovaApi& api);    // os-aggregates, os-hosts, os-migrations, diagnostics,
+                                        // external events, hypervisor uptime (api_admin.cc)
+void add_proxy_routes(NovaApi& api);    // Nova's image proxy, os-simple-tenant-usage,
+                                        // os-server-password, extensions (api_proxy.cc)
 
 }  // namespace concord::compute

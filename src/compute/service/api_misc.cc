@@ -84,9 +84,10 @@ Result<std::vector<Host>> load_all_hosts(store::Tx& tx, const ComputeContext& ct
                                          bool with_usage) {
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows rows,
-      tx.query("SELECT name, availability_zone, vcpus, ram_mb, disk_gb, drivers, traits_json, "
-               "state, disabled, disabled_reason, last_heartbeat_ms FROM compute_hosts ORDER BY "
-               "created_at, name"));
+      tx.query(std::string("SELECT h.name, ") + kHostZoneSql +
+               ", h.vcpus, h.ram_mb, h.disk_gb, h.drivers, h.traits_json, h.state, h.disabled, "
+               "h.disabled_reason, h.last_heartbeat_ms FROM compute_hosts h ORDER BY "
+               "h.created_at, h.name"));
   std::vector<Host> hosts;
   int64_t now = now_ms(ctx.clock);
   for (const store::Row& r : rows) {

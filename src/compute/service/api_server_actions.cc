@@ -9,12 +9,22 @@
 //     to the old one until confirm/revert; no room, or the host down, is 409;
 //   * createImage is refused with 403 (no snapshot support yet);
 //   * forceDelete/restore answer 409: soft delete is off, so no server is ever SOFT_DELETED;
-//   * Nova actions Concord does not implement (pause, suspend, shelve, rescue, migrate, ...)
-//     answer 501 rather than pretending.
+//   * every resize leaves a compute_migrations row (type "resize", source = destination host)
+//     so os-migrations is real. Its stored status is what the API knows ("pre-migrating",
+//     "reverting", "confirmed"); the report handler does not touch migration rows, so
+//     os-migrations derives "migrating"/"finished"/"reverted"/"error" from the server's state;
+//   * os-resetState (admin) sets vm_state active or error and clears the task, as Nova;
+//   * migrate and os-migrateLive (admin) validate as Nova and then answer 400 "No valid host was
+//     found": with one host there is none, and with several Concord does not move a server
+//     between hosts (that needs the agents to hand the workload and its disk over, which the
+//     agent protocol has no step for), so no migration is ever started and none is faked;
+//   * Nova actions Concord does not implement (pause, suspend, shelve, rescue, ...) answer 501
+//     rather than pretending.
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/random.h"
 #include "compute/scheduler/scheduler.h"
 #include "compute/service/api_servers_internal.h"
 #include "compute/service/flavors.h"
@@ -126,6 +136,40 @@ Status do_reboot(ActionContext& a) {
   return commit(a, "reboot", "compute_reboot_instance");
 }
 
+// The resize's migration record (Nova's object as os-migrations shows it). Ids are Nova's
+// integers: one more than the largest, inside the caller's write transaction.
+Status record_resize_migration(ActionContext& a, const std::string& old_flavor,
+                               const std::string& new_flavor) {
+  CONCORD_ASSIGN_OR_RETURN(store::Rows max,
+                           a.tx.query("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM "
+                                      "compute_migrations",
+                                      {}));
+  const int64_t id = max.empty() ? 1 : max[0].integer(0) + 1;
+  const std::string t = stored_time(a.now);
+  const store::Value host = a.row.host ? store::Value(*a.row.host) : store::null();
+  CONCORD_ASSIGN_OR_RETURN(
+      int64_t n,
+      a.tx.exec("INSERT INTO compute_migrations (id, uuid, server_id, project_id, user_id, "
+                "migration_type, status, source_compute, dest_compute, old_flavor_id, "
+                "new_flavor_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'resize', "
+                "'pre-migrating', ?, ?, ?, ?, ?, ?)",
+                {id, new_uuid(), a.row.id, a.row.project_id, a.call.caller.user_id, host, host,
+                 old_flavor, new_flavor, t, t}));
+  (void)n;
+  return ok();
+}
+
+// Moves the server's open resize migration (stored "pre-migrating") to `status`.
+Status set_resize_migration_status(ActionContext& a, std::string_view status) {
+  CONCORD_ASSIGN_OR_RETURN(
+      int64_t n, a.tx.exec("UPDATE compute_migrations SET status = ?, updated_at = ? WHERE "
+                           "server_id = ? AND migration_type = 'resize' AND status = "
+                           "'pre-migrating'",
+                           {std::string(status), stored_time(a.now), a.row.id}));
+  (void)n;
+  return ok();
+}
+
 Status do_resize(ActionContext& a) {
   ComputeContext& ctx = a.api.ctx();
   if (!a.arg.is_object()) return bad(bad_field("resize", a.arg, "is not of type 'object'"));
@@ -191,6 +235,7 @@ Status do_resize(ActionContext& a) {
   CONCORD_RETURN_IF_ERROR(claim(a.tx, a.row.id, "resize", *a.row.host, want));
   // Time so far is billed under the old flavor.
   CONCORD_RETURN_IF_ERROR(meter_instance(a.tx, a.row, a.now, ctx.options.region));
+  CONCORD_RETURN_IF_ERROR(record_resize_migration(a, old.id, flavor->id));
   a.row.old_flavor_json = a.row.flavor_json;
   a.row.flavor_json = to_json(*flavor);
   a.row.flavor_id = flavor->id;
@@ -214,6 +259,7 @@ Status do_confirm_resize(ActionContext& a) {
                                      "server_id = ? AND purpose = 'resize'",
                                      {a.row.id}));
   (void)n;
+  CONCORD_RETURN_IF_ERROR(set_resize_migration_status(a, "confirmed"));
   a.row.vm_state = std::string(vm::kActive);
   a.row.old_flavor_json.reset();
   return commit(a, "confirmResize", "compute_confirm_resize", "Success");
@@ -226,6 +272,7 @@ Status do_revert_resize(ActionContext& a) {
   if (!a.row.old_flavor_json) return fail(invalid_state("revertResize", a.row));
   CONCORD_ASSIGN_OR_RETURN(FlavorSnapshot old, flavor_from_json(*a.row.old_flavor_json));
   CONCORD_RETURN_IF_ERROR(meter_instance(a.tx, a.row, a.now, ctx.options.region));
+  CONCORD_RETURN_IF_ERROR(set_resize_migration_status(a, "reverting"));
   a.row.flavor_json = *a.row.old_flavor_json;
   a.row.old_flavor_json.reset();
   a.row.flavor_id = old.id;
@@ -447,6 +494,144 @@ Result<std::string> console_output(ActionContext& a) {
   return sanitize_utf8(text);
 }
 
+// Nova's os-resetState: an administrator's repair tool. It writes vm_state and clears the task
+// without asking the agent anything; a task still in flight loses its deadline, so the
+// controller does not later turn the reset server into ERROR for it. Time so far is billed in
+// the state the server was in.
+Status do_reset_state(ActionContext& a) {
+  if (!a.arg.is_object()) return bad(bad_field("os-resetState", a.arg, "is not of type 'object'"));
+  auto st = a.arg.find("state");
+  if (st == a.arg.end())
+    return bad("Invalid input for field/attribute os-resetState. 'state' is a required property");
+  for (auto& [k, v] : a.arg.items()) {
+    (void)v;
+    if (k != "state")
+      return bad(
+          "Invalid input for field/attribute os-resetState. Additional properties are not "
+          "allowed ('" +
+          sanitize_utf8(k) + "' was unexpected)");
+  }
+  if (!st->is_string() || (*st != "active" && *st != "error"))
+    return bad(bad_field("state", *st, "is not one of ['active', 'error']"));
+  CONCORD_RETURN_IF_ERROR(meter_instance(a.tx, a.row, a.now, a.api.ctx().options.region));
+  a.row.vm_state = st->get<std::string>();
+  a.row.task_state.reset();
+  a.row.op_deadline_ms = 0;
+  return commit(a, "resetState", "", "Success");
+}
+
+// The candidates another host could take the server to: up, enabled, same driver, and not the
+// server's own host. Only used to tell "no other host" from "not supported".
+Result<bool> another_host_exists(ActionContext& a, const std::optional<std::string>& wanted) {
+  const ComputeContext& ctx = a.api.ctx();
+  CONCORD_ASSIGN_OR_RETURN(
+      std::vector<scheduler::HostState> hosts,
+      load_hosts(a.tx, a.now, static_cast<int64_t>(ctx.options.down_after.count())));
+  bool found_wanted = !wanted.has_value();
+  bool other = false;
+  for (const scheduler::HostState& h : hosts) {
+    if (wanted && h.name == *wanted) found_wanted = true;
+    if (a.row.host && h.name == *a.row.host) continue;
+    if (wanted && h.name != *wanted) continue;
+    if (!h.up || h.disabled) continue;
+    if (std::find(h.drivers.begin(), h.drivers.end(), a.row.driver) == h.drivers.end()) continue;
+    other = true;
+  }
+  if (!found_wanted)
+    return fail(Code::kNotFound, "Compute host " + *wanted + " could not be found.");
+  return other;
+}
+
+Status no_valid_host(const ServerRow& s, bool other_host, std::string_view kind) {
+  if (!other_host)
+    return bad("No valid host was found. No valid host found for " + std::string(kind));
+  return bad("No valid host was found. Concord does not move servers between hosts (" +
+             std::string(kind) + " of instance " + s.id + " is not supported).");
+}
+
+Status do_migrate(ActionContext& a) {
+  std::optional<std::string> host;
+  if (!a.arg.is_null()) {
+    if (!a.arg.is_object()) return bad(bad_field("migrate", a.arg, "is not of type 'null'"));
+    for (auto& [k, v] : a.arg.items()) {
+      if (k != "host" || !a.call.version.at_least(56))
+        return bad(
+            "Invalid input for field/attribute migrate. Additional properties are not "
+            "allowed ('" +
+            sanitize_utf8(k) + "' was unexpected)");
+      if (v.is_null()) continue;
+      if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>().size() > 255)
+        return bad(bad_field("host", v, "is not a valid host name"));
+      host = v.get<std::string>();
+    }
+  }
+  CONCORD_RETURN_IF_ERROR(check_not_locked(a.call, a.row));
+  CONCORD_RETURN_IF_ERROR(check_state("migrate", a.row, {vm::kActive, vm::kStopped}));
+  if (!a.row.host) return fail(invalid_state("migrate", a.row));
+  if (host && *host == *a.row.host)
+    return bad("Cannot migrate to the host where the server exists.");
+  auto other = another_host_exists(a, host);
+  if (!other) {
+    // Nova answers 400 for an unknown target host of a cold migration.
+    if (other.error().code() == Code::kNotFound) return bad(other.error().message());
+    return fail(other.error());
+  }
+  return no_valid_host(a.row, *other, "cold migrate");
+}
+
+Status do_live_migrate(ActionContext& a) {
+  const ApiVersion& v = a.call.version;
+  if (!a.arg.is_object()) return bad(bad_field("os-migrateLive", a.arg, "is not of type 'object'"));
+  for (auto& [k, val] : a.arg.items()) {
+    (void)val;
+    bool known = k == "host" || k == "block_migration" ||
+                 (k == "disk_over_commit" && !v.at_least(25)) ||
+                 (k == "force" && v.at_least(30) && !v.at_least(68));
+    if (!known)
+      return bad(
+          "Invalid input for field/attribute os-migrateLive. Additional properties are not "
+          "allowed ('" +
+          sanitize_utf8(k) + "' was unexpected)");
+  }
+  auto bm = a.arg.find("block_migration");
+  if (bm == a.arg.end())
+    return bad(
+        "Invalid input for field/attribute os-migrateLive. 'block_migration' is a required "
+        "property");
+  if (!(bm->is_boolean() || (v.at_least(25) && *bm == "auto")))
+    return bad(bad_field(
+        "block_migration", *bm,
+        v.at_least(25) ? "is not one of [True, False, 'auto']" : "is not of type 'boolean'"));
+  if (!v.at_least(25)) {
+    auto d = a.arg.find("disk_over_commit");
+    if (d == a.arg.end())
+      return bad(
+          "Invalid input for field/attribute os-migrateLive. 'disk_over_commit' is a required "
+          "property");
+    if (!d->is_boolean()) return bad(bad_field("disk_over_commit", *d, "is not of type 'boolean'"));
+  }
+  if (auto f = a.arg.find("force"); f != a.arg.end() && !f->is_boolean())
+    return bad(bad_field("force", *f, "is not of type 'boolean'"));
+  auto h = a.arg.find("host");
+  if (h == a.arg.end())
+    return bad("Invalid input for field/attribute os-migrateLive. 'host' is a required property");
+  std::optional<std::string> host;
+  if (!h->is_null()) {
+    if (!h->is_string() || h->get<std::string>().empty() || h->get<std::string>().size() > 255)
+      return bad(bad_field("host", *h, "is not a valid host name"));
+    host = h->get<std::string>();
+  } else if (!v.at_least(25)) {
+    return bad(bad_field("host", *h, "is not of type 'string'"));
+  }
+  CONCORD_RETURN_IF_ERROR(check_not_locked(a.call, a.row));
+  CONCORD_RETURN_IF_ERROR(check_state("os-migrateLive", a.row, {vm::kActive, vm::kPaused}));
+  if (!a.row.host) return fail(invalid_state("os-migrateLive", a.row));
+  if (host && *host == *a.row.host)
+    return bad("Unable to migrate instance (" + a.row.id + ") to current host (" + *host + ").");
+  CONCORD_ASSIGN_OR_RETURN(bool other, another_host_exists(a, host));
+  return no_valid_host(a.row, other, "live migration");
+}
+
 bool unsupported_nova_action(std::string_view name) {
   static const std::set<std::string, std::less<>> kNames = {"pause",
                                                             "unpause",
@@ -457,8 +642,6 @@ bool unsupported_nova_action(std::string_view name) {
                                                             "unshelve",
                                                             "rescue",
                                                             "unrescue",
-                                                            "migrate",
-                                                            "os-migrateLive",
                                                             "evacuate",
                                                             "changePassword",
                                                             "addSecurityGroup",
@@ -468,7 +651,6 @@ bool unsupported_nova_action(std::string_view name) {
                                                             "addFloatingIp",
                                                             "removeFloatingIp",
                                                             "createBackup",
-                                                            "os-resetState",
                                                             "os-resetNetwork",
                                                             "injectNetworkInfo",
                                                             "os-getVNCConsole",
@@ -487,16 +669,28 @@ Result<http::Response> server_action(NovaApi& api, Call& call) {
   const Json arg = body.begin().value();
 
   static const std::set<std::string, std::less<>> kKnown = {
-      "os-stop",      "os-start",    "reboot", "resize", "confirmResize",
-      "revertResize", "rebuild",     "lock",   "unlock", "os-getConsoleOutput",
-      "createImage",  "forceDelete", "restore"};
+      "os-stop",       "os-start",    "reboot",  "resize",        "confirmResize",
+      "revertResize",  "rebuild",     "lock",    "unlock",        "os-getConsoleOutput",
+      "createImage",   "forceDelete", "restore", "os-resetState", "migrate",
+      "os-migrateLive"};
   if (!kKnown.contains(name)) {
     if (unsupported_nova_action(name))
       return nova_error(501, "Action '" + name + "' is not supported by this cloud.");
     return bad("There is no such action: " + sanitize_utf8(name));
   }
   const bool read_only = name == "os-getConsoleOutput";
+  const bool admin_only = name == "os-resetState" || name == "migrate" || name == "os-migrateLive";
   const std::string rule = read_only ? "project_reader" : "project_member";
+  // Nova's admin actions (os_compute_api:os-admin-actions:reset_state,
+  // os_compute_api:os-migrate-server:migrate, ...:migrate_live) are admin only, checked before
+  // the server is looked up, so a non-admin learns nothing about other projects' ids.
+  if (admin_only && !call.caller.is_admin()) {
+    const std::string nova_rule =
+        name == "os-resetState" ? "os_compute_api:os-admin-actions:reset_state"
+        : name == "migrate"     ? "os_compute_api:os-migrate-server:migrate"
+                                : "os_compute_api:os-migrate-server:migrate_live";
+    return fail(Code::kPermissionDenied, "Policy doesn't allow " + nova_rule + " to be performed.");
+  }
 
   RebuildResult rebuilt;
   std::string console;
@@ -517,6 +711,9 @@ Result<http::Response> server_action(NovaApi& api, Call& call) {
     if (name == "rebuild") return do_rebuild(a, rebuilt);
     if (name == "lock") return do_lock(a);
     if (name == "unlock") return do_unlock(a);
+    if (name == "os-resetState") return do_reset_state(a);
+    if (name == "migrate") return do_migrate(a);
+    if (name == "os-migrateLive") return do_live_migrate(a);
     if (name == "os-getConsoleOutput") {
       status = 200;
       CONCORD_ASSIGN_OR_RETURN(console, console_output(a));

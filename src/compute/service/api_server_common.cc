@@ -271,11 +271,38 @@ void links_text(Writer& w, std::string& out, const NovaApi::Call& call, std::str
 
 }  // namespace
 
+namespace {
+
+bool full_view(const NovaApi::Call& call, ViewKind kind) {
+  return kind == ViewKind::kShow || kind == ViewKind::kDetail || call.version.at_least(75);
+}
+
+}  // namespace
+
+bool view_has_host_status(const NovaApi::Call& call, ViewKind kind) {
+  return full_view(call, kind) && call.caller.is_admin() && call.version.at_least(16);
+}
+
+void close_server_view(std::string& out, const NovaApi::Call& call, ViewKind kind,
+                       std::string_view host_status) {
+  if (view_has_host_status(call, kind)) {
+    out += R"(,"host_status":)";
+    out += dump_json(Json(std::string(host_status)));
+  }
+  out += '}';
+}
+
 void append_server_view(std::string& out, const NovaApi::Call& call, const ServerRow& s,
                         const ServerExtras& x, ViewKind kind, ViewCache* cache) {
+  append_server_view_open(out, call, s, x, kind, cache);
+  close_server_view(out, call, kind, x.host_status);
+}
+
+void append_server_view_open(std::string& out, const NovaApi::Call& call, const ServerRow& s,
+                             const ServerExtras& x, ViewKind kind, ViewCache* cache) {
   const ApiVersion& v = call.version;
   const bool admin = call.caller.is_admin();
-  const bool full = kind == ViewKind::kShow || kind == ViewKind::kDetail || v.at_least(75);
+  const bool full = full_view(call, kind);
   const std::string_view status = s.status();
   Writer w(out);
   w.begin();
@@ -392,7 +419,8 @@ void append_server_view(std::string& out, const NovaApi::Call& call, const Serve
           w.null();
         if (kind != ViewKind::kRebuild) w.key("OS-EXT-SRV-ATTR:user_data").opt(s.user_data);
       }
-      if (v.at_least(16)) w.key("host_status").str(x.host_status);
+      // host_status (2.16) comes last, from close_server_view(): it changes with the host's
+      // heartbeats, not with the row, so cached views leave it out.
     }
   }
   if (kind != ViewKind::kDetail && v.at_least(71)) {
@@ -416,7 +444,6 @@ void append_server_view(std::string& out, const NovaApi::Call& call, const Serve
       w.key("fault").raw(dump_json(fault));
     }
   }
-  w.end();
 }
 
 Json server_view(const NovaApi::Call& call, const ServerRow& s, const ServerExtras& x,
@@ -476,25 +503,36 @@ Result<std::map<std::string, ServerExtras>> load_extras(store::Tx& tx,
     for (const store::Row& r : tags) out[r.text(0)].tags.push_back(r.text(1));
   }
   if (wanted.host_status) {
-    std::map<std::string, std::string> status;
-    std::vector<store::Value> hosts;
+    std::set<std::string> hosts;
     for (const ServerRow& r : rows) {
-      if (r.host && status.emplace(*r.host, "UNKNOWN").second) hosts.push_back(*r.host);
+      if (r.host) hosts.insert(*r.host);
     }
-    if (!hosts.empty()) {
-      CONCORD_ASSIGN_OR_RETURN(
-          store::Rows hr,
-          tx.query("SELECT name, state, disabled, last_heartbeat_ms FROM compute_hosts WHERE "
-                   "name IN (" +
-                       placeholders(hosts.size()) + ")",
-                   hosts));
-      for (const store::Row& r : hr) status[r.text(0)] = host_status_of(r, now, down_after);
-    }
+    CONCORD_ASSIGN_OR_RETURN(auto status, host_statuses(tx, hosts, now, down_after));
     for (const ServerRow& r : rows) {
       if (r.host) out[r.id].host_status = status[*r.host];
     }
   }
   return out;
+}
+
+Result<std::map<std::string, std::string>> host_statuses(store::Tx& tx,
+                                                         const std::set<std::string>& hosts,
+                                                         int64_t now, int64_t down_after) {
+  std::map<std::string, std::string> status;
+  std::vector<store::Value> names;
+  for (const std::string& h : hosts) {
+    status.emplace(h, "UNKNOWN");
+    names.push_back(h);
+  }
+  if (names.empty()) return status;
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows hr,
+      tx.query(
+          "SELECT name, state, disabled, last_heartbeat_ms FROM compute_hosts WHERE name IN (" +
+              placeholders(names.size()) + ")",
+          names));
+  for (const store::Row& r : hr) status[r.text(0)] = host_status_of(r, now, down_after);
+  return status;
 }
 
 Result<ServerExtras> load_one_extras(store::Tx& tx, const NovaApi::Call& call, const ServerRow& row,

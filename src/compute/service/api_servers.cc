@@ -27,6 +27,7 @@
 #include "compute/service/placement.h"
 #include "compute/service/quota.h"
 #include "compute/service/report.h"
+#include "compute/service/view_cache.h"
 
 namespace concord::compute {
 
@@ -266,6 +267,8 @@ Result<CreateSpec> parse_create(const Call& call, const Json& body, size_t max_u
       return bad(bad_field("networks", *n, "is not valid under any of the given schemas"));
     }
   }
+  // Nova requires `networks` from 2.37 on. Concord tolerates its absence (as `auto`): with no
+  // Neutron, Tempest (tempest/lib/common/fixed_network.py) creates servers without it.
 
   if (auto k = s.find("key_name"); k != s.end() && !k->is_null()) {
     if (!k->is_string() || k->get<std::string>().empty() || k->get<std::string>().size() > 255)
@@ -786,6 +789,60 @@ std::vector<std::string> split_commas(const std::string& s) {
 
 constexpr int64_t kMaxLimit = 1000;
 
+// The detail views of a page of servers, in page order: from the view cache where it holds the
+// server's current revision, else rendered from the row (read in the same transaction as the
+// page) and cached. Each text is open: close_server_view() finishes it.
+Result<std::vector<ServerViewCache::Text>> render_page(
+    NovaApi& api, const Call& call, store::Tx& tx, const std::vector<ServerViewCache::Key>& page,
+    const std::string& variant, int64_t now) {
+  ServerViewCache& cache = api.view_cache();
+  std::vector<ServerViewCache::Text> texts = cache.get(page, variant);
+  std::vector<size_t> misses;
+  for (size_t i = 0; i < page.size(); ++i) {
+    if (!texts[i]) misses.push_back(i);
+  }
+  constexpr size_t kChunk = 500;  // bound on bound parameters per statement
+  servers::ViewCache flavors;
+  for (size_t start = 0; start < misses.size(); start += kChunk) {
+    const size_t end = std::min(misses.size(), start + kChunk);
+    std::vector<store::Value> ids;
+    std::map<std::string, size_t> slot;
+    for (size_t k = start; k < end; ++k) {
+      ids.push_back(page[misses[k]].id);
+      slot.emplace(page[misses[k]].id, misses[k]);
+    }
+    std::string in;
+    for (size_t k = 0; k < ids.size(); ++k) in += k ? ", ?" : "?";
+    CONCORD_ASSIGN_OR_RETURN(store::Rows found,
+                             tx.query(std::string("SELECT ") + kServerColumns +
+                                          " FROM compute_servers WHERE id IN (" + in + ")",
+                                      ids));
+    std::vector<ServerRow> rows;
+    rows.reserve(found.size());
+    for (const store::Row& r : found) rows.push_back(server_from_row(r));
+    servers::ExtrasWanted wanted;
+    wanted.tags = call.version.at_least(26);
+    CONCORD_ASSIGN_OR_RETURN(auto extras, servers::load_extras(tx, rows, wanted, now, 0));
+    std::vector<ServerViewCache::Key> keys;
+    std::vector<ServerViewCache::Text> rendered;
+    for (const ServerRow& row : rows) {
+      auto text = std::make_shared<std::string>();
+      text->reserve(2048);
+      servers::append_server_view_open(*text, call, row, extras[row.id], servers::ViewKind::kDetail,
+                                       &flavors);
+      texts[slot.at(row.id)] = text;
+      keys.push_back({row.id, row.revision});
+      rendered.push_back(std::move(text));
+    }
+    cache.put(keys, variant, rendered);
+  }
+  for (size_t i = 0; i < page.size(); ++i) {
+    // Listed by the page query, read again in the same transaction: it cannot be missing.
+    if (!texts[i]) return fail(Code::kInternal, "server " + page[i].id + " vanished mid-read");
+  }
+  return texts;
+}
+
 Result<http::Response> list_servers(NovaApi& api, Call& call, bool detail) {
   ComputeContext& ctx = api.ctx();
   const ApiVersion& v = call.version;
@@ -1007,16 +1064,31 @@ Result<http::Response> list_servers(NovaApi& api, Call& call, bool detail) {
       return bad("limit param must be an integer");
     }
     if (n < 0) return bad("limit param must be positive");
-    if (n > 0) limit = std::min(n, kMaxLimit);
+    limit = std::min(n, kMaxLimit);  // 0 lists nothing, as Nova (Tempest checks it)
   }
   const bool cxx_filter = name_re || ip_re || ip6_re;
 
-  std::string select = std::string("SELECT ") + kServerColumns + " FROM compute_servers";
+  // The detail page without C++-side filters reads only (id, revision, host) for the page and
+  // renders just the servers whose revision it has not rendered before (view_cache.h).
+  const bool cached_path = detail && !cxx_filter;
+  const std::string variant =
+      std::to_string(v.minor) + (admin ? "|admin|" : "|user|") + call.req.base_url;
+  std::vector<ServerViewCache::Key> page;
+  std::vector<ServerViewCache::Text> texts;
+  std::vector<std::optional<std::string>> page_hosts;
+  std::map<std::string, std::string> host_status;
+
+  std::string select = cached_path
+                           ? std::string("SELECT id, revision, host FROM compute_servers")
+                           : std::string("SELECT ") + kServerColumns + " FROM compute_servers";
   std::vector<ServerRow> rows;
   const int64_t now = now_ms(ctx.clock);
+  const auto down_after = static_cast<int64_t>(ctx.options.down_after.count());
   std::map<std::string, servers::ServerExtras> extras;
   Status st = ctx.store.read([&](store::Tx& tx) -> Status {
     rows.clear();
+    page.clear();
+    page_hosts.clear();
     std::vector<std::string> w = where;
     std::vector<store::Value> a = args;
     if (auto marker = first("marker")) {
@@ -1043,6 +1115,10 @@ Result<http::Response> list_servers(NovaApi& api, Call& call, bool detail) {
         any += (any.empty() ? "(" : " OR (") + term + ")";
       }
       w.push_back("(" + any + ")");
+      // Implied by the terms above, but a plain range the store can walk an index with (the
+      // OR alone made a page in the middle cost twice the first one).
+      w.push_back(sort[0].expr + (sort[0].desc ? " <= ?" : " >= ?"));
+      a.push_back(m[0].value(0));
     }
     std::string sql = select;
     for (size_t i = 0; i < w.size(); ++i) sql += (i ? " AND " : " WHERE ") + w[i];
@@ -1054,8 +1130,24 @@ Result<http::Response> list_servers(NovaApi& api, Call& call, bool detail) {
       a.push_back(limit);
     }
     CONCORD_ASSIGN_OR_RETURN(store::Rows found, tx.query(sql, a));
+    if (cached_path) {
+      for (const store::Row& r : found) {
+        page.push_back({r.text(0), r.integer(1)});
+        page_hosts.push_back(r.is_null(2) ? std::nullopt : std::optional(r.text(2)));
+      }
+      CONCORD_ASSIGN_OR_RETURN(texts, render_page(api, call, tx, page, variant, now));
+      if (servers::view_has_host_status(call, servers::ViewKind::kDetail)) {
+        std::set<std::string> hosts;
+        for (const auto& h : page_hosts) {
+          if (h) hosts.insert(*h);
+        }
+        CONCORD_ASSIGN_OR_RETURN(host_status, servers::host_statuses(tx, hosts, now, down_after));
+      }
+      return ok();
+    }
     rows.reserve(std::min<size_t>(found.size(), static_cast<size_t>(limit)));
     for (const store::Row& r : found) {
+      if (static_cast<int64_t>(rows.size()) >= limit) break;
       ServerRow s = server_from_row(r);
       if (name_re && !name_re->search(s.name)) continue;
       if (ip_re || ip6_re) {
@@ -1083,16 +1175,20 @@ Result<http::Response> list_servers(NovaApi& api, Call& call, bool detail) {
       servers::ExtrasWanted wanted;
       wanted.tags = v.at_least(26);
       wanted.host_status = v.at_least(16) && admin;
-      CONCORD_ASSIGN_OR_RETURN(
-          extras, servers::load_extras(tx, rows, wanted, now,
-                                       static_cast<int64_t>(ctx.options.down_after.count())));
+      CONCORD_ASSIGN_OR_RETURN(extras, servers::load_extras(tx, rows, wanted, now, down_after));
     }
     return ok();
   });
   CONCORD_RETURN_IF_ERROR(st);
 
   std::string text = "{\"servers\":[";
-  text.reserve(rows.size() * (detail ? 1800 : 300));
+  text.reserve(std::max(rows.size(), page.size()) * (detail ? 1800 : 300));
+  for (size_t i = 0; i < page.size(); ++i) {
+    if (i) text += ',';
+    text += *texts[i];
+    servers::close_server_view(text, call, servers::ViewKind::kDetail,
+                               page_hosts[i] ? host_status[*page_hosts[i]] : std::string());
+  }
   servers::ViewCache cache;
   for (size_t i = 0; i < rows.size(); ++i) {
     const ServerRow& s = rows[i];
@@ -1105,13 +1201,15 @@ Result<http::Response> list_servers(NovaApi& api, Call& call, bool detail) {
     }
   }
   text += ']';
-  if (static_cast<int64_t>(rows.size()) == limit && !rows.empty()) {
+  const size_t listed = cached_path ? page.size() : rows.size();
+  if (static_cast<int64_t>(listed) == limit && listed > 0) {
     std::string query;
     for (const auto& [k, val] : params) {
       if (k == "marker") continue;
       query += (query.empty() ? "" : "&") + url_encode(k) + "=" + url_encode(val);
     }
-    query += (query.empty() ? "" : "&") + std::string("marker=") + url_encode(rows.back().id);
+    const std::string& last = cached_path ? page.back().id : rows.back().id;
+    query += (query.empty() ? "" : "&") + std::string("marker=") + url_encode(last);
     Json links =
         Json::array({{{"rel", "next"},
                       {"href", call.link(detail ? "servers/detail" : "servers") + "?" + query}}});

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -68,6 +69,9 @@ struct ExtrasWanted {
 [[nodiscard]] Result<std::map<std::string, ServerExtras>> load_extras(
     store::Tx& tx, std::span<const ServerRow> rows, const ExtrasWanted& wanted, int64_t now_ms,
     int64_t down_after_ms);
+// Nova's host_status ("UP", "DOWN", "MAINTENANCE", "UNKNOWN") of each named host.
+[[nodiscard]] Result<std::map<std::string, std::string>> host_statuses(
+    store::Tx& tx, const std::set<std::string>& hosts, int64_t now_ms, int64_t down_after_ms);
 [[nodiscard]] Result<ServerExtras> load_one_extras(store::Tx& tx, const NovaApi::Call& call,
                                                    const ServerRow& row, int64_t now_ms,
                                                    int64_t down_after_ms);
@@ -85,6 +89,14 @@ struct ViewCache {
 // Appends the server's JSON object to `out` (the list detail path: no JSON tree is built).
 void append_server_view(std::string& out, const NovaApi::Call& call, const ServerRow& s,
                         const ServerExtras& x, ViewKind kind, ViewCache* cache);
+// The same in two halves, for cached views: everything that follows from the row (and its
+// metadata and tags) without the closing brace, then host_status (when the version and the
+// caller show it) and the brace.
+void append_server_view_open(std::string& out, const NovaApi::Call& call, const ServerRow& s,
+                             const ServerExtras& x, ViewKind kind, ViewCache* cache);
+void close_server_view(std::string& out, const NovaApi::Call& call, ViewKind kind,
+                       std::string_view host_status);
+bool view_has_host_status(const NovaApi::Call& call, ViewKind kind);
 // The same view as a JSON value (single-server answers).
 Json server_view(const NovaApi::Call& call, const ServerRow& s, const ServerExtras& x,
                  ViewKind kind);

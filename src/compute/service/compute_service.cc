@@ -26,6 +26,8 @@ Result<std::unique_ptr<ComputeService>> ComputeService::create(ComputeContext ct
   add_quota_routes(impl->api);
   add_misc_routes(impl->api);
   add_server_routes(impl->api);
+  add_admin_routes(impl->api);
+  add_proxy_routes(impl->api);
   impl->agent = make_agent_routes(impl->ctx);
   return std::unique_ptr<ComputeService>(new ComputeService(std::move(impl)));
 }

@@ -112,6 +112,13 @@ struct ServerRow {
   }
 };
 
+// A host's availability zone as SQL over `compute_hosts h`: the zone of a host aggregate it
+// belongs to (metadata key "availability_zone", as in Nova), else the zone its agent declared.
+inline constexpr const char* kHostZoneSql =
+    "COALESCE((SELECT MIN(m.value) FROM compute_aggregate_hosts ah JOIN "
+    "compute_aggregate_metadata m ON m.aggregate_id = ah.aggregate_id AND "
+    "m.key = 'availability_zone' WHERE ah.host = h.name), h.availability_zone)";
+
 // "SELECT <kServerColumns> FROM compute_servers ..." gives rows server_from_row() reads.
 extern const char* const kServerColumns;
 ServerRow server_from_row(const store::Row& row);

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/json.h"
+#include "compute/service/model.h"
 
 namespace concord::compute {
 
@@ -51,13 +52,14 @@ Result<std::vector<scheduler::HostState>> load_hosts(store::Tx& tx, int64_t now_
   // One query: the hosts and the sum of their claims (CAST: SUM is NUMERIC on PostgreSQL).
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows rows,
-      tx.query("SELECT h.name, h.availability_zone, h.vcpus, h.ram_mb, h.disk_gb, h.drivers, "
-               "h.kvm, h.traits_json, h.state, h.disabled, h.last_heartbeat_ms, "
-               "CAST(COALESCE(a.vcpus, 0) AS BIGINT), CAST(COALESCE(a.ram_mb, 0) AS BIGINT), "
-               "CAST(COALESCE(a.disk_gb, 0) AS BIGINT), CAST(COALESCE(a.n, 0) AS BIGINT) "
-               "FROM compute_hosts h LEFT JOIN (SELECT host, SUM(vcpus) AS vcpus, "
-               "SUM(ram_mb) AS ram_mb, SUM(disk_gb) AS disk_gb, COUNT(DISTINCT server_id) AS n "
-               "FROM compute_allocations GROUP BY host) a ON a.host = h.name ORDER BY h.name",
+      tx.query(std::string("SELECT h.name, ") + kHostZoneSql +
+                   ", h.vcpus, h.ram_mb, h.disk_gb, h.drivers, "
+                   "h.kvm, h.traits_json, h.state, h.disabled, h.last_heartbeat_ms, "
+                   "CAST(COALESCE(a.vcpus, 0) AS BIGINT), CAST(COALESCE(a.ram_mb, 0) AS BIGINT), "
+                   "CAST(COALESCE(a.disk_gb, 0) AS BIGINT), CAST(COALESCE(a.n, 0) AS BIGINT) "
+                   "FROM compute_hosts h LEFT JOIN (SELECT host, SUM(vcpus) AS vcpus, "
+                   "SUM(ram_mb) AS ram_mb, SUM(disk_gb) AS disk_gb, COUNT(DISTINCT server_id) AS n "
+                   "FROM compute_allocations GROUP BY host) a ON a.host = h.name ORDER BY h.name",
                {}));
   std::vector<scheduler::HostState> hosts;
   hosts.reserve(rows.size());

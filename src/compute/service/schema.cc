@@ -211,6 +211,62 @@ CREATE TABLE compute_user_quotas (
 );
 )SQL",
                ""});
+  // Host aggregates (the availability zone is the metadata key "availability_zone", as in
+  // Nova) and the migration records resizes leave (os-migrations).
+  m.push_back({"compute", 3, "host aggregates, migrations", R"SQL(
+CREATE TABLE compute_aggregates (
+  id BIGINT PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+CREATE TABLE compute_aggregate_hosts (
+  aggregate_id BIGINT NOT NULL REFERENCES compute_aggregates(id) ON DELETE CASCADE,
+  host TEXT NOT NULL,
+  PRIMARY KEY (aggregate_id, host)
+);
+CREATE INDEX compute_aggregate_hosts_host ON compute_aggregate_hosts(host);
+CREATE TABLE compute_aggregate_metadata (
+  aggregate_id BIGINT NOT NULL REFERENCES compute_aggregates(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (aggregate_id, key)
+);
+CREATE TABLE compute_migrations (
+  id BIGINT PRIMARY KEY,
+  uuid TEXT NOT NULL UNIQUE,
+  server_id TEXT NOT NULL,
+  project_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  migration_type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  source_compute TEXT,
+  dest_compute TEXT,
+  old_flavor_id TEXT NOT NULL,
+  new_flavor_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT
+);
+CREATE INDEX compute_migrations_server ON compute_migrations(server_id, id);
+)SQL",
+               ""});
+  // The password a guest posts to the metadata service (os-server-password). Concord has no
+  // metadata service yet, so only DELETE touches it today; a row per server that has one.
+  m.push_back({"compute", 4, "server passwords", R"SQL(
+CREATE TABLE compute_server_passwords (
+  server_id TEXT PRIMARY KEY,
+  password TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+)SQL",
+               ""});
+  // The controller looks for deletes to finish locally every second; without this it read
+  // every live server to find them (deleted = 0 matches all of them).
+  m.push_back({"compute", 5, "index servers by task", R"SQL(
+CREATE INDEX compute_servers_task ON compute_servers(task_state, deleted);
+)SQL",
+               ""});
   return m;
 }
 

@@ -166,6 +166,86 @@ TEST_F(ListTest, PagingWithMarkerAndNextLinks) {
   EXPECT_EQ(names(d2), (std::vector<std::string>{"alpha"}));
 }
 
+// The detail list renders from a cache keyed by (server, revision, variant): every change a
+// client can make shows up in the next list, and a list item equals the server's own view.
+TEST_F(ListTest, DetailListFollowsEveryChangeAndMatchesShow) {
+  const std::string v = "2.79";
+  const std::string id = ids_["beta"];
+  auto item = [&](const std::string& token) -> Json {
+    Reply r = get("/servers/detail", token, v);
+    EXPECT_EQ(r.status, 200) << r;
+    for (const Json& s : r.body["servers"]) {
+      if (s["id"] == id) return s;
+    }
+    ADD_FAILURE() << "server not listed: " << r;
+    return Json::object();
+  };
+  set_state(id, "active");
+  ASSERT_EQ(item(alice_)["name"], "beta");  // now cached
+
+  ASSERT_EQ(put("/servers/" + id, alice_, {{"server", {{"name", "beta2"}}}}, v).status, 200);
+  EXPECT_EQ(item(alice_)["name"], "beta2");
+  ASSERT_EQ(post("/servers/" + id + "/metadata", alice_, {{"metadata", {{"k", "v1"}}}}, v).status,
+            200);
+  EXPECT_EQ(item(alice_)["metadata"], (Json{{"k", "v1"}}));
+  ASSERT_EQ(nova(http::Method::kPut, "/servers/" + id + "/tags/t1", alice_, nullptr, v).status,
+            201);
+  EXPECT_EQ(item(alice_)["tags"], Json::array({"t1"}));
+  set_state(id, "stopped", std::nullopt, 4);
+  Json stopped = item(alice_);
+  EXPECT_EQ(stopped["status"], "SHUTOFF");
+  EXPECT_EQ(stopped["OS-EXT-STS:power_state"], 4);
+
+  // The list item is the server's own view (show adds only server_groups at 2.71+).
+  Reply show = get("/servers/" + id, alice_, v);
+  ASSERT_EQ(show.status, 200) << show;
+  Json shown = show.body["server"];
+  shown.erase("server_groups");
+  EXPECT_EQ(stopped, shown);
+}
+
+TEST_F(ListTest, DetailViewsDoNotMixVersionsOrCallers) {
+  const std::string id = ids_["alpha"];
+  auto find = [&](const Reply& r) -> Json {
+    for (const Json& s : r.body["servers"]) {
+      if (s["id"] == id) return s;
+    }
+    return Json::object();
+  };
+  for (int round = 0; round < 2; ++round) {  // the second round is served from the cache
+    Json old_view = find(get("/servers/detail", alice_, "2.1"));
+    EXPECT_FALSE(old_view.contains("locked")) << old_view;
+    EXPECT_FALSE(old_view.contains("OS-EXT-SRV-ATTR:host")) << old_view;
+    Json new_view = find(get("/servers/detail", alice_, "2.79"));
+    EXPECT_TRUE(new_view.contains("locked")) << new_view;
+    EXPECT_TRUE(new_view.contains("tags")) << new_view;
+    EXPECT_FALSE(new_view.contains("OS-EXT-SRV-ATTR:host")) << new_view;
+    Json admin_view = find(get("/servers/detail?all_tenants=1", admin_, "2.79"));
+    EXPECT_TRUE(admin_view.contains("OS-EXT-SRV-ATTR:host")) << admin_view;
+    EXPECT_EQ(admin_view["host_status"], "UP") << admin_view;
+  }
+}
+
+TEST_F(ListTest, HostStatusInCachedViewsIsLive) {
+  const std::string id = ids_["alpha"];
+  const std::string host = row(id).host.value_or("");
+  ASSERT_FALSE(host.empty());
+  auto status = [&] {
+    Reply r = get("/servers/detail?all_tenants=1", admin_, "2.16");
+    for (const Json& s : r.body["servers"]) {
+      if (s["id"] == id) return s.value("host_status", std::string("<none>"));
+    }
+    return std::string("<not listed>");
+  };
+  EXPECT_EQ(status(), "UP");
+  // The host goes quiet: the server row does not change, its host_status does.
+  exec("UPDATE compute_hosts SET last_heartbeat_ms = 0 WHERE name = ?", {host});
+  EXPECT_EQ(status(), "DOWN");
+  exec("UPDATE compute_hosts SET last_heartbeat_ms = ?, disabled = 1 WHERE name = ?",
+       {now_ms(), host});
+  EXPECT_EQ(status(), "MAINTENANCE");
+}
+
 TEST_F(ListTest, MarkerAndLimitErrors) {
   Reply r = get("/servers?marker=nope", alice_);
   EXPECT_EQ(r.status, 400);
@@ -174,7 +254,11 @@ TEST_F(ListTest, MarkerAndLimitErrors) {
   EXPECT_EQ(get("/servers?marker=" + bob_server_, alice_).status, 400);
   EXPECT_EQ(get("/servers?limit=-1", alice_).status, 400);
   EXPECT_EQ(get("/servers?limit=abc", alice_).status, 400);
-  EXPECT_EQ(names(get("/servers?limit=0", alice_)).size(), 4u);  // 0 means the maximum
+  // Nova takes min(max_limit, limit): 0 lists nothing (Tempest checks it), without a next link.
+  Reply zero = get("/servers/detail?limit=0", alice_);
+  EXPECT_EQ(names(zero).size(), 0u) << zero;
+  EXPECT_FALSE(zero.body.contains("servers_links")) << zero;
+  EXPECT_EQ(names(get("/servers?limit=0&name=a", alice_)).size(), 0u);
 }
 
 TEST_F(ListTest, DeletedFilterForAdmins) {

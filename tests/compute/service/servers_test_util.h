@@ -307,11 +307,14 @@ class ServersTest : public ::testing::Test {
     return out;
   }
 
-  // Puts a server in a state as the report handler would.
+  // Puts a server in a state as the report handler would (bumping the revision as
+  // update_server() does: cached list views depend on it).
   void set_state(const std::string& id, const std::string& vm_state,
                  std::optional<std::string> task = std::nullopt, int64_t power = 1) {
-    exec("UPDATE compute_servers SET vm_state = ?, task_state = ?, power_state = ? WHERE id = ?",
-         {vm_state, task ? store::Value(*task) : store::null(), power, id});
+    exec(
+        "UPDATE compute_servers SET vm_state = ?, task_state = ?, power_state = ?, "
+        "revision = revision + 1 WHERE id = ?",
+        {vm_state, task ? store::Value(*task) : store::null(), power, id});
   }
 
   static Json server_body(const std::string& name, const std::string& image = kContainerImage,
