@@ -12,5 +12,8 @@ std::optional<std::string> hex_decode(std::string_view hex);
 std::string base64url_encode(std::string_view bytes, bool pad = true);
 // Accepts padded or unpadded input; rejects any other character.
 std::optional<std::string> base64url_decode(std::string_view text);
+// Percent-encodes a URL query component (RFC 3986): unreserved characters and those in
+// `also_keep` stay as they are, every other byte becomes %XX (upper-case hex).
+std::string url_encode(std::string_view s, std::string_view also_keep = {});
 
 }  // namespace concord

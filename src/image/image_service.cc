@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include "base/encoding.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/random.h"
@@ -1111,22 +1112,6 @@ Result<TimeFilter> time_filter(const std::string& name, const std::string& value
   return f;
 }
 
-std::string url_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char ch : s) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == ':' ||
-        ch == ',') {
-      out.push_back(static_cast<char>(ch));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[ch >> 4]);
-      out.push_back(kHex[ch & 15]);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 Result<Response> ImageService::Impl::list_images(Call& c) {
@@ -1342,7 +1327,7 @@ Result<Response> ImageService::Impl::list_images(Call& c) {
     std::string next = "/v2/images?";
     for (const auto& [k, v] : params) {
       if (k == "marker") continue;
-      next += url_encode(k) + "=" + url_encode(v) + "&";
+      next += url_encode(k, ":,") + "=" + url_encode(v, ":,") + "&";
     }
     next += "marker=" + images[end - 1].id;
     body["next"] = next;

@@ -61,6 +61,14 @@ TEST(Encoding, Base64UrlRoundTrip) {
   EXPECT_FALSE(base64url_decode("a").has_value());
 }
 
+TEST(Encoding, UrlEncodeKeepsOnlyUnreservedAndWhatIsAsked) {
+  EXPECT_EQ(url_encode("aZ09-_.~"), "aZ09-_.~");
+  EXPECT_EQ(url_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+  EXPECT_EQ(url_encode(std::string("\0:,", 3)), "%00%3A%2C");
+  EXPECT_EQ(url_encode("gt:2026,x", ":,"), "gt:2026,x");
+  EXPECT_EQ(url_encode(std::string("\0", 1), std::string("\0", 1)), "%00");  // NUL always escaped
+}
+
 TEST(Encoding, Hex) {
   EXPECT_EQ(hex_encode("\x01\xab"), "01ab");
   EXPECT_EQ(*hex_decode("01AB"), "\x01\xab");

@@ -106,6 +106,10 @@ class NovaApi {
 // Adds the version headers for `v` to a response (also used for errors before routing).
 void add_version_headers(http::Response& resp, const ApiVersion& v);
 
+// A UUID (version 5 layout) derived from a name, so that ids of things named by the operator
+// (hypervisors, hosts) are stable across restarts and replicas (api_misc.cc).
+std::string name_uuid(std::string_view ns, std::string_view name);
+
 // Route families (one api_*.cc each).
 void add_version_routes(NovaApi& api);  // GET /, /v2.1 discovery (api_versions.cc)
 void add_flavor_routes(NovaApi& api);   // flavors, extra specs, access (api_flavors.cc)

@@ -62,25 +62,6 @@ std::string controller_host() {
   return buf;
 }
 
-// The same name-derived UUIDs api_misc.cc gives hypervisors (2.53+ ids), so that an id from
-// os-hypervisors works for /uptime.
-std::string name_uuid(std::string_view ns, std::string_view name) {
-  std::string input = std::string(ns) + ":" + std::string(name);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(input.data(), input.size(), md, &len, EVP_sha1(), nullptr);
-  md[6] = static_cast<unsigned char>((md[6] & 0x0f) | 0x50);
-  md[8] = static_cast<unsigned char>((md[8] & 0x3f) | 0x80);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
-
 std::string host_ip(const std::string& traits_json) {
   auto traits = parse_json(traits_json);
   if (traits && traits->is_object()) {

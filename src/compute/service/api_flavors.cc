@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/encoding.h"
 #include "base/random.h"
 #include "base/time_format.h"
 #include "compute/service/api.h"
@@ -270,22 +271,6 @@ Status put_specs(store::Tx& tx, std::string_view flavor_id,
 
 http::Response json_response(int status, const Json& body) {
   return http::Response::json(status, dump_json(body));
-}
-
-// Percent-encodes a query component for the "next" links.
-std::string url_encode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
 }
 
 // The "next" link Nova adds when a page is full: same query, marker = last item.

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/encoding.h"
 #include "base/random.h"
 #include "base/time_format.h"
 #include "compute/service/api.h"
@@ -310,22 +311,6 @@ Result<GeneratedKey> generate_x509(std::string_view user_id, SystemTime now) {
   X509_digest(cert.get(), EVP_sha1(), md, &len);
   g.fingerprint = colon_hex(md, len);
   return g;
-}
-
-// Percent-encodes a query component (key names may contain spaces).
-std::string url_encode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
 }
 
 struct KeypairRow {

@@ -22,11 +22,7 @@
 #include "compute/service/quota.h"
 
 namespace concord::compute {
-namespace {
 
-constexpr const char* kInternalZone = "internal";
-
-// A UUID (version 5 layout) from a name, so that ids are stable across restarts and replicas.
 std::string name_uuid(std::string_view ns, std::string_view name) {
   std::string input = std::string(ns) + ":" + std::string(name);
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -43,6 +39,10 @@ std::string name_uuid(std::string_view ns, std::string_view name) {
   }
   return out;
 }
+
+namespace {
+
+constexpr const char* kInternalZone = "internal";
 
 bool looks_like_uuid(std::string_view s) {
   if (s.size() != 36) return false;

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "base/encoding.h"
 #include "base/time_format.h"
 #include "compute/service/api.h"
 #include "compute/service/api_servers_internal.h"
@@ -40,26 +41,11 @@ std::unexpected<Error> not_found(std::string message = "The resource could not b
   return fail(Code::kNotFound, std::move(message));
 }
 
-// Query values go back into "next" links.
-std::string url_encode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 // The request path (before '?') ends with '/': the router ignores it, Nova does not (an empty
 // id segment such as "os-simple-tenant-usage/" is an unknown resource).
 bool trailing_slash(const http::Request& req) {
-  std::string_view path = req.target.substr(0, req.target.find('?'));
+  const std::string_view target = req.target;
+  const std::string_view path = target.substr(0, target.find('?'));
   return path.size() > 1 && path.back() == '/';
 }
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/encoding.h"
 #include "base/random.h"
 #include "base/time_format.h"
 #include "compute/scheduler/scheduler.h"
@@ -756,21 +757,6 @@ bool ignored_sort_key(std::string_view key) {
                                                               "vcpus",
                                                               "vm_mode"};
   return kIgnored.contains(key);
-}
-
-std::string url_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
 }
 
 std::vector<std::string> split_commas(const std::string& s) {
