@@ -33,6 +33,7 @@
 #include "proto_builder.h"
 #include "store/store.h"
 #include "temp_dir.h"
+#include "test_stack.h"
 #include "usage/usage_ledger.h"
 
 #define ASSERT_OK(expr)                                                              \
@@ -103,30 +104,14 @@ class RegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
     set_log_level("warn");
-    Result<std::unique_ptr<store::Store>> st = fail(Code::kInternal, "no store");
     const char* engine = std::getenv("CONCORD_INFERENCE_TEST_STORE");
-    if (engine != nullptr && std::string_view(engine) == "postgres") {
-      auto server = test_support::PostgresServer::shared();
-      ASSERT_TRUE(server.has_value()) << server.error().to_string();
-      auto db = (*server)->create_database();
-      ASSERT_TRUE(db.has_value()) << db.error().to_string();
-      pg_database_ = db->name;
-      st = store::open_postgres({.conninfo = db->conninfo});
-    } else {
-      st = store::open_sqlite({.path = dir_.path() + "/concord.db"});
-    }
-    ASSERT_TRUE(st.has_value()) << st.error().to_string();
-    store_ = std::move(*st);
-    for (auto migrations : {identity::migrations(), usage::migrations(), registry::migrations()})
-      ASSERT_OK(store_->migrate(migrations));
-    identity::IdentityOptions io;
-    io.key_dir = dir_.path() + "/keys";
-    io.password_params =
-        identity::PasswordParams{.time_cost = 1, .memory_kib = 8, .parallelism = 1};
-    io.feed_wait = std::chrono::milliseconds(50);
-    auto idsvc = identity::IdentityService::create(*store_, clock_, io);
-    ASSERT_TRUE(idsvc.has_value()) << idsvc.error().to_string();
-    identity_ = std::move(*idsvc);
+    auto stack = test_support::open_test_stack(
+        dir_.path(), clock_, engine != nullptr && std::string_view(engine) == "postgres",
+        {identity::migrations(), usage::migrations(), registry::migrations()});
+    ASSERT_TRUE(stack.has_value()) << stack.error().to_string();
+    store_ = std::move(stack->store);
+    identity_ = std::move(stack->identity);
+    pg_database_ = stack->pg_database;
     auto boot = identity_->bootstrap({"admin-secret", "http://localhost:5000", ""});
     ASSERT_TRUE(boot.has_value()) << boot.error().to_string();
     boot_ = *boot;

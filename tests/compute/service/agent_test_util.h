@@ -27,6 +27,7 @@
 #include "postgres_server.h"
 #include "store/store.h"
 #include "temp_dir.h"
+#include "test_stack.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::compute::agent_testing {
@@ -85,31 +86,13 @@ class AgentApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     set_log_level("error");
-    Result<std::unique_ptr<store::Store>> st = fail(Code::kInternal, "no store");
-    if (use_postgres()) {
-      auto server = test_support::PostgresServer::shared();
-      ASSERT_TRUE(server.has_value()) << server.error().to_string();
-      auto db = (*server)->create_database();
-      ASSERT_TRUE(db.has_value()) << db.error().to_string();
-      pg_database_ = db->name;
-      st = store::open_postgres({.conninfo = db->conninfo});
-    } else {
-      st = store::open_sqlite({.path = dir_.path() + "/concord.db"});
-    }
-    ASSERT_TRUE(st.has_value()) << st.error().to_string();
-    store_ = std::move(*st);
-    for (auto m : {identity::migrations(), compute::migrations(), usage::migrations()}) {
-      auto s = store_->migrate(m);
-      ASSERT_TRUE(s.has_value()) << s.error().to_string();
-    }
-    identity::IdentityOptions io;
-    io.key_dir = dir_.path() + "/keys";
-    io.password_params =
-        identity::PasswordParams{.time_cost = 1, .memory_kib = 8, .parallelism = 1};
-    io.feed_wait = std::chrono::milliseconds(50);
-    auto id = identity::IdentityService::create(*store_, clock_, io);
-    ASSERT_TRUE(id.has_value()) << id.error().to_string();
-    identity_ = std::move(*id);
+    auto stack = test_support::open_test_stack(
+        dir_.path(), clock_, use_postgres(),
+        {identity::migrations(), compute::migrations(), usage::migrations()});
+    ASSERT_TRUE(stack.has_value()) << stack.error().to_string();
+    store_ = std::move(stack->store);
+    identity_ = std::move(stack->identity);
+    pg_database_ = stack->pg_database;
 
     images_.add({kImage,
                  "busybox",

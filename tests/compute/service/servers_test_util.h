@@ -28,6 +28,7 @@
 #include "identity/identity_service.h"
 #include "store/store.h"
 #include "temp_dir.h"
+#include "test_stack.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::compute::testing {
@@ -92,21 +93,12 @@ class ServersTest : public ::testing::Test {
  protected:
   void SetUp() override {
     set_log_level("error");
-    auto st = store::open_sqlite({.path = dir_.path() + "/concord.db"});
-    ASSERT_TRUE(st.has_value()) << st.error().to_string();
-    store_ = std::move(*st);
-    for (auto m : {identity::migrations(), compute::migrations(), usage::migrations()}) {
-      auto s = store_->migrate(m);
-      ASSERT_TRUE(s.has_value()) << s.error().to_string();
-    }
-    identity::IdentityOptions io;
-    io.key_dir = dir_.path() + "/keys";
-    io.password_params =
-        identity::PasswordParams{.time_cost = 1, .memory_kib = 8, .parallelism = 1};
-    io.feed_wait = std::chrono::milliseconds(50);
-    auto id = identity::IdentityService::create(*store_, clock_, io);
-    ASSERT_TRUE(id.has_value()) << id.error().to_string();
-    identity_ = std::move(*id);
+    auto stack = test_support::open_test_stack(
+        dir_.path(), clock_, false,
+        {identity::migrations(), compute::migrations(), usage::migrations()});
+    ASSERT_TRUE(stack.has_value()) << stack.error().to_string();
+    store_ = std::move(stack->store);
+    identity_ = std::move(stack->identity);
     auto boot = identity_->bootstrap({"admin-secret", "http://localhost:5000", ""});
     ASSERT_TRUE(boot.has_value()) << boot.error().to_string();
     boot_ = *boot;
