@@ -16,13 +16,16 @@
 #include <sstream>
 #include <thread>
 
-#include "agent/http_client.h"
+#include "http/client.h"
 #include "agent/protocol.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/random.h"
 
 namespace concord::agent {
+
+using http::HttpClient;
+using http::HttpReply;
 
 namespace driver = compute::driver;
 namespace fs = std::filesystem;

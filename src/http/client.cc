@@ -1,4 +1,4 @@
-#include "agent/http_client.h"
+#include "http/client.h"
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -13,7 +13,7 @@
 #include <optional>
 #include <sstream>
 
-namespace concord::agent {
+namespace concord::http {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -243,4 +243,4 @@ void HttpClient::cancel() {
   });
 }
 
-}  // namespace concord::agent
+}  // namespace concord::http

@@ -1,11 +1,12 @@
 #pragma once
-// A small blocking HTTP/1.1 client for the agent protocol: one keep-alive connection per client,
-// every call bounded by a timeout, bodies in memory or streamed to a file (image downloads).
-// Plain http only (agents talk to the server over loopback or a private network).
+// A small blocking HTTP/1.1 client: one keep-alive connection per client, every call bounded by
+// a timeout, bodies in memory or streamed to a file (image downloads). Used by the agents
+// towards the server, by the inference gateway towards replicas and by the device SDK. Plain
+// http only (loopback or a private network).
 //
 // Threading: one client per thread. cancel() is the exception: any thread may call it to make
 // the running call (a long-poll) and every later call fail at once with kUnavailable.
-// Beast stays inside http_client.cc.
+// Beast stays inside client.cc.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -16,7 +17,7 @@
 
 #include "base/result.h"
 
-namespace concord::agent {
+namespace concord::http {
 
 struct HttpReply {
   int status = 0;
@@ -55,4 +56,4 @@ class HttpClient {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace concord::agent
+}  // namespace concord::http

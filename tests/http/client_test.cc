@@ -1,6 +1,6 @@
-// The agent's HTTP client against the real http::Server: keep-alive reuse and the retry when
+// The HTTP client against the real http::Server: keep-alive reuse and the retry when
 // the server closed an idle connection, timeouts, streamed downloads, cancel from another thread.
-#include "agent/http_client.h"
+#include "http/client.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -17,7 +17,7 @@
 #include "http/router.h"
 #include "http/server.h"
 
-namespace concord::agent {
+namespace concord::http {
 namespace {
 
 class HttpClientTest : public ::testing::Test {
@@ -142,4 +142,4 @@ TEST(HttpClientUrlTest, RejectsWhatItCannotSpeak) {
 }
 
 }  // namespace
-}  // namespace concord::agent
+}  // namespace concord::http
