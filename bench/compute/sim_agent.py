@@ -31,6 +31,17 @@ import sys
 import threading
 import time
 
+
+def set_digest(instances):
+    """The agent protocol's assignment-set digest (src/agent/agent.cc): FNV-1a 64 over
+    "<id>:<revision>\\n" in id order, as 16 hex digits."""
+    h = 0xcbf29ce484222325
+    for x in sorted(instances, key=lambda x: x["id"]):
+        for c in ("%s:%d\n" % (x["id"], x.get("revision", 0))).encode():
+            h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
 FULL_INTERVAL_S = 60.0  # full report / full assignment set, as the real agent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,6 +75,7 @@ class SimHost:
         self.heartbeat_s = 2.0
         self.lock = threading.Lock()
         self.instances = []
+        self.digest = ""  # of the last assignment set received
         self.changed = threading.Event()
 
     def register(self):
@@ -114,15 +126,18 @@ class SimHost:
                 if time.monotonic() >= next_full:
                     next_full = time.monotonic() + FULL_INTERVAL_S
                     seq = 0
-                out, _ = self.http.expect(200, "GET", "/agent/v1/hosts/%s/assignments?after=%d"
-                                          "&wait_ms=%d" % (self.name, seq,
-                                                           self.args.poll_wait_ms))
+                target = "/agent/v1/hosts/%s/assignments?after=%d&wait_ms=%d" % (
+                    self.name, seq, self.args.poll_wait_ms)
+                if self.digest:
+                    target += "&digest=" + self.digest
+                out, _ = self.http.expect(200, "GET", target)
                 self.stats["polls"] += 1
                 seq = out.get("seq", seq)
                 if out.get("unchanged"):
                     self.stats["unchanged"] = self.stats.get("unchanged", 0) + 1
                     continue
                 instances = out.get("instances", [])
+                self.digest = set_digest(instances)
                 with self.lock:
                     self.instances = instances
                 self.stats["assigned"] = len(instances)

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -16,11 +17,12 @@
 #include <sstream>
 #include <thread>
 
-#include "http/client.h"
 #include "agent/protocol.h"
+#include "base/encoding.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/random.h"
+#include "http/client.h"
 
 namespace concord::agent {
 
@@ -559,7 +561,19 @@ class Agent::Impl {
       if (!safe_id(s->id)) continue;
       desired.emplace(s->id, std::move(*s));
     }
+    // The digest of the set as received, sent with every poll so the server can answer
+    // "unchanged" instead of the whole set (docs/design/compute.md, "Agent protocol"). A spec
+    // dropped above leaves the digest different from the server's: the agent then keeps
+    // getting the whole set, as before.
+    uint64_t h = fnv1a64("");
+    for (const auto& [id, spec] : desired) {
+      h = fnv1a64(id, h);
+      h = fnv1a64(":" + std::to_string(spec.revision) + "\n", h);
+    }
+    char digest[17];
+    std::snprintf(digest, sizeof digest, "%016llx", static_cast<unsigned long long>(h));
     std::lock_guard lock(mu);
+    set_digest = digest;
     for (auto& [id, spec] : desired) {
       auto [it, inserted] = instances.try_emplace(id);
       Instance& inst = it->second;
@@ -587,9 +601,13 @@ class Agent::Impl {
         next_full_set = std::chrono::steady_clock::now() + kFullSetInterval;
         seq = 0;  // the server answers after=0 at once with the whole set
       }
-      const std::string target = "/agent/v1/hosts/" + opts.host +
-                                 "/assignments?after=" + std::to_string(seq) +
-                                 "&wait_ms=" + std::to_string(opts.poll_wait.count());
+      std::string target = "/agent/v1/hosts/" + opts.host +
+                           "/assignments?after=" + std::to_string(seq) +
+                           "&wait_ms=" + std::to_string(opts.poll_wait.count());
+      {
+        std::lock_guard lock(mu);
+        if (fetched_once && !set_digest.empty()) target += "&digest=" + set_digest;
+      }
       Result<HttpReply> r =
           poll_client->request("GET", target, "", auth, opts.poll_wait + kRequestTimeout);
       if (is_stopping()) return;
@@ -850,6 +868,7 @@ class Agent::Impl {
   std::map<std::string, std::shared_ptr<std::mutex>> image_locks;
   std::set<HttpClient*> downloads;  // in flight, cancelled by stop()
   bool started = false, stopping = false, report_now = false, fetched_once = false;
+  std::string set_digest;  // of the last assignment set received (apply_assignments)
   bool registered = false;
   int64_t fetches = 0, reports = 0, steps_total = 0, assignments_seq = 0, observations = 0,
           unchanged_polls = 0;

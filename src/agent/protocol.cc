@@ -33,6 +33,7 @@ Result<Spec> parse_spec(const Json& j) {
   Spec s;
   try {
     s.id = j.at("id").get<std::string>();
+    s.revision = j.value("revision", int64_t{0});
     s.generation = j.value("generation", int64_t{0});
     s.name = j.value("name", std::string());
     s.hostname = j.value("hostname", std::string());

@@ -23,6 +23,7 @@ struct ImageRef {
 
 struct Spec {
   std::string id;
+  int64_t revision = 0;  // the server row's revision: any change to the spec changes it
   int64_t generation = 0;
   std::string name, hostname, driver;
   int64_t vcpus = 1, ram_mb = 64, disk_gb = 1;

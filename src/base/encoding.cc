@@ -113,4 +113,12 @@ std::string url_encode(std::string_view s, std::string_view also_keep) {
   return out;
 }
 
+uint64_t fnv1a64(std::string_view data, uint64_t state) {
+  for (unsigned char c : data) {
+    state ^= c;
+    state *= 1099511628211ull;
+  }
+  return state;
+}
+
 }  // namespace concord

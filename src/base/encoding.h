@@ -1,5 +1,6 @@
 #pragma once
 // Byte encodings used by tokens and ids.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,5 +16,9 @@ std::optional<std::string> base64url_decode(std::string_view text);
 // Percent-encodes a URL query component (RFC 3986): unreserved characters and those in
 // `also_keep` stay as they are, every other byte becomes %XX (upper-case hex).
 std::string url_encode(std::string_view s, std::string_view also_keep = {});
+
+// 64-bit FNV-1a: a fast, stable, NON-cryptographic digest for telling whether two honest
+// parties hold the same data (the agent protocol's assignment-set digest). Never for secrets.
+uint64_t fnv1a64(std::string_view data, uint64_t state = 14695981039346656037ull);
 
 }  // namespace concord

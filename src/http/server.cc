@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -216,8 +217,10 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
 
   void do_write() {
     writing_ = true;
+    const std::array<asio::const_buffer, 2> buffers = {asio::buffer(session_.output()),
+                                                       asio::buffer(session_.output_body())};
     asio::async_write(
-        socket_, asio::buffer(session_.output()),
+        socket_, buffers,
         [self = shared_from_this()](boost::system::error_code ec, size_t) { self->on_write(ec); });
   }
 

@@ -127,8 +127,13 @@ class Session {
   // error format and the connection is to be closed. Only meaningful in kHead/kBody.
   void timeout();
 
+  // What to send: output() then output_body() (the in-memory body of a large response, kept
+  // apart so it is written from the handler's own string instead of being copied after the
+  // head; empty otherwise).
   const std::string& output() const { return out_; }
-  // After output() was sent for a response whose body is a file (Response::body_file): loads
+  const std::string& output_body() const { return body_; }
+  // After output() and output_body() were sent. For a response whose body is a file
+  // (Response::body_file): loads
   // the next piece of the file into output() and returns true, or returns false when the body
   // is complete. A file that ends early sets close_after_write() (the client sees a short body).
   bool continue_output();
@@ -146,7 +151,7 @@ class Session {
   void serve();
   void serve_error(int status, std::string_view message);
   void finish(Response& resp, bool keep_alive, bool head, double seconds, Method method);
-  void serialize(const Response& resp, bool keep_alive, bool head);
+  void serialize(Response& resp, bool keep_alive, bool head);
   void set_base_url();
   void record(Method method, int status, double seconds);
   Response builtin(std::string_view path, bool& handled);
@@ -159,6 +164,7 @@ class Session {
   bool close_ = false;
   bool head_response_ = false;
   std::string out_;
+  std::string body_;  // see output_body()
   // The file body of the response being written, and how many of its bytes remain.
   int file_fd_ = -1;
   uint64_t file_left_ = 0;

@@ -28,7 +28,7 @@ void run(const Router& router, std::string_view bytes, const ServerOptions& opti
     if (session.advance(in) == internal::Session::Next::kWrite) {
       bool full_response = session.phase() == internal::Session::Phase::kResponding;
       if (wire != nullptr) {
-        std::string bytes = session.output();
+        std::string bytes = session.output() + session.output_body();
         if (full_response) {
           while (session.continue_output()) bytes += session.output();
         }

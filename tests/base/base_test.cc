@@ -69,6 +69,15 @@ TEST(Encoding, UrlEncodeKeepsOnlyUnreservedAndWhatIsAsked) {
   EXPECT_EQ(url_encode(std::string("\0", 1), std::string("\0", 1)), "%00");  // NUL always escaped
 }
 
+TEST(Encoding, Fnv1a64MatchesTheReferenceVectors) {
+  // From the FNV reference (isthe.com/chongo/tech/comp/fnv): "" and "a" and "foobar".
+  EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);
+  EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(fnv1a64("foobar"), 0x85944171f73967e8ull);
+  // Chaining through `state` equals hashing the concatenation.
+  EXPECT_EQ(fnv1a64("bar", fnv1a64("foo")), fnv1a64("foobar"));
+}
+
 TEST(Encoding, Hex) {
   EXPECT_EQ(hex_encode("\x01\xab"), "01ab");
   EXPECT_EQ(*hex_decode("01AB"), "\x01\xab");

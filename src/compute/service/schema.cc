@@ -267,6 +267,16 @@ CREATE TABLE compute_server_passwords (
 CREATE INDEX compute_servers_task ON compute_servers(task_state, deleted);
 )SQL",
                ""});
+  // A project's list in its default order (created_at desc, id desc) read from the index alone:
+  // the cached detail path reads only (id, revision, host) and the filter on task_state, so the
+  // page no longer visits 1,000 table rows nor sorts ties of created_ms in a temporary b-tree
+  // (bench/compute/api_scale.sh: about 0.6 ms of the 3.4 ms a page of 1,000 cost). It
+  // replaces compute_servers_project, its prefix.
+  m.push_back({"compute", 6, "covering index for server lists", R"SQL(
+CREATE INDEX compute_servers_list ON compute_servers(project_id, deleted, created_ms, id, revision, host, task_state);
+DROP INDEX compute_servers_project;
+)SQL",
+               ""});
   return m;
 }
 

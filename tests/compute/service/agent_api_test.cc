@@ -1,8 +1,11 @@
 // The agent protocol endpoints (/agent/v1) against a real SQLite store.
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "agent_test_util.h"
+#include "base/encoding.h"
 
 namespace concord::compute::agent_testing {
 namespace {
@@ -297,6 +300,66 @@ TEST_F(AgentApiTest, LongPollTimesOutWithoutAChange) {
   ASSERT_EQ(full.status, 200) << full;
   EXPECT_TRUE(full.body.contains("instances")) << full;
   EXPECT_FALSE(full.body.contains("unchanged")) << full;
+}
+
+// The agent's digest of its set (FNV-1a 64 over "<id>:<revision>\n" in id order), as
+// src/agent computes it.
+std::string set_digest(const Json& instances) {
+  std::vector<std::pair<std::string, int64_t>> items;
+  for (const Json& i : instances) items.emplace_back(i["id"], i["revision"].get<int64_t>());
+  std::sort(items.begin(), items.end());
+  uint64_t h = fnv1a64("");
+  for (const auto& [id, revision] : items) {
+    h = fnv1a64(id, h);
+    h = fnv1a64(":" + std::to_string(revision) + "\n", h);
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+TEST_F(AgentApiTest, FullPollWithTheCurrentDigestAnswersUnchanged) {
+  ASSERT_EQ(register_host("h1").status, 200);
+  ASSERT_EQ(register_host("h2").status, 200);
+  insert_building("aaaa0101-0000-4000-8000-000000000001", "h1");
+  insert_building("aaaa0102-0000-4000-8000-000000000002", "h1");
+  Reply full = call(Method::kGet, "/v1/hosts/h1/assignments?after=0", nullptr, "h1");
+  ASSERT_EQ(full.status, 200) << full;
+  ASSERT_EQ(full.body["instances"].size(), 2u);
+  EXPECT_EQ(full.body["instances"][0]["revision"], 1);
+  const std::string digest = set_digest(full.body["instances"]);
+
+  // The safety-net poll (after=0) with the digest of the set the agent holds: unchanged.
+  Reply same =
+      call(Method::kGet, "/v1/hosts/h1/assignments?after=0&digest=" + digest, nullptr, "h1");
+  ASSERT_EQ(same.status, 200) << same;
+  EXPECT_EQ(same.body.value("unchanged", false), true) << same;
+  EXPECT_FALSE(same.body.contains("instances")) << same;
+
+  // A server created on ANOTHER host wakes the poll, but h1's set is the same: unchanged.
+  const int64_t seq = same.body["seq"].get<int64_t>();
+  insert_building("aaaa0103-0000-4000-8000-000000000003", "h2");
+  Reply other = call(Method::kGet,
+                     "/v1/hosts/h1/assignments?after=" + std::to_string(seq) +
+                         "&wait_ms=2000&digest=" + digest,
+                     nullptr, "h1");
+  ASSERT_EQ(other.status, 200) << other;
+  EXPECT_EQ(other.body.value("unchanged", false), true) << other;
+  EXPECT_GT(other.body["seq"].get<int64_t>(), seq);
+
+  // A third server on h1: the digest is stale, the whole set comes back.
+  insert_building("aaaa0104-0000-4000-8000-000000000004", "h1");
+  Reply changed =
+      call(Method::kGet, "/v1/hosts/h1/assignments?after=0&digest=" + digest, nullptr, "h1");
+  ASSERT_EQ(changed.status, 200) << changed;
+  EXPECT_FALSE(changed.body.contains("unchanged")) << changed;
+  EXPECT_EQ(changed.body["instances"].size(), 3u);
+  EXPECT_NE(set_digest(changed.body["instances"]), digest);
+
+  // A malformed digest is just a different set.
+  Reply junk = call(Method::kGet, "/v1/hosts/h1/assignments?after=0&digest=zz", nullptr, "h1");
+  ASSERT_EQ(junk.status, 200) << junk;
+  EXPECT_EQ(junk.body["instances"].size(), 3u);
 }
 
 TEST_F(AgentApiTest, LongPollIgnoresHeartbeatsAndHostChanges) {
