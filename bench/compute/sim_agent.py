@@ -133,8 +133,15 @@ class SimHost:
                 out, _ = self.http.expect(200, "GET", target)
                 self.stats["polls"] += 1
                 seq = out.get("seq", seq)
+                # The server holds only so many long-polls; the others are answered at once
+                # with retry_after_ms, which the real agent honours too ("unchanged" included).
+                retry = out.get("retry_after_ms") or 0
+                if retry > 0:
+                    self.stats["retry_after"] = self.stats.get("retry_after", 0) + 1
                 if out.get("unchanged"):
                     self.stats["unchanged"] = self.stats.get("unchanged", 0) + 1
+                    if retry > 0:
+                        stop.wait(retry / 1000.0)
                     continue
                 instances = out.get("instances", [])
                 self.digest = set_digest(instances)
@@ -144,11 +151,7 @@ class SimHost:
                 self.stats["deleted"] = sum(1 for x in instances if x.get("deleted"))
                 self.stats["running"] = len(instances) - self.stats["deleted"]
                 self.changed.set()
-                # The server holds only so many long-polls; the others are answered at once
-                # with retry_after_ms, which the real agent honours too.
-                retry = out.get("retry_after_ms") or 0
                 if retry > 0:
-                    self.stats["retry_after"] = self.stats.get("retry_after", 0) + 1
                     stop.wait(retry / 1000.0)
             except Exception as e:
                 self.error(e, self.http)

@@ -94,6 +94,12 @@ std::optional<SystemTime> parse_iso_time(std::string_view s) {
   tm.tm_min = min;
   tm.tm_sec = sec;
   std::time_t secs = timegm(&tm);
+  // system_clock counts nanoseconds in 64 bits (years 1678 to 2262): saturate beyond that
+  // rather than wrap, so "changes-since=2999-01-01" means "after everything", not 1830.
+  constexpr auto kMaxSecs =
+      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::duration::max()).count() - 1;
+  if (secs >= kMaxSecs) return SystemTime::max();
+  if (secs <= -kMaxSecs) return SystemTime::min();
   return SystemTime(std::chrono::seconds(secs)) + std::chrono::microseconds(micros);
 }
 

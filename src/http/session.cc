@@ -206,6 +206,10 @@ RequestParser::RequestParser(Request& req, size_t max_header_bytes, size_t max_b
 size_t RequestParser::feed(std::string_view data) {
   boost::beast::error_code ec;
   size_t n = 0;
+  // Beast consumes nothing until it has the whole request line, so until then `data` starts
+  // at the request's first byte: keep a bounded copy for early_path().
+  constexpr size_t kPrefix = 512;
+  if (head_consumed_ == 0 && !target_seen_) head_prefix_.assign(data.substr(0, kPrefix));
   if (!is_header_done()) {
     size_t cap = max_header_bytes_ > head_consumed_ ? max_header_bytes_ - head_consumed_ : 0;
     size_t slice = std::min(data.size(), cap);
@@ -283,6 +287,17 @@ bool RequestParser::spool(boost::beast::string_view data) {
     done += static_cast<size_t>(n);
   }
   return true;
+}
+
+std::string_view RequestParser::early_path() const {
+  std::string_view line = head_prefix_;
+  size_t sp = line.find(' ');
+  if (sp == std::string_view::npos) return {};
+  std::string_view target = line.substr(sp + 1);
+  size_t end = target.find_first_of(" ?\r\n");
+  if (end != std::string_view::npos) target = target.substr(0, end);
+  if (target.empty() || target.front() != '/') return {};
+  return target;
 }
 
 void RequestParser::fail(int status, std::string message) {
@@ -563,6 +578,7 @@ void Session::serve_error(int status, std::string_view message) {
   new_request_id(req_.request_id);
   Method method = seen ? req_.method : Method::kOther;
   std::string_view raw_path = seen ? std::string_view(req_.target) : std::string_view("/");
+  if (!seen && parser_ && !parser_->early_path().empty()) raw_path = parser_->early_path();
   route_name_.assign(kUnmatched);
   Response resp;
   try {

@@ -61,6 +61,10 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   int error_status() const { return error_status_; }  // 0, 400, 413 or 431
   const std::string& error_message() const { return error_message_; }
   bool target_seen() const { return target_seen_; }
+  // Before the request line is parsed (a line longer than the head limit never is): the path
+  // of the target as far as the first bytes show it ("/compute/v2.1/servers"), so errors
+  // raised that early still use the owning mount's error format; "" when none is visible.
+  std::string_view early_path() const;
   int version() const { return version_; }  // 10 or 11
   bool expects_continue() const { return expects_continue_; }
   // Whether this request's body goes to a file.
@@ -95,6 +99,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   std::string spool_path_;
   int spool_fd_ = -1;
   size_t head_consumed_ = 0;
+  std::string head_prefix_;  // the first bytes of the head until Beast consumes any
   size_t header_count_ = 0;
   int error_status_ = 0;
   std::string error_message_;

@@ -106,6 +106,10 @@ TEST(TimeFormat, KeystoneFormatRoundTrips) {
   EXPECT_FALSE(parse_iso_time("2026-13-01T12:00:00").has_value());
   EXPECT_FALSE(parse_iso_time("yesterday").has_value());
   EXPECT_FALSE(parse_iso_time("2026-01-01T12:00:00+05:00").has_value());
+  // Beyond what system_clock holds (1678..2262) the answer saturates instead of wrapping.
+  EXPECT_EQ(parse_iso_time("2999-01-01T00:00:00Z"), SystemTime::max());
+  EXPECT_EQ(parse_iso_time("1000-01-01T00:00:00Z"), SystemTime::min());
+  EXPECT_LT(*parse_iso_time("2026-01-01T00:00:00Z"), *parse_iso_time("2261-12-31T23:59:59Z"));
 }
 
 }  // namespace

@@ -152,6 +152,25 @@ TEST_F(SessionTest, HugeRequestLineIs431InTheRootFormat) {
   EXPECT_EQ((*parse_json(r.body))["error"]["code"], 431);
 }
 
+// A request line over the head limit is never parsed, yet the error still comes in the format
+// of the mount its first bytes name (Nova's here), whether it arrives at once or byte by byte.
+TEST_F(SessionTest, HugeRequestLineUnderAMountIs431InThatMountsFormat) {
+  for (const std::string& target : {"/compute/servers/" + std::string(5000, 'a'),
+                                    "/compute/servers?q=" + std::string(5000, 'a')}) {
+    const std::string req = "GET " + target + " HTTP/1.1\r\n\r\n";
+    for (size_t chunk : {size_t{0}, size_t{1}, size_t{700}}) {
+      Response r = handle_raw_request(router_, req, options_, chunk);
+      EXPECT_EQ(r.status, 431) << chunk;
+      EXPECT_TRUE((*parse_json(r.body)).contains("computeFault")) << chunk << " " << r.body;
+    }
+  }
+  // A target that is not a path keeps the root format.
+  Response odd =
+      handle_raw_request(router_, "GET " + std::string(5000, 'x') + " HTTP/1.1\r\n\r\n", options_);
+  EXPECT_EQ(odd.status, 431);
+  EXPECT_EQ((*parse_json(odd.body))["error"]["code"], 431);
+}
+
 TEST_F(SessionTest, ContentLengthOverLimitIs413WithoutWaitingForTheBody) {
   // No body bytes at all: the answer must not depend on them.
   std::string req = "POST /compute/servers HTTP/1.1\r\nHost: h\r\nContent-Length: 65\r\n\r\n";

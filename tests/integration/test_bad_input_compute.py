@@ -62,22 +62,6 @@ EXPECTED_BUGS = {
         "deliberate: Nova requires 'networks' from 2.37 on (400), Concord takes its absence as "
         "'auto' because Tempest, with no Neutron, creates servers without it "
         "(tempest/lib/common/fixed_network.py); see src/compute/service/api_servers.cc",
-    "instance_actions_limit_negative":
-        "GET os-instance-actions?limit=-1 at 2.58 answers 200; Nova validates limit (400)",
-    "instance_actions_marker_unknown":
-        "GET os-instance-actions?marker=<unknown request id> at 2.58 answers 200; Nova: 400 "
-        "(MarkerNotFound)",
-    "instance_actions_changes_since_bad":
-        "GET os-instance-actions?changes-since=tomorrow at 2.58 answers 200; Nova: 400 "
-        "(not an ISO 8601 time)",
-    "compute_path_too_long":
-        "a request line longer than the header limit under /compute gets 431 with a Keystone "
-        "body {\"error\": ...}: src/http/session.cc serve_error() uses the path only once the "
-        "target was parsed, so the /compute mount's formatter is never asked",
-    "compute_query_too_long":
-        "same as compute_path_too_long for an 80 KB query string",
-    "image_path_too_long":
-        "same as compute_path_too_long under /image: Keystone JSON instead of Glance's text error",
 }
 
 # Path fragments of route families not served yet: their rows also accept the router's own

@@ -836,30 +836,12 @@ Result<http::Response> list_migrations(NovaApi& api, Call& call) {
   auto source = call.req.query_param("source_compute");
   std::optional<std::string> type;
   if (v.at_least(23)) type = call.req.query_param("migration_type");
-  int64_t limit = -1;
-  std::optional<std::string> marker;
-  std::optional<SystemTime> since, before;
+  servers::ChangesPaging paging;
   if (v.at_least(59)) {
-    if (auto l = call.req.query_param("limit")) {
-      if (l->empty() || l->size() > 9 ||
-          !std::all_of(l->begin(), l->end(), [](char c) { return c >= '0' && c <= '9'; }))
-        return bad("Invalid input for query parameters limit. Value: " + sanitize_utf8(*l) + ". '" +
-                   sanitize_utf8(*l) + "' does not match '^[0-9]*$'");
-      limit = std::stoll(*l);
-    }
-    marker = call.req.query_param("marker");
-    for (auto [name, out] : {std::pair{"changes-since", &since}, {"changes-before", &before}}) {
-      if (std::string_view(name) == "changes-before" && !v.at_least(66)) continue;
-      if (auto t = call.req.query_param(name)) {
-        *out = parse_iso_time(*t);
-        if (!*out)
-          return bad(std::string("Invalid input for query parameters ") + name + ". Value: " +
-                     sanitize_utf8(*t) + ". '" + sanitize_utf8(*t) + "' is not a 'date-time'");
-      }
-    }
-    if (since && before && *before < *since)
-      return bad("The value of changes-since must be less than or equal to changes-before.");
+    CONCORD_ASSIGN_OR_RETURN(paging, servers::parse_changes_paging(call));
   }
+  const int64_t limit = paging.limit;
+  const std::optional<std::string>& marker = paging.marker;
   std::vector<Migration> all;
   CONCORD_RETURN_IF_ERROR(api.ctx().store.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(all, load_migrations(tx));
@@ -872,11 +854,7 @@ Result<http::Response> list_migrations(NovaApi& api, Call& call) {
     if (server && m.server_id != *server) continue;
     if (source && m.source != *source) continue;
     if (type && m.type != *type) continue;
-    if (since || before) {
-      auto updated = parse_iso_time(m.updated_at);
-      if (since && (!updated || *updated < *since)) continue;
-      if (before && (!updated || *updated > *before)) continue;
-    }
+    if (!paging.in_window(m.updated_at)) continue;
     items.push_back(&m);
   }
   size_t start = 0;

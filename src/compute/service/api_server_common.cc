@@ -2,11 +2,13 @@
 #include <arpa/inet.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "base/encoding.h"
 #include "base/random.h"
+#include "base/time_format.h"
 #include "compute/service/api_servers_internal.h"
 #include "compute/service/quota.h"
 #include "compute/service/report.h"
@@ -550,6 +552,42 @@ std::string bad_field(std::string_view field, const Json& value, std::string_vie
   if (shown.size() > 128) shown = shown.substr(0, 128) + "...";
   return "Invalid input for field/attribute " + std::string(field) + ". Value: " + shown + ". " +
          std::string(why);
+}
+
+Result<ChangesPaging> parse_changes_paging(const NovaApi::Call& call) {
+  ChangesPaging p;
+  auto invalid = [](std::string_view name, const std::string& value, std::string_view why) {
+    const std::string shown = sanitize_utf8(value);
+    return fail(Code::kInvalidArgument, "Invalid input for query parameters " + std::string(name) +
+                                            ". Value: " + shown + ". '" + shown + "' " +
+                                            std::string(why));
+  };
+  if (auto l = call.req.query_param("limit")) {
+    if (l->empty() || l->size() > 9 ||
+        !std::all_of(l->begin(), l->end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return invalid("limit", *l, "does not match '^[0-9]*$'");
+    p.limit = std::stoll(*l);
+  }
+  p.marker = call.req.query_param("marker");
+  for (auto [name, out] : {std::pair{"changes-since", &p.since}, {"changes-before", &p.before}}) {
+    if (std::string_view(name) == "changes-before" && !call.version.at_least(66)) continue;
+    if (auto t = call.req.query_param(name)) {
+      *out = parse_iso_time(*t);
+      if (!*out) return invalid(name, *t, "is not a 'date-time'");
+    }
+  }
+  if (p.since && p.before && *p.before < *p.since)
+    return fail(Code::kInvalidArgument,
+                "The value of changes-since must be less than or equal to changes-before.");
+  return p;
+}
+
+bool ChangesPaging::in_window(std::string_view updated_at) const {
+  if (!since && !before) return true;
+  auto updated = parse_iso_time(updated_at);
+  if (since && (!updated || *updated < *since)) return false;
+  if (before && (!updated || *updated > *before)) return false;
+  return true;
 }
 
 Status check_name(const Json& v, std::string_view field) {

@@ -4,6 +4,8 @@
 // change is ordered with every other write to the server.
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -331,19 +333,52 @@ Json action_json(const Call& call, const store::Row& r, const std::string& serve
 constexpr const char* kActionColumns =
     "request_id, action, user_id, project_id, start_time, message, updated_at";
 
+// From 2.58: limit (at most 1000, Nova's max_limit), marker (a request id), changes-since and,
+// from 2.66, changes-before on updated_at, and a "links" next page when the limit was reached.
 Result<http::Response> list_actions(NovaApi& api, Call& call) {
+  constexpr int64_t kMaxLimit = 1000;
+  servers::ChangesPaging paging;
+  const bool paged = call.version.at_least(58);
+  if (paged) {
+    CONCORD_ASSIGN_OR_RETURN(paging, servers::parse_changes_paging(call));
+  }
+  const int64_t limit = paged ? (paging.limit < 0 ? kMaxLimit : std::min(paging.limit, kMaxLimit))
+                              : std::numeric_limits<int64_t>::max();
   Json list = Json::array();
+  std::string server_id, last;
   CONCORD_RETURN_IF_ERROR(api.ctx().store.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(ServerRow s, load_for_actions(tx, api, call));
+    server_id = s.id;
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows rows,
         tx.query(std::string("SELECT ") + kActionColumns +
                      " FROM compute_instance_actions WHERE server_id = ? ORDER BY seq DESC",
                  {s.id}));
-    for (const store::Row& r : rows) list.push_back(action_json(call, r, s.id));
+    size_t start = 0;
+    if (paging.marker) {
+      auto it = std::find_if(rows.begin(), rows.end(),
+                             [&](const store::Row& r) { return r.text(0) == *paging.marker; });
+      if (it == rows.end())
+        return fail(Code::kInvalidArgument,
+                    "Marker " + sanitize_utf8(*paging.marker) + " could not be found.");
+      start = static_cast<size_t>(it - rows.begin()) + 1;
+    }
+    for (size_t i = start; i < rows.size(); ++i) {
+      if (static_cast<int64_t>(list.size()) >= limit) break;
+      if (!paging.in_window(rows[i].text(6))) continue;
+      list.push_back(action_json(call, rows[i], s.id));
+      last = rows[i].text(0);
+    }
     return ok();
   }));
-  return http::Response::json(200, dump_json({{"instanceActions", list}}));
+  Json body = {{"instanceActions", list}};
+  if (paged && limit > 0 && static_cast<int64_t>(list.size()) == limit) {
+    body["links"] = Json::array(
+        {{{"rel", "next"},
+          {"href", call.link("servers/" + server_id + "/os-instance-actions") +
+                       "?limit=" + std::to_string(limit) + "&marker=" + url_encode(last)}}});
+  }
+  return http::Response::json(200, dump_json(body));
 }
 
 std::string host_hash(const std::string& project_id, const std::string& host) {

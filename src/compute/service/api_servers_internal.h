@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/json.h"
 #include "base/result.h"
 #include "compute/service/api.h"
@@ -110,6 +111,18 @@ Json server_links(const NovaApi::Call& call, const std::string& id);
 [[nodiscard]] Result<std::string> check_user_data(const Json& v, size_t max_bytes);
 [[nodiscard]] Status check_tag(const Json& v);
 std::string bad_field(std::string_view field, const Json& value, std::string_view why);
+
+// The paging and time filters Nova added to os-migrations (2.59) and os-instance-actions
+// (2.58): limit (digits only), marker, changes-since, and from 2.66 changes-before, with Nova's
+// query-parameter validation messages (400). limit is -1 when absent.
+struct ChangesPaging {
+  int64_t limit = -1;
+  std::optional<std::string> marker;
+  std::optional<SystemTime> since, before;
+  // Whether a record updated at `updated_at` (stored or ISO time) passes the time filters.
+  bool in_window(std::string_view updated_at) const;
+};
+[[nodiscard]] Result<ChangesPaging> parse_changes_paging(const NovaApi::Call& call);
 std::string generate_password();
 std::map<std::string, std::string> to_string_map(const Json& obj);
 [[nodiscard]] Status replace_metadata(store::Tx& tx, const std::string& server_id,

@@ -128,6 +128,59 @@ TEST_F(ServersTest, InstanceActionsShapes) {
   EXPECT_EQ(get("/servers/" + id + "/os-instance-actions", bob_, "2.21").status, 404);
 }
 
+// 2.58 pages the list (limit, marker, "links") and filters it by changes-since; earlier
+// microversions ignore those parameters, as Nova.
+TEST_F(ServersTest, InstanceActionsPageFrom258) {
+  add_host("h1");
+  std::string id = create_active(alice_, "paged");
+  ASSERT_EQ(post("/servers/" + id + "/action", alice_, {{"os-stop", nullptr}}).status, 202);
+  const std::string base = "/servers/" + id + "/os-instance-actions";
+  Reply all = get(base, alice_, "2.58");
+  ASSERT_EQ(all.status, 200) << all;
+  ASSERT_EQ(all.body["instanceActions"].size(), 2u);
+  EXPECT_FALSE(all.body.contains("links"));
+  const std::string newest = all.body["instanceActions"][0]["request_id"];
+  const std::string oldest = all.body["instanceActions"][1]["request_id"];
+
+  Reply first = get(base + "?limit=1", alice_, "2.58");
+  ASSERT_EQ(first.status, 200) << first;
+  ASSERT_EQ(first.body["instanceActions"].size(), 1u);
+  EXPECT_EQ(first.body["instanceActions"][0]["request_id"], newest);
+  ASSERT_TRUE(first.body.contains("links")) << first;
+  const std::string next = first.body["links"][0]["href"];
+  EXPECT_NE(next.find("marker=" + newest), std::string::npos) << next;
+  Reply second = get(base + "?limit=1&marker=" + newest, alice_, "2.58");
+  ASSERT_EQ(second.status, 200) << second;
+  ASSERT_EQ(second.body["instanceActions"].size(), 1u);
+  EXPECT_EQ(second.body["instanceActions"][0]["request_id"], oldest);
+  Reply after_last = get(base + "?marker=" + oldest, alice_, "2.58");
+  EXPECT_EQ(after_last.body["instanceActions"].size(), 0u) << after_last;
+
+  Reply future = get(base + "?changes-since=2999-01-01T00:00:00Z", alice_, "2.58");
+  ASSERT_EQ(future.status, 200) << future;
+  EXPECT_EQ(future.body["instanceActions"].size(), 0u) << future;
+  Reply past = get(base + "?changes-since=2000-01-01T00:00:00Z", alice_, "2.58");
+  EXPECT_EQ(past.body["instanceActions"].size(), 2u);
+  Reply before = get(base + "?changes-before=2000-01-01T00:00:00Z", alice_, "2.66");
+  EXPECT_EQ(before.body["instanceActions"].size(), 0u) << before;
+
+  Reply negative = get(base + "?limit=-1", alice_, "2.58");
+  EXPECT_EQ(negative.status, 400) << negative;
+  EXPECT_NE(negative.body.dump().find("does not match"), std::string::npos) << negative;
+  Reply unknown = get(base + "?marker=req-nope", alice_, "2.58");
+  EXPECT_EQ(unknown.status, 400) << unknown;
+  EXPECT_NE(unknown.body.dump().find("Marker req-nope could not be found."), std::string::npos);
+  EXPECT_EQ(get(base + "?changes-since=tomorrow", alice_, "2.58").status, 400);
+  EXPECT_EQ(get(base + "?changes-since=2001-01-01T00:00:00Z&changes-before=2000-01-01T00:00:00Z",
+                alice_, "2.66")
+                .status,
+            400);
+  // Before 2.58 the parameters mean nothing: the whole list, never a 400.
+  Reply old = get(base + "?limit=-1&marker=req-nope", alice_, "2.57");
+  ASSERT_EQ(old.status, 200) << old;
+  EXPECT_EQ(old.body["instanceActions"].size(), 2u);
+}
+
 // Another project's server is 404 on every route; an admin reaches it.
 TEST_F(ServersTest, TenantIsolationOnEveryRoute) {
   add_host("h1");
