@@ -242,6 +242,36 @@ Status IdentityService::ensure_service_endpoint(std::string_view type, std::stri
   });
 }
 
+Result<std::string> IdentityService::ensure_project(std::string_view name,
+                                                    std::string_view description) {
+  Core& core = impl_->core;
+  std::string id;
+  CONCORD_RETURN_IF_ERROR(core.write([&](store::Tx& tx, WriteSet& ws) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(auto domain, repo::get_project(tx, kDefaultDomainId));
+    if (!domain) {
+      return fail(Code::kFailedPrecondition,
+                  "the Default domain does not exist yet: run `concord bootstrap` first");
+    }
+    CONCORD_ASSIGN_OR_RETURN(auto project, repo::find_project_by_name(tx, kDefaultDomainId, name));
+    if (project) {
+      id = project->id;
+      return ok();
+    }
+    Project p;
+    p.id = new_hex_id();
+    p.name = std::string(name);
+    p.domain_id = std::string(kDefaultDomainId);
+    p.parent_id = std::string(kDefaultDomainId);
+    p.description = std::string(description);
+    p.enabled = true;
+    CONCORD_RETURN_IF_ERROR(repo::insert_project(tx, p, core.now_us()));
+    CONCORD_RETURN_IF_ERROR(ws.change(tx, kinds::kProject, p.id, "create", p.id));
+    id = p.id;
+    return ok();
+  }));
+  return id;
+}
+
 Result<BootstrapResult> IdentityService::bootstrap(const BootstrapSpec& spec) {
   Core& core = impl_->core;
   if (spec.admin_password.empty()) {

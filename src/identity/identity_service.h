@@ -98,6 +98,14 @@ class IdentityService {
   [[nodiscard]] Status ensure_service_endpoint(std::string_view type, std::string_view name,
                                                std::string_view url, std::string_view region = {});
 
+  // For capabilities that own resources on the operator's behalf (inference replicas run as
+  // compute servers, later database instances): the id of the project `name` in the Default
+  // domain, created (enabled, with `description`) when missing, as deployments conventionally
+  // keep a "service" project. Idempotent; kFailedPrecondition before bootstrap (no Default
+  // domain).
+  [[nodiscard]] Result<std::string> ensure_project(std::string_view name,
+                                                   std::string_view description);
+
   // The Keystone v3 API, to mount at "/identity" and at "". Errors use keystone_style_error.
   std::shared_ptr<http::RouteTable> routes() const;
   // What routes() holds, with the policy rule of each route.

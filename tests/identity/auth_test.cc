@@ -664,6 +664,24 @@ TEST_F(AuthTest, BootstrapIsIdempotentAndResetsPasswordAndUrl) {
   EXPECT_EQ(eps.body["endpoints"].size(), 3u);
 }
 
+TEST_F(AuthTest, EnsureProjectCreatesOnceAndListsIt) {
+  auto id = svc().ensure_project("service", "Concord's own resources");
+  ASSERT_TRUE(id.has_value()) << id.error().to_string();
+  auto again = svc().ensure_project("service", "another description");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(*again, *id);
+  EXPECT_NE(*id, boot_.admin_project_id);
+  // The existing admin project is found, not duplicated.
+  auto admin = svc().ensure_project("admin", "");
+  ASSERT_TRUE(admin.has_value());
+  EXPECT_EQ(*admin, boot_.admin_project_id);
+  Reply p = get("/v3/projects/" + *id, admin_token());
+  ASSERT_EQ(p.status, 200) << p;
+  EXPECT_EQ(p.body["project"]["name"], "service");
+  EXPECT_EQ(p.body["project"]["domain_id"], "default");
+  EXPECT_EQ(p.body["project"]["enabled"], true);
+}
+
 TEST_F(AuthTest, RevocationsSurviveARestart) {
   std::string tok = token("admin", "admin-secret", "admin");
   ASSERT_EQ(call(Method::kDelete, "/v3/auth/tokens", "", tok, {{"x-subject-token", tok}}).status,
