@@ -161,8 +161,10 @@ class Agent::Impl {
         Result<std::unique_ptr<driver::Driver>> made =
             kind == "container" ? driver::make_container_driver(opts.driver_options)
             : kind == "vm"      ? driver::make_vm_driver(opts.driver_options)
-                                : fail(Code::kInvalidArgument,
-                                       "agent: unknown driver '" + kind + "' (container, vm)");
+            : kind == "inference"
+                ? driver::make_inference_driver(opts.driver_options)
+                : fail(Code::kInvalidArgument,
+                       "agent: unknown driver '" + kind + "' (container, vm, inference)");
         if (!made) return fail(made.error());
         drivers[kind] = std::shared_ptr<driver::Driver>(std::move(*made));
       }

@@ -25,6 +25,10 @@
 #include "identity/crypto/token.h"
 #include "identity/identity_service.h"
 #include "image/image_service.h"
+#include "inference/endpoints/endpoint_service.h"
+#include "inference/endpoints/replica_backend.h"
+#include "inference/placement/compute_replicas.h"
+#include "inference/placement/model_artifacts.h"
 #include "inference/registry/registry.h"
 #include "store/store.h"
 #include "usage/usage_ledger.h"
@@ -72,6 +76,7 @@ std::vector<store::Migration> all_migrations() {
   for (auto& m : image::migrations()) all.push_back(std::move(m));
   for (auto& m : compute::migrations()) all.push_back(std::move(m));
   for (auto& m : inference::registry::migrations()) all.push_back(std::move(m));
+  for (auto& m : inference::endpoints::migrations()) all.push_back(std::move(m));
   return all;
 }
 
@@ -247,9 +252,9 @@ Result<agent::AgentOptions> agent_options(const config::Config& c, std::string s
     size_t comma = list.find(',', start);
     std::string item = list.substr(start, comma == std::string::npos ? comma : comma - start);
     if (!item.empty()) {
-      if (item != "container" && item != "vm") {
+      if (item != "container" && item != "vm" && item != "inference") {
         return fail(Code::kInvalidArgument,
-                    "agent.drivers: unknown driver '" + item + "' (container, vm)");
+                    "agent.drivers: unknown driver '" + item + "' (container, vm, inference)");
       }
       o.drivers.push_back(item);
     }
@@ -275,6 +280,33 @@ Result<agent::AgentOptions> agent_options(const config::Config& c, std::string s
 // process, with the caller's token: visibility, ownership, protection and property rules are
 // then Glance's exactly, as when Nova proxies to Glance, and compute never reads image tables.
 // The full record (extra properties apart from core fields) is then read through the lookup.
+// Forwards to the replica backend attached once the service project exists (run_server). The
+// endpoint controller, its only caller, starts after attach(); the API never calls it.
+class DeferredReplicaBackend final : public inference::endpoints::ReplicaBackend {
+ public:
+  void attach(std::unique_ptr<inference::endpoints::ReplicaBackend> inner) {
+    inner_ = std::move(inner);
+  }
+  Status ensure(const std::string& id, const inference::endpoints::ReplicaSpec& spec) override {
+    if (!inner_) return not_yet();
+    return inner_->ensure(id, spec);
+  }
+  Status destroy(std::string_view id) override {
+    if (!inner_) return not_yet();
+    return inner_->destroy(id);
+  }
+  Result<std::vector<inference::endpoints::ReplicaInfo>> list() override {
+    if (!inner_) return not_yet();
+    return inner_->list();
+  }
+
+ private:
+  static std::unexpected<Error> not_yet() {
+    return fail(Code::kUnavailable, "the replica backend is not attached yet (starting up)");
+  }
+  std::unique_ptr<inference::endpoints::ReplicaBackend> inner_;
+};
+
 class ImageCatalogAdapter final : public compute::ImageCatalog {
  public:
   explicit ImageCatalogAdapter(const image::ImageService& images) : images_(images) {
@@ -527,12 +559,6 @@ Status run_server(const config::Config& c, bool bootstrap) {
   image_options.max_image_bytes = static_cast<uint64_t>(c.integer("image.max_image_bytes"));
   CONCORD_ASSIGN_OR_RETURN(auto images,
                            image::ImageService::create(*st, clock, *ids, image_options));
-  ImageCatalogAdapter image_catalog(*images);
-  CONCORD_ASSIGN_OR_RETURN(compute::ComputeOptions compute_opts, compute_options(c));
-  CONCORD_ASSIGN_OR_RETURN(auto compute, compute::ComputeService::create(
-                                             {*st, clock, *ids, image_catalog, compute_opts}));
-  CONCORD_RETURN_IF_ERROR(compute::ensure_default_flavors(*st, clock));
-
   inference::registry::RegistryOptions registry_options;
   registry_options.blob_dir = dir + "/models";
   registry_options.max_model_bytes = static_cast<uint64_t>(c.integer("inference.max_model_mb"))
@@ -541,6 +567,15 @@ Status run_server(const config::Config& c, bool bootstrap) {
   registry_options.region = c.str("identity.region");
   CONCORD_ASSIGN_OR_RETURN(auto models, inference::registry::ModelRegistry::create(
                                             *st, clock, *ids, std::move(registry_options)));
+
+  ImageCatalogAdapter image_catalog(*images);
+  // Agents fetch a replica's model version like an image, by an artifact id (model_artifacts.h).
+  inference::placement::ModelArtifactCatalog compute_images(
+      image_catalog, inference::placement::registry_version_files(*models));
+  CONCORD_ASSIGN_OR_RETURN(compute::ComputeOptions compute_opts, compute_options(c));
+  CONCORD_ASSIGN_OR_RETURN(auto compute, compute::ComputeService::create(
+                                             {*st, clock, *ids, compute_images, compute_opts}));
+  CONCORD_RETURN_IF_ERROR(compute::ensure_default_flavors(*st, clock));
 
   auto router = std::make_shared<http::Router>();
   auto identity_routes = ids->routes();
@@ -552,6 +587,20 @@ Status run_server(const config::Config& c, bool bootstrap) {
   router->mount("/inference", models->routes(), models->error_formatter());
 
   auto metrics = std::make_shared<http::Registry>();
+  // Endpoint replicas are compute servers of Concord's service project, which exists only
+  // once identity is bootstrapped (after the server starts, in all-in-one): the backend is
+  // attached then, before the controller's first pass.
+  DeferredReplicaBackend replicas;
+  inference::endpoints::EndpointOptions endpoint_options;
+  endpoint_options.region = c.str("identity.region");
+  endpoint_options.public_url = c.str("server.public_url");
+  CONCORD_ASSIGN_OR_RETURN(auto endpoints, inference::endpoints::EndpointService::create(
+                                               *st, clock, *ids, *models, replicas, metrics,
+                                               std::move(endpoint_options)));
+  models->set_in_use(endpoints->in_use_check());
+  router->mount("/inference/v1/endpoints", endpoints->routes_api(), endpoints->api_errors());
+  router->mount("/inference/v2/endpoints", endpoints->routes_gateway(),
+                endpoints->gateway_errors());
   http::ServerOptions so;
   so.bind_address = c.str("server.bind");
   so.port = static_cast<uint16_t>(c.integer("server.port"));
@@ -579,6 +628,16 @@ Status run_server(const config::Config& c, bool bootstrap) {
   CONCORD_RETURN_IF_ERROR(compute->start());
   std::string local_url = "http://" + so.bind_address + ":" + std::to_string(server.port());
 
+  CONCORD_ASSIGN_OR_RETURN(
+      std::string service_project,
+      ids->ensure_project("service", "Concord's own resources (inference endpoint replicas)"));
+  inference::placement::ComputeReplicaOptions replica_options;
+  replica_options.service_project_id = service_project;
+  replica_options.service_user_id = "concord-inference";  // a system actor, not a Keystone user
+  replicas.attach(std::make_unique<inference::placement::ComputeReplicaBackend>(
+      compute->context(), std::move(replica_options)));
+  CONCORD_RETURN_IF_ERROR(endpoints->start());
+
   // all-in-one: one agent in-process, talking to this server over HTTP like any other host.
   std::unique_ptr<agent::Agent> local_agent;
   if (bootstrap && c.boolean("agent.enabled")) {
@@ -605,6 +664,7 @@ Status run_server(const config::Config& c, bool bootstrap) {
   fs::remove(dir + "/server.json", ec);
   if (local_agent) local_agent->stop();
   server.stop();
+  endpoints->stop();
   compute->stop();
   return ok();
 }

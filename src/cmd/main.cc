@@ -8,6 +8,9 @@
 //   concord agent        run a host agent: register this host, run the servers placed on it
 //   concord agent-credential HOST
 //                        print the credential a host's agent authenticates with
+//   concord inference-replica --model FILE --name NAME ...
+//                        serve one model over the Open Inference Protocol v2 (what an agent's
+//                        inference driver runs for each endpoint replica; --help lists options)
 //   concord config       print every option with its type, default, bounds and help
 //   concord version
 //
@@ -20,10 +23,13 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "base/log.h"
 #include "cmd/app.h"
 #include "config/config.h"
+#include "inference/serving/replica.h"
 
 #ifndef CONCORD_VERSION
 #define CONCORD_VERSION "0.0.0"
@@ -53,6 +59,12 @@ int main(int argc, char** argv) {
   // arenas keep the idle footprint small (docs/benchmarks.md: idle resident memory).
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
   mallopt(M_ARENA_MAX, 2);
+  // The replica has its own options (replica.h), not the cloud's configuration: it is handed
+  // everything on its command line by the agent's inference driver.
+  if (argc >= 2 && std::string_view(argv[1]) == "inference-replica") {
+    return concord::inference::serving::run_replica(
+        std::vector<std::string>(argv + 2, argv + argc));
+  }
   CLI::App app{"Concord: an open-source public cloud platform"};
   app.require_subcommand(1);
   std::string config_file;

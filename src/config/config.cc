@@ -181,8 +181,9 @@ const std::vector<Option>& options() {
        "Per-host credential printed by `concord agent-credential <host>` on the server."},
       {"agent.state_dir", Type::kString, "",
        "Folder for the agent's instances and image cache; empty: <data_dir>/agent-<host>."},
-      {"agent.drivers", Type::kString, "container,vm",
-       "Drivers to enable on this host (those whose probe fails are left out)."},
+      {"agent.drivers", Type::kString, "container,vm,inference",
+       "Drivers to enable on this host: container (runc), vm (QEMU), inference (endpoint "
+       "replicas); those whose probe fails are left out."},
       {"agent.availability_zone", Type::kString, "",
        "Availability zone of this host; empty: compute.availability_zone."},
       {"agent.vcpus", Type::kInt, "0", "vCPUs offered; 0 detects them.", 0, 1 << 20},

@@ -16,8 +16,10 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/clock.h"
@@ -426,6 +428,48 @@ TEST_F(RegistryTest, DeleteModelRemovesItsVersionsAndBlobs) {
     }
   }
   EXPECT_EQ(deleted, 2);
+}
+
+// The endpoints service vetoes deleting what an endpoint serves: the veto runs inside the delete
+// transaction, and a veto leaves the model, its versions and its blob in place.
+TEST_F(RegistryTest, DeleteInUseIsRefusedWith409) {
+  std::string id = make_model();
+  ASSERT_EQ(upload(id, "1", fixture_, member1_).status, 201);
+  ASSERT_EQ(upload(id, "2", fixture_, member1_).status, 201);
+  std::vector<std::pair<std::string, std::optional<int64_t>>> asked;
+  registry_->set_in_use([&](store::Tx& tx, std::string_view model_id,
+                            std::optional<int64_t> version) -> Result<std::optional<std::string>> {
+    // Inside a live transaction: the version rows are still there.
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows rows,
+        tx.query("SELECT version FROM inference_model_versions WHERE model_id = ?",
+                 {std::string(model_id)}));
+    EXPECT_EQ(rows.size(), 2u);
+    asked.emplace_back(std::string(model_id), version);
+    if (!version || *version == 1) return std::optional<std::string>("ep-1");
+    return std::optional<std::string>();
+  });
+  expect_error(del("/v1/models/" + id, member1_), 409,
+               "model " + id + " is used by endpoint ep-1; delete the endpoint first");
+  expect_error(del("/v1/models/" + id + "/versions/1", member1_), 409,
+               "version 1 of model " + id + " is used by endpoint ep-1; delete the endpoint first");
+  ASSERT_EQ(asked.size(), 2u);
+  EXPECT_EQ(asked[0].first, id);
+  EXPECT_FALSE(asked[0].second.has_value());
+  EXPECT_EQ(asked[1].second, std::optional<int64_t>(1));
+  EXPECT_EQ(get("/v1/models/" + id + "/versions/1", member1_).status, 200);
+  EXPECT_EQ(committed_blobs(), 1u);
+  // A version nobody uses goes.
+  EXPECT_EQ(del("/v1/models/" + id + "/versions/2", member1_).status, 204);
+  // An error from the check is the answer (not a silent delete).
+  registry_->set_in_use([](store::Tx&, std::string_view,
+                           std::optional<int64_t>) -> Result<std::optional<std::string>> {
+    return fail(Code::kUnavailable, "endpoints store busy");
+  });
+  expect_error(del("/v1/models/" + id, member1_), 503, "endpoints store busy");
+  registry_->set_in_use(nullptr);
+  EXPECT_EQ(del("/v1/models/" + id, member1_).status, 204);
+  EXPECT_EQ(committed_blobs(), 0u);
 }
 
 // ---- versions -------------------------------------------------------------------------------

@@ -142,9 +142,11 @@ class InferenceRegistryTest(unittest.TestCase):
         with open(OPENAPI) as f:
             doc = yaml.safe_load(f)
         methods = {"get", "put", "post", "patch", "delete"}
-        self.assertEqual(len(doc["paths"]), 5)
+        # The registry's 5 paths and the endpoints' 2 (/endpoints, /endpoints/{endpoint_id}).
+        self.assertEqual(len(doc["paths"]), 7)
         for path, item in doc["paths"].items():
-            concrete = path.replace("{model_id}", "m").replace("{version}", "1")
+            concrete = (path.replace("{model_id}", "m").replace("{version}", "1")
+                        .replace("{endpoint_id}", "e"))
             for method in sorted(methods):
                 r = self.srv.request(method.upper(), "/inference/v1" + concrete,
                                      body=b"" if method in ("put", "post", "patch") else None)

@@ -95,7 +95,7 @@ class Driver {
  public:
   virtual ~Driver() = default;
 
-  // "container" | "vm"
+  // "container" | "vm" | "inference"
   virtual std::string_view kind() const = 0;
   // Bounded in time; the caller caches the answer.
   virtual Capabilities probe() = 0;
@@ -137,10 +137,25 @@ struct DriverOptions {
   // default is tcg because on the development machines the one-sector probe guest sometimes
   // runs under KVM while Linux guests then hang (docs/design/drivers.md, FACTS.md).
   std::string accel = "tcg";
+  // Inference driver: the argv prefix that starts one replica (`concord inference-replica`
+  // options follow, see src/inference/serving/replica.h). Empty: {"<this executable>",
+  // "inference-replica"}.
+  std::vector<std::string> replica_command;
+  // The address replicas bind and report (the agent's host address; loopback by default). One
+  // concrete address: it is what the gateway calls, so not 0.0.0.0.
+  std::string inference_bind = "127.0.0.1";
+  // cgroup v1 mount root and the group replicas' groups are created under (cpu and memory
+  // controllers: <root>/cpu/<parent>/<id>, <root>/memory/<parent>/<id>). Best effort: when they
+  // cannot be used, replicas run without limits and probe() says why.
+  std::string cgroup_root = "/sys/fs/cgroup";
+  std::string cgroup_parent = "concord-inference";
+  std::chrono::milliseconds cpu_period{100};
 };
 
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_container_driver(const DriverOptions& options);
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_vm_driver(const DriverOptions& options);
+// Runs inference replicas as detached processes (image kind "onnx"); see inference_driver.cc.
+[[nodiscard]] Result<std::unique_ptr<Driver>> make_inference_driver(const DriverOptions& options);
 
 // Writes an ISO 9660 image labelled "config-2" in OpenStack's layout
 // (openstack/{latest,2012-08-10}/{meta_data.json,user_data,network_data.json,vendor_data.json})

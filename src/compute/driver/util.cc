@@ -3,12 +3,15 @@
 #include <openssl/evp.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "base/encoding.h"
 #include "fmt/format.h"
@@ -88,6 +91,21 @@ std::vector<std::string> list_subdirs(const std::string& dir) {
     if (it->is_directory(ec)) names.push_back(it->path().filename().string());
   }
   return names;
+}
+
+std::vector<std::string> list_instance_ids(const std::string& dir) {
+  std::vector<std::string> ids;
+  for (auto& name : list_subdirs(dir)) {
+    if (!name.empty() && name[0] != '.') ids.push_back(name);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+Result<std::string> read_log_tail(const std::string& path, size_t max_bytes) {
+  auto tail = read_tail(path, max_bytes);
+  if (!tail && tail.error().code() == Code::kNotFound) return std::string();
+  return tail;
 }
 
 Result<std::string> read_tail(const std::string& path, size_t max_bytes) {
@@ -191,6 +209,30 @@ bool process_matches(const ProcessId& id) {
   if (id.pid <= 0) return false;
   auto start = process_start_time(id.pid);
   return start && *start == id.start_time;
+}
+
+pid_t read_live_pid(const std::string& pidfile) {
+  auto text = read_file(pidfile);
+  if (!text) return 0;
+  pid_t pid = std::atoi(text->c_str());
+  if (pid <= 0 || !process_alive(pid)) return 0;
+  return pid;
+}
+
+bool wait_gone(pid_t pid, std::chrono::milliseconds limit, std::chrono::milliseconds poll) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (process_alive(pid)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(poll);
+  }
+  return true;
+}
+
+bool kill_and_wait(pid_t pid, bool group, std::chrono::milliseconds limit,
+                   std::chrono::milliseconds poll) {
+  if (group) ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+  return wait_gone(pid, limit, poll);
 }
 
 std::string process_cmdline(pid_t pid) {

@@ -2,6 +2,7 @@
 // File, mount and process helpers shared by the drivers. All return Result; none throw.
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +25,11 @@ bool path_exists(const std::string& path);
 std::vector<std::string> list_subdirs(const std::string& dir);
 // The last max_bytes of a file.
 [[nodiscard]] Result<std::string> read_tail(const std::string& path, size_t max_bytes);
+// The instance ids a driver keeps under `dir`: its subdirectories, sorted, without the
+// dot-named scratch ones (probe guests, half-written state).
+std::vector<std::string> list_instance_ids(const std::string& dir);
+// A console or process log for Driver::console_log: the tail, or "" while nothing was written.
+[[nodiscard]] Result<std::string> read_log_tail(const std::string& path, size_t max_bytes);
 
 // Hex SHA-256 of a file's content.
 [[nodiscard]] Result<std::string> sha256_file(const std::string& path);
@@ -43,5 +49,15 @@ bool process_alive(pid_t pid);
 bool process_matches(const ProcessId& id);
 // /proc/pid/cmdline with NULs replaced by spaces; empty when the process is gone.
 std::string process_cmdline(pid_t pid);
+// The pid a pidfile names if that process is alive, else 0. Callers still check that the pid
+// was not reused (process_cmdline), since only they know what their process looks like.
+pid_t read_live_pid(const std::string& pidfile);
+// Polls until `pid` is gone (true) or `limit` passed (false). The drivers wait for processes
+// they did not fork themselves (daemonized), so waitpid() is not available to them.
+bool wait_gone(pid_t pid, std::chrono::milliseconds limit, std::chrono::milliseconds poll);
+// SIGKILL to `pid` (and first to its process group when `group`), then wait_gone(); false when it
+// survived `limit`.
+bool kill_and_wait(pid_t pid, bool group, std::chrono::milliseconds limit,
+                   std::chrono::milliseconds poll);
 
 }  // namespace concord::compute::driver

@@ -51,6 +51,8 @@ constexpr milliseconds kQemuStartTimeout{60000};
 constexpr milliseconds kQmpTimeout{5000};
 constexpr milliseconds kQuitWait{5000};
 constexpr milliseconds kKillWait{10000};
+// How often a wait for QEMU to exit looks again.
+constexpr milliseconds kExitPoll{50};
 constexpr milliseconds kSoftRebootGrace{30000};
 constexpr milliseconds kTcgProbeTimeout{30000};
 constexpr int kGuestSshPort = 22;
@@ -227,8 +229,7 @@ class VmDriver final : public Driver {
     CONCORD_RETURN_IF_ERROR(validate_id(id));
     VmPaths p(dir_for(id));
     if (pid_t pid = live_pid(p, id); pid != 0) {
-      ::kill(pid, SIGKILL);
-      if (!wait_gone(pid, kKillWait)) {
+      if (!kill_and_wait(pid, /*group=*/false, kKillWait, kExitPoll)) {
         return fail(Code::kDeadlineExceeded,
                     fmt::format("qemu pid {} of vm {} survived SIGKILL", pid, id));
       }
@@ -283,21 +284,14 @@ class VmDriver final : public Driver {
   }
 
   Result<std::vector<std::string>> list() override {
-    std::vector<std::string> ids;
-    for (auto& name : list_subdirs(options_.state_dir + "/vm")) {
-      if (!name.empty() && name[0] != '.') ids.push_back(name);
-    }
-    std::sort(ids.begin(), ids.end());
-    return ids;
+    return list_instance_ids(options_.state_dir + "/vm");
   }
 
   Result<std::string> console_log(std::string_view id, size_t max_bytes) override {
     CONCORD_RETURN_IF_ERROR(validate_id(id));
     VmPaths p(dir_for(id));
     if (!path_exists(p.dir)) return fail(Code::kNotFound, fmt::format("no vm {}", id));
-    auto tail = read_tail(p.console, max_bytes);
-    if (!tail && tail.error().code() == Code::kNotFound) return std::string();
-    return tail;
+    return read_log_tail(p.console, max_bytes);
   }
 
  private:
@@ -462,23 +456,12 @@ class VmDriver final : public Driver {
 
   // The pid of this instance's QEMU, or 0.
   pid_t live_pid(const VmPaths& p, std::string_view id) const {
-    auto text = read_file(p.pidfile);
-    if (!text) return 0;
-    pid_t pid = std::atoi(text->c_str());
-    if (pid <= 0 || !process_alive(pid)) return 0;
+    pid_t pid = read_live_pid(p.pidfile);
+    if (pid == 0) return 0;
     // A reused pid belongs to some other process: the cmdline must name this instance.
     std::string cmdline = process_cmdline(pid);
     if (cmdline.find(" " + qemu_name(id) + " ") == std::string::npos) return 0;
     return pid;
-  }
-
-  static bool wait_gone(pid_t pid, milliseconds limit) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (process_alive(pid)) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    return true;
   }
 
   std::vector<std::string> qemu_argv(const VmPaths& p, const InstanceSpec& spec,
@@ -567,7 +550,7 @@ class VmDriver final : public Driver {
       if (auto qmp = QmpClient::connect(p.qmp, kQmpTimeout)) {
         (void)qmp->execute("system_powerdown");
       }
-      if (wait_gone(pid, grace)) {
+      if (wait_gone(pid, grace, kExitPoll)) {
         (void)remove_tree(p.pidfile);
         return ok();
       }
@@ -576,9 +559,8 @@ class VmDriver final : public Driver {
     if (auto qmp = QmpClient::connect(p.qmp, kQmpTimeout)) {
       (void)qmp->execute("quit");  // the reply may be lost as QEMU exits; the wait decides
     }
-    if (!wait_gone(pid, kQuitWait)) {
-      ::kill(pid, SIGKILL);
-      if (!wait_gone(pid, kKillWait)) {
+    if (!wait_gone(pid, kQuitWait, kExitPoll)) {
+      if (!kill_and_wait(pid, /*group=*/false, kKillWait, kExitPoll)) {
         return fail(Code::kDeadlineExceeded,
                     fmt::format("qemu pid {} of vm {} survived SIGKILL", pid, id));
       }

@@ -10,6 +10,8 @@
 #include "base/random.h"
 #include "base/time_format.h"
 #include "compute/service/api_servers_internal.h"
+#include "compute/service/metering.h"
+#include "compute/service/placement.h"
 #include "compute/service/quota.h"
 #include "compute/service/report.h"
 
@@ -18,6 +20,39 @@ namespace concord::compute::servers {
 int64_t now_ms(const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock.now().time_since_epoch())
       .count();
+}
+
+Result<bool> delete_server_row(store::Tx& tx, ComputeContext& ctx, ServerRow& row, int64_t now) {
+  bool local = !row.host;
+  if (row.host) {
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows h,
+        tx.query("SELECT state, last_heartbeat_ms FROM compute_hosts WHERE name = ?", {*row.host}));
+    local = h.empty() || h[0].text(0) == "down" ||
+            now - h[0].integer(1) > static_cast<int64_t>(ctx.options.down_after.count());
+  }
+  const std::string stamp = stored_time(now);
+  if (local) {
+    CONCORD_RETURN_IF_ERROR(meter_instance(tx, row, now, ctx.options.region));
+    row.deleted = true;
+    row.deleted_at = stamp;
+    row.terminated_at = stamp;
+    row.vm_state = std::string(vm::kDeleted);
+    row.task_state.reset();
+    row.power_state = power::kNoState;
+    row.op_deadline_ms = 0;
+    row.updated_at = stamp;
+    row.spec_generation += 1;
+    CONCORD_RETURN_IF_ERROR(update_server(tx, row));
+    CONCORD_RETURN_IF_ERROR(release(tx, row.id));
+    return true;
+  }
+  row.task_state = std::string(task::kDeleting);
+  row.spec_generation += 1;
+  row.op_deadline_ms = now + static_cast<int64_t>(ctx.options.action_timeout.count());
+  row.updated_at = stamp;
+  CONCORD_RETURN_IF_ERROR(update_server(tx, row));
+  return false;
 }
 
 std::string view_time(std::string_view stored) {

@@ -1303,39 +1303,12 @@ Result<http::Response> delete_server_api(NovaApi& api, Call& call) {
     CONCORD_ASSIGN_OR_RETURN(ServerRow row,
                              servers::load_visible(tx, api, call, call.param(0), "project_member"));
     CONCORD_RETURN_IF_ERROR(servers::check_not_locked(call, row));
-    bool local = !row.host;
-    if (row.host) {
-      CONCORD_ASSIGN_OR_RETURN(
-          store::Rows h,
-          tx.query("SELECT state, last_heartbeat_ms FROM compute_hosts WHERE name = ?",
-                   {*row.host}));
-      local = h.empty() || h[0].text(0) == "down" ||
-              now - h[0].integer(1) > static_cast<int64_t>(ctx.options.down_after.count());
-    }
-    const std::string stamp = stored_time(now);
+    CONCORD_ASSIGN_OR_RETURN(bool local, servers::delete_server_row(tx, ctx, row, now));
+    // A local delete is finished here; otherwise the agent's report completes the action.
     if (local) {
-      // Never placed, or its host is down: finish now (Nova's local delete). A host that comes
-      // back sees no desired row and destroys what it still runs.
-      CONCORD_RETURN_IF_ERROR(meter_instance(tx, row, now, ctx.options.region));
-      row.deleted = true;
-      row.deleted_at = stamp;
-      row.terminated_at = stamp;
-      row.vm_state = std::string(vm::kDeleted);
-      row.task_state.reset();
-      row.power_state = power::kNoState;
-      row.op_deadline_ms = 0;
-      row.updated_at = stamp;
-      row.spec_generation += 1;
-      CONCORD_RETURN_IF_ERROR(update_server(tx, row));
-      CONCORD_RETURN_IF_ERROR(release(tx, row.id));
       return servers::record_action(tx, call, row, "delete", "compute_terminate_instance", now,
                                     "Success");
     }
-    row.task_state = std::string(task::kDeleting);
-    row.spec_generation += 1;
-    row.op_deadline_ms = now + static_cast<int64_t>(ctx.options.action_timeout.count());
-    row.updated_at = stamp;
-    CONCORD_RETURN_IF_ERROR(update_server(tx, row));
     return servers::record_action(tx, call, row, "delete", "compute_terminate_instance", now);
   }));
   return http::Response::empty(204);

@@ -38,6 +38,14 @@ std::string ref_id(std::string_view ref);
 [[nodiscard]] Status write_retrying(store::Store& store,
                                     const std::function<Status(store::Tx&)>& fn);
 
+// Deletes a loaded server inside `tx`, for the Nova API and for capabilities that own servers
+// (service_servers.h) alike, so both honour the same rule: a server never placed, or whose host is
+// down, is deleted at once (Nova's local delete; a host that comes back sees no desired row and
+// destroys what it still runs); otherwise the row is marked deleting and the agent finishes it.
+// Returns true for a local delete, so a caller can record the action's outcome.
+[[nodiscard]] Result<bool> delete_server_row(store::Tx& tx, ComputeContext& ctx, ServerRow& row,
+                                             int64_t now);
+
 // The server if the caller may see it with `rule`: 404 for unknown ids, deleted servers, servers
 // being deleted, and (for non-admins) other projects' servers.
 [[nodiscard]] Result<ServerRow> load_visible(store::Tx& tx, const NovaApi& api,

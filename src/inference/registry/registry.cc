@@ -17,6 +17,7 @@
 #include "base/random.h"
 #include "base/time_format.h"
 #include "blob/blob_store.h"
+#include "inference/api/harness.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::inference::registry {
@@ -241,6 +242,7 @@ class ModelRegistry::Impl {
   std::string spool_dir() const { return blobs_->root() + "/tmp"; }
   uint64_t max_model_bytes() const { return options_.max_model_bytes; }
   Result<std::string> version_file(std::string_view model_id, int64_t version);
+  InUseCheck in_use_;
 
  private:
   struct Call {
@@ -265,6 +267,8 @@ class ModelRegistry::Impl {
   Result<Json> json_body(const Call& c) const;
   // Deletes version rows (with their usage events) inside tx; returns the blobs they named.
   Result<std::set<std::string>> delete_versions(store::Tx& tx, const std::vector<VersionRow>& vs);
+  // kFailedPrecondition (409) when in_use_ names a user of the model or version.
+  Status check_unused(store::Tx& tx, const ModelRow& m, std::optional<int64_t> version) const;
   // Removes the blobs no version row names any longer.
   void drop_unreferenced(const std::set<std::string>& shas);
 
@@ -299,62 +303,30 @@ void ModelRegistry::Impl::add(Method method, std::string pattern, std::string ru
       std::move(name));
 }
 
+namespace {
+
+// The registry's error format and its words for denials on models.
+const inference::api::Harness& registry_harness() {
+  static const inference::api::Harness harness{
+      registry_error, http_status,
+      "the member role on the model's project is needed to change models",
+      "the reader role on the model's project is needed to read models"};
+  return harness;
+}
+
+}  // namespace
+
 Response ModelRegistry::Impl::run(Request& req, const std::string& rule, Handler handler) {
-  auto error = [&](const Error& e) {
-    int status = http_status(e.code());
-    if (status >= 500) {
-      logger("inference")
-          ->error("{} {} failed: {} request_id={}", http::method_name(req.method),
-                  sanitize_utf8(req.path), e.to_string(), req.request_id);
-    }
-    return registry_error(status, e.message());
-  };
-  try {
-    Call call{req, {}};
-    std::string_view token = req.header("x-auth-token");
-    if (token.empty()) {
-      return registry_error(401, "authentication required: send a token in X-Auth-Token");
-    }
-    auto ctx = identity_.authenticate(token);
-    if (!ctx) {
-      if (ctx.error().code() != Code::kUnauthenticated) return error(ctx.error());
-      return registry_error(401, "the token is not valid: " + ctx.error().message());
-    }
-    call.caller = std::move(*ctx);
-    if (call.caller.project_id.empty() && !call.caller.is_admin()) {
-      return registry_error(403, "a project-scoped token is needed");
-    }
-    if (auto allowed = authorize_on(call, rule, call.caller.project_id); !allowed) {
-      return error(allowed.error());
-    }
-    for (const std::string& p : req.params) {
-      if (p.find('\0') != std::string::npos || sanitize_utf8(p) != p || p.size() > 255) {
-        return registry_error(404, "the resource could not be found");
-      }
-    }
-    auto response = (this->*handler)(call);
-    if (!response) return error(response.error());
-    return std::move(*response);
-  } catch (const std::exception& e) {
-    logger("inference")
-        ->error("unexpected exception: {} {} request_id={} what={}", http::method_name(req.method),
-                sanitize_utf8(req.path), req.request_id, e.what());
-    return registry_error(500, "internal error; the request id is " + req.request_id);
-  }
+  return inference::api::run_request(registry_harness(), identity_, req, rule,
+                                     [&](identity::AuthContext caller) {
+                                       Call call{req, std::move(caller)};
+                                       return (this->*handler)(call);
+                                     });
 }
 
 Status ModelRegistry::Impl::authorize_on(const Call& c, std::string_view rule,
                                          const std::string& project) const {
-  identity::Target target;
-  target.project_id = project;
-  auto allowed = identity_.authorize(c.caller, rule, target);
-  if (!allowed && allowed.error().code() == Code::kPermissionDenied) {
-    return fail(Code::kPermissionDenied,
-                rule == "project_member"
-                    ? "the member role on the model's project is needed to change models"
-                    : "the reader role on the model's project is needed to read models");
-  }
-  return allowed;
+  return inference::api::authorize_on(registry_harness(), identity_, c.caller, rule, project);
 }
 
 Result<ModelRow> ModelRegistry::Impl::load_visible(store::Tx& tx, const Call& c,
@@ -435,6 +407,17 @@ Result<std::set<std::string>> ModelRegistry::Impl::delete_versions(
     shas.insert(v.sha256);
   }
   return shas;
+}
+
+Status ModelRegistry::Impl::check_unused(store::Tx& tx, const ModelRow& m,
+                                         std::optional<int64_t> version) const {
+  if (!in_use_) return ok();
+  CONCORD_ASSIGN_OR_RETURN(std::optional<std::string> user, in_use_(tx, m.id, version));
+  if (!user) return ok();
+  std::string what =
+      version ? "version " + std::to_string(*version) + " of model " + m.id : "model " + m.id;
+  return fail(Code::kFailedPrecondition,
+              what + " is used by endpoint " + *user + "; delete the endpoint first");
 }
 
 void ModelRegistry::Impl::drop_unreferenced(const std::set<std::string>& shas) {
@@ -621,6 +604,7 @@ Result<Response> ModelRegistry::Impl::delete_model(Call& c) {
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(ModelRow m, load_visible(tx, c, c.param(0)));
     CONCORD_RETURN_IF_ERROR(authorize_on(c, "project_member", m.project_id));
+    CONCORD_RETURN_IF_ERROR(check_unused(tx, m, std::nullopt));
     CONCORD_ASSIGN_OR_RETURN(auto versions, load_versions(tx, m.id));
     CONCORD_ASSIGN_OR_RETURN(shas, delete_versions(tx, versions));
     CONCORD_RETURN_IF_ERROR(tx.exec("DELETE FROM inference_models WHERE id = ?", {m.id}));
@@ -815,6 +799,7 @@ Result<Response> ModelRegistry::Impl::delete_version(Call& c) {
       return fail(Code::kNotFound,
                   "version " + std::to_string(version) + " of model " + m.id + " not found");
     }
+    CONCORD_RETURN_IF_ERROR(check_unused(tx, m, version));
     CONCORD_ASSIGN_OR_RETURN(shas, delete_versions(tx, {*v}));
     return ok();
   }));
@@ -923,6 +908,10 @@ std::shared_ptr<http::RouteTable> ModelRegistry::routes() const {
 
 Result<std::string> ModelRegistry::version_file(std::string_view model_id, int64_t version) const {
   return impl_->version_file(model_id, version);
+}
+
+void ModelRegistry::set_in_use(InUseCheck check) {
+  impl_->in_use_ = std::move(check);
 }
 
 http::StreamedBodyHook ModelRegistry::streamed_body_hook(std::string mount_prefix) const {

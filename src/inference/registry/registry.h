@@ -26,7 +26,9 @@
 // I/O and on the model check (at most RegistryOptions::check_timeout).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +62,12 @@ struct RegistryOptions {
   LoadFunction load;
 };
 
+// Asked inside the transaction that deletes a model (version = nullopt) or one version: the id
+// of a resource still using it (an inference endpoint), or nullopt when none. Deleting then
+// answers 409 naming it. Set by the endpoints service (see ModelRegistry::set_in_use).
+using InUseCheck = std::function<Result<std::optional<std::string>>(
+    store::Tx& tx, std::string_view model_id, std::optional<int64_t> version)>;
+
 // The one error body of this API: {"error": {"code": <status>, "message": "..."}}.
 http::Response registry_error(int status, std::string_view message);
 
@@ -83,6 +91,10 @@ class ModelRegistry {
 
   // The file holding a version's bytes (for the serving layer), kNotFound when absent.
   [[nodiscard]] Result<std::string> version_file(std::string_view model_id, int64_t version) const;
+
+  // Installs the veto consulted before a model or version is deleted. Call before serving
+  // requests (not synchronised with running handlers).
+  void set_in_use(InUseCheck check);
 
   class Impl;
 

@@ -1,0 +1,75 @@
+#pragma once
+// Servers that Concord itself runs for its services (inference replicas first): ordinary rows of
+// compute_servers, so they are placed by the scheduler with claims, run by the host's agent,
+// adopted after agent restarts, cleaned up when orphaned and marked down with their host, like
+// any server. What differs from a Nova create is the caller: a service, in its own service
+// project, with an id it chose (so a create re-issued after a crash is recognised), an explicit
+// size instead of a flavor, a driver instead of one derived from the image, no tenant quota and
+// no instance-action records (no API request stands behind them).
+//
+// The rows are visible through the Nova API to the service project (and admins), which is what
+// an operator wants when a replica misbehaves.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "compute/service/context.h"
+
+namespace concord::compute {
+
+struct ServiceServerRequest {
+  std::string id;  // [A-Za-z0-9_-], 1..64 (it names the agent's instance directory)
+  std::string project_id;
+  std::string user_id;
+  std::string name;
+  std::string driver;    // a host must offer it ("inference")
+  std::string image_id;  // resolved with ImageCatalog::get_any; must be active
+  int64_t vcpus = 1;
+  int64_t ram_mb = 512;
+  int64_t disk_gb = 0;
+  std::map<std::string, std::string> metadata;  // reaches the agent in meta_data_json "meta"
+  std::string availability_zone;                // empty: any
+  // When no host can take it: true records the server in ERROR with the fault (Nova's create);
+  // false records nothing and answers kResourceExhausted (callers that retry on their own).
+  bool record_unplaced = true;
+};
+
+struct ServiceServer {
+  std::string id;
+  std::string project_id;
+  std::string name;
+  std::string host;         // empty when not placed
+  std::string host_status;  // Nova's host_status: "UP", "DOWN", "MAINTENANCE", "UNKNOWN" or ""
+  std::string status;       // Nova's: BUILD, ACTIVE, SHUTOFF, ERROR, ...
+  std::string vm_state;
+  std::optional<std::string> task_state;
+  int64_t power_state = 0;
+  std::string addresses_json = "{}";  // Nova's addresses object
+  std::string fault;                  // the fault's message (+ details) when in ERROR
+  std::map<std::string, std::string> metadata;
+};
+
+// Creates the server, placed on a host offering req.driver, in one write transaction. When it
+// exists already (same id, not deleted) nothing changes and ok is returned. When no host can
+// take it, the row is still created, in ERROR with Nova's "No valid host" fault (as a Nova
+// create does), and ok is returned: the caller sees the fault in list_service_servers; or, with
+// record_unplaced false, nothing is written and the answer is kResourceExhausted.
+// Errors: kInvalidArgument (bad id, size, driver; unknown image), kFailedPrecondition (image not
+// active; the id belongs to a deleted server), store errors.
+[[nodiscard]] Status create_service_server(ComputeContext& ctx, const ServiceServerRequest& req);
+
+// Deletes the server the way a Nova delete does: its agent destroys it (task "deleting", the
+// report finishes the delete), or at once when it was never placed or its host is down. Ok when
+// it does not exist or is already being deleted.
+[[nodiscard]] Status delete_service_server(ComputeContext& ctx, std::string_view id);
+
+// The project's servers that are not deleted (those being deleted included, with task
+// "deleting"), with their metadata.
+[[nodiscard]] Result<std::vector<ServiceServer>> list_service_servers(ComputeContext& ctx,
+                                                                      std::string_view project_id);
+
+}  // namespace concord::compute
