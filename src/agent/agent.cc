@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -567,15 +566,10 @@ class Agent::Impl {
     // "unchanged" instead of the whole set (docs/design/compute.md, "Agent protocol"). A spec
     // dropped above leaves the digest different from the server's: the agent then keeps
     // getting the whole set, as before.
-    uint64_t h = fnv1a64("");
-    for (const auto& [id, spec] : desired) {
-      h = fnv1a64(id, h);
-      h = fnv1a64(":" + std::to_string(spec.revision) + "\n", h);
-    }
-    char digest[17];
-    std::snprintf(digest, sizeof digest, "%016llx", static_cast<unsigned long long>(h));
+    RevisionSetDigest digest;
+    for (const auto& [id, spec] : desired) digest.add(id, spec.revision);
     std::lock_guard lock(mu);
-    set_digest = digest;
+    set_digest = digest.hex();
     for (auto& [id, spec] : desired) {
       auto [it, inserted] = instances.try_emplace(id);
       Instance& inst = it->second;

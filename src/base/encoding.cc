@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 
 namespace concord {
 namespace {
@@ -119,6 +120,17 @@ uint64_t fnv1a64(std::string_view data, uint64_t state) {
     state *= 1099511628211ull;
   }
   return state;
+}
+
+void RevisionSetDigest::add(std::string_view id, int64_t revision) {
+  state_ = fnv1a64(id, state_);
+  state_ = fnv1a64(":" + std::to_string(revision) + "\n", state_);
+}
+
+std::string RevisionSetDigest::hex() const {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(state_));
+  return buf;
 }
 
 }  // namespace concord

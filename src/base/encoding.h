@@ -21,4 +21,16 @@ std::string url_encode(std::string_view s, std::string_view also_keep = {});
 // parties hold the same data (the agent protocol's assignment-set digest). Never for secrets.
 uint64_t fnv1a64(std::string_view data, uint64_t state = 14695981039346656037ull);
 
+// The digest of a set of (id, revision) pairs, fed in id order: FNV-1a 64 over
+// "<id>:<revision>\n" lines, as 16 lower-case hex digits. The agent protocol's assignment-set
+// digest (docs/design/compute.md): the agent and the server must compute it identically.
+class RevisionSetDigest {
+ public:
+  void add(std::string_view id, int64_t revision);
+  std::string hex() const;
+
+ private:
+  uint64_t state_ = fnv1a64("");
+};
+
 }  // namespace concord

@@ -206,10 +206,6 @@ RequestParser::RequestParser(Request& req, size_t max_header_bytes, size_t max_b
 size_t RequestParser::feed(std::string_view data) {
   boost::beast::error_code ec;
   size_t n = 0;
-  // Beast consumes nothing until it has the whole request line, so until then `data` starts
-  // at the request's first byte: keep a bounded copy for early_path().
-  constexpr size_t kPrefix = 512;
-  if (head_consumed_ == 0 && !target_seen_) head_prefix_.assign(data.substr(0, kPrefix));
   if (!is_header_done()) {
     size_t cap = max_header_bytes_ > head_consumed_ ? max_header_bytes_ - head_consumed_ : 0;
     size_t slice = std::min(data.size(), cap);
@@ -218,6 +214,13 @@ size_t RequestParser::feed(std::string_view data) {
       return 0;
     }
     n = put(boost::asio::const_buffer(data.data(), slice), ec);
+    if (!target_seen_) {
+      // Beast consumes nothing until it has the whole request line, so `data` still starts at
+      // the request's first byte: keep a bounded copy for early_path(). Only requests whose
+      // line is incomplete or bad get here, never the common path.
+      constexpr size_t kPrefix = 512;
+      head_prefix_.assign(data.substr(0, kPrefix));
+    }
     if (!is_header_done()) head_consumed_ += n;
     if (ec == bhttp::error::need_more) {
       // Everything the limit allows was presented and the head is still incomplete.

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "base/encoding.h"
@@ -76,6 +77,17 @@ TEST(Encoding, Fnv1a64MatchesTheReferenceVectors) {
   EXPECT_EQ(fnv1a64("foobar"), 0x85944171f73967e8ull);
   // Chaining through `state` equals hashing the concatenation.
   EXPECT_EQ(fnv1a64("bar", fnv1a64("foo")), fnv1a64("foobar"));
+}
+
+TEST(Encoding, RevisionSetDigestIsFnvOverIdRevisionLines) {
+  EXPECT_EQ(RevisionSetDigest().hex(), "cbf29ce484222325");  // FNV-1a 64 of ""
+  RevisionSetDigest d;
+  d.add("a", 1);
+  d.add("b", 22);
+  char want[17];
+  std::snprintf(want, sizeof want, "%016llx",
+                static_cast<unsigned long long>(fnv1a64("a:1\nb:22\n")));
+  EXPECT_EQ(d.hex(), want);
 }
 
 TEST(Encoding, Hex) {

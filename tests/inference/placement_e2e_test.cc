@@ -23,6 +23,7 @@
 #include "compute/service/compute_service.h"
 #include "compute/service/model.h"
 #include "compute/service/service_servers.h"
+#include "eventually.h"
 #include "http/client.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -57,15 +58,7 @@ class NoImages final : public compute::ImageCatalog {
   }
 };
 
-bool eventually(const std::function<bool()>& pred,
-                std::chrono::milliseconds limit = std::chrono::seconds(90)) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
-}
+using test_support::eventually;
 
 class PlacementE2eTest : public ::testing::Test {
  protected:

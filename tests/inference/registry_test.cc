@@ -31,6 +31,7 @@
 #include "http/router.h"
 #include "http/testing.h"
 #include "identity/identity_service.h"
+#include "identity_calls.h"
 #include "postgres_server.h"
 #include "proto_builder.h"
 #include "store/store.h"
@@ -102,7 +103,7 @@ size_t files_under(const fs::path& dir) {
   return n;
 }
 
-class RegistryTest : public ::testing::Test {
+class RegistryTest : public ::testing::Test, public test_support::IdentityCalls {
  protected:
   void SetUp() override {
     set_log_level("warn");
@@ -117,9 +118,10 @@ class RegistryTest : public ::testing::Test {
     auto boot = identity_->bootstrap({"admin-secret", "http://localhost:5000", ""});
     ASSERT_TRUE(boot.has_value()) << boot.error().to_string();
     boot_ = *boot;
-    identity_router_.mount("/identity", identity_->routes(), http::keystone_style_error);
+    attach_identity(*identity_);
 
     admin_ = token("admin", "admin-secret", "admin");
+    use_identity_admin(admin_);
     p1_ = create_project("p1");
     p2_ = create_project("p2");
     std::string member1 = create_user("member1");
@@ -210,53 +212,6 @@ class RegistryTest : public ::testing::Test {
                 "application/octet-stream");
   }
 
-  Reply identity_call(http::Method method, const std::string& target, const Json& body,
-                      const std::string& token) const {
-    http::Request req;
-    req.method = method;
-    req.target = "/identity" + target;
-    req.base_url = "http://localhost:5000";
-    req.request_id = "req-test";
-    if (!body.is_null()) {
-      req.body = dump_json(body);
-      req.headers.push_back({"content-type", "application/json"});
-    }
-    if (!token.empty()) req.headers.push_back({"x-auth-token", token});
-    return dispatch(identity_router_, std::move(req));
-  }
-  std::string token(const std::string& user, const std::string& password,
-                    const std::string& project) {
-    Json auth = {
-        {"auth",
-         {{"identity",
-           {{"methods", {"password"}},
-            {"password",
-             {{"user",
-               {{"name", user}, {"domain", {{"id", "default"}}}, {"password", password}}}}}}},
-          {"scope", {{"project", {{"name", project}, {"domain", {{"id", "default"}}}}}}}}}};
-    Reply r = identity_call(http::Method::kPost, "/v3/auth/tokens", auth, "");
-    EXPECT_EQ(r.status, 201) << r;
-    return std::string(r.raw.header("x-subject-token"));
-  }
-  std::string create_project(const std::string& name) {
-    Reply r =
-        identity_call(http::Method::kPost, "/v3/projects", {{"project", {{"name", name}}}}, admin_);
-    EXPECT_EQ(r.status, 201) << r;
-    return r.body["project"]["id"].get<std::string>();
-  }
-  std::string create_user(const std::string& name) {
-    Reply r = identity_call(http::Method::kPost, "/v3/users",
-                            {{"user", {{"name", name}, {"password", name + "-pw"}}}}, admin_);
-    EXPECT_EQ(r.status, 201) << r;
-    return r.body["user"]["id"].get<std::string>();
-  }
-  void grant(const std::string& project, const std::string& user, const std::string& role) {
-    Reply r = identity_call(http::Method::kPut,
-                            "/v3/projects/" + project + "/users/" + user + "/roles/" + role,
-                            nullptr, admin_);
-    EXPECT_EQ(r.status, 204) << r;
-  }
-
   // Creates a model as member1 in p1 and returns its id.
   std::string make_model(const std::string& name = "fashion", const std::string& tok = "") {
     Reply r = post("/v1/models", {{"name", name}}, tok.empty() ? member1_ : tok);
@@ -291,7 +246,6 @@ class RegistryTest : public ::testing::Test {
   std::unique_ptr<identity::IdentityService> identity_;
   identity::BootstrapResult boot_;
   std::unique_ptr<ModelRegistry> registry_;
-  http::Router identity_router_;
   http::Router router_;
   std::string admin_, member1_, reader1_, member2_, p1_, p2_;
   std::string pg_database_;

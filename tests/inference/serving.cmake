@@ -3,6 +3,6 @@
 add_executable(serving_test serving_oip_test.cc serving_test.cc)
 target_compile_definitions(serving_test PRIVATE
   CONCORD_MODEL_FIXTURE_DIR="${PROJECT_SOURCE_DIR}/tests/fixtures/models")
-target_link_libraries(serving_test PRIVATE concord_inference_serving concord_inference_runtime
+target_link_libraries(serving_test PRIVATE concord_test_support concord_inference_serving concord_inference_runtime
   concord_http concord_base ZLIB::ZLIB GTest::gmock GTest::gtest_main)
 gtest_discover_tests(serving_test DISCOVERY_TIMEOUT 60)

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "eventually.h"
 #include "fixtures.h"
 #include "http/client.h"
 #include "http/metrics.h"
@@ -37,17 +38,7 @@ namespace {
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-// Waits for `cond` with a generous bound; a condition that never comes fails the test instead
-// of hanging it. Never used to assert on speed.
-template <typename F>
-bool eventually(F cond, std::chrono::seconds limit = 30s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return cond();
-}
+using test_support::eventually;
 
 TensorInfo info(std::string name, std::vector<int64_t> shape) {
   TensorInfo t;

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -28,14 +27,6 @@
 
 namespace concord::compute {
 namespace {
-
-// The assignment-set digest as the agent sends it: 16 lower-case hex digits of FNV-1a 64 over
-// "<id>:<revision>\n" for each server of the host, in id order.
-std::string assignment_digest_text(uint64_t h) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 
 constexpr size_t kConsoleMaxBytes = 64 * 1024;
 constexpr int kReportRetries = 5;
@@ -265,12 +256,9 @@ class AgentApi {
                                  tx.query("SELECT id, revision FROM compute_servers WHERE host = ? "
                                           "AND deleted = 0 ORDER BY id",
                                           {host}));
-        uint64_t h = fnv1a64("");
-        for (const store::Row& r : rows) {
-          h = fnv1a64(r.text(0), h);
-          h = fnv1a64(":" + std::to_string(r.integer(1)) + "\n", h);
-        }
-        current = assignment_digest_text(h);
+        RevisionSetDigest digest;
+        for (const store::Row& r : rows) digest.add(r.text(0), r.integer(1));
+        current = digest.hex();
         return ok();
       }));
       if (*digest == current) return unchanged();

@@ -339,10 +339,10 @@ TEST_F(AgentApiTest, FullPollWithTheCurrentDigestAnswersUnchanged) {
   // A server created on ANOTHER host wakes the poll, but h1's set is the same: unchanged.
   const int64_t seq = same.body["seq"].get<int64_t>();
   insert_building("aaaa0103-0000-4000-8000-000000000003", "h2");
-  Reply other = call(Method::kGet,
-                     "/v1/hosts/h1/assignments?after=" + std::to_string(seq) +
-                         "&wait_ms=2000&digest=" + digest,
-                     nullptr, "h1");
+  Reply other = call(
+      Method::kGet,
+      "/v1/hosts/h1/assignments?after=" + std::to_string(seq) + "&wait_ms=2000&digest=" + digest,
+      nullptr, "h1");
   ASSERT_EQ(other.status, 200) << other;
   EXPECT_EQ(other.body.value("unchanged", false), true) << other;
   EXPECT_GT(other.body["seq"].get<int64_t>(), seq);
