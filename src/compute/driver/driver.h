@@ -95,7 +95,7 @@ class Driver {
  public:
   virtual ~Driver() = default;
 
-  // "container" | "vm" | "inference"
+  // "container" | "vm" | "inference" | "database"
   virtual std::string_view kind() const = 0;
   // Bounded in time; the caller caches the answer.
   virtual Capabilities probe() = 0;
@@ -110,6 +110,14 @@ class Driver {
   [[nodiscard]] virtual Status resize(const InstanceSpec& new_spec) = 0;
   // New image: new disk/bundle from the image, same id and addresses.
   [[nodiscard]] virtual Status rebuild(const InstanceSpec& new_spec) = 0;
+  // Converges a running instance to a changed desired configuration carried by the spec's
+  // metadata (the agent calls it when meta_data_json differs from what it last applied; the
+  // database driver applies databases, users and parameters). Drivers whose instances take no
+  // live configuration keep this default.
+  [[nodiscard]] virtual Status configure(const InstanceSpec& spec) {
+    (void)spec;
+    return ok();
+  }
   // Stops hard and removes everything (bundle, disk, logs, netns, veth, process); ok if gone.
   [[nodiscard]] virtual Status destroy(std::string_view id) = 0;
   // exists=false (not an error) for an unknown id.

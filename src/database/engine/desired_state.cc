@@ -1,0 +1,109 @@
+#include "database/engine/desired_state.h"
+
+#include "base/json.h"
+#include "nlohmann/json.hpp"
+
+namespace concord::database::engine {
+namespace {
+
+std::unexpected<Error> type_error(std::string_view what) {
+  return fail(Code::kInvalidArgument, "database desired state: " + std::string(what));
+}
+
+Result<std::string> string_field(const Json& obj, const char* key, bool required) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    if (required) return type_error(std::string(key) + " is required");
+    return std::string();
+  }
+  if (!it->is_string()) {
+    return type_error(std::string(key) + " must be a string");
+  }
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+std::string to_json(const DesiredState& state) {
+  Json dbs = Json::array();
+  for (const DatabaseSpec& d : state.databases) {
+    dbs.push_back({{"name", d.name}, {"character_set", d.character_set}, {"collate", d.collate}});
+  }
+  Json users = Json::array();
+  for (const UserSpec& u : state.users) {
+    users.push_back({{"name", u.name},
+                     {"host", u.host},
+                     {"verifier", u.verifier},
+                     {"databases", u.databases}});
+  }
+  Json out = {{"revision", state.revision},
+              {"databases", std::move(dbs)},
+              {"users", std::move(users)},
+              {"parameters", Json(state.parameters)}};
+  out["root"] = state.root ? Json{{"verifier", state.root->verifier}} : Json(nullptr);
+  return dump_json(out);
+}
+
+Result<DesiredState> desired_state_from_json(std::string_view text) {
+  Result<Json> parsed = parse_json(text);
+  if (!parsed) return fail(Code::kInvalidArgument, "database desired state: " + parsed.error().message());
+  const Json& j = *parsed;
+  if (!j.is_object()) return type_error("not an object");
+  DesiredState out;
+  auto rev = j.find("revision");
+  if (rev == j.end() || !rev->is_number_integer()) {
+    return type_error("revision must be an integer");
+  }
+  out.revision = rev->get<int64_t>();
+
+  if (auto it = j.find("databases"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return type_error("databases must be an array");
+    for (const Json& d : *it) {
+      if (!d.is_object()) return type_error("a database must be an object");
+      DatabaseSpec db;
+      CONCORD_ASSIGN_OR_RETURN(db.name, string_field(d, "name", true));
+      CONCORD_ASSIGN_OR_RETURN(db.character_set, string_field(d, "character_set", false));
+      CONCORD_ASSIGN_OR_RETURN(db.collate, string_field(d, "collate", false));
+      out.databases.push_back(std::move(db));
+    }
+  }
+  if (auto it = j.find("users"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return type_error("users must be an array");
+    for (const Json& u : *it) {
+      if (!u.is_object()) return type_error("a user must be an object");
+      UserSpec user;
+      CONCORD_ASSIGN_OR_RETURN(user.name, string_field(u, "name", true));
+      CONCORD_ASSIGN_OR_RETURN(user.host, string_field(u, "host", false));
+      if (user.host.empty()) user.host = "%";
+      CONCORD_ASSIGN_OR_RETURN(user.verifier, string_field(u, "verifier", true));
+      if (auto d = u.find("databases"); d != u.end() && !d->is_null()) {
+        if (!d->is_array()) {
+          return type_error("a user's databases must be an array");
+        }
+        for (const Json& name : *d) {
+          if (!name.is_string()) {
+            return type_error("a user's databases must be strings");
+          }
+          user.databases.push_back(name.get<std::string>());
+        }
+      }
+      out.users.push_back(std::move(user));
+    }
+  }
+  if (auto it = j.find("root"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return type_error("root must be an object");
+    RootSpec root;
+    CONCORD_ASSIGN_OR_RETURN(root.verifier, string_field(*it, "verifier", true));
+    out.root = std::move(root);
+  }
+  if (auto it = j.find("parameters"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return type_error("parameters must be an object");
+    for (const auto& [k, v] : it->items()) {
+      if (!v.is_string()) return type_error("parameter values are strings");
+      out.parameters[k] = v.get<std::string>();
+    }
+  }
+  return out;
+}
+
+}  // namespace concord::database::engine

@@ -1,0 +1,94 @@
+#pragma once
+// The engine contract: what the host's database driver (compute/driver/database_driver.cc)
+// asks of one database engine for one instance. One implementation per engine (PostgreSQL,
+// MariaDB); a partner's engine implements the same interface and registers under its own name.
+// See docs/design/database.md, "The engine contract".
+//
+// Rules every implementation keeps:
+// - Every method is idempotent and safe to call again after the agent was killed at any point
+//   (a half-made data folder is finished or redone, never trusted blindly).
+// - No authoritative state in memory: everything is derived from the instance folder and the
+//   live processes, so a restarted agent adopts running engines.
+// - The engine runs as the unprivileged OS user in EngineOptions, detached in its own session
+//   so it outlives the agent; the engine's administrative access is through a Unix socket in
+//   the instance folder (no administrative password exists).
+// - Identifiers from the desired state are always quoted as identifiers, verifiers as string
+//   literals, in the engine's own quoting rules; names are also validated by the API.
+// - Errors: kInvalidArgument (bad spec), kFailedPrecondition (engine binaries missing, folder
+//   owned by someone else), kUnavailable (engine not answering yet; worth retrying),
+//   kDeadlineExceeded (a bounded wait expired), kInternal (broken invariant).
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "database/engine/desired_state.h"
+
+namespace concord::database::engine {
+
+struct EngineOptions {
+  std::string os_user = "concord-db";  // engines run as this user (PostgreSQL refuses root)
+  // Where the engine binaries are; empty: the Debian locations (/usr/lib/postgresql/<v>/bin,
+  // /usr/sbin/mariadbd, /usr/bin/mariadb-install-db, ...).
+  std::string bin_dir;
+  // cgroup v1 (cpu, memory) as for inference replicas; best effort.
+  std::string cgroup_root = "/sys/fs/cgroup";
+  std::string cgroup_parent = "concord-database";
+  std::chrono::milliseconds start_timeout{60000};
+};
+
+struct InstanceConfig {
+  std::string id;       // the instance id; names the folder and the cgroup
+  std::string dir;      // the instance folder (the driver's state_dir/database/<id>)
+  std::string version;  // "15", "10.11"
+  std::string address;  // the IPv4 address the engine listens on
+  int port = 0;
+  int vcpus = 1;
+  int64_t ram_mb = 512;
+  int64_t volume_gb = 1;
+};
+
+struct Health {
+  bool running = false;  // the engine process of this instance is alive
+  bool healthy = false;  // it answered a real query over the admin socket
+  int64_t applied_revision = 0;  // the desired-state revision last applied (0: none)
+  bool restart_required = false;  // a parameter waits for a restart
+  int64_t disk_used_bytes = 0;    // the data folder's size
+  std::string detail;             // why not healthy, or what is notable
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // "postgresql", "mariadb"
+  virtual std::string_view name() const = 0;
+  // Whether this host can run the engine at `version` (binaries present, os_user exists).
+  // Bounded in time.
+  [[nodiscard]] virtual Status probe(std::string_view version) = 0;
+
+  // Data folder, TLS certificate and configuration; does not start the engine.
+  [[nodiscard]] virtual Status prepare(const InstanceConfig& config) = 0;
+  // Starts the engine (no-op when running) and waits until it accepts admin connections.
+  [[nodiscard]] virtual Status start(const InstanceConfig& config) = 0;
+  // Clean shutdown, then forced after `grace`. Ok when not running.
+  [[nodiscard]] virtual Status stop(const InstanceConfig& config,
+                                    std::chrono::milliseconds grace) = 0;
+  // Converges databases, users, grants, root and parameters to `state` and records its
+  // revision in the instance folder. The engine must be running.
+  [[nodiscard]] virtual Status apply(const InstanceConfig& config, const DesiredState& state) = 0;
+  // Never fails for a stopped engine: running=false says so.
+  [[nodiscard]] virtual Result<Health> health(const InstanceConfig& config) = 0;
+  // Stops hard and removes the folder and the cgroup; ok when already gone.
+  [[nodiscard]] virtual Status destroy(const InstanceConfig& config) = 0;
+};
+
+[[nodiscard]] Result<std::unique_ptr<Engine>> make_postgres_engine(const EngineOptions& options);
+[[nodiscard]] Result<std::unique_ptr<Engine>> make_mariadb_engine(const EngineOptions& options);
+
+// The engines this build knows, by name, for the driver and the datastore catalog.
+std::vector<std::string> engine_names();
+
+}  // namespace concord::database::engine
