@@ -18,6 +18,10 @@ build_pkgs=(
   # Compute drivers at run time (src/compute/driver): runc for containers (crun refuses hybrid
   # cgroups), QEMU + qemu-img for VMs, xorriso for config drives, iproute2 for bridges/veths.
   runc qemu-system-x86 qemu-utils xorriso iproute2 tar
+  # Managed database engines at run time (src/database/engine, the agents' database driver):
+  # run as the system user concord-db (created below); the Debian services themselves stay
+  # stopped and disabled. openssl makes each instance's TLS certificate.
+  postgresql-15 mariadb-server mariadb-client mariadb-backup openssl
   # Inference runtime (src/inference/runtime): OpenCV dnn runs ONNX models; only core and dnn,
   # not the libopencv-dev meta package that pulls every module.
   libopencv-dnn-dev libopencv-core-dev
@@ -28,7 +32,7 @@ test_pkgs=(
   # libFuzzer targets build with it (see docs/design/tokens.md, "Fuzzing").
   clang-16 libclang-rt-16-dev
   postgresql-15
-  python3-openstackclient python3-openstacksdk python3-keystoneclient tempest
+  python3-openstackclient python3-openstacksdk python3-keystoneclient python3-troveclient tempest
   python3-yaml jq procps
   # Guest images the driver tests boot (tests/fixtures/build-images.sh): busybox rootfs,
   # Debian's kernel + busybox initramfs on a syslinux FAT disk.
@@ -54,6 +58,39 @@ for arg in "$@"; do
   esac
 done
 
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+
+# The database engines run as this unprivileged user (PostgreSQL refuses root); idempotent.
+ensure_db_user() {
+  if ! id -u concord-db >/dev/null 2>&1; then
+    "${sudo_cmd[@]}" useradd --system --no-create-home --shell /usr/sbin/nologin concord-db
+  fi
+}
+
+# Our engines listen on their own addresses and sockets; the Debian services would collide
+# (port 5432/3306, /run/mysqld), so they must never run. Idempotent; no-op without systemd.
+stop_packaged_db_services() {
+  local svc
+  for svc in postgresql mariadb; do
+    if command -v systemctl >/dev/null 2>&1; then
+      # Works offline too (edits the unit links), so a later boot with systemd keeps it off.
+      "${sudo_cmd[@]}" systemctl disable "$svc" >/dev/null 2>&1 || true
+      if [[ -d /run/systemd/system ]]; then
+        "${sudo_cmd[@]}" systemctl stop "$svc" >/dev/null 2>&1 || true
+      fi
+    fi
+    if [[ -x /etc/init.d/$svc ]]; then
+      if [[ ! -d /run/systemd/system ]]; then
+        "${sudo_cmd[@]}" /etc/init.d/"$svc" stop >/dev/null 2>&1 || true
+      fi
+      if command -v update-rc.d >/dev/null 2>&1; then
+        "${sudo_cmd[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
+      fi
+    fi
+  done
+}
+
 missing=()
 for p in "${want[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -61,19 +98,21 @@ for p in "${want[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
+  ensure_db_user
   exit 0
 fi
 
 echo "install-deps: installing ${missing[*]}"
-sudo_cmd=()
-[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
-# Debian's postgresql-15 and keystone packages try to start services on install; the
-# tests and benchmarks start their own instances, so keep the packaged ones from running.
+# Debian's postgresql-15, mariadb-server and keystone packages try to start services on
+# install; the tests and benchmarks start their own instances, so keep the packaged ones from
+# running.
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
   "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
   trap '"${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+ensure_db_user
+stop_packaged_db_services

@@ -158,12 +158,13 @@ class Agent::Impl {
     if (opts.injected_drivers.empty()) {
       for (const std::string& kind : opts.drivers) {
         Result<std::unique_ptr<driver::Driver>> made =
-            kind == "container" ? driver::make_container_driver(opts.driver_options)
-            : kind == "vm"      ? driver::make_vm_driver(opts.driver_options)
-            : kind == "inference"
-                ? driver::make_inference_driver(opts.driver_options)
+            kind == "container"   ? driver::make_container_driver(opts.driver_options)
+            : kind == "vm"        ? driver::make_vm_driver(opts.driver_options)
+            : kind == "inference" ? driver::make_inference_driver(opts.driver_options)
+            : kind == "database"
+                ? driver::make_database_driver(opts.driver_options)
                 : fail(Code::kInvalidArgument,
-                       "agent: unknown driver '" + kind + "' (container, vm, inference)");
+                       "agent: unknown driver '" + kind + "' (container, vm, inference, database)");
         if (!made) return fail(made.error());
         drivers[kind] = std::shared_ptr<driver::Driver>(std::move(*made));
       }
@@ -400,6 +401,7 @@ class Agent::Impl {
       w.applied.reboot_seq = spec.reboot_seq;
       w.applied.rebuild_seq = spec.rebuild_seq;
       w.applied.image_sha256 = spec.image.sha256;
+      w.applied.meta_digest = meta_digest(spec.meta_data_json);
       record_flavor(w.applied, spec);
       save_applied(w);
       return;
@@ -410,6 +412,7 @@ class Agent::Impl {
       if (!act(d.rebuild(*ispec), "rebuild")) return;
       w.applied.rebuild_seq = spec.rebuild_seq;
       w.applied.image_sha256 = spec.image.sha256;
+      w.applied.meta_digest = meta_digest(spec.meta_data_json);
       record_flavor(w.applied, spec);
       save_applied(w);
       return;
@@ -436,6 +439,21 @@ class Agent::Impl {
       w.applied.reboot_seq = spec.reboot_seq;
       save_applied(w);
       return;
+    }
+    // Live configuration carried by the metadata (a database's users and databases). Drivers
+    // without any keep the default no-op, so this costs them one digest per record; it is not
+    // a step of its own, the power checks below still run now.
+    if (const std::string digest = meta_digest(spec.meta_data_json);
+        digest != w.applied.meta_digest) {
+      Result<driver::InstanceSpec> ispec = instance_spec(spec, /*with_images=*/false);
+      if (!ispec) return set_error(w, spec, ispec.error());
+      if (Status st = d.configure(*ispec); !st) {
+        return set_error(w, spec,
+                         Error(st.error().code(), "configure failed: " + st.error().message()));
+      }
+      w.applied.meta_digest = digest;
+      save_applied(w);
+      w.reportable = true;
     }
     if (spec.desired_power == "running" && !running) {
       // Converged earlier and found off since: the guest shut itself down. Report it (the server
@@ -466,7 +484,9 @@ class Agent::Impl {
     w.reportable = true;
   }
 
-  Result<driver::InstanceSpec> instance_spec(const Spec& spec) {
+  // with_images=false: the spec without fetching images (configure needs only the metadata).
+  // A spec without an image is the database driver's (its engines are the host's binaries).
+  Result<driver::InstanceSpec> instance_spec(const Spec& spec, bool with_images = true) {
     driver::InstanceSpec out;
     out.id = spec.id;
     out.hostname = spec.hostname.empty() ? spec.name : spec.hostname;
@@ -475,13 +495,16 @@ class Agent::Impl {
     out.disk_gb = spec.disk_gb;
     out.network = spec.network;
     out.config_drive = spec.config_drive;
-    CONCORD_ASSIGN_OR_RETURN(out.image_path, fetch_image(spec.image));
-    out.image_kind = image_kind(spec.image);
-    if (!spec.kernel.id.empty()) {
-      CONCORD_ASSIGN_OR_RETURN(out.kernel_path, fetch_image(spec.kernel));
-    }
-    if (!spec.ramdisk.id.empty()) {
-      CONCORD_ASSIGN_OR_RETURN(out.ramdisk_path, fetch_image(spec.ramdisk));
+    const bool imageless = spec.image.id.empty() && spec.driver == "database";
+    if (with_images && !imageless) {
+      CONCORD_ASSIGN_OR_RETURN(out.image_path, fetch_image(spec.image));
+      out.image_kind = image_kind(spec.image);
+      if (!spec.kernel.id.empty()) {
+        CONCORD_ASSIGN_OR_RETURN(out.kernel_path, fetch_image(spec.kernel));
+      }
+      if (!spec.ramdisk.id.empty()) {
+        CONCORD_ASSIGN_OR_RETURN(out.ramdisk_path, fetch_image(spec.ramdisk));
+      }
     }
     if (!spec.user_data_b64.empty()) {
       CONCORD_ASSIGN_OR_RETURN(out.guest.user_data, base64_decode_standard(spec.user_data_b64));

@@ -41,7 +41,7 @@ struct AgentOptions {
   std::string credential;                            // `concord agent-credential <host>`
   std::string availability_zone;                     // empty: the server's default zone
   std::string state_dir;                             // per agent, e.g. <data_dir>/agent-<host>
-  std::vector<std::string> drivers = {"container"};  // "container", "vm"
+  std::vector<std::string> drivers = {"container"};  // "container", "vm", "inference", "database"
   // Capacity overrides; unset: detected (vcpus = online CPUs, ram = MemTotal, disk = free space
   // of state_dir).
   std::optional<int64_t> vcpus, ram_mb, disk_gb;

@@ -74,10 +74,15 @@ Result<Spec> parse_spec(const Json& j) {
 }
 
 std::string to_json(const Applied& a) {
-  Json j = {{"driver", a.driver},         {"generation", a.generation},
-            {"reboot_seq", a.reboot_seq}, {"rebuild_seq", a.rebuild_seq},
-            {"vcpus", a.vcpus},           {"ram_mb", a.ram_mb},
-            {"disk_gb", a.disk_gb},       {"image_sha256", a.image_sha256}};
+  Json j = {{"driver", a.driver},
+            {"generation", a.generation},
+            {"reboot_seq", a.reboot_seq},
+            {"rebuild_seq", a.rebuild_seq},
+            {"vcpus", a.vcpus},
+            {"ram_mb", a.ram_mb},
+            {"disk_gb", a.disk_gb},
+            {"image_sha256", a.image_sha256},
+            {"meta_digest", a.meta_digest}};
   return dump_json(j);
 }
 
@@ -94,6 +99,7 @@ Result<Applied> applied_from_json(std::string_view text) {
     a.ram_mb = j.value("ram_mb", int64_t{0});
     a.disk_gb = j.value("disk_gb", int64_t{0});
     a.image_sha256 = j.value("image_sha256", std::string());
+    a.meta_digest = j.value("meta_digest", std::string());
   } catch (const Json::exception& e) {
     return fail(Code::kInvalidArgument, std::string("malformed applied state: ") + e.what());
   }
@@ -188,6 +194,16 @@ Json addresses_json(const std::vector<compute::driver::Address>& addresses) {
                    {"type", a.type}});
   }
   return out;
+}
+
+std::string meta_digest(std::string_view meta_data_json) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(meta_data_json.data(), meta_data_json.size(), md, &len, EVP_sha256(), nullptr) !=
+      1) {
+    return "unhashable";  // never equal to a real digest: configure runs again
+  }
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 }  // namespace concord::agent

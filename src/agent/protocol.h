@@ -46,10 +46,17 @@ struct Applied {
   int64_t reboot_seq = 0, rebuild_seq = 0;
   int64_t vcpus = 0, ram_mb = 0, disk_gb = 0;
   std::string image_sha256;
+  // Digest (meta_digest) of the spec's meta_data_json the driver was last created or
+  // configured with: when the spec's differs, the agent calls Driver::configure. Empty: never
+  // recorded (an older record, or adopted), which configures once.
+  std::string meta_digest;
 };
 
 std::string to_json(const Applied& a);
 [[nodiscard]] Result<Applied> applied_from_json(std::string_view text);
+
+// Hex SHA-256 of a spec's meta_data_json, as recorded in Applied::meta_digest.
+std::string meta_digest(std::string_view meta_data_json);
 
 // Standard base64 (RFC 4648 section 4, padding optional, whitespace ignored) to bytes.
 [[nodiscard]] Result<std::string> base64_decode_standard(std::string_view text);

@@ -19,6 +19,7 @@
 #include "compute/service/compute_service.h"
 #include "compute/service/flavors.h"
 #include "compute/service/model.h"
+#include "database/service/database_service.h"
 #include "http/metrics.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -77,6 +78,7 @@ std::vector<store::Migration> all_migrations() {
   for (auto& m : compute::migrations()) all.push_back(std::move(m));
   for (auto& m : inference::registry::migrations()) all.push_back(std::move(m));
   for (auto& m : inference::endpoints::migrations()) all.push_back(std::move(m));
+  for (auto& m : database::service::migrations()) all.push_back(std::move(m));
   return all;
 }
 
@@ -252,9 +254,9 @@ Result<agent::AgentOptions> agent_options(const config::Config& c, std::string s
     size_t comma = list.find(',', start);
     std::string item = list.substr(start, comma == std::string::npos ? comma : comma - start);
     if (!item.empty()) {
-      if (item != "container" && item != "vm" && item != "inference") {
-        return fail(Code::kInvalidArgument,
-                    "agent.drivers: unknown driver '" + item + "' (container, vm, inference)");
+      if (item != "container" && item != "vm" && item != "inference" && item != "database") {
+        return fail(Code::kInvalidArgument, "agent.drivers: unknown driver '" + item +
+                                                "' (container, vm, inference, database)");
       }
       o.drivers.push_back(item);
     }
@@ -495,6 +497,9 @@ Status bootstrap_identity(identity::IdentityService& ids, const config::Config& 
   CONCORD_RETURN_IF_ERROR(ids.ensure_service_endpoint("image", "glance", url + "/image"));
   CONCORD_RETURN_IF_ERROR(
       ids.ensure_service_endpoint("inference", "concord-inference", url + "/inference"));
+  // troveclient appends /instances etc. to the catalog URL, so it carries the project.
+  CONCORD_RETURN_IF_ERROR(
+      ids.ensure_service_endpoint("database", "trove", url + "/database/v1.0/$(project_id)s"));
   return write_credentials(c, url, password);
 }
 
@@ -586,6 +591,18 @@ Status run_server(const config::Config& c, bool bootstrap) {
   router->mount("/agent", compute->agent_routes(), http::keystone_style_error);
   router->mount("/inference", models->routes(), models->error_formatter());
 
+  database::service::DatabaseOptions database_options;
+  database_options.address_pool = c.str("database.address_pool");
+  database_options.port_postgresql = static_cast<int>(c.integer("database.port_postgresql"));
+  database_options.port_mariadb = static_cast<int>(c.integer("database.port_mariadb"));
+  database_options.max_volume_gb = c.integer("database.max_volume_gb");
+  database_options.region = c.str("identity.region");
+  database_options.public_url = c.str("server.public_url");
+  CONCORD_ASSIGN_OR_RETURN(auto databases,
+                           database::service::DatabaseService::create(
+                               *st, clock, *ids, compute->context(), std::move(database_options)));
+  router->mount("/database", databases->routes(), databases->errors());
+
   auto metrics = std::make_shared<http::Registry>();
   // Endpoint replicas are compute servers of Concord's service project, which exists only
   // once identity is bootstrapped (after the server starts, in all-in-one): the backend is
@@ -636,6 +653,8 @@ Status run_server(const config::Config& c, bool bootstrap) {
   replica_options.service_user_id = "concord-inference";  // a system actor, not a Keystone user
   replicas.attach(std::make_unique<inference::placement::ComputeReplicaBackend>(
       compute->context(), std::move(replica_options)));
+  // Database instances are servers of the same project; a system actor, not a Keystone user.
+  databases->attach_service_project(service_project, "concord-database");
   CONCORD_RETURN_IF_ERROR(endpoints->start());
 
   // all-in-one: one agent in-process, talking to this server over HTTP like any other host.

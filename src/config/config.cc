@@ -181,9 +181,10 @@ const std::vector<Option>& options() {
        "Per-host credential printed by `concord agent-credential <host>` on the server."},
       {"agent.state_dir", Type::kString, "",
        "Folder for the agent's instances and image cache; empty: <data_dir>/agent-<host>."},
-      {"agent.drivers", Type::kString, "container,vm,inference",
+      {"agent.drivers", Type::kString, "container,vm,inference,database",
        "Drivers to enable on this host: container (runc), vm (QEMU), inference (endpoint "
-       "replicas); those whose probe fails are left out."},
+       "replicas), database (managed PostgreSQL / MariaDB instances); those whose probe fails "
+       "are left out."},
       {"agent.availability_zone", Type::kString, "",
        "Availability zone of this host; empty: compute.availability_zone."},
       {"agent.vcpus", Type::kInt, "0", "vCPUs offered; 0 detects them.", 0, 1 << 20},
@@ -211,6 +212,15 @@ const std::vector<Option>& options() {
       {"inference.check_timeout", Type::kDuration, "30s",
        "Time the runtime may take to load an uploaded model before the upload is refused.", 100,
        600'000},
+      {"database.address_pool", Type::kString, "127.77.0.0/16",
+       "IPv4 CIDR that managed database instances get their own address from (all of 127/8 "
+       "reaches the loopback interface, so these need no configuration)."},
+      {"database.port_postgresql", Type::kInt, "5432",
+       "Port PostgreSQL instances listen on at their own address.", 1, 65535},
+      {"database.port_mariadb", Type::kInt, "3306",
+       "Port MariaDB instances listen on at their own address.", 1, 65535},
+      {"database.max_volume_gb", Type::kInt, "100",
+       "Largest volume size (GB) a database instance may ask for (400 beyond).", 1, 1 << 20},
   };
   return kOptions;
 }

@@ -62,7 +62,11 @@ class FakeDriver final : public driver::Driver {
     std::string console;
   };
 
-  std::string_view kind() const override { return "container"; }
+  FakeDriver() = default;
+  // Another kind ("database": image-less specs) for the tests of that driver's path.
+  explicit FakeDriver(std::string kind) : kind_(std::move(kind)) {}
+
+  std::string_view kind() const override { return kind_; }
   driver::Capabilities probe() override { return {true, false, "fake", "fake driver"}; }
 
   Status create(const driver::InstanceSpec& spec) override {
@@ -121,6 +125,14 @@ class FakeDriver final : public driver::Driver {
     st.addresses.push_back({"private", "10.99.0.2", 4, "02:00:00:00:00:02", "fixed", {}});
     return st;
   }
+  // Records the metadata each configure got (configured()).
+  Status configure(const driver::InstanceSpec& spec) override {
+    std::lock_guard lock(mu_);
+    ++calls_["configure"];
+    CONCORD_RETURN_IF_ERROR(injected("configure"));
+    configured_.push_back(spec.guest.meta_data_json);
+    return ok();
+  }
   Result<std::vector<std::string>> list() override {
     std::lock_guard lock(mu_);
     std::vector<std::string> ids;
@@ -152,6 +164,10 @@ class FakeDriver final : public driver::Driver {
     auto it = instances_.find(id);
     if (it == instances_.end()) return std::nullopt;
     return it->second;
+  }
+  std::vector<std::string> configured() {
+    std::lock_guard lock(mu_);
+    return configured_;
   }
   // start/stop/reboot "succeed" without effect (a guest that dies right after each start).
   void ignore_power_changes(bool on) {
@@ -188,6 +204,8 @@ class FakeDriver final : public driver::Driver {
   std::map<std::string, int> calls_;
   std::map<std::string, Error> failures_;
   bool power_ignored_ = false;
+  std::string kind_ = "container";
+  std::vector<std::string> configured_;
 };
 
 // Every image is visible; download() answers the stored bytes.

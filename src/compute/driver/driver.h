@@ -158,12 +158,27 @@ struct DriverOptions {
   std::string cgroup_root = "/sys/fs/cgroup";
   std::string cgroup_parent = "concord-inference";
   std::chrono::milliseconds cpu_period{100};
+  // Database driver: the unprivileged user engines run as, where their binaries are (empty:
+  // Debian's locations), their cgroup v1 parent (under cgroup_root) and the bound on an engine
+  // start (create, start, reboot and resize wait until the engine answers an admin query).
+  // Where database instance folders live; empty: /var/lib/concord/database/<digest of
+  // state_dir> (database_root()). Not under state_dir: see database_driver.cc.
+  std::string database_dir;
+  std::string database_os_user = "concord-db";
+  std::string database_bin_dir;
+  std::string database_cgroup_parent = "concord-database";
+  std::chrono::milliseconds database_start_timeout{60000};
 };
 
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_container_driver(const DriverOptions& options);
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_vm_driver(const DriverOptions& options);
 // Runs inference replicas as detached processes (image kind "onnx"); see inference_driver.cc.
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_inference_driver(const DriverOptions& options);
+// Runs managed database engines (PostgreSQL, MariaDB) from the desired state in the spec's
+// metadata (database_keys.h); no image. See database_driver.cc and docs/design/database.md.
+[[nodiscard]] Result<std::unique_ptr<Driver>> make_database_driver(const DriverOptions& options);
+// The folder the database driver keeps its instances in for these options.
+std::string database_root(const DriverOptions& options);
 
 // Writes an ISO 9660 image labelled "config-2" in OpenStack's layout
 // (openstack/{latest,2012-08-10}/{meta_data.json,user_data,network_data.json,vendor_data.json})

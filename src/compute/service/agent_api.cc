@@ -288,6 +288,8 @@ class AgentApi {
     auto image = [&](const std::string& id) -> const std::optional<ImageInfo>& {
       auto it = images.find(id);
       if (it != images.end()) return it->second;
+      // Service servers of drivers that need no image (database) have none to look up.
+      if (id.empty()) return images.emplace(id, std::nullopt).first->second;
       Result<ImageInfo> got = ctx_.images.get_any(id);
       if (!got) {
         logger("compute")->warn("assignments host={} image={} lookup failed: {}", host, id,

@@ -63,17 +63,22 @@ std::string fault_text(const std::optional<std::string>& fault_json) {
 
 Status create_service_server(ComputeContext& ctx, const ServiceServerRequest& req) {
   CONCORD_RETURN_IF_ERROR(validate(req));
-  auto image = ctx.images.get_any(req.image_id);
-  if (!image) {
-    if (image.error().code() == Code::kNotFound) {
-      return fail(Code::kInvalidArgument,
-                  "service server " + req.id + ": image " + req.image_id + " does not exist");
+  ImageInfo image;  // stays empty for drivers that need no image
+  if (!req.image_id.empty()) {
+    auto got = ctx.images.get_any(req.image_id);
+    if (!got) {
+      if (got.error().code() == Code::kNotFound) {
+        return fail(Code::kInvalidArgument,
+                    "service server " + req.id + ": image " + req.image_id + " does not exist");
+      }
+      return fail(got.error());
     }
-    return fail(image.error());
-  }
-  if (image->status != "active") {
-    return fail(Code::kFailedPrecondition, "service server " + req.id + ": image " + req.image_id +
-                                               " is " + image->status + ", not active");
+    if (got->status != "active") {
+      return fail(Code::kFailedPrecondition, "service server " + req.id + ": image " +
+                                                 req.image_id + " is " + got->status +
+                                                 ", not active");
+    }
+    image = std::move(*got);
   }
 
   return servers::write_retrying(ctx.store, [&](store::Tx& tx) -> Status {
@@ -126,7 +131,7 @@ Status create_service_server(ComputeContext& ctx, const ServiceServerRequest& re
     r.project_id = req.project_id;
     r.user_id = req.user_id;
     r.name = req.name;
-    r.image_id = image->id;
+    r.image_id = image.id;
     r.flavor_id = fl.id;
     r.flavor_json = to_json(fl);
     r.vcpus = fl.vcpus;
@@ -181,6 +186,127 @@ Status delete_service_server(ComputeContext& ctx, std::string_view id) {
   });
 }
 
+namespace {
+
+// Loads a server a change may apply to: one being deleted counts as gone, since its agent is
+// tearing it down and would never apply the change.
+Result<ServerRow> load_live(store::Tx& tx, std::string_view id) {
+  if (!safe_server_id(id)) {
+    return fail(Code::kNotFound, "service server " + sanitize_utf8(id) + " does not exist");
+  }
+  auto loaded = load_server(tx, id);
+  if (!loaded) {
+    if (loaded.error().code() == Code::kNotFound) {
+      return fail(Code::kNotFound, "service server " + std::string(id) + " does not exist");
+    }
+    return fail(loaded.error());
+  }
+  if (loaded->task_state && *loaded->task_state == task::kDeleting) {
+    return fail(Code::kNotFound, "service server " + std::string(id) + " is being deleted");
+  }
+  return std::move(*loaded);
+}
+
+Status check_idle(const ServerRow& row, std::string_view action) {
+  if (!row.host) {
+    return fail(Code::kFailedPrecondition, "cannot " + std::string(action) + " service server " +
+                                               row.id + ": it was never placed on a host");
+  }
+  if (row.task_state) {
+    return fail(Code::kFailedPrecondition, "cannot " + std::string(action) + " service server " +
+                                               row.id + " while its task is " + *row.task_state);
+  }
+  return ok();
+}
+
+}  // namespace
+
+Status set_service_server_metadata(ComputeContext& ctx, std::string_view id,
+                                   const std::map<std::string, std::string>& metadata) {
+  return servers::write_retrying(ctx.store, [&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(ServerRow row, load_live(tx, id));
+    CONCORD_RETURN_IF_ERROR(servers::replace_metadata(tx, row.id, metadata));
+    // The metadata is part of the spec: a new generation and revision make the agent's digest
+    // differ, so its next poll carries the new spec.
+    row.spec_generation += 1;
+    row.updated_at = stored_time(servers::now_ms(ctx.clock));
+    return update_server(tx, row);
+  });
+}
+
+Status reboot_service_server(ComputeContext& ctx, std::string_view id) {
+  return servers::write_retrying(ctx.store, [&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(ServerRow row, load_live(tx, id));
+    CONCORD_RETURN_IF_ERROR(check_idle(row, "reboot"));
+    const int64_t now = servers::now_ms(ctx.clock);
+    const bool hard = row.vm_state != vm::kActive;
+    row.task_state = std::string(hard ? task::kRebootingHard : task::kRebooting);
+    row.reboot_seq += 1;
+    row.reboot_hard = hard;
+    row.desired_power = "running";
+    row.spec_generation += 1;
+    row.op_deadline_ms = now + static_cast<int64_t>(ctx.options.action_timeout.count());
+    row.updated_at = stored_time(now);
+    return update_server(tx, row);
+  });
+}
+
+Status resize_service_server(ComputeContext& ctx, std::string_view id, int64_t vcpus,
+                             int64_t ram_mb, int64_t disk_gb) {
+  if (vcpus < 1 || ram_mb < 16 || disk_gb < 0) {
+    return fail(Code::kInvalidArgument, "service server " + std::string(id) +
+                                            ": size too small (vcpus " + std::to_string(vcpus) +
+                                            ", ram " + std::to_string(ram_mb) + " MB)");
+  }
+  return servers::write_retrying(ctx.store, [&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(ServerRow row, load_live(tx, id));
+    CONCORD_RETURN_IF_ERROR(check_idle(row, "resize"));
+    if (row.vcpus == vcpus && row.ram_mb == ram_mb && row.disk_gb == disk_gb) return ok();
+    const int64_t now = servers::now_ms(ctx.clock);
+    // The new size must fit on the same host beside everything else there: drop this server's
+    // own claim first so it is not counted twice (the transaction undoes it on failure).
+    CONCORD_RETURN_IF_ERROR(release(tx, row.id));
+    CONCORD_ASSIGN_OR_RETURN(
+        std::vector<scheduler::HostState> hosts,
+        load_hosts(tx, now, static_cast<int64_t>(ctx.options.down_after.count())));
+    std::vector<scheduler::HostState> mine;
+    for (const scheduler::HostState& h : hosts) {
+      if (h.name == *row.host) mine.push_back(h);
+    }
+    if (mine.empty() || !mine[0].up) {
+      return fail(Code::kFailedPrecondition, "cannot resize service server " + row.id +
+                                                 ": its host " + *row.host + " is not available");
+    }
+    scheduler::Request sreq;
+    sreq.per_instance = {vcpus, ram_mb, disk_gb};
+    sreq.driver = row.driver;
+    sreq.force_host = *row.host;
+    auto placed = scheduler::place(mine, sreq, scheduler_options(ctx.options));
+    if (!placed || placed->hosts.empty()) {
+      return fail(Code::kFailedPrecondition,
+                  "cannot resize service server " + row.id + ": host " + *row.host +
+                      " has no room for " + std::to_string(vcpus) + " vCPUs, " +
+                      std::to_string(ram_mb) + " MB RAM, " + std::to_string(disk_gb) + " GB disk");
+    }
+    CONCORD_RETURN_IF_ERROR(claim(tx, row.id, "instance", *row.host, sreq.per_instance));
+    // Time so far is billed at the old size.
+    CONCORD_RETURN_IF_ERROR(meter_instance(tx, row, now, ctx.options.region));
+    FlavorSnapshot fl;
+    fl.id = "concord-service";
+    fl.name = "concord-service-" + std::to_string(vcpus) + "c" + std::to_string(ram_mb);
+    fl.vcpus = vcpus;
+    fl.ram_mb = ram_mb;
+    fl.disk_gb = disk_gb;
+    row.flavor_json = to_json(fl);
+    row.vcpus = vcpus;
+    row.ram_mb = ram_mb;
+    row.disk_gb = disk_gb;
+    row.spec_generation += 1;
+    row.updated_at = stored_time(now);
+    return update_server(tx, row);
+  });
+}
+
 Result<std::vector<ServiceServer>> list_service_servers(ComputeContext& ctx,
                                                         std::string_view project_id) {
   std::vector<ServiceServer> out;
@@ -212,6 +338,10 @@ Result<std::vector<ServiceServer>> list_service_servers(ComputeContext& ctx,
       v.power_state = s.power_state;
       v.addresses_json = s.addresses_json;
       v.fault = fault_text(s.fault_json);
+      v.vcpus = s.vcpus;
+      v.ram_mb = s.ram_mb;
+      v.disk_gb = s.disk_gb;
+      v.converged = s.observed_generation >= s.spec_generation;
       if (auto it = extras.find(s.id); it != extras.end()) {
         v.metadata = it->second.metadata;
         v.host_status = it->second.host_status;

@@ -26,8 +26,10 @@ struct ServiceServerRequest {
   std::string project_id;
   std::string user_id;
   std::string name;
-  std::string driver;    // a host must offer it ("inference")
-  std::string image_id;  // resolved with ImageCatalog::get_any; must be active
+  std::string driver;  // a host must offer it ("inference", "database")
+  // Resolved with ImageCatalog::get_any; must be active. Empty: the driver needs no image (a
+  // database engine runs from the host's packages); the spec then carries an empty image.
+  std::string image_id;
   int64_t vcpus = 1;
   int64_t ram_mb = 512;
   int64_t disk_gb = 0;
@@ -51,6 +53,12 @@ struct ServiceServer {
   std::string addresses_json = "{}";  // Nova's addresses object
   std::string fault;                  // the fault's message (+ details) when in ERROR
   std::map<std::string, std::string> metadata;
+  int64_t vcpus = 0;
+  int64_t ram_mb = 0;
+  int64_t disk_gb = 0;
+  // The agent has reported the latest desired state (spec generation) as converged, so a
+  // metadata change or a resize with no task of its own is known to be applied.
+  bool converged = false;
 };
 
 // Creates the server, placed on a host offering req.driver, in one write transaction. When it
@@ -66,6 +74,28 @@ struct ServiceServer {
 // report finishes the delete), or at once when it was never placed or its host is down. Ok when
 // it does not exist or is already being deleted.
 [[nodiscard]] Status delete_service_server(ComputeContext& ctx, std::string_view id);
+
+// Replaces the server's metadata (all keys) and makes its agent receive a new spec, as any
+// desired-state change does (new spec generation and row revision). The agent hands the new
+// metadata to the driver (Driver::configure). Errors: kNotFound (no such server, deleted or being
+// deleted), store errors.
+[[nodiscard]] Status set_service_server_metadata(
+    ComputeContext& ctx, std::string_view id, const std::map<std::string, std::string>& metadata);
+
+// Restarts the server the way a Nova reboot does (soft when it is active, hard otherwise: a hard
+// reboot also powers on a stopped or failed one); the status is REBOOT until the agent reports
+// it done. Errors: kNotFound (no such server, or being deleted), kFailedPrecondition (never
+// placed, or busy with another task).
+[[nodiscard]] Status reboot_service_server(ComputeContext& ctx, std::string_view id);
+
+// Changes the server's size in place on its host (service servers carry no flavor to confirm,
+// so there is no VERIFY_RESIZE step): the claim is re-made at the new size, the agent resizes
+// the instance when its spec shows the new size, and `converged` in list_service_servers says
+// when it did. Errors: kInvalidArgument (size too small), kNotFound (no such server, or being
+// deleted), kFailedPrecondition (never placed, host down or without room, busy with another
+// task).
+[[nodiscard]] Status resize_service_server(ComputeContext& ctx, std::string_view id, int64_t vcpus,
+                                           int64_t ram_mb, int64_t disk_gb);
 
 // The project's servers that are not deleted (those being deleted included, with task
 // "deleting"), with their metadata.

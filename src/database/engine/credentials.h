@@ -15,6 +15,11 @@ namespace concord::database::engine {
 // random 16-byte salt and 4096 iterations (PostgreSQL's default).
 std::string postgres_scram_verifier(std::string_view password);
 
+// The same with a given salt (raw bytes) and iteration count: deterministic, for known-answer
+// tests and for checking a password against a stored verifier.
+std::string postgres_scram_verifier_with_salt(std::string_view password, std::string_view salt,
+                                              int iterations);
+
 // "*" + uppercase hex of SHA1(SHA1(password)): MariaDB's mysql_native_password hash.
 std::string mariadb_native_verifier(std::string_view password);
 

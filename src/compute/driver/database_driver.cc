@@ -1,0 +1,510 @@
+// Database driver: one managed database engine (database/engine: PostgreSQL, MariaDB) per
+// instance, converged to the desired state the database service writes into the server's
+// metadata (database_keys.h). There is no image: the engine binaries are the host's.
+//
+// Per instance, <root>/<id>/ is the engine's instance folder (owned by the engine user) plus
+// what this driver keeps there as root:
+//   instance.json  engine, version, address, port and flavor, written before anything else so
+//                  calls by id (start, stop, destroy after an agent restart) know the engine
+//   desired.json   the last desired state received; start() re-applies it when the engine's
+//                  applied revision is behind (a configure that arrived while it was stopped)
+// The engine keeps the rest (data, socket, certificate, engine.log, applied_revision).
+//
+// Power: running only when the engine answers a real query over its admin socket; a live
+// process that does not answer is kNoState (the agent neither restarts it nor calls it off), a
+// dead one is kShutdown, which the server turns into SHUTOFF like a guest that shut down.
+//
+// The root is DriverOptions.database_dir, by default /var/lib/concord/database/<digest of the
+// agent's state_dir>: outside the agent's state_dir because that lives in the server's data_dir,
+// which is 0700 (it holds the store and keys) and must stay so, while the engine user has to
+// traverse to its folder. One root per agent, so agents sharing a machine (tests, benchmarks)
+// never take each other's instances for orphans. The driver makes the root 0711 (traversal
+// only, no listing); probe() names any ancestor that still blocks it.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "base/encoding.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "compute/driver/database_keys.h"
+#include "compute/driver/driver.h"
+#include "compute/driver/util.h"
+#include "database/engine/desired_state.h"
+#include "database/engine/engine.h"
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+
+namespace concord::compute::driver {
+namespace {
+
+namespace keys = database_keys;
+namespace engine = database::engine;
+using std::chrono::milliseconds;
+constexpr milliseconds kRebootGrace{30000};
+constexpr milliseconds kResizeGrace{30000};
+
+struct Stored {
+  std::string engine, version, address;
+  int port = 0;
+  int vcpus = 1;
+  int64_t ram_mb = 512, volume_gb = 1;
+};
+
+Json stored_json(const Stored& s) {
+  return Json{{"engine", s.engine},      {"version", s.version}, {"address", s.address},
+              {"port", s.port},          {"vcpus", s.vcpus},     {"ram_mb", s.ram_mb},
+              {"volume_gb", s.volume_gb}};
+}
+
+std::string meta_string(const Json& meta, std::string_view key) {
+  auto it = meta.find(std::string(key));
+  if (it == meta.end() || it->is_null()) return {};
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+Result<int64_t> meta_int(const Json& meta, std::string_view key, int64_t dflt, int64_t min,
+                         int64_t max) {
+  std::string text = meta_string(meta, key);
+  if (text.empty()) return dflt;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max) {
+    return fail(Code::kInvalidArgument,
+                fmt::format("database metadata {} must be an integer in [{}, {}], got '{}'", key,
+                            min, max, text));
+  }
+  return v;
+}
+
+bool valid_ipv4(const std::string& a) {
+  int parts = 0;
+  size_t i = 0;
+  while (i <= a.size()) {
+    size_t dot = a.find('.', i);
+    if (dot == std::string::npos) dot = a.size();
+    std::string part = a.substr(i, dot - i);
+    int v = -1;
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || part.size() > 3 || ec != std::errc() || end != part.data() + part.size() ||
+        v < 0 || v > 255) {
+      return false;
+    }
+    ++parts;
+    i = dot + 1;
+    if (dot == a.size()) break;
+  }
+  return parts == 4;
+}
+
+class DatabaseDriver final : public Driver {
+ public:
+  DatabaseDriver(DriverOptions options,
+                 std::map<std::string, std::unique_ptr<engine::Engine>> engines,
+                 std::vector<std::string> unbuilt)
+      : options_(std::move(options)),
+        engines_(std::move(engines)),
+        unbuilt_(std::move(unbuilt)),
+        log_(logger("compute.driver")) {}
+
+  std::string_view kind() const override { return "database"; }
+
+  Capabilities probe() override {
+    std::lock_guard<std::mutex> lock(probe_mutex_);
+    if (caps_) return *caps_;
+    Capabilities caps;
+    caps.accel = "process";
+    std::vector<std::string> good, bad = unbuilt_;
+    for (auto& [name, e] : engines_) {
+      auto st = e->probe(default_version(name));
+      if (st) {
+        good.push_back(fmt::format("{} {}", name, default_version(name)));
+      } else {
+        bad.push_back(fmt::format("{}: {}", name, st.error().message()));
+      }
+    }
+    caps.usable = !good.empty();
+    caps.reason =
+        good.empty() ? "no database engine can run here: " + fmt::format("{}", fmt::join(bad, "; "))
+                     : fmt::format("engines: {}", fmt::join(good, ", "));
+    if (!good.empty() && !bad.empty()) {
+      caps.reason += fmt::format(" (unavailable: {})", fmt::join(bad, "; "));
+    }
+    if (std::string blocked = blocked_ancestor(); !blocked.empty()) {
+      caps.usable = false;
+      caps.reason = fmt::format("the engine user cannot reach {} (no o+x on {})", root(), blocked);
+    }
+    caps_ = caps;
+    return caps;
+  }
+
+  Status create(const InstanceSpec& spec) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(spec.id));
+    CONCORD_ASSIGN_OR_RETURN(Stored s, from_spec(spec));
+    CONCORD_ASSIGN_OR_RETURN(auto state, state_from_spec(spec));
+    CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
+    const std::string dir = dir_for(spec.id);
+    CONCORD_RETURN_IF_ERROR(make_dirs(dir));
+    if (auto old = load(spec.id);
+        old && (old->engine != s.engine || old->port != s.port || old->address != s.address)) {
+      // A half-made create of another shape (never happens for one server id in practice):
+      // the folder cannot be trusted.
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("database instance {} already exists here as {} on {}:{}", spec.id,
+                              old->engine, old->address, old->port));
+    }
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(dir + "/instance.json", dump_json(stored_json(s))));
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(dir + "/desired.json", engine::to_json(state)));
+    engine::InstanceConfig cfg = config_of(spec.id, s);
+    CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
+    CONCORD_RETURN_IF_ERROR(e->start(cfg));
+    CONCORD_RETURN_IF_ERROR(e->apply(cfg, state));
+    log_->info("database instance {} created: {} {} on {}:{} revision {}", spec.id, s.engine,
+               s.version, s.address, s.port, state.revision);
+    return ok();
+  }
+
+  Status start(std::string_view id) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(id));
+    CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(id));
+    CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
+    engine::InstanceConfig cfg = config_of(id, s);
+    // An agent killed mid-create leaves instance.json with a half-made folder, and the agent
+    // then starts (not creates) what it sees: prepare finishes it (a no-op when complete).
+    CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
+    CONCORD_RETURN_IF_ERROR(e->start(cfg));
+    return catch_up(id, *e, cfg);
+  }
+
+  Status stop(std::string_view id, milliseconds grace) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(id));
+    CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(id));
+    CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
+    return e->stop(config_of(id, s), grace);
+  }
+
+  Status reboot(std::string_view id, bool hard) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(id));
+    CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(id));
+    CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
+    engine::InstanceConfig cfg = config_of(id, s);
+    CONCORD_RETURN_IF_ERROR(e->stop(cfg, hard ? milliseconds(0) : kRebootGrace));
+    CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
+    CONCORD_RETURN_IF_ERROR(e->start(cfg));
+    return catch_up(id, *e, cfg);
+  }
+
+  Status resize(const InstanceSpec& new_spec) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(new_spec.id));
+    CONCORD_RETURN_IF_ERROR(validate_flavor(new_spec));
+    CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(new_spec.id));
+    CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
+    s.vcpus = new_spec.vcpus;
+    s.ram_mb = new_spec.ram_mb;
+    auto md = meta_of(new_spec);
+    if (md) {
+      CONCORD_ASSIGN_OR_RETURN(s.volume_gb,
+                               meta_int(*md, keys::kVolumeGb, s.volume_gb, 1, 1 << 20));
+    }
+    CONCORD_RETURN_IF_ERROR(
+        write_file_atomic(dir_for(new_spec.id) + "/instance.json", dump_json(stored_json(s))));
+    engine::InstanceConfig cfg = config_of(new_spec.id, s);
+    CONCORD_ASSIGN_OR_RETURN(engine::Health h, e->health(cfg));
+    // New memory settings and cgroup limits take effect with a restart.
+    CONCORD_RETURN_IF_ERROR(e->stop(cfg, kResizeGrace));
+    CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
+    if (!h.running) return ok();
+    CONCORD_RETURN_IF_ERROR(e->start(cfg));
+    return catch_up(new_spec.id, *e, cfg);
+  }
+
+  Status rebuild(const InstanceSpec& new_spec) override {
+    return fail(Code::kFailedPrecondition,
+                fmt::format("database instance {} cannot be rebuilt from an image", new_spec.id));
+  }
+
+  Status configure(const InstanceSpec& spec) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(spec.id));
+    CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(spec.id));
+    CONCORD_ASSIGN_OR_RETURN(auto state, state_from_spec(spec));
+    CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
+    CONCORD_RETURN_IF_ERROR(
+        write_file_atomic(dir_for(spec.id) + "/desired.json", engine::to_json(state)));
+    engine::InstanceConfig cfg = config_of(spec.id, s);
+    CONCORD_ASSIGN_OR_RETURN(engine::Health h, e->health(cfg));
+    if (!h.running) {
+      // Kept in desired.json; start() applies it.
+      log_->info("database instance {} is stopped; revision {} applies at its next start", spec.id,
+                 state.revision);
+      return ok();
+    }
+    CONCORD_RETURN_IF_ERROR(e->apply(cfg, state));
+    log_->info("database instance {} configured to revision {}", spec.id, state.revision);
+    return ok();
+  }
+
+  Status destroy(std::string_view id) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(id));
+    const std::string dir = dir_for(id);
+    if (!path_exists(dir)) return ok();
+    auto s = load(id);
+    if (s) {
+      if (auto e = engine_for(s->engine); e) {
+        CONCORD_RETURN_IF_ERROR((*e)->destroy(config_of(id, *s)));
+      }
+    } else {
+      // No instance.json: created by a create() that died before writing it, so no engine was
+      // ever started from here; whatever engine the folder names gets destroyed by each engine.
+      for (auto& [name, e] : engines_) {
+        Stored any;
+        any.engine = name;
+        any.address = "127.0.0.1";
+        any.port = 1;
+        (void)e->destroy(config_of(id, any));
+      }
+    }
+    CONCORD_RETURN_IF_ERROR(remove_tree(dir));
+    log_->info("database instance {} destroyed", id);
+    return ok();
+  }
+
+  Result<InstanceStatus> status(std::string_view id) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(id));
+    InstanceStatus st;
+    if (!path_exists(dir_for(id))) return st;
+    auto s = load(id);
+    if (!s) return st;  // create never got far: not an instance yet (create converges it)
+    st.exists = true;
+    CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s->engine));
+    engine::InstanceConfig cfg = config_of(id, *s);
+    CONCORD_ASSIGN_OR_RETURN(engine::Health h, e->health(cfg));
+    st.power = h.healthy   ? PowerState::kRunning
+               : h.running ? PowerState::kNoState
+                           : PowerState::kShutdown;
+    st.detail = fmt::format("state_revision={}; {} {}; disk_used_bytes={}; {}", h.applied_revision,
+                            s->engine, s->version, h.disk_used_bytes, h.detail);
+    if (h.disk_used_bytes > s->volume_gb * (int64_t{1} << 30) * 9 / 10) {
+      st.detail += "; storage low";
+    }
+    Address a;
+    a.network = std::string(keys::kAddressNetwork);
+    a.addr = fmt::format("{}:{}", s->address, s->port);
+    st.addresses.push_back(std::move(a));
+    return st;
+  }
+
+  Result<std::vector<std::string>> list() override { return list_instance_ids(root()); }
+
+  Result<std::string> console_log(std::string_view id, size_t max_bytes) override {
+    CONCORD_RETURN_IF_ERROR(validate_id(id));
+    if (!path_exists(dir_for(id))) {
+      return fail(Code::kNotFound, fmt::format("no database instance {}", id));
+    }
+    return read_log_tail(dir_for(id) + "/engine.log", max_bytes);
+  }
+
+ private:
+  std::string root() const { return database_root(options_); }
+  std::string dir_for(std::string_view id) const { return fmt::format("{}/{}", root(), id); }
+
+  static std::string default_version(std::string_view engine) {
+    return engine == "mariadb" ? "10.11" : "15";
+  }
+  static int default_port(std::string_view engine) { return engine == "mariadb" ? 3306 : 5432; }
+
+  // The first ancestor of root() the engine user cannot traverse, or "".
+  std::string blocked_ancestor() const {
+    std::string path = root();
+    while (!path.empty() && path != "/") {
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0) return path;
+      auto slash = path.rfind('/');
+      if (slash == std::string::npos || slash == 0) break;
+      path.resize(slash);
+    }
+    return "";
+  }
+
+  static Status validate_flavor(const InstanceSpec& spec) {
+    if (spec.vcpus < 1 || spec.ram_mb < 128) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("flavor too small for a database: vcpus={} ram_mb={} (at least 1 "
+                              "and 128)",
+                              spec.vcpus, spec.ram_mb));
+    }
+    return ok();
+  }
+
+  static Result<Json> meta_of(const InstanceSpec& spec) {
+    auto md = parse_json(spec.guest.meta_data_json.empty() ? "{}" : spec.guest.meta_data_json);
+    if (!md || !md->is_object()) {
+      return fail(Code::kInvalidArgument, "database driver: meta_data_json is not an object");
+    }
+    Json meta = md->value("meta", Json::object());
+    if (!meta.is_object()) {
+      return fail(Code::kInvalidArgument, "database driver: meta_data_json 'meta' not an object");
+    }
+    return meta;
+  }
+
+  Result<Stored> from_spec(const InstanceSpec& spec) const {
+    CONCORD_RETURN_IF_ERROR(validate_flavor(spec));
+    CONCORD_ASSIGN_OR_RETURN(Json meta, meta_of(spec));
+    Stored s;
+    s.engine = meta_string(meta, keys::kEngine);
+    if (s.engine.empty()) {
+      return fail(
+          Code::kInvalidArgument,
+          fmt::format("database driver: metadata {} (the engine) is missing", keys::kEngine));
+    }
+    if (!engines_.contains(s.engine)) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("database driver: unknown engine '{}'", s.engine));
+    }
+    s.version = meta_string(meta, keys::kVersion);
+    if (s.version.empty()) s.version = default_version(s.engine);
+    for (char c : s.version) {
+      if (!std::isdigit(static_cast<unsigned char>(c)) && c != '.') {
+        return fail(
+            Code::kInvalidArgument,
+            fmt::format("database driver: version '{}' is not a version number", s.version));
+      }
+    }
+    s.address = meta_string(meta, keys::kAddress);
+    if (!valid_ipv4(s.address)) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("database driver: metadata {} must be an IPv4 address, got '{}'",
+                              keys::kAddress, s.address));
+    }
+    CONCORD_ASSIGN_OR_RETURN(int64_t port,
+                             meta_int(meta, keys::kPort, default_port(s.engine), 1, 65535));
+    s.port = static_cast<int>(port);
+    CONCORD_ASSIGN_OR_RETURN(s.volume_gb, meta_int(meta, keys::kVolumeGb,
+                                                   std::max<int64_t>(1, spec.disk_gb), 1, 1 << 20));
+    s.vcpus = spec.vcpus;
+    s.ram_mb = spec.ram_mb;
+    return s;
+  }
+
+  static Result<engine::DesiredState> state_from_spec(const InstanceSpec& spec) {
+    CONCORD_ASSIGN_OR_RETURN(Json meta, meta_of(spec));
+    std::string text = meta_string(meta, keys::kState);
+    if (text.empty()) return engine::DesiredState{};
+    auto st = engine::desired_state_from_json(text);
+    if (!st) {
+      return fail(Code::kInvalidArgument, fmt::format("database driver: metadata {}: {}",
+                                                      keys::kState, st.error().message()));
+    }
+    return *st;
+  }
+
+  Result<engine::Engine*> engine_for(const std::string& name) {
+    auto it = engines_.find(name);
+    if (it == engines_.end()) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("database engine '{}' is not available on this host", name));
+    }
+    return it->second.get();
+  }
+
+  engine::InstanceConfig config_of(std::string_view id, const Stored& s) const {
+    engine::InstanceConfig c;
+    c.id = std::string(id);
+    c.dir = dir_for(id);
+    c.version = s.version;
+    c.address = s.address;
+    c.port = s.port;
+    c.vcpus = s.vcpus;
+    c.ram_mb = s.ram_mb;
+    c.volume_gb = s.volume_gb;
+    return c;
+  }
+
+  std::optional<Stored> load(std::string_view id) const {
+    auto text = read_file(dir_for(id) + "/instance.json");
+    if (!text) return std::nullopt;
+    auto j = parse_json(*text);
+    if (!j || !j->is_object()) return std::nullopt;
+    Stored s;
+    s.engine = j->value("engine", std::string());
+    s.version = j->value("version", std::string());
+    s.address = j->value("address", std::string());
+    s.port = j->value("port", 0);
+    s.vcpus = j->value("vcpus", 1);
+    s.ram_mb = j->value("ram_mb", int64_t{512});
+    s.volume_gb = j->value("volume_gb", int64_t{1});
+    if (s.engine.empty() || s.port <= 0) return std::nullopt;
+    return s;
+  }
+
+  Result<Stored> load_known(std::string_view id) const {
+    auto s = load(id);
+    if (!s) return fail(Code::kNotFound, fmt::format("no database instance {}", id));
+    return *s;
+  }
+
+  // Applies the stored desired state when the engine is behind it.
+  Status catch_up(std::string_view id, engine::Engine& e, const engine::InstanceConfig& cfg) {
+    auto text = read_file(dir_for(id) + "/desired.json");
+    if (!text) return ok();
+    auto state = engine::desired_state_from_json(*text);
+    if (!state) return ok();
+    CONCORD_ASSIGN_OR_RETURN(engine::Health h, e.health(cfg));
+    if (h.applied_revision >= state->revision && h.applied_revision != 0) return ok();
+    return e.apply(cfg, *state);
+  }
+
+  DriverOptions options_;
+  std::map<std::string, std::unique_ptr<engine::Engine>> engines_;
+  std::vector<std::string> unbuilt_;  // engines whose factory failed, with the reason
+  std::shared_ptr<spdlog::logger> log_;
+  std::mutex probe_mutex_;
+  std::optional<Capabilities> caps_;  // guarded by probe_mutex_
+};
+
+}  // namespace
+
+std::string database_root(const DriverOptions& options) {
+  if (!options.database_dir.empty()) return options.database_dir;
+  std::error_code ec;
+  std::string state = std::filesystem::absolute(options.state_dir, ec).lexically_normal().string();
+  if (ec) state = options.state_dir;
+  return fmt::format("/var/lib/concord/database/{:016x}", fnv1a64(state));
+}
+
+Result<std::unique_ptr<Driver>> make_database_driver(const DriverOptions& options) {
+  if (options.state_dir.empty()) {
+    return fail(Code::kInvalidArgument, "database driver: state_dir is required");
+  }
+  engine::EngineOptions eo;
+  eo.os_user = options.database_os_user;
+  eo.bin_dir = options.database_bin_dir;
+  eo.cgroup_root = options.cgroup_root;
+  eo.cgroup_parent = options.database_cgroup_parent;
+  eo.start_timeout = options.database_start_timeout;
+  std::map<std::string, std::unique_ptr<engine::Engine>> engines;
+  std::vector<std::string> unbuilt;
+  for (const std::string& name : engine::engine_names()) {
+    auto made = name == "postgresql" ? engine::make_postgres_engine(eo)
+                : name == "mariadb"  ? engine::make_mariadb_engine(eo)
+                                     : fail(Code::kInternal, "no factory for engine " + name);
+    if (!made) {
+      // One engine that cannot be built here does not take the others down; probe() says why.
+      unbuilt.push_back(fmt::format("{}: {}", name, made.error().message()));
+      continue;
+    }
+    engines[name] = std::move(*made);
+  }
+  const std::string root = database_root(options);
+  CONCORD_RETURN_IF_ERROR(make_dirs(root));
+  ::chmod(root.c_str(), 0711);  // the engine user traverses to its own folder (no listing)
+  return std::unique_ptr<Driver>(
+      std::make_unique<DatabaseDriver>(options, std::move(engines), std::move(unbuilt)));
+}
+
+}  // namespace concord::compute::driver

@@ -1,0 +1,645 @@
+#include "database/engine/engine_common.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "base/log.h"
+#include "fmt/format.h"
+
+extern char** environ;
+
+namespace concord::database::engine::detail {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxCapture = 1 << 20;
+
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
+
+// In the forked child only: async-signal-safe steps to become `as`.
+bool drop_to(const OsUser& as) {
+  if (::getuid() == 0 && ::setgroups(as.groups.size(), as.groups.data()) != 0) return false;
+  if (::setgid(as.gid) != 0) return false;
+  if (::setuid(as.uid) != 0) return false;
+  return ::getuid() == as.uid;
+}
+
+void reset_signals() {
+  sigset_t all;
+  sigemptyset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+  }
+}
+
+std::vector<std::string> child_env(const std::optional<OsUser>& as) {
+  // A clean, predictable environment: engines read PG*/MYSQL* variables, which must not leak
+  // in from the agent's environment.
+  std::vector<std::string> env = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+      "LC_ALL=C.UTF-8"};
+  if (as) {
+    env.push_back("USER=" + as->name);
+    env.push_back("LOGNAME=" + as->name);
+    env.push_back("HOME=/nonexistent");
+  } else if (const char* home = ::getenv("HOME")) {
+    env.push_back(std::string("HOME=") + home);
+  }
+  if (const char* tz = ::getenv("TZ")) env.push_back(std::string("TZ=") + tz);
+  return env;
+}
+
+std::vector<char*> c_array(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+std::string CommandResult::describe(std::string_view program) const {
+  std::string tail = err.empty() ? out : err;
+  if (tail.size() > 2000) tail = tail.substr(tail.size() - 2000);
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+  if (timed_out) return fmt::format("{} timed out: {}", program, tail);
+  if (signal != 0) return fmt::format("{} killed by signal {}: {}", program, signal, tail);
+  return fmt::format("{} exited with status {}: {}", program, exit_code, tail);
+}
+
+Result<OsUser> lookup_os_user(const std::string& name) {
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  int rc = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (rc != 0 || found == nullptr) {
+    return fail(Code::kFailedPrecondition,
+                fmt::format("database engine user '{}' does not exist on this host (created by "
+                            "scripts/install-deps.sh)",
+                            name));
+  }
+  OsUser user{name, pw.pw_uid, pw.pw_gid, {}};
+  int n = 32;
+  user.groups.resize(static_cast<size_t>(n));
+  if (::getgrouplist(name.c_str(), pw.pw_gid, user.groups.data(), &n) < 0) {
+    user.groups.resize(static_cast<size_t>(n));
+    if (::getgrouplist(name.c_str(), pw.pw_gid, user.groups.data(), &n) < 0) n = 0;
+  }
+  user.groups.resize(static_cast<size_t>(std::max(n, 0)));
+  if (user.groups.empty()) user.groups.push_back(pw.pw_gid);
+  return user;
+}
+
+Result<CommandResult> run_command(const std::vector<std::string>& argv_in,
+                                  const CommandOptions& options) {
+  if (argv_in.empty()) return fail(Code::kInternal, "run_command: empty argv");
+  std::vector<std::string> argv = argv_in;
+  std::vector<char*> cargv = c_array(argv);
+  std::vector<std::string> env = child_env(options.as);
+  std::vector<char*> cenv = c_array(env);
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
+  auto close_pipes = [&] {
+    for (int* p : {in, out, err, report}) {
+      for (int i = 0; i < 2; ++i) {
+        if (p[i] >= 0) ::close(p[i]);
+      }
+    }
+  };
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0 ||
+      ::pipe2(report, O_CLOEXEC) != 0) {
+    int e = errno;
+    close_pipes();
+    return fail(Code::kInternal, "pipe2: " + errno_text(e));
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int e = errno;
+    close_pipes();
+    return fail(Code::kInternal, "fork: " + errno_text(e));
+  }
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    reset_signals();
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    int e = 0;
+    if (options.as && !drop_to(*options.as)) e = errno == 0 ? EPERM : errno;
+    if (e == 0 && ::chdir(options.cwd.c_str()) != 0) e = errno;
+    if (e == 0) {
+      ::execvpe(cargv[0], cargv.data(), cenv.data());
+      e = errno;
+    }
+    (void)!::write(report[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  ::close(report[1]);
+  int exec_errno = 0;
+  ssize_t got;
+  do {
+    got = ::read(report[0], &exec_errno, sizeof exec_errno);
+  } while (got < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (got == static_cast<ssize_t>(sizeof exec_errno)) {
+    ::close(in[1]);
+    ::close(out[0]);
+    ::close(err[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return fail(Code::kFailedPrecondition,
+                fmt::format("cannot execute '{}': {}", argv[0], errno_text(exec_errno)));
+  }
+  CommandResult result;
+  // stdin is fed from the poll loop so a child that writes a lot before reading cannot
+  // deadlock against us.
+  size_t in_off = 0;
+  int in_fd = in[1];
+  if (options.stdin_data.empty()) {
+    ::close(in_fd);
+    in_fd = -1;
+  } else {
+    ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  }
+  const auto deadline = Clock::now() + options.timeout;
+  int open_fds = 2;
+  bool out_open = true, err_open = true;
+  char buf[65536];
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      result.timed_out = true;
+      break;
+    }
+    pollfd fds[3];
+    int n = 0;
+    if (out_open) fds[n++] = {out[0], POLLIN, 0};
+    if (err_open) fds[n++] = {err[0], POLLIN, 0};
+    if (in_fd >= 0) fds[n++] = {in_fd, POLLOUT, 0};
+    int rc = ::poll(fds, static_cast<nfds_t>(n), static_cast<int>(std::min<long>(left, 1000)));
+    if (rc < 0 && errno != EINTR) break;
+    for (int i = 0; i < n && rc > 0; ++i) {
+      if (fds[i].revents == 0) continue;
+      if (fds[i].fd == in_fd) {
+        ssize_t w =
+            ::write(in_fd, options.stdin_data.data() + in_off, options.stdin_data.size() - in_off);
+        if (w > 0) in_off += static_cast<size_t>(w);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) in_off = options.stdin_data.size();
+        if (in_off >= options.stdin_data.size()) {
+          ::close(in_fd);
+          in_fd = -1;
+        }
+        continue;
+      }
+      ssize_t r = ::read(fds[i].fd, buf, sizeof buf);
+      if (r > 0) {
+        std::string& dst = fds[i].fd == out[0] ? result.out : result.err;
+        dst.append(buf, static_cast<size_t>(r));
+        if (dst.size() > kMaxCapture) dst.erase(0, dst.size() - kMaxCapture);
+      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+        if (fds[i].fd == out[0]) out_open = false;
+        if (fds[i].fd == err[0]) err_open = false;
+        --open_fds;
+      }
+    }
+  }
+  if (in_fd >= 0) ::close(in_fd);
+  ::close(out[0]);
+  ::close(err[0]);
+  if (result.timed_out) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+  }
+  int status = 0;
+  while (true) {
+    pid_t w = ::waitpid(pid, &status, result.timed_out ? 0 : WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) break;
+    if (w == 0) {
+      // Output closed but the child is still running (it closed its stdio): bounded wait.
+      if (Clock::now() > deadline) {
+        result.timed_out = true;
+        ::kill(-pid, SIGKILL);
+        ::kill(pid, SIGKILL);
+      } else {
+        std::this_thread::sleep_for(milliseconds(5));
+      }
+    }
+  }
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  return result;
+}
+
+Result<CommandResult> run_checked(const std::vector<std::string>& argv,
+                                  const CommandOptions& options, Code failure_code) {
+  CONCORD_ASSIGN_OR_RETURN(CommandResult r, run_command(argv, options));
+  if (r.timed_out) return fail(Code::kDeadlineExceeded, r.describe(argv[0]));
+  if (!r.ok()) return fail(failure_code, r.describe(argv[0]));
+  return r;
+}
+
+Result<pid_t> spawn_detached(const std::vector<std::string>& argv_in, const OsUser& as,
+                             const std::string& log_path,
+                             const std::vector<std::string>& cgroup_procs) {
+  if (argv_in.empty()) return fail(Code::kInternal, "spawn_detached: empty argv");
+  std::vector<std::string> argv = argv_in;
+  std::vector<char*> cargv = c_array(argv);
+  std::vector<std::string> env = child_env(as);
+  std::vector<char*> cenv = c_array(env);
+  int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (log_fd < 0) {
+    return fail(Code::kInternal, fmt::format("open {}: {}", log_path, errno_text(errno)));
+  }
+  // The engine may reopen its log itself (MariaDB's log-error), as the engine user.
+  if (::fchown(log_fd, as.uid, as.gid) != 0) {
+    int e = errno;
+    ::close(log_fd);
+    return fail(Code::kInternal, fmt::format("chown {}: {}", log_path, errno_text(e)));
+  }
+  std::vector<int> proc_fds;
+  for (const auto& f : cgroup_procs) {
+    int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) proc_fds.push_back(fd);
+  }
+  auto close_all = [&] {
+    ::close(log_fd);
+    for (int fd : proc_fds) ::close(fd);
+  };
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    close_all();
+    return fail(Code::kInternal, "pipe2: " + errno_text(errno));
+  }
+  pid_t child = ::fork();
+  if (child < 0) {
+    int e = errno;
+    close_all();
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return fail(Code::kInternal, "fork: " + errno_text(e));
+  }
+  if (child == 0) {
+    ::close(fds[0]);
+    pid_t grandchild = ::fork();
+    if (grandchild < 0) ::_exit(127);
+    if (grandchild > 0) {
+      (void)!::write(fds[1], &grandchild, sizeof grandchild);
+      ::_exit(0);
+    }
+    ::setsid();  // own session and group: a kill of the group reaches every engine process
+    reset_signals();
+    for (int fd : proc_fds) (void)!::write(fd, "0", 1);  // joins before exec: limits from the start
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    int e = 0;
+    if (!drop_to(as)) e = errno == 0 ? EPERM : errno;
+    if (e == 0 && ::chdir("/") != 0) e = errno;
+    if (e == 0) {
+      ::execve(cargv[0], cargv.data(), cenv.data());
+      e = errno;
+    }
+    (void)!::write(fds[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  close_all();
+  pid_t grandchild = 0;
+  int exec_errno = 0;
+  ssize_t got;
+  do {
+    got = ::read(fds[0], &grandchild, sizeof grandchild);
+  } while (got < 0 && errno == EINTR);
+  ssize_t got_errno;
+  do {
+    got_errno = ::read(fds[0], &exec_errno, sizeof exec_errno);
+  } while (got_errno < 0 && errno == EINTR);
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (got != static_cast<ssize_t>(sizeof grandchild) || grandchild <= 0) {
+    return fail(Code::kInternal, "database engine launcher failed to fork");
+  }
+  if (got_errno == static_cast<ssize_t>(sizeof exec_errno)) {
+    return fail(Code::kFailedPrecondition, fmt::format("cannot execute '{}' as {}: {}", argv[0],
+                                                       as.name, errno_text(exec_errno)));
+  }
+  return grandchild;
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(Code::kNotFound, fmt::format("cannot read {}", path));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode,
+                         const std::optional<OsUser>& owner) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(Code::kInternal, fmt::format("open {}: {}", tmp, errno_text(errno)));
+  bool good = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  good = good && ::fchmod(fd, mode) == 0;
+  if (good && owner) good = ::fchown(fd, owner->uid, owner->gid) == 0;
+  good = good && ::fsync(fd) == 0;
+  int e = errno;
+  ::close(fd);
+  if (!good || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (good) e = errno;
+    ::unlink(tmp.c_str());
+    return fail(Code::kInternal, fmt::format("writing {}: {}", path, errno_text(e)));
+  }
+  return ok();
+}
+
+Status make_dir(const std::string& path, mode_t mode, const std::optional<OsUser>& owner) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return fail(Code::kInternal, fmt::format("mkdir {}: {}", path, ec.message()));
+  if (::chmod(path.c_str(), mode) != 0) {
+    return fail(Code::kInternal, fmt::format("chmod {}: {}", path, errno_text(errno)));
+  }
+  if (owner && ::chown(path.c_str(), owner->uid, owner->gid) != 0) {
+    return fail(Code::kInternal, fmt::format("chown {}: {}", path, errno_text(errno)));
+  }
+  return ok();
+}
+
+Status remove_tree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) return fail(Code::kInternal, fmt::format("remove {}: {}", path, ec.message()));
+  return ok();
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+Status chown_tree(const std::string& path, const OsUser& owner) {
+  std::error_code ec;
+  if (::lchown(path.c_str(), owner.uid, owner.gid) != 0) {
+    return fail(Code::kInternal, fmt::format("chown {}: {}", path, errno_text(errno)));
+  }
+  if (!std::filesystem::is_directory(path, ec)) return ok();
+  for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lchown(it->path().c_str(), owner.uid, owner.gid) != 0) {
+      return fail(Code::kInternal,
+                  fmt::format("chown {}: {}", it->path().string(), errno_text(errno)));
+    }
+  }
+  if (ec) return fail(Code::kInternal, fmt::format("walking {}: {}", path, ec.message()));
+  return ok();
+}
+
+int64_t disk_usage(const std::string& path) {
+  int64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           path, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      total += static_cast<int64_t>(st.st_blocks) * 512;
+    }
+  }
+  return total;
+}
+
+std::string file_tail(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  in.seekg(0, std::ios::end);
+  auto size = static_cast<size_t>(in.tellg());
+  size_t start = size > max_bytes ? size - max_bytes : 0;
+  in.seekg(static_cast<std::streamoff>(start));
+  std::string out(size - start, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(in.gcount()));
+  return out;
+}
+
+bool process_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  auto stat = read_file(fmt::format("/proc/{}/stat", pid));
+  if (!stat) return false;
+  // state is the field after the ")" that closes comm
+  auto close = stat->rfind(')');
+  if (close == std::string::npos || close + 2 >= stat->size()) return false;
+  char state = (*stat)[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
+std::string process_cmdline(pid_t pid) {
+  auto text = read_file(fmt::format("/proc/{}/cmdline", pid));
+  if (!text) return {};
+  for (char& c : *text) {
+    if (c == '\0') c = ' ';
+  }
+  return *text;
+}
+
+pid_t live_pid_from(const std::string& pidfile, std::string_view must_contain) {
+  auto text = read_file(pidfile);
+  if (!text) return 0;
+  std::string first = text->substr(0, text->find('\n'));
+  while (!first.empty() && (first.back() == ' ' || first.back() == '\r')) first.pop_back();
+  pid_t pid = 0;
+  auto [end, ec] = std::from_chars(first.data(), first.data() + first.size(), pid);
+  if (ec != std::errc() || end != first.data() + first.size() || pid <= 1) return 0;
+  if (!process_alive(pid)) return 0;
+  if (process_cmdline(pid).find(must_contain) == std::string::npos) return 0;
+  return pid;
+}
+
+bool wait_gone(pid_t pid, milliseconds limit) {
+  auto deadline = Clock::now() + limit;
+  while (process_alive(pid)) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
+bool kill_hard(pid_t pid, milliseconds limit) {
+  if (::getpgid(pid) == pid) ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+  return wait_gone(pid, limit);
+}
+
+namespace {
+std::string cgroup_dir(const EngineOptions& options, std::string_view controller,
+                       std::string_view id) {
+  return fmt::format("{}/{}/{}/{}", options.cgroup_root, controller, options.cgroup_parent, id);
+}
+}  // namespace
+
+std::vector<std::string> apply_limits(const EngineOptions& options, const InstanceConfig& config,
+                                      std::string* why_not) {
+  const int64_t period_us = 100000;
+  const std::string cpu = cgroup_dir(options, "cpu", config.id);
+  const std::string mem = cgroup_dir(options, "memory", config.id);
+  auto put = [](const std::string& file, const std::string& value) -> std::string {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return fmt::format("{}: {}", file, errno_text(errno));
+    bool good = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+    int e = errno;
+    ::close(fd);
+    return good ? std::string() : fmt::format("{}: {}", file, errno_text(e));
+  };
+  std::string why;
+  std::error_code ec;
+  for (const std::string& d : {cpu, mem}) {
+    std::filesystem::create_directories(d, ec);
+    if (ec && why.empty()) why = fmt::format("cgroup {}: {}", d, ec.message());
+  }
+  if (why.empty()) why = put(cpu + "/cpu.cfs_period_us", std::to_string(period_us));
+  if (why.empty()) why = put(cpu + "/cpu.cfs_quota_us", std::to_string(period_us * config.vcpus));
+  if (why.empty()) {
+    why = put(mem + "/memory.limit_in_bytes", std::to_string(config.ram_mb * (int64_t{1} << 20)));
+  }
+  if (why_not) *why_not = why;
+  if (!why.empty()) return {};
+  return {cpu + "/cgroup.procs", mem + "/cgroup.procs"};
+}
+
+void remove_cgroups(const EngineOptions& options, std::string_view id) {
+  for (const char* controller : {"cpu", "memory"}) {
+    std::string d = cgroup_dir(options, controller, id);
+    // A killed engine leaves its group only once init has reaped all its processes, which
+    // init here does every couple of seconds.
+    auto deadline = Clock::now() + milliseconds(15000);
+    while (path_exists(d) && ::rmdir(d.c_str()) != 0 && errno == EBUSY && Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    if (path_exists(d) && ::rmdir(d.c_str()) != 0) {
+      logger("database.engine")
+          ->warn("database instance {}: cannot remove cgroup {}: {}", id, d, errno_text(errno));
+    }
+  }
+}
+
+Status validate_config(const InstanceConfig& config) {
+  if (config.id.empty() || config.id.size() > 64) {
+    return fail(Code::kInvalidArgument,
+                fmt::format("database instance id must be 1..64 characters, got '{}'", config.id));
+  }
+  for (char c : config.id) {
+    bool good = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '_';
+    if (!good) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("database instance id '{}' may hold only [A-Za-z0-9_-]", config.id));
+    }
+  }
+  if (config.dir.empty() || config.dir[0] != '/') {
+    return fail(
+        Code::kInvalidArgument,
+        fmt::format("database instance folder must be an absolute path, got '{}'", config.dir));
+  }
+  if (config.port < 1 || config.port > 65535) {
+    return fail(Code::kInvalidArgument,
+                fmt::format("database instance port must be in 1..65535, got {}", config.port));
+  }
+  if (config.address.empty() ||
+      config.address.find_first_not_of("0123456789.") != std::string::npos) {
+    return fail(
+        Code::kInvalidArgument,
+        fmt::format("database instance address must be an IPv4 address, got '{}'", config.address));
+  }
+  if (config.vcpus < 1 || config.ram_mb < 64) {
+    return fail(Code::kInvalidArgument,
+                fmt::format("database instance flavor too small: vcpus={} ram_mb={} (at least 1 "
+                            "and 64)",
+                            config.vcpus, config.ram_mb));
+  }
+  return ok();
+}
+
+Status ensure_tls(const std::string& tls_dir, const InstanceConfig& config, const OsUser& owner) {
+  const std::string crt = tls_dir + "/server.crt", key = tls_dir + "/server.key";
+  if (path_exists(crt) && path_exists(key)) return ok();
+  CONCORD_RETURN_IF_ERROR(make_dir(tls_dir, 0700, owner));
+  const std::string key_tmp = key + ".new", crt_tmp = crt + ".new";
+  auto r = run_checked({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key_tmp, "-out",
+                        crt_tmp, "-days", "3650", "-subj", fmt::format("/CN={}", config.address),
+                        "-addext", fmt::format("subjectAltName=IP:{}", config.address)},
+                       {}, Code::kFailedPrecondition);
+  if (!r) {
+    return fail(r.error().code(), fmt::format("TLS certificate for database instance {}: {}",
+                                              config.id, r.error().message()));
+  }
+  for (const auto& f : {key_tmp, crt_tmp}) {
+    if (::chown(f.c_str(), owner.uid, owner.gid) != 0 || ::chmod(f.c_str(), 0600) != 0) {
+      return fail(Code::kInternal, fmt::format("chown/chmod {}: {}", f, errno_text(errno)));
+    }
+  }
+  // The key first: a certificate present means both are.
+  if (::rename(key_tmp.c_str(), key.c_str()) != 0 || ::rename(crt_tmp.c_str(), crt.c_str()) != 0) {
+    return fail(Code::kInternal,
+                fmt::format("installing TLS files in {}: {}", tls_dir, errno_text(errno)));
+  }
+  return ok();
+}
+
+int64_t read_applied_revision(const std::string& dir) {
+  auto text = read_file(dir + "/applied_revision");
+  if (!text) return 0;
+  std::string t = *text;
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (ec != std::errc() || end != t.data() + t.size()) return 0;
+  return v;
+}
+
+Status write_applied_revision(const std::string& dir, int64_t revision) {
+  return write_file_atomic(dir + "/applied_revision", std::to_string(revision) + "\n", 0644);
+}
+
+Status check_identifier(std::string_view what, std::string_view name, size_t max_bytes) {
+  if (name.empty()) return fail(Code::kInvalidArgument, fmt::format("{} name is empty", what));
+  if (name.size() > max_bytes) {
+    return fail(Code::kInvalidArgument,
+                fmt::format("{} name '{}' is longer than {} bytes", what, name, max_bytes));
+  }
+  if (name.find('\0') != std::string_view::npos) {
+    return fail(Code::kInvalidArgument, fmt::format("{} name contains a NUL byte", what));
+  }
+  return ok();
+}
+
+}  // namespace concord::database::engine::detail

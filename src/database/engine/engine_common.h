@@ -1,0 +1,110 @@
+#pragma once
+// What both engines need from the host: running programs as the engine user, the detached
+// engine launch, instance-folder files with the right owner, liveness of the engine process,
+// cgroup v1 limits and the applied-revision record. Kept inside database/engine so the engines
+// do not depend on the compute drivers (the dependency points the other way).
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "database/engine/engine.h"
+
+namespace concord::database::engine::detail {
+
+struct OsUser {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  // Supplementary groups, resolved before any fork: NSS lookups (initgroups) are not safe in
+  // the child of a multi-threaded agent.
+  std::vector<gid_t> groups;
+};
+
+// kFailedPrecondition when the user does not exist (scripts/install-deps.sh creates it).
+[[nodiscard]] Result<OsUser> lookup_os_user(const std::string& name);
+
+struct CommandOptions {
+  std::optional<OsUser> as;  // setgid/initgroups/setuid in the child; else the caller's user
+  std::chrono::milliseconds timeout{60000};
+  std::string stdin_data;  // written to the child's stdin (then closed)
+  std::string cwd = "/";
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  int signal = 0;
+  bool timed_out = false;
+  std::string out;
+  std::string err;
+  bool ok() const { return !timed_out && signal == 0 && exit_code == 0; }
+  std::string describe(std::string_view program) const;
+};
+
+// Runs argv (no shell), capturing output, bounded by options.timeout (the whole process group
+// is killed on timeout). kFailedPrecondition when the program cannot be executed.
+[[nodiscard]] Result<CommandResult> run_command(const std::vector<std::string>& argv,
+                                                const CommandOptions& options = {});
+// run_command, then any failure (exit, signal, timeout) as an error with the stderr tail.
+[[nodiscard]] Result<CommandResult> run_checked(const std::vector<std::string>& argv,
+                                                const CommandOptions& options = {},
+                                                Code failure_code = Code::kInternal);
+
+// Double fork + setsid (reparented to init: outlives the agent, nobody reaps it), joins the
+// cgroups (cgroup.procs files), drops to `as`, stdout/stderr appended to log_path, exec.
+// Returns the engine's pid once exec succeeded.
+[[nodiscard]] Result<pid_t> spawn_detached(const std::vector<std::string>& argv, const OsUser& as,
+                                           const std::string& log_path,
+                                           const std::vector<std::string>& cgroup_procs);
+
+[[nodiscard]] Result<std::string> read_file(const std::string& path);
+// temp + rename, with the mode (and owner when given) set before the rename.
+[[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view content,
+                                       mode_t mode = 0644,
+                                       const std::optional<OsUser>& owner = std::nullopt);
+// mkdir -p, then the last component gets mode and owner.
+[[nodiscard]] Status make_dir(const std::string& path, mode_t mode,
+                              const std::optional<OsUser>& owner = std::nullopt);
+[[nodiscard]] Status remove_tree(const std::string& path);
+bool path_exists(const std::string& path);
+[[nodiscard]] Status chown_tree(const std::string& path, const OsUser& owner);
+int64_t disk_usage(const std::string& path);
+std::string file_tail(const std::string& path, size_t max_bytes);
+
+bool process_alive(pid_t pid);
+std::string process_cmdline(pid_t pid);
+// The first line of a pidfile as a pid when that process is alive and its command line
+// contains `must_contain` (pids are reused), else 0.
+pid_t live_pid_from(const std::string& pidfile, std::string_view must_contain);
+bool wait_gone(pid_t pid, std::chrono::milliseconds limit);
+// SIGKILL to the process group and the pid, then waits; false when it survived.
+bool kill_hard(pid_t pid, std::chrono::milliseconds limit);
+
+// cgroup v1 cpu + memory groups <root>/{cpu,memory}/<parent>/<id>. Returns the cgroup.procs
+// files to join, and in `why_not` the reason when limits cannot be applied (best effort).
+std::vector<std::string> apply_limits(const EngineOptions& options, const InstanceConfig& config,
+                                      std::string* why_not);
+void remove_cgroups(const EngineOptions& options, std::string_view id);
+
+// Instance ids name folders and cgroups: [A-Za-z0-9_-], 1..64.
+[[nodiscard]] Status validate_config(const InstanceConfig& config);
+
+// A self-signed certificate for the instance's address in <tls_dir>/server.{crt,key} (EC P-256,
+// key 0600, both owned by `owner`), made once: present files are kept.
+[[nodiscard]] Status ensure_tls(const std::string& tls_dir, const InstanceConfig& config,
+                                const OsUser& owner);
+
+int64_t read_applied_revision(const std::string& dir);
+[[nodiscard]] Status write_applied_revision(const std::string& dir, int64_t revision);
+
+// Whether a single name is usable as an engine identifier at all: non-empty, at most
+// `max_bytes`, no NUL. The engines add their own reserved names.
+[[nodiscard]] Status check_identifier(std::string_view what, std::string_view name,
+                                      size_t max_bytes);
+
+}  // namespace concord::database::engine::detail

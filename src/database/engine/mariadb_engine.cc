@@ -1,0 +1,516 @@
+// MariaDB engine: one mariadbd per instance, run as the engine user from the Debian binaries.
+//
+// Instance folder (owned by the engine user, 0700):
+//   data/        from mariadb-install-db (made in data.tmp, renamed when complete)
+//   my.cnf       the only option file the server reads (--defaults-file), rewritten by prepare
+//   run/         mysqld.sock and mariadbd.pid (0700: only the engine user and root reach it)
+//   tmp/         the server's tmpdir (temporary tables, also during mariadb-install-db)
+//   tls/server.{crt,key}  the per-instance self-signed certificate
+//   engine.log   log-error plus the server's stderr; engine.pid the pid we launched
+//   applied_revision
+//
+// Administration: the `mariadb` client over the socket as OS root, which the unix_socket plugin
+// maps to root@localhost (mariadb-install-db --auth-root-authentication-method=socket), so no
+// administrative password exists. The client is fed the SQL on stdin, so verifiers never show
+// in `ps`. Names read back from the server come hex-encoded, so no output parsing can be
+// fooled by a name holding tabs or newlines.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "base/encoding.h"
+#include "base/log.h"
+#include "database/engine/engine.h"
+#include "database/engine/engine_common.h"
+#include "fmt/format.h"
+
+namespace concord::database::engine {
+namespace {
+
+using namespace detail;  // NOLINT(build/namespaces): the engine's own helpers
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxDatabaseBytes = 64;
+constexpr size_t kMaxUserChars = 80;
+constexpr size_t kMaxHostChars = 255;
+constexpr milliseconds kKillWait{10000};
+constexpr milliseconds kAdminTimeout{60000};
+
+struct Paths {
+  explicit Paths(const std::string& d)
+      : dir(d),
+        data(d + "/data"),
+        data_tmp(d + "/data.tmp"),
+        run(d + "/run"),
+        sock(d + "/run/mysqld.sock"),
+        server_pid(d + "/run/mariadbd.pid"),
+        tmp(d + "/tmp"),
+        tls(d + "/tls"),
+        cnf(d + "/my.cnf"),
+        log(d + "/engine.log"),
+        pidfile(d + "/engine.pid") {}
+  std::string dir, data, data_tmp, run, sock, server_pid, tmp, tls, cnf, log, pidfile;
+};
+
+// `name` as an identifier: backticks, any backtick doubled.
+std::string ident(std::string_view name) {
+  std::string out = "`";
+  for (char c : name) {
+    out += c;
+    if (c == '`') out += '`';
+  }
+  return out + "`";
+}
+
+// A database name as a GRANT target: `_` and `%` are wildcards there, so a name holding them
+// would also grant its look-alikes unless escaped.
+std::string grant_db(std::string_view name) {
+  std::string escaped;
+  for (char c : name) {
+    if (c == '_' || c == '%' || c == '\\') escaped += '\\';
+    escaped += c;
+  }
+  return ident(escaped);
+}
+
+// A string literal under the default sql_mode (backslash escapes on).
+std::string literal(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    switch (c) {
+      case '\'': out += "''"; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\x1a': out += "\\Z"; break;
+      default: out += c;
+    }
+  }
+  return out + "'";
+}
+
+std::string account(std::string_view user, std::string_view host) {
+  return literal(user) + "@" + literal(host);
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+// The mariadb client's "ERROR 1064 (42000) at line 1: ..." by SQLSTATE class, as for
+// PostgreSQL; 2002/2013 (cannot connect, lost connection) are transient.
+Code code_for_client_error(const std::string& err) {
+  if (err.find("ERROR 2002") != std::string::npos || err.find("ERROR 2013") != std::string::npos ||
+      err.find("ERROR 2006") != std::string::npos) {
+    return Code::kUnavailable;
+  }
+  auto open = err.find(" (");
+  if (open != std::string::npos && err.size() > open + 4) {
+    std::string_view state(err.data() + open + 2, 2);
+    if (state == "42" || state == "22" || state == "HY") return Code::kInvalidArgument;
+    if (state == "08") return Code::kUnavailable;
+  }
+  return Code::kInternal;
+}
+
+class MariadbEngine final : public Engine {
+ public:
+  explicit MariadbEngine(EngineOptions options)
+      : options_(std::move(options)), log_(logger("database.engine")) {}
+
+  std::string_view name() const override { return "mariadb"; }
+
+  Status probe(std::string_view version) override {
+    for (const std::string& path : {server_bin(), install_bin(), client_bin()}) {
+      if (::access(path.c_str(), X_OK) != 0) {
+        return fail(Code::kFailedPrecondition,
+                    fmt::format("MariaDB {}: {} is missing or not executable", version, path));
+      }
+    }
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    (void)user;
+    return ok();
+  }
+
+  Status prepare(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(probe(config.version));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    Paths p(config.dir);
+    CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, user));
+    CONCORD_RETURN_IF_ERROR(make_dir(p.run, 0700, user));
+    CONCORD_RETURN_IF_ERROR(make_dir(p.tmp, 0700, user));
+    if (!path_exists(p.data)) {
+      // New data: nothing of an earlier desired state is applied to it.
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.data_tmp));
+      CommandOptions as_user;
+      as_user.as = user;
+      as_user.timeout = milliseconds(180000);
+      // Already the engine user, so no --user (as root the script would also chown the
+      // system-wide PAM helper folder to it). A private tmpdir: the bootstrap's temporary
+      // tables must not share /tmp with anything else on the host.
+      auto r = run_checked({install_bin(), "--no-defaults", "--datadir=" + p.data_tmp,
+                            "--auth-root-authentication-method=socket",
+                            "--auth-root-socket-user=" + options_.os_user, "--skip-test-db",
+                            "--skip-name-resolve", "--tmpdir=" + p.tmp},
+                           as_user, Code::kFailedPrecondition);
+      if (!r) {
+        return fail(r.error().code(), fmt::format("mariadb-install-db for database instance {}: {}",
+                                                  config.id, r.error().message()));
+      }
+      if (::rename(p.data_tmp.c_str(), p.data.c_str()) != 0) {
+        return fail(Code::kInternal,
+                    fmt::format("rename {}: {}", p.data_tmp, std::strerror(errno)));
+      }
+    }
+    CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
+    const int64_t pool_mb = std::max<int64_t>(32, config.ram_mb / 4);
+    std::string cnf = fmt::format(
+        "# Written by Concord for database instance {}; rewritten on every prepare.\n"
+        "[mariadbd]\n"
+        "datadir = {}\n"
+        "socket = {}\n"
+        "pid-file = {}\n"
+        "tmpdir = {}\n"
+        "bind-address = {}\n"
+        "port = {}\n"
+        "log-error = {}\n"
+        "ssl-cert = {}\n"
+        "ssl-key = {}\n"
+        "innodb_buffer_pool_size = {}M\n"
+        "max_connections = 100\n"
+        "skip-name-resolve\n"
+        "character-set-server = utf8mb4\n"
+        "collation-server = utf8mb4_general_ci\n",
+        config.id, p.data, p.sock, p.server_pid, p.tmp, config.address, config.port, p.log,
+        p.tls + "/server.crt", p.tls + "/server.key", pool_mb);
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(p.cnf, cnf, 0600, user));
+    return ok();
+  }
+
+  Status start(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    Paths p(config.dir);
+    if (!path_exists(p.data) || !path_exists(p.cnf)) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("database instance {} is not prepared (no data folder or my.cnf)",
+                              config.id));
+    }
+    const auto deadline = Clock::now() + options_.start_timeout;
+    pid_t pid = live_pid(p);
+    std::string last_error = "not started";
+    while (Clock::now() < deadline) {
+      if (pid == 0) {
+        reap_stale_group(p);
+        std::string why_unlimited;
+        auto procs = apply_limits(options_, config, &why_unlimited);
+        if (!why_unlimited.empty()) {
+          log_->warn("mariadb {} runs without cgroup limits: {}", config.id, why_unlimited);
+        }
+        CONCORD_ASSIGN_OR_RETURN(
+            pid, spawn_detached({server_bin(), "--defaults-file=" + p.cnf}, user, p.log, procs));
+        CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid) + "\n"));
+        log_->info("mariadb {} launched pid={}", config.id, pid);
+      }
+      if (!process_alive(pid)) {
+        // A killed server's InnoDB lock may still be held for a moment: launch again.
+        last_error = "mariadbd exited during start-up: " + file_tail(p.log, 1500);
+        pid = 0;
+        std::this_thread::sleep_for(milliseconds(200));
+        continue;
+      }
+      if (path_exists(p.sock)) {
+        auto r = admin(p, "SELECT 1", milliseconds(5000));
+        if (r) return ok();
+        last_error = r.error().message();
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    return fail(Code::kDeadlineExceeded,
+                fmt::format("mariadb {} did not accept admin connections within {} ms: {}",
+                            config.id, options_.start_timeout.count(), last_error));
+  }
+
+  Status stop(const InstanceConfig& config, milliseconds grace) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    Paths p(config.dir);
+    pid_t pid = live_pid(p);
+    if (pid != 0) {
+      if (grace.count() > 0) {
+        ::kill(pid, SIGTERM);  // clean shutdown
+        if (!wait_gone(pid, grace)) {
+          log_->info("mariadb {} did not stop within {} ms, killing", config.id, grace.count());
+        }
+      }
+      if (process_alive(pid) && !kill_hard(pid, kKillWait)) {
+        return fail(Code::kDeadlineExceeded,
+                    fmt::format("mariadb pid {} of instance {} survived SIGKILL", pid, config.id));
+      }
+    }
+    reap_stale_group(p);
+    (void)remove_tree(p.pidfile);
+    return ok();
+  }
+
+  Status apply(const InstanceConfig& config, const DesiredState& state) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(validate_state(state));
+    Paths p(config.dir);
+    if (live_pid(p) == 0) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("mariadb {} is not running; cannot apply revision {}", config.id,
+                              state.revision));
+    }
+    CONCORD_ASSIGN_OR_RETURN(
+        std::string dbs_text,
+        admin(p, "SELECT HEX(schema_name) FROM information_schema.schemata", kAdminTimeout));
+    CONCORD_ASSIGN_OR_RETURN(
+        std::string users_text,
+        admin(p, "SELECT HEX(user), HEX(host) FROM mysql.user WHERE is_role = 'N'", kAdminTimeout));
+    std::set<std::string> have_dbs;
+    for (const auto& row : rows(dbs_text)) {
+      if (!row.empty() && !system_schema(row[0])) have_dbs.insert(row[0]);
+    }
+    std::set<std::pair<std::string, std::string>> have_users;
+    for (const auto& row : rows(users_text)) {
+      if (row.size() == 2) have_users.emplace(row[0], row[1]);
+    }
+
+    std::string sql;
+    std::set<std::string> wanted_dbs;
+    for (const auto& d : state.databases) wanted_dbs.insert(d.name);
+    for (const auto& d : have_dbs) {
+      if (!wanted_dbs.contains(d)) sql += "DROP DATABASE IF EXISTS " + ident(d) + ";\n";
+    }
+    for (const auto& d : state.databases) {
+      if (have_dbs.contains(d.name)) continue;
+      sql += "CREATE DATABASE IF NOT EXISTS " + ident(d.name);
+      if (!d.character_set.empty()) sql += " CHARACTER SET " + literal(d.character_set);
+      if (!d.collate.empty()) sql += " COLLATE " + literal(d.collate);
+      sql += ";\n";
+    }
+    std::set<std::pair<std::string, std::string>> wanted_users;
+    for (const auto& u : state.users) {
+      wanted_users.emplace(u.name, u.host);
+      const std::string acct = account(u.name, u.host);
+      sql += "CREATE USER IF NOT EXISTS " + acct + " IDENTIFIED BY PASSWORD " +
+             literal(u.verifier) + ";\n";
+      sql += "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + literal(u.verifier) + ";\n";
+      sql += "REVOKE ALL PRIVILEGES, GRANT OPTION FROM " + acct + ";\n";
+      for (const auto& d : u.databases) {
+        sql += "GRANT ALL PRIVILEGES ON " + grant_db(d) + ".* TO " + acct + ";\n";
+      }
+    }
+    if (state.root) {
+      const std::string acct = account("root", "%");
+      sql += "CREATE USER IF NOT EXISTS " + acct + " IDENTIFIED BY PASSWORD " +
+             literal(state.root->verifier) + ";\n";
+      sql +=
+          "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + literal(state.root->verifier) + ";\n";
+      sql += "GRANT ALL PRIVILEGES ON *.* TO " + acct + " WITH GRANT OPTION;\n";
+    } else {
+      sql += "DROP USER IF EXISTS " + account("root", "%") + ";\n";
+    }
+    for (const auto& [u, h] : have_users) {
+      if (wanted_users.contains({u, h}) || protected_account(u, h) || (u == "root" && h == "%")) {
+        continue;
+      }
+      sql += "DROP USER IF EXISTS " + account(u, h) + ";\n";
+    }
+    // Parameters are not applied in stage 1 (configuration groups come with their catalog).
+    CONCORD_ASSIGN_OR_RETURN(std::string out, admin(p, sql, kAdminTimeout));
+    (void)out;
+    CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
+    log_->info("mariadb {}: applied revision {}", config.id, state.revision);
+    return ok();
+  }
+
+  Result<Health> health(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    Paths p(config.dir);
+    Health h;
+    h.applied_revision = read_applied_revision(p.dir);
+    h.disk_used_bytes = disk_usage(p.data);
+    pid_t pid = live_pid(p);
+    h.running = pid != 0;
+    if (!h.running) {
+      h.detail = "mariadb is not running";
+      return h;
+    }
+    auto r = admin(p, "SELECT 1", milliseconds(5000));
+    h.healthy = r.has_value();
+    h.detail = h.healthy ? fmt::format("mariadb pid {}", pid) : r.error().message();
+    return h;
+  }
+
+  Status destroy(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    Paths p(config.dir);
+    if (pid_t pid = live_pid(p); pid != 0 && !kill_hard(pid, kKillWait)) {
+      return fail(Code::kDeadlineExceeded,
+                  fmt::format("mariadb pid {} of instance {} survived SIGKILL", pid, config.id));
+    }
+    reap_stale_group(p);
+    remove_cgroups(options_, config.id);
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir));
+    log_->info("mariadb {} destroyed", config.id);
+    return ok();
+  }
+
+ private:
+  std::string server_bin() const {
+    return options_.bin_dir.empty() ? "/usr/sbin/mariadbd" : options_.bin_dir + "/mariadbd";
+  }
+  std::string install_bin() const {
+    return options_.bin_dir.empty() ? "/usr/bin/mariadb-install-db"
+                                    : options_.bin_dir + "/mariadb-install-db";
+  }
+  std::string client_bin() const {
+    return options_.bin_dir.empty() ? "/usr/bin/mariadb" : options_.bin_dir + "/mariadb";
+  }
+
+  pid_t live_pid(const Paths& p) const {
+    const std::string mark = "--defaults-file=" + p.cnf;
+    if (pid_t pid = live_pid_from(p.pidfile, mark); pid != 0) return pid;
+    return live_pid_from(p.server_pid, mark);
+  }
+
+  void reap_stale_group(const Paths& p) const {
+    auto text = read_file(p.pidfile);
+    if (!text) return;
+    pid_t old = std::atoi(text->c_str());
+    if (old > 1 && !process_alive(old)) ::kill(-old, SIGKILL);
+  }
+
+  // Runs SQL (on stdin) as root@localhost over the socket; the batch output.
+  Result<std::string> admin(const Paths& p, const std::string& sql, milliseconds timeout) const {
+    CommandOptions o;
+    o.timeout = timeout;
+    o.stdin_data = sql;
+    CONCORD_ASSIGN_OR_RETURN(
+        CommandResult r,
+        run_command({client_bin(), "--no-defaults", "--protocol=SOCKET", "--socket=" + p.sock,
+                     "--user=root", "--batch", "--skip-column-names",
+                     "--default-character-set=utf8mb4", "--connect-timeout=5"},
+                    o));
+    if (r.timed_out) return fail(Code::kDeadlineExceeded, r.describe("mariadb"));
+    if (!r.ok()) {
+      return fail(code_for_client_error(r.err), "mariadb: " + r.describe("mariadb"));
+    }
+    return r.out;
+  }
+
+  // Batch output of hex columns -> rows of decoded values.
+  static std::vector<std::vector<std::string>> rows(const std::string& text) {
+    std::vector<std::vector<std::string>> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      std::vector<std::string> row;
+      std::istringstream fields(line);
+      std::string f;
+      while (std::getline(fields, f, '\t')) {
+        auto bytes = hex_decode(f);
+        row.push_back(bytes ? *bytes : std::string());
+      }
+      out.push_back(std::move(row));
+    }
+    return out;
+  }
+
+  static bool system_schema(const std::string& name) {
+    std::string l = lower(name);
+    return l == "information_schema" || l == "mysql" || l == "performance_schema" || l == "sys";
+  }
+
+  bool protected_account(const std::string& user, const std::string& host) const {
+    if (host != "localhost") return false;
+    return user == "root" || user == "mariadb.sys" || user == "mysql" || user == options_.os_user;
+  }
+
+  Status validate_state(const DesiredState& state) const {
+    std::set<std::string> seen;
+    for (const auto& d : state.databases) {
+      CONCORD_RETURN_IF_ERROR(check_identifier("database", d.name, kMaxDatabaseBytes));
+      if (system_schema(d.name)) {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("database name '{}' is reserved by MariaDB", d.name));
+      }
+      if (!seen.insert(d.name).second) {
+        return fail(Code::kInvalidArgument, fmt::format("database '{}' listed twice", d.name));
+      }
+    }
+    std::set<std::pair<std::string, std::string>> accounts;
+    for (const auto& u : state.users) {
+      CONCORD_RETURN_IF_ERROR(check_identifier("user", u.name, kMaxUserChars));
+      CONCORD_RETURN_IF_ERROR(check_identifier("host", u.host, kMaxHostChars));
+      const std::string l = lower(u.name);
+      if (l == "root" || l == "mariadb.sys" || l == "mysql" || l == "public" ||
+          u.name == options_.os_user) {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("user name '{}' is reserved on MariaDB instances", u.name));
+      }
+      if (!accounts.emplace(u.name, u.host).second) {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("user '{}'@'{}' listed twice", u.name, u.host));
+      }
+      CONCORD_RETURN_IF_ERROR(check_verifier(u.name, u.verifier));
+      for (const auto& d : u.databases) {
+        if (!std::any_of(state.databases.begin(), state.databases.end(),
+                         [&](const DatabaseSpec& s) { return s.name == d; })) {
+          return fail(
+              Code::kInvalidArgument,
+              fmt::format("user '{}' is granted database '{}', which is not listed", u.name, d));
+        }
+      }
+    }
+    if (state.root) CONCORD_RETURN_IF_ERROR(check_verifier("root", state.root->verifier));
+    return ok();
+  }
+
+  // "*" + 40 uppercase hex: anything else MariaDB would reject or take for something else.
+  static Status check_verifier(std::string_view user, std::string_view v) {
+    bool good = v.size() == 41 && v[0] == '*' && std::all_of(v.begin() + 1, v.end(), [](char c) {
+                  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+                });
+    if (!good) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("user '{}': the verifier is not a MariaDB mysql_native_password "
+                              "hash ('*' and 40 hex digits)",
+                              user));
+    }
+    return ok();
+  }
+
+  EngineOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> make_mariadb_engine(const EngineOptions& options) {
+  if (options.os_user.empty() || options.os_user == "root") {
+    return fail(Code::kInvalidArgument,
+                "mariadb engine: os_user must name an unprivileged user (engines never run as "
+                "root)");
+  }
+  if (options.start_timeout.count() < 1) {
+    return fail(Code::kInvalidArgument, "mariadb engine: start_timeout must be positive");
+  }
+  return std::unique_ptr<Engine>(std::make_unique<MariadbEngine>(options));
+}
+
+}  // namespace concord::database::engine

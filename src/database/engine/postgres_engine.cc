@@ -1,0 +1,575 @@
+// PostgreSQL engine: one postmaster per instance, run as the engine user from the Debian
+// binaries (/usr/lib/postgresql/<version>/bin).
+//
+// Instance folder (owned by the engine user, 0700):
+//   data/            PGDATA from initdb (made in data.tmp, renamed when complete, so a folder
+//                    half-made by a killed agent is redone, never trusted)
+//   data/concord.conf  our settings, included last from postgresql.conf (rewritten by prepare)
+//   run/             the Unix socket (0700): only the engine user and root can reach it, which
+//                    is what makes `local all all trust` in pg_hba safe
+//   tls/server.{crt,key}  the per-instance self-signed certificate
+//   engine.log       the postmaster's stderr; engine.pid the pid we launched
+//   applied_revision the desired-state revision last converged
+//
+// Administration goes over the socket as the bootstrap superuser (named after the engine
+// user) through libpq; no administrative password exists. Remote access is scram-sha-256 only,
+// with the verifiers the server computed (credentials.h), so no password is ever seen here.
+#include <libpq-fe.h>
+#include <signal.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "base/log.h"
+#include "database/engine/engine.h"
+#include "database/engine/engine_common.h"
+#include "fmt/format.h"
+
+namespace concord::database::engine {
+namespace {
+
+using namespace detail;  // NOLINT(build/namespaces): the engine's own helpers
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1: longer names are truncated
+constexpr milliseconds kKillWait{10000};
+
+struct Paths {
+  explicit Paths(const std::string& d)
+      : dir(d),
+        data(d + "/data"),
+        data_tmp(d + "/data.tmp"),
+        run(d + "/run"),
+        tls(d + "/tls"),
+        crt(d + "/tls/server.crt"),
+        key(d + "/tls/server.key"),
+        log(d + "/engine.log"),
+        pidfile(d + "/engine.pid") {}
+  std::string dir, data, data_tmp, run, tls, crt, key, log, pidfile;
+};
+
+// A libpq connection that closes itself.
+struct PgConnDeleter {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+using PgConn = std::unique_ptr<PGconn, PgConnDeleter>;
+struct PgResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
+
+// The SQLSTATE class says whose fault it is: the request (22 data, 42 syntax/names), a
+// transient condition (08 connection, 53 resources, 57 operator intervention), or a bug.
+Code code_for_sqlstate(const char* state) {
+  std::string_view s = state ? state : "";
+  if (s.starts_with("22") || s.starts_with("42")) return Code::kInvalidArgument;
+  if (s.starts_with("08") || s.starts_with("53") || s.starts_with("57")) return Code::kUnavailable;
+  return Code::kInternal;
+}
+
+std::string conf_quote(std::string_view v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'')
+      out += "''";
+    else if (c == '\\')
+      out += "\\\\";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+class PostgresEngine final : public Engine {
+ public:
+  explicit PostgresEngine(EngineOptions options)
+      : options_(std::move(options)), log_(logger("database.engine")) {}
+
+  std::string_view name() const override { return "postgresql"; }
+
+  Status probe(std::string_view version) override {
+    for (const char* prog : {"postgres", "initdb"}) {
+      std::string path = bin(version, prog);
+      if (::access(path.c_str(), X_OK) != 0) {
+        return fail(Code::kFailedPrecondition,
+                    fmt::format("PostgreSQL {}: {} is missing or not executable", version, path));
+      }
+    }
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    (void)user;
+    return ok();
+  }
+
+  Status prepare(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(probe(config.version));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    Paths p(config.dir);
+    CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, user));
+    CONCORD_RETURN_IF_ERROR(make_dir(p.run, 0700, user));
+    if (!path_exists(p.data)) {
+      // New data: nothing of an earlier desired state is applied to it.
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.data_tmp));
+      CommandOptions as_user;
+      as_user.as = user;
+      as_user.timeout = milliseconds(120000);
+      auto r = run_checked({bin(config.version, "initdb"), "-D", p.data_tmp, "-U", options_.os_user,
+                            "-E", "UTF8", "--locale=C.UTF-8", "--auth-local=trust",
+                            "--auth-host=scram-sha-256", "--no-instructions"},
+                           as_user, Code::kFailedPrecondition);
+      if (!r) {
+        return fail(r.error().code(), fmt::format("initdb for database instance {}: {}", config.id,
+                                                  r.error().message()));
+      }
+      if (::rename(p.data_tmp.c_str(), p.data.c_str()) != 0) {
+        return fail(Code::kInternal, fmt::format("rename {}: {}", p.data_tmp, strerror(errno)));
+      }
+    }
+    CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
+    CONCORD_RETURN_IF_ERROR(write_config(p, config, user));
+    return ok();
+  }
+
+  Status start(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    Paths p(config.dir);
+    if (!path_exists(p.data)) {
+      return fail(
+          Code::kFailedPrecondition,
+          fmt::format("database instance {} has no data folder (prepare first)", config.id));
+    }
+    const auto deadline = Clock::now() + options_.start_timeout;
+    pid_t pid = live_pid(p);
+    std::string last_error = "not started";
+    while (Clock::now() < deadline) {
+      if (pid == 0) {
+        reap_stale_group(p);
+        std::string why_unlimited;
+        auto procs = apply_limits(options_, config, &why_unlimited);
+        if (!why_unlimited.empty()) {
+          log_->warn("postgresql {} runs without cgroup limits: {}", config.id, why_unlimited);
+        }
+        CONCORD_ASSIGN_OR_RETURN(
+            pid,
+            spawn_detached({bin(config.version, "postgres"), "-D", p.data}, user, p.log, procs));
+        CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid) + "\n"));
+        log_->info("postgresql {} launched pid={}", config.id, pid);
+      }
+      if (!process_alive(pid)) {
+        // Exited during start-up: typically orphaned backends of a killed postmaster still
+        // hold the old shared memory for a moment. Launch again until the deadline.
+        last_error = "the postmaster exited during start-up: " + file_tail(p.log, 1500);
+        pid = 0;
+        std::this_thread::sleep_for(milliseconds(200));
+        continue;
+      }
+      auto conn = connect(p, config, "postgres");
+      if (conn) {
+        auto r = exec(conn->get(), "SELECT 1");
+        if (r) return ok();
+        last_error = r.error().message();
+      } else {
+        last_error = conn.error().message();
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    return fail(Code::kDeadlineExceeded,
+                fmt::format("postgresql {} did not accept admin connections within {} ms: {}",
+                            config.id, options_.start_timeout.count(), last_error));
+  }
+
+  Status stop(const InstanceConfig& config, milliseconds grace) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    Paths p(config.dir);
+    pid_t pid = live_pid(p);
+    if (pid != 0) {
+      if (grace.count() > 0) {
+        ::kill(pid, SIGINT);  // fast shutdown: rolls back open transactions, checkpoints
+        if (!wait_gone(pid, grace)) {
+          log_->info("postgresql {} did not stop within {} ms, killing", config.id, grace.count());
+        }
+      }
+      if (process_alive(pid) && !kill_hard(pid, kKillWait)) {
+        return fail(
+            Code::kDeadlineExceeded,
+            fmt::format("postgresql pid {} of instance {} survived SIGKILL", pid, config.id));
+      }
+    }
+    reap_stale_group(p);
+    (void)remove_tree(p.pidfile);
+    return ok();
+  }
+
+  Status apply(const InstanceConfig& config, const DesiredState& state) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(validate_state(state));
+    Paths p(config.dir);
+    if (live_pid(p) == 0) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("postgresql {} is not running; cannot apply revision {}", config.id,
+                              state.revision));
+    }
+    CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
+    PGconn* c = admin.get();
+
+    // Databases.
+    std::set<std::string> wanted_dbs;
+    for (const auto& d : state.databases) wanted_dbs.insert(d.name);
+    CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> dbs,
+                             column(c,
+                                    "SELECT datname FROM pg_database WHERE NOT datistemplate AND "
+                                    "datname <> 'postgres'"));
+    std::set<std::string> have_dbs(dbs.begin(), dbs.end());
+    for (const auto& d : have_dbs) {
+      if (wanted_dbs.contains(d)) continue;
+      CONCORD_RETURN_IF_ERROR(exec(c, "DROP DATABASE IF EXISTS " + ident(c, d) + " WITH (FORCE)"));
+      log_->info("postgresql {}: dropped database {}", config.id, d);
+    }
+    for (const auto& d : state.databases) {
+      if (have_dbs.contains(d.name)) continue;
+      std::string sql = "CREATE DATABASE " + ident(c, d.name) + " TEMPLATE template0";
+      if (!d.character_set.empty()) sql += " ENCODING " + literal(c, d.character_set);
+      if (!d.collate.empty()) {
+        sql += " LC_COLLATE " + literal(c, d.collate) + " LC_CTYPE " + literal(c, d.collate);
+      }
+      CONCORD_RETURN_IF_ERROR(exec(c, sql));
+      // Access to a database is by grant only (PUBLIC may connect to every database by
+      // default).
+      CONCORD_RETURN_IF_ERROR(
+          exec(c, "REVOKE ALL ON DATABASE " + ident(c, d.name) + " FROM PUBLIC"));
+      log_->info("postgresql {}: created database {}", config.id, d.name);
+    }
+
+    // Roles: listed users, "root" when enabled; everything else we made goes.
+    CONCORD_ASSIGN_OR_RETURN(
+        std::vector<std::string> roles,
+        column(c, "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> " +
+                      literal(c, options_.os_user)));
+    std::set<std::string> have_roles(roles.begin(), roles.end());
+    std::set<std::string> wanted_roles;
+    for (const auto& u : state.users) {
+      wanted_roles.insert(u.name);
+      const char* verb = have_roles.contains(u.name) ? "ALTER" : "CREATE";
+      CONCORD_RETURN_IF_ERROR(exec(c, fmt::format("{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB "
+                                                  "NOCREATEROLE PASSWORD {}",
+                                                  verb, ident(c, u.name), literal(c, u.verifier))));
+    }
+    if (state.root) {
+      wanted_roles.insert("root");
+      const char* verb = have_roles.contains("root") ? "ALTER" : "CREATE";
+      CONCORD_RETURN_IF_ERROR(exec(c, fmt::format("{} ROLE root WITH LOGIN SUPERUSER PASSWORD {}",
+                                                  verb, literal(c, state.root->verifier))));
+    }
+    std::vector<std::string> drop_roles;
+    for (const auto& r : have_roles) {
+      if (!wanted_roles.contains(r)) drop_roles.push_back(r);
+    }
+    // Database-level grants.
+    for (const auto& u : state.users) {
+      std::set<std::string> mine(u.databases.begin(), u.databases.end());
+      for (const auto& d : wanted_dbs) {
+        std::string sql =
+            mine.contains(d)
+                ? "GRANT ALL ON DATABASE " + ident(c, d) + " TO " + ident(c, u.name)
+                : "REVOKE ALL ON DATABASE " + ident(c, d) + " FROM " + ident(c, u.name);
+        CONCORD_RETURN_IF_ERROR(exec(c, sql));
+      }
+    }
+    // Per database: the public schema (PostgreSQL 15 grants CREATE there to the owner only)
+    // and the objects of roles about to be dropped (kept, owned by the bootstrap role).
+    for (const auto& d : wanted_dbs) {
+      CONCORD_ASSIGN_OR_RETURN(PgConn dbc, connect(p, config, d));
+      PGconn* dc = dbc.get();
+      for (const auto& u : state.users) {
+        bool granted = std::find(u.databases.begin(), u.databases.end(), d) != u.databases.end();
+        CONCORD_RETURN_IF_ERROR(
+            exec(dc, granted ? "GRANT ALL ON SCHEMA public TO " + ident(dc, u.name)
+                             : "REVOKE ALL ON SCHEMA public FROM " + ident(dc, u.name)));
+      }
+      CONCORD_RETURN_IF_ERROR(disown(dc, drop_roles));
+    }
+    CONCORD_RETURN_IF_ERROR(disown(c, drop_roles));
+    for (const auto& r : drop_roles) {
+      CONCORD_RETURN_IF_ERROR(exec(c, "DROP ROLE IF EXISTS " + ident(c, r)));
+      log_->info("postgresql {}: dropped role {}", config.id, r);
+    }
+    // Parameters are not applied in stage 1 (configuration groups come with their catalog).
+    CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
+    log_->info("postgresql {}: applied revision {}", config.id, state.revision);
+    return ok();
+  }
+
+  Result<Health> health(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    Paths p(config.dir);
+    Health h;
+    h.applied_revision = read_applied_revision(p.dir);
+    h.disk_used_bytes = disk_usage(p.data);
+    pid_t pid = live_pid(p);
+    h.running = pid != 0;
+    if (!h.running) {
+      h.detail = "postgresql is not running";
+      return h;
+    }
+    auto conn = connect(p, config, "postgres", 3);
+    if (!conn) {
+      h.detail = conn.error().message();
+      return h;
+    }
+    auto r = exec(conn->get(), "SELECT 1");
+    h.healthy = r.has_value();
+    h.detail = h.healthy ? fmt::format("postgresql pid {}", pid) : r.error().message();
+    return h;
+  }
+
+  Status destroy(const InstanceConfig& config) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    Paths p(config.dir);
+    if (pid_t pid = live_pid(p); pid != 0 && !kill_hard(pid, kKillWait)) {
+      return fail(Code::kDeadlineExceeded,
+                  fmt::format("postgresql pid {} of instance {} survived SIGKILL", pid, config.id));
+    }
+    reap_stale_group(p);
+    remove_shared_memory(p);
+    remove_cgroups(options_, config.id);
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir));
+    log_->info("postgresql {} destroyed", config.id);
+    return ok();
+  }
+
+ private:
+  std::string bin(std::string_view version, std::string_view prog) const {
+    if (!options_.bin_dir.empty()) return fmt::format("{}/{}", options_.bin_dir, prog);
+    return fmt::format("/usr/lib/postgresql/{}/bin/{}", version, prog);
+  }
+
+  // The postmaster of this instance: our pidfile, else postgres' own (the agent may have died
+  // between the launch and writing ours). Its command line names this data folder.
+  pid_t live_pid(const Paths& p) const {
+    std::string mark = "-D " + p.data;
+    if (pid_t pid = live_pid_from(p.pidfile, mark); pid != 0) return pid;
+    return live_pid_from(p.data + "/postmaster.pid", mark);
+  }
+
+  // A postmaster killed with -9 leaves its backends behind for a moment, in its process group
+  // (the pid we launched leads it). When that pid is gone, nothing else can lead the group, so
+  // whatever is still in it is ours.
+  void reap_stale_group(const Paths& p) const {
+    auto text = read_file(p.pidfile);
+    if (!text) return;
+    pid_t old = std::atoi(text->c_str());
+    if (old > 1 && !process_alive(old)) ::kill(-old, SIGKILL);
+  }
+
+  // The System V segment a killed postmaster leaves (postmaster.pid line 7: key and id).
+  void remove_shared_memory(const Paths& p) const {
+    auto text = read_file(p.data + "/postmaster.pid");
+    if (!text) return;
+    std::istringstream in(*text);
+    std::string line;
+    for (int i = 0; i < 7 && std::getline(in, line); ++i) {
+    }
+    std::istringstream fields(line);
+    long key = 0;
+    int id = -1;
+    if (fields >> key >> id && id >= 0) {
+      struct shmid_ds ds {};
+      if (::shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch == 0) ::shmctl(id, IPC_RMID, nullptr);
+    }
+  }
+
+  Status write_config(const Paths& p, const InstanceConfig& config, const OsUser& user) {
+    const int64_t shared_mb = std::max<int64_t>(16, config.ram_mb / 4);
+    std::string conf = fmt::format(
+        "# Written by Concord for database instance {}; rewritten on every prepare.\n"
+        "listen_addresses = {}\n"
+        "port = {}\n"
+        "unix_socket_directories = {}\n"
+        "unix_socket_permissions = 0700\n"
+        "ssl = on\n"
+        "ssl_cert_file = {}\n"
+        "ssl_key_file = {}\n"
+        "password_encryption = 'scram-sha-256'\n"
+        "shared_buffers = '{}MB'\n"
+        "max_connections = 100\n"
+        "logging_collector = off\n"
+        "hba_file = {}\n",
+        config.id, conf_quote(config.address), config.port, conf_quote(p.run), conf_quote(p.crt),
+        conf_quote(p.key), shared_mb, conf_quote(p.data + "/pg_hba.conf"));
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/concord.conf", conf, 0600, user));
+    // The socket folder is the fence for `local ... trust`: 0700, the engine user's.
+    const std::string hba =
+        "# Written by Concord. Local: the 0700 socket folder admits only the engine user and "
+        "root.\n"
+        "local all all trust\n"
+        "host all all 0.0.0.0/0 scram-sha-256\n"
+        "host all all ::/0 scram-sha-256\n";
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/pg_hba.conf", hba, 0600, user));
+    const std::string main_conf = p.data + "/postgresql.conf";
+    CONCORD_ASSIGN_OR_RETURN(std::string text, read_file(main_conf));
+    const std::string include = "include = 'concord.conf'";
+    if (text.find(include) == std::string::npos) {
+      if (!text.empty() && text.back() != '\n') text += '\n';
+      text += include + "\n";
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(main_conf, text, 0600, user));
+    }
+    return ok();
+  }
+
+  Status validate_state(const DesiredState& state) const {
+    std::set<std::string> seen;
+    for (const auto& d : state.databases) {
+      CONCORD_RETURN_IF_ERROR(check_identifier("database", d.name, kMaxIdentifierBytes));
+      if (d.name == "postgres" || d.name == "template0" || d.name == "template1") {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("database name '{}' is reserved by PostgreSQL", d.name));
+      }
+      if (!seen.insert(d.name).second) {
+        return fail(Code::kInvalidArgument, fmt::format("database '{}' listed twice", d.name));
+      }
+    }
+    seen.clear();
+    for (const auto& u : state.users) {
+      CONCORD_RETURN_IF_ERROR(check_identifier("user", u.name, kMaxIdentifierBytes));
+      std::string lower = u.name;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (u.name == options_.os_user || u.name == "root" || lower.starts_with("pg_") ||
+          lower == "public" || lower == "none" || lower == "current_user" ||
+          lower == "session_user" || lower == "current_role" || lower == "postgres") {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("user name '{}' is reserved on PostgreSQL instances", u.name));
+      }
+      if (!seen.insert(u.name).second) {
+        return fail(Code::kInvalidArgument, fmt::format("user '{}' listed twice", u.name));
+      }
+      CONCORD_RETURN_IF_ERROR(check_verifier(u.name, u.verifier));
+      for (const auto& d : u.databases) {
+        bool known = std::any_of(state.databases.begin(), state.databases.end(),
+                                 [&](const DatabaseSpec& s) { return s.name == d; });
+        if (!known) {
+          return fail(
+              Code::kInvalidArgument,
+              fmt::format("user '{}' is granted database '{}', which is not listed", u.name, d));
+        }
+      }
+    }
+    if (state.root) CONCORD_RETURN_IF_ERROR(check_verifier("root", state.root->verifier));
+    return ok();
+  }
+
+  // Only a SCRAM verifier: anything else PostgreSQL would take as a clear password and hash.
+  static Status check_verifier(std::string_view user, std::string_view verifier) {
+    if (!verifier.starts_with("SCRAM-SHA-256$") || verifier.find('$', 14) == std::string::npos) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("user '{}': the verifier is not a PostgreSQL SCRAM-SHA-256 "
+                              "verifier",
+                              user));
+    }
+    return ok();
+  }
+
+  Result<PgConn> connect(const Paths& p, const InstanceConfig& config, const std::string& db,
+                         int timeout_s = 5) const {
+    const std::string port = std::to_string(config.port);
+    const std::string timeout = std::to_string(timeout_s);
+    const char* keys[] = {"host", "port", "user", "dbname", "connect_timeout", "application_name",
+                          nullptr};
+    const char* values[] = {p.run.c_str(), port.c_str(),    options_.os_user.c_str(),
+                            db.c_str(),    timeout.c_str(), "concord-agent",
+                            nullptr};
+    PgConn conn(PQconnectdbParams(keys, values, 0));
+    if (!conn) return fail(Code::kInternal, "libpq: out of memory");
+    if (PQstatus(conn.get()) != CONNECTION_OK) {
+      std::string msg = PQerrorMessage(conn.get());
+      while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+      return fail(
+          Code::kUnavailable,
+          fmt::format("postgresql {}: admin connection to '{}' failed: {}", config.id, db, msg));
+    }
+    return conn;
+  }
+
+  static Result<PgResult> run(PGconn* c, const std::string& sql) {
+    PgResult r(PQexec(c, sql.c_str()));
+    if (!r) return fail(Code::kUnavailable, "libpq: no result (connection lost?)");
+    auto st = PQresultStatus(r.get());
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      std::string msg = PQresultErrorMessage(r.get());
+      while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+      return fail(code_for_sqlstate(PQresultErrorField(r.get(), PG_DIAG_SQLSTATE)),
+                  fmt::format("postgresql: {}", msg));
+    }
+    return r;
+  }
+  static Status exec(PGconn* c, const std::string& sql) {
+    CONCORD_ASSIGN_OR_RETURN(PgResult r, run(c, sql));
+    (void)r;
+    return ok();
+  }
+  static Result<std::vector<std::string>> column(PGconn* c, const std::string& sql) {
+    CONCORD_ASSIGN_OR_RETURN(PgResult r, run(c, sql));
+    std::vector<std::string> out;
+    for (int i = 0; i < PQntuples(r.get()); ++i) out.emplace_back(PQgetvalue(r.get(), i, 0));
+    return out;
+  }
+  // PQescapeIdentifier/Literal fail only on invalid encoding or out of memory; the empty
+  // quoted forms then make the statement fail loudly rather than run with something else.
+  static std::string ident(PGconn* c, const std::string& name) {
+    char* q = PQescapeIdentifier(c, name.data(), name.size());
+    if (q == nullptr) return "\"\"";
+    std::string out(q);
+    PQfreemem(q);
+    return out;
+  }
+  static std::string literal(PGconn* c, const std::string& value) {
+    char* q = PQescapeLiteral(c, value.data(), value.size());
+    if (q == nullptr) return "NULL";
+    std::string out(q);
+    PQfreemem(q);
+    return out;
+  }
+
+  Status disown(PGconn* c, const std::vector<std::string>& roles) const {
+    for (const auto& r : roles) {
+      CONCORD_RETURN_IF_ERROR(
+          exec(c, "REASSIGN OWNED BY " + ident(c, r) + " TO " + ident(c, options_.os_user)));
+      CONCORD_RETURN_IF_ERROR(exec(c, "DROP OWNED BY " + ident(c, r)));
+    }
+    return ok();
+  }
+
+  EngineOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> make_postgres_engine(const EngineOptions& options) {
+  if (options.os_user.empty() || options.os_user == "root") {
+    return fail(Code::kInvalidArgument,
+                "postgresql engine: os_user must name an unprivileged user (PostgreSQL refuses "
+                "to run as root)");
+  }
+  if (options.start_timeout.count() < 1) {
+    return fail(Code::kInvalidArgument, "postgresql engine: start_timeout must be positive");
+  }
+  return std::unique_ptr<Engine>(std::make_unique<PostgresEngine>(options));
+}
+
+std::vector<std::string> engine_names() {
+  return {"postgresql", "mariadb"};
+}
+
+}  // namespace concord::database::engine

@@ -1,0 +1,76 @@
+// Tables of component "database" (docs/design/database.md, "Data model"). Datastore ids are
+// fixed uuids so that every server replica seeding the same store agrees on them.
+#include "database/service/database_service.h"
+
+namespace concord::database::service {
+
+std::vector<store::Migration> migrations() {
+  return {{"database", 1, "datastores, instances, databases, users, root", R"sql(
+CREATE TABLE db_datastores (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  default_version_id TEXT NOT NULL
+);
+CREATE TABLE db_datastore_versions (
+  id TEXT PRIMARY KEY,
+  datastore_id TEXT NOT NULL REFERENCES db_datastores(id),
+  name TEXT NOT NULL,
+  engine TEXT NOT NULL,
+  version TEXT NOT NULL,
+  active BIGINT NOT NULL DEFAULT 1,
+  packages TEXT NOT NULL DEFAULT '',
+  UNIQUE (datastore_id, name)
+);
+CREATE TABLE db_instances (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  datastore_version_id TEXT NOT NULL,
+  flavor_id TEXT NOT NULL,
+  vcpus BIGINT NOT NULL,
+  ram_mb BIGINT NOT NULL,
+  volume_gb BIGINT NOT NULL,
+  address TEXT NOT NULL,
+  port BIGINT NOT NULL,
+  state_revision BIGINT NOT NULL DEFAULT 1,
+  task TEXT NOT NULL DEFAULT '',
+  created TEXT NOT NULL,
+  updated TEXT NOT NULL,
+  last_metered_us BIGINT NOT NULL,
+  deleting BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX db_instances_project ON db_instances (project_id);
+CREATE TABLE db_databases (
+  instance_id TEXT NOT NULL REFERENCES db_instances(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  character_set TEXT NOT NULL DEFAULT '',
+  collate_name TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (instance_id, name)
+);
+CREATE TABLE db_users (
+  instance_id TEXT NOT NULL REFERENCES db_instances(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  host TEXT NOT NULL DEFAULT '%',
+  verifier TEXT NOT NULL,
+  databases_json TEXT NOT NULL DEFAULT '[]',
+  PRIMARY KEY (instance_id, name)
+);
+CREATE TABLE db_root (
+  instance_id TEXT PRIMARY KEY REFERENCES db_instances(id) ON DELETE CASCADE,
+  verifier TEXT NOT NULL,
+  enabled BIGINT NOT NULL DEFAULT 1,
+  enabled_at TEXT NOT NULL
+);
+INSERT INTO db_datastores (id, name, default_version_id) VALUES
+  ('6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5a01', 'postgresql', '6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5b15'),
+  ('6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5a02', 'mariadb', '6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5b11');
+INSERT INTO db_datastore_versions (id, datastore_id, name, engine, version, active, packages)
+VALUES
+  ('6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5b15', '6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5a01', '15',
+   'postgresql', '15', 1, 'postgresql-15'),
+  ('6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5b11', '6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5a02', '10.11',
+   'mariadb', '10.11', 1, 'mariadb-server')
+)sql"}};
+}
+
+}  // namespace concord::database::service

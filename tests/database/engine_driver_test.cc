@@ -1,0 +1,233 @@
+// The compute "database" driver over the real PostgreSQL engine: what the agent calls, with the
+// desired state in the spec's metadata as the database service writes it.
+#include <filesystem>
+
+#include "base/json.h"
+#include "compute/driver/database_keys.h"
+#include "compute/driver/driver.h"
+#include "database/engine/credentials.h"
+#include "database/engine/desired_state.h"
+#include "engine_test_util.h"
+#include "nlohmann/json.hpp"
+
+namespace concord::database::engine::testing {
+namespace {
+
+namespace drv = compute::driver;
+namespace keys = compute::driver::database_keys;
+
+class DatabaseDriverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = engine_skip_reason(
+        {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql", "/usr/bin/openssl"});
+    if (!why.empty()) GTEST_SKIP() << why;
+    drv::DriverOptions o;
+    o.state_dir = tmp_.path() + "/agent";
+    o.database_dir = tmp_.path() + "/agent/database";  // tmp_ is traversable by the engine user
+    auto d = drv::make_database_driver(o);
+    ASSERT_TRUE(d.has_value()) << d.error().to_string();
+    driver_ = std::move(*d);
+    address_ = unique_address();
+    port_ = free_port(address_);
+    id_ = "db" + std::to_string(::getpid());
+  }
+  void TearDown() override {
+    if (driver_) (void)driver_->destroy(id_);
+  }
+
+  drv::InstanceSpec spec(const DesiredState& state, const std::string& engine = "postgresql") {
+    drv::InstanceSpec s;
+    s.id = id_;
+    s.vcpus = 1;
+    s.ram_mb = 256;
+    s.disk_gb = 1;
+    Json meta = {{std::string(keys::kEngine), engine},
+                 {std::string(keys::kVersion), engine == "mariadb" ? "10.11" : "15"},
+                 {std::string(keys::kAddress), address_},
+                 {std::string(keys::kPort), std::to_string(port_)},
+                 {std::string(keys::kVolumeGb), "1"},
+                 {std::string(keys::kInstance), id_},
+                 {std::string(keys::kState), to_json(state)}};
+    s.guest.meta_data_json = dump_json(Json{{"uuid", id_}, {"meta", meta}});
+    return s;
+  }
+
+  EngineTempDir tmp_;
+  std::unique_ptr<drv::Driver> driver_;
+  std::string address_, id_;
+  int port_ = 0;
+};
+
+TEST_F(DatabaseDriverTest, CreateStatusConfigureStopStartDestroy) {
+  auto caps = driver_->probe();
+  EXPECT_TRUE(caps.usable) << caps.reason;
+  EXPECT_NE(caps.reason.find("postgresql 15"), std::string::npos) << caps.reason;
+
+  DesiredState s1;
+  s1.revision = 1;
+  s1.databases = {{"shop", "", ""}};
+  s1.users = {{"app", "%", postgres_scram_verifier("pw1"), {"shop"}}};
+  auto st = driver_->create(spec(s1));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+
+  auto status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->exists);
+  EXPECT_EQ(status->power, drv::PowerState::kRunning) << status->detail;
+  EXPECT_NE(status->detail.find("state_revision=1"), std::string::npos) << status->detail;
+  ASSERT_EQ(status->addresses.size(), 1u);
+  EXPECT_EQ(status->addresses[0].network, keys::kAddressNetwork);
+  EXPECT_EQ(status->addresses[0].addr, address_ + ":" + std::to_string(port_));
+  auto r = psql(address_, port_, "app", "pw1", "shop", "CREATE TABLE t(x int); SELECT 7");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "7\n");
+
+  auto ids = driver_->list();
+  ASSERT_TRUE(ids.has_value());
+  EXPECT_EQ(*ids, std::vector<std::string>{id_});
+  auto log = driver_->console_log(id_, 4096);
+  ASSERT_TRUE(log.has_value());
+  EXPECT_NE(log->find("database system is ready"), std::string::npos) << *log;
+
+  // create again converges (the agent repeats it after a crash).
+  st = driver_->create(spec(s1));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+
+  // configure: a new user, the old one's password changed.
+  DesiredState s2 = s1;
+  s2.revision = 2;
+  s2.users = {{"app", "%", postgres_scram_verifier("pw2"), {"shop"}},
+              {"rep", "%", postgres_scram_verifier("pw3"), {"shop"}}};
+  st = driver_->configure(spec(s2));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_NE(status->detail.find("state_revision=2"), std::string::npos) << status->detail;
+  EXPECT_FALSE(psql(address_, port_, "app", "pw1", "shop", "SELECT 1").ok());
+  EXPECT_TRUE(psql(address_, port_, "rep", "pw3", "shop", "SELECT 1").ok());
+
+  // Stopped: reported off; a configure while stopped is applied at the next start.
+  st = driver_->stop(id_, std::chrono::milliseconds(10000));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->power, drv::PowerState::kShutdown);
+  DesiredState s3 = s2;
+  s3.revision = 3;
+  s3.users.pop_back();
+  st = driver_->configure(spec(s3));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->power, drv::PowerState::kRunning);
+  EXPECT_NE(status->detail.find("state_revision=3"), std::string::npos) << status->detail;
+  EXPECT_FALSE(psql(address_, port_, "rep", "pw3", "shop", "SELECT 1").ok());
+  EXPECT_TRUE(psql(address_, port_, "app", "pw2", "shop", "SELECT count(*) FROM t").ok());
+
+  // An agent killed mid-create: instance.json and a half-made folder, no data yet. The agent
+  // then starts what it sees; start finishes the folder and applies the desired state.
+  st = driver_->stop(id_, std::chrono::milliseconds(10000));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  const std::string dir = tmp_.path() + "/agent/database/" + id_;
+  std::filesystem::remove_all(dir + "/data");
+  std::filesystem::create_directories(dir + "/data.tmp/base");
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->power, drv::PowerState::kRunning);
+  EXPECT_NE(status->detail.find("state_revision=3"), std::string::npos) << status->detail;
+  r = psql(address_, port_, "app", "pw2", "shop", "CREATE TABLE t(x int); SELECT 1");
+  ASSERT_TRUE(r.ok()) << r.err;
+
+  // Resize restarts with the new memory; the data stays.
+  auto bigger = spec(s3);
+  bigger.ram_mb = 512;
+  st = driver_->resize(bigger);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  r = psql(address_, port_, "app", "pw2", "shop", "SHOW shared_buffers");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "128MB\n");
+
+  st = driver_->reboot(id_, /*hard=*/true);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(psql(address_, port_, "app", "pw2", "shop", "SELECT 1").ok());
+
+  st = driver_->destroy(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_FALSE(status->exists);
+  EXPECT_FALSE(std::filesystem::exists(tmp_.path() + "/agent/database/" + id_));
+  EXPECT_TRUE(pid_gone_for(tmp_.path() + "/agent/database/" + id_));
+  auto missing = driver_->start(id_);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Code::kNotFound);
+  auto no_log = driver_->console_log(id_, 100);
+  ASSERT_FALSE(no_log.has_value());
+  EXPECT_EQ(no_log.error().code(), Code::kNotFound);
+}
+
+TEST_F(DatabaseDriverTest, MariadbInstanceThroughTheDriver) {
+  if (::access("/usr/sbin/mariadbd", X_OK) != 0) GTEST_SKIP() << "mariadbd missing";
+  DesiredState s1;
+  s1.revision = 4;
+  s1.databases = {{"shop", "", ""}};
+  s1.users = {{"app", "%", mariadb_native_verifier("pw1"), {"shop"}}};
+  auto st = driver_->create(spec(s1, "mariadb"));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  auto status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->power, drv::PowerState::kRunning) << status->detail;
+  EXPECT_NE(status->detail.find("state_revision=4"), std::string::npos) << status->detail;
+  EXPECT_NE(status->detail.find("mariadb 10.11"), std::string::npos) << status->detail;
+  auto r = mariadb_cli(address_, port_, "app", "pw1", "shop", "CREATE TABLE t(x int); SELECT 7");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "7\n");
+  DesiredState s2 = s1;
+  s2.revision = 5;
+  s2.users[0].verifier = mariadb_native_verifier("pw2");
+  ASSERT_TRUE(driver_->configure(spec(s2, "mariadb")).has_value());
+  EXPECT_FALSE(mariadb_cli(address_, port_, "app", "pw1", "shop", "SELECT 1").ok());
+  EXPECT_TRUE(mariadb_cli(address_, port_, "app", "pw2", "shop", "SELECT 1").ok());
+  st = driver_->destroy(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_FALSE(std::filesystem::exists(tmp_.path() + "/agent/database/" + id_));
+  EXPECT_TRUE(pid_gone_for(tmp_.path() + "/agent/database/" + id_));
+}
+
+TEST_F(DatabaseDriverTest, BadMetadataIsInvalidArgumentAndCreatesNothing) {
+  DesiredState s;
+  s.revision = 1;
+  auto bad_engine = spec(s, "oracle");
+  auto st = driver_->create(bad_engine);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+
+  auto bad_address = spec(s);
+  auto md = parse_json(bad_address.guest.meta_data_json);
+  ASSERT_TRUE(md.has_value());
+  (*md)["meta"][std::string(keys::kAddress)] = "300.1.2.3";
+  bad_address.guest.meta_data_json = dump_json(*md);
+  st = driver_->create(bad_address);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+
+  auto bad_state = spec(s);
+  md = parse_json(bad_state.guest.meta_data_json);
+  (*md)["meta"][std::string(keys::kState)] = "{not json";
+  bad_state.guest.meta_data_json = dump_json(*md);
+  st = driver_->create(bad_state);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+
+  auto listed = driver_->list();
+  ASSERT_TRUE(listed.has_value());
+  EXPECT_TRUE(listed->empty());
+}
+
+}  // namespace
+}  // namespace concord::database::engine::testing

@@ -1,0 +1,128 @@
+#pragma once
+// Shared by the engine and database-driver tests: skip reasons, a per-test folder the engine
+// user can reach, unique loopback addresses and free ports, and the real client CLIs.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "database/engine/engine_common.h"
+#include "temp_dir.h"
+
+namespace concord::database::engine::testing {
+
+// Why the engine tests cannot run here, or "" when they can.
+inline std::string engine_skip_reason(const std::vector<std::string>& binaries) {
+  if (::geteuid() != 0) return "needs root (engines run as the concord-db user)";
+  if (!detail::lookup_os_user("concord-db")) {
+    return "user concord-db missing (scripts/install-deps.sh creates it)";
+  }
+  for (const auto& b : binaries) {
+    if (::access(b.c_str(), X_OK) != 0) return b + " missing (scripts/install-deps.sh --test)";
+  }
+  return "";
+}
+
+// A folder under /tmp the engine user can traverse into (mkdtemp makes it 0700 root).
+class EngineTempDir {
+ public:
+  EngineTempDir() : dir_("concord-dbengine") { ::chmod(dir_.path().c_str(), 0755); }
+  const std::string& path() const { return dir_.path(); }
+
+ private:
+  concord::testing::TempDir dir_;
+};
+
+// 127.77.<pid-derived>.<counter>: parallel test processes get different addresses, so their
+// engines never collide even on the standard ports.
+inline std::string unique_address() {
+  static std::atomic<int> counter{1};
+  int n = counter++;
+  return "127.77." + std::to_string(200 + (::getpid() % 50)) + "." + std::to_string(n % 250 + 2);
+}
+
+inline int free_port(const std::string& address) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, address.c_str(), &a.sin_addr);
+  a.sin_port = 0;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// A libpq conninfo value, quoted.
+inline std::string conninfo_quote(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+// The real psql over TCP (TLS required) as `user` with `password`.
+inline detail::CommandResult psql(const std::string& address, int port, const std::string& user,
+                                  const std::string& password, const std::string& db,
+                                  const std::string& sql) {
+  std::string conninfo = "host=" + address + " port=" + std::to_string(port) +
+                         " user=" + conninfo_quote(user) + " password=" + conninfo_quote(password) +
+                         " dbname=" + conninfo_quote(db) + " sslmode=require connect_timeout=10";
+  auto r = detail::run_command(
+      {"/usr/bin/psql", conninfo, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tAc", sql});
+  if (!r) {
+    detail::CommandResult bad;
+    bad.err = r.error().message();
+    return bad;
+  }
+  return *r;
+}
+
+// The real mariadb client over TCP (TLS) as `user` with `password`.
+inline detail::CommandResult mariadb_cli(const std::string& address, int port,
+                                         const std::string& user, const std::string& password,
+                                         const std::string& db, const std::string& sql) {
+  std::vector<std::string> argv = {"/usr/bin/mariadb",
+                                   "--no-defaults",
+                                   "--protocol=TCP",
+                                   "-h",
+                                   address,
+                                   "-P",
+                                   std::to_string(port),
+                                   "-u",
+                                   user,
+                                   "--password=" + password,
+                                   "--ssl",
+                                   "--batch",
+                                   "--skip-column-names",
+                                   "--connect-timeout=10"};
+  if (!db.empty()) argv.push_back("--database=" + db);
+  argv.push_back("-e");
+  argv.push_back(sql);
+  auto r = detail::run_command(argv);
+  if (!r) {
+    detail::CommandResult bad;
+    bad.err = r.error().message();
+    return bad;
+  }
+  return *r;
+}
+
+inline bool pid_gone_for(const std::string& needle) {
+  auto r = detail::run_command({"pgrep", "-f", needle});
+  return r && r->out.empty();
+}
+
+}  // namespace concord::database::engine::testing

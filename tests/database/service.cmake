@@ -1,0 +1,13 @@
+# The Trove v1.0 API (src/database/service) on a real store, real tokens and the real compute
+# service (instances are service servers; the agent's part is played by reports). The same
+# binary on PostgreSQL with CONCORD_DATABASE_TEST_STORE=postgres.
+add_executable(database_service_test service_api_test.cc)
+target_include_directories(database_service_test PRIVATE
+  ${PROJECT_SOURCE_DIR}/tests/compute/service)
+target_link_libraries(database_service_test PRIVATE concord_database_service
+  concord_database_engine concord_compute_service concord_identity concord_usage concord_store
+  concord_http concord_test_postgres concord_test_support concord_base GTest::gtest_main)
+gtest_discover_tests(database_service_test DISCOVERY_TIMEOUT 60)
+add_test(NAME database_service_test_postgres COMMAND database_service_test)
+set_tests_properties(database_service_test_postgres PROPERTIES
+  ENVIRONMENT CONCORD_DATABASE_TEST_STORE=postgres LABELS slow TIMEOUT 600)

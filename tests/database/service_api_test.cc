@@ -1,0 +1,707 @@
+// The Trove v1.0 API (src/database/service) on a real store (SQLite in a temp dir, or PostgreSQL
+// with CONCORD_DATABASE_TEST_STORE=postgres), real tokens, and the real compute service: each
+// instance is a service server placed on a registered host offering the "database" driver,
+// whose agent's part is played by reports through compute's own agent routes.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "agent_test_util.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "compute/driver/database_keys.h"
+#include "compute/service/compute_service.h"
+#include "compute/service/flavors.h"
+#include "compute/service/service_servers.h"
+#include "database/engine/desired_state.h"
+#include "database/service/database_service.h"
+#include "http/router.h"
+#include "identity_calls.h"
+#include "nlohmann/json.hpp"
+#include "postgres_server.h"
+#include "temp_dir.h"
+#include "test_stack.h"
+#include "usage/usage_ledger.h"
+
+namespace concord::database::service {
+namespace {
+
+using compute::agent_testing::MemoryImages;
+using compute::agent_testing::Reply;
+namespace keys = compute::driver::database_keys;
+
+const auto* const kPostgresEnv = ::testing::AddGlobalTestEnvironment(
+    std::make_unique<test_support::PostgresEnvironment>().release());
+
+constexpr const char* kAgentKey = "test-agent-key-0123456789abcdef";
+constexpr const char* kHost = "h-db";
+
+class DatabaseApiTest : public ::testing::Test, public test_support::IdentityCalls {
+ protected:
+  void SetUp() override {
+    set_log_level("error");
+    const char* engine = std::getenv("CONCORD_DATABASE_TEST_STORE");
+    auto stack = test_support::open_test_stack(
+        dir_.path(), clock_, engine != nullptr && std::string_view(engine) == "postgres",
+        {identity::migrations(), usage::migrations(), compute::migrations(), migrations()});
+    ASSERT_TRUE(stack.has_value()) << stack.error().to_string();
+    store_ = std::move(stack->store);
+    identity_ = std::move(stack->identity);
+    auto boot = identity_->bootstrap({"admin-secret", "http://localhost:5000", ""});
+    ASSERT_TRUE(boot.has_value()) << boot.error().to_string();
+    attach_identity(*identity_);
+    admin_ = token("admin", "admin-secret", "admin");
+    use_identity_admin(admin_);
+    p1_ = create_project("p1");
+    p2_ = create_project("p2");
+    service_project_ = create_project("service");
+    const std::string member1 = create_user("member1");
+    const std::string reader1 = create_user("reader1");
+    const std::string member2 = create_user("member2");
+    grant(p1_, member1, boot->member_role_id);
+    grant(p1_, reader1, boot->reader_role_id);
+    grant(p2_, member2, boot->member_role_id);
+    member1_ = token("member1", "member1-pw", "p1");
+    reader1_ = token("reader1", "reader1-pw", "p1");
+    member2_ = token("member2", "member2-pw", "p2");
+
+    options_.agent_key = kAgentKey;
+    auto svc = compute::ComputeService::create(
+        compute::ComputeContext{*store_, clock_, *identity_, images_, options_});
+    ASSERT_TRUE(svc.has_value()) << svc.error().to_string();
+    compute_ = std::move(*svc);
+    ASSERT_TRUE(compute::ensure_default_flavors(*store_, clock_));
+    ctx_ = std::make_unique<compute::ComputeContext>(
+        compute::ComputeContext{*store_, clock_, *identity_, images_, options_});
+    DatabaseOptions o;
+    o.max_volume_gb = 20;
+    auto db = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
+    ASSERT_TRUE(db.has_value()) << db.error().to_string();
+    db_ = std::move(*db);
+    router_.mount("/database", db_->routes(), db_->errors());
+    router_.mount("/agent", compute_->agent_routes(), http::keystone_style_error);
+    db_->attach_service_project(service_project_, "concord-database");
+    register_host();
+  }
+
+  Reply dispatch(http::Method method, const std::string& target, const Json& body,
+                 std::vector<http::Header> headers) {
+    http::Request req;
+    req.method = method;
+    req.target = target;
+    req.base_url = "http://localhost:8080";
+    req.request_id = "req-database-test";
+    if (!body.is_null()) {
+      req.body = dump_json(body);
+      req.headers.push_back({"content-type", "application/json"});
+    }
+    for (auto& h : headers) req.headers.push_back(std::move(h));
+    std::string route;
+    Reply r;
+    r.raw = router_.dispatch(req, route);
+    r.status = r.raw.status;
+    if (!r.raw.body.empty()) {
+      if (auto parsed = parse_json(r.raw.body)) r.body = std::move(*parsed);
+    }
+    return r;
+  }
+
+  // A Trove call below /database/v1.0/{project}.
+  Reply trove(http::Method method, const std::string& path, const Json& body = nullptr,
+              const std::string& tok = {}, const std::string& project = {}) {
+    const std::string t = tok.empty() ? member1_ : tok;
+    const std::string p = project.empty() ? p1_ : project;
+    return dispatch(method, "/database/v1.0/" + p + path, body, {{"x-auth-token", t}});
+  }
+
+  Reply agent(http::Method method, const std::string& path, const Json& body) {
+    return dispatch(method, "/agent" + path, body,
+                    {{"x-concord-agent",
+                      std::string(kHost) + ":" + compute::agent_credential(kAgentKey, kHost)}});
+  }
+
+  void register_host() {
+    Json body = {{"availability_zone", "nova"},
+                 {"capacity", {{"vcpus", 8}, {"ram_mb", 16384}, {"disk_gb", 100}}},
+                 {"drivers", {"database"}},
+                 {"kvm", false},
+                 {"accel", "process"},
+                 {"traits", Json::object()},
+                 {"version", "test"}};
+    Reply r = agent(http::Method::kPut, std::string("/v1/hosts/") + kHost, body);
+    ASSERT_EQ(r.status, 200) << r;
+  }
+
+  // The agent reports the instance running at the given spec generation.
+  void report(const std::string& id, int64_t generation, const std::string& state = "present",
+              int power = 1) {
+    Json inst = {{"id", id}, {"generation", generation}, {"state", state}};
+    if (state == "present") {
+      inst["power_state"] = power;
+      inst["addresses"] = Json::array();
+    }
+    Reply r = agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
+                    Json{{"instances", Json::array({inst})}});
+    ASSERT_EQ(r.status, 200) << r;
+  }
+
+  std::optional<compute::ServiceServer> server(const std::string& id) {
+    auto list = compute::list_service_servers(*ctx_, service_project_);
+    EXPECT_TRUE(list) << list.error().to_string();
+    if (!list) return std::nullopt;
+    for (auto& s : *list) {
+      if (s.id == id) return s;
+    }
+    return std::nullopt;
+  }
+
+  engine::DesiredState state_of(const std::string& id) {
+    auto s = server(id);
+    EXPECT_TRUE(s.has_value());
+    if (!s) return {};
+    auto st = engine::desired_state_from_json(s->metadata[std::string(keys::kState)]);
+    EXPECT_TRUE(st) << st.error().to_string();
+    return st ? *st : engine::DesiredState{};
+  }
+
+  static Json pg_instance(const std::string& name = "db1") {
+    return {{"instance",
+             {{"name", name},
+              {"flavorRef", "2"},
+              {"volume", {{"size", 2}}},
+              {"datastore", {{"type", "postgresql"}, {"version", "15"}}},
+              {"databases", Json::array({{{"name", "shop"}}})},
+              {"users", Json::array({{{"name", "app"},
+                                      {"password", "s3cret-pw"},
+                                      {"databases", Json::array({{{"name", "shop"}}})}}})}}}};
+  }
+
+  std::string create(const Json& body) {
+    Reply r = trove(http::Method::kPost, "/instances", body);
+    EXPECT_EQ(r.status, 200) << r;
+    return r.body["instance"].value("id", std::string());
+  }
+
+  // Makes the instance ACTIVE as its agent would.
+  void activate(const std::string& id) {
+    auto s = server(id);
+    ASSERT_TRUE(s.has_value());
+    report(id, 1);
+    Reply r = trove(http::Method::kGet, "/instances/" + id);
+    ASSERT_EQ(r.status, 200) << r;
+    ASSERT_EQ(r.body["instance"]["status"], "ACTIVE") << r;
+  }
+
+  int instance_rows() {
+    int n = -1;
+    EXPECT_TRUE(store_->read([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(store::Rows rows, tx.query("SELECT COUNT(*) FROM db_instances"));
+      n = static_cast<int>(rows[0].integer(0));
+      return ok();
+    }));
+    return n;
+  }
+
+  ::concord::testing::TempDir dir_{"concord-database-api"};
+  FakeClock clock_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<identity::IdentityService> identity_;
+  MemoryImages images_;
+  compute::ComputeOptions options_;
+  std::unique_ptr<compute::ComputeService> compute_;
+  std::unique_ptr<compute::ComputeContext> ctx_;
+  std::unique_ptr<DatabaseService> db_;
+  http::Router router_;
+  std::string admin_, member1_, reader1_, member2_;
+  std::string p1_, p2_, service_project_;
+};
+
+TEST_F(DatabaseApiTest, VersionsNeedNoToken) {
+  Reply r = dispatch(http::Method::kGet, "/database", nullptr, {});
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["versions"][0]["id"], "v1.0");
+  EXPECT_EQ(r.body["versions"][0]["links"][0]["href"], "http://localhost:8080/database/v1.0/");
+}
+
+TEST_F(DatabaseApiTest, DatastoresAndVersionsByNameOrId) {
+  Reply r = trove(http::Method::kGet, "/datastores");
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["datastores"].size(), 2u) << r;
+  std::map<std::string, Json> by_name;
+  for (const Json& d : r.body["datastores"]) by_name[d["name"]] = d;
+  ASSERT_TRUE(by_name.contains("postgresql") && by_name.contains("mariadb"));
+  EXPECT_EQ(by_name["postgresql"]["versions"][0]["name"], "15");
+  EXPECT_EQ(by_name["mariadb"]["versions"][0]["name"], "10.11");
+  const std::string pg_id = by_name["postgresql"]["id"];
+  const std::string v15 = by_name["postgresql"]["default_version"];
+
+  r = trove(http::Method::kGet, "/datastores/postgresql");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["datastore"]["id"], pg_id);
+  r = trove(http::Method::kGet, "/datastores/" + pg_id + "/versions");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["versions"][0]["id"], v15);
+  r = trove(http::Method::kGet, "/datastores/postgresql/versions/15");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["version"]["datastore"], pg_id);
+  r = trove(http::Method::kGet, "/datastores/versions/" + v15);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["version"]["name"], "15");
+
+  r = trove(http::Method::kGet, "/datastores/mysql");
+  EXPECT_EQ(r.status, 404) << r;
+  EXPECT_EQ(r.body["itemNotFound"]["code"], 404) << r;
+  r = trove(http::Method::kGet, "/datastores/postgresql/versions/9.6");
+  EXPECT_EQ(r.status, 404) << r;
+}
+
+TEST_F(DatabaseApiTest, FlavorsComeFromComputeInTrovesShape) {
+  Reply r = trove(http::Method::kGet, "/flavors");
+  ASSERT_EQ(r.status, 200) << r;
+  bool small = false;
+  for (const Json& f : r.body["flavors"]) {
+    if (f["str_id"] == "2") {
+      small = true;
+      EXPECT_EQ(f["id"], 2);
+      EXPECT_EQ(f["name"], "m1.small");
+      EXPECT_EQ(f["ram"], 2048);
+      EXPECT_EQ(f["vcpus"], 1);
+    }
+  }
+  EXPECT_TRUE(small) << r;
+  r = trove(http::Method::kGet, "/flavors/2");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["flavor"]["name"], "m1.small");
+  r = trove(http::Method::kGet, "/flavors/999");
+  EXPECT_EQ(r.status, 404) << r;
+  EXPECT_TRUE(r.body.contains("itemNotFound")) << r;
+}
+
+TEST_F(DatabaseApiTest, CreateRecordsAServiceServerWithTheDesiredState) {
+  Reply r = trove(http::Method::kPost, "/instances", pg_instance());
+  ASSERT_EQ(r.status, 200) << r;
+  const Json inst = r.body["instance"];
+  const std::string id = inst["id"];
+  EXPECT_EQ(inst["status"], "BUILD");
+  EXPECT_EQ(inst["name"], "db1");
+  EXPECT_EQ(inst["ip"][0], "127.77.0.1");
+  EXPECT_EQ(inst["addresses"][0]["address"], "127.77.0.1");
+  EXPECT_EQ(inst["addresses"][0]["type"], "private");
+  EXPECT_EQ(inst["port"], 5432);
+  EXPECT_EQ(inst["volume"]["size"], 2);
+  EXPECT_EQ(inst["datastore"]["type"], "postgresql");
+  EXPECT_EQ(inst["datastore"]["version"], "15");
+  EXPECT_EQ(inst["flavor"]["id"], "2");
+
+  auto s = server(id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->host, kHost);
+  EXPECT_EQ(s->vcpus, 1);
+  EXPECT_EQ(s->ram_mb, 2048);
+  EXPECT_EQ(s->disk_gb, 2);
+  EXPECT_EQ(s->metadata[std::string(keys::kEngine)], "postgresql");
+  EXPECT_EQ(s->metadata[std::string(keys::kVersion)], "15");
+  EXPECT_EQ(s->metadata[std::string(keys::kAddress)], "127.77.0.1");
+  EXPECT_EQ(s->metadata[std::string(keys::kPort)], "5432");
+  EXPECT_EQ(s->metadata[std::string(keys::kVolumeGb)], "2");
+  EXPECT_EQ(s->metadata[std::string(keys::kProject)], p1_);
+  EXPECT_EQ(s->metadata[std::string(keys::kInstance)], id);
+  engine::DesiredState st = state_of(id);
+  EXPECT_EQ(st.revision, 1);
+  ASSERT_EQ(st.databases.size(), 1u);
+  EXPECT_EQ(st.databases[0].name, "shop");
+  ASSERT_EQ(st.users.size(), 1u);
+  EXPECT_EQ(st.users[0].name, "app");
+  EXPECT_EQ(st.users[0].databases, std::vector<std::string>{"shop"});
+  EXPECT_TRUE(st.users[0].verifier.starts_with("SCRAM-SHA-256$4096:")) << st.users[0].verifier;
+  // The password is nowhere: not in the metadata, not in the store.
+  for (const auto& [k, v] : s->metadata) EXPECT_EQ(v.find("s3cret-pw"), std::string::npos) << k;
+  ASSERT_TRUE(store_->read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows, tx.query("SELECT verifier FROM db_users"));
+    EXPECT_EQ(rows.size(), 1u);
+    for (const store::Row& row : rows) EXPECT_EQ(row.text(0).find("s3cret"), std::string::npos);
+    return ok();
+  }));
+
+  // The agent's spec for the host carries it, without an image.
+  Reply a = agent(http::Method::kGet, std::string("/v1/hosts/") + kHost + "/assignments", nullptr);
+  ASSERT_EQ(a.status, 200) << a;
+  ASSERT_EQ(a.body["instances"].size(), 1u) << a;
+  const Json spec = a.body["instances"][0];
+  EXPECT_EQ(spec["driver"], "database");
+  EXPECT_EQ(spec["image"]["id"], "");
+  auto meta = parse_json(spec["guest"]["meta_data_json"].get<std::string>());
+  ASSERT_TRUE(meta);
+  EXPECT_EQ((*meta)["meta"][std::string(keys::kAddress)], "127.77.0.1");
+
+  // MariaDB gets its own port and the next address.
+  Json maria = pg_instance("db2");
+  maria["instance"]["datastore"] = {{"type", "mariadb"}};
+  r = trove(http::Method::kPost, "/instances", maria);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instance"]["ip"][0], "127.77.0.2");
+  EXPECT_EQ(r.body["instance"]["port"], 3306);
+  EXPECT_EQ(r.body["instance"]["datastore"]["version"], "10.11");
+  const std::string id2 = r.body["instance"]["id"];
+  EXPECT_TRUE(state_of(id2).users.at(0).verifier.starts_with("*"));
+
+  r = trove(http::Method::kGet, "/instances");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instances"].size(), 2u);
+}
+
+TEST_F(DatabaseApiTest, StatusFollowsTheServer) {
+  const std::string id = create(pg_instance());
+  report(id, 1);
+  Reply r = trove(http::Method::kGet, "/instances/" + id);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instance"]["status"], "ACTIVE");
+  EXPECT_EQ(r.body["instance"]["operating_status"], "HEALTHY");
+
+  // The engine stopped on its own: the server is stopped (power sync), Trove says SHUTDOWN.
+  report(id, 1, "present", 4);
+  r = trove(http::Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.body["instance"]["status"], "SHUTDOWN") << r;
+
+  // A failed create: ERROR with the fault.
+  const std::string id2 = create(pg_instance("db2"));
+  Json inst = {{"id", id2}, {"generation", 1}, {"state", "absent"}, {"error", "initdb failed"}};
+  Reply a = agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
+                  Json{{"instances", Json::array({inst})}});
+  ASSERT_EQ(a.status, 200) << a;
+  r = trove(http::Method::kGet, "/instances/" + id2);
+  EXPECT_EQ(r.body["instance"]["status"], "ERROR") << r;
+  EXPECT_NE(r.body["instance"]["fault"]["message"].get<std::string>().find("initdb failed"),
+            std::string::npos)
+      << r;
+}
+
+TEST_F(DatabaseApiTest, DeleteThenGoneAndTheAddressIsReused) {
+  const std::string id = create(pg_instance());
+  const std::string id2 = create(pg_instance("db2"));
+  clock_.advance(std::chrono::seconds(90));
+  register_host();  // a heartbeat: the host is up, so its agent finishes the delete
+  Reply r = trove(http::Method::kDelete, "/instances/" + id);
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(http::Method::kGet, "/instances/" + id);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instance"]["status"], "SHUTDOWN");
+  EXPECT_EQ(server(id)->task_state.value_or(""), "deleting");
+  // Its engine may still listen: the address is not handed out yet.
+  Reply third = trove(http::Method::kPost, "/instances", pg_instance("db3"));
+  ASSERT_EQ(third.status, 200) << third;
+  EXPECT_EQ(third.body["instance"]["ip"][0], "127.77.0.3");
+  // Repeated delete: still 202.
+  EXPECT_EQ(trove(http::Method::kDelete, "/instances/" + id).status, 202);
+
+  report(id, 2, "absent");
+  r = trove(http::Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.status, 404) << r;
+  EXPECT_EQ(r.body["itemNotFound"]["code"], 404) << r;
+  r = trove(http::Method::kGet, "/instances");
+  EXPECT_EQ(r.body["instances"].size(), 2u) << r;
+  Reply fourth = trove(http::Method::kPost, "/instances", pg_instance("db4"));
+  ASSERT_EQ(fourth.status, 200) << fourth;
+  EXPECT_EQ(fourth.body["instance"]["ip"][0], "127.77.0.1");
+  (void)id2;
+
+  // Usage: the deleted instance's interval was closed into the ledger, under the tenant.
+  ASSERT_TRUE(store_->read([&](store::Tx& tx) -> Status {
+    usage::UsageFilter f;
+    f.project_id = p1_;
+    CONCORD_ASSIGN_OR_RETURN(auto events, usage::list(tx, f));
+    int seconds = 0, storage = 0;
+    for (const auto& e : events) {
+      if (e.event.resource_id != id) continue;
+      if (e.event.kind == "database.instance-seconds:2") {
+        ++seconds;
+        EXPECT_EQ(e.event.quantity, "90");
+        EXPECT_EQ(e.event.unit, "s");
+      }
+      if (e.event.kind == "database.storage-gb-seconds") {
+        ++storage;
+        EXPECT_EQ(e.event.quantity, "180");  // 2 GB for 90 s
+      }
+    }
+    EXPECT_EQ(seconds, 1);
+    EXPECT_EQ(storage, 1);
+    return ok();
+  }));
+}
+
+TEST_F(DatabaseApiTest, BadInputIsRefusedInTrovesFormatBeforeAnythingIsWritten) {
+  struct Case {
+    std::string what;
+    std::function<void(Json&)> change;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"unknown datastore", [](Json& j) { j["instance"]["datastore"]["type"] = "mysql"; }, 404},
+      {"unknown version", [](Json& j) { j["instance"]["datastore"]["version"] = "9.6"; }, 404},
+      {"no datastore", [](Json& j) { j["instance"].erase("datastore"); }, 400},
+      {"unknown flavor", [](Json& j) { j["instance"]["flavorRef"] = "999"; }, 404},
+      {"no flavor", [](Json& j) { j["instance"].erase("flavorRef"); }, 400},
+      {"volume 0", [](Json& j) { j["instance"]["volume"]["size"] = 0; }, 400},
+      {"volume too big", [](Json& j) { j["instance"]["volume"]["size"] = 21; }, 400},
+      {"volume not a number", [](Json& j) { j["instance"]["volume"]["size"] = "2"; }, 400},
+      {"no volume", [](Json& j) { j["instance"].erase("volume"); }, 400},
+      {"injection in a database name",
+       [](Json& j) { j["instance"]["databases"][0]["name"] = "x\"; DROP TABLE t; --"; }, 400},
+      {"reserved database", [](Json& j) { j["instance"]["databases"][0]["name"] = "postgres"; },
+       400},
+      {"reserved user", [](Json& j) { j["instance"]["users"][0]["name"] = "root"; }, 400},
+      {"admin role", [](Json& j) { j["instance"]["users"][0]["name"] = "concord-db"; }, 400},
+      {"quote in a user name", [](Json& j) { j["instance"]["users"][0]["name"] = "a'b"; }, 400},
+      {"user name too long for postgres",
+       [](Json& j) { j["instance"]["users"][0]["name"] = std::string(64, 'u'); }, 400},
+      {"empty password", [](Json& j) { j["instance"]["users"][0]["password"] = ""; }, 400},
+      {"user on a database not created",
+       [](Json& j) { j["instance"]["users"][0]["databases"][0]["name"] = "other"; }, 400},
+      {"duplicate database",
+       [](Json& j) {
+         j["instance"]["databases"].push_back({{"name", "shop"}});
+       },
+       400},
+      {"replica", [](Json& j) { j["instance"]["replica_of"] = "x"; }, 400},
+      {"no name", [](Json& j) { j["instance"].erase("name"); }, 400},
+  };
+  for (const Case& c : cases) {
+    Json body = pg_instance();
+    c.change(body);
+    Reply r = trove(http::Method::kPost, "/instances", body);
+    EXPECT_EQ(r.status, c.status) << c.what << ": " << r;
+    const std::string key = c.status == 404 ? "itemNotFound" : "badRequest";
+    EXPECT_EQ(r.body[key]["code"], c.status) << c.what << ": " << r;
+  }
+  Reply r = dispatch(http::Method::kPost, "/database/v1.0/" + p1_ + "/instances", nullptr,
+                     {{"x-auth-token", member1_}});
+  EXPECT_EQ(r.status, 400) << r;
+  EXPECT_EQ(instance_rows(), 0);
+  EXPECT_FALSE(compute::list_service_servers(*ctx_, service_project_)->size());
+
+  // MariaDB's own limits: 80 characters for users, 64 for databases.
+  Json maria = pg_instance();
+  maria["instance"]["datastore"] = {{"type", "mariadb"}};
+  maria["instance"]["users"][0]["name"] = std::string(80, 'u');
+  maria["instance"]["databases"][0]["name"] = std::string(64, 'd');
+  maria["instance"]["users"][0]["databases"][0]["name"] = std::string(64, 'd');
+  EXPECT_EQ(trove(http::Method::kPost, "/instances", maria).status, 200);
+  maria["instance"]["users"][0]["name"] = std::string(81, 'u');
+  EXPECT_EQ(trove(http::Method::kPost, "/instances", maria).status, 400);
+}
+
+TEST_F(DatabaseApiTest, TenantsAreIsolated) {
+  const std::string id = create(pg_instance());
+  // Another project's member: the instance does not exist for it.
+  Reply r = trove(http::Method::kGet, "/instances/" + id, nullptr, member2_, p2_);
+  EXPECT_EQ(r.status, 404) << r;
+  r = trove(http::Method::kDelete, "/instances/" + id, nullptr, member2_, p2_);
+  EXPECT_EQ(r.status, 404) << r;
+  r = trove(http::Method::kPost, "/instances/" + id + "/users",
+            {{"users", Json::array({{{"name", "evil"}, {"password", "pw"}}})}}, member2_, p2_);
+  EXPECT_EQ(r.status, 404) << r;
+  r = trove(http::Method::kGet, "/instances", nullptr, member2_, p2_);
+  EXPECT_EQ(r.body["instances"].size(), 0u) << r;
+  // Its token on the first project's path: Trove's tenant check.
+  r = trove(http::Method::kGet, "/instances/" + id, nullptr, member2_, p1_);
+  EXPECT_EQ(r.status, 403) << r;
+  EXPECT_EQ(r.body["forbidden"]["code"], 403) << r;
+  // A reader reads but does not change.
+  EXPECT_EQ(trove(http::Method::kGet, "/instances/" + id, nullptr, reader1_).status, 200);
+  EXPECT_EQ(trove(http::Method::kDelete, "/instances/" + id, nullptr, reader1_).status, 403);
+  // No token.
+  r = dispatch(http::Method::kGet, "/database/v1.0/" + p1_ + "/instances", nullptr, {});
+  EXPECT_EQ(r.status, 401) << r;
+  EXPECT_EQ(r.body["unauthorized"]["code"], 401) << r;
+  EXPECT_EQ(state_of(id).users.size(), 1u);
+}
+
+TEST_F(DatabaseApiTest, DatabasesUsersAccessAndRootRewriteTheDesiredState) {
+  const std::string id = create(pg_instance());
+  activate(id);
+  const std::string base = "/instances/" + id;
+  Reply r = trove(http::Method::kPost, base + "/databases",
+                  {{"databases", Json::array({{{"name", "orders"}}})}});
+  ASSERT_EQ(r.status, 202) << r;
+  engine::DesiredState st = state_of(id);
+  EXPECT_EQ(st.revision, 2);
+  ASSERT_EQ(st.databases.size(), 2u);
+  r = trove(http::Method::kPost, base + "/databases",
+            {{"databases", Json::array({{{"name", "orders"}}})}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(http::Method::kGet, base + "/databases");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["databases"].size(), 2u);
+
+  r = trove(http::Method::kPost, base + "/users",
+            {{"users", Json::array({{{"name", "bob"}, {"password", "bob-pw-1"}}})}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(http::Method::kPost, base + "/users",
+            {{"users", Json::array({{{"name", "bob"}, {"password", "x"}}})}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(http::Method::kPut, base + "/users/bob/databases",
+            {{"databases", Json::array({{{"name", "orders"}}})}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(http::Method::kPut, base + "/users/bob/databases",
+            {{"databases", Json::array({{{"name", "nope"}}})}});
+  EXPECT_EQ(r.status, 404) << r;
+  r = trove(http::Method::kGet, base + "/users/bob/databases");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["databases"], Json::array({{{"name", "orders"}}}));
+  r = trove(http::Method::kGet, base + "/users/bob@%25");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["user"]["host"], "%");
+  st = state_of(id);
+  ASSERT_EQ(st.users.size(), 2u);
+  const std::string old_verifier = st.users[1].verifier;
+  EXPECT_EQ(st.users[1].name, "bob");
+  EXPECT_EQ(st.users[1].databases, std::vector<std::string>{"orders"});
+
+  r = trove(http::Method::kPut, base + "/users/bob", {{"user", {{"password", "bob-pw-2"}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_NE(state_of(id).users[1].verifier, old_verifier);
+  r = trove(http::Method::kDelete, base + "/users/bob/databases/orders");
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_TRUE(state_of(id).users[1].databases.empty());
+
+  // Dropping a database drops the grants on it.
+  r = trove(http::Method::kDelete, base + "/databases/shop");
+  ASSERT_EQ(r.status, 202) << r;
+  st = state_of(id);
+  EXPECT_EQ(st.databases.size(), 1u);
+  EXPECT_TRUE(st.users[0].databases.empty());
+  EXPECT_EQ(trove(http::Method::kDelete, base + "/databases/shop").status, 404);
+
+  r = trove(http::Method::kDelete, base + "/users/app");
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(state_of(id).users.size(), 1u);
+  EXPECT_EQ(trove(http::Method::kGet, base + "/users/app").status, 404);
+
+  r = trove(http::Method::kGet, base + "/root");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["rootEnabled"], false);
+  r = trove(http::Method::kPost, base + "/root");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["user"]["name"], "root");
+  const std::string root_pw = r.body["user"]["password"];
+  EXPECT_GE(root_pw.size(), 16u);
+  st = state_of(id);
+  ASSERT_TRUE(st.root.has_value());
+  EXPECT_TRUE(st.root->verifier.starts_with("SCRAM-SHA-256$"));
+  EXPECT_EQ(trove(http::Method::kGet, base + "/root").body["rootEnabled"], true);
+
+  // Every change raised the revision and made the agent's spec new.
+  EXPECT_GT(st.revision, 8);
+  EXPECT_FALSE(server(id)->converged);
+}
+
+TEST_F(DatabaseApiTest, RestartAndResize) {
+  const std::string id = create(pg_instance());
+  const std::string base = "/instances/" + id;
+  // Not ACTIVE yet.
+  Reply r = trove(http::Method::kPost, base + "/action", {{"restart", Json::object()}});
+  EXPECT_EQ(r.status, 422) << r;
+  EXPECT_EQ(r.body["unprocessableEntity"]["code"], 422) << r;
+  activate(id);
+
+  r = trove(http::Method::kPost, base + "/action", {{"restart", Json::object()}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "REBOOT");
+  auto s = server(id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->task_state.value_or(""), "rebooting");
+  Json inst = {{"id", id},         {"generation", 2}, {"state", "present"},
+               {"power_state", 1}, {"reboot_seq", 1}, {"addresses", Json::array()}};
+  Reply a = agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
+                  Json{{"instances", Json::array({inst})}});
+  ASSERT_EQ(a.status, 200) << a;
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
+
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "2"}}}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "999"}}}});
+  EXPECT_EQ(r.status, 404) << r;
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "3"}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(http::Method::kGet, base);
+  EXPECT_EQ(r.body["instance"]["status"], "RESIZE") << r;
+  EXPECT_EQ(r.body["instance"]["flavor"]["id"], "3");
+  s = server(id);
+  EXPECT_EQ(s->vcpus, 2);
+  EXPECT_EQ(s->ram_mb, 4096);
+  report(id, 3);
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
+
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"volume", {{"size", 2}}}}}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"volume", {{"size", 21}}}}}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"volume", {{"size", 5}}}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  s = server(id);
+  EXPECT_EQ(s->disk_gb, 5);
+  EXPECT_EQ(s->metadata[std::string(keys::kVolumeGb)], "5");
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["volume"]["size"], 5);
+  r = trove(http::Method::kPost, base + "/action", {{"reset_status", Json::object()}});
+  EXPECT_EQ(r.status, 400) << r;
+}
+
+TEST_F(DatabaseApiTest, RenameAndUnknownRoutes) {
+  const std::string id = create(pg_instance());
+  Reply r = trove(http::Method::kPatch, "/instances/" + id, {{"instance", {{"name", "renamed"}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(trove(http::Method::kGet, "/instances/" + id).body["instance"]["name"], "renamed");
+  r = trove(http::Method::kGet, "/instances/no-such-id");
+  EXPECT_EQ(r.status, 404) << r;
+  r = trove(http::Method::kGet, "/backups");
+  EXPECT_EQ(r.status, 404) << r;
+  EXPECT_TRUE(r.body.contains("itemNotFound")) << r;
+}
+
+// The service-server calls the API relies on (compute/service/service_servers.h) keep compute's
+// rules: capacity on the host, one task at a time, nothing for servers being deleted.
+TEST_F(DatabaseApiTest, ServiceServerChangesKeepComputesRules) {
+  const std::string id = create(pg_instance());
+  Status st = compute::resize_service_server(*ctx_, id, 1, 30000, 2);  // 16384 MB x 1.5 < 30000
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kFailedPrecondition) << st.error().to_string();
+  EXPECT_EQ(server(id)->ram_mb, 2048);  // nothing changed
+  st = compute::resize_service_server(*ctx_, id, 0, 512, 1);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+
+  st = compute::reboot_service_server(*ctx_, id);  // still spawning
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kFailedPrecondition) << st.error().to_string();
+  report(id, 1);
+  ASSERT_TRUE(compute::reboot_service_server(*ctx_, id));
+  st = compute::reboot_service_server(*ctx_, id);  // rebooting
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kFailedPrecondition) << st.error().to_string();
+
+  st = compute::set_service_server_metadata(*ctx_, "no-such-server", {{"k", "v"}});
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kNotFound);
+  ASSERT_TRUE(compute::delete_service_server(*ctx_, id));
+  st = compute::set_service_server_metadata(*ctx_, id, {{"k", "v"}});
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kNotFound);
+
+  // Without an image, and no host offering the driver: nothing recorded when asked so.
+  compute::ServiceServerRequest req;
+  req.id = "imageless-1";
+  req.project_id = service_project_;
+  req.user_id = "u";
+  req.name = "imageless";
+  req.driver = "nonesuch";
+  req.record_unplaced = false;
+  st = compute::create_service_server(*ctx_, req);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kResourceExhausted);
+  EXPECT_FALSE(server("imageless-1").has_value());
+}
+
+}  // namespace
+}  // namespace concord::database::service

@@ -1,0 +1,357 @@
+"""Managed databases end to end on the real binary (issue 4, stage 1).
+
+Starts `concord all-in-one` with its in-process agent running the database driver, so every
+Trove instance is a real PostgreSQL 15 or MariaDB 10.11 engine run as the concord-db user on its
+own loopback address. A tenant drives it with the real `openstack database ...` CLI
+(python3-troveclient) and connects with the real `psql` / `mariadb` clients over TCP:
+
+* create a PostgreSQL and a MariaDB instance with an initial database and user, wait ACTIVE,
+  connect as that user to the reported ip and run queries;
+* create another database and user through the CLI and connect as that user; enable root and
+  connect as root; delete a user and see its login refused;
+* another tenant gets 404 for the instance and cannot add a user to it (so no login of its
+  works there);
+* bad input rows (unknown datastore, volume 0 or too big, injection names) get 4xx in Trove's
+  error format;
+* delete: the instance answers 404 and the engine's processes and folder are gone.
+
+Needs root (engines run as another user) and the Debian packages of scripts/install-deps.sh
+(postgresql-15, mariadb-server, python3-troveclient); skips with the reason otherwise.
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import concord_launcher  # noqa: E402
+
+OPENSTACK = "/usr/bin/openstack"
+ACTIVE_TIMEOUT = 180.0
+CHANGE_TIMEOUT = 90.0
+
+SRV = None
+HOME = None  # the CLI's home (its caches), a temp folder
+FIX = {}
+
+
+def skip_reason():
+    if os.geteuid() != 0:
+        return "needs root: the agent runs database engines as the concord-db user"
+    for tool in (OPENSTACK, "/usr/bin/psql", "/usr/bin/mariadb",
+                 "/usr/lib/postgresql/15/bin/postgres", "/usr/sbin/mariadbd"):
+        if not os.path.exists(tool):
+            return tool + " is missing (scripts/install-deps.sh --test installs it)"
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import troveclient"],
+                           capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        return "python3-troveclient is not installed (scripts/install-deps.sh --test)"
+    probe = subprocess.run(["id", "concord-db"], capture_output=True, timeout=10)
+    if probe.returncode != 0:
+        return "the concord-db system user is missing (scripts/install-deps.sh creates it)"
+    return None
+
+
+def setUpModule():
+    global SRV, HOME
+    reason = skip_reason()
+    if reason:
+        raise unittest.SkipTest(reason)
+    HOME = tempfile.mkdtemp(prefix="concord-db-it-")
+    unittest.addModuleCleanup(shutil.rmtree, HOME, True)
+    SRV = concord_launcher.start_server(
+        unittest.addModuleCleanup,
+        extra_args=["--agent.drivers=database", "--database.max_volume_gb=10"])
+    admin = SRV.admin_token()
+    sfx = uuid.uuid4().hex[:8]
+    roles = SRV.request("GET", SRV.v3 + "/roles?name=member", token=admin).json()["roles"]
+    for who in ("a", "b"):
+        project = "db-%s-%s" % (who, sfx)
+        user = "db-u%s-%s" % (who, sfx)
+        p = SRV.request("POST", SRV.v3 + "/projects",
+                        {"project": {"name": project, "domain_id": "default"}},
+                        token=admin).json()["project"]
+        u = SRV.request("POST", SRV.v3 + "/users",
+                        {"user": {"name": user, "domain_id": "default",
+                                  "password": "pw-" + sfx}}, token=admin).json()["user"]
+        r = SRV.request("PUT", "%s/projects/%s/users/%s/roles/%s" % (
+            SRV.v3, p["id"], u["id"], roles[0]["id"]), token=admin)
+        assert r.status == 204, r
+        FIX[who] = {"project": project, "project_id": p["id"], "user": user,
+                    "password": "pw-" + sfx,
+                    "token": SRV.issue_token(user, "pw-" + sfx, project)[0]}
+
+
+def cli(who, *args, check=True):
+    """`openstack <args>` as tenant `who`; the parsed JSON output when -f json is among args."""
+    f = FIX[who]
+    env = {"PATH": "/usr/bin:/bin", "HOME": HOME, "OS_AUTH_URL": SRV.auth_url,
+           "OS_USERNAME": f["user"], "OS_PASSWORD": f["password"],
+           "OS_PROJECT_NAME": f["project"], "OS_USER_DOMAIN_NAME": "Default",
+           "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3",
+           "OS_INTERFACE": "public", "OS_REGION_NAME": "RegionOne"}
+    p = subprocess.run([OPENSTACK] + list(args), env=env, capture_output=True, text=True,
+                       timeout=180)
+    if check and p.returncode != 0:
+        raise AssertionError("openstack %s failed (%d):\n%s\n%s" % (
+            " ".join(args), p.returncode, p.stdout, p.stderr))
+    if "-f" in args and "json" in args and p.returncode == 0:
+        return json.loads(p.stdout)
+    return p
+
+
+def trove(who, method, path, body=None):
+    f = FIX[who]
+    return SRV.request(method, "/database/v1.0/%s%s" % (f["project_id"], path), body,
+                       token=f["token"])
+
+
+def psql(ip, user, password, database, sql):
+    env = {"PATH": "/usr/bin:/bin", "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"}
+    return subprocess.run(["/usr/bin/psql", "-h", ip, "-U", user, "-d", database, "-X", "-A",
+                           "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                          env=env, capture_output=True, text=True, timeout=30)
+
+
+def mariadb(ip, user, password, database, sql):
+    cmd = ["/usr/bin/mariadb", "-h", ip, "-P", "3306", "--protocol=TCP", "-u", user,
+           "--password=" + password, "--connect-timeout=5", "-N", "-B", "-e", sql]
+    if database:
+        cmd.insert(1, "--database=" + database)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def last_line(p):
+    """The last line of a client's output (psql prints each statement's tag before it)."""
+    lines = p.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def engine_pids(instance_id):
+    """Pids of processes whose command line names the instance's folder."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if instance_id in cmd and "python" not in cmd:
+            out.append(int(pid))
+    return out
+
+
+def instance_dirs(instance_id):
+    """The engine folders of an instance: the database driver keeps them under
+    /var/lib/concord/database/<digest of the agent's state dir>/<id> (database_driver.cc)."""
+    return glob.glob(os.path.join("/var/lib/concord/database", "*", instance_id))
+
+
+class DatabaseInstancesTest(unittest.TestCase):
+    def wait_status(self, who, iid, want=("ACTIVE", "HEALTHY"), timeout=ACTIVE_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = trove(who, "GET", "/instances/" + iid)
+            self.assertEqual(last.status, 200, last)
+            inst = last.json()["instance"]
+            if inst["status"] in want:
+                return inst
+            if inst["status"] == "ERROR":
+                self.fail("instance went to ERROR: %r\n%s" % (last, SRV.log_tail(60)))
+            time.sleep(0.5)
+        self.fail("instance not %s after %.0f s: %r\n%s" % (want, timeout, last,
+                                                             SRV.log_tail(60)))
+
+    def eventually(self, fn, what, timeout=CHANGE_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            ok, last = fn()
+            if ok:
+                return last
+            time.sleep(0.5)
+        self.fail("%s: not within %.0f s; last: %r\n%s" % (what, timeout, last,
+                                                            SRV.log_tail(40)))
+
+    def delete_and_check_gone(self, iid):
+        self.assertEqual(len(instance_dirs(iid)), 1, instance_dirs(iid))
+        cli("a", "database", "instance", "delete", iid)
+        deadline = time.monotonic() + CHANGE_TIMEOUT
+        while time.monotonic() < deadline:
+            r = trove("a", "GET", "/instances/" + iid)
+            if r.status == 404:
+                break
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["instance"]["status"], "SHUTDOWN", r)
+            time.sleep(0.5)
+        r = trove("a", "GET", "/instances/" + iid)
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("itemNotFound", r.json())
+        self.eventually(lambda: (not engine_pids(iid), engine_pids(iid)), "engine processes gone",
+                        timeout=30)
+        self.assertEqual(instance_dirs(iid), [])
+
+    def create(self, name, datastore, version, extra=()):
+        inst = cli("a", "database", "instance", "create", name, "--flavor", "m1.tiny",
+                   "--size", "1", "--datastore", datastore, "--datastore-version", version,
+                   "--databases", "shop", "--users", "app:App-pw-1", *extra, "-f", "json")
+        self.assertEqual(inst["status"], "BUILD", inst)
+        self.assertEqual(inst["datastore"], datastore, inst)
+        return inst["id"]
+
+    def test_postgresql_instance_lifecycle(self):
+        iid = self.create("pg-it", "postgresql", "15")
+        inst = self.wait_status("a", iid)
+        ip = inst["ip"][0]
+        self.assertTrue(ip.startswith("127.77."), inst)
+        self.assertEqual(inst["port"], 5432)
+        self.assertEqual(inst["addresses"], [{"address": ip, "type": "private"}])
+
+        # The initial user works over TCP at the reported address.
+        p = psql(ip, "app", "App-pw-1", "shop",
+                 "CREATE TABLE items (id int PRIMARY KEY, name text); "
+                 "INSERT INTO items VALUES (1, 'one'), (2, 'two'); SELECT count(*) FROM items")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(last_line(p), "2")
+        self.assertNotEqual(psql(ip, "app", "wrong-pw", "shop", "SELECT 1").returncode, 0)
+
+        listed = cli("a", "database", "instance", "list", "-f", "json")
+        self.assertIn(iid, [i["ID"] for i in listed])
+
+        # Another database and user through the CLI; changes are asynchronous, as in Trove.
+        cli("a", "database", "db", "create", iid, "orders")
+        cli("a", "database", "user", "create", iid, "bob", "Bob-pw-2", "--databases", "orders")
+        dbs = [d["Name"] for d in cli("a", "database", "db", "list", iid, "-f", "json")]
+        self.assertEqual(sorted(dbs), ["orders", "shop"])
+        users = {u["Name"]: u for u in cli("a", "database", "user", "list", iid, "-f", "json")}
+        self.assertIn("bob", users)
+        self.eventually(lambda: (lambda q: (q.returncode == 0 and last_line(q) == "7", q))(
+            psql(ip, "bob", "Bob-pw-2", "orders",
+                 "CREATE TABLE t (x int); INSERT INTO t VALUES (7); SELECT x FROM t")),
+            "bob logs in to orders")
+
+        # Root.
+        root = cli("a", "database", "root", "enable", iid, "-f", "json")
+        self.assertEqual(root["name"], "root")
+        shown = cli("a", "database", "root", "show", iid, "-f", "json")
+        self.assertTrue(shown["is_root_enabled"], shown)
+        self.eventually(lambda: (lambda q: (q.returncode == 0 and q.stdout.strip() == "t", q))(
+            psql(ip, "root", root["password"], "postgres",
+                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")),
+            "root logs in as a superuser")
+
+        # A deleted user can no longer log in.
+        cli("a", "database", "user", "delete", iid, "bob")
+        self.eventually(lambda: (lambda q: (q.returncode != 0, q))(
+            psql(ip, "bob", "Bob-pw-2", "orders", "SELECT 1")), "bob's login refused")
+
+        # Restart and a bigger volume: the data stays, the address stays.
+        cli("a", "database", "instance", "restart", iid)
+        self.wait_status("a", iid, timeout=CHANGE_TIMEOUT)
+        cli("a", "database", "instance", "resize", "volume", iid, "2")
+        inst = self.wait_status("a", iid, timeout=CHANGE_TIMEOUT)
+        self.assertEqual(inst["volume"]["size"], 2, inst)
+        self.assertEqual(inst["ip"][0], ip)
+        self.eventually(lambda: (lambda q: (q.returncode == 0 and last_line(q) == "2", q))(
+            psql(ip, "app", "App-pw-1", "shop", "SELECT count(*) FROM items")),
+            "the data survives the restart")
+
+        # Another tenant: the instance does not exist for it, and it cannot add a user to it.
+        r = trove("b", "GET", "/instances/" + iid)
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("itemNotFound", r.json())
+        r = trove("b", "POST", "/instances/%s/users" % iid,
+                  {"users": [{"name": "intruder", "password": "Intr-pw-1",
+                              "databases": [{"name": "shop"}]}]})
+        self.assertEqual(r.status, 404, r)
+        p = cli("b", "database", "instance", "show", iid, check=False)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        time.sleep(1)
+        self.assertNotEqual(psql(ip, "intruder", "Intr-pw-1", "shop", "SELECT 1").returncode, 0)
+        r = SRV.request("GET", "/database/v1.0/%s/instances/%s" % (FIX["a"]["project_id"], iid),
+                        token=FIX["b"]["token"])
+        self.assertEqual(r.status, 403, r)
+
+        self.delete_and_check_gone(iid)
+
+    def test_mariadb_instance_lifecycle(self):
+        iid = self.create("maria-it", "mariadb", "10.11")
+        inst = self.wait_status("a", iid)
+        ip = inst["ip"][0]
+        self.assertEqual(inst["port"], 3306)
+        m = mariadb(ip, "app", "App-pw-1", "shop",
+                    "CREATE TABLE items (id INT PRIMARY KEY); INSERT INTO items VALUES (1), (2);"
+                    " SELECT COUNT(*) FROM items")
+        self.assertEqual(m.returncode, 0, m.stderr)
+        self.assertEqual(m.stdout.strip(), "2")
+
+        cli("a", "database", "db", "create", iid, "orders")
+        cli("a", "database", "user", "create", iid, "bob", "Bob-pw-2", "--databases", "orders")
+        self.eventually(lambda: (lambda q: (q.returncode == 0 and q.stdout.strip() == "7", q))(
+            mariadb(ip, "bob", "Bob-pw-2", "orders",
+                    "CREATE TABLE t (x INT); INSERT INTO t VALUES (7); SELECT x FROM t")),
+            "bob logs in to orders")
+        # bob has no access to shop.
+        self.assertNotEqual(
+            mariadb(ip, "bob", "Bob-pw-2", "shop", "SELECT COUNT(*) FROM items").returncode, 0)
+
+        root = cli("a", "database", "root", "enable", iid, "-f", "json")
+        self.eventually(lambda: (lambda q: (q.returncode == 0, q))(
+            mariadb(ip, "root", root["password"], None, "SELECT 1")), "root logs in")
+
+        cli("a", "database", "user", "delete", iid, "bob")
+        self.eventually(lambda: (lambda q: (q.returncode != 0, q))(
+            mariadb(ip, "bob", "Bob-pw-2", "orders", "SELECT 1")), "bob's login refused")
+
+        r = trove("b", "GET", "/instances/" + iid)
+        self.assertEqual(r.status, 404, r)
+        self.delete_and_check_gone(iid)
+
+    def test_bad_input_gets_troves_errors(self):
+        base = {"name": "bad", "flavorRef": "1", "volume": {"size": 1},
+                "datastore": {"type": "postgresql", "version": "15"},
+                "databases": [{"name": "shop"}],
+                "users": [{"name": "app", "password": "App-pw-1",
+                           "databases": [{"name": "shop"}]}]}
+        cases = [
+            ("unknown datastore", {"datastore": {"type": "mysql"}}, 404, "itemNotFound"),
+            ("unknown version", {"datastore": {"type": "postgresql", "version": "9.6"}}, 404,
+             "itemNotFound"),
+            ("unknown flavor", {"flavorRef": "no-such-flavor"}, 404, "itemNotFound"),
+            ("volume 0", {"volume": {"size": 0}}, 400, "badRequest"),
+            ("volume too big", {"volume": {"size": 11}}, 400, "badRequest"),
+            ("injection in a database name",
+             {"databases": [{"name": "x'; DROP DATABASE postgres; --"}]}, 400, "badRequest"),
+            ("injection in a user name",
+             {"users": [{"name": "a\"b", "password": "pw"}]}, 400, "badRequest"),
+            ("reserved name", {"databases": [{"name": "template1"}]}, 400, "badRequest"),
+        ]
+        for what, change, status, key in cases:
+            body = dict(base)
+            body.update(change)
+            r = trove("a", "POST", "/instances", {"instance": body})
+            self.assertEqual(r.status, status, "%s: %r" % (what, r))
+            self.assertEqual(r.json()[key]["code"], status, what)
+        r = trove("a", "POST", "/instances", "{not json")
+        self.assertEqual(r.status, 400, r)
+        # The CLI shows the error and exits non-zero.
+        p = cli("a", "database", "instance", "create", "bad", "--flavor", "m1.tiny", "--size",
+                "1", "--datastore", "mysql", "--datastore-version", "8", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("mysql", p.stderr)
+        # Nothing was created.
+        r = trove("a", "GET", "/instances")
+        self.assertEqual([i["name"] for i in r.json()["instances"] if i["name"] == "bad"], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
