@@ -319,6 +319,37 @@ def batch_counters(base, prefix, token):
     return m.get("batches", 0), m.get("inferences", 0)
 
 
+def gateway_batch_counters(base, prefix):
+    """(requests, sum of batch sizes) the gateway recorded for this endpoint so far, from the
+    server's /metrics (concord_inference_batch_size, one observation per request: the size of
+    the batch the request ran in, as the replica reports it). Their ratio is the batch size
+    seen per request, which weighs large batches by their rows; None when absent."""
+    eid = prefix.rstrip("/").rsplit("/", 1)[-1]
+    api = common.Http(base, None, timeout=10.0)
+    try:
+        st, _, out = api.request("GET", "/metrics", raw=True)
+    except (OSError, BenchError):
+        return None
+    finally:
+        api.close()
+    if st != 200:
+        return None
+    text = out.decode(errors="replace")
+    total = count = None
+    codes = {}
+    for line in text.splitlines():
+        prefix_codes = 'concord_inference_requests_total{endpoint="%s",code="' % eid
+        if line.startswith(prefix_codes):
+            codes[line[len(prefix_codes):].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
+        if line.startswith('concord_inference_batch_size_sum{endpoint="%s"}' % eid):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('concord_inference_batch_size_count{endpoint="%s"}' % eid):
+            count = float(line.rsplit(" ", 1)[1])
+    if total is None or count is None:
+        return None
+    return count, total, codes
+
+
 def ratio(a, b):
     return a / b if b else float("nan")
 
@@ -441,12 +472,29 @@ def main():
                         log("batching %s via %s, %d clients, repeat %d/%d"
                             % (m, via, c, rep + 1, a.repeats))
                         before = batch_counters(base, prefix, token)
+                        gw_before = (gateway_batch_counters(base, prefix)
+                                     if via == "endpoint" else None)
                         r = run_wrk(base + prefix + infer, one_path, one_hlen, token, c,
                                     a.duration)
                         after = batch_counters(base, prefix, token)
+                        gw_after = (gateway_batch_counters(base, prefix)
+                                    if via == "endpoint" else None)
                         r["mean_batch"] = (
                             (after[1] - before[1]) / (after[0] - before[0])
                             if before and after and after[0] > before[0] else float("nan"))
+                        if gw_before and gw_after:
+                            # Failed requests by status, so that an errors column can be told
+                            # apart (a replica's 503 queue full, the gateway's 503 no ready
+                            # replica or in-flight limit, 502, 504).
+                            failed = {k: v - gw_before[2].get(k, 0)
+                                      for k, v in gw_after[2].items()
+                                      if k != "200" and v - gw_before[2].get(k, 0) > 0}
+                            if failed:
+                                log("  gateway answered non-200: %s" % failed)
+                        r["batch_per_request"] = (
+                            (gw_after[1] - gw_before[1]) / (gw_after[0] - gw_before[0])
+                            if gw_before and gw_after and gw_after[0] > gw_before[0]
+                            else float("nan"))
                         runs[(c, via, m)].append(r)
             for rp in direct.values():
                 rp.stop()
@@ -457,12 +505,15 @@ def main():
                 "max_batch_size 1. Through the endpoint (gateway + replica, %s vcpus) and to a "
                 "replica called directly (no gateway, no CPU quota). %d s per run, %d repeat(s), "
                 "all four interleaved. Mean batch: rows per batch the replica ran during the "
-                "run (its /v2/stats; n/a when the gateway does not expose it)."
+                "run (its /v2/stats; n/a when the gateway does not expose it). Batch per "
+                "request (endpoint rows): the mean size of the batch each request ran in, from "
+                "the gateway's concord_inference_batch_size histogram (weighs a batch by its "
+                "rows, so it is at least the mean batch)."
                 % (a.queue_delay_us, a.vcpus, a.duration, a.repeats),
                 "",
                 "| clients | via | batching | req/s min / median / max | p50 ms | p99 ms "
-                "| mean batch | errors | load avg per run |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "| mean batch | batch per request | errors | load avg per run |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             gains = []
             for c in a.client_list:
@@ -471,9 +522,10 @@ def main():
                     for m in ("on", "off"):
                         rs = runs[(c, via, m)]
                         st[m] = row_stats(rs)
-                        lines.append("| %d | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+                        lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
                             c, via, m, mmm_str(st[m]["req_s"]), fmt(st[m]["p50"]),
                             fmt(st[m]["p99"]), fmt(mmm([r["mean_batch"] for r in rs])[1]),
+                            fmt(mmm([r["batch_per_request"] for r in rs])[1]),
                             st[m]["errors"], st[m]["load"]))
                     gains.append((c, via, ratio(st["on"]["req_s"][1], st["off"]["req_s"][1]),
                                   ratio(st["on"]["p99"], st["off"]["p99"])))

@@ -611,6 +611,9 @@ Status run_server(const config::Config& c, bool bootstrap) {
   inference::endpoints::EndpointOptions endpoint_options;
   endpoint_options.region = c.str("identity.region");
   endpoint_options.public_url = c.str("server.public_url");
+  endpoint_options.max_in_flight =
+      static_cast<size_t>(c.integer("inference.gateway_max_in_flight"));
+  endpoint_options.gateway_threads = static_cast<int>(c.integer("inference.gateway_threads"));
   CONCORD_ASSIGN_OR_RETURN(auto endpoints, inference::endpoints::EndpointService::create(
                                                *st, clock, *ids, *models, replicas, metrics,
                                                std::move(endpoint_options)));

@@ -212,6 +212,11 @@ const std::vector<Option>& options() {
       {"inference.check_timeout", Type::kDuration, "30s",
        "Time the runtime may take to load an uploaded model before the upload is refused.", 100,
        600'000},
+      {"inference.gateway_max_in_flight", Type::kInt, "1024",
+       "Inferences the endpoint gateway holds in flight at once; beyond it 503 with Retry-After.",
+       1, 1 << 20},
+      {"inference.gateway_threads", Type::kInt, "1",
+       "Threads of the gateway's asynchronous client to the replicas.", 1, 64},
       {"database.address_pool", Type::kString, "127.77.0.0/16",
        "IPv4 CIDR that managed database instances get their own address from (all of 127/8 "
        "reaches the loopback interface, so these need no configuration)."},

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "base/json.h"
@@ -146,7 +148,59 @@ Response keystone_style_error(int status, std::string_view message) {
   return Response::json(status, dump_json(body));
 }
 
+// ---- Responder ------------------------------------------------------------------------------
+
+struct Responder::State {
+  State(std::function<void(Response)> d, std::function<Response()> drop)
+      : deliver(std::move(d)), on_drop(std::move(drop)) {}
+  // The last copy went away unanswered: answer for the handler, so the client is not left
+  // waiting until a timeout.
+  ~State() {
+    if (done.exchange(true)) return;
+    try {
+      deliver(on_drop ? on_drop()
+                      : keystone_style_error(500, "The request was dropped without an answer."));
+    } catch (...) {
+      logger("http")->error("answering a dropped deferred request threw");
+    }
+  }
+  std::atomic<bool> done{false};
+  std::function<void(Response)> deliver;
+  std::function<Response()> on_drop;
+};
+
+Responder::Responder(std::function<void(Response)> deliver, std::function<Response()> on_drop)
+    : state_(std::make_shared<State>(std::move(deliver), std::move(on_drop))) {}
+
+void Responder::operator()(Response response) const {
+  if (!state_ || state_->done.exchange(true)) return;
+  try {
+    state_->deliver(std::move(response));
+  } catch (const std::exception& e) {
+    // The sinks the server installs do not throw; this keeps a handler's thread alive anyway.
+    logger("http")->error("delivering a deferred response threw: {}", sanitize_utf8(e.what()));
+  } catch (...) {
+    logger("http")->error("delivering a deferred response threw a non-exception");
+  }
+}
+
+bool Responder::answered() const {
+  return state_ && state_->done.load();
+}
+
+// ---- RouteTable ---------------------------------------------------------------------------
+
 void RouteTable::add(Method method, std::string pattern, Handler handler, std::string name) {
+  add_route(method, std::move(pattern), std::move(handler), nullptr, std::move(name));
+}
+
+void RouteTable::add_deferred(Method method, std::string pattern, DeferredHandler handler,
+                              std::string name) {
+  add_route(method, std::move(pattern), nullptr, std::move(handler), std::move(name));
+}
+
+void RouteTable::add_route(Method method, std::string pattern, Handler handler,
+                           DeferredHandler deferred, std::string name) {
   Route route;
   route.method = method;
   Segments segments = split_path(pattern);
@@ -166,6 +220,7 @@ void RouteTable::add(Method method, std::string pattern, Handler handler, std::s
   }
   route.name = name.empty() ? std::string(method_name(method)) + " " + pattern : std::move(name);
   route.handler = std::move(handler);
+  route.deferred = std::move(deferred);
   routes_.push_back(std::move(route));
 }
 
@@ -223,7 +278,11 @@ RouteTable::Match RouteTable::match(Method method, std::string_view path) const 
     return result;
   }
   result.allowed.clear();
-  result.handler = &best->handler;
+  if (best->deferred) {
+    result.deferred = &best->deferred;
+  } else {
+    result.handler = &best->handler;
+  }
   result.name = &best->name;
   for (size_t i = 0; i < segs.count; ++i) {
     if (best->segments[i] == "{}") result.params.push_back(percent_decode(segs.items[i]));
@@ -255,7 +314,41 @@ const Router::Mount* Router::find(std::string_view path) const {
   return nullptr;
 }
 
+namespace {
+
+// HEAD answers what GET would, without the body but with its length (RFC 9110 9.3.2).
+void strip_for_head(Response& resp) {
+  if (resp.header("content-length").empty()) {
+    uint64_t length = resp.body.size();
+    if (!resp.body_file.empty() && resp.body.empty()) {
+      std::error_code ec;
+      auto size = std::filesystem::file_size(resp.body_file, ec);
+      if (!ec) length = size;
+    }
+    resp.set_header("content-length", std::to_string(length));
+  }
+  resp.body.clear();
+  resp.body_file.clear();
+}
+
+}  // namespace
+
 Response Router::dispatch(Request& req, std::string& route_name) const {
+  // A deferred route answers through the promise; waiting here is what the synchronous callers
+  // (tests, the session driver without a socket) want.
+  std::promise<Response> answer;
+  std::future<Response> later = answer.get_future();
+  std::function<DeferredSink()> defer = [&answer]() -> DeferredSink {
+    // The promise outlives the wait below, and the Responder calls its sink at most once.
+    return [p = &answer](Response r) { p->set_value(std::move(r)); };
+  };
+  std::optional<Response> now = dispatch(req, route_name, defer);
+  if (now) return std::move(*now);
+  return later.get();
+}
+
+std::optional<Response> Router::dispatch(Request& req, std::string& route_name,
+                                         const std::function<DeferredSink()>& defer) const {
   std::string_view raw = req.target.empty() ? std::string_view(req.path) : req.target;
   size_t qmark = raw.find('?');
   if (!req.target.empty()) {
@@ -273,25 +366,14 @@ Response Router::dispatch(Request& req, std::string& route_name) const {
     raw_path = raw_copy;
   }
 
-  Response resp = route(req, raw_path, route_name);
-  if (req.method == Method::kHead) {
-    // HEAD answers what GET would, without the body but with its length (RFC 9110 9.3.2).
-    if (resp.header("content-length").empty()) {
-      uint64_t length = resp.body.size();
-      if (!resp.body_file.empty() && resp.body.empty()) {
-        std::error_code ec;
-        auto size = std::filesystem::file_size(resp.body_file, ec);
-        if (!ec) length = size;
-      }
-      resp.set_header("content-length", std::to_string(length));
-    }
-    resp.body.clear();
-    resp.body_file.clear();
-  }
+  std::optional<Response> resp = route(req, raw_path, route_name, &defer);
+  if (resp && req.method == Method::kHead) strip_for_head(*resp);
   return resp;
 }
 
-Response Router::route(Request& req, std::string_view raw_path, std::string& route_name) const {
+std::optional<Response> Router::route(Request& req, std::string_view raw_path,
+                                      std::string& route_name,
+                                      const std::function<DeferredSink()>* defer) const {
   const Mount* mount = find(raw_path);
   if (mount == nullptr) {
     route_name = "unmatched";
@@ -304,7 +386,7 @@ Response Router::route(Request& req, std::string_view raw_path, std::string& rou
   req.base_url += mount->prefix;
 
   RouteTable::Match m = mount->table ? mount->table->match(req.method, rest) : RouteTable::Match{};
-  if (m.handler == nullptr) {
+  if (m.handler == nullptr && m.deferred == nullptr) {
     route_name = "unmatched";
     if (!m.allowed.empty() || req.method == Method::kOther) {
       Response r = format_error(
@@ -319,6 +401,34 @@ Response Router::route(Request& req, std::string_view raw_path, std::string& rou
 
   route_name = *m.name;
   req.params = std::move(m.params);
+  if (m.deferred != nullptr) {
+    const bool head = req.method == Method::kHead;
+    ErrorFormatter errors = mount->errors;
+    Responder respond(
+        [sink = (*defer)(), head](Response r) {
+          if (head) strip_for_head(r);
+          sink(std::move(r));
+        },
+        [errors] {
+          return format_error(errors, 500,
+                              "An unexpected error prevented the server from fulfilling your "
+                              "request.");
+        });
+    try {
+      (*m.deferred)(req, respond);
+      return std::nullopt;
+    } catch (const std::exception& e) {
+      logger("http")->error("deferred handler threw request_id={} route=\"{}\": {}", req.request_id,
+                            route_name, sanitize_utf8(e.what()));
+    } catch (...) {
+      logger("http")->error("deferred handler threw a non-exception request_id={} route=\"{}\"",
+                            req.request_id, route_name);
+    }
+    // Answers unless the handler already did before throwing.
+    respond(format_error(mount->errors, 500,
+                         "An unexpected error prevented the server from fulfilling your request."));
+    return std::nullopt;
+  }
   try {
     return (*m.handler)(req);
   } catch (const std::exception& e) {

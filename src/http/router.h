@@ -12,6 +12,7 @@
 // an I/O thread and may block for short work (store reads/writes); see docs/architecture.md.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,45 @@
 namespace concord::http {
 
 using Handler = std::function<Response(Request&)>;
+
+// Deferred responses: a route whose handler answers later, from any thread, without holding the
+// server's I/O thread while it waits (the inference gateway waiting for a replica; later the
+// database proxy and long-polls).
+//
+// Why this shape: the smallest thing a handler needs is "a way to answer once", so that is all
+// a Responder is: a copyable, thread-safe, call-once function. The connection that waits is not
+// exposed (no socket, no Beast, no executor), so capabilities stay free of networking headers,
+// and the same handler runs under the server (non-blocking) and under Router::dispatch (which
+// waits for the answer, for tests and for the synchronous session driver). A Responder that is
+// destroyed without being called answers 500 in the mount's format, so a lost callback can
+// never leave a client hanging.
+//
+// Rules for a DeferredHandler:
+//   * `req` is valid only during the call: copy (or move out) what the answer needs.
+//   * Call the Responder exactly once, from any thread; later calls are ignored. It never
+//     blocks and never throws; the connection's own thread writes the response.
+//   * Work done before returning still runs on the I/O thread: keep it short (the same rule as
+//     for a Handler); the waiting is what moves off the thread.
+//   * After the client went away the answer is discarded; the handler is not told.
+class Responder {
+ public:
+  Responder() = default;
+  // `deliver` receives the one answer; `on_drop` builds the answer sent when every copy of the
+  // Responder is destroyed without being called.
+  Responder(std::function<void(Response)> deliver, std::function<Response()> on_drop);
+
+  // The first call delivers; later calls (and calls on a default-constructed one) do nothing.
+  void operator()(Response response) const;
+  // Whether an answer was delivered (by any copy).
+  bool answered() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+using DeferredHandler = std::function<void(Request&, Responder)>;
+// Where the server wants a deferred route's answer delivered (see Router::dispatch).
+using DeferredSink = std::function<void(Response)>;
 
 // Builds the family's error body for an HTTP status and a message.
 using ErrorFormatter = std::function<Response(int status, std::string_view message)>;
@@ -33,9 +73,13 @@ class RouteTable {
  public:
   // `name` labels metrics ("identity:GET /v3/projects/{id}"); defaults to method + pattern.
   void add(Method method, std::string pattern, Handler handler, std::string name = {});
+  // A route whose handler answers through a Responder (see above).
+  void add_deferred(Method method, std::string pattern, DeferredHandler handler,
+                    std::string name = {});
 
   struct Match {
-    const Handler* handler = nullptr;
+    const Handler* handler = nullptr;           // set for a synchronous route
+    const DeferredHandler* deferred = nullptr;  // set instead for a deferred route
     const std::string* name = nullptr;
     std::vector<std::string> params;
     std::vector<Method> allowed;  // filled when the path matched but the method did not
@@ -51,7 +95,10 @@ class RouteTable {
     std::vector<std::string> segments;  // "{}" marks a parameter
     std::string name;
     Handler handler;
+    DeferredHandler deferred;  // set instead of handler for a deferred route
   };
+  void add_route(Method method, std::string pattern, Handler handler, DeferredHandler deferred,
+                 std::string name);
   std::vector<Route> routes_;
 };
 
@@ -68,7 +115,17 @@ class Router {
   // req.base_url (the server puts the origin there). A handler that throws is logged and
   // answered 500 in the mount's format. For HEAD the body is dropped and its length kept in a
   // content-length header.
+  //
+  // A deferred route is waited for here (the calling thread blocks until the handler's
+  // Responder is called or dropped): tests and the synchronous session driver use this.
   Response dispatch(Request& req, std::string& route_name) const;
+
+  // The server's form: the same, except that a deferred route does not block. Then the
+  // handler is given a Responder delivering (HEAD rule and 500-on-drop applied) to the sink
+  // `defer()` returns, and nullopt is returned. `defer` is called only for deferred routes, so
+  // synchronous requests pay nothing for the mechanism.
+  std::optional<Response> dispatch(Request& req, std::string& route_name,
+                                   const std::function<DeferredSink()>& defer) const;
 
   // The error formatter for the mount that owns this raw path (for errors the server raises
   // before routing: 413, 400 on bad framing, timeouts).
@@ -81,7 +138,8 @@ class Router {
     ErrorFormatter errors;
   };
   const Mount* find(std::string_view path) const;
-  Response route(Request& req, std::string_view raw_path, std::string& route_name) const;
+  std::optional<Response> route(Request& req, std::string_view raw_path, std::string& route_name,
+                                const std::function<DeferredSink()>* defer) const;
   std::vector<Mount> mounts_;
 };
 

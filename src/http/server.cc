@@ -138,6 +138,19 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
   auto executor() { return socket_.get_executor(); }
 
   void start() {
+    // The sink holds the connection weakly: a Responder kept past the server's life (or past a
+    // forced close) must not keep the connection, and through it the server, referenced.
+    std::weak_ptr<Connection> weak = weak_from_this();
+    session_.set_deferral([weak]() -> DeferredSink {
+      return [weak](Response response) {
+        auto self = weak.lock();
+        if (!self) return;  // closed meanwhile: the answer has nowhere to go
+        auto exec = self->executor();
+        asio::post(exec, [self = std::move(self), response = std::move(response)]() mutable {
+          self->on_deferred(std::move(response));
+        });
+      };
+    });
     boost::system::error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
     // The first request's head must arrive within header_timeout of the connect.
@@ -176,12 +189,29 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
       do_write();
       return;
     }
+    if (next == internal::Session::Next::kWait) {
+      // Nothing is outstanding on the socket while a deferred handler works, so the connection
+      // keeps itself alive until on_deferred() or close(). No deadline runs meanwhile: the
+      // handler bounds its own work, and a dropped Responder answers 500.
+      waiting_self_ = shared_from_this();
+      return;
+    }
     if (phase == Phase::kIdle && in_.size() == 0 &&
         server_.context().stopping.load(std::memory_order_relaxed)) {
       close();
       return;
     }
     do_read();
+  }
+
+  // On the strand, with the answer of the deferred handler.
+  void on_deferred(Response response) {
+    waiting_self_.reset();  // the posted handler holds a reference while this runs
+    if (closed_ || session_.phase() != Phase::kWaiting) return;
+    session_.complete(std::move(response));
+    set_deadline(now() + options().body_timeout);
+    last_phase_ = Phase::kResponding;
+    do_write();
   }
 
   void do_read() {
@@ -278,6 +308,9 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
   }
 
   void close() {
+    // Every caller runs in a handler that holds its own reference, so dropping this one here
+    // never destroys the connection under our feet.
+    waiting_self_.reset();
     if (closed_) return;
     closed_ = true;
     boost::system::error_code ec;
@@ -302,6 +335,9 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
   void on_timer(uint64_t generation) {
     if (generation != timer_generation_ || closed_) return;  // superseded by a re-arm
     timer_armed_ = false;
+    // A deferred handler has the request: no deadline applies until its answer arrives
+    // (on_deferred() arms the write deadline).
+    if (session_.phase() == Phase::kWaiting) return;
     if (now() < deadline_) {
       arm(deadline_);  // the deadline moved later since this wait began
       return;
@@ -339,6 +375,8 @@ class Server::Impl::Connection : public std::enable_shared_from_this<Connection>
   bool timed_out_ = false;
   bool closed_ = false;
   size_t linger_bytes_ = 0;
+  // Set while a deferred handler holds the request (see step()).
+  std::shared_ptr<Connection> waiting_self_;
 };
 
 Server::Impl::Impl(ServerOptions options, std::shared_ptr<const Router> router,

@@ -5,6 +5,8 @@
 //
 // Threading: `threads` I/O threads run one io_context; each connection is served by one
 // thread at a time; handlers run on the I/O thread (they may block briefly on the store).
+// Deferred routes (router.h) answer later from any thread; while one holds a request its
+// connection holds no thread and reads no further request (answers stay in order).
 #include <chrono>
 #include <cstdint>
 #include <functional>

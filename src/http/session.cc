@@ -436,6 +436,7 @@ void Session::begin_request() {
 }
 
 Session::Next Session::advance(boost::beast::flat_buffer& in) {
+  if (phase_ == Phase::kWaiting) return Next::kWait;
   if (!parser_) begin_request();
   while (in.size() > 0) {
     std::string_view data(static_cast<const char*>(in.data().data()), in.size());
@@ -463,7 +464,7 @@ Session::Next Session::advance(boost::beast::flat_buffer& in) {
     }
     if (parser_->is_done()) {
       serve();
-      return Next::kWrite;
+      return phase_ == Phase::kWaiting ? Next::kWait : Next::kWrite;
     }
     if (parser_->is_header_done()) {
       phase_ = Phase::kBody;
@@ -555,7 +556,19 @@ void Session::serve() {
     std::string_view raw_path = std::string_view(req_.target).substr(0, req_.target.find('?'));
     bool handled = false;
     resp = builtin(raw_path, handled);
-    if (!handled) resp = ctx_.router->dispatch(req_, route_name_);
+    if (!handled && deferral_) {
+      std::optional<Response> now = ctx_.router->dispatch(req_, route_name_, deferral_);
+      if (!now) {
+        // The handler answers later through the sink; the connection neither reads (the next
+        // pipelined request waits its turn) nor writes until complete().
+        waiting_ = Waiting{start, keep_alive, method};
+        phase_ = Phase::kWaiting;
+        return;
+      }
+      resp = std::move(*now);
+    } else if (!handled) {
+      resp = ctx_.router->dispatch(req_, route_name_);
+    }
   } catch (const std::exception& e) {
     // Router::dispatch already catches handler exceptions; this is the last line for anything
     // else (allocation failure, a throwing formatter fallback), so the connection survives.
@@ -573,6 +586,14 @@ void Session::serve() {
   if (ctx_.stopping.load(std::memory_order_relaxed)) keep_alive = false;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   finish(resp, keep_alive, method == Method::kHead, seconds, method);
+}
+
+void Session::complete(Response response) {
+  if (phase_ != Phase::kWaiting) return;
+  bool keep_alive = waiting_.keep_alive && !ctx_.stopping.load(std::memory_order_relaxed);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - waiting_.start).count();
+  finish(response, keep_alive, waiting_.method == Method::kHead, seconds, waiting_.method);
 }
 
 void Session::serve_error(int status, std::string_view message) {

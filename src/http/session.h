@@ -14,6 +14,7 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -115,10 +116,21 @@ class Session {
     kHead,        // some of the head received
     kBody,        // head complete, body incomplete
     kResponding,  // a response is in output() (or being written)
+    kWaiting,     // a deferred handler has the request; complete() brings its response
   };
-  enum class Next { kRead, kWrite };
+  // kWait: a deferred route took the request; neither read nor write until complete().
+  enum class Next { kRead, kWrite, kWait };
 
   explicit Session(ServerContext& ctx);
+
+  // How a deferred route's answer gets back to this session's connection: called once per
+  // deferred request (on the session's thread) for the sink the Responder will call from any
+  // thread. The sink must bring the response to complete() on the session's own thread. Without
+  // a factory (the socket-less driver in testing.cc), deferred routes are waited for in place.
+  void set_deferral(std::function<DeferredSink()> factory) { deferral_ = std::move(factory); }
+  // The deferred response for the request in kWaiting: serialises it into output(); the caller
+  // then writes as after advance() returned kWrite. Ignored in any other phase.
+  void complete(Response response);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -160,6 +172,15 @@ class Session {
   void set_base_url();
   void record(Method method, int status, double seconds);
   Response builtin(std::string_view path, bool& handled);
+
+  std::function<DeferredSink()> deferral_;
+  // What finish() needs about the request a deferred handler holds.
+  struct Waiting {
+    std::chrono::steady_clock::time_point start;
+    bool keep_alive = false;
+    Method method = Method::kGet;
+  };
+  Waiting waiting_;
 
   ServerContext& ctx_;
   Request req_;

@@ -164,7 +164,7 @@ class InProcessBackend : public ReplicaBackend {
       return http::Response::json(status, dump_json({{"error", message}}));
     });
     http::ServerOptions so;
-    so.threads = 8;
+    so.threads = replica_threads;
     so.max_body_bytes = 16 << 20;
     r.server = std::make_unique<http::Server>(so, router, std::make_shared<http::Registry>());
     CONCORD_RETURN_IF_ERROR(r.server->start());
@@ -224,6 +224,8 @@ class InProcessBackend : public ReplicaBackend {
   }
 
   std::atomic<int> fail_next{0};
+  // I/O threads of each replica's server (a FakeReplica holds one per request at the gate).
+  int replica_threads = 8;
   int ensure_calls = 0;
   int destroy_calls = 0;
 
@@ -306,6 +308,7 @@ class EndpointsTest : public ::testing::Test, public test_support::IdentityCalls
     eo.region = "RegionOne";
     eo.probe_timeout = 2000ms;
     eo.request_timeout = 10'000ms;
+    eo.max_in_flight = max_in_flight_;
     auto svc =
         EndpointService::create(*store_, clock_, *identity_, *registry_, *backend_, metrics_, eo);
     ASSERT_TRUE(svc.has_value()) << svc.error().to_string();
@@ -470,6 +473,7 @@ class EndpointsTest : public ::testing::Test, public test_support::IdentityCalls
   std::shared_ptr<http::Registry> metrics_;
   std::unique_ptr<EndpointService> service_;
   http::Router router_;
+  size_t max_in_flight_ = 1024;  // set before SetUp by fixtures that test the bound
   Gate gate_;
 #ifdef CONCORD_HAVE_MODEL_SERVER
   bool real_replicas_ = true;
@@ -1120,6 +1124,105 @@ TEST_F(EndpointsTest, AStoppedReplicaLosesNoRequest) {
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(served_by.count(stopped), 0u);
   EXPECT_EQ(served_by.size(), 1u);
+}
+
+// The gateway holds no server thread while a replica computes (issue 5, task G1): through a
+// real server with only 2 I/O threads, 32 concurrent inferences all reach the replica at once,
+// and another API on the same server answers while they are held there.
+TEST_F(EndpointsTest, GatewayHoldsNoServerThreadWhileReplicasCompute) {
+  real_replicas_ = false;  // FakeReplica: holds infer requests at the gate
+  backend_->replica_threads = 40;
+  std::string id = create_ok(basic());
+  reconcile();
+  reconcile();
+  ASSERT_EQ(show(id, member1_).body["endpoint"]["status"], "ready");
+
+  auto router = std::make_shared<http::Router>();
+  router->mount("/inference/v1/endpoints", service_->routes_api(), service_->api_errors());
+  router->mount("/inference/v2/endpoints", service_->routes_gateway(), service_->gateway_errors());
+  http::ServerOptions so;
+  so.threads = 2;
+  http::Server server(so, router, std::make_shared<http::Registry>());
+  ASSERT_TRUE(server.start().has_value());
+  const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
+
+  constexpr int kClients = 32;
+  gate_.close();
+  std::vector<int> statuses(kClients, 0);
+  std::vector<std::string> replicas(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      auto c = http::HttpClient::create(base);
+      if (!c) return;
+      auto r = (*c)->request("POST", "/inference/v2/endpoints/" + id + "/v2/models/fashion/infer",
+                             R"({"inputs":[]})", {{"x-auth-token", member1_}}, 60s);
+      if (!r) return;
+      statuses[i] = r->status;
+      auto body = parse_json(r->body);
+      if (body && body->is_object()) replicas[i] = body->value("replica", "");
+    });
+  }
+  // Every request is in the replica at the same time: none waits for a gateway thread.
+  ASSERT_TRUE(gate_.wait_waiting(kClients));
+  // And the server's two threads still serve the other APIs meanwhile.
+  auto other = http::HttpClient::create(base);
+  ASSERT_TRUE(other.has_value());
+  auto shown = (*other)->request("GET", "/inference/v1/endpoints/" + id, "",
+                                 {{"x-auth-token", member1_}}, 30s);
+  ASSERT_TRUE(shown.has_value()) << shown.error().to_string();
+  EXPECT_EQ(shown->status, 200);
+  EXPECT_EQ(parse_json(shown->body).value()["endpoint"]["id"], id);
+  // The same held requests, seen from the autoscaler's side.
+  gate_.open();
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_EQ(statuses[i], 200) << i;
+    EXPECT_EQ(replicas[i], backend_->ids().front()) << i;
+  }
+  std::string text = metrics_->render();
+  EXPECT_NE(text.find("concord_inference_requests_total{endpoint=\"" + id + "\",code=\"200\"} " +
+                      std::to_string(kClients)),
+            std::string::npos)
+      << text;
+  server.stop();
+}
+
+class GatewayLimitTest : public EndpointsTest {
+ protected:
+  void SetUp() override {
+    max_in_flight_ = 3;
+    EndpointsTest::SetUp();
+  }
+};
+
+TEST_F(GatewayLimitTest, RequestsBeyondTheInFlightLimitGet503WithRetryAfter) {
+  real_replicas_ = false;
+  std::string id = create_ok(basic());
+  reconcile();
+  reconcile();
+  gate_.close();
+  std::vector<std::thread> held;
+  std::vector<int> statuses(3, 0);
+  for (int i = 0; i < 3; ++i) {
+    held.emplace_back([&, i] { statuses[i] = infer(id, member1_).status; });
+  }
+  ASSERT_TRUE(gate_.wait_waiting(3));
+  Reply over = infer(id, member1_);
+  EXPECT_EQ(over.status, 503) << over;
+  EXPECT_EQ(over.oip_error(), "the gateway has 3 requests in flight, its limit; retry shortly");
+  EXPECT_EQ(over.raw.header("retry-after"), "1");
+  // Authentication still comes first: no token is 401 even at the limit.
+  EXPECT_EQ(infer(id, "").status, 401);
+  gate_.open();
+  for (auto& t : held) t.join();
+  EXPECT_EQ(statuses, std::vector<int>(3, 200));
+  // The slots are given back.
+  EXPECT_EQ(infer(id, member1_).status, 200);
+  std::string text = metrics_->render();
+  EXPECT_NE(text.find("concord_inference_requests_total{endpoint=\"" + id + "\",code=\"503\"} 1"),
+            std::string::npos)
+      << text;
 }
 
 #ifdef CONCORD_HAVE_MODEL_SERVER

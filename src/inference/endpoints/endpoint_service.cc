@@ -36,8 +36,17 @@ Result<std::unique_ptr<EndpointService>> EndpointService::create(
   if (!options.api_prefix.starts_with('/') || !options.gateway_prefix.starts_with('/')) {
     return fail(Code::kInvalidArgument, "inference endpoints prefixes must start with '/'");
   }
+  if (options.max_in_flight < 1 || options.gateway_threads < 1) {
+    return fail(Code::kInvalidArgument,
+                "inference endpoints max_in_flight and gateway_threads must be positive");
+  }
+  http::AsyncClientOptions client_options;
+  client_options.threads = options.gateway_threads;
+  client_options.max_idle_per_origin = options.clients_per_replica;
+  CONCORD_ASSIGN_OR_RETURN(auto client, http::AsyncHttpClient::create(client_options));
   auto impl = std::make_unique<Impl>(store, clock, identity, registry, backend, std::move(metrics),
                                      std::move(options));
+  impl->client_ = std::move(client);
   impl->build_api_routes();
   impl->build_gateway_routes();
   return std::unique_ptr<EndpointService>(new EndpointService(std::move(impl)));

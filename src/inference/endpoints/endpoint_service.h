@@ -44,8 +44,12 @@
 //                endpoints->gateway_errors());
 //   endpoints->start();  ...  endpoints->stop();   // before the backend and the store go
 //
-// Threading: every method is safe from any thread. Handlers block on the store and (gateway)
-// on the replica, bounded by EndpointOptions::request_timeout. reconcile_once() passes are
+// Threading: every method is safe from any thread. API handlers block on the store. Gateway
+// routes are deferred (http/router.h): the I/O thread authenticates (token, at most one store
+// read) and hands the request to an async HTTP client with its own thread(s) and keep-alive
+// pool per replica; the answer goes back through the Responder, so a slow inference holds no
+// server thread. In-flight gateway requests are bounded by EndpointOptions::max_in_flight and
+// each by request_timeout. reconcile_once() passes are
 // serialised by a mutex; start() runs them on one thread every reconcile_interval, and sooner
 // after an API change.
 #include <chrono>
@@ -85,8 +89,14 @@ struct EndpointOptions {
   // Bound on each readiness probe and on each proxied request.
   std::chrono::milliseconds probe_timeout{1000};
   std::chrono::milliseconds request_timeout{30'000};
-  // Idle keep-alive connections kept per replica by the gateway.
-  size_t clients_per_replica = 8;
+  // Idle keep-alive connections kept per replica by the gateway (its async client's pool).
+  size_t clients_per_replica = 64;
+  // Gateway requests in flight at once (all endpoints) before new ones get 503 with
+  // Retry-After. This, not the HTTP server's thread count, bounds concurrency through the
+  // gateway: a request waiting for its replica holds no server thread (a deferred route).
+  size_t max_in_flight = 1024;
+  // Threads of the gateway's async HTTP client (they only move bytes and copy replies).
+  int gateway_threads = 1;
   // Longest replica_seconds interval before the controller closes one and starts the next.
   std::chrono::seconds meter_interval{60};
   // A replica that runs but has not answered its ready probe for this long (since it started,

@@ -39,26 +39,7 @@ http::Response gateway_error(int status, std::string_view message) {
   return Response::json(status, dump_json(body));
 }
 
-// ---- ReplicaTarget / EndpointLoad --------------------------------------------------------------
-
-Result<std::unique_ptr<http::HttpClient>> ReplicaTarget::checkout(bool& reused) {
-  {
-    std::lock_guard lock(mu_);
-    if (!idle_.empty()) {
-      auto c = std::move(idle_.back());
-      idle_.pop_back();
-      reused = true;
-      return c;
-    }
-  }
-  reused = false;
-  return http::HttpClient::create(url_);
-}
-
-void ReplicaTarget::checkin(std::unique_ptr<http::HttpClient> client, size_t keep) {
-  std::lock_guard lock(mu_);
-  if (idle_.size() < keep) idle_.push_back(std::move(client));
-}
+// ---- EndpointLoad -----------------------------------------------------------------------------
 
 void EndpointLoad::arrive() {
   int64_t now = ++in_flight_;
@@ -152,19 +133,40 @@ void EndpointService::Impl::record_metrics(const std::string& endpoint_id, int s
   }
 }
 
-Response EndpointService::Impl::proxy(Request& req) {
+// One forwarded request, from the moment it leaves the I/O thread until its Responder is
+// called. Owned by the async client's callbacks; everything it needs was copied out of the
+// Request (which is valid only while the handler runs).
+struct EndpointService::Impl::Forward {
+  http::Responder respond;
+  std::shared_ptr<EndpointRuntime> rt;
+  std::string id;
+  std::string request_id;
+  std::string method;
+  std::string tail;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::chrono::steady_clock::time_point started;
+  std::vector<std::string> tried;  // replicas that could not be reached
+  std::shared_ptr<ReplicaTarget> current;
+  Response failure;
+};
+
+void EndpointService::Impl::proxy(Request& req, http::Responder respond) {
   try {
     const std::string id = req.params.empty() ? std::string() : req.params.front();
     std::string_view token = req.header("x-auth-token");
     if (token.empty()) {
-      return gateway_error(401, "authentication required: send a token in X-Auth-Token");
+      respond(gateway_error(401, "authentication required: send a token in X-Auth-Token"));
+      return;
     }
     auto caller = identity_.authenticate(token);
     if (!caller) {
       if (caller.error().code() == Code::kUnauthenticated) {
-        return gateway_error(401, "the token is not valid: " + caller.error().message());
+        respond(gateway_error(401, "the token is not valid: " + caller.error().message()));
+      } else {
+        respond(gateway_error(503, caller.error().message()));
       }
-      return gateway_error(503, caller.error().message());
+      return;
     }
     std::shared_ptr<EndpointRuntime> rt = find_runtime(id);
     std::string project = rt ? rt->project_id : std::string();
@@ -174,120 +176,158 @@ Response EndpointService::Impl::proxy(Request& req) {
         CONCORD_ASSIGN_OR_RETURN(row, load_endpoint(tx, id));
         return ok();
       });
-      if (!read) return gateway_error(503, read.error().message());
+      if (!read) {
+        respond(gateway_error(503, read.error().message()));
+        return;
+      }
       if (row) project = row->project_id;
     }
     if (project.empty() || (!caller->is_admin() && caller->project_id != project)) {
-      return gateway_error(404, "endpoint " + sanitize_utf8(id) + " not found");
+      respond(gateway_error(404, "endpoint " + sanitize_utf8(id) + " not found"));
+      return;
     }
     identity::Target target;
     target.project_id = project;
     if (!identity_.authorize(*caller, "project_reader", target)) {
-      return gateway_error(403, "the reader role on the endpoint's project is needed");
+      respond(gateway_error(403, "the reader role on the endpoint's project is needed"));
+      return;
     }
-    if (!rt) return gateway_error(503, "endpoint " + id + " has no ready replica yet");
+    if (!rt) {
+      respond(gateway_error(503, "endpoint " + id + " has no ready replica yet"));
+      return;
+    }
 
     // The OIP path below the endpoint, still percent-encoded, with its query.
     std::string_view raw = req.target;
     std::string marker = "/" + id + "/";
     size_t at = raw.find(marker);
-    if (at == std::string_view::npos) return gateway_error(404, "no such OIP route");
-    std::string tail(raw.substr(at + marker.size() - 1));
+    if (at == std::string_view::npos) {
+      respond(gateway_error(404, "no such OIP route"));
+      return;
+    }
 
-    std::vector<std::pair<std::string, std::string>> headers = {
-        {"x-concord-replica-key", rt->replica_key}};
+    // The bound that replaces the server's thread count: past it, waiting requests would only
+    // pile up memory and latency, so the caller is told to come back.
+    if (in_flight_.fetch_add(1) >= static_cast<int64_t>(options_.max_in_flight)) {
+      in_flight_.fetch_sub(1);
+      Response busy =
+          gateway_error(503, "the gateway has " + std::to_string(options_.max_in_flight) +
+                                 " requests in flight, its limit; retry shortly");
+      busy.set_header("retry-after", "1");
+      record_metrics(id, busy.status, 0, nullptr);
+      respond(std::move(busy));
+      return;
+    }
+
+    auto fwd = std::make_shared<Forward>();
+    fwd->respond = std::move(respond);
+    fwd->rt = rt;
+    fwd->id = id;
+    fwd->request_id = req.request_id;
+    fwd->method = std::string(http::method_name(req.method));
+    fwd->tail = std::string(raw.substr(at + marker.size() - 1));
+    fwd->body = std::move(req.body);
+    fwd->headers = {{"x-concord-replica-key", rt->replica_key}};
     for (std::string_view name : {"content-type", "inference-header-content-length", "accept"}) {
-      if (req.has_header(name)) headers.emplace_back(std::string(name), req.header(name));
+      if (req.has_header(name)) fwd->headers.emplace_back(std::string(name), req.header(name));
     }
-
-    const auto started = std::chrono::steady_clock::now();
+    fwd->failure = gateway_error(503, "endpoint " + id + " has no ready replica");
+    fwd->started = std::chrono::steady_clock::now();
     rt->load.arrive();
-    std::optional<http::HttpReply> reply;
-    Response failure = gateway_error(503, "endpoint " + id + " has no ready replica");
-    std::vector<std::string> tried;
-    // At most two replicas; a stale pooled connection on the same replica is not one of them.
-    int attempts = 0;
-    int stale_retries = 0;
-    while (attempts < 2 && !reply) {
-      std::shared_ptr<ReplicaTarget> pick;
-      {
-        std::lock_guard lock(rt->mu);
-        const size_t n = rt->ready.size();
-        const size_t start = n == 0 ? 0 : rt->next++ % n;
-        for (size_t i = 0; i < n; ++i) {
-          const auto& t = rt->ready[(start + i) % n];
-          if (!t->healthy.load()) continue;
-          if (std::find(tried.begin(), tried.end(), t->id()) != tried.end()) continue;
-          if (!pick || t->outstanding.load() < pick->outstanding.load()) pick = t;
-        }
-      }
-      if (!pick) break;
-      bool reused = false;
-      auto client = pick->checkout(reused);
-      if (!client) {
-        failure = gateway_error(502, client.error().message());
-        break;
-      }
-      ++pick->outstanding;
-      auto got = (*client)->request(http::method_name(req.method), tail, req.body, headers,
-                                    options_.request_timeout);
-      --pick->outstanding;
-      if (got) {
-        reply = std::move(*got);
-        pick->checkin(std::move(*client), options_.clients_per_replica);
-        break;
-      }
-      if (got.error().code() == Code::kUnavailable) {
-        if (reused && stale_retries == 0) {
-          // The replica may simply have closed an idle connection: once more, fresh.
-          ++stale_retries;
-          continue;
-        }
-        pick->healthy = false;
-        tried.push_back(pick->id());
-        ++attempts;
-        logger("inference")
-            ->warn("endpoint {} replica {} unreachable: {} request_id={}", id, pick->id(),
-                   got.error().message(), req.request_id);
-        failure = gateway_error(503, "no replica of endpoint " + id + " could be reached");
-        continue;
-      }
-      if (got.error().code() == Code::kDeadlineExceeded) {
-        failure = gateway_error(504, "the replica did not answer within " +
-                                         std::to_string(options_.request_timeout.count()) + " ms");
-      } else {
-        failure = gateway_error(502, "the replica failed: " + got.error().message());
-      }
-      break;
-    }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    rt->load.depart(seconds * 1000.0);
-    if (!reply) {
-      record_metrics(id, failure.status, seconds, nullptr);
-      return failure;
-    }
-    record_metrics(id, reply->status, seconds, &*reply);
-    Response out;
-    out.status = reply->status;
-    out.body = std::move(reply->body);
-    for (std::string_view name :
-         {"content-type", "inference-header-content-length", "concord-queue-time-us",
-          "concord-compute-time-us", "concord-batch-size"}) {
-      std::string v = reply->header(name);
-      if (!v.empty()) out.set_header(std::string(name), v);
-    }
-    return out;
+    forward(std::move(fwd));
   } catch (const std::exception& e) {
     logger("inference")
         ->error("unexpected exception in the gateway: {} request_id={}", e.what(), req.request_id);
-    return gateway_error(500, "internal error; the request id is " + req.request_id);
+    respond(gateway_error(500, "internal error; the request id is " + req.request_id));
   }
+}
+
+void EndpointService::Impl::forward(std::shared_ptr<Forward> fwd) {
+  // At most two replicas: a broken connection to one is retried on another (the async client
+  // already retried a stale pooled connection on the same replica once).
+  if (fwd->tried.size() >= 2) {
+    complete(*fwd, nullptr);
+    return;
+  }
+  std::shared_ptr<ReplicaTarget> pick;
+  {
+    std::lock_guard lock(fwd->rt->mu);
+    const auto& ready = fwd->rt->ready;
+    const size_t n = ready.size();
+    const size_t start = n == 0 ? 0 : fwd->rt->next++ % n;
+    for (size_t i = 0; i < n; ++i) {
+      const auto& t = ready[(start + i) % n];
+      if (!t->healthy.load()) continue;
+      if (std::find(fwd->tried.begin(), fwd->tried.end(), t->id()) != fwd->tried.end()) continue;
+      if (!pick || t->outstanding.load() < pick->outstanding.load()) pick = t;
+    }
+  }
+  if (!pick) {
+    complete(*fwd, nullptr);
+    return;
+  }
+  ++pick->outstanding;
+  fwd->current = pick;
+  // The body is copied, not moved: a retry on another replica sends it again.
+  client_->request(
+      pick->url(), fwd->method, fwd->tail, fwd->body, fwd->headers, options_.request_timeout,
+      [this, fwd](Result<http::HttpReply> got) mutable {
+        std::shared_ptr<ReplicaTarget> pick = std::move(fwd->current);
+        --pick->outstanding;
+        if (got) {
+          complete(*fwd, &*got);
+          return;
+        }
+        if (got.error().code() == Code::kUnavailable) {
+          pick->healthy = false;
+          fwd->tried.push_back(pick->id());
+          logger("inference")
+              ->warn("endpoint {} replica {} unreachable: {} request_id={}", fwd->id, pick->id(),
+                     got.error().message(), fwd->request_id);
+          fwd->failure =
+              gateway_error(503, "no replica of endpoint " + fwd->id + " could be reached");
+          forward(std::move(fwd));
+          return;
+        }
+        if (got.error().code() == Code::kDeadlineExceeded) {
+          fwd->failure =
+              gateway_error(504, "the replica did not answer within " +
+                                     std::to_string(options_.request_timeout.count()) + " ms");
+        } else {
+          fwd->failure = gateway_error(502, "the replica failed: " + got.error().message());
+        }
+        complete(*fwd, nullptr);
+      });
+}
+
+void EndpointService::Impl::complete(Forward& fwd, http::HttpReply* reply) {
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - fwd.started).count();
+  fwd.rt->load.depart(seconds * 1000.0);
+  in_flight_.fetch_sub(1);
+  if (reply == nullptr) {
+    record_metrics(fwd.id, fwd.failure.status, seconds, nullptr);
+    fwd.respond(std::move(fwd.failure));
+    return;
+  }
+  record_metrics(fwd.id, reply->status, seconds, reply);
+  Response out;
+  out.status = reply->status;
+  out.body = std::move(reply->body);
+  for (std::string_view name :
+       {"content-type", "inference-header-content-length", "concord-queue-time-us",
+        "concord-compute-time-us", "concord-batch-size"}) {
+    std::string v = reply->header(name);
+    if (!v.empty()) out.set_header(std::string(name), v);
+  }
+  fwd.respond(std::move(out));
 }
 
 void EndpointService::Impl::build_gateway_routes() {
   using M = http::Method;
-  auto h = [this](Request& req) { return proxy(req); };
+  // Deferred routes: the I/O thread authenticates and hands the request to the async client;
+  // the replica's answer comes back on the client's thread (see proxy()).
+  auto h = [this](Request& req, http::Responder respond) { proxy(req, std::move(respond)); };
   const std::vector<std::string> gets = {
       "/{id}/v2/health/live",
       "/{id}/v2/health/ready",
@@ -297,10 +337,11 @@ void EndpointService::Impl::build_gateway_routes() {
       "/{id}/v2/models/{name}/versions/{version}",
       "/{id}/v2/models/{name}/versions/{version}/ready",
   };
-  for (const std::string& p : gets) gateway_->add(M::kGet, p, h, "inference-gateway:GET " + p);
+  for (const std::string& p : gets)
+    gateway_->add_deferred(M::kGet, p, h, "inference-gateway:GET " + p);
   for (const std::string& p : {std::string("/{id}/v2/models/{name}/infer"),
                                std::string("/{id}/v2/models/{name}/versions/{version}/infer")}) {
-    gateway_->add(M::kPost, p, h, "inference-gateway:POST " + p);
+    gateway_->add_deferred(M::kPost, p, h, "inference-gateway:POST " + p);
   }
 }
 

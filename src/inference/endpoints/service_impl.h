@@ -15,6 +15,7 @@
 
 #include "base/clock.h"
 #include "base/json.h"
+#include "http/async_client.h"
 #include "http/client.h"
 #include "inference/endpoints/endpoint_service.h"
 #include "inference/endpoints/endpoint_store.h"
@@ -24,7 +25,8 @@ namespace concord::inference::endpoints {
 int api_status(Code code);
 
 // One ready replica as the gateway sees it. Shared between the published ready list and the
-// requests using it, so a list republished mid-request never frees a target in use.
+// requests using it, so a list republished mid-request never frees a target in use. Its
+// keep-alive connections live in the gateway's AsyncHttpClient pool, keyed by the URL's origin.
 class ReplicaTarget {
  public:
   ReplicaTarget(std::string id, std::string url) : id_(std::move(id)), url_(std::move(url)) {}
@@ -34,16 +36,9 @@ class ReplicaTarget {
   // Cleared when a request could not reach it; set again by the next ready probe.
   std::atomic<bool> healthy{true};
 
-  // An idle keep-alive client, or a new one. `reused` says which (a reused connection may have
-  // been closed by the replica while idle, which is not the replica's failure).
-  Result<std::unique_ptr<http::HttpClient>> checkout(bool& reused);
-  void checkin(std::unique_ptr<http::HttpClient> client, size_t keep);
-
  private:
   const std::string id_;
   const std::string url_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<http::HttpClient>> idle_;  // guarded by mu_
 };
 
 // What the gateway records per endpoint for the autoscaler and for billing.
@@ -97,7 +92,12 @@ class EndpointService::Impl {
         backend_(backend),
         metrics_(std::move(metrics)),
         options_(std::move(options)) {}
-  ~Impl() { stop(); }
+  ~Impl() {
+    stop();
+    // Its threads run the gateway's callbacks, which use this object: they stop first. Requests
+    // still in flight are answered 500 by their dropped Responders.
+    client_.reset();
+  }
 
   void build_api_routes();
   void build_gateway_routes();
@@ -108,6 +108,8 @@ class EndpointService::Impl {
 
   std::shared_ptr<http::RouteTable> api_ = std::make_shared<http::RouteTable>();
   std::shared_ptr<http::RouteTable> gateway_ = std::make_shared<http::RouteTable>();
+  // The gateway's way to the replicas (set by EndpointService::create).
+  std::unique_ptr<http::AsyncHttpClient> client_;
 
  private:
   // ---- API (api.cc)
@@ -129,7 +131,10 @@ class EndpointService::Impl {
   Result<http::Response> delete_endpoint(Call& c);
 
   // ---- gateway (gateway.cc)
-  http::Response proxy(http::Request& req);
+  struct Forward;
+  void proxy(http::Request& req, http::Responder respond);
+  void forward(std::shared_ptr<Forward> fwd);
+  void complete(Forward& fwd, http::HttpReply* reply);
   std::shared_ptr<EndpointRuntime> runtime_for(const EndpointRow& e);
   std::shared_ptr<EndpointRuntime> find_runtime(const std::string& id);
   void record_metrics(const std::string& endpoint_id, int status, double seconds,
@@ -158,6 +163,9 @@ class EndpointService::Impl {
   ReplicaBackend& backend_;
   std::shared_ptr<http::Registry> metrics_;
   const EndpointOptions options_;
+
+  // Gateway requests between authentication and answer, bounded by options_.max_in_flight.
+  std::atomic<int64_t> in_flight_{0};
 
   std::mutex runtimes_mu_;
   std::map<std::string, std::shared_ptr<EndpointRuntime>> runtimes_;  // guarded by runtimes_mu_
