@@ -1,16 +1,42 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: unit, integration, end-to-end with
-# the real OpenStack clients, Tempest's identity tests, the ASan/UBSan build of the unit and
-# integration tests, and each libFuzzer target for a bounded time.
+# the real OpenStack clients, Tempest's identity and compute tests, the ASan/UBSan build of the
+# unit and integration tests, and each libFuzzer target for a bounded time (docs/testing.md,
+# "What scripts/test.sh runs").
 #
 #   scripts/test.sh              everything (what .ci/run runs)
 #   scripts/test.sh --quick      default build + its tests only
+#
+# Environment: CONCORD_FUZZ_SECONDS (per libFuzzer target, default 30).
+# Ends with the seconds each stage took, also when a stage fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 
-step() { printf '\n==== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+stages=()
+stage_name=""
+stage_start=0
+finish_stage() {
+  if [[ -n "$stage_name" ]]; then
+    stages+=("$(printf '%6d s  %s' $((SECONDS - stage_start)) "$stage_name")")
+  fi
+  stage_name=""
+}
+step() {
+  finish_stage
+  stage_name="$*"
+  stage_start=$SECONDS
+  printf '\n==== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"
+}
+summary() {
+  local status=$?
+  finish_stage
+  printf '\n==== stage times (%s)\n' "$( ((status == 0)) && echo passed || echo "FAILED: $status")"
+  printf '%s\n' "${stages[@]}"
+  printf '%6d s  total\n' "$SECONDS"
+}
+trap summary EXIT
 
 step "dependencies"
 scripts/install-deps.sh --test
@@ -33,6 +59,7 @@ ctest --preset asan -j2 --timeout 1200 -LE 'slow|e2e'
 
 step "fuzz (libFuzzer, bounded)"
 scripts/build.sh fuzz
-tests/fuzz/run.sh build/fuzz "${CONCORD_FUZZ_SECONDS:-60}"
+tests/fuzz/run.sh build/fuzz "${CONCORD_FUZZ_SECONDS:-30}" 2
 
-step "all tests passed"
+finish_stage
+printf '\n==== all tests passed (%s)\n' "$(date -u +%H:%M:%S)"
