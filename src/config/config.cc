@@ -132,7 +132,7 @@ const std::vector<Option>& options() {
        false,
        {"trace", "debug", "info", "warn", "error", "off"}},
       {"identity.region", Type::kString, "RegionOne", "Region id of this deployment."},
-      {"identity.token_ttl", Type::kDuration, "1h", "Lifetime of issued tokens.", 60'000, 7 * kDay},
+      {"identity.token_ttl", Type::kDuration, "1h", "Lifetime of issued tokens.", 1'000, 7 * kDay},
       {"identity.max_active_keys", Type::kInt, "3",
        "Fernet keys kept (staged + primary + secondary); rotation drops the oldest beyond it.", 2,
        100},

@@ -260,7 +260,8 @@ Status do_confirm_resize(ActionContext& a) {
                                      {a.row.id}));
   (void)n;
   CONCORD_RETURN_IF_ERROR(set_resize_migration_status(a, "confirmed"));
-  a.row.vm_state = std::string(vm::kActive);
+  // As Nova: a server resized while stopped is stopped again once confirmed.
+  a.row.vm_state = std::string(a.row.desired_power == "stopped" ? vm::kStopped : vm::kActive);
   a.row.old_flavor_json.reset();
   return commit(a, "confirmResize", "compute_confirm_resize", "Success");
 }
@@ -470,23 +471,21 @@ Result<std::string> console_output(ActionContext& a) {
                                                      {a.row.id}));
   std::string text = r.empty() ? "" : r[0].text(0);
   if (length) {
-    // The last `length` lines (a trailing newline does not start another line).
-    size_t end = text.size();
-    if (end > 0 && text[end - 1] == '\n') --end;
-    size_t pos = end;
-    int64_t lines = 0;
-    while (pos > 0 && lines < *length) {
+    // Nova's tail: the last `length` pieces of the text split on '\n', joined again, so a
+    // trailing newline counts as one (empty) piece; 0 gives nothing.
+    size_t pos = text.size();
+    for (int64_t pieces = 0; pieces < *length; ++pieces) {
+      if (pos == 0) break;
       size_t nl = text.rfind('\n', pos - 1);
-      ++lines;
       if (nl == std::string::npos) {
         pos = 0;
         break;
       }
-      pos = nl;
-      if (lines == *length) {
+      if (pieces + 1 == *length) {
         pos = nl + 1;
         break;
       }
+      pos = nl;
     }
     if (*length == 0) pos = text.size();
     text = text.substr(pos);
