@@ -225,5 +225,43 @@ TEST_F(MariadbEngineTest, RefusesReservedNamesAndClearPasswords) {
   EXPECT_EQ(h->applied_revision, 0);
 }
 
+TEST_F(MariadbEngineTest, InstancesFromOneTemplateHaveTheirOwnSystemTables) {
+  up();
+  const std::string tpl = tmp_.path() + "/.templates/mariadb-10.11-concord-db";
+  ASSERT_TRUE(detail::path_exists(tpl + "/mysql"));
+  InstanceConfig second = config_;
+  second.id = config_.id + "-2";
+  second.dir = tmp_.path() + "/" + second.id;
+  second.address = unique_address();
+  second.port = free_port(second.address);
+  auto st = engine_->prepare(second);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  st = engine_->start(second);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string()
+                              << detail::file_tail(second.dir + "/engine.log", 2000);
+
+  DesiredState one;
+  one.revision = 1;
+  one.databases = {{"shop", "", ""}};
+  one.users = {{"app", "%", mariadb_native_verifier("pw-one"), {"shop"}}};
+  st = engine_->apply(config_, one);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  DesiredState two = one;
+  two.users = {{"app", "%", mariadb_native_verifier("pw-two"), {"shop"}}};
+  st = engine_->apply(second, two);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+
+  // Each copy's mysql.global_priv is its own: a password set on one is not the other's.
+  EXPECT_TRUE(sql("app", "pw-one", "shop", "SELECT 1").ok());
+  auto r = mariadb_cli(second.address, second.port, "app", "pw-one", "shop", "SELECT 1");
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.err.find("Access denied"), std::string::npos) << r.err;
+  r = mariadb_cli(second.address, second.port, "app", "pw-two", "shop", "SELECT 1");
+  EXPECT_TRUE(r.ok()) << r.err;
+  // The template itself never gets an instance's users.
+  EXPECT_FALSE(detail::path_exists(tpl + "/shop"));
+  EXPECT_TRUE(engine_->destroy(second).has_value());
+}
+
 }  // namespace
 }  // namespace concord::database::engine::testing

@@ -19,7 +19,9 @@
 // which is 0700 (it holds the store and keys) and must stay so, while the engine user has to
 // traverse to its folder. One root per agent, so agents sharing a machine (tests, benchmarks)
 // never take each other's instances for orphans. The driver makes the root 0711 (traversal
-// only, no listing); probe() names any ancestor that still blocks it.
+// only, no listing); probe() names any ancestor that still blocks it. The engines' data-folder
+// templates (and their spare copies) are per host, in /var/lib/concord/database/templates;
+// with an explicit database_dir they stay inside it, in .templates.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -487,6 +489,15 @@ Result<std::unique_ptr<Driver>> make_database_driver(const DriverOptions& option
   eo.cgroup_root = options.cgroup_root;
   eo.cgroup_parent = options.database_cgroup_parent;
   eo.start_timeout = options.database_start_timeout;
+  // Data-folder templates are per host, not per agent: in the default layout every agent's
+  // root sits in /var/lib/concord/database, so they share one template per engine and version
+  // (built once under a lock). An explicit database_dir keeps them inside it (tests).
+  // A spare copy per template is kept there too (same file system as the instance folders,
+  // so a create claims it with a rename).
+  if (options.database_dir.empty()) {
+    eo.template_dir = "/var/lib/concord/database/templates";
+    eo.spare_copies = true;
+  }
   std::map<std::string, std::unique_ptr<engine::Engine>> engines;
   std::vector<std::string> unbuilt;
   for (const std::string& name : engine::engine_names()) {

@@ -38,6 +38,16 @@ struct EngineOptions {
   std::string cgroup_root = "/sys/fs/cgroup";
   std::string cgroup_parent = "concord-database";
   std::chrono::milliseconds start_timeout{60000};
+  // Where the per-host data-folder templates live (one per engine, version and engine user;
+  // a new instance's data folder is a copy of its template instead of a fresh initdb /
+  // mariadb-install-db). Empty: "<the instance folder's parent>/.templates" (dot names are
+  // never taken for instances).
+  std::string template_dir;
+  // Keep one spare copy of each template ready (refilled by a detached `cp` after each use),
+  // so a create claims its data folder with one rename instead of copying on the critical
+  // path. Only where the templates share a file system with the instance folders (else the
+  // rename fails and the copy is made as without spares).
+  bool spare_copies = false;
 };
 
 struct InstanceConfig {

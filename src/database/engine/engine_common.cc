@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -612,6 +613,108 @@ Status ensure_tls(const std::string& tls_dir, const InstanceConfig& config, cons
     return fail(Code::kInternal,
                 fmt::format("installing TLS files in {}: {}", tls_dir, errno_text(errno)));
   }
+  return ok();
+}
+
+namespace {
+
+// Starts the detached copy that makes the next spare; best effort (a create without a spare
+// only copies on its own critical path). flock -n: while one refill runs, others are not
+// needed. The copy runs as the engine user (the spare folder and the template are its own), is
+// made in tmp and renamed, so a refill killed half-way leaves only tmp, which the next one
+// removes while holding the lock.
+void refill_spare(const std::string& tpl, const std::string& spares, const OsUser& owner) {
+  auto log = logger("database.engine");
+  if (auto st = make_dir(spares, 0700, owner); !st) {
+    log->warn("no spare copy of {}: {}", tpl, st.error().message());
+    return;
+  }
+  const std::string script =
+      "[ -e \"$3\" ] && exit 0; rm -rf -- \"$2\" && cp -a --reflink=auto -- \"$1\" \"$2\" && "
+      "mv -T -- \"$2\" \"$3\"";
+  auto pid = spawn_detached({"/usr/bin/flock", "-n", spares + "/lock", "/bin/sh", "-c", script,
+                             "sh", tpl, spares + "/tmp", spares + "/data"},
+                            owner, spares + "/refill.log", {});
+  if (!pid) log->warn("no spare copy of {}: {}", tpl, pid.error().message());
+}
+
+}  // namespace
+
+std::string template_root(const EngineOptions& options, const std::string& instance_dir) {
+  if (!options.template_dir.empty()) return options.template_dir;
+  return std::filesystem::path(instance_dir).lexically_normal().parent_path().string() +
+         "/.templates";
+}
+
+Status clone_from_template(
+    const std::string& root, const std::string& key, const OsUser& owner,
+    const std::function<Status(const std::string& data, const std::string& scratch)>& build,
+    const std::string& dest, bool spare) {
+  const std::string tpl = root + "/" + key;
+  // Root's: the engine user never writes here; it only reads its templates through cp.
+  CONCORD_RETURN_IF_ERROR(make_dir(root, 0711));
+  if (!path_exists(tpl)) {
+    const std::string lock_path = tpl + ".lock";
+    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return fail(Code::kInternal, fmt::format("open {}: {}", lock_path, errno_text(errno)));
+    }
+    // Held until close, also across the build: a second creator waits for the first template
+    // instead of building its own. The kernel drops it when the agent dies.
+    while (::flock(fd, LOCK_EX) != 0) {
+      if (errno != EINTR) {
+        int e = errno;
+        ::close(fd);
+        return fail(Code::kInternal, fmt::format("flock {}: {}", lock_path, errno_text(e)));
+      }
+    }
+    Status built = ok();
+    if (!path_exists(tpl)) {  // someone else may have built it while we waited
+      const std::string work = tpl + ".build";
+      built = [&]() -> Status {
+        // Whatever a killed builder left is redone from scratch.
+        CONCORD_RETURN_IF_ERROR(remove_tree(work));
+        CONCORD_RETURN_IF_ERROR(make_dir(work, 0700, owner));
+        CONCORD_RETURN_IF_ERROR(make_dir(work + "/scratch", 0700, owner));
+        CONCORD_RETURN_IF_ERROR(build(work + "/data", work + "/scratch"));
+        if (::rename((work + "/data").c_str(), tpl.c_str()) != 0) {
+          return fail(Code::kInternal,
+                      fmt::format("rename {}/data to {}: {}", work, tpl, errno_text(errno)));
+        }
+        return remove_tree(work);
+      }();
+    }
+    ::close(fd);
+    if (!built) return built;
+  }
+  const std::string spares = tpl + ".spare";
+  if (spare) {
+    if (::rename((spares + "/data").c_str(), dest.c_str()) == 0) {
+      refill_spare(tpl, spares, owner);
+      return ok();
+    }
+    // ENOENT: none ready (the first create, or creates faster than the refill); EXDEV: the
+    // instance folder is on another file system, where a spare can never be claimed.
+    if (errno == EXDEV) spare = false;
+  }
+  const std::string clone = dest + ".clone";
+  CONCORD_RETURN_IF_ERROR(remove_tree(clone));
+  // cp -a keeps owner, modes and sparse files; --reflink=auto shares the blocks where the file
+  // system can (btrfs, XFS) and copies them elsewhere.
+  CommandOptions copy_options;
+  copy_options.timeout = milliseconds(120000);
+  auto r =
+      run_checked({"cp", "-a", "--reflink=auto", "--", tpl, clone}, copy_options, Code::kInternal);
+  if (!r) {
+    (void)remove_tree(clone);
+    return fail(r.error().code(),
+                fmt::format("copying the template {} to {}: {}", tpl, clone, r.error().message()));
+  }
+  if (::rename(clone.c_str(), dest.c_str()) != 0) {
+    return fail(Code::kInternal,
+                fmt::format("rename {} to {}: {}", clone, dest, errno_text(errno)));
+  }
+  if (spare) refill_spare(tpl, spares, owner);
   return ok();
 }
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -98,6 +99,31 @@ void remove_cgroups(const EngineOptions& options, std::string_view id);
 // key 0600, both owned by `owner`), made once: present files are kept.
 [[nodiscard]] Status ensure_tls(const std::string& tls_dir, const InstanceConfig& config,
                                 const OsUser& owner);
+
+// Makes `dest` (which must not exist) a copy of the per-host template data folder
+// <template_root>/<key>, building the template first when absent.
+//
+// Why: bootstrapping an engine's system catalog (initdb, mariadb-install-db) costs seconds and
+// gives the same bytes for every instance of one engine, version and engine user; a copy
+// costs tens of milliseconds (a reflink where the file system has them). The per-instance
+// parts (configuration, certificate, users) are written after the copy.
+//
+// `build(data, scratch)` must create the folder `data` complete (it does not exist yet);
+// `scratch` is an empty folder owned by `owner` for temporary files. The template is built
+// under an exclusive flock on <template_root>/<key>.lock (agents and threads on one host build
+// it once), in <key>.build and renamed into place only when complete; the copy goes to
+// dest + ".clone" and is renamed to `dest`. So an agent killed at any point leaves either
+// nothing or a complete folder behind, and the leftovers are removed by the next call.
+//
+// With `spare`, a complete copy kept in <key>.spare/data (owned by `owner`) is claimed by
+// renaming it to `dest` when there is one, and a detached `cp` (as `owner`, under a flock, so
+// one at a time; made in <key>.spare/tmp and renamed when complete) makes the next one.
+[[nodiscard]] Status clone_from_template(
+    const std::string& template_root, const std::string& key, const OsUser& owner,
+    const std::function<Status(const std::string& data, const std::string& scratch)>& build,
+    const std::string& dest, bool spare = false);
+// EngineOptions.template_dir, or "<parent of instance_dir>/.templates" when empty.
+std::string template_root(const EngineOptions& options, const std::string& instance_dir);
 
 int64_t read_applied_revision(const std::string& dir);
 [[nodiscard]] Status write_applied_revision(const std::string& dir, int64_t revision);

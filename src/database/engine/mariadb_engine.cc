@@ -1,7 +1,8 @@
 // MariaDB engine: one mariadbd per instance, run as the engine user from the Debian binaries.
 //
 // Instance folder (owned by the engine user, 0700):
-//   data/        from mariadb-install-db (made in data.tmp, renamed when complete)
+//   data/        a copy of the host's mariadb-install-db template for this version
+//                (clone_from_template: made beside it, renamed when complete)
 //   my.cnf       the only option file the server reads (--defaults-file), rewritten by prepare
 //   run/         mysqld.sock and mariadbd.pid (0700: only the engine user and root reach it)
 //   tmp/         the server's tmpdir (temporary tables, also during mariadb-install-db)
@@ -41,6 +42,7 @@ constexpr size_t kMaxDatabaseBytes = 64;
 constexpr size_t kMaxUserChars = 80;
 constexpr size_t kMaxHostChars = 255;
 constexpr milliseconds kKillWait{10000};
+constexpr milliseconds kStartPoll{15};
 constexpr milliseconds kAdminTimeout{60000};
 
 struct Paths {
@@ -153,25 +155,35 @@ class MariadbEngine final : public Engine {
     if (!path_exists(p.data)) {
       // New data: nothing of an earlier desired state is applied to it.
       CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
-      CONCORD_RETURN_IF_ERROR(remove_tree(p.data_tmp));
-      CommandOptions as_user;
-      as_user.as = user;
-      as_user.timeout = milliseconds(180000);
-      // Already the engine user, so no --user (as root the script would also chown the
-      // system-wide PAM helper folder to it). A private tmpdir: the bootstrap's temporary
-      // tables must not share /tmp with anything else on the host.
-      auto r = run_checked({install_bin(), "--no-defaults", "--datadir=" + p.data_tmp,
-                            "--auth-root-authentication-method=socket",
-                            "--auth-root-socket-user=" + options_.os_user, "--skip-test-db",
-                            "--skip-name-resolve", "--tmpdir=" + p.tmp},
-                           as_user, Code::kFailedPrecondition);
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.data_tmp));  // left by stage 1's in-place install
+      // Every instance starts as a copy of one mariadb-install-db output per host, version and
+      // engine user: the system tables hold only root@localhost (unix_socket, mapped to the
+      // engine user) and the mysql/sys/performance_schema schemas, the same for every instance;
+      // nothing in them names the data folder, the port or the instance.
+      auto r = clone_from_template(
+          template_root(options_, config.dir),
+          fmt::format("mariadb-{}-{}", config.version, options_.os_user), user,
+          [&](const std::string& data, const std::string& scratch) -> Status {
+            CommandOptions as_user;
+            as_user.as = user;
+            as_user.cwd = scratch;
+            as_user.timeout = milliseconds(180000);
+            // Already the engine user, so no --user (as root the script would also chown the
+            // system-wide PAM helper folder to it). A private tmpdir: the bootstrap's
+            // temporary tables must not share /tmp with anything else on the host.
+            auto made =
+                run_checked({install_bin(), "--no-defaults", "--datadir=" + data,
+                             "--auth-root-authentication-method=socket",
+                             "--auth-root-socket-user=" + options_.os_user, "--skip-test-db",
+                             "--skip-name-resolve", "--tmpdir=" + scratch},
+                            as_user, Code::kFailedPrecondition);
+            if (!made) return fail(made.error());
+            return ok();
+          },
+          p.data, options_.spare_copies);
       if (!r) {
         return fail(r.error().code(), fmt::format("mariadb-install-db for database instance {}: {}",
                                                   config.id, r.error().message()));
-      }
-      if (::rename(p.data_tmp.c_str(), p.data.c_str()) != 0) {
-        return fail(Code::kInternal,
-                    fmt::format("rename {}: {}", p.data_tmp, std::strerror(errno)));
       }
     }
     CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
@@ -236,7 +248,9 @@ class MariadbEngine final : public Engine {
         if (r) return ok();
         last_error = r.error().message();
       }
-      std::this_thread::sleep_for(milliseconds(50));
+      // Short: this wait is on every create's critical path, and an attempt costs little
+      // (a refused connect; for MariaDB a client run only once the socket exists).
+      std::this_thread::sleep_for(kStartPoll);
     }
     return fail(Code::kDeadlineExceeded,
                 fmt::format("mariadb {} did not accept admin connections within {} ms: {}",

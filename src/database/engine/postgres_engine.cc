@@ -2,8 +2,9 @@
 // binaries (/usr/lib/postgresql/<version>/bin).
 //
 // Instance folder (owned by the engine user, 0700):
-//   data/            PGDATA from initdb (made in data.tmp, renamed when complete, so a folder
-//                    half-made by a killed agent is redone, never trusted)
+//   data/            PGDATA: a copy of the host's initdb template for this version
+//                    (clone_from_template: made beside it and renamed when complete, so a
+//                    folder half-made by a killed agent is redone, never trusted)
 //   data/concord.conf  our settings, included last from postgresql.conf (rewritten by prepare)
 //   run/             the Unix socket (0700): only the engine user and root can reach it, which
 //                    is what makes `local all all trust` in pg_hba safe
@@ -42,6 +43,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1: longer names are truncated
 constexpr milliseconds kKillWait{10000};
+constexpr milliseconds kStartPoll{15};
 
 struct Paths {
   explicit Paths(const std::string& d)
@@ -119,20 +121,32 @@ class PostgresEngine final : public Engine {
     if (!path_exists(p.data)) {
       // New data: nothing of an earlier desired state is applied to it.
       CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
-      CONCORD_RETURN_IF_ERROR(remove_tree(p.data_tmp));
-      CommandOptions as_user;
-      as_user.as = user;
-      as_user.timeout = milliseconds(120000);
-      auto r = run_checked({bin(config.version, "initdb"), "-D", p.data_tmp, "-U", options_.os_user,
-                            "-E", "UTF8", "--locale=C.UTF-8", "--auth-local=trust",
-                            "--auth-host=scram-sha-256", "--no-instructions"},
-                           as_user, Code::kFailedPrecondition);
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.data_tmp));  // left by stage 1's in-place initdb
+      // Every instance starts as a copy of one initdb output per host, version and engine
+      // user. The copies share pg_control's system identifier, which is acceptable: it only
+      // ties WAL and base backups to the cluster they came from, and here replicas are made
+      // from their primary by base backup (so they must share it) and backups are stored and
+      // restored by instance id, never matched across instances by that identifier.
+      auto r = clone_from_template(
+          template_root(options_, config.dir),
+          fmt::format("postgresql-{}-{}", config.version, options_.os_user), user,
+          [&](const std::string& data, const std::string& scratch) -> Status {
+            CommandOptions as_user;
+            as_user.as = user;
+            as_user.cwd = scratch;
+            as_user.timeout = milliseconds(120000);
+            auto made =
+                run_checked({bin(config.version, "initdb"), "-D", data, "-U", options_.os_user,
+                             "-E", "UTF8", "--locale=C.UTF-8", "--auth-local=trust",
+                             "--auth-host=scram-sha-256", "--no-instructions"},
+                            as_user, Code::kFailedPrecondition);
+            if (!made) return fail(made.error());
+            return ok();
+          },
+          p.data, options_.spare_copies);
       if (!r) {
         return fail(r.error().code(), fmt::format("initdb for database instance {}: {}", config.id,
                                                   r.error().message()));
-      }
-      if (::rename(p.data_tmp.c_str(), p.data.c_str()) != 0) {
-        return fail(Code::kInternal, fmt::format("rename {}: {}", p.data_tmp, strerror(errno)));
       }
     }
     CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
@@ -182,7 +196,9 @@ class PostgresEngine final : public Engine {
       } else {
         last_error = conn.error().message();
       }
-      std::this_thread::sleep_for(milliseconds(50));
+      // Short: this wait is on every create's critical path, and an attempt costs little
+      // (a refused connect; for MariaDB a client run only once the socket exists).
+      std::this_thread::sleep_for(kStartPoll);
     }
     return fail(Code::kDeadlineExceeded,
                 fmt::format("postgresql {} did not accept admin connections within {} ms: {}",
