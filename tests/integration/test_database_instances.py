@@ -67,7 +67,10 @@ def setUpModule():
     unittest.addModuleCleanup(shutil.rmtree, HOME, True)
     SRV = concord_launcher.start_server(
         unittest.addModuleCleanup,
-        extra_args=["--agent.drivers=database", "--database.max_volume_gb=10"])
+        # A pool of its own: other servers on this machine (Tempest's database profile, a
+        # developer's all-in-one) hand out 127.77.0.0/16 and would collide on :5432/:3306.
+        extra_args=["--agent.drivers=database", "--database.max_volume_gb=10",
+                    "--database.address_pool=127.78.1.0/24"])
     admin = SRV.admin_token()
     sfx = uuid.uuid4().hex[:8]
     roles = SRV.request("GET", SRV.v3 + "/roles?name=member", token=admin).json()["roles"]
@@ -212,7 +215,7 @@ class DatabaseInstancesTest(unittest.TestCase):
         iid = self.create("pg-it", "postgresql", "15")
         inst = self.wait_status("a", iid)
         ip = inst["ip"][0]
-        self.assertTrue(ip.startswith("127.77."), inst)
+        self.assertTrue(ip.startswith("127.78.1."), inst)
         self.assertEqual(inst["port"], 5432)
         self.assertEqual(inst["addresses"], [{"address": ip, "type": "private"}])
 
