@@ -23,7 +23,8 @@ TEMPEST=/usr/bin/tempest
 STESTR=/usr/bin/stestr
 CONCORD_BIN="${CONCORD_BIN:-$ROOT/build/default/src/cmd/concord}"
 # Profiles: identity (Identity v3) and compute (Compute and Image v2 without Neutron, Cinder or
-# Swift; run.sh uploads a public busybox container image first and fills image_ref with it).
+# Swift; run.sh uploads a public busybox container image first and fills image_ref with it) and
+# database (trove-tempest-plugin's scenario tests on real PostgreSQL and MariaDB engines).
 PROFILE="${TEMPEST_PROFILE:-identity}"
 case "$PROFILE" in
   identity)
@@ -36,6 +37,13 @@ case "$PROFILE" in
     EXPECTED="$HERE/expected-pass-compute.txt"
     TEMPLATE="$HERE/tempest-compute.conf.in"
     ;;
+  database)
+    # trove-tempest-plugin's scenario tests on real PostgreSQL / MariaDB engines (Debian's
+    # trove-tempest-plugin); exclusions: docs/testing.md, "Tempest database".
+    DEFAULT_REGEX='^trove_tempest_plugin\.tests\.scenario\.'
+    EXPECTED="$HERE/expected-pass-database.txt"
+    TEMPLATE="$HERE/tempest-database.conf.in"
+    ;;
   *) echo "tempest/run.sh: unknown TEMPEST_PROFILE $PROFILE" >&2; exit 2 ;;
 esac
 REGEX="${TEMPEST_REGEX:-$DEFAULT_REGEX}"
@@ -44,6 +52,30 @@ RUN_TIMEOUT="${TEMPEST_TIMEOUT:-1200}"
 
 WORK="$(mktemp -d /tmp/concord-tempest-XXXXXX)"
 SERVER_PID=""
+DB_ROOT=""
+
+# Database engines run detached as concord-db under the agent's database root (outside the data
+# folder, see src/compute/driver/database_driver.cc), so they outlive the server: stop what is
+# left there (instances a failing test did not delete) and remove the root.
+# shellcheck disable=SC2317  # called through cleanup (the EXIT trap)
+reap_database_engines() {  # ROOT
+  local root="$1" pids=() pid
+  [[ "$root" == /var/lib/concord/database/* ]] || return 0
+  for pid in $(pgrep -u concord-db 2>/dev/null); do
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$root/" && pids+=("$pid")
+  done
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 100); do  # 10 s
+      local left=0
+      for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+      ((left)) || break
+      sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
+  rm -rf "$root"
+}
 
 # True while the process exists and is not a zombie (kill -0 succeeds on our own zombies).
 alive() {
@@ -62,6 +94,7 @@ cleanup() {
     # Workloads outlive the server by design (agents adopt them); remove what the run left.
     "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import workloads; workloads.reap(sys.argv[2])' \
       "$ROOT/tests/integration" "$WORK/data" 2>/dev/null || true
+    if [[ -n "$DB_ROOT" ]]; then reap_database_engines "$DB_ROOT"; fi
   fi
   if [[ "${KEEP_TEMPEST_DIR:-}" == 1 ]]; then
     echo "kept $WORK"
@@ -90,10 +123,23 @@ else
   [[ -x "$CONCORD_BIN" ]] || die "no concord binary at $CONCORD_BIN (set CONCORD_BIN)"
   DATA="$WORK/data"
   mkdir -p "$DATA"
+  PROFILE_ARGS=()
+  if [[ "$PROFILE" == database ]]; then
+    # A known agent state folder names the engines' root (/var/lib/concord/database/<FNV-1a
+    # 64 of that path>, database_driver.cc) for the cleanup; a /24 of its own, outside the
+    # default 127.77.0.0/16, keeps its engines off the addresses other runs on this machine use.
+    PROFILE_ARGS=(--agent.state_dir="$DATA/agent"
+      --database.address_pool="127.$((100 + RANDOM % 100)).$((RANDOM % 256)).0/24")
+    DB_ROOT="/var/lib/concord/database/$("$PY" -c 'import sys
+h = 14695981039346656037
+for c in sys.argv[1].encode():
+    h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+print("%016x" % h)' "$DATA/agent")"
+  fi
   # setsid: the server gets its own process group, so cleanup can kill all of it.
   # shellcheck disable=SC2086  # CONCORD_ARGS is a list of extra flags
   setsid "$CONCORD_BIN" all-in-one --data_dir="$DATA" --server.port=0 --log.level=warn \
-    ${CONCORD_ARGS:-} >"$WORK/server.log" 2>&1 </dev/null &
+    "${PROFILE_ARGS[@]}" ${CONCORD_ARGS:-} >"$WORK/server.log" 2>&1 </dev/null &
   SERVER_PID=$!
   for _ in $(seq 1 600); do  # 60 s
     [[ -f "$DATA/server.json" ]] && break
