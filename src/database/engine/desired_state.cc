@@ -31,10 +31,8 @@ std::string to_json(const DesiredState& state) {
   }
   Json users = Json::array();
   for (const UserSpec& u : state.users) {
-    users.push_back({{"name", u.name},
-                     {"host", u.host},
-                     {"verifier", u.verifier},
-                     {"databases", u.databases}});
+    users.push_back(
+        {{"name", u.name}, {"host", u.host}, {"verifier", u.verifier}, {"databases", u.databases}});
   }
   Json out = {{"revision", state.revision},
               {"databases", std::move(dbs)},
@@ -46,7 +44,8 @@ std::string to_json(const DesiredState& state) {
 
 Result<DesiredState> desired_state_from_json(std::string_view text) {
   Result<Json> parsed = parse_json(text);
-  if (!parsed) return fail(Code::kInvalidArgument, "database desired state: " + parsed.error().message());
+  if (!parsed)
+    return fail(Code::kInvalidArgument, "database desired state: " + parsed.error().message());
   const Json& j = *parsed;
   if (!j.is_object()) return type_error("not an object");
   DesiredState out;

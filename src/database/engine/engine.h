@@ -62,9 +62,9 @@ struct InstanceConfig {
 };
 
 struct Health {
-  bool running = false;  // the engine process of this instance is alive
-  bool healthy = false;  // it answered a real query over the admin socket
-  int64_t applied_revision = 0;  // the desired-state revision last applied (0: none)
+  bool running = false;           // the engine process of this instance is alive
+  bool healthy = false;           // it answered a real query over the admin socket
+  int64_t applied_revision = 0;   // the desired-state revision last applied (0: none)
   bool restart_required = false;  // a parameter waits for a restart
   int64_t disk_used_bytes = 0;    // the data folder's size
   std::string detail;             // why not healthy, or what is notable
