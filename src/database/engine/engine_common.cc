@@ -356,14 +356,6 @@ Result<pid_t> spawn_detached(const std::vector<std::string>& argv_in, const OsUs
   return grandchild;
 }
 
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(Code::kNotFound, fmt::format("cannot read {}", path));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode,
                          const std::optional<OsUser>& owner) {
   std::string tmp = path + ".tmp";
@@ -394,18 +386,6 @@ Status make_dir(const std::string& path, mode_t mode, const std::optional<OsUser
     return fail(Code::kInternal, fmt::format("chown {}: {}", path, errno_text(errno)));
   }
   return ok();
-}
-
-Status remove_tree(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-  if (ec) return fail(Code::kInternal, fmt::format("remove {}: {}", path, ec.message()));
-  return ok();
-}
-
-bool path_exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
 }
 
 Status chown_tree(const std::string& path, const OsUser& owner) {
@@ -452,26 +432,6 @@ std::string file_tail(const std::string& path, size_t max_bytes) {
   return out;
 }
 
-bool process_alive(pid_t pid) {
-  if (pid <= 0) return false;
-  auto stat = read_file(fmt::format("/proc/{}/stat", pid));
-  if (!stat) return false;
-  // state is the field after the ")" that closes comm
-  auto close = stat->rfind(')');
-  if (close == std::string::npos || close + 2 >= stat->size()) return false;
-  char state = (*stat)[close + 2];
-  return state != 'Z' && state != 'X';
-}
-
-std::string process_cmdline(pid_t pid) {
-  auto text = read_file(fmt::format("/proc/{}/cmdline", pid));
-  if (!text) return {};
-  for (char& c : *text) {
-    if (c == '\0') c = ' ';
-  }
-  return *text;
-}
-
 pid_t live_pid_from(const std::string& pidfile, std::string_view must_contain) {
   auto text = read_file(pidfile);
   if (!text) return 0;
@@ -486,18 +446,11 @@ pid_t live_pid_from(const std::string& pidfile, std::string_view must_contain) {
 }
 
 bool wait_gone(pid_t pid, milliseconds limit) {
-  auto deadline = Clock::now() + limit;
-  while (process_alive(pid)) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return true;
+  return compute::driver::wait_gone(pid, limit, milliseconds(20));
 }
 
 bool kill_hard(pid_t pid, milliseconds limit) {
-  if (::getpgid(pid) == pid) ::kill(-pid, SIGKILL);
-  ::kill(pid, SIGKILL);
-  return wait_gone(pid, limit);
+  return compute::driver::kill_and_wait(pid, ::getpgid(pid) == pid, limit, milliseconds(20));
 }
 
 namespace {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "compute/driver/util.h"
 #include "database/engine/engine.h"
 
 namespace concord::database::engine::detail {
@@ -63,7 +64,13 @@ struct CommandResult {
                                            const std::string& log_path,
                                            const std::vector<std::string>& cgroup_procs);
 
-[[nodiscard]] Result<std::string> read_file(const std::string& path);
+// The drivers' host helpers (compute/driver/util.h), not copies of them.
+using compute::driver::path_exists;
+using compute::driver::process_alive;
+using compute::driver::process_cmdline;
+using compute::driver::read_file;
+using compute::driver::remove_tree;
+
 // temp + rename, with the mode (and owner when given) set before the rename.
 [[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view content,
                                        mode_t mode = 0644,
@@ -71,17 +78,14 @@ struct CommandResult {
 // mkdir -p, then the last component gets mode and owner.
 [[nodiscard]] Status make_dir(const std::string& path, mode_t mode,
                               const std::optional<OsUser>& owner = std::nullopt);
-[[nodiscard]] Status remove_tree(const std::string& path);
-bool path_exists(const std::string& path);
 [[nodiscard]] Status chown_tree(const std::string& path, const OsUser& owner);
 int64_t disk_usage(const std::string& path);
 std::string file_tail(const std::string& path, size_t max_bytes);
 
-bool process_alive(pid_t pid);
-std::string process_cmdline(pid_t pid);
 // The first line of a pidfile as a pid when that process is alive and its command line
 // contains `must_contain` (pids are reused), else 0.
 pid_t live_pid_from(const std::string& pidfile, std::string_view must_contain);
+// Polls every 20 ms (compute::driver::wait_gone).
 bool wait_gone(pid_t pid, std::chrono::milliseconds limit);
 // SIGKILL to the process group and the pid, then waits; false when it survived.
 bool kill_hard(pid_t pid, std::chrono::milliseconds limit);
