@@ -70,6 +70,53 @@ VALUES
    'postgresql', '15', 1, 'postgresql-15'),
   ('6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5b11', '6e1a7a4c-58a4-4a84-9d51-2f1f0c0c5a02', '10.11',
    'mariadb', '10.11', 1, 'mariadb-server')
+)sql"},
+          // Stage 2 (docs/design/database.md, "Configuration groups" and "Backups and restore").
+          {"database", 2, "configuration groups, backups, archived logs", R"sql(
+CREATE TABLE db_configurations (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  datastore_version_id TEXT NOT NULL REFERENCES db_datastore_versions(id),
+  values_json TEXT NOT NULL DEFAULT '{}',
+  created TEXT NOT NULL,
+  updated TEXT NOT NULL
+);
+CREATE INDEX db_configurations_project ON db_configurations (project_id);
+ALTER TABLE db_instances ADD COLUMN configuration_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE db_instances ADD COLUMN restart_required BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE db_instances ADD COLUMN restored_from TEXT NOT NULL DEFAULT '';
+CREATE TABLE db_backups (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  instance_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  datastore_version_id TEXT NOT NULL,
+  parent_id TEXT NOT NULL DEFAULT '',
+  kind TEXT NOT NULL DEFAULT 'full',
+  status TEXT NOT NULL,
+  fail_reason TEXT NOT NULL DEFAULT '',
+  sha256 TEXT NOT NULL DEFAULT '',
+  size_bytes BIGINT NOT NULL DEFAULT 0,
+  meta_json TEXT NOT NULL DEFAULT '{}',
+  created TEXT NOT NULL,
+  updated TEXT NOT NULL,
+  deleting BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX db_backups_project ON db_backups (project_id);
+CREATE INDEX db_backups_instance ON db_backups (instance_id);
+CREATE TABLE db_log_segments (
+  instance_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size_bytes BIGINT NOT NULL,
+  first_time_us BIGINT NOT NULL DEFAULT 0,
+  last_time_us BIGINT NOT NULL DEFAULT 0,
+  created TEXT NOT NULL,
+  PRIMARY KEY (instance_id, name)
+);
 )sql"}};
 }
 

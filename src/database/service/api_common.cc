@@ -1,0 +1,191 @@
+// Helpers shared by the Trove API's handlers (api_internal.h).
+#include "database/service/api_internal.h"
+
+namespace concord::database::service {
+
+std::string_view fault_name(int status) {
+  switch (status) {
+    case 400: return "badRequest";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "itemNotFound";
+    case 405: return "badMethod";
+    case 409: return "conflictingRequest";
+    case 413: return "overLimit";
+    case 415: return "badMediaType";
+    case 422: return "unprocessableEntity";
+    case 501: return "notImplemented";
+    case 503: return "serviceUnavailable";
+    default: return "instanceFault";
+  }
+}
+
+int status_of(Code code) {
+  switch (code) {
+    case Code::kInvalidArgument: return 400;
+    case Code::kUnauthenticated: return 401;
+    case Code::kPermissionDenied: return 403;
+    case Code::kNotFound: return 404;
+    case Code::kAlreadyExists: return 409;
+    case Code::kAborted: return 409;
+    // Trove's "Instance is not currently available for an action to be performed".
+    case Code::kFailedPrecondition: return 422;
+    case Code::kResourceExhausted: return 413;
+    case Code::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+int64_t to_us(SystemTime t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+std::string trove_time(SystemTime t) {
+  return format_iso_naive(t).substr(0, 19);
+}
+
+std::string decimal_us(int64_t us) {
+  std::string out = std::to_string(us / 1'000'000);
+  int64_t frac = us % 1'000'000;
+  if (frac == 0) return out;
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%06lld", static_cast<long long>(frac));
+  std::string f(buf);
+  while (!f.empty() && f.back() == '0') f.pop_back();
+  return out + "." + f;
+}
+
+std::string ip_text(uint32_t a) {
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+         std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255);
+}
+
+std::optional<uint32_t> parse_ip(std::string_view s) {
+  uint32_t out = 0;
+  int parts = 0;
+  size_t i = 0;
+  while (parts < 4) {
+    if (i >= s.size() || !std::isdigit(static_cast<unsigned char>(s[i]))) return std::nullopt;
+    uint32_t v = 0;
+    size_t digits = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+      v = v * 10 + static_cast<uint32_t>(s[i] - '0');
+      if (++digits > 3 || v > 255) return std::nullopt;
+      ++i;
+    }
+    out = (out << 8) | v;
+    ++parts;
+    if (parts < 4) {
+      if (i >= s.size() || s[i] != '.') return std::nullopt;
+      ++i;
+    }
+  }
+  if (i != s.size()) return std::nullopt;
+  return out;
+}
+
+Error bad(std::string message) {
+  return Error(Code::kInvalidArgument, std::move(message));
+}
+
+VersionRow version_from(const store::Row& r) {
+  return {r.text(0), r.text(1), r.text(2), r.text(3),
+          r.text(4), r.text(5), r.text(6), r.integer(7) != 0};
+}
+
+InstanceRow instance_from(const store::Row& r) {
+  InstanceRow i;
+  i.id = r.text(0);
+  i.project_id = r.text(1);
+  i.name = r.text(2);
+  i.version_id = r.text(3);
+  i.flavor_id = r.text(4);
+  i.vcpus = r.integer(5);
+  i.ram_mb = r.integer(6);
+  i.volume_gb = r.integer(7);
+  i.address = r.text(8);
+  i.port = r.integer(9);
+  i.state_revision = r.integer(10);
+  i.task = r.text(11);
+  i.created = r.text(12);
+  i.updated = r.text(13);
+  i.last_metered_us = r.integer(14);
+  i.deleting = r.integer(15) != 0;
+  i.datastore = r.text(16);
+  i.version = r.text(17);
+  i.engine = r.text(18);
+  i.configuration_id = r.text(19);
+  i.restart_required = r.integer(20) != 0;
+  i.restored_from = r.text(21);
+  i.backup_running = r.integer(22) != 0;
+  return i;
+}
+
+Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string& region) {
+  if (now_us <= inst.last_metered_us) return ok();
+  const int64_t us = now_us - inst.last_metered_us;
+  const SystemTime start{std::chrono::microseconds(inst.last_metered_us)};
+  const SystemTime end{std::chrono::microseconds(now_us)};
+  usage::UsageEvent e;
+  e.project_id = inst.project_id;
+  e.resource_id = inst.id;
+  e.resource_type = std::string(kResourceType);
+  e.start = start;
+  e.end = end;
+  e.region = region;
+  e.event_id = inst.id + ":instance-seconds:" + std::to_string(inst.last_metered_us);
+  e.kind = "database.instance-seconds:" + inst.flavor_id;
+  e.quantity = decimal_us(us);
+  e.unit = "s";
+  CONCORD_ASSIGN_OR_RETURN(bool fresh, usage::append(tx, e));
+  e.event_id = inst.id + ":storage-gb-seconds:" + std::to_string(inst.last_metered_us);
+  e.kind = "database.storage-gb-seconds";
+  e.quantity = decimal_us(us * inst.volume_gb);
+  e.unit = "GB-s";
+  CONCORD_ASSIGN_OR_RETURN(bool fresh2, usage::append(tx, e));
+  (void)fresh;
+  (void)fresh2;
+  inst.last_metered_us = now_us;
+  return ok();
+}
+
+Result<Json> body_object(const Request& req) {
+  auto parsed = parse_json(req.body);
+  if (!parsed || !parsed->is_object()) {
+    return fail(Code::kInvalidArgument, "the request body must be a JSON object");
+  }
+  return std::move(*parsed);
+}
+
+Result<std::string> string_field(const Json& obj, const char* name, std::string_view where) {
+  auto it = obj.find(name);
+  if (it == obj.end() || !it->is_string()) {
+    return fail(Code::kInvalidArgument,
+                std::string("'") + name + "' is a required string in " + std::string(where));
+  }
+  return it->get<std::string>();
+}
+
+std::pair<std::string, std::optional<std::string>> split_user(const std::string& segment) {
+  size_t at = segment.find('@');
+  if (at == std::string::npos) return {segment, std::nullopt};
+  return {segment.substr(0, at), segment.substr(at + 1)};
+}
+
+std::vector<std::string> string_list(const std::string& json_text) {
+  std::vector<std::string> out;
+  auto j = parse_json(json_text);
+  if (!j || !j->is_array()) return out;
+  for (const Json& v : *j) {
+    if (v.is_string()) out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Json database_refs(const std::vector<std::string>& names) {
+  Json out = Json::array();
+  for (const std::string& n : names) out.push_back({{"name", n}});
+  return out;
+}
+
+}  // namespace concord::database::service

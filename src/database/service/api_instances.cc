@@ -1,0 +1,699 @@
+// Trove API: instances (create, list, show, rename, delete, actions), their service server and
+// the desired state written into it.
+#include "database/service/api_internal.h"
+
+namespace concord::database::service {
+
+Result<InstanceRow> DatabaseService::Impl::load_instance(store::Tx& tx, const Call& c,
+                                                         const std::string& id,
+                                                         bool allow_deleting) {
+  CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                           tx.query(std::string(kInstanceSelect) + "WHERE i.id = ?", {id}));
+  // Trove's rule: an admin reaches any project's instance through its own project's path
+  // (operators and Tempest's admin client clean up tenants' instances that way).
+  if (rows.empty() || (rows[0].text(1) != c.caller.project_id && !c.caller.is_admin()) ||
+      (rows[0].integer(15) != 0 && !allow_deleting)) {
+    return fail(Code::kNotFound, "Instance '" + id + "' cannot be found.");
+  }
+  return instance_from(rows[0]);
+}
+
+Result<engine::DesiredState> DatabaseService::Impl::desired_state(store::Tx& tx,
+                                                                  const InstanceRow& inst) {
+  engine::DesiredState st;
+  st.revision = inst.state_revision;
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows dbs,
+      tx.query("SELECT name, character_set, collate_name FROM db_databases WHERE instance_id = ? "
+               "ORDER BY name",
+               {inst.id}));
+  for (const store::Row& r : dbs) st.databases.push_back({r.text(0), r.text(1), r.text(2)});
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows users,
+      tx.query("SELECT name, host, verifier, databases_json FROM db_users WHERE instance_id = ? "
+               "ORDER BY name",
+               {inst.id}));
+  for (const store::Row& r : users) {
+    st.users.push_back({r.text(0), r.text(1), r.text(2), string_list(r.text(3))});
+  }
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows root,
+      tx.query("SELECT verifier FROM db_root WHERE instance_id = ? AND enabled = 1", {inst.id}));
+  if (!root.empty()) st.root = engine::RootSpec{root[0].text(0)};
+  CONCORD_RETURN_IF_ERROR(add_configuration_state(tx, inst, st));
+  CONCORD_RETURN_IF_ERROR(add_backup_state(tx, inst, st));
+  return st;
+}
+
+std::map<std::string, std::string> DatabaseService::Impl::server_metadata(
+    const InstanceRow& inst, const engine::DesiredState& st) const {
+  return {{std::string(keys::kInstance), inst.id},
+          {std::string(keys::kProject), inst.project_id},
+          {std::string(keys::kEngine), inst.engine},
+          {std::string(keys::kVersion), inst.version},
+          {std::string(keys::kAddress), inst.address},
+          {std::string(keys::kPort), std::to_string(inst.port)},
+          {std::string(keys::kVolumeGb), std::to_string(inst.volume_gb)},
+          {std::string(keys::kState), engine::to_json(st)}};
+}
+
+// Creates the instance's server with the given metadata (idempotent per id).
+Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
+                                            const std::map<std::string, std::string>& md) {
+  auto [project, user] = service_actor();
+  if (project.empty()) {
+    return fail(Code::kUnavailable, "the database service is starting; try again shortly");
+  }
+  compute::ServiceServerRequest req;
+  req.id = inst.id;
+  req.project_id = project;
+  req.user_id = user;
+  req.name = "database-" + inst.id;
+  req.driver = "database";
+  req.vcpus = inst.vcpus;
+  req.ram_mb = inst.ram_mb;
+  req.disk_gb = inst.volume_gb;
+  req.metadata = md;
+  req.record_unplaced = true;
+  return compute::create_service_server(compute_, req);
+}
+
+// Writes the instance's whole desired state into its server (see the header comment).
+Status DatabaseService::Impl::sync_server(const std::string& instance_id) {
+  // Read and write as one step per process: two changes syncing at once could otherwise
+  // write their states in the wrong order (a GET repairs what another replica's race leaves).
+  std::lock_guard sync_lock(sync_mu_);
+  InstanceRow inst;
+  std::map<std::string, std::string> md;
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows rows, tx.query(std::string(kInstanceSelect) + "WHERE i.id = ?", {instance_id}));
+    if (rows.empty()) return fail(Code::kNotFound, "instance " + instance_id + " is gone");
+    inst = instance_from(rows[0]);
+    CONCORD_ASSIGN_OR_RETURN(engine::DesiredState st, desired_state(tx, inst));
+    md = server_metadata(inst, st);
+    return ok();
+  }));
+  if (inst.deleting) return ok();
+  Status st = compute::set_service_server_metadata(compute_, inst.id, md);
+  if (!st && st.error().code() == Code::kNotFound) return ensure_server(inst, md);
+  return st;
+}
+
+Result<std::map<std::string, compute::ServiceServer>> DatabaseService::Impl::servers() {
+  std::map<std::string, compute::ServiceServer> out;
+  auto [project, user] = service_actor();
+  (void)user;
+  if (project.empty()) return out;
+  CONCORD_ASSIGN_OR_RETURN(std::vector<compute::ServiceServer> list,
+                           compute::list_service_servers(compute_, project));
+  for (compute::ServiceServer& s : list) {
+    if (!s.metadata.contains(std::string(keys::kInstance))) continue;
+    std::string id = s.id;
+    out.emplace(std::move(id), std::move(s));
+  }
+  return out;
+}
+
+int64_t DatabaseService::Impl::state_revision_of(const compute::ServiceServer& s) {
+  auto it = s.metadata.find(std::string(keys::kState));
+  if (it == s.metadata.end()) return 0;
+  auto st = engine::desired_state_from_json(it->second);
+  return st ? st->revision : 0;
+}
+
+// Trove status and operating status (docs/design/database.md, "Instance state machine").
+std::pair<std::string, std::string> DatabaseService::Impl::status(const InstanceRow& inst,
+                                                                  const compute::ServiceServer* s) {
+  if (inst.deleting) return {"SHUTDOWN", "SHUTDOWN"};
+  if (!s) return {"BUILD", ""};
+  if (s->status == "ERROR" || s->host_status == "DOWN") return {"ERROR", "ERROR"};
+  if (s->status == "REBOOT" || s->status == "HARD_REBOOT") return {"REBOOT", ""};
+  if (inst.task == "RESIZE" && !s->converged) return {"RESIZE", ""};
+  if (s->status == "RESIZE" || s->status == "VERIFY_RESIZE") return {"RESIZE", ""};
+  if (s->status == "BUILD") return {"BUILD", ""};
+  if (s->status == "SHUTOFF") return {"SHUTDOWN", "SHUTDOWN"};
+  if (s->status == "ACTIVE") {
+    return {"ACTIVE", s->power_state == compute::power::kRunning ? "HEALTHY" : "SHUTDOWN"};
+  }
+  return {s->status, ""};
+}
+
+Json DatabaseService::Impl::instance_view(const Call& c, const InstanceRow& inst,
+                                          const compute::ServiceServer* s, bool detail) const {
+  auto [trove_status, operating] = status(inst, s);
+  Json flavor = {{"id", inst.flavor_id}, {"links", links(c, "flavors", inst.flavor_id)}};
+  Json out = {{"id", inst.id},
+              {"name", inst.name},
+              {"status", trove_status},
+              {"operating_status", operating},
+              {"flavor", flavor},
+              {"datastore", {{"type", inst.datastore}, {"version", inst.version}}},
+              {"volume", {{"size", inst.volume_gb}}},
+              {"ip", Json::array({inst.address})},
+              {"addresses", Json::array({{{"address", inst.address}, {"type", "private"}}})},
+              {"port", inst.port},
+              {"links", links(c, "instances", inst.id)},
+              {"region", options_.region},
+              {"access", {{"is_public", false}}},
+              {"created", inst.created},
+              {"updated", inst.updated}};
+  if (detail) {
+    out["tenant_id"] = inst.project_id;
+    out["datastore"]["version_number"] = inst.version;
+  }
+  if (trove_status == "ERROR" && s) {
+    out["fault"] = {
+        {"message", s->fault.empty() ? (s->host_status == "DOWN" ? "the instance's host is down"
+                                                                 : "the instance failed")
+                                     : s->fault},
+        {"created", inst.updated},
+        {"details", ""}};
+  }
+  return out;
+}
+
+Result<std::vector<engine::DatabaseSpec>> DatabaseService::Impl::parse_databases(
+    const Json& list, const std::string& engine) {
+  if (!list.is_array()) return fail(bad("'databases' must be a list"));
+  std::vector<engine::DatabaseSpec> out;
+  std::set<std::string> seen;
+  for (const Json& d : list) {
+    if (!d.is_object()) return fail(bad("each database must be an object with a 'name'"));
+    CONCORD_ASSIGN_OR_RETURN(std::string name, string_field(d, "name", "a database"));
+    CONCORD_RETURN_IF_ERROR(check_name(engine, NameKind::kDatabase, name));
+    if (!seen.insert(name).second) {
+      return fail(bad("Database '" + name + "' appears more than once in the request."));
+    }
+    engine::DatabaseSpec spec{name, "", ""};
+    for (const char* field : {"character_set", "collate"}) {
+      auto it = d.find(field);
+      if (it == d.end() || it->is_null()) continue;
+      if (!it->is_string() || it->get<std::string>().size() > 64 ||
+          !std::all_of(it->get<std::string>().begin(), it->get<std::string>().end(), [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+          })) {
+        return fail(bad(std::string("'") + field + "' of database '" + name +
+                        "' must be up to 64 letters, digits, '_' or '-'"));
+      }
+      (std::string(field) == "collate" ? spec.collate : spec.character_set) =
+          it->get<std::string>();
+    }
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+Result<std::vector<NewUser>> DatabaseService::Impl::parse_users(const Json& list,
+                                                                const std::string& engine) {
+  if (!list.is_array()) return fail(bad("'users' must be a list"));
+  std::vector<NewUser> out;
+  std::set<std::string> seen;
+  for (const Json& u : list) {
+    if (!u.is_object()) return fail(bad("each user must be an object with 'name' and 'password'"));
+    NewUser n;
+    CONCORD_ASSIGN_OR_RETURN(n.name, string_field(u, "name", "a user"));
+    CONCORD_RETURN_IF_ERROR(check_name(engine, NameKind::kUser, n.name));
+    CONCORD_ASSIGN_OR_RETURN(n.password, string_field(u, "password", "user '" + n.name + "'"));
+    CONCORD_RETURN_IF_ERROR(check_password(n.password));
+    CONCORD_ASSIGN_OR_RETURN(n.host, parse_host(u));
+    if (!seen.insert(n.name).second) {
+      return fail(bad("User '" + n.name + "' appears more than once in the request."));
+    }
+    if (auto d = u.find("databases"); d != u.end() && !d->is_null()) {
+      CONCORD_ASSIGN_OR_RETURN(n.databases, parse_refs(*d));
+    }
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+Result<std::string> DatabaseService::Impl::parse_host(const Json& u) {
+  auto it = u.find("host");
+  if (it == u.end() || it->is_null()) return std::string("%");
+  if (!it->is_string() || it->get<std::string>().empty() || it->get<std::string>().size() > 60 ||
+      !std::all_of(it->get<std::string>().begin(), it->get<std::string>().end(), [](char ch) {
+        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '%' || ch == '.' ||
+               ch == '-' || ch == '_' || ch == ':';
+      })) {
+    return fail(bad("'host' must be up to 60 letters, digits, '%', '.', ':', '-' or '_'"));
+  }
+  return it->get<std::string>();
+}
+
+// [{"name": ...}, ...] -> names (deduplicated, in order).
+Result<std::vector<std::string>> DatabaseService::Impl::parse_refs(const Json& list) {
+  if (!list.is_array()) return fail(bad("'databases' must be a list of {\"name\": ...}"));
+  std::vector<std::string> out;
+  for (const Json& d : list) {
+    if (!d.is_object() || !d.contains("name") || !d["name"].is_string()) {
+      return fail(bad("'databases' must be a list of {\"name\": ...}"));
+    }
+    std::string n = d["name"].get<std::string>();
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(std::move(n));
+  }
+  return out;
+}
+
+int DatabaseService::Impl::port_for(const std::string& engine) const {
+  return engine == "mariadb" ? options_.port_mariadb : options_.port_postgresql;
+}
+
+Result<int64_t> DatabaseService::Impl::volume_size(const Json& v) const {
+  if (!v.is_number_integer()) return fail(bad("The volume 'size' must be an integer."));
+  const int64_t size = v.get<int64_t>();
+  if (size < 1 || size > options_.max_volume_gb) {
+    return fail(bad("Volume size " + std::to_string(size) + " is out of range: it must be 1 to " +
+                    std::to_string(options_.max_volume_gb) + " GB."));
+  }
+  return size;
+}
+
+Result<Response> DatabaseService::Impl::create_instance(Call& c) {
+  auto [service_project, service_user] = service_actor();
+  (void)service_user;
+  if (service_project.empty()) {
+    return fail(Code::kUnavailable, "The database service is starting; try again shortly.");
+  }
+  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
+  auto it = body.find("instance");
+  if (it == body.end() || !it->is_object()) {
+    return fail(bad("The request body must be {\"instance\": {...}}."));
+  }
+  const Json& in = *it;
+  for (const char* unsupported : {"replica_of", "modules"}) {
+    auto u = in.find(unsupported);
+    if (u != in.end() && !u->is_null() && !(u->is_array() && u->empty())) {
+      return fail(bad(std::string("'") + unsupported +
+                      "' is not supported by this cloud yet (single instances only)."));
+    }
+  }
+  if (auto rc = in.find("replica_count");
+      rc != in.end() && !rc->is_null() && !(rc->is_number_integer() && rc->get<int64_t>() == 1)) {
+    return fail(bad("'replica_count' is not supported by this cloud yet."));
+  }
+  InstanceRow inst;
+  inst.id = new_uuid();
+  inst.project_id = c.caller.project_id;
+  CONCORD_ASSIGN_OR_RETURN(inst.name, string_field(in, "name", "instance"));
+  CONCORD_RETURN_IF_ERROR(check_instance_name(inst.name));
+  // Datastore: type (name or id) is required; the version defaults to the datastore's.
+  auto ds = in.find("datastore");
+  if (ds == in.end() || !ds->is_object() || !ds->contains("type") || !(*ds)["type"].is_string()) {
+    return fail(
+        bad("Please specify the datastore: {\"datastore\": {\"type\": ..., "
+            "\"version\": ...}}."));
+  }
+  const std::string ds_ref = (*ds)["type"].get<std::string>();
+  std::optional<std::string> version_ref;
+  if (auto v = ds->find("version"); v != ds->end() && !v->is_null()) {
+    if (!v->is_string()) return fail(bad("The datastore 'version' must be a string."));
+    version_ref = v->get<std::string>();
+  }
+  // Flavor: an id, a number or a link.
+  auto fr = in.find("flavorRef");
+  std::string flavor_ref;
+  if (fr != in.end() && fr->is_string() && !fr->get<std::string>().empty()) {
+    flavor_ref = fr->get<std::string>();
+    if (size_t slash = flavor_ref.rfind('/'); slash != std::string::npos) {
+      flavor_ref = flavor_ref.substr(slash + 1);
+    }
+  } else if (fr != in.end() && fr->is_number_integer()) {
+    flavor_ref = std::to_string(fr->get<int64_t>());
+  } else {
+    return fail(bad("'flavorRef' is required: a flavor id."));
+  }
+  auto vol = in.find("volume");
+  if (vol == in.end() || !vol->is_object() || !vol->contains("size")) {
+    return fail(bad("Volume size was not specified: {\"volume\": {\"size\": <GB>}}."));
+  }
+  CONCORD_ASSIGN_OR_RETURN(inst.volume_gb, volume_size((*vol)["size"]));
+
+  VersionRow version;
+  compute::FlavorSnapshot flavor;
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(auto d, find_datastore(tx, ds_ref));
+    CONCORD_ASSIGN_OR_RETURN(version, find_version(tx, d.first, version_ref.value_or(d.second)));
+    if (!version.active) {
+      return fail(bad("Datastore version '" + version.name + "' is not active."));
+    }
+    CONCORD_ASSIGN_OR_RETURN(flavor, load_flavor(tx, c, flavor_ref));
+    return ok();
+  }));
+  inst.version_id = version.id;
+  inst.datastore = version.datastore_name;
+  inst.version = version.name;
+  inst.engine = version.engine;
+  inst.flavor_id = flavor.id;
+  inst.vcpus = flavor.vcpus;
+  inst.ram_mb = flavor.ram_mb;
+  inst.port = port_for(inst.engine);
+  // Stage-2 parts of the request: "configuration" (api_configurations.cc) and "restorePoint"
+  // (api_backups.cc); each checks its part against the chosen datastore version.
+  CONCORD_RETURN_IF_ERROR(parse_create_configuration(c, in, inst));
+  CONCORD_RETURN_IF_ERROR(parse_create_restore(c, in, inst));
+
+  std::vector<engine::DatabaseSpec> databases;
+  if (auto d = in.find("databases"); d != in.end() && !d->is_null()) {
+    CONCORD_ASSIGN_OR_RETURN(databases, parse_databases(*d, inst.engine));
+  }
+  std::vector<NewUser> users;
+  if (auto u = in.find("users"); u != in.end() && !u->is_null()) {
+    CONCORD_ASSIGN_OR_RETURN(users, parse_users(*u, inst.engine));
+  }
+  std::vector<engine::UserSpec> user_specs;
+  for (const NewUser& u : users) {
+    for (const std::string& db : u.databases) {
+      if (std::none_of(databases.begin(), databases.end(),
+                       [&](const engine::DatabaseSpec& d) { return d.name == db; })) {
+        return fail(bad("Database '" + db + "' of user '" + u.name +
+                        "' is not in the instance's list of databases."));
+      }
+    }
+    CONCORD_ASSIGN_OR_RETURN(std::string verifier,
+                             engine::password_verifier(inst.engine, u.password));
+    user_specs.push_back({u.name, u.host, std::move(verifier), u.databases});
+  }
+
+  // Addresses still held by servers being deleted are not free yet (their engine may still
+  // listen there).
+  CONCORD_ASSIGN_OR_RETURN(auto live_servers, servers());
+  std::set<uint32_t> held;
+  for (const auto& [id, s] : live_servers) {
+    if (auto a = s.metadata.find(std::string(keys::kAddress)); a != s.metadata.end()) {
+      if (auto ip = parse_ip(a->second)) held.insert(*ip);
+    }
+  }
+  const SystemTime now = clock_.now();
+  engine::DesiredState st;
+  inst.created = inst.updated = trove_time(now);
+  inst.last_metered_us = to_us(now);
+  CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
+    std::set<uint32_t> used = held;
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                             tx.query("SELECT id, address, deleting FROM db_instances"));
+    for (const store::Row& r : rows) {
+      // A deleted instance whose server is gone is history: its rows go now.
+      if (r.integer(2) != 0 && !live_servers.contains(r.text(0))) {
+        for (const char* table : {"db_databases", "db_users", "db_root"}) {
+          CONCORD_ASSIGN_OR_RETURN(
+              int64_t n,
+              tx.exec(std::string("DELETE FROM ") + table + " WHERE instance_id = ?", {r.text(0)}));
+          (void)n;
+        }
+        CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                                 tx.exec("DELETE FROM db_instances WHERE id = ?", {r.text(0)}));
+        (void)n;
+        continue;
+      }
+      if (auto ip = parse_ip(r.text(1))) used.insert(*ip);
+    }
+    std::optional<uint32_t> free;
+    for (uint32_t a = pool_first_; a <= pool_last_; ++a) {
+      if (!used.contains(a)) {
+        free = a;
+        break;
+      }
+      if (a == pool_last_) break;
+    }
+    if (!free) {
+      return fail(Code::kResourceExhausted,
+                  "No free address is left in the database address "
+                  "pool " +
+                      options_.address_pool + ".");
+    }
+    inst.address = ip_text(*free);
+    CONCORD_ASSIGN_OR_RETURN(
+        int64_t n,
+        tx.exec("INSERT INTO db_instances (id, project_id, name, datastore_version_id, "
+                "flavor_id, vcpus, ram_mb, volume_gb, address, port, state_revision, task, "
+                "created, updated, last_metered_us, deleting, configuration_id, restored_from) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, '', ?, ?, ?, 0, ?, ?)",
+                {inst.id, inst.project_id, inst.name, inst.version_id, inst.flavor_id, inst.vcpus,
+                 inst.ram_mb, inst.volume_gb, inst.address, inst.port, inst.created, inst.updated,
+                 inst.last_metered_us, inst.configuration_id, inst.restored_from}));
+    (void)n;
+    for (const engine::DatabaseSpec& d : databases) {
+      CONCORD_ASSIGN_OR_RETURN(
+          int64_t m, tx.exec("INSERT INTO db_databases (instance_id, name, character_set, "
+                             "collate_name) VALUES (?, ?, ?, ?)",
+                             {inst.id, d.name, d.character_set, d.collate}));
+      (void)m;
+    }
+    for (const engine::UserSpec& u : user_specs) {
+      CONCORD_ASSIGN_OR_RETURN(
+          int64_t m, tx.exec("INSERT INTO db_users (instance_id, name, host, verifier, "
+                             "databases_json) VALUES (?, ?, ?, ?, ?)",
+                             {inst.id, u.name, u.host, u.verifier, dump_json(u.databases)}));
+      (void)m;
+    }
+    CONCORD_ASSIGN_OR_RETURN(st, desired_state(tx, inst));
+    return ok();
+  }));
+  if (Status made = ensure_server(inst, server_metadata(inst, st)); !made) {
+    // Nothing half-created: the rows go with the failed server.
+    Status undo = store_.write([&](store::Tx& tx) -> Status {
+      for (const char* table : {"db_databases", "db_users"}) {
+        CONCORD_ASSIGN_OR_RETURN(
+            int64_t n,
+            tx.exec(std::string("DELETE FROM ") + table + " WHERE instance_id = ?", {inst.id}));
+        (void)n;
+      }
+      CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                               tx.exec("DELETE FROM db_instances WHERE id = ?", {inst.id}));
+      (void)n;
+      return ok();
+    });
+    if (!undo) {
+      logger("database")
+          ->error("instance {}: undoing a failed create: {}", inst.id, undo.error().to_string());
+    }
+    return fail(made.error());
+  }
+  logger("database")
+      ->info("instance {} created project={} datastore={} {} address={}:{}", inst.id,
+             inst.project_id, inst.datastore, inst.version, inst.address, inst.port);
+  CONCORD_ASSIGN_OR_RETURN(auto now_servers, servers());
+  auto s = now_servers.find(inst.id);
+  return Response::json(
+      200,
+      dump_json({{"instance",
+                  instance_view(c, inst, s == now_servers.end() ? nullptr : &s->second, true)}}));
+}
+
+Result<Response> DatabaseService::Impl::list_instances(Call& c) {
+  std::vector<InstanceRow> rows;
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    rows.clear();
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows r,
+        tx.query(std::string(kInstanceSelect) + "WHERE i.project_id = ? ORDER BY i.created, i.id",
+                 {c.caller.project_id}));
+    for (const store::Row& row : r) rows.push_back(instance_from(row));
+    return ok();
+  }));
+  CONCORD_ASSIGN_OR_RETURN(auto live, servers());
+  Json out = Json::array();
+  for (const InstanceRow& inst : rows) {
+    auto s = live.find(inst.id);
+    if (inst.deleting && s == live.end()) continue;  // gone
+    out.push_back(instance_view(c, inst, s == live.end() ? nullptr : &s->second, false));
+  }
+  return Response::json(200, dump_json({{"instances", std::move(out)}}));
+}
+
+Result<Response> DatabaseService::Impl::show_instance(Call& c) {
+  InstanceRow inst;
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(inst, load_instance(tx, c, c.param(1), true));
+    return ok();
+  }));
+  CONCORD_ASSIGN_OR_RETURN(auto live, servers());
+  auto s = live.find(inst.id);
+  if (inst.deleting && s == live.end()) {
+    return fail(Code::kNotFound, "Instance '" + inst.id + "' cannot be found.");
+  }
+  // Repair after a crash between a row write and its server write.
+  if (!inst.deleting && (s == live.end() || state_revision_of(s->second) < inst.state_revision)) {
+    if (Status synced = sync_server(inst.id); !synced) {
+      logger("database")
+          ->warn("instance {}: pushing its desired state: {}", inst.id, synced.error().to_string());
+    }
+    CONCORD_ASSIGN_OR_RETURN(live, servers());
+    s = live.find(inst.id);
+  }
+  return Response::json(
+      200, dump_json({{"instance",
+                       instance_view(c, inst, s == live.end() ? nullptr : &s->second, true)}}));
+}
+
+Result<Response> DatabaseService::Impl::update_instance(Call& c) {
+  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
+  auto it = body.find("instance");
+  if (it == body.end() || !it->is_object()) {
+    return fail(bad("The request body must be {\"instance\": {...}}."));
+  }
+  for (auto& [key, value] : it->items()) {
+    if (key == "name") continue;
+    if ((key == "configuration" || key == "detach_replica" || key == "replica_of" ||
+         key == "slave_of") &&
+        value.is_null()) {
+      continue;
+    }
+    if (key == "access" && value.is_object()) continue;
+    return fail(bad("Changing '" + sanitize_utf8(key) +
+                    "' of an instance is not supported by this cloud yet."));
+  }
+  std::optional<std::string> name;
+  if (auto n = it->find("name"); n != it->end()) {
+    if (!n->is_string()) return fail(bad("The instance 'name' must be a string."));
+    CONCORD_RETURN_IF_ERROR(check_instance_name(n->get<std::string>()));
+    name = n->get<std::string>();
+  }
+  CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    if (!name) return ok();
+    CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                             tx.exec("UPDATE db_instances SET name = ?, updated = ? WHERE id = ?",
+                                     {*name, trove_time(clock_.now()), inst.id}));
+    (void)n;
+    return ok();
+  }));
+  return Response::empty(202);
+}
+
+Result<Response> DatabaseService::Impl::delete_instance(Call& c) {
+  bool already = false;
+  CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1), true));
+    if (inst.deleting) {
+      already = true;
+      return ok();
+    }
+    CONCORD_RETURN_IF_ERROR(meter(tx, inst, to_us(clock_.now()), options_.region));
+    CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                             tx.exec("UPDATE db_instances SET deleting = 1, updated = ?, "
+                                     "last_metered_us = ? WHERE id = ?",
+                                     {trove_time(clock_.now()), inst.last_metered_us, inst.id}));
+    (void)n;
+    return ok();
+  }));
+  // Re-issued on a repeated delete too, so a crash right after the row write is finished.
+  CONCORD_RETURN_IF_ERROR(compute::delete_service_server(compute_, c.param(1)));
+  if (!already) logger("database")->info("instance {} deleting", c.param(1));
+  return Response::empty(202);
+}
+
+Status DatabaseService::Impl::require_active(const InstanceRow& inst) {
+  CONCORD_ASSIGN_OR_RETURN(auto live, servers());
+  auto s = live.find(inst.id);
+  const std::string st = status(inst, s == live.end() ? nullptr : &s->second).first;
+  if (st != "ACTIVE") {
+    return fail(Code::kFailedPrecondition,
+                "Instance is not currently available for an action to be performed (status was " +
+                    st + ").");
+  }
+  return ok();
+}
+
+Result<Response> DatabaseService::Impl::action(Call& c) {
+  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
+  if (body.size() != 1) {
+    return fail(bad("An action body holds exactly one action: restart or resize."));
+  }
+  const std::string name = body.begin().key();
+  const Json& arg = body.begin().value();
+  InstanceRow inst;
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(inst, load_instance(tx, c, c.param(1)));
+    return ok();
+  }));
+  if (name == "restart") {
+    CONCORD_RETURN_IF_ERROR(require_active(inst));
+    CONCORD_RETURN_IF_ERROR(compute::reboot_service_server(compute_, inst.id));
+    CONCORD_RETURN_IF_ERROR(set_task(inst.id, "RESTART", std::nullopt));
+    return Response::empty(202);
+  }
+  if (name == "reset_status" && c.caller.is_admin()) {
+    // Trove's admin-only unstick before a forced delete: forgets a pending action; the status
+    // itself always follows the server (see status()), so there is nothing else to reset.
+    // A non-admin is told the action is not offered (400), as before it existed.
+    CONCORD_RETURN_IF_ERROR(set_task(inst.id, "", std::nullopt));
+    return Response::empty(202);
+  }
+  if (name != "resize") {
+    return fail(bad("Action '" + sanitize_utf8(name) +
+                    "' is not supported (restart, resize with flavorRef or volume; "
+                    "reset_status for admins)."));
+  }
+  if (!arg.is_object() || arg.size() != 1 ||
+      (!arg.contains("flavorRef") && !arg.contains("volume"))) {
+    return fail(bad("resize takes either {\"flavorRef\": ...} or {\"volume\": {\"size\": ...}}."));
+  }
+  InstanceRow next = inst;
+  if (arg.contains("flavorRef")) {
+    const Json& f = arg["flavorRef"];
+    std::string ref = f.is_string()           ? f.get<std::string>()
+                      : f.is_number_integer() ? std::to_string(f.get<int64_t>())
+                                              : std::string();
+    if (size_t slash = ref.rfind('/'); slash != std::string::npos) ref = ref.substr(slash + 1);
+    if (ref.empty()) return fail(bad("'flavorRef' must be a flavor id."));
+    compute::FlavorSnapshot flavor;
+    CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(flavor, load_flavor(tx, c, ref));
+      return ok();
+    }));
+    if (flavor.id == inst.flavor_id) {
+      return fail(bad("The new flavor id must be different than the current flavor id of '" +
+                      inst.flavor_id + "'."));
+    }
+    next.flavor_id = flavor.id;
+    next.vcpus = flavor.vcpus;
+    next.ram_mb = flavor.ram_mb;
+  } else {
+    const Json& v = arg["volume"];
+    if (!v.is_object() || !v.contains("size")) {
+      return fail(bad("resize volume takes {\"volume\": {\"size\": <GB>}}."));
+    }
+    CONCORD_ASSIGN_OR_RETURN(next.volume_gb, volume_size(v["size"]));
+    if (next.volume_gb <= inst.volume_gb) {
+      return fail(bad("The new volume 'size' must be larger than the current volume size of '" +
+                      std::to_string(inst.volume_gb) + "'."));
+    }
+  }
+  CONCORD_RETURN_IF_ERROR(require_active(inst));
+  CONCORD_RETURN_IF_ERROR(
+      compute::resize_service_server(compute_, inst.id, next.vcpus, next.ram_mb, next.volume_gb));
+  CONCORD_RETURN_IF_ERROR(set_task(inst.id, "RESIZE", next));
+  if (next.volume_gb != inst.volume_gb) CONCORD_RETURN_IF_ERROR(sync_server(inst.id));
+  return Response::empty(202);
+}
+
+// Records a pending action (and, for a resize, the new size with the usage interval closed).
+Status DatabaseService::Impl::set_task(const std::string& id, const std::string& task,
+                                       const std::optional<InstanceRow>& resized) {
+  return store_.write([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                             tx.query(std::string(kInstanceSelect) + "WHERE i.id = ?", {id}));
+    if (rows.empty()) return fail(Code::kNotFound, "Instance '" + id + "' cannot be found.");
+    InstanceRow inst = instance_from(rows[0]);
+    const SystemTime now = clock_.now();
+    if (resized) {
+      CONCORD_RETURN_IF_ERROR(meter(tx, inst, to_us(now), options_.region));
+      inst.flavor_id = resized->flavor_id;
+      inst.vcpus = resized->vcpus;
+      inst.ram_mb = resized->ram_mb;
+      inst.volume_gb = resized->volume_gb;
+    }
+    CONCORD_ASSIGN_OR_RETURN(
+        int64_t n,
+        tx.exec("UPDATE db_instances SET task = ?, flavor_id = ?, vcpus = ?, ram_mb = ?, "
+                "volume_gb = ?, last_metered_us = ?, updated = ? WHERE id = ?",
+                {task, inst.flavor_id, inst.vcpus, inst.ram_mb, inst.volume_gb,
+                 inst.last_metered_us, trove_time(now), id}));
+    (void)n;
+    return ok();
+  });
+}
+
+}  // namespace concord::database::service

@@ -1,0 +1,267 @@
+#pragma once
+// Internal to the database service: the Trove API's shared helpers and the Impl class whose
+// handlers are spread over api*.cc by resource (see database_service.h for the design).
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/random.h"
+#include "base/time_format.h"
+#include "compute/driver/database_keys.h"
+#include "compute/service/flavors.h"
+#include "compute/service/service_servers.h"
+#include "database/engine/credentials.h"
+#include "database/engine/desired_state.h"
+#include "database/service/database_service.h"
+#include "database/service/names.h"
+#include "usage/usage_ledger.h"
+
+namespace concord::database::service {
+
+namespace keys = compute::driver::database_keys;
+using http::Method;
+using http::Request;
+using http::Response;
+inline constexpr std::string_view kResourceType = "database.instance";
+
+std::string_view fault_name(int status);
+
+int status_of(Code code);
+
+int64_t to_us(SystemTime t);
+
+// Trove's times: "2026-11-29T12:00:00" (no fraction, no zone).
+std::string trove_time(SystemTime t);
+
+// "12.000034" style exact decimal of a microsecond count.
+std::string decimal_us(int64_t us);
+
+std::string ip_text(uint32_t a);
+
+std::optional<uint32_t> parse_ip(std::string_view s);
+
+Error bad(std::string message);
+
+struct VersionRow {
+  std::string id, datastore_id, datastore_name, name, engine, version, packages;
+  bool active = true;
+};
+
+inline constexpr const char* kVersionColumns =
+    "v.id, v.datastore_id, d.name, v.name, v.engine, v.version, v.packages, v.active";
+
+VersionRow version_from(const store::Row& r);
+
+struct InstanceRow {
+  std::string id, project_id, name, version_id, flavor_id;
+  int64_t vcpus = 0, ram_mb = 0, volume_gb = 0;
+  std::string address;
+  int64_t port = 0, state_revision = 1;
+  std::string task, created, updated;
+  int64_t last_metered_us = 0;
+  bool deleting = false;
+  // Joined from the datastore tables.
+  std::string datastore, version, engine;
+  std::string configuration_id;   // attached configuration group ("" none)
+  bool restart_required = false;  // a restart-required parameter changed since the last restart
+  std::string restored_from;      // the backup the instance was restored from ("" none)
+  bool backup_running = false;    // a backup of it is NEW, BUILDING or SAVING (status BACKUP)
+};
+
+inline constexpr const char* kInstanceSelect =
+    "SELECT i.id, i.project_id, i.name, i.datastore_version_id, i.flavor_id, i.vcpus, i.ram_mb, "
+    "i.volume_gb, i.address, i.port, i.state_revision, i.task, i.created, i.updated, "
+    "i.last_metered_us, i.deleting, d.name, v.name, v.engine, i.configuration_id, "
+    "i.restart_required, i.restored_from, (SELECT COUNT(*) FROM db_backups b WHERE "
+    "b.instance_id = i.id AND b.deleting = 0 AND b.status IN ('NEW', 'BUILDING', 'SAVING')) "
+    "FROM db_instances i "
+    "JOIN db_datastore_versions v ON v.id = i.datastore_version_id "
+    "JOIN db_datastores d ON d.id = v.datastore_id ";
+
+InstanceRow instance_from(const store::Row& r);
+
+// Closes the instance's open usage interval at `now_us` (resize, delete).
+Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string& region);
+
+Result<Json> body_object(const Request& req);
+
+// A required string member.
+Result<std::string> string_field(const Json& obj, const char* name, std::string_view where);
+
+// "name" or "name@host" as troveclient puts a user into paths.
+std::pair<std::string, std::optional<std::string>> split_user(const std::string& segment);
+
+struct UserRow {
+  std::string name, host, verifier;
+  std::vector<std::string> databases;
+};
+
+std::vector<std::string> string_list(const std::string& json_text);
+
+Json database_refs(const std::vector<std::string>& names);
+
+struct NewUser {
+  std::string name, host, password;
+  std::vector<std::string> databases;
+};
+
+class DatabaseService::Impl {
+ public:
+  Impl(store::Store& store, const Clock& clock, identity::IdentityService& identity,
+       compute::ComputeContext& compute, DatabaseOptions options, uint32_t pool_first,
+       uint32_t pool_last)
+      : store_(store),
+        clock_(clock),
+        identity_(identity),
+        compute_(compute),
+        options_(std::move(options)),
+        pool_first_(pool_first),
+        pool_last_(pool_last),
+        routes_(std::make_shared<http::RouteTable>()) {
+    build_routes();
+  }
+
+  void attach(std::string project, std::string user) {
+    std::lock_guard lock(mu_);
+    service_project_ = std::move(project);
+    service_user_ = std::move(user);
+  }
+
+  std::shared_ptr<http::RouteTable> routes() const { return routes_; }
+
+ private:
+  struct Call {
+    Request& req;
+    identity::AuthContext caller;
+    const std::string& param(size_t i) const { return req.params.at(i); }
+  };
+
+  using Handler = Result<Response> (Impl::*)(Call&);
+
+  // api.cc: the request frame, versions, routes
+  void add(Method method, const std::string& pattern, Handler handler, std::string rule);
+  Response error(const Request& req, const Error& e);
+  Response run(Request& req, Handler handler, const std::string& rule);
+  std::string base(const Call& c) const;
+  Json links(const Call& c, const std::string& collection, const std::string& id) const;
+  std::pair<std::string, std::string> service_actor();
+  Json version_doc(const Request& req) const;
+  void build_routes();
+
+  // api_configurations.cc: configuration groups (Trove's /configurations, the parameter catalog
+  // under datastore versions, attach and detach).
+  void add_configuration_routes();
+  // The create request's "configuration" (a group id), checked against the instance's datastore
+  // version; sets inst.configuration_id. Absent or null: none.
+  Status parse_create_configuration(const Call& c, const Json& in, InstanceRow& inst);
+  // Adds the attached group's values to the desired state's parameters.
+  Status add_configuration_state(store::Tx& tx, const InstanceRow& inst, engine::DesiredState& st);
+
+  // api_backups.cc: backups (Trove's /backups), restore into a new instance, and the agents'
+  // routes that store and fetch backup data and archived logs.
+  void add_backup_routes();
+  // The create request's "restorePoint" ({"backupRef": id}), checked against the instance's
+  // datastore version; sets inst.restored_from. Absent or null: a new empty instance.
+  Status parse_create_restore(const Call& c, const Json& in, InstanceRow& inst);
+  // Adds the pending backup request and the restore source to the desired state.
+  Status add_backup_state(store::Tx& tx, const InstanceRow& inst, engine::DesiredState& st);
+
+  // api_datastores.cc: datastores, versions, flavors
+  Result<std::vector<VersionRow>> versions_of(store::Tx& tx, const std::string& datastore_id);
+  Result<std::pair<std::string, std::string>> find_datastore(store::Tx& tx, const std::string& ref);
+  Result<VersionRow> find_version(store::Tx& tx, const std::string& datastore_id,
+                                  const std::string& ref);
+  Json version_view(const Call& c, const VersionRow& v, bool full) const;
+  Result<Json> datastore_view(store::Tx& tx, const Call& c, const std::string& id,
+                              const std::string& name, const std::string& default_version);
+  Result<Response> list_datastores(Call& c);
+  Result<Response> show_datastore(Call& c);
+  Result<Response> list_versions(Call& c);
+  Result<Response> show_version(Call& c);
+  Result<Response> show_version_by_id(Call& c);
+  Json flavor_view(const Call& c, const std::string& id, const std::string& name, int64_t vcpus,
+                   int64_t ram_mb, int64_t disk_gb, int64_t ephemeral_gb) const;
+  Result<Response> list_flavors(Call& c);
+  Result<compute::FlavorSnapshot> load_flavor(store::Tx& tx, const Call& c, const std::string& ref);
+  Result<Response> show_flavor(Call& c);
+
+  // api_instances.cc: instances, their server and desired state, actions
+  Result<InstanceRow> load_instance(store::Tx& tx, const Call& c, const std::string& id,
+                                    bool allow_deleting = false);
+  Result<engine::DesiredState> desired_state(store::Tx& tx, const InstanceRow& inst);
+  std::map<std::string, std::string> server_metadata(const InstanceRow& inst,
+                                                     const engine::DesiredState& st) const;
+  Status ensure_server(const InstanceRow& inst, const std::map<std::string, std::string>& md);
+  Status sync_server(const std::string& instance_id);
+  Result<std::map<std::string, compute::ServiceServer>> servers();
+  static int64_t state_revision_of(const compute::ServiceServer& s);
+  static std::pair<std::string, std::string> status(const InstanceRow& inst,
+                                                    const compute::ServiceServer* s);
+  Json instance_view(const Call& c, const InstanceRow& inst, const compute::ServiceServer* s,
+                     bool detail) const;
+  Result<std::vector<engine::DatabaseSpec>> parse_databases(const Json& list,
+                                                            const std::string& engine);
+  Result<std::vector<NewUser>> parse_users(const Json& list, const std::string& engine);
+  static Result<std::string> parse_host(const Json& u);
+  static Result<std::vector<std::string>> parse_refs(const Json& list);
+  int port_for(const std::string& engine) const;
+  Result<int64_t> volume_size(const Json& v) const;
+  Result<Response> create_instance(Call& c);
+  Result<Response> list_instances(Call& c);
+  Result<Response> show_instance(Call& c);
+  Result<Response> update_instance(Call& c);
+  Result<Response> delete_instance(Call& c);
+  Status require_active(const InstanceRow& inst);
+  Result<Response> action(Call& c);
+  Status set_task(const std::string& id, const std::string& task,
+                  const std::optional<InstanceRow>& resized);
+
+  // api_access.cc: databases, users, root (each change rewrites the desired state)
+  Status change_state(const Call& c, const std::function<Status(store::Tx&, InstanceRow&)>& fn);
+  static Result<std::set<std::string>> database_names(store::Tx& tx, const std::string& id);
+  static Result<std::optional<UserRow>> find_user(store::Tx& tx, const std::string& id,
+                                                  const std::string& segment);
+  static Result<UserRow> require_user(store::Tx& tx, const std::string& id,
+                                      const std::string& segment);
+  static Status write_grants(store::Tx& tx, const std::string& id, const UserRow& u);
+  Result<Response> list_databases(Call& c);
+  Result<Response> create_databases(Call& c);
+  Result<Response> delete_database(Call& c);
+  static Json user_view(const UserRow& u);
+  Result<Response> list_users(Call& c);
+  Result<Response> create_users(Call& c);
+  Result<Response> show_user(Call& c);
+  Result<Response> update_user(Call& c);
+  Result<Response> change_passwords(Call& c);
+  Result<Response> delete_user(Call& c);
+  Result<Response> list_access(Call& c);
+  Result<Response> grant_access(Call& c);
+  Result<Response> revoke_access(Call& c);
+  Result<Response> enable_root(Call& c);
+  Result<Response> show_root(Call& c);
+  Result<Response> disable_root(Call& c);
+
+  store::Store& store_;
+  const Clock& clock_;
+  identity::IdentityService& identity_;
+  compute::ComputeContext& compute_;
+  const DatabaseOptions options_;
+  const uint32_t pool_first_, pool_last_;
+  std::shared_ptr<http::RouteTable> routes_;
+  std::mutex sync_mu_;  // serialises sync_server()
+  std::mutex mu_;
+  std::string service_project_;  // guarded by mu_
+  std::string service_user_;     // guarded by mu_
+};
+
+}  // namespace concord::database::service
