@@ -39,6 +39,25 @@ std::string to_json(const DesiredState& state) {
               {"users", std::move(users)},
               {"parameters", Json(state.parameters)}};
   out["root"] = state.root ? Json{{"verifier", state.root->verifier}} : Json(nullptr);
+  out["backup"] = state.backup ? Json{{"id", state.backup->id},
+                                      {"parent_id", state.backup->parent_id},
+                                      {"parent_meta", state.backup->parent_meta_json}}
+                               : Json(nullptr);
+  if (state.restore) {
+    Json chain = Json::array();
+    for (const RestoreArchive& a : state.restore->chain) {
+      chain.push_back({{"backup_id", a.backup_id},
+                       {"sha256", a.sha256},
+                       {"size_bytes", a.size_bytes},
+                       {"meta", a.meta_json}});
+    }
+    out["restore"] = {{"chain", std::move(chain)},
+                      {"log_source_instance", state.restore->log_source_instance},
+                      {"target_time_us", state.restore->target_time_us}};
+  } else {
+    out["restore"] = nullptr;
+  }
+  out["archive_logs"] = state.archive_logs;
   return dump_json(out);
 }
 
@@ -101,6 +120,46 @@ Result<DesiredState> desired_state_from_json(std::string_view text) {
       if (!v.is_string()) return type_error("parameter values are strings");
       out.parameters[k] = v.get<std::string>();
     }
+  }
+  if (auto it = j.find("backup"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return type_error("backup must be an object");
+    BackupRequest b;
+    CONCORD_ASSIGN_OR_RETURN(b.id, string_field(*it, "id", true));
+    CONCORD_ASSIGN_OR_RETURN(b.parent_id, string_field(*it, "parent_id", false));
+    CONCORD_ASSIGN_OR_RETURN(b.parent_meta_json, string_field(*it, "parent_meta", false));
+    out.backup = std::move(b);
+  }
+  if (auto it = j.find("restore"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return type_error("restore must be an object");
+    RestoreSpec r;
+    auto chain = it->find("chain");
+    if (chain == it->end() || !chain->is_array() || chain->empty()) {
+      return type_error("restore.chain must be a non-empty array");
+    }
+    for (const Json& a : *chain) {
+      if (!a.is_object()) return type_error("a restore archive must be an object");
+      RestoreArchive archive;
+      CONCORD_ASSIGN_OR_RETURN(archive.backup_id, string_field(a, "backup_id", true));
+      CONCORD_ASSIGN_OR_RETURN(archive.sha256, string_field(a, "sha256", true));
+      CONCORD_ASSIGN_OR_RETURN(archive.meta_json, string_field(a, "meta", false));
+      auto size = a.find("size_bytes");
+      if (size == a.end() || !size->is_number_integer()) {
+        return type_error("a restore archive's size_bytes must be an integer");
+      }
+      archive.size_bytes = size->get<int64_t>();
+      r.chain.push_back(std::move(archive));
+    }
+    CONCORD_ASSIGN_OR_RETURN(r.log_source_instance,
+                             string_field(*it, "log_source_instance", false));
+    if (auto t = it->find("target_time_us"); t != it->end() && !t->is_null()) {
+      if (!t->is_number_integer()) return type_error("restore.target_time_us must be an integer");
+      r.target_time_us = t->get<int64_t>();
+    }
+    out.restore = std::move(r);
+  }
+  if (auto it = j.find("archive_logs"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return type_error("archive_logs must be a boolean");
+    out.archive_logs = it->get<bool>();
   }
   return out;
 }

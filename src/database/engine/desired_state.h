@@ -34,12 +34,52 @@ struct RootSpec {
   bool operator==(const RootSpec&) const = default;
 };
 
+// A backup the server asked for (docs/design/database.md, "Backups and restore"). The driver
+// runs it once (it records the ids it finished in the instance folder), uploads the archive to
+// the server under `id` and reports the outcome; the server then drops the request from the
+// desired state.
+struct BackupRequest {
+  std::string id;
+  // Empty: a full backup. Otherwise an incremental one on top of this backup (its BackupInfo
+  // is in `parent_meta_json`, as the server recorded it at completion).
+  std::string parent_id;
+  std::string parent_meta_json;
+  bool operator==(const BackupRequest&) const = default;
+};
+
+// One archive a restore needs: a backup (full first, then its incrementals in order), as the
+// server stores it.
+struct RestoreArchive {
+  std::string backup_id;
+  std::string sha256;  // hex; the download is verified against it (kInternal on mismatch)
+  int64_t size_bytes = 0;
+  std::string meta_json;  // the BackupInfo recorded at completion
+  bool operator==(const RestoreArchive&) const = default;
+};
+
+// Where a new instance's data comes from instead of the engine's empty template.
+struct RestoreSpec {
+  std::vector<RestoreArchive> chain;  // full backup first, then incrementals
+  // The instance whose archived logs (WAL segments / binlogs) are replayed after the chain;
+  // empty: no replay beyond the last archive.
+  std::string log_source_instance;
+  // Point-in-time target, microseconds since the epoch (UTC); 0: the end of the chain (or of
+  // the available logs when log_source_instance is set).
+  int64_t target_time_us = 0;
+  bool operator==(const RestoreSpec&) const = default;
+};
+
 struct DesiredState {
   int64_t revision = 0;  // increases with every change
   std::vector<DatabaseSpec> databases;
   std::vector<UserSpec> users;
   std::optional<RootSpec> root;                   // absent: no remote root
   std::map<std::string, std::string> parameters;  // engine parameters, values as text
+  std::optional<BackupRequest> backup;            // at most one running at a time
+  // Set for an instance created from a backup; used only when the data folder is first made.
+  std::optional<RestoreSpec> restore;
+  // Ship completed WAL segments / binlogs to the server (point-in-time restore).
+  bool archive_logs = true;
   bool operator==(const DesiredState&) const = default;
 };
 

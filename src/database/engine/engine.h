@@ -70,6 +70,43 @@ struct Health {
   std::string detail;             // why not healthy, or what is notable
 };
 
+// What a finished backup is, engine-specific details in JSON (kept by the server with the backup
+// and handed back in RestoreArchive::meta_json / BackupRequest::parent_meta_json): for example
+// PostgreSQL's start and stop WAL positions and timeline, MariaDB's to_lsn and binlog position.
+struct BackupInfo {
+  std::string kind;              // "full" or "incremental"
+  int64_t consistent_at_us = 0;  // the archive restores the data as of this moment (UTC, us)
+  std::string meta_json = "{}";  // engine-specific positions
+};
+
+// An archived log file of an instance: a PostgreSQL WAL segment or a MariaDB binlog file.
+struct LogFile {
+  std::string name;    // file name as the engine writes it ("000000010000000000000003")
+  std::string sha256;  // hex
+  int64_t size_bytes = 0;
+  int64_t first_time_us = 0;  // commit times it covers (0: unknown)
+  int64_t last_time_us = 0;
+};
+
+// Moves archives and logs between a host and the server's blob store. The database driver
+// implements it over the agent protocol (server routes under /agent/v1/database); tests use a
+// folder. Every transfer is checksummed: a get verifies the SHA-256 it was given and answers
+// kInternal ("checksum mismatch") without leaving the file behind.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  [[nodiscard]] virtual Status put_backup(const std::string& backup_id, const std::string& path,
+                                          const std::string& sha256) = 0;
+  [[nodiscard]] virtual Status get_backup(const std::string& backup_id, const std::string& sha256,
+                                          const std::string& path) = 0;
+  // Idempotent per (instance, name): re-putting the same file is ok.
+  [[nodiscard]] virtual Status put_log(const std::string& instance_id, const LogFile& log,
+                                       const std::string& path) = 0;
+  [[nodiscard]] virtual Result<std::vector<LogFile>> list_logs(const std::string& instance_id) = 0;
+  [[nodiscard]] virtual Status get_log(const std::string& instance_id, const LogFile& log,
+                                       const std::string& path) = 0;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -93,6 +130,25 @@ class Engine {
   [[nodiscard]] virtual Result<Health> health(const InstanceConfig& config) = 0;
   // Stops hard and removes the folder and the cgroup; ok when already gone.
   [[nodiscard]] virtual Status destroy(const InstanceConfig& config) = 0;
+
+  // ---- backups and restore (docs/design/database.md, "Backups and restore") ----
+  // Writes a consistent archive of the running engine to `out_path` (one file; a full backup,
+  // or an incremental one on top of request.parent_meta_json). Online: the engine keeps serving.
+  // The defaults answer kFailedPrecondition: an engine without backups (a partner's, say) still
+  // runs; the API then refuses backups of its datastore.
+  [[nodiscard]] virtual Result<BackupInfo> backup(const InstanceConfig& config,
+                                                  const BackupRequest& request,
+                                                  const std::string& out_path);
+  // Makes the (not yet existing or half-made) data folder from `spec` instead of the template:
+  // fetches and verifies each archive, unpacks, replays archived logs of
+  // spec.log_source_instance up to spec.target_time_us, and leaves a folder start() can run
+  // (with this instance's own configuration, certificate and address). Idempotent: a half-made
+  // restore is redone.
+  [[nodiscard]] virtual Status restore(const InstanceConfig& config, const RestoreSpec& spec,
+                                       Transport& transport);
+  // Ships the completed archived logs not yet shipped (the engine archives into the instance
+  // folder; this uploads and then forgets them). Ok with nothing to do.
+  [[nodiscard]] virtual Status ship_logs(const InstanceConfig& config, Transport& transport);
 };
 
 [[nodiscard]] Result<std::unique_ptr<Engine>> make_postgres_engine(const EngineOptions& options);

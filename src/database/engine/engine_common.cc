@@ -699,3 +699,23 @@ Status check_identifier(std::string_view what, std::string_view name, size_t max
 }
 
 }  // namespace concord::database::engine::detail
+
+namespace concord::database::engine {
+
+// The contract's defaults for an engine without backups (engine.h).
+Result<BackupInfo> Engine::backup(const InstanceConfig&, const BackupRequest&,
+                                  const std::string&) {
+  return fail(Code::kFailedPrecondition,
+              "the " + std::string(name()) + " engine does not support backups");
+}
+
+Status Engine::restore(const InstanceConfig&, const RestoreSpec&, Transport&) {
+  return fail(Code::kFailedPrecondition,
+              "the " + std::string(name()) + " engine does not support restoring a backup");
+}
+
+Status Engine::ship_logs(const InstanceConfig&, Transport&) {
+  return ok();
+}
+
+}  // namespace concord::database::engine
