@@ -596,6 +596,7 @@ Status run_server(const config::Config& c, bool bootstrap) {
   database_options.port_postgresql = static_cast<int>(c.integer("database.port_postgresql"));
   database_options.port_mariadb = static_cast<int>(c.integer("database.port_mariadb"));
   database_options.max_volume_gb = c.integer("database.max_volume_gb");
+  database_options.apply_wait = std::chrono::milliseconds(c.integer("database.apply_wait_ms"));
   database_options.region = c.str("identity.region");
   database_options.public_url = c.str("server.public_url");
   CONCORD_ASSIGN_OR_RETURN(auto databases,

@@ -226,6 +226,10 @@ const std::vector<Option>& options() {
        "Port MariaDB instances listen on at their own address.", 1, 65535},
       {"database.max_volume_gb", Type::kInt, "100",
        "Largest volume size (GB) a database instance may ask for (400 beyond).", 1, 1 << 20},
+      {"database.apply_wait_ms", Type::kInt, "20000",
+       "How long a change of an instance's databases, users or root waits for its agent to apply "
+       "it before answering (0: answer at once; the change is asynchronous either way).",
+       0, 600000},
   };
   return kOptions;
 }

@@ -4,9 +4,12 @@
 // whose agent's part is played by reports through compute's own agent routes.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "agent_test_util.h"
 #include "base/json.h"
@@ -77,6 +80,9 @@ class DatabaseApiTest : public ::testing::Test, public test_support::IdentityCal
         compute::ComputeContext{*store_, clock_, *identity_, images_, options_});
     DatabaseOptions o;
     o.max_volume_gb = 20;
+    // No agent applies anything here unless a test reports it: answer changes at once (the
+    // waiting is tested on its own service below).
+    o.apply_wait = std::chrono::milliseconds(0);
     auto db = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
     ASSERT_TRUE(db.has_value()) << db.error().to_string();
     db_ = std::move(*db);
@@ -594,6 +600,64 @@ TEST_F(DatabaseApiTest, DatabasesUsersAccessAndRootRewriteTheDesiredState) {
 
   // Every change raised the revision and made the agent's spec new.
   EXPECT_GT(st.revision, 8);
+  EXPECT_FALSE(server(id)->converged);
+}
+
+// With apply_wait, a change of users (or databases, root) is answered only once the instance's
+// agent has reported its new desired state applied, or when the wait runs out.
+TEST_F(DatabaseApiTest, AccessChangesAnswerOnceTheAgentAppliedThem) {
+  const std::string id = create(pg_instance());
+  activate(id);
+  DatabaseOptions o;
+  o.max_volume_gb = 20;
+  o.apply_wait = std::chrono::milliseconds(60000);
+  auto waiting = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
+  ASSERT_TRUE(waiting.has_value()) << waiting.error().to_string();
+  (*waiting)->attach_service_project(service_project_, "concord-database");
+  http::Router router;
+  router.mount("/database", (*waiting)->routes(), (*waiting)->errors());
+  auto call = [&](const Json& body) {
+    http::Request req;
+    req.method = http::Method::kPost;
+    req.target = "/database/v1.0/" + p1_ + "/instances/" + id + "/users";
+    req.base_url = "http://localhost:8080";
+    req.body = dump_json(body);
+    req.headers.push_back({"content-type", "application/json"});
+    req.headers.push_back({"x-auth-token", member1_});
+    std::string route;
+    return router.dispatch(req, route).status;
+  };
+  auto answered = std::async(std::launch::async, [&] {
+    return call({{"users", Json::array({{{"name", "bob"}, {"password", "bob-pw-1"}}})}});
+  });
+  // The change is written (the agent's spec carries it) but not applied: no answer yet.
+  for (int i = 0; i < 200 && state_of(id).users.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(state_of(id).users.size(), 2u);
+  EXPECT_EQ(answered.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  report(id, 2);  // the agent applied spec generation 2
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(answered.get(), 202);
+  // A refused change answers at once, without waiting.
+  EXPECT_EQ(call({{"users", Json::array({{{"name", "bob"}, {"password", "x"}}})}}), 400);
+
+  // When the agent never applies it, the wait runs out with the same answer.
+  o.apply_wait = std::chrono::milliseconds(200);
+  auto short_wait = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
+  ASSERT_TRUE(short_wait.has_value()) << short_wait.error().to_string();
+  (*short_wait)->attach_service_project(service_project_, "concord-database");
+  http::Router router2;
+  router2.mount("/database", (*short_wait)->routes(), (*short_wait)->errors());
+  http::Request req;
+  req.method = http::Method::kPost;
+  req.target = "/database/v1.0/" + p1_ + "/instances/" + id + "/databases";
+  req.base_url = "http://localhost:8080";
+  req.body = dump_json({{"databases", Json::array({{{"name", "orders"}}})}});
+  req.headers.push_back({"content-type", "application/json"});
+  req.headers.push_back({"x-auth-token", member1_});
+  std::string route;
+  EXPECT_EQ(router2.dispatch(req, route).status, 202);
   EXPECT_FALSE(server(id)->converged);
 }
 

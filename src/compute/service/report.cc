@@ -224,6 +224,15 @@ Transition apply_observation(const ServerRow& s, const Observation& o, int64_t n
         t.release_purpose = "resize";
         t.meter = true;
       }
+    } else if (task.empty() && s.vm_state == vm::kError && running &&
+               o.generation > s.observed_generation) {
+      // The failure that put it in ERROR was of an earlier desired state (a live configuration
+      // its driver refused, say); the agent has since converged a newer one and the instance
+      // runs, so it is ACTIVE again and the fault goes. (An ERROR from the current generation
+      // stays until something new is asked of the instance.)
+      r.vm_state = std::string(vm::kActive);
+      r.fault_json.reset();
+      t.meter = true;
     } else if (task.empty() && s.vm_state == vm::kActive && o.present && !running &&
                (o.power_state == power::kShutdown || o.power_state == power::kCrashed)) {
       // Nova's power sync: an idle active instance found off is stopped, and stays off: the

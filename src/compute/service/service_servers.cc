@@ -17,6 +17,22 @@ namespace {
 constexpr std::string_view kNoValidHost =
     "No valid host was found. There are not enough hosts available.";
 
+// What the server shows as its flavor: the caller's (sized as asked) or a synthetic one.
+FlavorSnapshot shown_flavor(const std::optional<FlavorSnapshot>& shown, int64_t vcpus,
+                            int64_t ram_mb, int64_t disk_gb) {
+  FlavorSnapshot fl;
+  if (shown) {
+    fl = *shown;
+  } else {
+    fl.id = "concord-service";
+    fl.name = "concord-service-" + std::to_string(vcpus) + "c" + std::to_string(ram_mb);
+  }
+  fl.vcpus = vcpus;
+  fl.ram_mb = ram_mb;
+  fl.disk_gb = disk_gb;
+  return fl;
+}
+
 bool safe_server_id(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
@@ -119,12 +135,7 @@ Status create_service_server(ComputeContext& ctx, const ServiceServerRequest& re
       return fail(Code::kResourceExhausted,
                   std::string(kNoValidHost) + (why.empty() ? "" : " (" + why + ")"));
     }
-    FlavorSnapshot fl;
-    fl.id = "concord-service";
-    fl.name = "concord-service-" + std::to_string(req.vcpus) + "c" + std::to_string(req.ram_mb);
-    fl.vcpus = req.vcpus;
-    fl.ram_mb = req.ram_mb;
-    fl.disk_gb = req.disk_gb;
+    const FlavorSnapshot fl = shown_flavor(req.flavor, req.vcpus, req.ram_mb, req.disk_gb);
     const std::string stamp = stored_time(now);
     ServerRow r;
     r.id = req.id;
@@ -252,7 +263,8 @@ Status reboot_service_server(ComputeContext& ctx, std::string_view id) {
 }
 
 Status resize_service_server(ComputeContext& ctx, std::string_view id, int64_t vcpus,
-                             int64_t ram_mb, int64_t disk_gb) {
+                             int64_t ram_mb, int64_t disk_gb,
+                             const std::optional<FlavorSnapshot>& flavor) {
   if (vcpus < 1 || ram_mb < 16 || disk_gb < 0) {
     return fail(Code::kInvalidArgument, "service server " + std::string(id) +
                                             ": size too small (vcpus " + std::to_string(vcpus) +
@@ -261,7 +273,10 @@ Status resize_service_server(ComputeContext& ctx, std::string_view id, int64_t v
   return servers::write_retrying(ctx.store, [&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(ServerRow row, load_live(tx, id));
     CONCORD_RETURN_IF_ERROR(check_idle(row, "resize"));
-    if (row.vcpus == vcpus && row.ram_mb == ram_mb && row.disk_gb == disk_gb) return ok();
+    if (row.vcpus == vcpus && row.ram_mb == ram_mb && row.disk_gb == disk_gb &&
+        (!flavor || flavor->id == row.flavor_id)) {
+      return ok();
+    }
     const int64_t now = servers::now_ms(ctx.clock);
     // The new size must fit on the same host beside everything else there: drop this server's
     // own claim first so it is not counted twice (the transaction undoes it on failure).
@@ -291,12 +306,8 @@ Status resize_service_server(ComputeContext& ctx, std::string_view id, int64_t v
     CONCORD_RETURN_IF_ERROR(claim(tx, row.id, "instance", *row.host, sreq.per_instance));
     // Time so far is billed at the old size.
     CONCORD_RETURN_IF_ERROR(meter_instance(tx, row, now, ctx.options.region));
-    FlavorSnapshot fl;
-    fl.id = "concord-service";
-    fl.name = "concord-service-" + std::to_string(vcpus) + "c" + std::to_string(ram_mb);
-    fl.vcpus = vcpus;
-    fl.ram_mb = ram_mb;
-    fl.disk_gb = disk_gb;
+    const FlavorSnapshot fl = shown_flavor(flavor, vcpus, ram_mb, disk_gb);
+    row.flavor_id = fl.id;
     row.flavor_json = to_json(fl);
     row.vcpus = vcpus;
     row.ram_mb = ram_mb;

@@ -18,6 +18,7 @@
 
 #include "base/result.h"
 #include "compute/service/context.h"
+#include "compute/service/model.h"
 
 namespace concord::compute {
 
@@ -33,6 +34,10 @@ struct ServiceServerRequest {
   int64_t vcpus = 1;
   int64_t ram_mb = 512;
   int64_t disk_gb = 0;
+  // The flavor the server shows through the Nova API (a managed database shows its Trove flavor,
+  // so an operator sees what the tenant chose); its size fields are replaced by the size above.
+  // Absent: a synthetic "concord-service" flavor of that size.
+  std::optional<FlavorSnapshot> flavor;
   std::map<std::string, std::string> metadata;  // reaches the agent in meta_data_json "meta"
   std::string availability_zone;                // empty: any
   // When no host can take it: true records the server in ERROR with the fault (Nova's create);
@@ -94,8 +99,10 @@ struct ServiceServer {
 // when it did. Errors: kInvalidArgument (size too small), kNotFound (no such server, or being
 // deleted), kFailedPrecondition (never placed, host down or without room, busy with another
 // task).
+// `flavor` is the flavor shown afterwards, as in ServiceServerRequest::flavor.
 [[nodiscard]] Status resize_service_server(ComputeContext& ctx, std::string_view id, int64_t vcpus,
-                                           int64_t ram_mb, int64_t disk_gb);
+                                           int64_t ram_mb, int64_t disk_gb,
+                                           const std::optional<FlavorSnapshot>& flavor = {});
 
 // The project's servers that are not deleted (those being deleted included, with task
 // "deleting"), with their metadata.

@@ -19,6 +19,79 @@ void DatabaseService::Impl::add(Method method, const std::string& pattern, Handl
       "database:" + std::string(http::method_name(method)) + " /v1.0/{project_id}" + pattern);
 }
 
+void DatabaseService::Impl::add_applied(Method method, const std::string& pattern, Handler handler,
+                                        std::string rule) {
+  routes_->add_deferred(
+      method, "/v1.0/{project_id}" + pattern,
+      [this, handler, rule](Request& req, http::Responder respond) {
+        std::pair<std::string, int64_t> changed;
+        Response response = run(req, handler, rule, &changed);
+        if (response.status >= 300 || changed.first.empty() || options_.apply_wait.count() <= 0) {
+          respond(std::move(response));
+          return;
+        }
+        std::lock_guard lock(wait_mu_);
+        if (stopping_) {
+          respond(std::move(response));
+          return;
+        }
+        pending_.push_back({changed.first, changed.second, std::move(response), std::move(respond),
+                            std::chrono::steady_clock::now() + options_.apply_wait});
+        wait_cv_.notify_one();
+      },
+      "database:" + std::string(http::method_name(method)) + " /v1.0/{project_id}" + pattern);
+}
+
+void DatabaseService::Impl::watch_applies() {
+  // Polls compute (one list of the service project's servers per round, for every waiting call)
+  // instead of hooking into agent reports: the wait is a convenience for clients, bounded, and
+  // rare (changes of users, databases and root), so 50 ms of latency and a cheap query beat a
+  // coupling between compute's report path and this service.
+  constexpr auto kInterval = std::chrono::milliseconds(50);
+  std::unique_lock lock(wait_mu_);
+  while (true) {
+    wait_cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+    if (stopping_) break;
+    lock.unlock();
+    auto live = servers();  // on a store error, only deadlines end waits this round
+    lock.lock();
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<PendingApply> done;
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      bool finished = now >= it->deadline;
+      if (!finished && live) {
+        auto s = live->find(it->instance_id);
+        finished = s == live->end() || s->second.status == "ERROR" ||
+                   (s->second.converged && state_revision_of(s->second) >= it->revision);
+      }
+      if (finished) {
+        done.push_back(std::move(*it));
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    lock.unlock();
+    for (PendingApply& p : done) p.respond(std::move(p.response));
+    lock.lock();
+    if (!pending_.empty()) wait_cv_.wait_for(lock, kInterval, [&] { return stopping_; });
+  }
+  // Shutting down: everyone waiting gets the answer the change already earned.
+  std::vector<PendingApply> rest = std::move(pending_);
+  pending_.clear();
+  lock.unlock();
+  for (PendingApply& p : rest) p.respond(std::move(p.response));
+}
+
+DatabaseService::Impl::~Impl() {
+  {
+    std::lock_guard lock(wait_mu_);
+    stopping_ = true;
+  }
+  wait_cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+}
+
 Response DatabaseService::Impl::error(const Request& req, const Error& e) {
   int status = status_of(e.code());
   if (status >= 500) {
@@ -29,7 +102,8 @@ Response DatabaseService::Impl::error(const Request& req, const Error& e) {
   return trove_error(status, e.message());
 }
 
-Response DatabaseService::Impl::run(Request& req, Handler handler, const std::string& rule) {
+Response DatabaseService::Impl::run(Request& req, Handler handler, const std::string& rule,
+                                    std::pair<std::string, int64_t>* changed) {
   try {
     std::string_view token = req.header("x-auth-token");
     if (token.empty()) {
@@ -65,6 +139,7 @@ Response DatabaseService::Impl::run(Request& req, Handler handler, const std::st
     Call call{req, std::move(*caller)};
     auto response = (this->*handler)(call);
     if (!response) return error(req, response.error());
+    if (changed) *changed = {call.changed_instance, call.changed_revision};
     return std::move(*response);
   } catch (const std::exception& e) {
     logger("database")
@@ -133,21 +208,22 @@ void DatabaseService::Impl::build_routes() {
   add(Method::kPut, "/instances/{id}", &Impl::update_instance, m);
   add(Method::kDelete, "/instances/{id}", &Impl::delete_instance, m);
   add(Method::kPost, "/instances/{id}/action", &Impl::action, m);
-  add(Method::kPost, "/instances/{id}/root", &Impl::enable_root, m);
+  add_applied(Method::kPost, "/instances/{id}/root", &Impl::enable_root, m);
   add(Method::kGet, "/instances/{id}/root", &Impl::show_root, r);
-  add(Method::kDelete, "/instances/{id}/root", &Impl::disable_root, m);
+  add_applied(Method::kDelete, "/instances/{id}/root", &Impl::disable_root, m);
   add(Method::kGet, "/instances/{id}/databases", &Impl::list_databases, r);
-  add(Method::kPost, "/instances/{id}/databases", &Impl::create_databases, m);
-  add(Method::kDelete, "/instances/{id}/databases/{name}", &Impl::delete_database, m);
+  add_applied(Method::kPost, "/instances/{id}/databases", &Impl::create_databases, m);
+  add_applied(Method::kDelete, "/instances/{id}/databases/{name}", &Impl::delete_database, m);
   add(Method::kGet, "/instances/{id}/users", &Impl::list_users, r);
-  add(Method::kPost, "/instances/{id}/users", &Impl::create_users, m);
-  add(Method::kPut, "/instances/{id}/users", &Impl::change_passwords, m);
+  add_applied(Method::kPost, "/instances/{id}/users", &Impl::create_users, m);
+  add_applied(Method::kPut, "/instances/{id}/users", &Impl::change_passwords, m);
   add(Method::kGet, "/instances/{id}/users/{user}", &Impl::show_user, r);
-  add(Method::kPut, "/instances/{id}/users/{user}", &Impl::update_user, m);
-  add(Method::kDelete, "/instances/{id}/users/{user}", &Impl::delete_user, m);
+  add_applied(Method::kPut, "/instances/{id}/users/{user}", &Impl::update_user, m);
+  add_applied(Method::kDelete, "/instances/{id}/users/{user}", &Impl::delete_user, m);
   add(Method::kGet, "/instances/{id}/users/{user}/databases", &Impl::list_access, r);
-  add(Method::kPut, "/instances/{id}/users/{user}/databases", &Impl::grant_access, m);
-  add(Method::kDelete, "/instances/{id}/users/{user}/databases/{name}", &Impl::revoke_access, m);
+  add_applied(Method::kPut, "/instances/{id}/users/{user}/databases", &Impl::grant_access, m);
+  add_applied(Method::kDelete, "/instances/{id}/users/{user}/databases/{name}",
+              &Impl::revoke_access, m);
   add_configuration_routes();
   add_backup_routes();
 }

@@ -7,12 +7,14 @@ namespace concord::database::service {
 // Runs `fn` on the instance's rows in one write transaction, raises the state revision, then
 // hands the new desired state to the server.
 Status DatabaseService::Impl::change_state(
-    const Call& c, const std::function<Status(store::Tx&, InstanceRow&)>& fn) {
+    Call& c, const std::function<Status(store::Tx&, InstanceRow&)>& fn) {
   std::string id;
+  int64_t revision = 0;
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
     CONCORD_RETURN_IF_ERROR(fn(tx, inst));
     id = inst.id;
+    revision = inst.state_revision + 1;
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
                              tx.exec("UPDATE db_instances SET state_revision = state_revision + 1, "
                                      "task = '', updated = ? WHERE id = ?",
@@ -20,7 +22,10 @@ Status DatabaseService::Impl::change_state(
     (void)n;
     return ok();
   }));
-  return sync_server(id);
+  CONCORD_RETURN_IF_ERROR(sync_server(id));
+  c.changed_instance = id;
+  c.changed_revision = revision;
+  return ok();
 }
 
 Result<std::set<std::string>> DatabaseService::Impl::database_names(store::Tx& tx,

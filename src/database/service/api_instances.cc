@@ -58,6 +58,18 @@ std::map<std::string, std::string> DatabaseService::Impl::server_metadata(
 }
 
 // Creates the instance's server with the given metadata (idempotent per id).
+std::optional<compute::FlavorSnapshot> DatabaseService::Impl::shown_flavor(
+    const std::string& flavor_id) {
+  std::optional<compute::FlavorSnapshot> out;
+  Status st = store_.read([&](store::Tx& tx) -> Status {
+    auto f = compute::load_flavor(tx, flavor_id, "", true);
+    if (f) out = std::move(*f);
+    return ok();
+  });
+  if (!st) out.reset();  // a synthetic flavor of the same size is shown instead
+  return out;
+}
+
 Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
                                             const std::map<std::string, std::string>& md) {
   auto [project, user] = service_actor();
@@ -68,11 +80,14 @@ Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
   req.id = inst.id;
   req.project_id = project;
   req.user_id = user;
-  req.name = "database-" + inst.id;
+  // Named and sized as the tenant's instance, so an operator (and Tempest's resize test) finds
+  // it through the Nova API by the instance's name, showing the Trove flavor.
+  req.name = inst.name;
   req.driver = "database";
   req.vcpus = inst.vcpus;
   req.ram_mb = inst.ram_mb;
   req.disk_gb = inst.volume_gb;
+  req.flavor = shown_flavor(inst.flavor_id);
   req.metadata = md;
   req.record_unplaced = true;
   return compute::create_service_server(compute_, req);
@@ -662,8 +677,8 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
     }
   }
   CONCORD_RETURN_IF_ERROR(require_active(inst));
-  CONCORD_RETURN_IF_ERROR(
-      compute::resize_service_server(compute_, inst.id, next.vcpus, next.ram_mb, next.volume_gb));
+  CONCORD_RETURN_IF_ERROR(compute::resize_service_server(
+      compute_, inst.id, next.vcpus, next.ram_mb, next.volume_gb, shown_flavor(next.flavor_id)));
   CONCORD_RETURN_IF_ERROR(set_task(inst.id, "RESIZE", next));
   if (next.volume_gb != inst.volume_gb) CONCORD_RETURN_IF_ERROR(sync_server(inst.id));
   return Response::empty(202);

@@ -5,7 +5,9 @@
 #include <cctype>
 #include <cstdio>
 #include <exception>
+#include <condition_variable>
 #include <functional>
+#include <thread>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -129,7 +131,9 @@ class DatabaseService::Impl {
         pool_last_(pool_last),
         routes_(std::make_shared<http::RouteTable>()) {
     build_routes();
+    watcher_ = std::thread([this] { watch_applies(); });
   }
+  ~Impl();
 
   void attach(std::string project, std::string user) {
     std::lock_guard lock(mu_);
@@ -144,14 +148,29 @@ class DatabaseService::Impl {
     Request& req;
     identity::AuthContext caller;
     const std::string& param(size_t i) const { return req.params.at(i); }
+    // Set by change_state: the instance whose desired state this call changed and its new
+    // revision, which an add_applied route waits to see applied before answering.
+    std::string changed_instance;
+    int64_t changed_revision = 0;
   };
 
   using Handler = Result<Response> (Impl::*)(Call&);
 
   // api.cc: the request frame, versions, routes
   void add(Method method, const std::string& pattern, Handler handler, std::string rule);
+  // A route whose successful answer waits (bounded by options_.apply_wait) until the instance's
+  // agent has applied the desired state the call wrote, without holding a server thread: a
+  // client that logs in right after creating a user or enabling root then finds it (Trove's
+  // guest applies these synchronously). The change itself is asynchronous as before: when the
+  // wait runs out the answer is the same, only later.
+  void add_applied(Method method, const std::string& pattern, Handler handler, std::string rule);
   Response error(const Request& req, const Error& e);
-  Response run(Request& req, Handler handler, const std::string& rule);
+  // `changed` (optional) receives the call's changed instance and revision (Call::changed_*).
+  Response run(Request& req, Handler handler, const std::string& rule,
+               std::pair<std::string, int64_t>* changed = nullptr);
+  // The thread behind add_applied: answers each waiting call once its instance's server has
+  // converged at (or beyond) the revision, is gone or failed, or its deadline passed.
+  void watch_applies();
   std::string base(const Call& c) const;
   Json links(const Call& c, const std::string& collection, const std::string& id) const;
   std::pair<std::string, std::string> service_actor();
@@ -201,6 +220,8 @@ class DatabaseService::Impl {
   Result<engine::DesiredState> desired_state(store::Tx& tx, const InstanceRow& inst);
   std::map<std::string, std::string> server_metadata(const InstanceRow& inst,
                                                      const engine::DesiredState& st) const;
+  // The instance's Trove flavor as its service server shows it; nullopt when it is gone.
+  std::optional<compute::FlavorSnapshot> shown_flavor(const std::string& flavor_id);
   Status ensure_server(const InstanceRow& inst, const std::map<std::string, std::string>& md);
   Status sync_server(const std::string& instance_id);
   Result<std::map<std::string, compute::ServiceServer>> servers();
@@ -227,7 +248,7 @@ class DatabaseService::Impl {
                   const std::optional<InstanceRow>& resized);
 
   // api_access.cc: databases, users, root (each change rewrites the desired state)
-  Status change_state(const Call& c, const std::function<Status(store::Tx&, InstanceRow&)>& fn);
+  Status change_state(Call& c, const std::function<Status(store::Tx&, InstanceRow&)>& fn);
   static Result<std::set<std::string>> database_names(store::Tx& tx, const std::string& id);
   static Result<std::optional<UserRow>> find_user(store::Tx& tx, const std::string& id,
                                                   const std::string& segment);
@@ -262,6 +283,19 @@ class DatabaseService::Impl {
   std::mutex mu_;
   std::string service_project_;  // guarded by mu_
   std::string service_user_;     // guarded by mu_
+
+  struct PendingApply {
+    std::string instance_id;
+    int64_t revision = 0;
+    Response response;
+    http::Responder respond;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  std::vector<PendingApply> pending_;  // guarded by wait_mu_
+  bool stopping_ = false;              // guarded by wait_mu_
+  std::thread watcher_;
 };
 
 }  // namespace concord::database::service

@@ -25,6 +25,7 @@
 // each closed when the instance is resized or deleted (in that change's transaction).
 //
 // Threading: handlers block on the store; safe from any thread.
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,6 +52,9 @@ struct DatabaseOptions {
   int port_mariadb = 3306;
   int64_t max_volume_gb = 100;
   // Region shown on instances and written into usage events.
+  // How long a change of databases, users or root waits for the instance's agent to apply it
+  // before answering (the answer is the same either way; 0: answer at once).
+  std::chrono::milliseconds apply_wait{20000};
   std::string region = "RegionOne";
   // Mount prefix, for links.
   std::string prefix = "/database";

@@ -215,6 +215,27 @@ TEST(AgentReportTest, RepeatedErrorReportChangesNothing) {
   EXPECT_EQ(t.row.fault_json, s.fault_json);
 }
 
+// An instance in ERROR because its driver refused generation 2 (a live configuration, say) is
+// ACTIVE again once the agent converges generation 3 with the instance running; a running
+// report of the failed generation itself leaves it in ERROR.
+TEST(AgentReportTest, ErrorOfAnEarlierGenerationClearsWhenANewerOneConverges) {
+  ServerRow s = row(vm::kError, std::nullopt, 3);
+  s.observed_generation = 2;
+  s.fault_json = make_fault_json(500, "configure failed: bad value", kNow - 5000);
+  Transition same = apply_observation(s, seen(2, true, power::kRunning), kNow);
+  EXPECT_EQ(same.row.vm_state, vm::kError);
+  EXPECT_TRUE(same.row.fault_json.has_value());
+  Transition stopped = apply_observation(s, seen(3, true, power::kShutdown), kNow);
+  EXPECT_EQ(stopped.row.vm_state, vm::kError);
+  Transition t = apply_observation(s, seen(3, true, power::kRunning), kNow);
+  EXPECT_TRUE(t.changed);
+  EXPECT_EQ(t.row.vm_state, vm::kActive);
+  EXPECT_FALSE(t.row.fault_json.has_value());
+  EXPECT_EQ(t.row.observed_generation, 3);
+  EXPECT_TRUE(t.meter);
+  EXPECT_FALSE(t.finish_action);
+}
+
 TEST(AgentReportTest, IdleActiveFoundOffIsStoppedAndStaysOff) {
   ServerRow s = row(vm::kActive, std::nullopt);
   s.power_state = power::kRunning;
