@@ -11,6 +11,7 @@ Environment:
   CONCORD_START_TIMEOUT  seconds to wait for server.json (default 60)
   CONCORD_KEEP_TMP=1     keep temp dirs (data dir and server log) for post-mortems
 """
+import glob
 import http.client
 import json
 import os
@@ -208,10 +209,49 @@ class Server:
         finally:
             if self.proc is not None and self.proc.poll() is None:
                 self.kill9()
+            self.reap_database_engines()
             if os.environ.get("CONCORD_KEEP_TMP"):
                 print("concord_launcher: kept", self.tmp)
             else:
                 shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def reap_database_engines(self):
+        """Stops the database engines the in-process agent left running and removes their root.
+
+        Engines run detached as concord-db under /var/lib/concord/database/<FNV-1a 64 of the
+        agent's state folder> (src/compute/driver/database_driver.cc) and outlive the server by
+        design, so instances a failing test did not delete would otherwise keep their addresses
+        and ports and break the next run on this machine."""
+        roots = []
+        for state_dir in glob.glob(os.path.join(os.path.abspath(self.data_dir), "agent-*")):
+            h = 14695981039346656037
+            for c in os.path.normpath(state_dir).encode():
+                h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+            roots.append("/var/lib/concord/database/%016x/" % h)
+        if not roots:
+            return
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(root in cmd for root in roots):
+                pids.append(int(entry))
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.time() + 10
+        while pids and time.time() < deadline:
+            pids = [p for p in pids if os.path.exists("/proc/%d" % p)]
+            time.sleep(0.05)
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
