@@ -20,8 +20,9 @@ build_pkgs=(
   runc qemu-system-x86 qemu-utils xorriso iproute2 tar
   # Managed database engines at run time (src/database/engine, the agents' database driver):
   # run as the system user concord-db (created below); the Debian services themselves stay
-  # stopped and disabled. openssl makes each instance's TLS certificate.
-  postgresql-15 mariadb-server mariadb-client mariadb-backup openssl
+  # stopped and disabled. openssl makes each instance's TLS certificate; zstd (de)compresses
+  # backups and shipped logs (tar --zstd).
+  postgresql-15 mariadb-server mariadb-client mariadb-backup openssl zstd
   # Inference runtime (src/inference/runtime): OpenCV dnn runs ONNX models; only core and dnn,
   # not the libopencv-dev meta package that pulls every module.
   libopencv-dnn-dev libopencv-core-dev
@@ -49,6 +50,8 @@ test_pkgs=(
 )
 bench_pkgs=(
   keystone uwsgi uwsgi-plugin-python3 wrk python3-keystone
+  # The endpoint proxy's anchor (bench/database/proxy.sh); pgbench comes with postgresql-15.
+  pgbouncer
 )
 
 want=("${build_pkgs[@]}")

@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""Endpoint proxy benchmark driver (see proxy.sh).
+
+One PostgreSQL 15 (temp folder, run as concord-db, scram-sha-256 on TCP), PgBouncer 1.18 in
+transaction mode (Debian defaults except what 256 clients need), and concord-db-proxy in session
+and transaction mode, all started here. pgbench (-j 2) runs select-only (-S) and the TPC-B-like
+default at each client count, simple and extended protocol, for a fixed duration, interleaved
+target by target, repeated; -M prepared runs once per repeat through every target. Prints
+min/median/max TPS and the ratio of medians to direct, and writes the table as Markdown.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+PASSWORD = "bench-pw"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def as_db_user(argv, **kw):
+    return subprocess.run(["runuser", "-u", "concord-db", "--"] + argv, check=True,
+                          capture_output=True, text=True, **kw)
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per pgbench run")
+    ap.add_argument("--clients", default="8,64,256")
+    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--pool-size", type=int, default=20,
+                    help="server connections per pool (PgBouncer's default_pool_size is 20)")
+    ap.add_argument("--quick", action="store_true", help="1 repeat, 3 s, 64 clients")
+    ap.add_argument("--results", default="")
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.duration, args.clients = 1, 3, "64"
+    clients = [int(c) for c in args.clients.split(",")]
+    proxy_bin = os.environ["CONCORD_DB_PROXY"]
+
+    work = tempfile.mkdtemp(prefix="concord-bench-proxy-")
+    os.chmod(work, 0o755)
+    shutil.chown(work, "concord-db")
+    procs = []
+
+    def cleanup(*_):
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        try:
+            as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-m", "fast", "stop"])
+        except Exception:
+            pass
+        shutil.rmtree(work, ignore_errors=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(1)))
+    try:
+        pg_port, bouncer_port, session_port, tx_port = (free_port() for _ in range(4))
+        as_db_user([f"{PG_BIN}/initdb", "-D", f"{work}/data", "-U", "postgres",
+                    "--auth-local=trust", "--auth-host=scram-sha-256", "-N"])
+        with open(f"{work}/data/postgresql.conf", "a") as f:
+            # 256 direct clients + pools + admin; the rest is Debian's default configuration.
+            f.write(f"listen_addresses = '127.0.0.1'\nport = {pg_port}\n"
+                    f"unix_socket_directories = '{work}'\nmax_connections = 400\n"
+                    "shared_buffers = 256MB\nsynchronous_commit = off\n")
+        as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-l", f"{work}/pg.log", "-w",
+                    "start"])
+        psql = ["psql", "-h", work, "-p", str(pg_port), "-U", "postgres", "-X", "-q", "-tA"]
+        subprocess.run(psql + ["-c", f"CREATE USER bench PASSWORD '{PASSWORD}'"], check=True)
+        subprocess.run(psql + ["-c", "CREATE DATABASE bench OWNER bench"], check=True)
+        verifier = subprocess.run(
+            psql + ["-c", "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'"],
+            check=True, capture_output=True, text=True).stdout.strip()
+        users = f"{work}/users.txt"
+        with open(users, "w") as f:
+            f.write(f'"bench" "{verifier}"\n')
+        shutil.chown(users, "concord-db")
+        env = dict(os.environ, PGPASSWORD=PASSWORD)
+        subprocess.run(["pgbench", "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1", "-p",
+                        str(pg_port), "-U", "bench", "bench"], check=True, env=env,
+                       capture_output=True)
+
+        ini = f"{work}/pgbouncer.ini"
+        with open(ini, "w") as f:
+            # pool_mode=transaction and scram auth against the same verifier; max_client_conn
+            # is raised from its default 100 so 256 clients can connect at all.
+            f.write(f"""[databases]
+bench = host=127.0.0.1 port={pg_port} dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {bouncer_port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {users}
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = {args.pool_size}
+logfile = {work}/pgbouncer.log
+pidfile = {work}/pgbouncer.pid
+""")
+        shutil.chown(ini, "concord-db")
+        procs.append(subprocess.Popen(["runuser", "-u", "concord-db", "--", "/usr/sbin/pgbouncer",
+                                       ini], stdout=subprocess.DEVNULL,
+                                      stderr=open(f"{work}/pgbouncer.err", "w")))
+        procs.append(subprocess.Popen(
+            [proxy_bin, "--listen", f"127.0.0.1:{session_port}", "--backend",
+             f"127.0.0.1:{pg_port}", "--mode", "session", "--log-level", "warn"],
+            stdout=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(
+            [proxy_bin, "--listen", f"127.0.0.1:{tx_port}", "--backend", f"127.0.0.1:{pg_port}",
+             "--mode", "transaction", "--pool-size", str(args.pool_size), "--users-file", users,
+             "--log-level", "warn"], stdout=subprocess.DEVNULL))
+        for port in (bouncer_port, session_port, tx_port):
+            wait_port(port)
+
+        targets = [("direct", pg_port), ("pgbouncer", bouncer_port),
+                   ("concord-session", session_port), ("concord-transaction", tx_port)]
+        cases = []
+        for workload in ("select-only", "tpcb"):
+            for c in clients:
+                for proto in ("simple", "extended"):
+                    cases.append((workload, c, proto))
+        prepared_clients = 64 if 64 in clients else clients[0]
+        cases.append(("select-only", prepared_clients, "prepared"))
+
+        results = {}  # (case, target) -> [tps or None]
+        errors = {}
+        loads = []
+
+        def run(case, target, port):
+            workload, c, proto = case
+            argv = ["pgbench", "-n", "-T", str(args.duration), "-c", str(c), "-j", "2", "-M",
+                    proto, "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "bench"]
+            if workload == "select-only":
+                argv.insert(1, "-S")
+            p = subprocess.run(argv, env=env, capture_output=True, text=True,
+                               timeout=args.duration * 4 + 120)
+            m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", p.stdout)
+            aborted = "aborted" in p.stderr or "Run was aborted" in p.stderr
+            if p.returncode != 0 or not m or aborted:
+                err = [l for l in p.stderr.splitlines() if "error" in l.lower()]
+                errors[(case, target)] = err[0] if err else f"exit {p.returncode}"
+                return None
+            return float(m.group(1))
+
+        total = len(cases) * len(targets) * args.repeats
+        done = 0
+        for rep in range(args.repeats):
+            for case in cases:
+                for target, port in targets:
+                    loads.append(float(loadavg()))
+                    tps = run(case, target, port)
+                    results.setdefault((case, target), []).append(tps)
+                    done += 1
+                    print(f"[{done}/{total}] rep {rep + 1} {case[0]} c={case[1]} -M {case[2]} "
+                          f"{target}: {tps if tps is not None else 'FAILED'} "
+                          f"(load {loads[-1]:.2f})", flush=True)
+
+        def fmt(v):
+            return f"{v:,.0f}"
+
+        lines = [f"# Endpoint proxy benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+                 "",
+                 f"pgbench -j 2, {args.duration} s per run, {args.repeats} repeats interleaved "
+                 f"(direct, PgBouncer, Concord session, Concord transaction), scale {args.scale}, "
+                 f"pool size {args.pool_size} (PgBouncer default_pool_size and Concord "
+                 f"--pool-size). PostgreSQL 15 with synchronous_commit=off. Machine: "
+                 f"{os.cpu_count()} cores, load average during runs min {min(loads):.2f} / "
+                 f"median {statistics.median(loads):.2f} / max {max(loads):.2f}.",
+                 "",
+                 "| workload | clients | protocol | target | TPS min / median / max | x direct |",
+                 "|---|---|---|---|---|---|"]
+        for case in cases:
+            direct = [v for v in results[(case, "direct")] if v is not None]
+            dmed = statistics.median(direct) if direct else None
+            for target, _ in targets:
+                vals = results[(case, target)]
+                ok = [v for v in vals if v is not None]
+                if len(ok) < len(vals):
+                    cell = f"FAILED {len(vals) - len(ok)}/{len(vals)}: " + \
+                        errors.get((case, target), "").replace("|", "/")[:90]
+                    ratio = "-"
+                    if ok:
+                        cell += f" (ok runs: {fmt(statistics.median(ok))})"
+                else:
+                    med = statistics.median(ok)
+                    cell = f"{fmt(min(ok))} / {fmt(med)} / {fmt(max(ok))}"
+                    ratio = f"{med / dmed:.2f}" if dmed else "-"
+                lines.append(f"| {case[0]} | {case[1]} | {case[2]} | {target} | {cell} | {ratio} |")
+
+        # Goals from issue 4.
+        lines += ["", "Goals (issue 4): at 64 clients Concord transaction >= 0.90 x direct; "
+                  "Concord >= PgBouncer at every setting; prepared statements work under "
+                  "transaction pooling.", ""]
+        for case in cases:
+            def med(t):
+                ok = [v for v in results[(case, t)] if v is not None]
+                return statistics.median(ok) if ok and len(ok) == len(results[(case, t)]) else None
+            d, b, s, t = (med(x) for x, _ in targets)
+            verdicts = []
+            if case[1] == 64 and d and t:
+                verdicts.append(f"transaction/direct {t / d:.2f} "
+                                f"({'met' if t / d >= 0.9 else 'NOT met'})")
+            if b and t:
+                verdicts.append(f"transaction/PgBouncer {t / b:.2f} "
+                                f"({'met' if t >= b else 'NOT met'})")
+            elif t and not b:
+                verdicts.append("PgBouncer failed, Concord transaction works")
+            if b and s:
+                verdicts.append(f"session/PgBouncer {s / b:.2f}")
+            lines.append(f"- {case[0]} c={case[1]} -M {case[2]}: " + "; ".join(verdicts))
+        table = "\n".join(lines) + "\n"
+        print()
+        print(table)
+        if args.results:
+            with open(args.results, "w") as f:
+                f.write(table)
+            print(f"written to {args.results}")
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    main()
