@@ -154,6 +154,11 @@ class Agent::Impl {
     // The drivers share the folder: they use <kind>/, images/ (their extraction cache) and
     // runc/; the agent uses instances/ and blobs/.
     if (opts.driver_options.state_dir.empty()) opts.driver_options.state_dir = opts.state_dir;
+    // The database driver moves backups and archived logs to and from the server itself.
+    if (opts.driver_options.server_url.empty()) opts.driver_options.server_url = opts.server_url;
+    if (opts.driver_options.agent_header.empty()) {
+      opts.driver_options.agent_header = opts.host + ":" + opts.credential;
+    }
     for (auto& d : opts.injected_drivers) drivers[std::string(d->kind())] = d;
     if (opts.injected_drivers.empty()) {
       for (const std::string& kind : opts.drivers) {

@@ -599,10 +599,13 @@ Status run_server(const config::Config& c, bool bootstrap) {
   database_options.apply_wait = std::chrono::milliseconds(c.integer("database.apply_wait_ms"));
   database_options.region = c.str("identity.region");
   database_options.public_url = c.str("server.public_url");
+  database_options.backup_dir = dir + "/database-backups";
   CONCORD_ASSIGN_OR_RETURN(auto databases,
                            database::service::DatabaseService::create(
                                *st, clock, *ids, compute->context(), std::move(database_options)));
   router->mount("/database", databases->routes(), databases->errors());
+  // Backup archives and archived logs from the hosts' agents (next to compute's /agent).
+  router->mount("/agent/v1/database", databases->agent_routes(), http::keystone_style_error);
 
   auto metrics = std::make_shared<http::Registry>();
   // Endpoint replicas are compute servers of Concord's service project, which exists only
@@ -634,10 +637,14 @@ Status run_server(const config::Config& c, bool bootstrap) {
   so.shutdown_grace = std::chrono::milliseconds(c.millis("server.shutdown_grace"));
   // Uploads (images, model versions) go to disk, not RAM.
   so.streamed_body = [image_hook = images->streamed_body_hook("/image"),
-                      model_hook = models->streamed_body_hook("/inference")](
+                      model_hook = models->streamed_body_hook("/inference"),
+                      backup_hook = databases->agent_streamed_body_hook("/agent/v1/database")](
                          http::Method method,
                          std::string_view raw_path) -> std::optional<http::StreamedBody> {
     if (auto spooled = image_hook(method, raw_path)) return spooled;
+    if (backup_hook) {
+      if (auto spooled = backup_hook(method, raw_path)) return spooled;
+    }
     return model_hook(method, raw_path);
   };
   http::Server server(so, router, metrics);

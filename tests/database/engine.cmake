@@ -5,7 +5,7 @@ target_link_libraries(database_engine_credentials_test PRIVATE concord_database_
   GTest::gtest_main)
 gtest_discover_tests(database_engine_credentials_test)
 
-foreach(engine postgres mariadb)
+foreach(engine postgres mariadb backup)
   if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/engine_${engine}_test.cc)
     add_executable(database_engine_${engine}_test engine_${engine}_test.cc)
     target_include_directories(database_engine_${engine}_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
@@ -24,3 +24,11 @@ if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/engine_driver_test.cc AND TARGET concord_c
   gtest_discover_tests(database_engine_driver_test DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT 300 LABELS "database;root")
 endif()
+
+# Configuration-group parameters: the catalog's checks, and their effect on the real engines.
+add_executable(database_engine_configuration_test engine_configuration_test.cc)
+target_include_directories(database_engine_configuration_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(database_engine_configuration_test PRIVATE concord_database_engine
+  concord_test_support GTest::gtest_main)
+gtest_discover_tests(database_engine_configuration_test DISCOVERY_TIMEOUT 60
+  PROPERTIES TIMEOUT 300 LABELS "database;root")

@@ -9,3 +9,24 @@ set_tests_properties(integration_database_instances PROPERTIES
   TIMEOUT 900
   COST 60
   LABELS "integration;slow;workloads")
+
+# Configuration groups end to end: the real CLI's `database configuration ...` against real
+# engines, each value checked through psql / mariadb.
+add_test(NAME integration_database_configurations
+         COMMAND /usr/bin/python3 -m unittest -v test_database_configurations
+         WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(integration_database_configurations PROPERTIES
+  ENVIRONMENT "CONCORD_BIN=$<TARGET_FILE:concord>;PYTHONDONTWRITEBYTECODE=1"
+  TIMEOUT 900
+  COST 40
+  LABELS "integration;slow;workloads")
+# Backups, restore and point-in-time restore end to end: the real CLI's `database backup ...` and
+# `instance create --backup`, the restorePoint extension, psql / mariadb comparing contents.
+add_test(NAME integration_database_backups
+         COMMAND /usr/bin/python3 -m unittest -v test_database_backups
+         WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(integration_database_backups PROPERTIES
+  ENVIRONMENT "CONCORD_BIN=$<TARGET_FILE:concord>;PYTHONDONTWRITEBYTECODE=1"
+  TIMEOUT 900
+  COST 60
+  LABELS "integration;slow;workloads")

@@ -19,121 +19,41 @@ Needs root (engines run as another user) and the Debian packages of scripts/inst
 (postgresql-15, mariadb-server, python3-troveclient); skips with the reason otherwise.
 """
 import glob
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import concord_launcher  # noqa: E402
+import database_fixture  # noqa: E402
+from database_fixture import last_line, mariadb, psql  # noqa: E402
 
-OPENSTACK = "/usr/bin/openstack"
 ACTIVE_TIMEOUT = 180.0
 CHANGE_TIMEOUT = 90.0
 
+CLOUD = None
 SRV = None
-HOME = None  # the CLI's home (its caches), a temp folder
 FIX = {}
 
 
-def skip_reason():
-    if os.geteuid() != 0:
-        return "needs root: the agent runs database engines as the concord-db user"
-    for tool in (OPENSTACK, "/usr/bin/psql", "/usr/bin/mariadb",
-                 "/usr/lib/postgresql/15/bin/postgres", "/usr/sbin/mariadbd"):
-        if not os.path.exists(tool):
-            return tool + " is missing (scripts/install-deps.sh --test installs it)"
-    probe = subprocess.run(["/usr/bin/python3", "-c", "import troveclient"],
-                           capture_output=True, timeout=60)
-    if probe.returncode != 0:
-        return "python3-troveclient is not installed (scripts/install-deps.sh --test)"
-    probe = subprocess.run(["id", "concord-db"], capture_output=True, timeout=10)
-    if probe.returncode != 0:
-        return "the concord-db system user is missing (scripts/install-deps.sh creates it)"
-    return None
-
-
 def setUpModule():
-    global SRV, HOME
-    reason = skip_reason()
-    if reason:
-        raise unittest.SkipTest(reason)
-    HOME = tempfile.mkdtemp(prefix="concord-db-it-")
-    unittest.addModuleCleanup(shutil.rmtree, HOME, True)
-    SRV = concord_launcher.start_server(
-        unittest.addModuleCleanup,
-        # A pool of its own: other servers on this machine (Tempest's database profile, a
-        # developer's all-in-one) hand out 127.77.0.0/16 and would collide on :5432/:3306.
-        extra_args=["--agent.drivers=database", "--database.max_volume_gb=10",
-                    "--database.address_pool=127.78.1.0/24"])
-    admin = SRV.admin_token()
-    sfx = uuid.uuid4().hex[:8]
-    roles = SRV.request("GET", SRV.v3 + "/roles?name=member", token=admin).json()["roles"]
-    for who in ("a", "b"):
-        project = "db-%s-%s" % (who, sfx)
-        user = "db-u%s-%s" % (who, sfx)
-        p = SRV.request("POST", SRV.v3 + "/projects",
-                        {"project": {"name": project, "domain_id": "default"}},
-                        token=admin).json()["project"]
-        u = SRV.request("POST", SRV.v3 + "/users",
-                        {"user": {"name": user, "domain_id": "default",
-                                  "password": "pw-" + sfx}}, token=admin).json()["user"]
-        r = SRV.request("PUT", "%s/projects/%s/users/%s/roles/%s" % (
-            SRV.v3, p["id"], u["id"], roles[0]["id"]), token=admin)
-        assert r.status == 204, r
-        FIX[who] = {"project": project, "project_id": p["id"], "user": user,
-                    "password": "pw-" + sfx,
-                    "token": SRV.issue_token(user, "pw-" + sfx, project)[0]}
+    global CLOUD, SRV, FIX
+    # A pool of its own: see database_fixture.Cloud.
+    CLOUD = database_fixture.Cloud("db", "127.78.1.0/24")
+    SRV, FIX = CLOUD.srv, CLOUD.fix
 
 
 def cli(who, *args, check=True):
-    """`openstack <args>` as tenant `who`; the parsed JSON output when -f json is among args."""
-    f = FIX[who]
-    env = {"PATH": "/usr/bin:/bin", "HOME": HOME, "OS_AUTH_URL": SRV.auth_url,
-           "OS_USERNAME": f["user"], "OS_PASSWORD": f["password"],
-           "OS_PROJECT_NAME": f["project"], "OS_USER_DOMAIN_NAME": "Default",
-           "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3",
-           "OS_INTERFACE": "public", "OS_REGION_NAME": "RegionOne"}
-    p = subprocess.run([OPENSTACK] + list(args), env=env, capture_output=True, text=True,
-                       timeout=180)
-    if check and p.returncode != 0:
-        raise AssertionError("openstack %s failed (%d):\n%s\n%s" % (
-            " ".join(args), p.returncode, p.stdout, p.stderr))
-    if "-f" in args and "json" in args and p.returncode == 0:
-        return json.loads(p.stdout)
-    return p
+    return CLOUD.cli(who, *args, check=check)
 
 
 def trove(who, method, path, body=None):
-    f = FIX[who]
-    return SRV.request(method, "/database/v1.0/%s%s" % (f["project_id"], path), body,
-                       token=f["token"])
+    return CLOUD.trove(who, method, path, body)
 
 
-def psql(ip, user, password, database, sql):
-    env = {"PATH": "/usr/bin:/bin", "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"}
-    return subprocess.run(["/usr/bin/psql", "-h", ip, "-U", user, "-d", database, "-X", "-A",
-                           "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          env=env, capture_output=True, text=True, timeout=30)
 
 
-def mariadb(ip, user, password, database, sql):
-    cmd = ["/usr/bin/mariadb", "-h", ip, "-P", "3306", "--protocol=TCP", "-u", user,
-           "--password=" + password, "--connect-timeout=5", "-N", "-B", "-e", sql]
-    if database:
-        cmd.insert(1, "--database=" + database)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
-
-def last_line(p):
-    """The last line of a client's output (psql prints each statement's tag before it)."""
-    lines = p.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
 
 
 def engine_pids(instance_id):

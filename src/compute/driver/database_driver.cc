@@ -8,6 +8,17 @@
 //                  calls by id (start, stop, destroy after an agent restart) know the engine
 //   desired.json   the last desired state received; start() re-applies it when the engine's
 //                  applied revision is behind (a configure that arrived while it was stopped)
+//   restored       the instance's data folder was made from its RestoreSpec (a create or start
+//                  without it restores first; a half-made restore is redone)
+//   backups-done/<backup id>  the backup requests finished here (uploaded or reported failed),
+//                  so a restarted agent does not redo them; one killed midway is redone
+//   backup-<id>.part          a backup being written (removed when done, redone when found)
+//
+// Backups, restores and archived logs travel over the agent protocol to the database service's
+// agent routes (/agent/v1/database, HttpTransport below). A configure() carrying a backup
+// request runs it after applying the state; a create() (or a start() after an agent died
+// mid-create) carrying a restore source restores instead of copying the template. A background
+// thread ships each instance's completed log files every database_ship_interval.
 // The engine keeps the rest (data, socket, certificate, engine.log, applied_revision).
 //
 // Power: running only when the engine answers a real query over its admin socket; a live
@@ -26,10 +37,12 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "base/encoding.h"
 #include "base/json.h"
@@ -40,6 +53,7 @@
 #include "database/engine/desired_state.h"
 #include "database/engine/engine.h"
 #include "fmt/format.h"
+#include "http/client.h"
 #include "nlohmann/json.hpp"
 
 namespace concord::compute::driver {
@@ -104,6 +118,164 @@ bool valid_ipv4(const std::string& a) {
   return parts == 4;
 }
 
+// The engines' Transport over the agent protocol: the database service's routes under
+// /agent/v1/database, authenticated with the agent's X-Concord-Agent value. A client per call:
+// calls come from the agent's workers and the shipping thread, and HttpClient is one-thread.
+// Errors: kUnavailable when the server cannot be reached or answers 5xx (retry), the HTTP
+// status's meaning otherwise, kInternal "checksum mismatch" for a download that does not match.
+class HttpTransport final : public engine::Transport {
+ public:
+  static constexpr std::string_view kPrefix = "/agent/v1/database";
+  static constexpr milliseconds kTimeout{600000};
+
+  HttpTransport(std::string server_url, std::string agent_header)
+      : server_url_(std::move(server_url)), agent_header_(std::move(agent_header)) {}
+
+  Status put_backup(const std::string& backup_id, const std::string& path,
+                    const std::string& sha256) override {
+    return put_backup_with_info(backup_id, path, sha256, std::nullopt);
+  }
+
+  // The upload that also completes the backup with the engine's BackupInfo.
+  Status put_backup_with_info(const std::string& backup_id, const std::string& path,
+                              const std::string& sha256,
+                              const std::optional<engine::BackupInfo>& info) {
+    CONCORD_ASSIGN_OR_RETURN(std::string data, read_file(path));
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"X-Concord-SHA256", sha256}, {"Content-Type", "application/octet-stream"}};
+    if (info) {
+      Json j = {{"kind", info->kind},
+                {"consistent_at_us", info->consistent_at_us},
+                {"meta_json", info->meta_json}};
+      headers.emplace_back("X-Concord-Backup-Info", base64url_encode(dump_json(j), false));
+    }
+    return expect_ok(call("PUT", fmt::format("{}/backups/{}/data", kPrefix, backup_id), data,
+                          std::move(headers)));
+  }
+
+  Status get_backup(const std::string& backup_id, const std::string& sha256,
+                    const std::string& path) override {
+    return download(fmt::format("{}/backups/{}/data", kPrefix, backup_id), sha256, path);
+  }
+
+  Status put_log(const std::string& instance_id, const engine::LogFile& log,
+                 const std::string& path) override {
+    CONCORD_ASSIGN_OR_RETURN(std::string data, read_file(path));
+    CONCORD_ASSIGN_OR_RETURN(std::string sha, sha256_file(path));
+    if (!log.sha256.empty() && log.sha256 != sha) {
+      return fail(Code::kInternal, fmt::format("log file {} changed while shipping it ({} != {})",
+                                               path, sha, log.sha256));
+    }
+    return expect_ok(call(
+        "PUT", fmt::format("{}/instances/{}/logs/{}", kPrefix, instance_id, url_encode(log.name)),
+        data,
+        {{"X-Concord-SHA256", sha},
+         {"X-Concord-Log-First-Us", std::to_string(log.first_time_us)},
+         {"X-Concord-Log-Last-Us", std::to_string(log.last_time_us)},
+         {"Content-Type", "application/octet-stream"}}));
+  }
+
+  Result<std::vector<engine::LogFile>> list_logs(const std::string& instance_id) override {
+    auto reply = call("GET", fmt::format("{}/instances/{}/logs", kPrefix, instance_id), "", {});
+    CONCORD_RETURN_IF_ERROR(expect_ok(reply));
+    auto j = parse_json(reply->body);
+    if (!j || !j->is_object() || !j->contains("logs") || !(*j)["logs"].is_array()) {
+      return fail(Code::kInternal, "the server's list of archived logs is malformed");
+    }
+    std::vector<engine::LogFile> out;
+    for (const Json& l : (*j)["logs"]) {
+      if (!l.is_object()) continue;
+      engine::LogFile f;
+      f.name = l.value("name", std::string());
+      f.sha256 = l.value("sha256", std::string());
+      f.size_bytes = l.value("size_bytes", int64_t{0});
+      f.first_time_us = l.value("first_time_us", int64_t{0});
+      f.last_time_us = l.value("last_time_us", int64_t{0});
+      out.push_back(std::move(f));
+    }
+    return out;
+  }
+
+  Status get_log(const std::string& instance_id, const engine::LogFile& log,
+                 const std::string& path) override {
+    return download(
+        fmt::format("{}/instances/{}/logs/{}", kPrefix, instance_id, url_encode(log.name)),
+        log.sha256, path);
+  }
+
+  // Progress and failure reports of a backup request.
+  Status progress(const std::string& backup_id, std::string_view status) {
+    return expect_ok(call("POST", fmt::format("{}/backups/{}/progress", kPrefix, backup_id),
+                          dump_json(Json{{"status", status}}),
+                          {{"Content-Type", "application/json"}}));
+  }
+  Status failed(const std::string& backup_id, const std::string& reason) {
+    return expect_ok(call("POST", fmt::format("{}/backups/{}/failed", kPrefix, backup_id),
+                          dump_json(Json{{"reason", sanitize_utf8(reason)}}),
+                          {{"Content-Type", "application/json"}}));
+  }
+
+ private:
+  Result<http::HttpReply> call(std::string_view method, const std::string& target,
+                               std::string_view body,
+                               std::vector<std::pair<std::string, std::string>> headers) {
+    CONCORD_ASSIGN_OR_RETURN(auto client, http::HttpClient::create(server_url_));
+    headers.emplace_back("X-Concord-Agent", agent_header_);
+    auto reply = client->request(method, target, body, headers, kTimeout);
+    if (!reply) {
+      return fail(reply.error().code(),
+                  fmt::format("{} {}: {}", method, target, reply.error().message()));
+    }
+    return reply;
+  }
+
+  static Status expect_ok(const Result<http::HttpReply>& reply) {
+    if (!reply) return fail(reply.error());
+    const int status = reply->status;
+    if (status >= 200 && status < 300) return ok();
+    std::string message = reply->body.substr(0, 512);
+    if (auto j = parse_json(reply->body);
+        j && j->is_object() && j->contains("error") && (*j)["error"].is_object()) {
+      message = (*j)["error"].value("message", message);
+    }
+    message = fmt::format("the server answered {}: {}", status, message);
+    const Code code = status == 400   ? Code::kInvalidArgument
+                      : status == 401 ? Code::kUnauthenticated
+                      : status == 403 ? Code::kPermissionDenied
+                      : status == 404 ? Code::kNotFound
+                      : status == 409 ? Code::kAlreadyExists
+                      : status == 422 ? Code::kFailedPrecondition
+                      : status >= 500 ? Code::kUnavailable
+                                      : Code::kInternal;
+    return fail(code, message);
+  }
+
+  Status download(const std::string& target, const std::string& sha256, const std::string& path) {
+    CONCORD_ASSIGN_OR_RETURN(auto client, http::HttpClient::create(server_url_));
+    auto reply = client->download(target, {{"X-Concord-Agent", agent_header_}}, path, kTimeout);
+    if (!reply) {
+      reply =
+          fail(reply.error().code(), fmt::format("GET {}: {}", target, reply.error().message()));
+    }
+    if (Status st = expect_ok(reply); !st) {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+      return st;
+    }
+    CONCORD_ASSIGN_OR_RETURN(std::string got, sha256_file(path));
+    if (!sha256.empty() && got != sha256) {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+      return fail(Code::kInternal, fmt::format("checksum mismatch: {} has SHA-256 {}, expected {}",
+                                               target, got, sha256));
+    }
+    return ok();
+  }
+
+  const std::string server_url_;
+  const std::string agent_header_;
+};
+
 class DatabaseDriver final : public Driver {
  public:
   DatabaseDriver(DriverOptions options,
@@ -112,7 +284,23 @@ class DatabaseDriver final : public Driver {
       : options_(std::move(options)),
         engines_(std::move(engines)),
         unbuilt_(std::move(unbuilt)),
-        log_(logger("compute.driver")) {}
+        log_(logger("compute.driver")) {
+    if (!options_.server_url.empty()) {
+      transport_ = std::make_unique<HttpTransport>(options_.server_url, options_.agent_header);
+      if (options_.database_ship_interval.count() > 0) {
+        shipper_ = std::thread([this] { ship_loop(); });
+      }
+    }
+  }
+
+  ~DatabaseDriver() override {
+    {
+      std::lock_guard lock(ship_mu_);
+      stopping_ = true;
+    }
+    ship_cv_.notify_all();
+    if (shipper_.joinable()) shipper_.join();
+  }
 
   std::string_view kind() const override { return "database"; }
 
@@ -163,6 +351,8 @@ class DatabaseDriver final : public Driver {
     CONCORD_RETURN_IF_ERROR(write_file_atomic(dir + "/instance.json", dump_json(stored_json(s))));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(dir + "/desired.json", engine::to_json(state)));
     engine::InstanceConfig cfg = config_of(spec.id, s);
+    std::lock_guard busy(*lock_for(spec.id));
+    CONCORD_RETURN_IF_ERROR(ensure_restored(spec.id, *e, cfg, state));
     CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
     CONCORD_RETURN_IF_ERROR(e->start(cfg));
     CONCORD_RETURN_IF_ERROR(e->apply(cfg, state));
@@ -177,7 +367,14 @@ class DatabaseDriver final : public Driver {
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
     engine::InstanceConfig cfg = config_of(id, s);
     // An agent killed mid-create leaves instance.json with a half-made folder, and the agent
-    // then starts (not creates) what it sees: prepare finishes it (a no-op when complete).
+    // then starts (not creates) what it sees: prepare finishes it (a no-op when complete),
+    // after the restore it was made for.
+    std::lock_guard busy(*lock_for(id));
+    if (auto text = read_file(dir_for(id) + "/desired.json")) {
+      if (auto state = engine::desired_state_from_json(*text)) {
+        CONCORD_RETURN_IF_ERROR(ensure_restored(id, *e, cfg, *state));
+      }
+    }
     CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
     CONCORD_RETURN_IF_ERROR(e->start(cfg));
     return catch_up(id, *e, cfg);
@@ -245,8 +442,10 @@ class DatabaseDriver final : public Driver {
                  state.revision);
       return ok();
     }
+    std::lock_guard busy(*lock_for(spec.id));
     CONCORD_RETURN_IF_ERROR(e->apply(cfg, state));
     log_->info("database instance {} configured to revision {}", spec.id, state.revision);
+    if (state.backup) CONCORD_RETURN_IF_ERROR(run_backup(spec.id, *e, cfg, *state.backup));
     return ok();
   }
 
@@ -254,6 +453,7 @@ class DatabaseDriver final : public Driver {
     CONCORD_RETURN_IF_ERROR(validate_id(id));
     const std::string dir = dir_for(id);
     if (!path_exists(dir)) return ok();
+    std::lock_guard busy(*lock_for(id));
     auto s = load(id);
     if (s) {
       if (auto e = engine_for(s->engine); e) {
@@ -461,7 +661,137 @@ class DatabaseDriver final : public Driver {
     return e.apply(cfg, *state);
   }
 
+  // One lock per instance: the agent serialises its calls per id, the shipping thread is the
+  // only other caller.
+  std::shared_ptr<std::mutex> lock_for(std::string_view id) {
+    std::lock_guard lock(locks_mu_);
+    auto& m = locks_[std::string(id)];
+    if (!m) m = std::make_shared<std::mutex>();
+    return m;
+  }
+
+  // Makes the data folder from the desired state's restore source, once.
+  Status ensure_restored(std::string_view id, engine::Engine& e, const engine::InstanceConfig& cfg,
+                         const engine::DesiredState& state) {
+    if (!state.restore) return ok();
+    const std::string marker = dir_for(id) + "/restored";
+    if (path_exists(marker)) return ok();
+    if (!transport_) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("database instance {} is to be restored from a backup, but this "
+                              "agent has no server to fetch it from",
+                              id));
+    }
+    const engine::RestoreSpec& r = *state.restore;
+    log_->info("database instance {}: restoring from {} archive(s){}", id, r.chain.size(),
+               r.target_time_us > 0 ? fmt::format(" and the logs of {} up to {} us",
+                                                  r.log_source_instance, r.target_time_us)
+                                    : std::string());
+    CONCORD_RETURN_IF_ERROR(e.restore(cfg, r, *transport_));
+    return write_file_atomic(
+        marker, dump_json(Json{{"backup", r.chain.empty() ? "" : r.chain.back().backup_id},
+                               {"target_time_us", r.target_time_us}}));
+  }
+
+  // Runs one backup request (see the file comment). Transient trouble (the server unreachable,
+  // the engine not answering yet) is kUnavailable, which the agent retries; anything else is
+  // reported as the backup's failure, and the instance stays as it was.
+  Status run_backup(std::string_view id, engine::Engine& e, const engine::InstanceConfig& cfg,
+                    const engine::BackupRequest& req) {
+    if (!transport_) {
+      log_->warn(
+          "database instance {}: backup {} asked, but this agent has no server to upload "
+          "to",
+          id, req.id);
+      return ok();
+    }
+    CONCORD_RETURN_IF_ERROR(validate_id(req.id));
+    const std::string done_dir = dir_for(id) + "/backups-done";
+    const std::string marker = done_dir + "/" + req.id;
+    if (path_exists(marker)) return ok();
+    const std::string out = fmt::format("{}/backup-{}.part", dir_for(id), req.id);
+    std::error_code ec;
+    std::filesystem::remove(out, ec);
+    auto finish = [&](std::string outcome) -> Status {
+      std::filesystem::remove(out, ec);
+      CONCORD_RETURN_IF_ERROR(make_dirs(done_dir));
+      return write_file_atomic(marker, outcome);
+    };
+    auto report_failure = [&](const Error& why) -> Status {
+      log_->warn("database instance {}: backup {} failed: {}", id, req.id, why.to_string());
+      if (Status st = transport_->failed(req.id, why.message()); !st) {
+        if (st.error().code() == Code::kUnavailable) return st;
+        log_->warn("database instance {}: reporting backup {}'s failure: {}", id, req.id,
+                   st.error().to_string());
+      }
+      return finish("failed: " + why.message());
+    };
+    (void)transport_->progress(req.id, "BUILDING");
+    log_->info("database instance {}: backup {} ({}) starting", id, req.id,
+               req.parent_id.empty() ? "full" : "incremental on " + req.parent_id);
+    auto info = e.backup(cfg, req, out);
+    if (!info) {
+      if (info.error().code() == Code::kUnavailable) return fail(info.error());
+      return report_failure(info.error());
+    }
+    (void)transport_->progress(req.id, "SAVING");
+    auto sha = sha256_file(out);
+    if (!sha) return report_failure(sha.error());
+    Status put = transport_->put_backup_with_info(req.id, out, *sha, *info);
+    if (!put) {
+      if (put.error().code() == Code::kUnavailable) return put;  // redone at the next try
+      return report_failure(put.error());
+    }
+    log_->info("database instance {}: backup {} uploaded ({} bytes of {})", id, req.id,
+               std::filesystem::file_size(out, ec), info->kind);
+    return finish("completed " + *sha);
+  }
+
+  // Every database_ship_interval: ship each instance's completed log files (when its desired
+  // state asks for archiving).
+  void ship_loop() {
+    std::unique_lock lock(ship_mu_);
+    while (!stopping_) {
+      ship_cv_.wait_for(lock, options_.database_ship_interval, [this] { return stopping_; });
+      if (stopping_) break;
+      lock.unlock();
+      ship_all();
+      lock.lock();
+    }
+  }
+
+  void ship_all() {
+    for (const std::string& id : list_instance_ids(root())) {
+      {
+        std::lock_guard lock(ship_mu_);
+        if (stopping_) return;
+      }
+      auto s = load(id);
+      if (!s) continue;
+      auto text = read_file(dir_for(id) + "/desired.json");
+      if (!text) continue;
+      auto state = engine::desired_state_from_json(*text);
+      if (!state || !state->archive_logs) continue;
+      auto e = engine_for(s->engine);
+      if (!e) continue;
+      std::unique_lock busy(*lock_for(id), std::try_to_lock);
+      if (!busy.owns_lock()) continue;  // a create, backup or destroy is running: next round
+      if (!path_exists(dir_for(id) + "/instance.json")) continue;
+      Status st = (*e)->ship_logs(config_of(id, *s), *transport_);
+      if (!st && st.error().code() != Code::kFailedPrecondition) {
+        log_->warn("database instance {}: shipping archived logs: {}", id, st.error().to_string());
+      }
+    }
+  }
+
   DriverOptions options_;
+  std::unique_ptr<HttpTransport> transport_;  // null without a server_url
+  std::mutex locks_mu_;
+  std::map<std::string, std::shared_ptr<std::mutex>> locks_;  // guarded by locks_mu_
+  std::mutex ship_mu_;
+  std::condition_variable ship_cv_;
+  bool stopping_ = false;  // guarded by ship_mu_
+  std::thread shipper_;    // joined by the destructor before any member goes
   std::map<std::string, std::unique_ptr<engine::Engine>> engines_;
   std::vector<std::string> unbuilt_;  // engines whose factory failed, with the reason
   std::shared_ptr<spdlog::logger> log_;

@@ -168,6 +168,13 @@ struct DriverOptions {
   std::string database_bin_dir;
   std::string database_cgroup_parent = "concord-database";
   std::chrono::milliseconds database_start_timeout{60000};
+  // The server the agent talks to ("http://host:port") and its X-Concord-Agent value
+  // ("<host>:<credential>"): the database driver uploads backups and archived logs there and
+  // fetches them for restores. Empty server_url: no backups, restores or log shipping.
+  std::string server_url;
+  std::string agent_header;
+  // How often the database driver ships archived logs of its instances (0: never).
+  std::chrono::milliseconds database_ship_interval{10000};
 };
 
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_container_driver(const DriverOptions& options);

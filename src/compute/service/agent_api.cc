@@ -62,33 +62,42 @@ int64_t now_ms_of(const Clock& clock) {
       .count();
 }
 
+}  // namespace
+
+Result<std::string> authenticate_agent(const ComputeContext& ctx, const http::Request& req) {
+  std::string_view header = req.header("x-concord-agent");
+  if (header.empty()) {
+    return fail(Code::kUnauthenticated,
+                "The request you have made requires authentication: "
+                "missing X-Concord-Agent header.");
+  }
+  if (ctx.options.agent_key.empty()) {
+    return fail(Code::kUnauthenticated, "Agent authentication is not configured on this server.");
+  }
+  size_t colon = header.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return fail(Code::kUnauthenticated,
+                "Malformed X-Concord-Agent header: expected <host>:<credential>.");
+  }
+  std::string_view claimed = header.substr(0, colon);
+  std::string_view given = header.substr(colon + 1);
+  const std::string expected = agent_credential(ctx.options.agent_key, claimed);
+  if (given.size() != expected.size() ||
+      CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
+    return fail(Code::kUnauthenticated, "Invalid agent credential.");
+  }
+  return std::string(claimed);
+}
+
+namespace {
+
 class AgentApi {
  public:
   explicit AgentApi(ComputeContext& ctx) : ctx_(ctx) {}
 
   // ok when the X-Concord-Agent header names `host` (when non-empty) with its credential.
   Status authenticate(const http::Request& req, std::string_view host) const {
-    std::string_view header = req.header("x-concord-agent");
-    if (header.empty()) {
-      return fail(Code::kUnauthenticated,
-                  "The request you have made requires authentication: "
-                  "missing X-Concord-Agent header.");
-    }
-    if (ctx_.options.agent_key.empty()) {
-      return fail(Code::kUnauthenticated, "Agent authentication is not configured on this server.");
-    }
-    size_t colon = header.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      return fail(Code::kUnauthenticated,
-                  "Malformed X-Concord-Agent header: expected <host>:<credential>.");
-    }
-    std::string_view claimed = header.substr(0, colon);
-    std::string_view given = header.substr(colon + 1);
-    const std::string expected = agent_credential(ctx_.options.agent_key, claimed);
-    if (given.size() != expected.size() ||
-        CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
-      return fail(Code::kUnauthenticated, "Invalid agent credential.");
-    }
+    CONCORD_ASSIGN_OR_RETURN(std::string claimed, authenticate_agent(ctx_, req));
     if (!host.empty() && claimed != host) {
       return fail(Code::kPermissionDenied, "The credential of host '" + std::string(claimed) +
                                                "' may not act as host '" + std::string(host) +

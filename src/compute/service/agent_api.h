@@ -12,6 +12,13 @@ namespace concord::compute {
 // Routes under "/agent": register, assignments (long-poll), report, image download.
 std::shared_ptr<http::RouteTable> make_agent_routes(ComputeContext& ctx);
 
+// The host an agent's request comes from, checked as the agent routes check it: the
+// X-Concord-Agent header "<host>:<credential>" against the server's agent key. For other
+// capabilities' agent routes (the database service's backup routes). kUnauthenticated when the
+// header is missing, malformed or wrong, or no agent key is configured.
+[[nodiscard]] Result<std::string> authenticate_agent(const ComputeContext& ctx,
+                                                     const http::Request& req);
+
 // Host liveness (down after missed heartbeats), operation deadlines (ERROR + fault), local
 // deletes on down hosts. One pass is idempotent; run() loops until stop().
 class Controller {

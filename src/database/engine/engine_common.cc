@@ -703,8 +703,7 @@ Status check_identifier(std::string_view what, std::string_view name, size_t max
 namespace concord::database::engine {
 
 // The contract's defaults for an engine without backups (engine.h).
-Result<BackupInfo> Engine::backup(const InstanceConfig&, const BackupRequest&,
-                                  const std::string&) {
+Result<BackupInfo> Engine::backup(const InstanceConfig&, const BackupRequest&, const std::string&) {
   return fail(Code::kFailedPrecondition,
               "the " + std::string(name()) + " engine does not support backups");
 }

@@ -9,6 +9,7 @@
 //   tls/server.{crt,key}  the per-instance self-signed certificate
 //   engine.log   log-error plus the server's stderr; engine.pid the pid we launched
 //   applied_revision
+//   binlog/, concord_binlog.cnf  binary logs for point-in-time restore (mariadb_backup.h)
 //
 // Administration: the `mariadb` client over the socket as OS root, which the unix_socket plugin
 // maps to root@localhost (mariadb-install-db --auth-root-authentication-method=socket), so no
@@ -29,6 +30,8 @@
 #include "base/log.h"
 #include "database/engine/engine.h"
 #include "database/engine/engine_common.h"
+#include "database/engine/mariadb_backup.h"
+#include "database/engine/parameters.h"
 #include "fmt/format.h"
 
 namespace concord::database::engine {
@@ -204,9 +207,17 @@ class MariadbEngine final : public Engine {
         "max_connections = 100\n"
         "skip-name-resolve\n"
         "character-set-server = utf8mb4\n"
-        "collation-server = utf8mb4_general_ci\n",
+        "collation-server = utf8mb4_general_ci\n"
+        "!include {}\n"  // binary logs for point-in-time restore (mariadb_backup.cc)
+        // Last, so the configuration group's values win over the defaults above.
+        "!include {}\n",
         config.id, p.data, p.sock, p.server_pid, p.tmp, config.address, config.port, p.log,
-        p.tls + "/server.crt", p.tls + "/server.key", pool_mb);
+        p.tls + "/server.crt", p.tls + "/server.key", pool_mb, p.dir + "/concord_binlog.cnf",
+        params_path(p));
+    if (!path_exists(params_path(p))) {
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(params_path(p), params_text({}), 0600, user));
+    }
+    CONCORD_RETURN_IF_ERROR(mdb_configure_binlog(backup_context(config, user)));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.cnf, cnf, 0600, user));
     return ok();
   }
@@ -231,6 +242,7 @@ class MariadbEngine final : public Engine {
         if (!why_unlimited.empty()) {
           log_->warn("mariadb {} runs without cgroup limits: {}", config.id, why_unlimited);
         }
+        CONCORD_RETURN_IF_ERROR(snapshot_started_params(p));
         CONCORD_ASSIGN_OR_RETURN(
             pid, spawn_detached({server_bin(), "--defaults-file=" + p.cnf}, user, p.log, procs));
         CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid) + "\n"));
@@ -281,6 +293,8 @@ class MariadbEngine final : public Engine {
   Status apply(const InstanceConfig& config, const DesiredState& state) override {
     CONCORD_RETURN_IF_ERROR(validate_config(config));
     CONCORD_RETURN_IF_ERROR(validate_state(state));
+    CONCORD_RETURN_IF_ERROR(validate_parameters("mariadb", config.version, state.parameters));
+    CONCORD_RETURN_IF_ERROR(check_parameters_fit("mariadb", state.parameters, config.ram_mb));
     Paths p(config.dir);
     if (live_pid(p) == 0) {
       return fail(Code::kFailedPrecondition,
@@ -343,9 +357,17 @@ class MariadbEngine final : public Engine {
       }
       sql += "DROP USER IF EXISTS " + account(u, h) + ";\n";
     }
-    // Parameters are not applied in stage 1 (configuration groups come with their catalog).
+    CONCORD_ASSIGN_OR_RETURN(std::string params_sql, write_parameters(p, config, state));
+    sql += params_sql;
     CONCORD_ASSIGN_OR_RETURN(std::string out, admin(p, sql, kAdminTimeout));
     (void)out;
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(applied_path(p), params_text(state.parameters)));
+    CONCORD_RETURN_IF_ERROR(restart_if_new(p, config));
+    // Backups: with archiving off, completed binlogs go unshipped.
+    {
+      CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+      CONCORD_RETURN_IF_ERROR(mdb_set_archiving(backup_context(config, user), state.archive_logs));
+    }
     CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
     log_->info("mariadb {}: applied revision {}", config.id, state.revision);
     return ok();
@@ -366,6 +388,7 @@ class MariadbEngine final : public Engine {
     auto r = admin(p, "SELECT 1", milliseconds(5000));
     h.healthy = r.has_value();
     h.detail = h.healthy ? fmt::format("mariadb pid {}", pid) : r.error().message();
+    h.restart_required = !pending_restart(p, config).empty();
     return h;
   }
 
@@ -383,7 +406,53 @@ class MariadbEngine final : public Engine {
     return ok();
   }
 
+  // ---- backups and restore (mariadb_backup.cc) ----
+  Result<BackupInfo> backup(const InstanceConfig& config, const BackupRequest& request,
+                            const std::string& out_path) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    if (live_pid(Paths(config.dir)) == 0) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("mariadb {} is not running; cannot back it up", config.id));
+    }
+    return mdb_backup(backup_context(config, user), request, out_path);
+  }
+
+  Status restore(const InstanceConfig& config, const RestoreSpec& spec,
+                 Transport& transport) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(probe(config.version));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    if (live_pid(Paths(config.dir)) != 0) {
+      return fail(
+          Code::kFailedPrecondition,
+          fmt::format("mariadb {} is running; a restore makes a new data folder", config.id));
+    }
+    CONCORD_RETURN_IF_ERROR(mdb_restore_data(backup_context(config, user), spec, transport));
+    return prepare(config);  // this instance's own my.cnf, certificate and binlog folder
+  }
+
+  Status ship_logs(const InstanceConfig& config, Transport& transport) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    if (live_pid(Paths(config.dir)) == 0) return ok();  // nothing completes while stopped
+    return mdb_ship_logs(backup_context(config, user), transport);
+  }
+
  private:
+  MdbBackupContext backup_context(const InstanceConfig& config, const OsUser& user) const {
+    Paths p(config.dir);
+    MdbBackupContext ctx;
+    ctx.config = config;
+    ctx.user = user;
+    ctx.bin_dir = options_.bin_dir;
+    ctx.cnf = p.cnf;
+    ctx.sock = p.sock;
+    ctx.start_timeout = options_.start_timeout;
+    ctx.admin = [this, p](const std::string& sql) { return admin(p, sql, kAdminTimeout); };
+    return ctx;
+  }
+
   std::string server_bin() const {
     return options_.bin_dir.empty() ? "/usr/sbin/mariadbd" : options_.bin_dir + "/mariadbd";
   }
@@ -453,6 +522,146 @@ class MariadbEngine final : public Engine {
   bool protected_account(const std::string& user, const std::string& host) const {
     if (host != "localhost") return false;
     return user == "root" || user == "mariadb.sys" || user == "mysql" || user == options_.os_user;
+  }
+
+  // ---- configuration groups (parameters.h) ----
+  // The group's values live in concord_params.cnf, !include'd last by my.cnf, so they hold
+  // from the next start; dynamic ones are also set at once with SET GLOBAL (removed ones go
+  // back to my.cnf's value or the server default). A copy of the file taken when the server
+  // is launched (params.started) tells which restart-required values are not live yet.
+  static std::string params_path(const Paths& p) { return p.dir + "/concord_params.cnf"; }
+  static std::string started_path(const Paths& p) { return p.dir + "/params.started"; }
+  // The values last made live with SET GLOBAL: what a later apply reverts when they are
+  // removed (the file alone could already hold the next values after a kill mid-apply).
+  static std::string applied_path(const Paths& p) { return p.dir + "/params.applied"; }
+
+  static std::string_view default_collation(std::string_view charset) {
+    if (charset == "latin1") return "latin1_swedish_ci";
+    if (charset == "ascii") return "ascii_general_ci";
+    if (charset == "utf8mb3") return "utf8mb3_general_ci";
+    return "utf8mb4_general_ci";
+  }
+
+  // Names are from the catalog and values in normal form (validate_parameters): no quote,
+  // backslash or line break can reach the file; strings are quoted all the same.
+  static std::string params_text(const std::map<std::string, std::string>& values) {
+    std::string text =
+        "# Written by Concord: the instance's configuration group; rewritten on every change.\n"
+        "[mariadbd]\n";
+    for (const auto& [name, value] : values) {
+      const ParameterSpec* spec = find_parameter("mariadb", "", name);
+      const bool quoted = spec != nullptr && spec->type == ParameterType::kString;
+      text += name + " = " + (quoted ? "\"" + value + "\"" : value) + "\n";
+      if (name == "character_set_server") {
+        text += fmt::format("collation_server = \"{}\"\n", default_collation(value));
+      }
+    }
+    return text;
+  }
+
+  static std::map<std::string, std::string> parse_params(const std::string& text) {
+    std::map<std::string, std::string> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty() || line[0] == '#' || line[0] == '[') continue;
+      size_t eq = line.find(" = ");
+      if (eq == std::string::npos) continue;
+      std::string value = line.substr(eq + 3);
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+        value = value.substr(1, value.size() - 2);
+      }
+      out[line.substr(0, eq)] = value;
+    }
+    return out;
+  }
+
+  // my.cnf's own value of a parameter (what a removed one returns to), else the server's
+  // compiled default. Keep in step with prepare().
+  static std::string base_value(const InstanceConfig& config, const std::string& name) {
+    if (name == "max_connections") return "100";
+    if (name == "innodb_buffer_pool_size") {
+      return std::to_string(std::max<int64_t>(32, config.ram_mb / 4) * 1024 * 1024);
+    }
+    if (name == "character_set_server") return "'utf8mb4'";
+    return "DEFAULT";
+  }
+
+  static std::string sql_value(const ParameterSpec& spec, const std::string& value) {
+    switch (spec.type) {
+      case ParameterType::kBoolean: return value == "on" ? "ON" : "OFF";
+      case ParameterType::kString: return literal(value);
+      default: return value;
+    }
+  }
+
+  // Writes the file (when it changed) and returns the SET GLOBAL statements for the dynamic
+  // parameters set or removed.
+  Result<std::string> write_parameters(const Paths& p, const InstanceConfig& config,
+                                       const DesiredState& state) {
+    const std::string text = params_text(state.parameters);
+    auto old_text = read_file(params_path(p));
+    auto applied_text = read_file(applied_path(p));
+    auto before = old_text ? parse_params(*old_text) : std::map<std::string, std::string>{};
+    if (applied_text) before.merge(parse_params(*applied_text));
+    if (!old_text || *old_text != text) {
+      CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(params_path(p), text, 0600, user));
+    }
+    std::string sql;
+    for (const auto& [name, value] : state.parameters) {
+      const ParameterSpec* spec = find_parameter("mariadb", config.version, name);
+      if (spec == nullptr || spec->restart_required) continue;
+      sql += "SET GLOBAL " + name + " = " + sql_value(*spec, value) + ";\n";
+      if (name == "character_set_server") {
+        sql += fmt::format("SET GLOBAL collation_server = '{}';\n", default_collation(value));
+      }
+    }
+    for (const auto& [name, value] : before) {
+      const ParameterSpec* spec = find_parameter("mariadb", config.version, name);
+      if (spec == nullptr || spec->restart_required || state.parameters.contains(name)) continue;
+      sql += "SET GLOBAL " + name + " = " + base_value(config, name) + ";\n";
+      if (name == "character_set_server") {
+        sql += "SET GLOBAL collation_server = 'utf8mb4_general_ci';\n";
+      }
+    }
+    return sql;
+  }
+
+  Status snapshot_started_params(const Paths& p) const {
+    auto text = read_file(params_path(p));
+    return write_file_atomic(started_path(p), text ? *text : std::string());
+  }
+
+  // Restart-required parameters whose file value differs from the one the server started with.
+  std::vector<std::string> pending_restart(const Paths& p, const InstanceConfig& config) const {
+    auto now_text = read_file(params_path(p));
+    auto started_text = read_file(started_path(p));
+    const auto now = now_text ? parse_params(*now_text) : std::map<std::string, std::string>{};
+    const auto started =
+        started_text ? parse_params(*started_text) : std::map<std::string, std::string>{};
+    std::vector<std::string> out;
+    for (const ParameterSpec& spec : parameter_catalog("mariadb", config.version)) {
+      if (!spec.restart_required) continue;
+      const std::string name(spec.name);
+      auto a = now.find(name), b = started.find(name);
+      const bool same = (a == now.end() && b == started.end()) ||
+                        (a != now.end() && b != started.end() && a->second == b->second);
+      if (!same) out.push_back(name);
+    }
+    return out;
+  }
+
+  // A new instance (nothing applied yet, so no data to disturb) gets its restart-required
+  // values live with one restart right away rather than a RESTART_REQUIRED status.
+  Status restart_if_new(const Paths& p, const InstanceConfig& config) {
+    if (read_applied_revision(p.dir) != 0) return ok();
+    std::vector<std::string> pending = pending_restart(p, config);
+    if (pending.empty()) return ok();
+    log_->info("mariadb {}: restarting once for its configuration group ({})", config.id,
+               fmt::format("{}", fmt::join(pending, ", ")));
+    CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
+    return start(config);
   }
 
   Status validate_state(const DesiredState& state) const {

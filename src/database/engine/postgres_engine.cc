@@ -11,6 +11,8 @@
 //   tls/server.{crt,key}  the per-instance self-signed certificate
 //   engine.log       the postmaster's stderr; engine.pid the pid we launched
 //   applied_revision the desired-state revision last converged
+//   wal_archive/, restore_wal/, data/concord_{archive,recovery}.conf  backups, WAL archiving
+//                    and point-in-time restore (postgres_backup.h)
 //
 // Administration goes over the socket as the bootstrap superuser (named after the engine
 // user) through libpq; no administrative password exists. Remote access is scram-sha-256 only,
@@ -32,6 +34,8 @@
 #include "base/log.h"
 #include "database/engine/engine.h"
 #include "database/engine/engine_common.h"
+#include "database/engine/parameters.h"
+#include "database/engine/postgres_backup.h"
 #include "fmt/format.h"
 
 namespace concord::database::engine {
@@ -151,6 +155,10 @@ class PostgresEngine final : public Engine {
     }
     CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
     CONCORD_RETURN_IF_ERROR(write_config(p, config, user));
+    // Backups: WAL archiving settings for this instance (kept on/off as last applied).
+    CONCORD_ASSIGN_OR_RETURN(bool archiving_changed,
+                             pg_configure_archiving(backup_context(config, user), std::nullopt));
+    (void)archiving_changed;  // read at the next start
     return ok();
   }
 
@@ -230,12 +238,15 @@ class PostgresEngine final : public Engine {
   Status apply(const InstanceConfig& config, const DesiredState& state) override {
     CONCORD_RETURN_IF_ERROR(validate_config(config));
     CONCORD_RETURN_IF_ERROR(validate_state(state));
+    CONCORD_RETURN_IF_ERROR(validate_parameters("postgresql", config.version, state.parameters));
+    CONCORD_RETURN_IF_ERROR(check_parameters_fit("postgresql", state.parameters, config.ram_mb));
     Paths p(config.dir);
     if (live_pid(p) == 0) {
       return fail(Code::kFailedPrecondition,
                   fmt::format("postgresql {} is not running; cannot apply revision {}", config.id,
                               state.revision));
     }
+    CONCORD_RETURN_IF_ERROR(apply_parameters(p, config, state));
     CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
     PGconn* c = admin.get();
 
@@ -320,7 +331,15 @@ class PostgresEngine final : public Engine {
       CONCORD_RETURN_IF_ERROR(exec(c, "DROP ROLE IF EXISTS " + ident(c, r)));
       log_->info("postgresql {}: dropped role {}", config.id, r);
     }
-    // Parameters are not applied in stage 1 (configuration groups come with their catalog).
+    // Backups: WAL archiving on or off (a reload is enough: archive_mode itself stays on).
+    {
+      CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+      auto ctx = backup_context(config, user);
+      pg_cleanup_after_recovery(ctx);
+      CONCORD_ASSIGN_OR_RETURN(bool archiving_changed,
+                               pg_configure_archiving(ctx, state.archive_logs));
+      if (archiving_changed) CONCORD_RETURN_IF_ERROR(exec(c, "SELECT pg_reload_conf()"));
+    }
     CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
     log_->info("postgresql {}: applied revision {}", config.id, state.revision);
     return ok();
@@ -346,6 +365,10 @@ class PostgresEngine final : public Engine {
     auto r = exec(conn->get(), "SELECT 1");
     h.healthy = r.has_value();
     h.detail = h.healthy ? fmt::format("postgresql pid {}", pid) : r.error().message();
+    if (h.healthy) {
+      auto pending = column(conn->get(), "SELECT name FROM pg_settings WHERE pending_restart");
+      h.restart_required = pending && !pending->empty();
+    }
     return h;
   }
 
@@ -364,7 +387,54 @@ class PostgresEngine final : public Engine {
     return ok();
   }
 
+  // ---- backups and restore (postgres_backup.cc) ----
+  Result<BackupInfo> backup(const InstanceConfig& config, const BackupRequest& request,
+                            const std::string& out_path) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    if (live_pid(Paths(config.dir)) == 0) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("postgresql {} is not running; cannot back it up", config.id));
+    }
+    // An instance made before backups existed has the replication line in pg_hba.conf only
+    // since its last prepare: have the postmaster read it (a failed first try is retried).
+    if (auto conn = connect(Paths(config.dir), config, "postgres"); conn) {
+      (void)exec(conn->get(), "SELECT pg_reload_conf()");
+    }
+    return pg_backup(backup_context(config, user), request, out_path);
+  }
+
+  Status restore(const InstanceConfig& config, const RestoreSpec& spec,
+                 Transport& transport) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(probe(config.version));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    if (live_pid(Paths(config.dir)) != 0) {
+      return fail(
+          Code::kFailedPrecondition,
+          fmt::format("postgresql {} is running; a restore makes a new data folder", config.id));
+    }
+    CONCORD_RETURN_IF_ERROR(pg_restore_data(backup_context(config, user), spec, transport));
+    // The restored folder carries the source's configuration: this instance's own (port,
+    // address, certificate, socket folder, archiving) replaces it.
+    return prepare(config);
+  }
+
+  Status ship_logs(const InstanceConfig& config, Transport& transport) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    return pg_ship_logs(backup_context(config, user), transport);
+  }
+
  private:
+  PgBackupContext backup_context(const InstanceConfig& config, const OsUser& user) const {
+    return PgBackupContext{config, user,
+                           options_.bin_dir.empty()
+                               ? fmt::format("/usr/lib/postgresql/{}/bin", config.version)
+                               : options_.bin_dir,
+                           options_.os_user};
+  }
+
   std::string bin(std::string_view version, std::string_view prog) const {
     if (!options_.bin_dir.empty()) return fmt::format("{}/{}", options_.bin_dir, prog);
     return fmt::format("/usr/lib/postgresql/{}/bin/{}", version, prog);
@@ -420,7 +490,9 @@ class PostgresEngine final : public Engine {
         "shared_buffers = '{}MB'\n"
         "max_connections = 100\n"
         "logging_collector = off\n"
-        "hba_file = {}\n",
+        "hba_file = {}\n"
+        // Last, so the configuration group's values win over the defaults above.
+        "include_if_exists = 'concord_params.conf'\n",
         config.id, conf_quote(config.address), config.port, conf_quote(p.run), conf_quote(p.crt),
         conf_quote(p.key), shared_mb, conf_quote(p.data + "/pg_hba.conf"));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/concord.conf", conf, 0600, user));
@@ -429,6 +501,7 @@ class PostgresEngine final : public Engine {
         "# Written by Concord. Local: the 0700 socket folder admits only the engine user and "
         "root.\n"
         "local all all trust\n"
+        "local replication all trust\n"
         "host all all 0.0.0.0/0 scram-sha-256\n"
         "host all all ::/0 scram-sha-256\n";
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/pg_hba.conf", hba, 0600, user));
@@ -440,6 +513,81 @@ class PostgresEngine final : public Engine {
       text += include + "\n";
       CONCORD_RETURN_IF_ERROR(write_file_atomic(main_conf, text, 0600, user));
     }
+    return ok();
+  }
+
+  // ---- configuration groups (parameters.h) ----
+  // The group's values go into data/concord_params.conf (included last by concord.conf),
+  // written atomically and only when they changed, then a reload: dynamic parameters take
+  // effect at once, removed ones return to their defaults, and postmaster-context ones wait for
+  // the next start (pg_settings.pending_restart, reported by health()). On a new instance's
+  // first apply those are made live by one restart right away, before it holds any data.
+  Status apply_parameters(const Paths& p, const InstanceConfig& config, const DesiredState& state) {
+    std::string text =
+        "# Written by Concord: the instance's configuration group; rewritten on every change.\n";
+    for (const auto& [name, value] : state.parameters) {
+      // Names come from the catalog and values are in normal form (validate_parameters), so
+      // neither can hold a quote or a line break; conf_quote is the second fence.
+      text += name + " = " + conf_quote(value) + "\n";
+    }
+    const std::string path = p.data + "/concord_params.conf";
+    if (auto old = read_file(path); !old || *old != text) {
+      CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(path, text, 0600, user));
+    }
+    // Reloaded on every apply, not only after a write: an agent killed between the write and
+    // the reload would otherwise leave the file unread until the next change.
+    CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
+    constexpr const char* kLoadTime = "SELECT pg_conf_load_time()::text";
+    CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> loaded_before,
+                             column(admin.get(), kLoadTime));
+    CONCORD_RETURN_IF_ERROR(exec(admin.get(), "SELECT pg_reload_conf()"));
+    // The reload is a signal the postmaster passes on: until this backend has re-read the files
+    // (its pg_conf_load_time moves) neither the new values nor pending_restart show. Bounded.
+    for (const auto until = Clock::now() + milliseconds(5000); Clock::now() < until;) {
+      auto now_loaded = column(admin.get(), kLoadTime);
+      if (!now_loaded) return fail(now_loaded.error());
+      if (*now_loaded != loaded_before) break;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    // Then wait (bounded) until the dynamic values are visible, so that when apply returns, new
+    // sessions run with them.
+    std::vector<std::pair<std::string, std::string>> dynamic;
+    for (const auto& [name, value] : state.parameters) {
+      const ParameterSpec* spec = find_parameter("postgresql", config.version, name);
+      if (spec != nullptr && !spec->restart_required) dynamic.emplace_back(name, value);
+    }
+    const auto deadline = Clock::now() + milliseconds(5000);
+    while (!dynamic.empty()) {
+      bool all = true;
+      for (const auto& [name, value] : dynamic) {
+        auto got = column(admin.get(), "SELECT setting FROM pg_settings WHERE name = " +
+                                           literal(admin.get(), name));
+        if (!got) return fail(got.error());
+        if (got->empty() || (*got)[0] != value) all = false;
+      }
+      if (all) break;
+      if (Clock::now() > deadline) {
+        log_->warn("postgresql {}: the reloaded parameters are not all visible yet", config.id);
+        break;
+      }
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    CONCORD_ASSIGN_OR_RETURN(
+        std::vector<std::string> pending,
+        column(admin.get(), "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"));
+    if (!pending.empty() && read_applied_revision(p.dir) == 0) {
+      log_->info("postgresql {}: restarting once for its configuration group ({})", config.id,
+                 fmt::format("{}", fmt::join(pending, ", ")));
+      admin.reset();
+      CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(10000)));
+      CONCORD_RETURN_IF_ERROR(start(config));
+    } else if (!pending.empty()) {
+      log_->info("postgresql {}: waiting for a restart: {}", config.id,
+                 fmt::format("{}", fmt::join(pending, ", ")));
+    }
+    log_->info("postgresql {}: {} configuration parameters applied", config.id,
+               state.parameters.size());
     return ok();
   }
 

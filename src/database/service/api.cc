@@ -204,8 +204,8 @@ void DatabaseService::Impl::build_routes() {
   add(Method::kGet, "/instances", &Impl::list_instances, r);
   add(Method::kGet, "/instances/detail", &Impl::list_instances, r);
   add(Method::kGet, "/instances/{id}", &Impl::show_instance, r);
-  add(Method::kPatch, "/instances/{id}", &Impl::update_instance, m);
-  add(Method::kPut, "/instances/{id}", &Impl::update_instance, m);
+  add_applied(Method::kPatch, "/instances/{id}", &Impl::update_instance, m);
+  add_applied(Method::kPut, "/instances/{id}", &Impl::update_instance, m);
   add(Method::kDelete, "/instances/{id}", &Impl::delete_instance, m);
   add(Method::kPost, "/instances/{id}/action", &Impl::action, m);
   add_applied(Method::kPost, "/instances/{id}/root", &Impl::enable_root, m);

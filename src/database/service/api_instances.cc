@@ -149,7 +149,12 @@ std::pair<std::string, std::string> DatabaseService::Impl::status(const Instance
   if (s->status == "BUILD") return {"BUILD", ""};
   if (s->status == "SHUTOFF") return {"SHUTDOWN", "SHUTDOWN"};
   if (s->status == "ACTIVE") {
-    return {"ACTIVE", s->power_state == compute::power::kRunning ? "HEALTHY" : "SHUTDOWN"};
+    const bool running = s->power_state == compute::power::kRunning;
+    // A changed restart-required parameter waits for the restart action (Trove's status).
+    if (running && inst.restart_required) return {"RESTART_REQUIRED", "HEALTHY"};
+    // Trove shows BACKUP while a backup of the instance runs (the engine keeps serving).
+    if (running && inst.backup_running) return {"BACKUP", "HEALTHY"};
+    return {"ACTIVE", running ? "HEALTHY" : "SHUTDOWN"};
   }
   return {s->status, ""};
 }
@@ -173,6 +178,9 @@ Json DatabaseService::Impl::instance_view(const Call& c, const InstanceRow& inst
               {"access", {{"is_public", false}}},
               {"created", inst.created},
               {"updated", inst.updated}};
+  if (!inst.configuration_id.empty()) {
+    out["configuration"] = configuration_ref(c, inst.configuration_id);
+  }
   if (detail) {
     out["tenant_id"] = inst.project_id;
     out["datastore"]["version_number"] = inst.version;
@@ -555,6 +563,7 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
         value.is_null()) {
       continue;
     }
+    if (key == "configuration" && value.is_string()) continue;  // attach (null: detach)
     if (key == "access" && value.is_object()) continue;
     return fail(bad("Changing '" + sanitize_utf8(key) +
                     "' of an instance is not supported by this cloud yet."));
@@ -565,8 +574,24 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     CONCORD_RETURN_IF_ERROR(check_instance_name(n->get<std::string>()));
     name = n->get<std::string>();
   }
+  // Attach ({"configuration": id}) or detach ({"configuration": null}, what troveclient's
+  // `configuration detach` sends); absent: unchanged.
+  std::optional<std::optional<std::string>> configuration;
+  int64_t new_revision = 0;  // of an attach or detach that changed the desired state
+  if (auto cfg = it->find("configuration"); cfg != it->end()) {
+    configuration = cfg->is_null() ? std::optional<std::string>()
+                                   : std::optional<std::string>(cfg->get<std::string>());
+    if (configuration->has_value() && (*configuration)->empty()) {
+      return fail(
+          bad("'configuration' must be the id of a configuration group, or null to "
+              "detach."));
+    }
+  }
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    if (configuration) {
+      CONCORD_ASSIGN_OR_RETURN(new_revision, set_instance_configuration(tx, inst, *configuration));
+    }
     if (!name) return ok();
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
                              tx.exec("UPDATE db_instances SET name = ?, updated = ? WHERE id = ?",
@@ -574,6 +599,12 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     (void)n;
     return ok();
   }));
+  if (new_revision > 0) {
+    CONCORD_RETURN_IF_ERROR(sync_server(c.param(1)));
+    // Answered once applied where the route waits (add_applied), as access changes are.
+    c.changed_instance = c.param(1);
+    c.changed_revision = new_revision;
+  }
   return Response::empty(202);
 }
 
@@ -603,7 +634,7 @@ Status DatabaseService::Impl::require_active(const InstanceRow& inst) {
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
   auto s = live.find(inst.id);
   const std::string st = status(inst, s == live.end() ? nullptr : &s->second).first;
-  if (st != "ACTIVE") {
+  if (st != "ACTIVE" && st != "RESTART_REQUIRED") {
     return fail(Code::kFailedPrecondition,
                 "Instance is not currently available for an action to be performed (status was " +
                     st + ").");
@@ -627,6 +658,7 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
     CONCORD_RETURN_IF_ERROR(require_active(inst));
     CONCORD_RETURN_IF_ERROR(compute::reboot_service_server(compute_, inst.id));
     CONCORD_RETURN_IF_ERROR(set_task(inst.id, "RESTART", std::nullopt));
+    if (inst.restart_required) CONCORD_RETURN_IF_ERROR(clear_restart_required(inst.id));
     return Response::empty(202);
   }
   if (name == "reset_status" && c.caller.is_admin()) {

@@ -3,22 +3,23 @@
 // handlers are spread over api*.cc by resource (see database_service.h for the design).
 #include <algorithm>
 #include <cctype>
+#include <condition_variable>
 #include <cstdio>
 #include <exception>
-#include <condition_variable>
 #include <functional>
-#include <thread>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "base/json.h"
 #include "base/log.h"
 #include "base/random.h"
 #include "base/time_format.h"
+#include "blob/blob_store.h"
 #include "compute/driver/database_keys.h"
 #include "compute/service/flavors.h"
 #include "compute/service/service_servers.h"
@@ -185,6 +186,46 @@ class DatabaseService::Impl {
   Status parse_create_configuration(const Call& c, const Json& in, InstanceRow& inst);
   // Adds the attached group's values to the desired state's parameters.
   Status add_configuration_state(store::Tx& tx, const InstanceRow& inst, engine::DesiredState& st);
+  // Attaches (`group_id`) or detaches (nullopt) a group inside update_instance's transaction:
+  // checks project and datastore version, raises the state revision and sets restart_required
+  // when a restart-required parameter changes. The new state revision, or 0 when nothing
+  // changed. The caller syncs the server afterwards.
+  Result<int64_t> set_instance_configuration(store::Tx& tx, const InstanceRow& inst,
+                                             const std::optional<std::string>& group_id);
+  // The instance view's "configuration": {"id", "name", "links"}.
+  Json configuration_ref(const Call& c, const std::string& group_id) const;
+  // After a restart: the flag goes once the agent had the latest desired state.
+  Status clear_restart_required(const std::string& instance_id);
+  struct GroupRow {
+    std::string id, project_id, name, description, version_id, created, updated;
+    std::map<std::string, std::string> values;  // normal-form text (engine/parameters.h)
+    VersionRow version;
+  };
+  static Result<std::optional<GroupRow>> find_group(store::Tx& tx, const std::string& id);
+  Result<GroupRow> load_group(store::Tx& tx, const Call& c, const std::string& id);
+  Result<VersionRow> version_by_id(store::Tx& tx, const std::string& id);
+  static Result<std::map<std::string, std::string>> parse_values(const Json& values,
+                                                                 const VersionRow& v);
+  static Json values_view(const std::map<std::string, std::string>& values, const VersionRow& v);
+  Json group_view(const Call& c, const GroupRow& g, int64_t instance_count, bool detail) const;
+  // (instance id, new state revision) of each instance rewritten.
+  Status rewrite_attached(store::Tx& tx, const GroupRow& before,
+                          const std::map<std::string, std::string>& after,
+                          std::vector<std::pair<std::string, int64_t>>& synced);
+  Result<Response> parameters_response(Call& c, const VersionRow& v, const std::string* name);
+  Result<Response> list_parameters_by_version(Call& c);
+  Result<Response> show_parameter_by_version(Call& c);
+  Result<Response> list_parameters(Call& c);
+  Result<Response> show_parameter(Call& c);
+  Result<Response> create_configuration(Call& c);
+  Result<Response> list_configurations(Call& c);
+  Result<Response> show_configuration(Call& c);
+  Result<Response> replace_configuration(Call& c);
+  Result<Response> merge_configuration(Call& c);
+  Result<Response> update_configuration(Call& c, bool merge);
+  Result<Response> delete_configuration(Call& c);
+  Result<Response> list_configuration_instances(Call& c);
+  Result<Response> show_instance_configuration(Call& c);
 
   // api_backups.cc: backups (Trove's /backups), restore into a new instance, and the agents'
   // routes that store and fetch backup data and archived logs.
@@ -194,7 +235,35 @@ class DatabaseService::Impl {
   Status parse_create_restore(const Call& c, const Json& in, InstanceRow& inst);
   // Adds the pending backup request and the restore source to the desired state.
   Status add_backup_state(store::Tx& tx, const InstanceRow& inst, engine::DesiredState& st);
+  Result<Response> create_backup(Call& c);
+  Result<Response> list_backups(Call& c);
+  Result<Response> list_instance_backups(Call& c);
+  Result<Response> show_backup(Call& c);
+  Result<Response> delete_backup(Call& c);
+  // The agents' routes (mounted at /agent/v1/database), authenticated as compute's agents.
+  using AgentHandler = Result<Response> (Impl::*)(Request&, const std::string& host);
+  void add_agent(Method method, const std::string& pattern, AgentHandler handler);
+  Result<Response> agent_backup_progress(Request& req, const std::string& host);
+  Result<Response> agent_put_backup(Request& req, const std::string& host);
+  Result<Response> agent_backup_failed(Request& req, const std::string& host);
+  Result<Response> agent_get_backup(Request& req, const std::string& host);
+  Result<Response> agent_put_log(Request& req, const std::string& host);
+  Result<Response> agent_list_logs(Request& req, const std::string& host);
+  Result<Response> agent_get_log(Request& req, const std::string& host);
+  // kPermissionDenied unless `host` runs the instance's server.
+  Status require_instance_host(const std::string& instance_id, const std::string& host);
+  // Raises the instance's state revision (when it still exists) and pushes the desired state,
+  // so a finished backup request leaves it.
+  void backup_request_done(const std::string& instance_id);
+  // Removes the archived logs of a deleted instance (`instance_id`, and any other) once no
+  // backup of it remains.
+  void prune_logs(const std::string& instance_id);
 
+ public:
+  std::shared_ptr<http::RouteTable> agent_routes() const { return agent_routes_; }
+  const blob::BlobStore* backup_blobs() const { return backup_blobs_.get(); }
+
+ private:
   // api_datastores.cc: datastores, versions, flavors
   Result<std::vector<VersionRow>> versions_of(store::Tx& tx, const std::string& datastore_id);
   Result<std::pair<std::string, std::string>> find_datastore(store::Tx& tx, const std::string& ref);
@@ -283,6 +352,10 @@ class DatabaseService::Impl {
   std::mutex mu_;
   std::string service_project_;  // guarded by mu_
   std::string service_user_;     // guarded by mu_
+  // Backups (api_backups.cc): archives and archived logs by SHA-256 under
+  // options_.backup_dir; null when none is configured (backups then answer 503).
+  std::unique_ptr<blob::BlobStore> backup_blobs_;
+  std::shared_ptr<http::RouteTable> agent_routes_ = std::make_shared<http::RouteTable>();
 
   struct PendingApply {
     std::string instance_id;

@@ -1,6 +1,7 @@
 #pragma once
-// Managed databases, server side: the Trove v1.0 API under /database (docs/design/database.md,
-// stage 1: single instances with databases, users and root; restart and resize).
+// Managed databases, server side: the Trove v1.0 API under /database (docs/design/database.md):
+// instances with databases, users and root; restart and resize; configuration groups
+// (api_configurations.cc); backups, restore and point-in-time restore (api_backups.cc).
 //
 // How an instance exists, and why this way:
 //   * The API validates everything first (datastore, version, flavor, volume, names, passwords)
@@ -36,6 +37,7 @@
 #include "compute/service/context.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "http/server.h"
 #include "identity/identity_service.h"
 #include "store/store.h"
 
@@ -51,10 +53,13 @@ struct DatabaseOptions {
   int port_postgresql = 5432;
   int port_mariadb = 3306;
   int64_t max_volume_gb = 100;
-  // Region shown on instances and written into usage events.
   // How long a change of databases, users or root waits for the instance's agent to apply it
   // before answering (the answer is the same either way; 0: answer at once).
   std::chrono::milliseconds apply_wait{20000};
+  // Where backup archives and archived logs are kept (a blob store; app.cc uses
+  // <data_dir>/database-backups). Empty: backups are refused with 503.
+  std::string backup_dir;
+  // Region shown on instances and written into usage events.
   std::string region = "RegionOne";
   // Mount prefix, for links.
   std::string prefix = "/database";
@@ -82,6 +87,11 @@ class DatabaseService {
   // Below the mount prefix: "" (versions), "/v1.0/{project_id}/...".
   std::shared_ptr<http::RouteTable> routes() const;
   http::ErrorFormatter errors() const { return trove_error; }
+  // The agents' backup and log routes (api_backups.cc), mounted at "/agent/v1/database" and
+  // authenticated like compute's agent routes; `agent_streamed_body_hook` spools their uploads
+  // to disk (give it the same mount prefix).
+  std::shared_ptr<http::RouteTable> agent_routes() const;
+  http::StreamedBodyHook agent_streamed_body_hook(std::string mount_prefix) const;
 
   class Impl;
 

@@ -1,0 +1,59 @@
+#pragma once
+// MariaDB backups, restore and binlog archiving for one instance (docs/design/database.md,
+// "Backups and restore"). The engine (mariadb_engine.cc) keeps the instance lifecycle; these
+// functions own the backup-related files of the instance folder:
+//   concord_binlog.cnf   log_bin into binlog/, row format; !include'd by my.cnf
+//   binlog/              the server's binary logs and index; completed ones are shipped and
+//                        then purged (PURGE BINARY LOGS), the current one stays
+//   binlog/flushed       "<file> <position>" after our last FLUSH BINARY LOGS
+//   backup.tmp/, restore.tmp/   staging of a running backup / restore; stale ones are removed
+#include <functional>
+#include <string>
+
+#include "base/result.h"
+#include "database/engine/engine.h"
+#include "database/engine/engine_common.h"
+
+namespace concord::database::engine::detail {
+
+struct MdbBackupContext {
+  InstanceConfig config;
+  OsUser user;          // the engine user: owns the folder, runs the restore's programs
+  std::string bin_dir;  // empty: /usr/bin and /usr/sbin
+  std::string cnf;      // the instance's my.cnf
+  std::string sock;     // its admin socket
+  std::chrono::milliseconds start_timeout{60000};
+  // SQL as root@localhost over the instance's socket (the engine's admin()).
+  std::function<Result<std::string>(const std::string& sql)> admin;
+};
+
+// Writes concord_binlog.cnf and makes binlog/ (prepare calls it before my.cnf includes it).
+[[nodiscard]] Status mdb_configure_binlog(const MdbBackupContext& ctx);
+
+// mariadb-backup of the running server into one zstd tar at out_path; incremental
+// (--incremental-lsn) on top of request.parent_meta_json's to_lsn when it names one of ours.
+[[nodiscard]] Result<BackupInfo> mdb_backup(const MdbBackupContext& ctx,
+                                            const BackupRequest& request,
+                                            const std::string& out_path);
+
+// Makes <dir>/data from spec: unpack, --prepare (the chain's last full backup, then each
+// incremental after it), --move-back, and for a point-in-time restore
+// the binlogs of spec.log_source_instance replayed into a private server on the staging folder
+// (no network) before the one rename that makes the data folder appear. Ok without doing
+// anything when <dir>/data exists. The caller then writes the instance's own configuration.
+[[nodiscard]] Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
+                                      Transport& transport);
+
+// Closes the current binlog when it has events and the archive interval passed, uploads the
+// completed ones and purges those uploaded.
+[[nodiscard]] Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport);
+
+// With archiving off (DesiredState::archive_logs false) the completed binlogs are purged
+// unshipped, so they cannot fill the disk; on: nothing to do here.
+[[nodiscard]] Status mdb_set_archiving(const MdbBackupContext& ctx, bool archive);
+
+// Earliest and latest commit (Xid / COMMIT) times of one binlog file, seconds resolution.
+std::pair<int64_t, int64_t> mdb_binlog_commit_range(const MdbBackupContext& ctx,
+                                                    const std::string& path);
+
+}  // namespace concord::database::engine::detail
