@@ -78,7 +78,7 @@ TEST_F(DatabaseDriverTest, CreateStatusConfigureStopStartDestroy) {
   EXPECT_NE(status->detail.find("state_revision=1"), std::string::npos) << status->detail;
   ASSERT_EQ(status->addresses.size(), 1u);
   EXPECT_EQ(status->addresses[0].network, keys::kAddressNetwork);
-  EXPECT_EQ(status->addresses[0].addr, address_ + ":" + std::to_string(port_));
+  EXPECT_EQ(status->addresses[0].addr, address_);
   auto r = psql(address_, port_, "app", "pw1", "shop", "CREATE TABLE t(x int); SELECT 7");
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "7\n");

@@ -111,6 +111,11 @@ TEST_F(MariadbEngineTest, ConvergesUsersDatabasesRootAndSurvivesRestarts) {
           "SELECT COUNT(*) FROM mysql.user WHERE user = 'root' AND host = 'localhost'");
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "shop\n0\n1\n");
+  // What the tenant makes itself as root (not through the API) is never dropped by an apply.
+  r = sql("root", "root-pw", "",
+          "CREATE DATABASE mine; CREATE USER 'rootmade'@'%' IDENTIFIED BY 'made-pw'; "
+          "GRANT ALL ON mine.* TO 'rootmade'@'%'");
+  ASSERT_TRUE(r.ok()) << r.err;
 
   auto h = engine_->health(config_);
   ASSERT_TRUE(h.has_value());
@@ -123,6 +128,9 @@ TEST_F(MariadbEngineTest, ConvergesUsersDatabasesRootAndSurvivesRestarts) {
   s2.root.reset();
   ASSERT_TRUE(engine_->apply(config_, s2).has_value());
   EXPECT_FALSE(sql("root", "root-pw", "", "SELECT 1").ok());
+  r = sql("rootmade", "made-pw", "mine", "SELECT DATABASE()");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "mine\n");
   // The local administrative root still works (the engine is still administrable).
   h = engine_->health(config_);
   ASSERT_TRUE(h.has_value());

@@ -113,6 +113,11 @@ TEST_F(PostgresEngineTest, ConvergesUsersDatabasesRootAndSurvivesRestarts) {
           "SELECT rolsuper FROM pg_roles WHERE rolname = 'root'");
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "postgres,shop\n0\nt\n");
+  // What the tenant makes itself as root (not through the API) is never dropped by an apply.
+  r = sql("root", "root-pw", "postgres", "CREATE DATABASE mine");
+  ASSERT_TRUE(r.ok()) << r.err;
+  r = sql("root", "root-pw", "postgres", "CREATE ROLE rootmade LOGIN");
+  ASSERT_TRUE(r.ok()) << r.err;
 
   auto h = engine_->health(config_);
   ASSERT_TRUE(h.has_value());
@@ -127,6 +132,11 @@ TEST_F(PostgresEngineTest, ConvergesUsersDatabasesRootAndSurvivesRestarts) {
   ASSERT_TRUE(engine_->apply(config_, s2).has_value());
   r = sql("root", "root-pw", "postgres", "SELECT 1");
   EXPECT_FALSE(r.ok());
+  r = sql("app", "pw-two", "shop",
+          "SELECT count(*) FROM pg_database WHERE datname = 'mine'; "
+          "SELECT count(*) FROM pg_roles WHERE rolname = 'rootmade'");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "1\n1\n");
 
   // Stop/start keeps the data.
   st = engine_->stop(config_, std::chrono::milliseconds(10000));

@@ -495,7 +495,7 @@ class DatabaseDriver final : public Driver {
     }
     Address a;
     a.network = std::string(keys::kAddressNetwork);
-    a.addr = fmt::format("{}:{}", s->address, s->port);
+    a.addr = s->address;  // the port is the engine's standard one (Trove shows it)
     st.addresses.push_back(std::move(a));
     return st;
   }

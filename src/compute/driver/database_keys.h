@@ -23,8 +23,8 @@ inline constexpr std::string_view kVolumeGb = "concord.database.volume_gb";
 // The desired state document (database/engine/desired_state.h), JSON text.
 inline constexpr std::string_view kState = "concord.database.state";
 
-// The network name of the one address a database instance reports; its addr is
-// "<address>:<port>" (the agent protocol carries no port field).
+// The network name of the one address a database instance reports (the instance's own IPv4
+// address; Nova's schema wants a bare address, the port is the Trove API's).
 inline constexpr std::string_view kAddressNetwork = "database";
 
 }  // namespace concord::compute::driver::database_keys

@@ -427,8 +427,12 @@ class AgentApi {
       std::string net = a.value("network", std::string("private"));
       Json entry = {{"addr", a.value("addr", std::string())},
                     {"version", a.value("version", 4)},
-                    {"OS-EXT-IPS:type", a.value("type", std::string("fixed"))},
-                    {"OS-EXT-IPS-MAC:mac_addr", a.value("mac", std::string())}};
+                    {"OS-EXT-IPS:type", a.value("type", std::string("fixed"))}};
+      // An address without a network interface of its own (a database engine's listening
+      // address) has no MAC; Nova's schema allows the key to be absent but not empty.
+      if (std::string mac = a.value("mac", std::string()); !mac.empty()) {
+        entry["OS-EXT-IPS-MAC:mac_addr"] = std::move(mac);
+      }
       out[net].push_back(std::move(entry));
     }
     return out;

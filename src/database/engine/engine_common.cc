@@ -19,8 +19,10 @@
 #include <sstream>
 #include <thread>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "fmt/format.h"
+#include "nlohmann/json.hpp"
 
 extern char** environ;
 
@@ -684,6 +686,28 @@ int64_t read_applied_revision(const std::string& dir) {
 
 Status write_applied_revision(const std::string& dir, int64_t revision) {
   return write_file_atomic(dir + "/applied_revision", std::to_string(revision) + "\n", 0644);
+}
+
+ManagedNames read_managed_names(const std::string& dir) {
+  ManagedNames out;
+  auto text = read_file(dir + "/managed_names.json");
+  if (!text) return out;
+  auto j = parse_json(*text);
+  if (!j || !j->is_object()) return out;
+  for (auto [key, into] :
+       {std::pair{"databases", &out.databases}, std::pair{"accounts", &out.accounts}}) {
+    auto it = j->find(key);
+    if (it == j->end() || !it->is_array()) continue;
+    for (const Json& v : *it) {
+      if (v.is_string()) into->insert(v.get<std::string>());
+    }
+  }
+  return out;
+}
+
+Status write_managed_names(const std::string& dir, const ManagedNames& names) {
+  Json j = {{"databases", names.databases}, {"accounts", names.accounts}};
+  return write_file_atomic(dir + "/managed_names.json", dump_json(j), 0600);
 }
 
 Status check_identifier(std::string_view what, std::string_view name, size_t max_bytes) {

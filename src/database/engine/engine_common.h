@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -131,6 +132,18 @@ std::string template_root(const EngineOptions& options, const std::string& insta
 
 int64_t read_applied_revision(const std::string& dir);
 [[nodiscard]] Status write_applied_revision(const std::string& dir, int64_t revision);
+
+// The databases and accounts Concord made in an instance's engine from the desired state
+// ("name" for PostgreSQL roles, "name@host" for MariaDB accounts, "root" / "root@%" while root is
+// enabled), recorded after each apply (<dir>/managed_names.json) so that the next apply drops
+// only what the API removed: a database or account the tenant made itself (as root, over SQL)
+// is never touched. Empty when nothing was recorded yet (nothing is dropped then).
+struct ManagedNames {
+  std::set<std::string> databases;
+  std::set<std::string> accounts;
+};
+ManagedNames read_managed_names(const std::string& dir);
+[[nodiscard]] Status write_managed_names(const std::string& dir, const ManagedNames& names);
 
 // Whether a single name is usable as an engine identifier at all: non-empty, at most
 // `max_bytes`, no NUL. The engines add their own reserved names.

@@ -316,12 +316,18 @@ class MariadbEngine final : public Engine {
       if (row.size() == 2) have_users.emplace(row[0], row[1]);
     }
 
+    // Only what Concord made and the API since removed is dropped (ManagedNames).
+    const ManagedNames managed = read_managed_names(p.dir);
+    ManagedNames made;
     std::string sql;
     std::set<std::string> wanted_dbs;
     for (const auto& d : state.databases) wanted_dbs.insert(d.name);
     for (const auto& d : have_dbs) {
-      if (!wanted_dbs.contains(d)) sql += "DROP DATABASE IF EXISTS " + ident(d) + ";\n";
+      if (!wanted_dbs.contains(d) && managed.databases.contains(d)) {
+        sql += "DROP DATABASE IF EXISTS " + ident(d) + ";\n";
+      }
     }
+    made.databases = wanted_dbs;
     for (const auto& d : state.databases) {
       if (have_dbs.contains(d.name)) continue;
       sql += "CREATE DATABASE IF NOT EXISTS " + ident(d.name);
@@ -332,6 +338,7 @@ class MariadbEngine final : public Engine {
     std::set<std::pair<std::string, std::string>> wanted_users;
     for (const auto& u : state.users) {
       wanted_users.emplace(u.name, u.host);
+      made.accounts.insert(u.name + "@" + u.host);
       const std::string acct = account(u.name, u.host);
       sql += "CREATE USER IF NOT EXISTS " + acct + " IDENTIFIED BY PASSWORD " +
              literal(u.verifier) + ";\n";
@@ -348,11 +355,13 @@ class MariadbEngine final : public Engine {
       sql +=
           "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + literal(state.root->verifier) + ";\n";
       sql += "GRANT ALL PRIVILEGES ON *.* TO " + acct + " WITH GRANT OPTION;\n";
-    } else {
+      made.accounts.insert("root@%");
+    } else if (managed.accounts.contains("root@%")) {
       sql += "DROP USER IF EXISTS " + account("root", "%") + ";\n";
     }
     for (const auto& [u, h] : have_users) {
-      if (wanted_users.contains({u, h}) || protected_account(u, h) || (u == "root" && h == "%")) {
+      if (wanted_users.contains({u, h}) || protected_account(u, h) || (u == "root" && h == "%") ||
+          !managed.accounts.contains(u + "@" + h)) {
         continue;
       }
       sql += "DROP USER IF EXISTS " + account(u, h) + ";\n";
@@ -368,6 +377,7 @@ class MariadbEngine final : public Engine {
       CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
       CONCORD_RETURN_IF_ERROR(mdb_set_archiving(backup_context(config, user), state.archive_logs));
     }
+    CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, made));
     CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
     log_->info("mariadb {}: applied revision {}", config.id, state.revision);
     return ok();

@@ -250,7 +250,8 @@ class PostgresEngine final : public Engine {
     CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
     PGconn* c = admin.get();
 
-    // Databases.
+    // Databases. Only what Concord made and the API since removed is dropped (ManagedNames).
+    const ManagedNames managed = read_managed_names(p.dir);
     std::set<std::string> wanted_dbs;
     for (const auto& d : state.databases) wanted_dbs.insert(d.name);
     CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> dbs,
@@ -259,7 +260,7 @@ class PostgresEngine final : public Engine {
                                     "datname <> 'postgres'"));
     std::set<std::string> have_dbs(dbs.begin(), dbs.end());
     for (const auto& d : have_dbs) {
-      if (wanted_dbs.contains(d)) continue;
+      if (wanted_dbs.contains(d) || !managed.databases.contains(d)) continue;
       CONCORD_RETURN_IF_ERROR(exec(c, "DROP DATABASE IF EXISTS " + ident(c, d) + " WITH (FORCE)"));
       log_->info("postgresql {}: dropped database {}", config.id, d);
     }
@@ -278,7 +279,7 @@ class PostgresEngine final : public Engine {
       log_->info("postgresql {}: created database {}", config.id, d.name);
     }
 
-    // Roles: listed users, "root" when enabled; everything else we made goes.
+    // Roles: listed users, "root" when enabled; the others Concord made go.
     CONCORD_ASSIGN_OR_RETURN(
         std::vector<std::string> roles,
         column(c, "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> " +
@@ -300,7 +301,7 @@ class PostgresEngine final : public Engine {
     }
     std::vector<std::string> drop_roles;
     for (const auto& r : have_roles) {
-      if (!wanted_roles.contains(r)) drop_roles.push_back(r);
+      if (!wanted_roles.contains(r) && managed.accounts.contains(r)) drop_roles.push_back(r);
     }
     // Database-level grants.
     for (const auto& u : state.users) {
@@ -340,6 +341,7 @@ class PostgresEngine final : public Engine {
                                pg_configure_archiving(ctx, state.archive_logs));
       if (archiving_changed) CONCORD_RETURN_IF_ERROR(exec(c, "SELECT pg_reload_conf()"));
     }
+    CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, {wanted_dbs, wanted_roles}));
     CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
     log_->info("postgresql {}: applied revision {}", config.id, state.revision);
     return ok();
