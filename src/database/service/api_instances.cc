@@ -57,7 +57,6 @@ std::map<std::string, std::string> DatabaseService::Impl::server_metadata(
           {std::string(keys::kState), engine::to_json(st)}};
 }
 
-// Creates the instance's server with the given metadata (idempotent per id).
 std::optional<compute::FlavorSnapshot> DatabaseService::Impl::shown_flavor(
     const std::string& flavor_id) {
   std::optional<compute::FlavorSnapshot> out;
@@ -70,6 +69,7 @@ std::optional<compute::FlavorSnapshot> DatabaseService::Impl::shown_flavor(
   return out;
 }
 
+// Creates the instance's server with the given metadata (idempotent per id).
 Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
                                             const std::map<std::string, std::string>& md) {
   auto [project, user] = service_actor();
