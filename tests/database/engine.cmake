@@ -5,7 +5,7 @@ target_link_libraries(database_engine_credentials_test PRIVATE concord_database_
   GTest::gtest_main)
 gtest_discover_tests(database_engine_credentials_test)
 
-foreach(engine postgres mariadb backup)
+foreach(engine postgres mariadb backup replication_postgres replication_mariadb)
   if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/engine_${engine}_test.cc)
     add_executable(database_engine_${engine}_test engine_${engine}_test.cc)
     target_include_directories(database_engine_${engine}_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})

@@ -490,6 +490,10 @@ class DatabaseDriver final : public Driver {
                            : PowerState::kShutdown;
     st.detail = fmt::format("state_revision={}; {} {}; disk_used_bytes={}; {}", h.applied_revision,
                             s->engine, s->version, h.disk_used_bytes, h.detail);
+    if (!h.role.empty()) {
+      st.detail += fmt::format("; role={}; streaming={}; lag_seconds={}", h.role,
+                               h.replication_streaming ? 1 : 0, h.replication_lag_seconds);
+    }
     if (h.disk_used_bytes > s->volume_gb * (int64_t{1} << 30) * 9 / 10) {
       st.detail += "; storage low";
     }
@@ -670,9 +674,21 @@ class DatabaseDriver final : public Driver {
     return m;
   }
 
-  // Makes the data folder from the desired state's restore source, once.
+  // Makes the data folder from the desired state's restore source or, for a replica, as a copy
+  // of its upstream, once.
   Status ensure_restored(std::string_view id, engine::Engine& e, const engine::InstanceConfig& cfg,
                          const engine::DesiredState& state) {
+    if (state.replication && state.replication->role == engine::ReplicationSpec::Role::kReplica &&
+        !state.restore) {
+      const std::string cloned = dir_for(id) + "/cloned";
+      if (path_exists(cloned)) return ok();
+      log_->info("database instance {}: copying the data of {} ({}:{})", id,
+                 state.replication->upstream_instance, state.replication->upstream_address,
+                 state.replication->upstream_port);
+      CONCORD_RETURN_IF_ERROR(e.clone_from(cfg, *state.replication));
+      return write_file_atomic(cloned,
+                               dump_json(Json{{"upstream", state.replication->upstream_instance}}));
+    }
     if (!state.restore) return ok();
     const std::string marker = dir_for(id) + "/restored";
     if (path_exists(marker)) return ok();

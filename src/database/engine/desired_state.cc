@@ -58,6 +58,19 @@ std::string to_json(const DesiredState& state) {
     out["restore"] = nullptr;
   }
   out["archive_logs"] = state.archive_logs;
+  if (state.replication) {
+    const ReplicationSpec& r = *state.replication;
+    out["replication"] = {
+        {"role", r.role == ReplicationSpec::Role::kPrimary ? "primary" : "replica"},
+        {"secret", r.secret},
+        {"upstream_instance", r.upstream_instance},
+        {"upstream_address", r.upstream_address},
+        {"upstream_port", r.upstream_port},
+        {"replicas", r.replicas},
+        {"synchronous_standbys", r.synchronous_standbys}};
+  } else {
+    out["replication"] = nullptr;
+  }
   return dump_json(out);
 }
 
@@ -160,6 +173,45 @@ Result<DesiredState> desired_state_from_json(std::string_view text) {
   if (auto it = j.find("archive_logs"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) return type_error("archive_logs must be a boolean");
     out.archive_logs = it->get<bool>();
+  }
+  if (auto it = j.find("replication"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return type_error("replication must be an object");
+    ReplicationSpec r;
+    CONCORD_ASSIGN_OR_RETURN(std::string role, string_field(*it, "role", true));
+    if (role == "primary") {
+      r.role = ReplicationSpec::Role::kPrimary;
+    } else if (role == "replica") {
+      r.role = ReplicationSpec::Role::kReplica;
+    } else {
+      return type_error("replication.role must be \"primary\" or \"replica\"");
+    }
+    CONCORD_ASSIGN_OR_RETURN(r.secret, string_field(*it, "secret", true));
+    if (r.secret.empty()) return type_error("replication.secret must not be empty");
+    CONCORD_ASSIGN_OR_RETURN(r.upstream_instance, string_field(*it, "upstream_instance", false));
+    CONCORD_ASSIGN_OR_RETURN(r.upstream_address, string_field(*it, "upstream_address", false));
+    if (auto p = it->find("upstream_port"); p != it->end() && !p->is_null()) {
+      if (!p->is_number_integer() || p->get<int64_t>() < 0 || p->get<int64_t>() > 65535) {
+        return type_error("replication.upstream_port must be a port number");
+      }
+      r.upstream_port = p->get<int>();
+    }
+    if (r.role == ReplicationSpec::Role::kReplica &&
+        (r.upstream_instance.empty() || r.upstream_address.empty() || r.upstream_port == 0)) {
+      return type_error("a replica needs upstream_instance, upstream_address and upstream_port");
+    }
+    for (auto [key, list] : {std::pair{"replicas", &r.replicas},
+                             std::pair{"synchronous_standbys", &r.synchronous_standbys}}) {
+      auto s = it->find(key);
+      if (s == it->end() || s->is_null()) continue;
+      if (!s->is_array())
+        return type_error(std::string("replication.") + key + " must be an array");
+      for (const Json& name : *s) {
+        if (!name.is_string())
+          return type_error(std::string("replication.") + key + " are strings");
+        list->push_back(name.get<std::string>());
+      }
+    }
+    out.replication = std::move(r);
   }
   return out;
 }

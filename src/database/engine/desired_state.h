@@ -69,6 +69,39 @@ struct RestoreSpec {
   bool operator==(const RestoreSpec&) const = default;
 };
 
+// Replication between members of one replication group: a primary and its read replicas (and,
+// for high availability, its synchronous standby). docs/design/database.md, "Read replicas".
+// Absent from a desired state: a standalone instance (no replication account, nothing streams).
+struct ReplicationSpec {
+  enum class Role { kPrimary, kReplica };
+  Role role = Role::kPrimary;
+  // The replication account's password, the same on every member of the group (the server
+  // makes it; the primary turns it into its own verifier for the account
+  // kReplicationUser, a replica logs in with it). It never reaches a tenant.
+  std::string secret;
+  // kReplica: the member it streams from, by its instance id and its engine's own address and
+  // port (the engine's, never the tenant-facing endpoint). A change of upstream_instance with
+  // the same data history (a sibling promoted) is followed by re-pointing the replica; a
+  // member that was a primary and is now told to be a replica rebuilds its data from the
+  // upstream (its own history may hold writes the new primary never saw).
+  std::string upstream_instance;
+  std::string upstream_address;
+  int upstream_port = 0;
+  // kPrimary: instance ids of every replica streaming from it. The primary keeps what each
+  // needs to catch up (PostgreSQL: a replication slot per replica, named after its id) and
+  // drops what it kept for members no longer listed, so a deleted replica cannot make it keep
+  // WAL forever.
+  std::vector<std::string> replicas;
+  // kPrimary: instance ids of the replicas that must confirm a commit before it is acknowledged
+  // (high availability's synchronous standby; a subset of `replicas`); empty: replicas are
+  // asynchronous.
+  std::vector<std::string> synchronous_standbys;
+  bool operator==(const ReplicationSpec&) const = default;
+};
+// The replication account on every member of a group (created by the engine on the primary;
+// it replicates to the replicas with the rest of the data).
+inline constexpr std::string_view kReplicationUser = "concord_replication";
+
 struct DesiredState {
   int64_t revision = 0;  // increases with every change
   std::vector<DatabaseSpec> databases;
@@ -80,6 +113,10 @@ struct DesiredState {
   std::optional<RestoreSpec> restore;
   // Ship completed WAL segments / binlogs to the server (point-in-time restore).
   bool archive_logs = true;
+  // Absent: standalone. A replica converges only its role, upstream and parameters: its
+  // databases, users and root come from the primary by replication (the server sends the
+  // group's lists anyway, so a promotion needs no other change).
+  std::optional<ReplicationSpec> replication;
   bool operator==(const DesiredState&) const = default;
 };
 

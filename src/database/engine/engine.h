@@ -68,6 +68,14 @@ struct Health {
   bool restart_required = false;  // a parameter waits for a restart
   int64_t disk_used_bytes = 0;    // the data folder's size
   std::string detail;             // why not healthy, or what is notable
+  // Replication, as the engine itself says (not as the desired state wishes): "primary" when it
+  // accepts writes, "replica" while it replays an upstream's changes; empty when not running.
+  std::string role;
+  // A replica: connected to its upstream and receiving its changes now.
+  bool replication_streaming = false;
+  // A replica: seconds its replay is behind the upstream's last commit it received (-1:
+  // unknown, e.g. nothing received yet).
+  int64_t replication_lag_seconds = -1;
 };
 
 // What a finished backup is, engine-specific details in JSON (kept by the server with the backup
@@ -149,6 +157,22 @@ class Engine {
   // Ships the completed archived logs not yet shipped (the engine archives into the instance
   // folder; this uploads and then forgets them). Ok with nothing to do.
   [[nodiscard]] virtual Status ship_logs(const InstanceConfig& config, Transport& transport);
+
+  // ---- replication (docs/design/database.md, "Read replicas") ----
+  // Makes the (not yet existing or half-made) data folder of a replica as a copy of the running
+  // upstream named in `spec` (PostgreSQL: pg_basebackup over the replication account;
+  // MariaDB: a consistent copy taken over the network plus its GTID position), leaving a folder
+  // start() runs as a replica of that upstream. Staged and renamed into place as restore() is;
+  // idempotent. kUnavailable while the upstream cannot be reached (the driver retries). The
+  // default answers kFailedPrecondition (an engine without replication; the API then refuses
+  // replicas of its datastore).
+  // Everything else about replication is declarative, in apply(): the role, the upstream, the
+  // replication account and the synchronous standbys of DesiredState::replication. A replica
+  // told it is now a primary promotes itself; a replica given another upstream re-points to it;
+  // a primary told it is a replica stops, rebuilds its folder from the upstream (clone_from) and
+  // starts as a replica.
+  [[nodiscard]] virtual Status clone_from(const InstanceConfig& config,
+                                          const ReplicationSpec& spec);
 };
 
 [[nodiscard]] Result<std::unique_ptr<Engine>> make_postgres_engine(const EngineOptions& options);

@@ -741,4 +741,9 @@ Status Engine::ship_logs(const InstanceConfig&, Transport&) {
   return ok();
 }
 
+Status Engine::clone_from(const InstanceConfig&, const ReplicationSpec&) {
+  return fail(Code::kFailedPrecondition,
+              "the " + std::string(name()) + " engine does not support replicas");
+}
+
 }  // namespace concord::database::engine

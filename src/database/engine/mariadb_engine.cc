@@ -10,6 +10,8 @@
 //   engine.log   log-error plus the server's stderr; engine.pid the pid we launched
 //   applied_revision
 //   binlog/, concord_binlog.cnf  binary logs for point-in-time restore (mariadb_backup.h)
+//   concord_replication.cnf, concord_role.cnf, replication_role, replication_upstream
+//                read replicas (mariadb_replication.h)
 //
 // Administration: the `mariadb` client over the socket as OS root, which the unix_socket plugin
 // maps to root@localhost (mariadb-install-db --auth-root-authentication-method=socket), so no
@@ -31,6 +33,7 @@
 #include "database/engine/engine.h"
 #include "database/engine/engine_common.h"
 #include "database/engine/mariadb_backup.h"
+#include "database/engine/mariadb_replication.h"
 #include "database/engine/parameters.h"
 #include "fmt/format.h"
 
@@ -155,39 +158,12 @@ class MariadbEngine final : public Engine {
     CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, user));
     CONCORD_RETURN_IF_ERROR(make_dir(p.run, 0700, user));
     CONCORD_RETURN_IF_ERROR(make_dir(p.tmp, 0700, user));
-    if (!path_exists(p.data)) {
+    const bool new_data = !path_exists(p.data);
+    if (new_data) {
       // New data: nothing of an earlier desired state is applied to it.
       CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
       CONCORD_RETURN_IF_ERROR(remove_tree(p.data_tmp));  // left by stage 1's in-place install
-      // Every instance starts as a copy of one mariadb-install-db output per host, version and
-      // engine user: the system tables hold only root@localhost (unix_socket, mapped to the
-      // engine user) and the mysql/sys/performance_schema schemas, the same for every instance;
-      // nothing in them names the data folder, the port or the instance.
-      auto r = clone_from_template(
-          template_root(options_, config.dir),
-          fmt::format("mariadb-{}-{}", config.version, options_.os_user), user,
-          [&](const std::string& data, const std::string& scratch) -> Status {
-            CommandOptions as_user;
-            as_user.as = user;
-            as_user.cwd = scratch;
-            as_user.timeout = milliseconds(180000);
-            // Already the engine user, so no --user (as root the script would also chown the
-            // system-wide PAM helper folder to it). A private tmpdir: the bootstrap's
-            // temporary tables must not share /tmp with anything else on the host.
-            auto made =
-                run_checked({install_bin(), "--no-defaults", "--datadir=" + data,
-                             "--auth-root-authentication-method=socket",
-                             "--auth-root-socket-user=" + options_.os_user, "--skip-test-db",
-                             "--skip-name-resolve", "--tmpdir=" + scratch},
-                            as_user, Code::kFailedPrecondition);
-            if (!made) return fail(made.error());
-            return ok();
-          },
-          p.data, options_.spare_copies);
-      if (!r) {
-        return fail(r.error().code(), fmt::format("mariadb-install-db for database instance {}: {}",
-                                                  config.id, r.error().message()));
-      }
+      CONCORD_RETURN_IF_ERROR(fresh_data(config, user, p.data));
     }
     CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
     const int64_t pool_mb = std::max<int64_t>(32, config.ram_mb / 4);
@@ -209,15 +185,19 @@ class MariadbEngine final : public Engine {
         "character-set-server = utf8mb4\n"
         "collation-server = utf8mb4_general_ci\n"
         "!include {}\n"  // binary logs for point-in-time restore (mariadb_backup.cc)
+        // After the binlog file: its server_id is replaced by the instance's own.
+        "!include {}\n"  // replication identity (mariadb_replication.cc)
+        "!include {}\n"  // the replication role's start-up values
         // Last, so the configuration group's values win over the defaults above.
         "!include {}\n",
         config.id, p.data, p.sock, p.server_pid, p.tmp, config.address, config.port, p.log,
         p.tls + "/server.crt", p.tls + "/server.key", pool_mb, p.dir + "/concord_binlog.cnf",
-        params_path(p));
+        p.dir + "/concord_replication.cnf", p.dir + "/concord_role.cnf", params_path(p));
     if (!path_exists(params_path(p))) {
       CONCORD_RETURN_IF_ERROR(write_file_atomic(params_path(p), params_text({}), 0600, user));
     }
     CONCORD_RETURN_IF_ERROR(mdb_configure_binlog(backup_context(config, user)));
+    CONCORD_RETURN_IF_ERROR(mdb_configure_replication(repl_context(config, user), new_data));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.cnf, cnf, 0600, user));
     return ok();
   }
@@ -301,6 +281,19 @@ class MariadbEngine final : public Engine {
                   fmt::format("mariadb {} is not running; cannot apply revision {}", config.id,
                               state.revision));
     }
+    {
+      CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+      const ReplicationSpec* spec = state.replication ? &*state.replication : nullptr;
+      if (spec != nullptr && spec->role == ReplicationSpec::Role::kReplica) {
+        if (mdb_recorded_role(p.dir) != "replica") {
+          CONCORD_RETURN_IF_ERROR(rebuild_as_replica(config, *spec));
+        }
+        return apply_replica(config, state, user);
+      }
+      // A primary (promoted when it was a replica) or standalone: replication first, so a
+      // promoted member stops following and accepts writes before the users are converged.
+      CONCORD_RETURN_IF_ERROR(mdb_apply_primary(repl_context(config, user), spec));
+    }
     CONCORD_ASSIGN_OR_RETURN(
         std::string dbs_text,
         admin(p, "SELECT HEX(schema_name) FROM information_schema.schemata", kAdminTimeout));
@@ -378,6 +371,11 @@ class MariadbEngine final : public Engine {
       CONCORD_RETURN_IF_ERROR(mdb_set_archiving(backup_context(config, user), state.archive_logs));
     }
     CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, made));
+    {
+      CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+      CONCORD_RETURN_IF_ERROR(mdb_apply_semisync(
+          repl_context(config, user), state.replication ? &*state.replication : nullptr));
+    }
     CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
     log_->info("mariadb {}: applied revision {}", config.id, state.revision);
     return ok();
@@ -399,6 +397,11 @@ class MariadbEngine final : public Engine {
     h.healthy = r.has_value();
     h.detail = h.healthy ? fmt::format("mariadb pid {}", pid) : r.error().message();
     h.restart_required = !pending_restart(p, config).empty();
+    if (h.healthy) {
+      if (auto user = lookup_os_user(options_.os_user)) {
+        mdb_replication_health(repl_context(config, *user), h);
+      }
+    }
     return h;
   }
 
@@ -449,7 +452,116 @@ class MariadbEngine final : public Engine {
     return mdb_ship_logs(backup_context(config, user), transport);
   }
 
+  // ---- replication (mariadb_replication.cc) ----
+  Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(probe(config.version));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    Paths p(config.dir);
+    if (live_pid(p) != 0) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("mariadb {} is running; a clone makes a new data folder", config.id));
+    }
+    CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, user));
+    // The copy's binlog state is written where the instance's server keeps its binlogs.
+    CONCORD_RETURN_IF_ERROR(mdb_configure_binlog(backup_context(config, user)));
+    CONCORD_RETURN_IF_ERROR(
+        mdb_clone_from(repl_context(config, user), spec,
+                       [&](const std::string& dest) { return fresh_data(config, user, dest); }));
+    return prepare(config);  // this instance's own my.cnf, certificate and server_id
+  }
+
  private:
+  // Makes `dest` (absent) a copy of the host's mariadb-install-db template: a new instance's
+  // data folder, and the base a replica's copy of its upstream is loaded into.
+  Status fresh_data(const InstanceConfig& config, const OsUser& user, const std::string& dest) {
+    // Every instance starts as a copy of one mariadb-install-db output per host, version and
+    // engine user: the system tables hold only root@localhost (unix_socket, mapped to the
+    // engine user) and the mysql/sys/performance_schema schemas, the same for every instance;
+    // nothing in them names the data folder, the port or the instance.
+    auto r = clone_from_template(
+        template_root(options_, config.dir),
+        fmt::format("mariadb-{}-{}", config.version, options_.os_user), user,
+        [&](const std::string& data, const std::string& scratch) -> Status {
+          CommandOptions as_user;
+          as_user.as = user;
+          as_user.cwd = scratch;
+          as_user.timeout = milliseconds(180000);
+          // Already the engine user, so no --user (as root the script would also chown the
+          // system-wide PAM helper folder to it). A private tmpdir: the bootstrap's
+          // temporary tables must not share /tmp with anything else on the host.
+          auto made = run_checked({install_bin(), "--no-defaults", "--datadir=" + data,
+                                   "--auth-root-authentication-method=socket",
+                                   "--auth-root-socket-user=" + options_.os_user, "--skip-test-db",
+                                   "--skip-name-resolve", "--tmpdir=" + scratch},
+                                  as_user, Code::kFailedPrecondition);
+          if (!made) return fail(made.error());
+          return ok();
+        },
+        dest, options_.spare_copies);
+    if (!r) {
+      return fail(r.error().code(), fmt::format("mariadb-install-db for database instance {}: {}",
+                                                config.id, r.error().message()));
+    }
+    return ok();
+  }
+
+  MdbReplContext repl_context(const InstanceConfig& config, const OsUser& user) const {
+    Paths p(config.dir);
+    MdbReplContext ctx;
+    ctx.config = config;
+    ctx.user = user;
+    ctx.bin_dir = options_.bin_dir;
+    ctx.sock = p.sock;
+    ctx.binlog_cnf = p.dir + "/concord_binlog.cnf";
+    ctx.start_timeout = options_.start_timeout;
+    ctx.admin = [this, p](const std::string& sql) { return admin(p, sql, kAdminTimeout); };
+    return ctx;
+  }
+
+  // A replica converges its parameters, read_only and slave connection; its databases and
+  // accounts arrive from the primary by replication. The names the group's desired state lists
+  // are recorded as made here, so after a promotion the API's later removals are dropped.
+  Status apply_replica(const InstanceConfig& config, const DesiredState& state,
+                       const OsUser& user) {
+    Paths p(config.dir);
+    CONCORD_RETURN_IF_ERROR(mdb_apply_replica(repl_context(config, user), *state.replication));
+    CONCORD_ASSIGN_OR_RETURN(std::string params_sql, write_parameters(p, config, state));
+    if (!params_sql.empty()) {
+      CONCORD_ASSIGN_OR_RETURN(std::string out, admin(p, params_sql, kAdminTimeout));
+      (void)out;
+    }
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(applied_path(p), params_text(state.parameters)));
+    CONCORD_RETURN_IF_ERROR(restart_if_new(p, config));
+    CONCORD_RETURN_IF_ERROR(mdb_set_archiving(backup_context(config, user), state.archive_logs));
+    ManagedNames made;
+    for (const auto& d : state.databases) made.databases.insert(d.name);
+    for (const auto& u : state.users) made.accounts.insert(u.name + "@" + u.host);
+    if (state.root) made.accounts.insert("root@%");
+    CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, made));
+    CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
+    log_->info("mariadb {}: applied revision {} as a replica of {}", config.id, state.revision,
+               state.replication->upstream_instance);
+    return ok();
+  }
+
+  // A member whose data is its own (it ran as a primary or standalone) told to be a replica:
+  // its history may hold commits the new primary never saw, so it is rebuilt as a copy of the
+  // upstream rather than re-pointed.
+  Status rebuild_as_replica(const InstanceConfig& config, const ReplicationSpec& spec) {
+    Paths p(config.dir);
+    log_->warn("mariadb {}: told to replicate from {}; rebuilding its data from there", config.id,
+               spec.upstream_instance);
+    CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.data));
+    // Its binlogs and their shipping records describe the discarded history.
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/binlog"));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
+    CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, ManagedNames{}));
+    CONCORD_RETURN_IF_ERROR(clone_from(config, spec));
+    return start(config);
+  }
+
   MdbBackupContext backup_context(const InstanceConfig& config, const OsUser& user) const {
     Paths p(config.dir);
     MdbBackupContext ctx;
@@ -692,7 +804,7 @@ class MariadbEngine final : public Engine {
       CONCORD_RETURN_IF_ERROR(check_identifier("host", u.host, kMaxHostChars));
       const std::string l = lower(u.name);
       if (l == "root" || l == "mariadb.sys" || l == "mysql" || l == "public" ||
-          u.name == options_.os_user) {
+          u.name == options_.os_user || u.name == kReplicationUser) {
         return fail(Code::kInvalidArgument,
                     fmt::format("user name '{}' is reserved on MariaDB instances", u.name));
       }

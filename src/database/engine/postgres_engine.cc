@@ -13,11 +13,14 @@
 //   applied_revision the desired-state revision last converged
 //   wal_archive/, restore_wal/, data/concord_{archive,recovery}.conf  backups, WAL archiving
 //                    and point-in-time restore (postgres_backup.h)
+//   data/concord_replication.conf, data/standby.signal, replication.pgpass, clone.tmp/,
+//                    data.old/  read replicas (postgres_replication.h)
 //
 // Administration goes over the socket as the bootstrap superuser (named after the engine
 // user) through libpq; no administrative password exists. Remote access is scram-sha-256 only,
 // with the verifiers the server computed (credentials.h), so no password is ever seen here.
 #include <libpq-fe.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -32,10 +35,12 @@
 #include <thread>
 
 #include "base/log.h"
+#include "database/engine/credentials.h"
 #include "database/engine/engine.h"
 #include "database/engine/engine_common.h"
 #include "database/engine/parameters.h"
 #include "database/engine/postgres_backup.h"
+#include "database/engine/postgres_replication.h"
 #include "fmt/format.h"
 
 namespace concord::database::engine {
@@ -240,13 +245,25 @@ class PostgresEngine final : public Engine {
     CONCORD_RETURN_IF_ERROR(validate_state(state));
     CONCORD_RETURN_IF_ERROR(validate_parameters("postgresql", config.version, state.parameters));
     CONCORD_RETURN_IF_ERROR(check_parameters_fit("postgresql", state.parameters, config.ram_mb));
+    const ReplicationSpec* repl = state.replication ? &*state.replication : nullptr;
+    if (repl) CONCORD_RETURN_IF_ERROR(validate_replication(config, *repl));
     Paths p(config.dir);
     if (live_pid(p) == 0) {
-      return fail(Code::kFailedPrecondition,
-                  fmt::format("postgresql {} is not running; cannot apply revision {}", config.id,
-                              state.revision));
+      // A replica whose rebuild was cut short after its old folder was set aside (the agent
+      // killed, the upstream down): finish it, there is nothing else to run.
+      if (repl && repl->role == ReplicationSpec::Role::kReplica && !path_exists(p.data)) {
+        CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, "its data folder is missing"));
+      } else {
+        return fail(Code::kFailedPrecondition,
+                    fmt::format("postgresql {} is not running; cannot apply revision {}", config.id,
+                                state.revision));
+      }
     }
+    // Role and upstream first: a promotion makes the rest applicable, a rebuild replaces the
+    // folder the parameters below are written into.
+    CONCORD_ASSIGN_OR_RETURN(bool is_replica, converge_role(p, config, repl));
     CONCORD_RETURN_IF_ERROR(apply_parameters(p, config, state));
+    if (is_replica) return finish_replica_apply(p, config, state);
     CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
     PGconn* c = admin.get();
 
@@ -341,10 +358,36 @@ class PostgresEngine final : public Engine {
                                pg_configure_archiving(ctx, state.archive_logs));
       if (archiving_changed) CONCORD_RETURN_IF_ERROR(exec(c, "SELECT pg_reload_conf()"));
     }
+    // Replication: the account and a slot per replica on a primary; a standalone instance
+    // keeps no slots (a slot nobody reads would keep WAL forever).
+    if (repl) CONCORD_RETURN_IF_ERROR(ensure_replication_account(c, config, repl->secret));
+    CONCORD_RETURN_IF_ERROR(
+        converge_slots(c, config, repl ? repl->replicas : std::vector<std::string>{}));
     CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, {wanted_dbs, wanted_roles}));
     CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
     log_->info("postgresql {}: applied revision {}", config.id, state.revision);
     return ok();
+  }
+
+  Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    CONCORD_RETURN_IF_ERROR(probe(config.version));
+    if (spec.role != ReplicationSpec::Role::kReplica) {
+      return fail(
+          Code::kInvalidArgument,
+          fmt::format("postgresql {}: clone_from needs a replica's replication spec", config.id));
+    }
+    CONCORD_RETURN_IF_ERROR(validate_replication(config, spec));
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    if (live_pid(Paths(config.dir)) != 0) {
+      return fail(
+          Code::kFailedPrecondition,
+          fmt::format("postgresql {} is running; a clone makes a new data folder", config.id));
+    }
+    CONCORD_RETURN_IF_ERROR(pg_clone_data(backup_context(config, user), spec));
+    // The clone carries the upstream's configuration: this instance's own (port, address,
+    // certificate, socket folder, archiving) replaces it; the replication files stay.
+    return prepare(config);
   }
 
   Result<Health> health(const InstanceConfig& config) override {
@@ -370,6 +413,23 @@ class PostgresEngine final : public Engine {
     if (h.healthy) {
       auto pending = column(conn->get(), "SELECT name FROM pg_settings WHERE pending_restart");
       h.restart_required = pending && !pending->empty();
+      // Lag 0 when everything received is replayed (an idle primary leaves the replay
+      // timestamp old, which is no lag); -1 before anything was received.
+      auto repl = run(conn->get(),
+                      "SELECT pg_is_in_recovery(), "
+                      "coalesce((SELECT status FROM pg_stat_wal_receiver LIMIT 1), ''), "
+                      "CASE WHEN pg_last_wal_receive_lsn() IS NULL THEN -1 "
+                      "WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 "
+                      "ELSE coalesce(greatest(0, floor(extract(epoch FROM now() - "
+                      "pg_last_xact_replay_timestamp())))::bigint, -1) END");
+      if (repl && PQntuples(repl->get()) == 1) {
+        PGresult* r = repl->get();
+        h.role = std::string_view(PQgetvalue(r, 0, 0)) == "t" ? "replica" : "primary";
+        h.replication_streaming = std::string_view(PQgetvalue(r, 0, 1)) == "streaming";
+        h.replication_lag_seconds = std::strtoll(PQgetvalue(r, 0, 2), nullptr, 10);
+      } else if (!repl) {
+        h.detail += "; replication state unknown: " + repl.error().message();
+      }
     }
     return h;
   }
@@ -503,7 +563,9 @@ class PostgresEngine final : public Engine {
         "# Written by Concord. Local: the 0700 socket folder admits only the engine user and "
         "root.\n"
         "local all all trust\n"
-        "local replication all trust\n"
+        "local replication all trust\n" +
+        std::string(kPgReplicationHbaLine) +
+        "\n"
         "host all all 0.0.0.0/0 scram-sha-256\n"
         "host all all ::/0 scram-sha-256\n";
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/pg_hba.conf", hba, 0600, user));
@@ -593,6 +655,278 @@ class PostgresEngine final : public Engine {
     return ok();
   }
 
+  // ---- read replicas (postgres_replication.h) ----
+  Status validate_replication(const InstanceConfig& config, const ReplicationSpec& spec) const {
+    if (spec.secret.empty()) {
+      return fail(Code::kInvalidArgument,
+                  fmt::format("postgresql {}: the replication secret is empty", config.id));
+    }
+    auto check_slot = [&](const std::string& id) -> Status {
+      std::string slot = pg_slot_name(id);
+      bool valid = !id.empty() && slot.size() <= kMaxIdentifierBytes &&
+                   std::all_of(slot.begin(), slot.end(), [](char ch) {
+                     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+                   });
+      if (!valid) {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("postgresql {}: member id '{}' makes no valid replication slot "
+                                "name ('{}': [a-z0-9_], at most {} bytes)",
+                                config.id, id, slot, kMaxIdentifierBytes));
+      }
+      return ok();
+    };
+    if (spec.role == ReplicationSpec::Role::kReplica) {
+      CONCORD_RETURN_IF_ERROR(check_slot(config.id));
+      if (spec.upstream_instance == config.id) {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("postgresql {}: a replica cannot stream from itself", config.id));
+      }
+      if (spec.upstream_address.empty() || spec.upstream_port <= 0 || spec.upstream_port > 65535) {
+        return fail(
+            Code::kInvalidArgument,
+            fmt::format("postgresql {}: replica without an upstream address and port", config.id));
+      }
+      return ok();
+    }
+    for (const auto& id : spec.replicas) CONCORD_RETURN_IF_ERROR(check_slot(id));
+    for (const auto& id : spec.synchronous_standbys) {
+      if (std::find(spec.replicas.begin(), spec.replicas.end(), id) == spec.replicas.end()) {
+        return fail(Code::kInvalidArgument,
+                    fmt::format("postgresql {}: synchronous standby '{}' is not one of its "
+                                "replicas",
+                                config.id, id));
+      }
+    }
+    return ok();
+  }
+
+  // Brings the running engine to the role `repl` asks for (nullptr: standalone) and writes the
+  // replication files; the caller's apply_parameters reloads them. Returns whether this member
+  // is now a replica (then only parameters are applied: the rest arrives by replication).
+  Result<bool> converge_role(const Paths& p, const InstanceConfig& config,
+                             const ReplicationSpec* repl) {
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    auto ctx = backup_context(config, user);
+    CONCORD_ASSIGN_OR_RETURN(bool in_recovery, is_in_recovery(p, config));
+    if (repl && repl->role == ReplicationSpec::Role::kReplica) {
+      if (!in_recovery) {
+        // A primary (or a folder that is not a copy of the upstream) told to follow: its
+        // history may hold writes the new primary never saw, so it is rebuilt from it.
+        CONCORD_RETURN_IF_ERROR(
+            rebuild_replica(p, config, *repl, "it runs as a primary and is now a replica"));
+      } else if (auto current = read_file(p.data + "/concord_replication.conf");
+                 !current || *current != pg_replication_conf(ctx, repl)) {
+        // A new upstream (a sibling promoted): followed when its history passes through our
+        // position, else rebuilt from it. Checked before the files are rewritten, so an agent
+        // killed in between checks again.
+        CONCORD_ASSIGN_OR_RETURN(bool follows, can_follow(p, config, ctx, *repl));
+        if (!follows) {
+          CONCORD_RETURN_IF_ERROR(rebuild_replica(
+              p, config, *repl,
+              fmt::format("its history forked from upstream {}'s", repl->upstream_instance)));
+        } else {
+          log_->info("postgresql {}: following upstream {} ({}:{})", config.id,
+                     repl->upstream_instance, repl->upstream_address, repl->upstream_port);
+        }
+      }
+      CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, repl, p.data));
+      (void)changed;  // reloaded by apply_parameters
+      if (!path_exists(p.data + "/standby.signal")) {
+        // Read at the next start only; this one is in recovery already.
+        CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/standby.signal", "", 0600, user));
+      }
+      return true;
+    }
+    // A replica told it is the primary, or detached to stand alone: promoted first (a new
+    // timeline; PostgreSQL removes standby.signal itself), then its files say primary. In this
+    // order an agent killed in between finds it still in recovery and promotes again, and a
+    // restart in between still finds a standby (never a primary on the old timeline).
+    if (in_recovery && (repl || path_exists(p.data + "/standby.signal"))) {
+      CONCORD_RETURN_IF_ERROR(promote(p, config));
+    }
+    CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, repl, p.data));
+    (void)changed;
+    if (repl) {
+      CONCORD_ASSIGN_OR_RETURN(bool hba_changed, pg_ensure_replication_hba(ctx));
+      (void)hba_changed;  // reloaded by apply_parameters
+    }
+    return false;
+  }
+
+  Result<bool> is_in_recovery(const Paths& p, const InstanceConfig& config) const {
+    CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
+    CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> r,
+                             column(admin.get(), "SELECT pg_is_in_recovery()"));
+    return !r.empty() && r[0] == "t";
+  }
+
+  Status promote(const Paths& p, const InstanceConfig& config) {
+    CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
+    log_->info("postgresql {}: promoting to primary", config.id);
+    CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> r,
+                             column(admin.get(), "SELECT pg_promote(true, 60)"));
+    if (r.empty() || r[0] != "t") {
+      return fail(Code::kDeadlineExceeded,
+                  fmt::format("postgresql {}: promotion did not finish within 60 s: {}", config.id,
+                              file_tail(p.log, 1000)));
+    }
+    return ok();
+  }
+
+  // Whether this replica (in recovery) can stream from the upstream in `spec`.
+  Result<bool> can_follow(const Paths& p, const InstanceConfig& config, const PgBackupContext& ctx,
+                          const ReplicationSpec& spec) const {
+    CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
+    CONCORD_ASSIGN_OR_RETURN(
+        PgResult r,
+        run(admin.get(),
+            "SELECT coalesce(pg_last_wal_replay_lsn()::text, ''), "
+            "greatest((SELECT timeline_id FROM pg_control_checkpoint()), "
+            "coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), 0))::text"));
+    if (PQntuples(r.get()) != 1) return fail(Code::kInternal, "replay position: no row");
+    uint64_t lsn = 0;
+    if (!pg_parse_lsn(PQgetvalue(r.get(), 0, 0), &lsn)) return true;  // nothing replayed yet
+    auto timeline = static_cast<uint32_t>(std::strtoul(PQgetvalue(r.get(), 0, 1), nullptr, 10));
+    CONCORD_ASSIGN_OR_RETURN(PgUpstreamTimeline up, pg_upstream_timeline(ctx, spec));
+    bool follows = pg_can_follow(timeline, lsn, up.timeline, up.history);
+    log_->info("postgresql {}: at timeline {} {}; upstream {} at timeline {}: {}", config.id,
+               timeline, PQgetvalue(r.get(), 0, 0), spec.upstream_instance, up.timeline,
+               follows ? "can follow" : "forked, must rebuild");
+    return follows;
+  }
+
+  // Stop, set the folder aside, clone from the upstream, start. The old folder is removed only
+  // once the new one runs; a failed clone leaves no data folder, which the next apply (or
+  // clone_from) finishes.
+  Status rebuild_replica(const Paths& p, const InstanceConfig& config, const ReplicationSpec& spec,
+                         std::string_view why) {
+    log_->warn("postgresql {}: rebuilding from upstream {}: {}", config.id, spec.upstream_instance,
+               why);
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(10000)));
+    const std::string old = p.dir + "/data.old";
+    if (path_exists(p.data)) {
+      CONCORD_RETURN_IF_ERROR(remove_tree(old));
+      if (::rename(p.data.c_str(), old.c_str()) != 0) {
+        return fail(Code::kInternal, fmt::format("rename {}: {}", p.data, std::strerror(errno)));
+      }
+    }
+    CONCORD_RETURN_IF_ERROR(pg_clone_data(backup_context(config, user), spec));
+    CONCORD_RETURN_IF_ERROR(prepare(config));
+    CONCORD_RETURN_IF_ERROR(start(config));
+    (void)remove_tree(old);
+    return ok();
+  }
+
+  // A replica's apply after its parameters: no databases, users or root (read-only; they
+  // arrive from the primary), but the names the group's state lists are recorded as Concord's,
+  // so that after a promotion a name the API removes is dropped like on any primary.
+  Status finish_replica_apply(const Paths& p, const InstanceConfig& config,
+                              const DesiredState& state) {
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    auto ctx = backup_context(config, user);
+    pg_cleanup_after_recovery(ctx);
+    CONCORD_ASSIGN_OR_RETURN(bool archiving_changed,
+                             pg_configure_archiving(ctx, state.archive_logs));
+    if (archiving_changed) {
+      CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
+      CONCORD_RETURN_IF_ERROR(exec(admin.get(), "SELECT pg_reload_conf()"));
+    }
+    ManagedNames names;
+    for (const auto& d : state.databases) names.databases.insert(d.name);
+    for (const auto& u : state.users) names.accounts.insert(u.name);
+    if (state.root) names.accounts.insert("root");
+    CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, names));
+    CONCORD_RETURN_IF_ERROR(write_applied_revision(p.dir, state.revision));
+    log_->info("postgresql {}: applied revision {} (replica of {})", config.id, state.revision,
+               state.replication->upstream_instance);
+    return ok();
+  }
+
+  // The replication account with the verifier of `secret`; left alone when it already has it
+  // (a fresh verifier has a fresh salt, so comparing texts would rewrite it on every apply).
+  Status ensure_replication_account(PGconn* c, const InstanceConfig& config,
+                                    const std::string& secret) const {
+    const std::string name(kReplicationUser);
+    CONCORD_ASSIGN_OR_RETURN(PgResult r,
+                             run(c,
+                                 "SELECT coalesce(rolpassword, ''), rolreplication, rolcanlogin, "
+                                 "rolsuper FROM pg_authid WHERE rolname = " +
+                                     literal(c, name)));
+    bool exists = PQntuples(r.get()) == 1;
+    if (exists && std::string_view(PQgetvalue(r.get(), 0, 1)) == "t" &&
+        std::string_view(PQgetvalue(r.get(), 0, 2)) == "t" &&
+        std::string_view(PQgetvalue(r.get(), 0, 3)) == "f" &&
+        verifier_matches(PQgetvalue(r.get(), 0, 0), secret)) {
+      return ok();
+    }
+    CONCORD_RETURN_IF_ERROR(
+        exec(c, fmt::format("{} ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB "
+                            "NOCREATEROLE PASSWORD {}",
+                            exists ? "ALTER" : "CREATE", ident(c, name),
+                            literal(c, postgres_scram_verifier(secret)))));
+    log_->info("postgresql {}: replication account {}", config.id, exists ? "updated" : "created");
+    return ok();
+  }
+
+  // "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" made from `secret`?
+  static bool verifier_matches(std::string_view stored, std::string_view secret) {
+    constexpr std::string_view kPrefix = "SCRAM-SHA-256$";
+    if (!stored.starts_with(kPrefix)) return false;
+    std::string_view rest = stored.substr(kPrefix.size());
+    size_t colon = rest.find(':');
+    size_t dollar = rest.find('$');
+    if (colon == std::string_view::npos || dollar == std::string_view::npos || colon > dollar) {
+      return false;
+    }
+    int iterations = std::atoi(std::string(rest.substr(0, colon)).c_str());
+    std::string b64(rest.substr(colon + 1, dollar - colon - 1));
+    if (iterations <= 0 || b64.empty() || b64.size() % 4 != 0) return false;
+    std::string salt(b64.size() / 4 * 3, '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(salt.data()),
+                            reinterpret_cast<const unsigned char*>(b64.data()),
+                            static_cast<int>(b64.size()));
+    if (n < 0) return false;
+    size_t pad = b64.ends_with("==") ? 2 : b64.ends_with("=") ? 1 : 0;
+    salt.resize(static_cast<size_t>(n) - pad);
+    return postgres_scram_verifier_with_salt(secret, salt, iterations) == stored;
+  }
+
+  // One physical slot per listed replica, made when missing; Concord's slots of members no
+  // longer listed are dropped once nothing streams from them (an active one is a replica still
+  // being detached: the next apply drops it).
+  Status converge_slots(PGconn* c, const InstanceConfig& config,
+                        const std::vector<std::string>& replicas) const {
+    std::set<std::string> wanted;
+    for (const auto& id : replicas) wanted.insert(pg_slot_name(id));
+    CONCORD_ASSIGN_OR_RETURN(
+        PgResult r, run(c,
+                        "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type "
+                        "= 'physical' AND starts_with(slot_name, " +
+                            literal(c, std::string(kPgSlotPrefix)) + ")"));
+    std::set<std::string> have;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      std::string slot = PQgetvalue(r.get(), i, 0);
+      have.insert(slot);
+      if (wanted.contains(slot)) continue;
+      if (std::string_view(PQgetvalue(r.get(), i, 1)) == "t") {
+        log_->info("postgresql {}: slot {} is still in use; dropped at a later apply", config.id,
+                   slot);
+        continue;
+      }
+      CONCORD_RETURN_IF_ERROR(exec(c, "SELECT pg_drop_replication_slot(" + literal(c, slot) + ")"));
+      log_->info("postgresql {}: dropped replication slot {}", config.id, slot);
+    }
+    for (const auto& slot : wanted) {
+      if (have.contains(slot)) continue;
+      // Reserved at once: WAL from now on is kept for the replica even before it connects.
+      CONCORD_RETURN_IF_ERROR(
+          exec(c, "SELECT pg_create_physical_replication_slot(" + literal(c, slot) + ", true)"));
+      log_->info("postgresql {}: created replication slot {}", config.id, slot);
+    }
+    return ok();
+  }
+
   Status validate_state(const DesiredState& state) const {
     std::set<std::string> seen;
     for (const auto& d : state.databases) {
@@ -613,7 +947,8 @@ class PostgresEngine final : public Engine {
                      [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
       if (u.name == options_.os_user || u.name == "root" || lower.starts_with("pg_") ||
           lower == "public" || lower == "none" || lower == "current_user" ||
-          lower == "session_user" || lower == "current_role" || lower == "postgres") {
+          lower == "session_user" || lower == "current_role" || lower == "postgres" ||
+          lower == kReplicationUser) {
         return fail(Code::kInvalidArgument,
                     fmt::format("user name '{}' is reserved on PostgreSQL instances", u.name));
       }

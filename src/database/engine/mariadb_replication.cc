@@ -1,0 +1,635 @@
+// MariaDB read replicas: GTID replication over TLS from the primary's binlogs, replicas made
+// by a logical copy (mariadb-dump --single-transaction --gtid) loaded into a private server,
+// semi-synchronous replication (AFTER_SYNC) for the synchronous standbys. See
+// mariadb_replication.h for the files and docs/design/database.md for why.
+#include "database/engine/mariadb_replication.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "base/log.h"
+#include "database/engine/credentials.h"
+#include "fmt/format.h"
+
+namespace concord::database::engine::detail {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds kCloneTimeout{6 * 3600 * 1000};
+// The semi-synchronous primary waits this long for an acknowledgement before it would fall
+// back to asynchronous replication: in effect never (a commit not on a standby is not
+// acknowledged; high availability relies on that).
+constexpr std::string_view kSemiSyncTimeoutMs = "18446744073709551615";
+// How often a replica retries its upstream: short, so a restarted or re-pointed member
+// reconnects in seconds (the default is 60 s).
+constexpr int kConnectRetrySeconds = 2;
+
+struct RPaths {
+  explicit RPaths(const std::string& d)
+      : dir(d),
+        data(d + "/data"),
+        repl_cnf(d + "/concord_replication.cnf"),
+        role_cnf(d + "/concord_role.cnf"),
+        role(d + "/replication_role"),
+        upstream(d + "/replication_upstream"),
+        stage(d + "/clone.tmp") {}
+  std::string dir, data, repl_cnf, role_cnf, role, upstream, stage;
+};
+
+std::string prog(const MdbReplContext& ctx, const char* name, bool sbin = false) {
+  if (!ctx.bin_dir.empty()) return ctx.bin_dir + "/" + name;
+  return std::string(sbin ? "/usr/sbin/" : "/usr/bin/") + name;
+}
+
+// A string literal under the default sql_mode (as the engine's literal()).
+std::string literal(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    switch (c) {
+      case '\'': out += "''"; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\x1a': out += "\\Z"; break;
+      default: out += c;
+    }
+  }
+  return out + "'";
+}
+
+// A value in an option file, double-quoted with the escapes the option parser knows.
+std::string option_value(std::string_view value) {
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string replication_account() {
+  return literal(kReplicationUser) + "@'%'";
+}
+
+bool listed(const std::vector<std::string>& ids, const std::string& id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+// What the role needs from the server's very start (a restarted replica must not accept a
+// write before the next apply; a restarted primary must not commit without its standby).
+std::string role_text(const InstanceConfig& config, const ReplicationSpec* spec) {
+  std::string text =
+      "# Written by Concord: what this member's replication role needs from start-up; "
+      "rewritten by every apply.\n[mariadbd]\n";
+  if (spec == nullptr) return text;
+  if (spec->role == ReplicationSpec::Role::kReplica) {
+    text += "read_only = ON\n";
+    if (listed(spec->synchronous_standbys, config.id)) text += "rpl_semi_sync_slave_enabled = ON\n";
+  } else if (!spec->synchronous_standbys.empty()) {
+    text += fmt::format(
+        "rpl_semi_sync_master_enabled = ON\n"
+        "rpl_semi_sync_master_wait_point = AFTER_SYNC\n"
+        "rpl_semi_sync_master_wait_no_slave = ON\n"
+        "rpl_semi_sync_master_timeout = {}\n",
+        kSemiSyncTimeoutMs);
+  }
+  return text;
+}
+
+Status write_if_changed(const std::string& path, const std::string& text, const OsUser& user) {
+  auto current = read_file(path);
+  if (current && *current == text) return ok();
+  return write_file_atomic(path, text, 0600, user);
+}
+
+// The mariadb-dump / mariadb client's connection failures, by the client error number: the
+// upstream down or not yet listening, or refusing the account (the primary has not applied
+// the replication account yet) are worth retrying; anything else is not.
+Code code_for_connect_error(const std::string& err) {
+  // 1045 and 1698 are both "Access denied" (1698 when no such account exists yet).
+  for (std::string_view n :
+       {"2002", "2003", "2005", "2006", "2013", "2026", "1045", "1130", "1698"}) {
+    if (err.find(std::string("error: ") + std::string(n)) != std::string::npos ||
+        err.find(std::string("ERROR ") + std::string(n)) != std::string::npos) {
+      return Code::kUnavailable;
+    }
+  }
+  return Code::kInternal;
+}
+
+// The last "-- SET GLOBAL gtid_slave_pos='...'" of a dump (--master-data=2 --gtid writes it
+// commented, after every table, so the mysql.gtid_slave_pos table the dump reloads cannot
+// overwrite it).
+Result<std::string> dump_gtid(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(Code::kInternal, "cannot read the dump " + path);
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  const std::streamoff from = std::max<std::streamoff>(0, size - 64 * 1024);
+  in.seekg(from);
+  std::string tail(static_cast<size_t>(size - from), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  constexpr std::string_view kMark = "-- SET GLOBAL gtid_slave_pos='";
+  size_t at = tail.rfind(kMark);
+  if (at == std::string::npos) {
+    return fail(Code::kInternal,
+                "the upstream's dump records no GTID position (is binary logging on there?)");
+  }
+  at += kMark.size();
+  size_t end = tail.find('\'', at);
+  if (end == std::string::npos) return fail(Code::kInternal, "truncated GTID position in dump");
+  std::string gtid = tail.substr(at, end - at);
+  for (char c : gtid) {
+    if (!((c >= '0' && c <= '9') || c == '-' || c == ',')) {
+      return fail(Code::kInternal, "malformed GTID position in dump: " + gtid);
+    }
+  }
+  return gtid;
+}
+
+// The log_bin path from concord_binlog.cnf, so the private server writes the binlog state the
+// instance's own server will read (one place knows where binlogs live: mariadb_backup.cc).
+Result<std::string> log_bin_path(const MdbReplContext& ctx) {
+  auto text = read_file(ctx.binlog_cnf);
+  if (!text) return fail(Code::kInternal, "cannot read " + ctx.binlog_cnf);
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("log_bin = ")) return line.substr(10);
+  }
+  return fail(Code::kInternal, ctx.binlog_cnf + " names no log_bin");
+}
+
+// A private server on the staging data folder (no network), to load the dump into. Writes its
+// binlog where the instance's server will (only to record the GTID state; the load itself is
+// not logged).
+class LoadServer {
+ public:
+  LoadServer(const MdbReplContext& ctx, std::string stage)
+      : ctx_(ctx),
+        stage_(std::move(stage)),
+        sock_(stage_ + "/load.sock"),
+        pidfile_(stage_ + "/load.pid") {}
+  ~LoadServer() { (void)stop(); }
+  LoadServer(const LoadServer&) = delete;
+  LoadServer& operator=(const LoadServer&) = delete;
+
+  Status start(const std::string& log_bin) {
+    CONCORD_RETURN_IF_ERROR(make_dir(stage_ + "/tmp", 0700, ctx_.user));
+    CONCORD_ASSIGN_OR_RETURN(
+        pid_, spawn_detached({prog(ctx_, "mariadbd", true), "--no-defaults",
+                              "--datadir=" + stage_ + "/data", "--socket=" + sock_,
+                              "--pid-file=" + stage_ + "/load.server.pid", "--skip-networking",
+                              "--tmpdir=" + stage_ + "/tmp", "--innodb-buffer-pool-size=128M",
+                              "--log-bin=" + log_bin, "--log-bin-index=" + log_bin + ".index",
+                              fmt::format("--server-id={}", mdb_server_id(ctx_.config.id)),
+                              "--binlog-format=ROW", "--gtid-strict-mode=ON",
+                              "--max-allowed-packet=1G", "--log-error=" + stage_ + "/load.log"},
+                             ctx_.user, stage_ + "/load.log", {}));
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(pidfile_, std::to_string(pid_) + "\n"));
+    const auto deadline = std::chrono::steady_clock::now() + ctx_.start_timeout;
+    std::string last = "no socket yet";
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!process_alive(pid_)) {
+        return fail(Code::kInternal,
+                    "the clone's load server exited: " + file_tail(stage_ + "/load.log", 1500));
+      }
+      if (path_exists(sock_)) {
+        auto r = sql("SELECT 1");
+        if (r) return ok();
+        last = r.error().message();
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    return fail(Code::kDeadlineExceeded, "the clone's load server did not come up: " + last);
+  }
+
+  Result<std::string> sql(const std::string& text) {
+    CommandOptions o;
+    o.timeout = milliseconds(60000);
+    o.stdin_data = text;
+    CONCORD_ASSIGN_OR_RETURN(
+        CommandResult r,
+        run_command({prog(ctx_, "mariadb"), "--no-defaults", "--protocol=SOCKET",
+                     "--socket=" + sock_, "--user=root", "--batch", "--skip-column-names"},
+                    o));
+    if (!r.ok()) return fail(Code::kInternal, r.describe("mariadb (clone load server)"));
+    return r.out;
+  }
+
+  // Loads a dump file with binary logging off for the session (the copy is the upstream's
+  // history, not this member's).
+  Status load(const std::string& dump) {
+    CommandOptions o;
+    o.timeout = kCloneTimeout;
+    auto r = run_command({"/bin/bash", "-c",
+                          "exec \"$1\" --no-defaults --protocol=SOCKET "
+                          "--socket=\"$2\" --user=root --binary-mode "
+                          "--max-allowed-packet=1G "
+                          "--init-command='SET sql_log_bin=0' < \"$3\"",
+                          "load", prog(ctx_, "mariadb"), sock_, dump},
+                         o);
+    if (!r) return fail(r.error());
+    if (!r->ok()) {
+      return fail(Code::kInternal, "loading the upstream's dump: " + r->describe("mariadb"));
+    }
+    return ok();
+  }
+
+  // Clean shutdown (InnoDB flushed, binlog state written), so the folder starts without
+  // recovery.
+  Status stop() {
+    if (pid_ <= 0) return ok();
+    ::kill(pid_, SIGTERM);
+    bool gone = wait_gone(pid_, milliseconds(120000)) || kill_hard(pid_, milliseconds(10000));
+    pid_ = 0;
+    if (!gone) return fail(Code::kInternal, "the clone's load server survived SIGKILL");
+    return ok();
+  }
+
+  // A load server left by a killed agent.
+  static void reap(const std::string& stage) {
+    pid_t pid = live_pid_from(stage + "/load.pid", stage + "/data");
+    if (pid != 0) (void)kill_hard(pid, milliseconds(10000));
+  }
+
+ private:
+  const MdbReplContext& ctx_;
+  std::string stage_, sock_, pidfile_;
+  pid_t pid_ = 0;
+};
+
+// Batch output with its header line -> column -> value of the first row (batch mode escapes
+// tabs and newlines inside values, so splitting on them is safe).
+std::map<std::string, std::string> first_row(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string header, values;
+  if (!std::getline(in, header) || !std::getline(in, values)) return out;
+  auto split = [](const std::string& line) {
+    std::vector<std::string> f;
+    size_t start = 0;
+    while (true) {
+      size_t tab = line.find('\t', start);
+      f.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    return f;
+  };
+  auto names = split(header), vals = split(values);
+  for (size_t i = 0; i < names.size() && i < vals.size(); ++i) out[names[i]] = vals[i];
+  return out;
+}
+
+std::string upstream_record(const ReplicationSpec& spec) {
+  return fmt::format("{} {} {} {}\n", spec.upstream_instance, spec.upstream_address,
+                     spec.upstream_port, mariadb_native_verifier(spec.secret));
+}
+
+Status check_replica_spec(const ReplicationSpec& spec) {
+  if (spec.upstream_address.empty() || spec.upstream_port <= 0 || spec.upstream_port > 65535) {
+    return fail(Code::kInvalidArgument,
+                "a MariaDB replica needs its upstream's address and port (replication spec)");
+  }
+  if (spec.secret.empty()) {
+    return fail(Code::kInvalidArgument, "the replication secret must not be empty");
+  }
+  return ok();
+}
+
+// Before a promotion: stops receiving and lets the replay finish what was already received
+// (a commit the old primary acknowledged may sit in the relay log only), bounded.
+Status drain_relay_log(const MdbReplContext& ctx, std::map<std::string, std::string> slave) {
+  if (slave["Slave_SQL_Running"] != "Yes") return ok();  // nothing more can be replayed
+  CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin("STOP SLAVE IO_THREAD"));
+  (void)out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (true) {
+    CONCORD_ASSIGN_OR_RETURN(slave, mdb_slave_status(ctx));
+    if (slave.empty() || slave["Slave_SQL_Running"] != "Yes") return ok();
+    if ((slave["Relay_Master_Log_File"] == slave["Master_Log_File"] &&
+         slave["Exec_Master_Log_Pos"] == slave["Read_Master_Log_Pos"]) ||
+        slave["Slave_SQL_Running_State"].starts_with("Slave has read all relay log")) {
+      return ok();
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return fail(
+          Code::kDeadlineExceeded,
+          fmt::format("mariadb {}: the replay of what it received did not finish within "
+                      "120 s (at {}:{} of {}:{}); not promoted yet",
+                      ctx.config.id, slave["Relay_Master_Log_File"], slave["Exec_Master_Log_Pos"],
+                      slave["Master_Log_File"], slave["Read_Master_Log_Pos"]));
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+}
+
+}  // namespace
+
+uint32_t mdb_server_id(std::string_view instance_id) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : instance_id) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h == 0 ? 1 : h;
+}
+
+std::string mdb_recorded_role(const std::string& dir) {
+  auto text = read_file(RPaths(dir).role);
+  if (!text) return "";
+  std::string role = *text;
+  while (!role.empty() && (role.back() == '\n' || role.back() == ' ')) role.pop_back();
+  return role;
+}
+
+Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
+  RPaths p(ctx.config.dir);
+  // log_slave_updates: a replica's own binlog holds everything it replayed, so once promoted
+  // it can serve any sibling that re-points to it from that sibling's GTID position.
+  const std::string text = fmt::format(
+      "# Written by Concord: replication identity; rewritten on every prepare.\n"
+      "[mariadbd]\n"
+      "server_id = {}\n"
+      "gtid_strict_mode = ON\n"
+      "log_slave_updates = ON\n"
+      "relay_log = relay-bin\n"
+      "relay_log_index = relay-bin.index\n",
+      mdb_server_id(ctx.config.id));
+  CONCORD_RETURN_IF_ERROR(write_if_changed(p.repl_cnf, text, ctx.user));
+  if (new_data) {
+    // Data from the template is nobody's copy: whatever this folder was before is forgotten.
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.role));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
+    CONCORD_RETURN_IF_ERROR(
+        write_file_atomic(p.role_cnf, role_text(ctx.config, nullptr), 0600, ctx.user));
+  } else if (!path_exists(p.role_cnf)) {
+    CONCORD_RETURN_IF_ERROR(
+        write_file_atomic(p.role_cnf, role_text(ctx.config, nullptr), 0600, ctx.user));
+  }
+  return ok();
+}
+
+Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
+                      const std::function<Status(const std::string&)>& fresh_data) {
+  CONCORD_RETURN_IF_ERROR(check_replica_spec(spec));
+  RPaths p(ctx.config.dir);
+  if (path_exists(p.data)) return ok();
+  auto log = logger("database.engine");
+  CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, ctx.user));
+  LoadServer::reap(p.stage);
+  CONCORD_RETURN_IF_ERROR(remove_tree(p.stage));
+  auto attempt = [&]() -> Status {
+    CONCORD_RETURN_IF_ERROR(make_dir(p.stage, 0700, ctx.user));
+    // The password reaches mariadb-dump in a 0600 option file, never in argv (ps shows argv).
+    const std::string creds = p.stage + "/upstream.cnf";
+    CONCORD_RETURN_IF_ERROR(
+        write_file_atomic(creds,
+                          fmt::format("[client]\nuser = {}\npassword = {}\nhost = {}\nport = {}\n",
+                                      option_value(kReplicationUser), option_value(spec.secret),
+                                      option_value(spec.upstream_address), spec.upstream_port),
+                          0600));
+    // Logical, over the network: a replica's host cannot read the primary's files. One
+    // transaction gives a consistent snapshot of InnoDB; --master-data takes the GTID
+    // position of exactly that snapshot. The dump is the only step that touches the upstream,
+    // so it goes first: an unreachable upstream costs no template copy.
+    const std::string dump = p.stage + "/dump.sql";
+    {
+      CommandOptions o;
+      o.timeout = kCloneTimeout;
+      auto r =
+          run_command({"/bin/bash", "-o", "pipefail", "-c",
+                       "exec \"$1\" --defaults-extra-file=\"$2\" --protocol=TCP --ssl "
+                       "--all-databases --single-transaction --gtid --master-data=2 "
+                       "--routines --events --triggers --flush-privileges --max-allowed-packet=1G "
+                       "> \"$3\"",
+                       "dump", prog(ctx, "mariadb-dump"), creds, dump},
+                      o);
+      if (!r) return fail(r.error());
+      if (!r->ok()) {
+        return fail(code_for_connect_error(r->err),
+                    fmt::format("copying upstream {} ({}:{}) for replica {}: {}",
+                                spec.upstream_instance, spec.upstream_address, spec.upstream_port,
+                                ctx.config.id, r->describe("mariadb-dump")));
+      }
+    }
+    (void)remove_tree(creds);
+    CONCORD_ASSIGN_OR_RETURN(std::string gtid, dump_gtid(dump));
+    CONCORD_RETURN_IF_ERROR(chown_tree(dump, ctx.user));
+    CONCORD_RETURN_IF_ERROR(fresh_data(p.stage + "/data"));
+    CONCORD_ASSIGN_OR_RETURN(std::string log_bin, log_bin_path(ctx));
+    {
+      LoadServer server(ctx, p.stage);
+      CONCORD_RETURN_IF_ERROR(server.start(log_bin));
+      CONCORD_RETURN_IF_ERROR(server.load(dump));
+      // The copy's position is where this member continues: as a replica (slave position)
+      // and in its own binlog (so after a promotion its siblings find their position in it;
+      // a strict-mode primary refuses a position its binlogs do not know). RESET MASTER also
+      // clears binlogs a demoted member's folder may still list.
+      std::string set = "FLUSH PRIVILEGES;\nRESET MASTER;\n";
+      if (!gtid.empty()) {
+        set += "SET GLOBAL gtid_slave_pos = " + literal(gtid) + ";\n";
+        set += "SET GLOBAL gtid_binlog_state = " + literal(gtid) + ";\n";
+      }
+      set += "SELECT @@gtid_slave_pos, @@gtid_binlog_pos;\n";
+      CONCORD_ASSIGN_OR_RETURN(std::string got, server.sql(set));
+      const std::string want = gtid + "\t" + gtid + "\n";
+      if (got != want) {
+        return fail(Code::kInternal, fmt::format("the clone's GTID position did not hold: "
+                                                 "wanted {}, the load server says {}",
+                                                 gtid, got));
+      }
+      CONCORD_RETURN_IF_ERROR(server.stop());
+    }
+    (void)remove_tree(dump);
+    CONCORD_RETURN_IF_ERROR(
+        write_file_atomic(p.role_cnf, role_text(ctx.config, &spec), 0600, ctx.user));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
+    if (::rename((p.stage + "/data").c_str(), p.data.c_str()) != 0) {
+      return fail(Code::kInternal,
+                  fmt::format("rename {}/data: {}", p.stage, std::strerror(errno)));
+    }
+    // After the rename: a folder recorded as a replica is always a complete copy.
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(p.role, "replica\n", 0600, ctx.user));
+    log->info("mariadb {}: cloned from {} ({}:{}) at GTID {}", ctx.config.id,
+              spec.upstream_instance, spec.upstream_address, spec.upstream_port, gtid);
+    return ok();
+  };
+  auto st = attempt();
+  LoadServer::reap(p.stage);
+  (void)remove_tree(p.stage);
+  if (!st) log->warn("mariadb {}: clone failed: {}", ctx.config.id, st.error().message());
+  return st;
+}
+
+Result<std::map<std::string, std::string>> mdb_slave_status(const MdbReplContext& ctx) {
+  CommandOptions o;
+  o.timeout = milliseconds(10000);
+  o.stdin_data = "SHOW SLAVE STATUS";
+  CONCORD_ASSIGN_OR_RETURN(
+      CommandResult r,
+      run_command({prog(ctx, "mariadb"), "--no-defaults", "--protocol=SOCKET",
+                   "--socket=" + ctx.sock, "--user=root", "--batch", "--connect-timeout=5"},
+                  o));
+  if (!r.ok()) return fail(Code::kUnavailable, r.describe("mariadb (SHOW SLAVE STATUS)"));
+  return first_row(r.out);
+}
+
+Status mdb_apply_primary(const MdbReplContext& ctx, const ReplicationSpec* spec) {
+  RPaths p(ctx.config.dir);
+  auto log = logger("database.engine");
+  // A standalone instance that never took part in replication has nothing to undo (and its
+  // applies stay as cheap as before replicas existed).
+  if (spec == nullptr && mdb_recorded_role(p.dir).empty()) return ok();
+  CONCORD_ASSIGN_OR_RETURN(auto slave, mdb_slave_status(ctx));
+  std::string sql;
+  if (!slave.empty()) {
+    // Promotion (or a replica detached to stand alone): it keeps everything it replayed and
+    // stops following. Its GTID history continues in its own binlog.
+    CONCORD_RETURN_IF_ERROR(drain_relay_log(ctx, slave));
+    sql += "STOP SLAVE;\nRESET SLAVE ALL;\n";
+    log->info("mariadb {}: promoted (was replica of {}:{})", ctx.config.id, slave["Master_Host"],
+              slave["Master_Port"]);
+  }
+  // Off before anything else is written by this apply; semi-sync off first when no standby is
+  // listed any more, so this apply's own statements do not wait for a standby that is gone.
+  sql += "SET GLOBAL read_only = OFF;\nSET GLOBAL rpl_semi_sync_slave_enabled = OFF;\n";
+  if (spec == nullptr || spec->synchronous_standbys.empty()) {
+    sql = "SET GLOBAL rpl_semi_sync_master_enabled = OFF;\n" + sql;
+  }
+  const std::string acct = replication_account();
+  if (spec != nullptr) {
+    const std::string verifier = literal(mariadb_native_verifier(spec->secret));
+    // Written only when it differs: every statement here is binlogged, and with a synchronous
+    // standby down a write would wait for it.
+    CONCORD_ASSIGN_OR_RETURN(
+        std::string have,
+        ctx.admin("SELECT COUNT(*) FROM mysql.user WHERE User = " + literal(kReplicationUser) +
+                  " AND Host = '%' AND authentication_string = " + verifier +
+                  " AND ssl_type = 'ANY' AND Repl_slave_priv = 'Y' AND Repl_client_priv = 'Y' "
+                  "AND Select_priv = 'Y' AND Show_view_priv = 'Y' AND Trigger_priv = 'Y' AND "
+                  "Event_priv = 'Y' AND Lock_tables_priv = 'Y' AND Reload_priv = 'Y'"));
+    if (have != "1\n") {
+      sql += "CREATE USER IF NOT EXISTS " + acct + " IDENTIFIED BY PASSWORD " + verifier +
+             " REQUIRE SSL;\n";
+      sql += "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + verifier + " REQUIRE SSL;\n";
+      // Streaming (REPLICATION SLAVE, BINLOG MONITOR) and the consistent copy clone_from
+      // takes with mariadb-dump (read everything, FLUSH for --master-data, lock for
+      // non-InnoDB tables).
+      sql +=
+          "GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT, SHOW VIEW, TRIGGER, EVENT, "
+          "LOCK TABLES, RELOAD ON *.* TO " +
+          acct + ";\n";
+    }
+  } else {
+    // Standalone: no replication account (looked up first, so a standalone instance's apply
+    // writes nothing to its binlog for it).
+    CONCORD_ASSIGN_OR_RETURN(std::string have,
+                             ctx.admin("SELECT COUNT(*) FROM mysql.user WHERE User = " +
+                                       literal(kReplicationUser) + " AND Host = '%'"));
+    if (have != "0\n") sql += "DROP USER IF EXISTS " + acct + ";\n";
+  }
+  CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin(sql));
+  (void)out;
+  CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
+  if (spec != nullptr) {
+    CONCORD_RETURN_IF_ERROR(write_if_changed(p.role, "primary\n", ctx.user));
+  } else {
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.role));
+  }
+  return ok();
+}
+
+Status mdb_apply_semisync(const MdbReplContext& ctx, const ReplicationSpec* spec) {
+  RPaths p(ctx.config.dir);
+  if (spec != nullptr && !spec->synchronous_standbys.empty()) {
+    CONCORD_ASSIGN_OR_RETURN(
+        std::string out, ctx.admin(fmt::format("SET GLOBAL rpl_semi_sync_master_wait_point = "
+                                               "AFTER_SYNC;\n"
+                                               "SET GLOBAL rpl_semi_sync_master_wait_no_slave "
+                                               "= ON;\n"
+                                               "SET GLOBAL rpl_semi_sync_master_timeout = {};\n"
+                                               "SET GLOBAL rpl_semi_sync_master_enabled = ON;\n",
+                                               kSemiSyncTimeoutMs)));
+    (void)out;
+  }
+  return write_if_changed(p.role_cnf, role_text(ctx.config, spec), ctx.user);
+}
+
+Status mdb_apply_replica(const MdbReplContext& ctx, const ReplicationSpec& spec) {
+  CONCORD_RETURN_IF_ERROR(check_replica_spec(spec));
+  RPaths p(ctx.config.dir);
+  auto log = logger("database.engine");
+  CONCORD_RETURN_IF_ERROR(write_if_changed(p.role_cnf, role_text(ctx.config, &spec), ctx.user));
+  const bool sync = listed(spec.synchronous_standbys, ctx.config.id);
+  CONCORD_ASSIGN_OR_RETURN(std::string now, ctx.admin("SELECT @@rpl_semi_sync_slave_enabled"));
+  const bool sync_changed = now != (sync ? "1\n" : "0\n");
+  std::string sql = fmt::format(
+      "SET GLOBAL read_only = ON;\nSET GLOBAL rpl_semi_sync_master_enabled = OFF;\n"
+      "SET GLOBAL rpl_semi_sync_slave_enabled = {};\n",
+      sync ? "ON" : "OFF");
+  CONCORD_ASSIGN_OR_RETURN(auto slave, mdb_slave_status(ctx));
+  auto recorded = read_file(p.upstream);
+  const std::string want = upstream_record(spec);
+  const bool same_upstream = !slave.empty() && recorded && *recorded == want &&
+                             slave["Master_Host"] == spec.upstream_address &&
+                             slave["Master_Port"] == std::to_string(spec.upstream_port) &&
+                             slave["Master_User"] == kReplicationUser &&
+                             slave["Using_Gtid"] == "Slave_Pos" &&
+                             slave["Master_SSL_Allowed"] == "Yes";
+  if (!same_upstream) {
+    // Re-pointing keeps the GTID slave position: the new upstream (a promoted sibling with
+    // log_slave_updates) has this member's history in its binlog.
+    if (!slave.empty()) sql += "STOP SLAVE;\n";
+    sql += fmt::format(
+        "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, "
+        "MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_SSL = 1, "
+        "MASTER_CONNECT_RETRY = {};\n",
+        literal(spec.upstream_address), spec.upstream_port, literal(kReplicationUser),
+        literal(spec.secret), kConnectRetrySeconds);
+    sql += "START SLAVE;\n";
+    log->info("mariadb {}: replicating from {} ({}:{})", ctx.config.id, spec.upstream_instance,
+              spec.upstream_address, spec.upstream_port);
+  } else if (sync_changed && slave["Slave_IO_Running"] != "No") {
+    // The slave side of semi-sync is negotiated when the IO thread connects.
+    sql += "STOP SLAVE IO_THREAD;\nSTART SLAVE;\n";
+  } else if (slave["Slave_IO_Running"] == "No" || slave["Slave_SQL_Running"] == "No") {
+    sql += "START SLAVE;\n";
+  }
+  CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin(sql));
+  (void)out;
+  return write_if_changed(p.upstream, want, ctx.user);
+}
+
+void mdb_replication_health(const MdbReplContext& ctx, Health& health) {
+  if (mdb_recorded_role(ctx.config.dir).empty()) {
+    health.role = "primary";  // standalone: never a replica's copy, never pointed anywhere
+    return;
+  }
+  auto slave = mdb_slave_status(ctx);
+  if (!slave) return;
+  if (slave->empty()) {
+    health.role = "primary";
+    return;
+  }
+  health.role = "replica";
+  health.replication_streaming =
+      (*slave)["Slave_IO_Running"] == "Yes" && (*slave)["Slave_SQL_Running"] == "Yes";
+  const std::string& lag = (*slave)["Seconds_Behind_Master"];
+  health.replication_lag_seconds = -1;
+  if (!lag.empty() && lag != "NULL" &&
+      std::all_of(lag.begin(), lag.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    health.replication_lag_seconds = std::stoll(lag);
+  }
+}
+
+}  // namespace concord::database::engine::detail

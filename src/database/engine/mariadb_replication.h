@@ -1,0 +1,85 @@
+#pragma once
+// MariaDB read replicas for one instance (docs/design/database.md, "Read replicas: MariaDB").
+// The engine (mariadb_engine.cc) keeps the instance lifecycle and calls these; they own the
+// replication-related files of the instance folder:
+//   concord_replication.cnf  server_id (from the instance id), GTID strict mode, replicas log
+//                            what they replay; written by prepare, !include'd by my.cnf
+//   concord_role.cnf         what the role needs from the very start of the server: read_only
+//                            on a replica, semi-synchronous replication on either side;
+//                            rewritten by every apply and by clone_from
+//   replication_role         "primary" or "replica": what this folder's data is (a replica's
+//                            data is a copy of its upstream's history; anything else is its own)
+//   replication_upstream     the upstream the slave connection was last pointed at (instance,
+//                            address, port, a digest of the secret): CHANGE MASTER only when it
+//                            differs, since SHOW SLAVE STATUS does not show the password
+//   clone.tmp/               the staging of a running clone_from; a stale one is redone
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "database/engine/engine.h"
+#include "database/engine/engine_common.h"
+
+namespace concord::database::engine::detail {
+
+struct MdbReplContext {
+  InstanceConfig config;
+  OsUser user;             // the engine user: owns the folder, runs the private load server
+  std::string bin_dir;     // empty: /usr/bin and /usr/sbin
+  std::string sock;        // the instance's admin socket
+  std::string binlog_cnf;  // concord_binlog.cnf (log_bin's path is read from it)
+  std::chrono::milliseconds start_timeout{60000};
+  // SQL as root@localhost over the instance's socket (the engine's admin(): batch output
+  // without column names).
+  std::function<Result<std::string>(const std::string& sql)> admin;
+};
+
+// A nonzero 32-bit server_id derived from the instance id (FNV-1a), so every member of a
+// group has its own without any coordination.
+uint32_t mdb_server_id(std::string_view instance_id);
+
+// Writes concord_replication.cnf (when it changed) and, when absent, an empty
+// concord_role.cnf. prepare() calls it before my.cnf includes them; `new_data`: the data
+// folder was just made from the template, so whatever role the folder had is forgotten.
+[[nodiscard]] Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data);
+
+// The folder's recorded role ("primary", "replica", or "" when standalone / never set).
+std::string mdb_recorded_role(const std::string& dir);
+
+// Engine::clone_from: a consistent logical copy of the running upstream (mariadb-dump over
+// TLS as kReplicationUser) loaded into a fresh data folder made by `fresh_data(dest)` (the
+// template copy), its GTID position set as both the slave and the binlog position, staged in
+// clone.tmp and renamed into place. Ok without doing anything when <dir>/data exists.
+// kUnavailable when the upstream cannot be reached or refuses the account (not yet made).
+[[nodiscard]] Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
+                                    const std::function<Status(const std::string&)>& fresh_data);
+
+// SHOW SLAVE STATUS as column -> value; empty when no slave connection is configured.
+[[nodiscard]] Result<std::map<std::string, std::string>> mdb_slave_status(
+    const MdbReplContext& ctx);
+
+// The replication half of apply() on a member told to be (or stay) a primary, or standalone
+// (`spec` null): stops and forgets a slave connection (promotion), read_only off, the
+// replication account (primary) or its removal (standalone); semi-synchronous replication off
+// when no standby is listed. Called before the users and databases are converged.
+[[nodiscard]] Status mdb_apply_primary(const MdbReplContext& ctx, const ReplicationSpec* spec);
+
+// Semi-synchronous replication on when spec lists synchronous standbys (and the start-up
+// file). Called last in apply(): from then on a commit waits for a standby's acknowledgement,
+// so the apply's own statements must not.
+[[nodiscard]] Status mdb_apply_semisync(const MdbReplContext& ctx, const ReplicationSpec* spec);
+
+// The replication half of apply() on a replica whose data is a copy of its upstream
+// (mdb_recorded_role == "replica"): read_only, semi-sync slave, and the slave connection
+// pointed at spec's upstream and running.
+[[nodiscard]] Status mdb_apply_replica(const MdbReplContext& ctx, const ReplicationSpec& spec);
+
+// Fills Health::role, replication_streaming and replication_lag_seconds of a running,
+// answering server.
+void mdb_replication_health(const MdbReplContext& ctx, Health& health);
+
+}  // namespace concord::database::engine::detail

@@ -1,0 +1,84 @@
+#pragma once
+// PostgreSQL read replicas for one instance (docs/design/database.md, "Read replicas:
+// PostgreSQL"). The engine (postgres_engine.cc) runs the SQL side (the replication account,
+// slots, promotion, health); these functions own the replication files of the instance folder:
+//   data/concord_replication.conf  included last from postgresql.conf. On a primary:
+//                                  synchronous_standby_names / synchronous_commit. On a
+//                                  replica: primary_conninfo (with a passfile, never the
+//                                  password), primary_slot_name.
+//   data/standby.signal            a replica (PostgreSQL's own marker)
+//   replication.pgpass             the replication secret as a libpq passfile (0600, the
+//                                  engine user's), outside the data folder so that a base
+//                                  backup taken from this member never carries it
+//   clone.tmp/                     staging of a running clone_from; a stale one is removed
+//   data.old/                      the data folder a demoted primary (or a replica rebuilt from a
+//                                  new upstream) set aside until its new folder runs
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "database/engine/desired_state.h"
+#include "database/engine/postgres_backup.h"
+
+namespace concord::database::engine::detail {
+
+// The physical replication slot a primary keeps for the replica `instance_id`:
+// "concord_" + the id lower-cased with '-' as '_' (slot names allow only [a-z0-9_]).
+std::string pg_slot_name(std::string_view instance_id);
+inline constexpr std::string_view kPgSlotPrefix = "concord_";
+
+// The pg_hba.conf line that lets replicas (and clone_from) in as the replication account; the
+// account exists only on members of a replication group, so a standalone instance admits
+// nobody by it.
+inline constexpr std::string_view kPgReplicationHbaLine =
+    "host replication concord_replication 0.0.0.0/0 scram-sha-256";
+
+// "FIRST 1 ("a", "b")" for synchronous_standby_names; "" for none. Ids are double-quoted so any
+// instance id is one standby name (they match the replicas' application_name, their id).
+std::string pg_synchronous_standby_names(const std::vector<std::string>& ids);
+
+// The text of data/concord_replication.conf for `spec` on the instance in `ctx` (also for no
+// replication: an empty-settings file, so a former primary's values are gone).
+std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpec* spec);
+
+// Writes data/concord_replication.conf (when its text changed), the passfile for a replica and
+// the include line in postgresql.conf. Returns whether the conf file changed (the caller
+// reloads). `data` is the data folder to write into (the live one, or a clone's staging one).
+[[nodiscard]] Result<bool> pg_write_replication_files(const PgBackupContext& ctx,
+                                                      const ReplicationSpec* spec,
+                                                      const std::string& data);
+
+// Adds `host replication concord_replication 0.0.0.0/0 scram-sha-256` to data/pg_hba.conf when
+// an instance prepared before replicas existed lacks it. Returns whether it changed (reload).
+[[nodiscard]] Result<bool> pg_ensure_replication_hba(const PgBackupContext& ctx);
+
+// Makes <dir>/data a base backup of the upstream in `spec` (pg_basebackup over the replication
+// account, WAL streamed through the replica's slot), set up to start as its replica. Ok at once
+// when <dir>/data exists (it appears by one rename, only complete). kUnavailable when the
+// upstream cannot be reached, refuses the account or lacks the slot (the primary makes slots
+// in its apply; the driver retries); kInvalidArgument for a spec without an upstream.
+[[nodiscard]] Status pg_clone_data(const PgBackupContext& ctx, const ReplicationSpec& spec);
+
+// Whether a replica at (`timeline`, `replay_lsn`) can stream from an upstream whose current
+// timeline is `upstream_timeline` with the history file `upstream_history` (the text of
+// <upstream_timeline>.history; empty for timeline 1): the upstream's history must pass through
+// our timeline at or after our replay position, else the replica holds WAL the upstream never
+// had and must be rebuilt from it.
+bool pg_can_follow(uint32_t timeline, uint64_t replay_lsn, uint32_t upstream_timeline,
+                   std::string_view upstream_history);
+
+// "0/2000028" -> 0x2000028; false when malformed.
+bool pg_parse_lsn(std::string_view text, uint64_t* out);
+
+struct PgUpstreamTimeline {
+  uint32_t timeline = 0;
+  std::string history;  // the upstream's history file for `timeline` ("" for timeline 1)
+};
+// Asks the upstream in `spec` over a replication connection (IDENTIFY_SYSTEM, TIMELINE_HISTORY)
+// as the replication account. kUnavailable when it cannot be reached.
+[[nodiscard]] Result<PgUpstreamTimeline> pg_upstream_timeline(const PgBackupContext& ctx,
+                                                              const ReplicationSpec& spec);
+
+}  // namespace concord::database::engine::detail

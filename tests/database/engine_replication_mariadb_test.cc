@@ -1,0 +1,336 @@
+// MariaDB read replicas on the real mariadbd 10.11: replicas cloned over the network from a
+// running primary, GTID replication over TLS, promotion, re-pointing, demotion by rebuild and
+// semi-synchronous commits. Every wait is bounded polling of the real servers.
+#include <chrono>
+#include <functional>
+#include <future>
+#include <thread>
+
+#include "database/engine/credentials.h"
+#include "database/engine/engine.h"
+#include "engine_test_util.h"
+
+namespace concord::database::engine::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr char kSecret[] = "repl-Secret-42";
+constexpr char kAppPassword[] = "app-pw";
+
+// Polls `done` every 100 ms until it holds or `limit` passed.
+bool eventually(const std::function<bool()>& done, milliseconds limit = milliseconds(90000)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return done();
+}
+
+class MariadbReplicationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why =
+        engine_skip_reason({"/usr/sbin/mariadbd", "/usr/bin/mariadb-install-db", "/usr/bin/mariadb",
+                            "/usr/bin/mariadb-dump", "/usr/bin/openssl"});
+    if (!why.empty()) GTEST_SKIP() << why;
+    EngineOptions options;
+    options.template_dir = tmp_.path() + "/.templates";
+    auto e = make_mariadb_engine(options);
+    ASSERT_TRUE(e.has_value()) << e.error().to_string();
+    engine_ = std::move(*e);
+  }
+  void TearDown() override {
+    if (!engine_) return;
+    for (const auto& m : members_) (void)engine_->destroy(m);
+  }
+
+  InstanceConfig member(const std::string& name) {
+    InstanceConfig c;
+    c.id = "mr-" + std::to_string(::getpid()) + "-" + name;
+    c.dir = tmp_.path() + "/" + c.id;
+    c.version = "10.11";
+    c.address = unique_address();
+    c.port = 3306;
+    c.vcpus = 1;
+    c.ram_mb = 256;
+    members_.push_back(c);
+    return c;
+  }
+
+  // The group's lists: every member gets the same databases and users (a replica ignores
+  // them until promoted).
+  DesiredState group_state(int64_t revision) {
+    DesiredState s;
+    s.revision = revision;
+    s.databases = {{"shop", "", ""}};
+    s.users = {{"app", "%", mariadb_native_verifier(kAppPassword), {"shop"}}};
+    return s;
+  }
+
+  static ReplicationSpec primary_spec(std::vector<std::string> replicas,
+                                      std::vector<std::string> sync = {}) {
+    ReplicationSpec r;
+    r.role = ReplicationSpec::Role::kPrimary;
+    r.secret = kSecret;
+    r.replicas = std::move(replicas);
+    r.synchronous_standbys = std::move(sync);
+    return r;
+  }
+
+  static ReplicationSpec replica_spec(const InstanceConfig& upstream,
+                                      std::vector<std::string> sync = {}) {
+    ReplicationSpec r;
+    r.role = ReplicationSpec::Role::kReplica;
+    r.secret = kSecret;
+    r.upstream_instance = upstream.id;
+    r.upstream_address = upstream.address;
+    r.upstream_port = upstream.port;
+    r.synchronous_standbys = std::move(sync);
+    return r;
+  }
+
+  void up(const InstanceConfig& c) {
+    auto st = engine_->prepare(c);
+    ASSERT_TRUE(st.has_value()) << st.error().to_string();
+    st = engine_->start(c);
+    ASSERT_TRUE(st.has_value()) << st.error().to_string()
+                                << detail::file_tail(c.dir + "/engine.log", 2000);
+  }
+
+  void apply(const InstanceConfig& c, const DesiredState& s) {
+    auto st = engine_->apply(c, s);
+    ASSERT_TRUE(st.has_value()) << c.id << ": " << st.error().to_string() << logs();
+  }
+
+  // Every member's log tail, for a failure message.
+  std::string logs() const {
+    std::string out;
+    for (const auto& m : members_) {
+      out += "\n---- " + m.id + " ----\n" + detail::file_tail(m.dir + "/engine.log", 1500);
+    }
+    return out;
+  }
+
+  // clone_from, prepare, start, apply: what the driver does for a new replica.
+  void make_replica(const InstanceConfig& c, const InstanceConfig& upstream, int64_t revision,
+                    std::vector<std::string> sync = {}) {
+    auto st = engine_->clone_from(c, replica_spec(upstream, sync));
+    ASSERT_TRUE(st.has_value()) << st.error().to_string();
+    ASSERT_NO_FATAL_FAILURE(up(c));
+    DesiredState s = group_state(revision);
+    s.replication = replica_spec(upstream, sync);
+    ASSERT_NO_FATAL_FAILURE(apply(c, s));
+  }
+
+  detail::CommandResult app(const InstanceConfig& c, const std::string& sql) {
+    return mariadb_cli(c.address, c.port, "app", kAppPassword, "shop", sql);
+  }
+
+  std::string count(const InstanceConfig& c) {
+    auto r = app(c, "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM t");
+    return r.ok() ? r.out : "error: " + r.err;
+  }
+
+  Health health(const InstanceConfig& c) {
+    auto h = engine_->health(c);
+    EXPECT_TRUE(h.has_value()) << h.error().to_string();
+    return h ? *h : Health{};
+  }
+
+  bool streaming(const InstanceConfig& c) {
+    Health h = health(c);
+    return h.role == "replica" && h.replication_streaming && h.replication_lag_seconds >= 0;
+  }
+
+  EngineTempDir tmp_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<InstanceConfig> members_;
+};
+
+TEST_F(MariadbReplicationTest, ReplicasFollowThenPromoteRepointAndDemote) {
+  const InstanceConfig p = member("p");
+  const InstanceConfig r1 = member("r1");
+  const InstanceConfig r2 = member("r2");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  DesiredState ps = group_state(1);
+  ps.replication = primary_spec({r1.id, r2.id});
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+  auto w = app(p, "CREATE TABLE t(id int primary key, v text); INSERT INTO t VALUES (1, 'one')");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(health(p).role, "primary");
+
+  // Replica 1: a copy of the running primary, then streaming. A half-made copy left by a
+  // killed agent is redone, never trusted.
+  ASSERT_TRUE(detail::make_dir(r1.dir + "/clone.tmp/data", 0700).has_value());
+  ASSERT_TRUE(detail::write_file_atomic(r1.dir + "/clone.tmp/data/junk", "x").has_value());
+  ASSERT_NO_FATAL_FAILURE(make_replica(r1, p, 1));
+  EXPECT_FALSE(detail::path_exists(r1.dir + "/clone.tmp"));
+  EXPECT_FALSE(detail::path_exists(r1.dir + "/data/junk"));
+  EXPECT_EQ(count(r1), "1\t1\n") << "the copy holds the primary's rows";
+  ASSERT_TRUE(eventually([&] { return streaming(r1); })) << health(r1).detail;
+  ASSERT_TRUE(app(p, "INSERT INTO t VALUES (2, 'two')").ok());
+  EXPECT_TRUE(eventually([&] { return count(r1) == "2\t2\n"; })) << count(r1);
+
+  // The tenant's user (no SUPER / READ_ONLY ADMIN) cannot write on a replica.
+  auto denied = app(r1, "INSERT INTO t VALUES (100, 'nope')");
+  EXPECT_FALSE(denied.ok());
+  EXPECT_NE(denied.err.find("ERROR 1290"), std::string::npos) << denied.err;
+  // Every member has its own server_id (derived from its instance id).
+  auto ids = mariadb_cli(p.address, p.port, "app", kAppPassword, "", "SELECT @@server_id");
+  auto ids1 = mariadb_cli(r1.address, r1.port, "app", kAppPassword, "", "SELECT @@server_id");
+  ASSERT_TRUE(ids.ok() && ids1.ok()) << ids.err << ids1.err;
+  EXPECT_NE(ids.out, ids1.out);
+  EXPECT_NE(ids.out, "1\n");
+
+  // Applying the same states again changes nothing and keeps streaming.
+  DesiredState rs = group_state(1);
+  rs.replication = replica_spec(p);
+  ASSERT_NO_FATAL_FAILURE(apply(r1, rs));
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+
+  // Replica 2.
+  ASSERT_NO_FATAL_FAILURE(make_replica(r2, p, 1));
+  ASSERT_TRUE(app(p, "INSERT INTO t VALUES (3, 'three')").ok());
+  EXPECT_TRUE(eventually([&] { return count(r2) == "3\t3\n"; })) << count(r2);
+  EXPECT_TRUE(eventually([&] { return count(r1) == "3\t3\n"; })) << count(r1);
+  ASSERT_TRUE(eventually([&] { return streaming(r2); })) << health(r2).detail;
+
+  // A replica survives a restart as a replica: read-only from start-up, streaming again.
+  ASSERT_TRUE(engine_->stop(r2, milliseconds(30000)).has_value());
+  ASSERT_NO_FATAL_FAILURE(up(r2));
+  denied = app(r2, "INSERT INTO t VALUES (101, 'nope')");
+  EXPECT_NE(denied.err.find("ERROR 1290"), std::string::npos) << denied.err;
+  ASSERT_TRUE(eventually([&] { return streaming(r2); })) << health(r2).detail;
+
+  // Promote replica 1 (the primary is left alone first, as after a failover fence).
+  ASSERT_TRUE(engine_->stop(p, milliseconds(30000)).has_value());
+  DesiredState s2 = group_state(2);
+  s2.users.push_back({"late", "%", mariadb_native_verifier("late-pw"), {"shop"}});
+  s2.replication = primary_spec({r2.id, p.id});
+  ASSERT_NO_FATAL_FAILURE(apply(r1, s2));
+  EXPECT_EQ(health(r1).role, "primary");
+  EXPECT_FALSE(health(r1).replication_streaming);
+  auto names = detail::read_managed_names(r1.dir);
+  EXPECT_TRUE(names.databases.contains("shop"));
+  EXPECT_TRUE(names.accounts.contains("app@%"));
+  EXPECT_TRUE(names.accounts.contains("late@%"));
+  ASSERT_TRUE(app(r1, "INSERT INTO t VALUES (4, 'four')").ok());
+
+  // Re-point replica 2 to the new primary: it continues from its GTID position.
+  DesiredState r2s = group_state(2);
+  r2s.replication = replica_spec(r1);
+  ASSERT_NO_FATAL_FAILURE(apply(r2, r2s));
+  EXPECT_TRUE(eventually([&] { return count(r2) == "4\t4\n"; })) << count(r2);
+  EXPECT_TRUE(mariadb_cli(r2.address, r2.port, "late", "late-pw", "shop", "SELECT 1").ok())
+      << "the account the new primary made reached replica 2";
+
+  // The old primary comes back and is told it is a replica of replica 1: rebuilt from there.
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_TRUE(app(p, "INSERT INTO t VALUES (50, 'diverged')").ok())
+      << "the old primary still accepts writes until told otherwise";
+  DesiredState pd = group_state(2);
+  pd.replication = replica_spec(r1);
+  ASSERT_NO_FATAL_FAILURE(apply(p, pd));
+  EXPECT_EQ(count(p), "4\t4\n") << "the diverged write is gone with the rebuilt folder";
+  ASSERT_TRUE(eventually([&] { return streaming(p); })) << health(p).detail;
+
+  // Writes on the new primary reach both.
+  ASSERT_TRUE(app(r1, "INSERT INTO t VALUES (5, 'five')").ok());
+  EXPECT_TRUE(eventually([&] { return count(r2) == "5\t5\n"; })) << count(r2);
+  EXPECT_TRUE(eventually([&] { return count(p) == "5\t5\n"; })) << count(p);
+  EXPECT_TRUE(eventually([&] { return streaming(r2); })) << health(r2).detail;
+  EXPECT_EQ(health(r1).role, "primary");
+}
+
+TEST_F(MariadbReplicationTest, SemiSyncCommitWaitsForTheSynchronousStandby) {
+  const InstanceConfig p = member("sp");
+  const InstanceConfig r = member("sr");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  DesiredState ps = group_state(1);
+  ps.replication = primary_spec({r.id});
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+  ASSERT_TRUE(app(p, "CREATE TABLE t(id int primary key, v text)").ok());
+  ASSERT_NO_FATAL_FAILURE(make_replica(r, p, 1, {r.id}));
+  ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;
+  // Now the replica is the synchronous standby.
+  ps.revision = 2;
+  ps.replication = primary_spec({r.id}, {r.id});
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+  auto w = app(p, "INSERT INTO t VALUES (1, 'acknowledged by the standby')");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(count(r), "1\t1\n") << "after-sync: acknowledged means on the standby";
+
+  // With the only synchronous standby down, a commit is not acknowledged...
+  ASSERT_TRUE(engine_->stop(r, milliseconds(30000)).has_value());
+  auto pending =
+      std::async(std::launch::async, [&] { return app(p, "INSERT INTO t VALUES (2, 'waits')"); });
+  EXPECT_EQ(pending.wait_for(std::chrono::seconds(5)), std::future_status::timeout)
+      << "the commit completed without its standby: " << pending.get().err;
+  // ...and is once the standby is back.
+  ASSERT_NO_FATAL_FAILURE(up(r));
+  auto done = pending.get();
+  EXPECT_TRUE(done.ok()) << done.err;
+  EXPECT_EQ(count(r), "2\t2\n");
+  EXPECT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;
+
+  // Off again when the list is empty: a commit no longer waits for anyone.
+  ASSERT_TRUE(engine_->stop(r, milliseconds(30000)).has_value());
+  ps.revision = 3;
+  ps.replication = primary_spec({r.id});
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+  auto async_commit =
+      std::async(std::launch::async, [&] { return app(p, "INSERT INTO t VALUES (3, 'async')"); });
+  ASSERT_EQ(async_commit.wait_for(std::chrono::seconds(50)), std::future_status::ready);
+  EXPECT_TRUE(async_commit.get().ok());
+
+  // A replica detached (no replication in its desired state) stands alone: it catches up,
+  // stops following and accepts the tenant's writes.
+  ASSERT_NO_FATAL_FAILURE(up(r));
+  ASSERT_TRUE(eventually([&] { return count(r) == "3\t3\n"; })) << count(r);
+  ASSERT_NO_FATAL_FAILURE(apply(r, group_state(4)));
+  Health h = health(r);
+  EXPECT_EQ(h.role, "primary");
+  EXPECT_FALSE(h.replication_streaming);
+  auto own = app(r, "INSERT INTO t VALUES (4, 'standalone')");
+  EXPECT_TRUE(own.ok()) << own.err;
+}
+
+TEST_F(MariadbReplicationTest, CloneFromUnreachableUpstreamIsUnavailable) {
+  const InstanceConfig r = member("lonely");
+  InstanceConfig nowhere;
+  nowhere.id = "nowhere";
+  nowhere.address = unique_address();
+  nowhere.port = free_port(nowhere.address);
+  ASSERT_GT(nowhere.port, 0);
+  auto st = engine_->clone_from(r, replica_spec(nowhere));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_FALSE(detail::path_exists(r.dir + "/data"));
+  EXPECT_FALSE(detail::path_exists(r.dir + "/clone.tmp"));
+
+  // A replica spec without an upstream is refused before anything is tried.
+  ReplicationSpec bad = replica_spec(nowhere);
+  bad.upstream_address.clear();
+  st = engine_->clone_from(r, bad);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << st.error().to_string();
+}
+
+TEST_F(MariadbReplicationTest, ReplicationAccountNameIsReservedForTenants) {
+  const InstanceConfig p = member("res");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  Health h = health(p);
+  EXPECT_EQ(h.role, "primary") << "a standalone instance accepts writes";
+  EXPECT_FALSE(h.replication_streaming);
+  EXPECT_EQ(h.replication_lag_seconds, -1);
+  DesiredState s = group_state(1);
+  s.users.push_back({std::string(kReplicationUser), "%", mariadb_native_verifier("x"), {}});
+  auto st = engine_->apply(p, s);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << st.error().to_string();
+}
+
+}  // namespace
+}  // namespace concord::database::engine::testing

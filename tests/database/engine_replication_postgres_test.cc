@@ -1,0 +1,453 @@
+// PostgreSQL read replicas on the real postgres 15 binaries: members of a replication group are
+// separate instances on separate loopback addresses, cloned with the real pg_basebackup and
+// streaming over TCP as the replication account; tenants log in with the real psql. Covers
+// cloning, streaming, read-only replicas, promotion with a sibling re-pointed and the old
+// primary rebuilt as a replica, synchronous standbys, slot clean-up and clone failures.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <thread>
+
+#include "database/engine/credentials.h"
+#include "database/engine/engine.h"
+#include "database/engine/postgres_replication.h"
+#include "engine_test_util.h"
+
+namespace concord::database::engine::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+// A secret with the characters a libpq passfile must escape.
+constexpr const char* kSecret = "repl:secret\\with-escapes";
+
+TEST(PgReplicationNames, SlotNamesAndStandbyList) {
+  EXPECT_EQ(detail::pg_slot_name("Ab-9_x"), "concord_ab_9_x");
+  EXPECT_EQ(detail::pg_synchronous_standby_names({}), "");
+  EXPECT_EQ(detail::pg_synchronous_standby_names({"r-1"}), "FIRST 1 (\"r-1\")");
+  EXPECT_EQ(detail::pg_synchronous_standby_names({"a", "b"}), "FIRST 1 (\"a\", \"b\")");
+}
+
+TEST(PgReplicationNames, FollowsOnlyAHistoryThroughItsPosition) {
+  // Same timeline: follows.
+  EXPECT_TRUE(detail::pg_can_follow(1, 0x3000000, 1, ""));
+  // The upstream forked from our timeline at or after our position: follows.
+  const std::string history = "1\t0/5000060\tno recovery target specified\n";
+  EXPECT_TRUE(detail::pg_can_follow(1, 0x5000060, 2, history));
+  EXPECT_TRUE(detail::pg_can_follow(1, 0x4000000, 2, history));
+  // We replayed past the fork: our history holds WAL the upstream never had.
+  EXPECT_FALSE(detail::pg_can_follow(1, 0x5000061, 2, history));
+  // Our timeline is not in its history, or it is behind ours.
+  EXPECT_FALSE(detail::pg_can_follow(3, 0x1000000, 2, history));
+  EXPECT_FALSE(detail::pg_can_follow(2, 0x1000000, 1, ""));
+  // Two switches: the line for our timeline decides.
+  const std::string two = "1\t0/5000060\tx\n\n2\t0/7000000\ty\n";
+  EXPECT_TRUE(detail::pg_can_follow(2, 0x6000000, 3, two));
+  EXPECT_FALSE(detail::pg_can_follow(2, 0x7000001, 3, two));
+  uint64_t lsn = 0;
+  EXPECT_FALSE(detail::pg_parse_lsn("nonsense", &lsn));
+}
+
+class PostgresReplicationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = engine_skip_reason(
+        {"/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/initdb",
+         "/usr/lib/postgresql/15/bin/pg_basebackup", "/usr/bin/psql", "/usr/bin/openssl"});
+    if (!why.empty()) GTEST_SKIP() << why;
+    auto e = make_postgres_engine(EngineOptions{});
+    ASSERT_TRUE(e.has_value()) << e.error().to_string();
+    engine_ = std::move(*e);
+    app_verifier_ = postgres_scram_verifier("app-pw");
+  }
+  void TearDown() override {
+    if (!engine_) return;
+    for (const auto& m : members_) (void)engine_->destroy(m);
+  }
+
+  InstanceConfig member(const std::string& name) {
+    InstanceConfig c;
+    c.id = "pgr" + std::to_string(::getpid()) + "-" + name;
+    c.dir = tmp_.path() + "/" + c.id;
+    c.version = "15";
+    c.address = unique_address();
+    c.port = 5432;  // addresses differ, so the standard port serves every member
+    c.ram_mb = 256;
+    members_.push_back(c);
+    return c;
+  }
+
+  // The group's lists, as the server sends them to every member.
+  DesiredState group_state(ReplicationSpec spec) {
+    DesiredState s;
+    s.revision = ++revision_;
+    s.databases = {{"shop", "", ""}};
+    s.users = {{"app", "%", app_verifier_, {"shop"}}};
+    spec.secret = kSecret;
+    s.replication = std::move(spec);
+    return s;
+  }
+  DesiredState primary_state(std::vector<std::string> replicas,
+                             std::vector<std::string> synchronous = {}) {
+    ReplicationSpec spec;
+    spec.role = ReplicationSpec::Role::kPrimary;
+    spec.replicas = std::move(replicas);
+    spec.synchronous_standbys = std::move(synchronous);
+    return group_state(std::move(spec));
+  }
+  ReplicationSpec replica_spec(const InstanceConfig& upstream) {
+    ReplicationSpec spec;
+    spec.role = ReplicationSpec::Role::kReplica;
+    spec.secret = kSecret;
+    spec.upstream_instance = upstream.id;
+    spec.upstream_address = upstream.address;
+    spec.upstream_port = upstream.port;
+    return spec;
+  }
+
+  void up(const InstanceConfig& c) {
+    auto st = engine_->prepare(c);
+    ASSERT_TRUE(st.has_value()) << st.error().to_string();
+    st = engine_->start(c);
+    ASSERT_TRUE(st.has_value()) << st.error().to_string()
+                                << detail::file_tail(c.dir + "/engine.log", 2000);
+  }
+  void apply(const InstanceConfig& c, const DesiredState& s) {
+    auto st = engine_->apply(c, s);
+    ASSERT_TRUE(st.has_value()) << c.id << ": " << st.error().to_string()
+                                << detail::file_tail(c.dir + "/engine.log", 2000);
+  }
+  // As the driver makes a replica: clone_from, prepare, start, apply.
+  void make_replica(const InstanceConfig& c, const InstanceConfig& upstream) {
+    auto st = engine_->clone_from(c, replica_spec(upstream));
+    ASSERT_TRUE(st.has_value()) << st.error().to_string();
+    ASSERT_NO_FATAL_FAILURE(up(c));
+    ASSERT_NO_FATAL_FAILURE(apply(c, group_state(replica_spec(upstream))));
+  }
+
+  detail::CommandResult app_sql(const InstanceConfig& c, const std::string& text) {
+    return psql(c.address, c.port, "app", "app-pw", "shop", text);
+  }
+  // As the engine user over the instance's socket folder (root may reach it).
+  std::string admin_sql(const InstanceConfig& c, const std::string& text) {
+    auto r = detail::run_command({"/usr/bin/psql",
+                                  "host=" + c.dir + "/run port=" + std::to_string(c.port) +
+                                      " user=concord-db dbname=postgres",
+                                  "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tAc", text});
+    if (!r) return "error: " + r.error().message();
+    if (!r->ok()) return "error: " + r->err;
+    return r->out;
+  }
+
+  // Polls (every 100 ms, at most 60 s) until `done`; a bound, never a gate on speed.
+  static bool eventually(const std::function<bool()>& done) {
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+         std::chrono::steady_clock::now() < until;) {
+      if (done()) return true;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    return done();
+  }
+  bool has_rows(const InstanceConfig& c, const std::string& count) {
+    return eventually([&] {
+      auto r = app_sql(c, "SELECT count(*) FROM t");
+      return r.ok() && r.out == count + "\n";
+    });
+  }
+  bool streams(const InstanceConfig& c) {
+    return eventually([&] {
+      auto h = engine_->health(c);
+      return h && h->role == "replica" && h->replication_streaming &&
+             h->replication_lag_seconds >= 0;
+    });
+  }
+
+  EngineTempDir tmp_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<InstanceConfig> members_;
+  std::string app_verifier_;
+  int64_t revision_ = 0;
+};
+
+TEST_F(PostgresReplicationTest, ReplicasStreamAndSurviveAFailover) {
+  InstanceConfig p = member("p");
+  InstanceConfig r1 = member("r1");
+  InstanceConfig r2 = member("r2");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r1.id})));
+  auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(admin_sql(p,
+                      "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = "
+                      "'concord_replication'"),
+            "t|f\n");
+  EXPECT_EQ(admin_sql(p, "SELECT slot_name FROM pg_replication_slots"),
+            detail::pg_slot_name(r1.id) + "\n");
+
+  // Replica 1: cloned, streaming, read-only, the tenant's account works there.
+  ASSERT_NO_FATAL_FAILURE(make_replica(r1, p));
+  EXPECT_TRUE(detail::path_exists(r1.dir + "/data/standby.signal"));
+  ASSERT_TRUE(has_rows(r1, "1"));
+  w = app_sql(p, "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_TRUE(has_rows(r1, "2"));
+  auto refused = app_sql(r1, "INSERT INTO t VALUES (99)");
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.err.find("read-only transaction"), std::string::npos) << refused.err;
+  EXPECT_TRUE(streams(r1));
+  auto hp = engine_->health(p);
+  ASSERT_TRUE(hp.has_value());
+  EXPECT_EQ(hp->role, "primary");
+  EXPECT_FALSE(hp->replication_streaming);
+  // The password is in the 0600 passfile, not in the replica's configuration.
+  auto conf = detail::read_file(r1.dir + "/data/concord_replication.conf");
+  ASSERT_TRUE(conf.has_value());
+  EXPECT_EQ(conf->find("secret"), std::string::npos) << *conf;
+  EXPECT_NE(conf->find("application_name=''" + r1.id + "''"), std::string::npos) << *conf;
+  // A second apply of the same state changes nothing and keeps streaming.
+  ASSERT_NO_FATAL_FAILURE(apply(r1, group_state(replica_spec(p))));
+  EXPECT_TRUE(streams(r1));
+
+  // Replica 2.
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r1.id, r2.id})));
+  ASSERT_NO_FATAL_FAILURE(make_replica(r2, p));
+  ASSERT_TRUE(has_rows(r2, "2"));
+  EXPECT_TRUE(streams(r2));
+  EXPECT_EQ(admin_sql(p,
+                      "SELECT string_agg(application_name, ',' ORDER BY application_name) "
+                      "FROM pg_stat_replication"),
+            r1.id + "," + r2.id + "\n");
+
+  // Failover: the primary is lost; replica 1 is promoted, replica 2 follows it (re-pointed,
+  // not rebuilt: a file in its folder survives), the old primary comes back as a replica.
+  ASSERT_TRUE(engine_->stop(p, milliseconds(10000)).has_value());
+  ASSERT_TRUE(detail::write_file_atomic(r2.dir + "/data/concord_test_marker", "x").has_value());
+  ASSERT_NO_FATAL_FAILURE(apply(r1, primary_state({r2.id, p.id})));
+  auto h1 = engine_->health(r1);
+  ASSERT_TRUE(h1.has_value());
+  EXPECT_EQ(h1->role, "primary");
+  EXPECT_FALSE(h1->restart_required);  // a promotion needs no restart
+  EXPECT_FALSE(detail::path_exists(r1.dir + "/data/standby.signal"));
+  // The group's names that arrived by replication are now Concord's on the new primary.
+  auto names = detail::read_managed_names(r1.dir);
+  EXPECT_TRUE(names.databases.contains("shop"));
+  EXPECT_TRUE(names.accounts.contains("app"));
+  EXPECT_FALSE(names.accounts.contains("concord_replication"));
+  w = app_sql(r1, "INSERT INTO t VALUES (3)");
+  ASSERT_TRUE(w.ok()) << w.err;
+
+  ASSERT_NO_FATAL_FAILURE(apply(r2, group_state(replica_spec(r1))));
+  EXPECT_TRUE(detail::path_exists(r2.dir + "/data/concord_test_marker"));
+  EXPECT_TRUE(has_rows(r2, "3"));
+  EXPECT_TRUE(streams(r2));
+
+  ASSERT_TRUE(engine_->start(p).has_value());
+  auto hold = engine_->health(p);
+  ASSERT_TRUE(hold.has_value());
+  EXPECT_EQ(hold->role, "primary");  // as it was before it was lost
+  ASSERT_NO_FATAL_FAILURE(apply(p, group_state(replica_spec(r1))));
+  auto hnew = engine_->health(p);
+  ASSERT_TRUE(hnew.has_value());
+  EXPECT_EQ(hnew->role, "replica");
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data.old"));
+  EXPECT_TRUE(has_rows(p, "3"));
+  EXPECT_TRUE(streams(p));
+
+  // Writes on the new primary reach both.
+  w = app_sql(r1, "INSERT INTO t VALUES (4)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_TRUE(has_rows(r2, "4"));
+  EXPECT_TRUE(has_rows(p, "4"));
+  auto old_primary_refuses = app_sql(p, "INSERT INTO t VALUES (99)");
+  EXPECT_FALSE(old_primary_refuses.ok());
+  EXPECT_NE(old_primary_refuses.err.find("read-only transaction"), std::string::npos)
+      << old_primary_refuses.err;
+
+  // A removed replica's slot is dropped once nothing streams from it.
+  ASSERT_TRUE(engine_->destroy(p).has_value());
+  ASSERT_NO_FATAL_FAILURE(apply(r1, primary_state({r2.id})));
+  EXPECT_EQ(admin_sql(r1, "SELECT string_agg(slot_name, ',') FROM pg_replication_slots"),
+            detail::pg_slot_name(r2.id) + "\n");
+  w = app_sql(r1, "INSERT INTO t VALUES (5)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_TRUE(has_rows(r2, "5"));
+}
+
+// A replica that replayed writes its new upstream never saw (the old primary kept writing after
+// a sibling's promotion) cannot follow it: it is rebuilt from it instead.
+TEST_F(PostgresReplicationTest, ForkedReplicaIsRebuiltFromItsNewUpstream) {
+  InstanceConfig p = member("p");
+  InstanceConfig r1 = member("r1");
+  InstanceConfig r2 = member("r2");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r1.id, r2.id})));
+  auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_NO_FATAL_FAILURE(make_replica(r1, p));
+  ASSERT_NO_FATAL_FAILURE(make_replica(r2, p));
+  ASSERT_TRUE(has_rows(r1, "1"));
+  ASSERT_TRUE(has_rows(r2, "1"));
+
+  ASSERT_NO_FATAL_FAILURE(apply(r1, primary_state({r2.id})));
+  w = app_sql(p, "INSERT INTO t VALUES (100)");  // the old primary writes on: a fork
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_TRUE(has_rows(r2, "2"));  // replica 2 replayed it
+  ASSERT_TRUE(detail::write_file_atomic(r2.dir + "/data/concord_test_marker", "x").has_value());
+
+  ASSERT_NO_FATAL_FAILURE(apply(r2, group_state(replica_spec(r1))));
+  EXPECT_FALSE(detail::path_exists(r2.dir + "/data/concord_test_marker"));  // a new folder
+  EXPECT_FALSE(detail::path_exists(r2.dir + "/data.old"));
+  EXPECT_TRUE(has_rows(r2, "1"));  // the new primary's history: without the forked row
+  w = app_sql(r1, "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_TRUE(has_rows(r2, "2"));
+  w = app_sql(r2, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(w.out, "1,2\n");
+  EXPECT_TRUE(streams(r2));
+}
+
+TEST_F(PostgresReplicationTest, SynchronousStandbyHoldsCommitsUntilItReturns) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
+  auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_NO_FATAL_FAILURE(make_replica(r, p));
+  ASSERT_TRUE(streams(r));
+
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id}, {r.id})));
+  EXPECT_EQ(admin_sql(p, "SHOW synchronous_standby_names"), "FIRST 1 (\"" + r.id + "\")\n");
+  EXPECT_TRUE(eventually(
+      [&] { return admin_sql(p, "SELECT sync_state FROM pg_stat_replication") == "sync\n"; }));
+  w = app_sql(p, "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_TRUE(has_rows(r, "2"));
+
+  // Without its standby, a commit does not complete: the client is still waiting when its
+  // bounded wait ends (statement_timeout cannot show it: PostgreSQL lifts it before the commit),
+  // and the row stays invisible to everyone else. The server-side backend keeps waiting.
+  ASSERT_TRUE(engine_->stop(r, milliseconds(10000)).has_value());
+  const std::string conninfo = "host=" + p.address + " port=" + std::to_string(p.port) +
+                               " user=app password=app-pw dbname=shop sslmode=require";
+  detail::CommandOptions bounded;
+  bounded.timeout = milliseconds(3000);
+  auto held = detail::run_command(
+      {"/usr/bin/psql", conninfo, "-X", "-q", "-tAc", "INSERT INTO t VALUES (3)"}, bounded);
+  ASSERT_TRUE(held.has_value()) << held.error().to_string();
+  EXPECT_TRUE(held->timed_out) << "exit " << held->exit_code << ": " << held->err;
+  w = app_sql(p, "SELECT count(*) FROM t");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(w.out, "2\n");
+
+  // With the standby back, the held commit completes and new ones do too.
+  ASSERT_TRUE(engine_->start(r).has_value());
+  ASSERT_NO_FATAL_FAILURE(apply(r, group_state(replica_spec(p))));
+  EXPECT_TRUE(has_rows(p, "3"));
+  w = app_sql(p, "INSERT INTO t VALUES (4)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_TRUE(has_rows(r, "4"));
+
+  // Asynchronous again; the replica removed: its slot goes with it.
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
+  EXPECT_EQ(admin_sql(p, "SHOW synchronous_standby_names"), "\n");
+  ASSERT_TRUE(engine_->destroy(r).has_value());
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({})));
+  EXPECT_EQ(admin_sql(p, "SELECT count(*) FROM pg_replication_slots"), "0\n");
+  w = app_sql(p, "INSERT INTO t VALUES (5)");
+  ASSERT_TRUE(w.ok()) << w.err;
+}
+
+TEST_F(PostgresReplicationTest, CloneFailuresSayWhetherToRetry) {
+  InstanceConfig p = member("p");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({})));
+
+  // Nobody listens at the upstream: retry later.
+  InstanceConfig lost = member("lost");
+  ReplicationSpec nowhere = replica_spec(p);
+  nowhere.upstream_address = unique_address();
+  nowhere.upstream_port = free_port(nowhere.upstream_address);
+  auto st = engine_->clone_from(lost, nowhere);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_FALSE(detail::path_exists(lost.dir + "/data"));
+  EXPECT_FALSE(detail::path_exists(lost.dir + "/clone.tmp"));
+
+  // The primary has no slot for this replica yet (its apply has not listed it): retry later;
+  // once it has, the same call succeeds.
+  InstanceConfig early = member("early");
+  st = engine_->clone_from(early, replica_spec(p));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_NE(st.error().message().find("does not exist"), std::string::npos)
+      << st.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({early.id})));
+  // What a killed clone left behind is redone, not trusted.
+  ASSERT_TRUE(detail::make_dir(early.dir + "/clone.tmp/data", 0700).has_value());
+  ASSERT_TRUE(detail::write_file_atomic(early.dir + "/clone.tmp/data/junk", "x").has_value());
+  st = engine_->clone_from(early, replica_spec(p));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_FALSE(detail::path_exists(early.dir + "/data/junk"));
+  EXPECT_FALSE(detail::path_exists(early.dir + "/clone.tmp"));
+  // Idempotent: the folder exists, nothing is redone.
+  ASSERT_TRUE(detail::write_file_atomic(early.dir + "/data/concord_test_marker", "x").has_value());
+  st = engine_->clone_from(early, replica_spec(p));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(detail::path_exists(early.dir + "/data/concord_test_marker"));
+  ASSERT_NO_FATAL_FAILURE(up(early));
+  ASSERT_NO_FATAL_FAILURE(apply(early, group_state(replica_spec(p))));
+  EXPECT_TRUE(streams(early));
+  // A rebuild cut short after the old folder was set aside (agent killed, upstream down): the
+  // next apply finishes it.
+  ASSERT_TRUE(engine_->stop(early, milliseconds(10000)).has_value());
+  ASSERT_EQ(::rename((early.dir + "/data").c_str(), (early.dir + "/data.old").c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(apply(early, group_state(replica_spec(p))));
+  EXPECT_FALSE(detail::path_exists(early.dir + "/data.old"));
+  EXPECT_TRUE(streams(early));
+
+  // A wrong secret: the primary refuses the account (retryable: the primary's apply with the
+  // group's secret may not have run yet).
+  InstanceConfig wrong = member("wrong");
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({early.id, wrong.id})));
+  ReplicationSpec bad_secret = replica_spec(p);
+  bad_secret.secret = "not-the-secret";
+  st = engine_->clone_from(wrong, bad_secret);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_NE(st.error().message().find("password authentication failed"), std::string::npos)
+      << st.error().to_string();
+
+  // Specs that cannot work.
+  ReplicationSpec as_primary = replica_spec(p);
+  as_primary.role = ReplicationSpec::Role::kPrimary;
+  st = engine_->clone_from(wrong, as_primary);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+  ReplicationSpec no_upstream = replica_spec(p);
+  no_upstream.upstream_address.clear();
+  st = engine_->clone_from(wrong, no_upstream);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+  // A running instance is not overwritten.
+  st = engine_->clone_from(p, replica_spec(early));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kFailedPrecondition);
+
+  // The replication account is no tenant's: the name is reserved, and a synchronous standby
+  // must be one of the replicas.
+  DesiredState reserved = primary_state({early.id});
+  reserved.users.push_back({"concord_replication", "%", app_verifier_, {}});
+  st = engine_->apply(p, reserved);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+  st = engine_->apply(p, primary_state({early.id}, {"stranger"}));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace concord::database::engine::testing
