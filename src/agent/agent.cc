@@ -100,6 +100,7 @@ class Agent::Impl {
     std::optional<std::string> console;  // to send with the next report
     size_t console_hash = 0;
     std::string reported;  // the observation the server last acknowledged (without console)
+    std::string detail;    // the driver's status detail (InstanceStatus::detail)
     bool queued = false, busy = false, again = false;
     int steps_in_row = 0;  // driver actions since the last convergence (loop guard)
   };
@@ -121,6 +122,7 @@ class Agent::Impl {
     bool drop = false;        // forget the instance (destroyed orphan / finished delete)
     bool reportable = false;  // something the server should hear about changed
     std::optional<std::string> console;
+    std::string detail;
   };
 
   explicit Impl(AgentOptions o) : opts(std::move(o)) {}
@@ -274,6 +276,7 @@ class Agent::Impl {
         after.exists = w.exists;
         after.power = w.power;
         after.addresses = std::move(w.addresses);
+        after.detail = std::move(w.detail);
       }
       if (w.console) {
         after.console = std::move(w.console);
@@ -356,6 +359,7 @@ class Agent::Impl {
     w.exists = status->exists;
     w.power = static_cast<int>(status->power);
     w.addresses = status->addresses;
+    w.detail = status->detail;
     const bool running = status->power == driver::PowerState::kRunning;
     if (status->exists) collect_console(w, d);
 
@@ -739,6 +743,9 @@ class Agent::Impl {
                 {"reboot_seq", inst.applied.reboot_seq},
                 {"rebuild_seq", inst.applied.rebuild_seq},
                 {"addresses", addresses_json(inst.addresses)}};
+      // Part of the observation: a changed detail (the database driver's storage figures,
+      // replication role) is reported like any other change, an unchanged one is not.
+      if (inst.exists && !inst.detail.empty()) o["detail"] = inst.detail;
       if (inst.error && inst.error->first == inst.spec->generation) {
         o["generation"] = inst.error->first;
         o["error"] = inst.error->second;

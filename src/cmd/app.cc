@@ -600,6 +600,8 @@ Status run_server(const config::Config& c, bool bootstrap) {
   database_options.region = c.str("identity.region");
   database_options.public_url = c.str("server.public_url");
   database_options.backup_dir = dir + "/database-backups";
+  database_options.endpoints = c.boolean("database.endpoints");
+  database_options.endpoint_tls_dir = dir + "/database-endpoints";
   CONCORD_ASSIGN_OR_RETURN(auto databases,
                            database::service::DatabaseService::create(
                                *st, clock, *ids, compute->context(), std::move(database_options)));

@@ -226,6 +226,10 @@ const std::vector<Option>& options() {
        "Port MariaDB instances listen on at their own address.", 1, 65535},
       {"database.max_volume_gb", Type::kInt, "100",
        "Largest volume size (GB) a database instance may ask for (400 beyond).", 1, 1 << 20},
+      {"database.endpoints", Type::kBool, "true",
+       "Serve each database instance's address from a proxy in the server, the engine listening "
+       "on a second address of the pool (stable endpoints; transaction pooling). false: the engine "
+       "listens on the instance's address itself."},
       {"database.apply_wait_ms", Type::kInt, "20000",
        "How long a change of an instance's databases, users or root waits for its agent to apply "
        "it before answering (0: answer at once; the change is asynchronous either way).",

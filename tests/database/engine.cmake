@@ -5,6 +5,11 @@ target_link_libraries(database_engine_credentials_test PRIVATE concord_database_
   GTest::gtest_main)
 gtest_discover_tests(database_engine_credentials_test)
 
+add_executable(database_engine_desired_state_test engine_desired_state_test.cc)
+target_link_libraries(database_engine_desired_state_test PRIVATE concord_database_engine
+  GTest::gtest_main)
+gtest_discover_tests(database_engine_desired_state_test)
+
 foreach(engine postgres mariadb backup replication_postgres replication_mariadb)
   if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/engine_${engine}_test.cc)
     add_executable(database_engine_${engine}_test engine_${engine}_test.cc)

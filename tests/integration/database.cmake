@@ -30,3 +30,26 @@ set_tests_properties(integration_database_backups PROPERTIES
   TIMEOUT 900
   COST 60
   LABELS "integration;slow;workloads")
+# Operations extensions end to end (deletion protection, automated backups, the agent's detail
+# in the view and metrics, the events feed) against a real PostgreSQL engine.
+add_test(NAME integration_database_operations
+         COMMAND /usr/bin/python3 -m unittest -v test_database_operations
+         WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(integration_database_operations PROPERTIES
+  ENVIRONMENT "CONCORD_BIN=$<TARGET_FILE:concord>;PYTHONDONTWRITEBYTECODE=1"
+  TIMEOUT 900
+  COST 40
+  LABELS "integration;slow;workloads")
+
+# Stable endpoints and read replicas end to end: the endpoint proxy in front of each instance
+# (TLS through it; transaction pooling with pgbench -M prepared), `instance create --replica-of`,
+# promote and detach with the real CLI, rows checked through psql / mariadb.
+add_test(NAME integration_database_replicas
+         COMMAND /usr/bin/python3 -m unittest -v test_database_replicas
+         WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(integration_database_replicas PROPERTIES
+  ENVIRONMENT "CONCORD_BIN=$<TARGET_FILE:concord>;PYTHONDONTWRITEBYTECODE=1"
+  TIMEOUT 900
+  COST 60
+  LABELS "integration;slow;workloads")
+

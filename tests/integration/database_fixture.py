@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 import uuid
 
@@ -119,3 +120,40 @@ def last_line(p):
     """The last line of a client's output (psql prints each statement's tag before it)."""
     lines = p.stdout.strip().splitlines()
     return lines[-1] if lines else ""
+
+
+class InstanceWaits:
+    """Polling helpers for the end-to-end test cases (a mixin for unittest.TestCase). The
+    module sets `cloud` on the class: the database_fixture.Cloud it started."""
+
+    cloud = None
+    active_timeout = 240.0
+    change_timeout = 120.0
+
+    def wait_status(self, who, iid, want=("ACTIVE", "HEALTHY"), timeout=None):
+        deadline = time.monotonic() + (timeout or self.active_timeout)
+        last = None
+        while time.monotonic() < deadline:
+            last = self.cloud.trove(who, "GET", "/instances/" + iid)
+            self.assertEqual(last.status, 200, last)
+            inst = last.json()["instance"]
+            if inst["status"] in want:
+                return inst
+            if inst["status"] == "ERROR":
+                self.fail("instance went to ERROR: %r\n%s" % (last, self.cloud.srv.log_tail(80)))
+            time.sleep(0.5)
+        self.fail("instance not %s in time: %r\n%s" % (want, last, self.cloud.srv.log_tail(80)))
+
+    def eventually(self, fn, what, timeout=None):
+        deadline = time.monotonic() + (timeout or self.change_timeout)
+        last = None
+        while time.monotonic() < deadline:
+            ok, last = fn()
+            if ok:
+                return last
+            time.sleep(0.5)
+        self.fail("%s: not in time; last: %r\n%s" % (what, last, self.cloud.srv.log_tail(60)))
+
+    def wait_gone(self, who, iid):
+        self.eventually(lambda: (self.cloud.trove(who, "GET", "/instances/" + iid).status == 404,
+                                 iid), "instance %s deleted" % iid)

@@ -411,6 +411,9 @@ class AgentApi {
       if (auto it = j.find("console"); it != j.end() && it->is_string()) {
         o.console = it->get<std::string>();
       }
+      if (auto it = j.find("detail"); it != j.end() && it->is_string()) {
+        o.detail = sanitize_utf8(it->get<std::string>().substr(0, 4096));
+      }
     } catch (const Json::exception& e) {
       return fail(Code::kInvalidArgument, std::string("Invalid instance report: ") + e.what());
     }
@@ -521,6 +524,17 @@ class AgentApi {
                     "?) ON CONFLICT (server_id) DO UPDATE SET text = excluded.text, "
                     "updated_at = excluded.updated_at",
                     {o.id, console_tail(*o.console), now_text}));
+        (void)c;
+      }
+      if (o.detail && !t.mark_deleted) {
+        // Written only when the text changed (the WHERE of the upsert).
+        CONCORD_ASSIGN_OR_RETURN(
+            int64_t c,
+            tx.exec("INSERT INTO compute_server_details (server_id, detail, updated_at) VALUES "
+                    "(?, ?, ?) ON CONFLICT (server_id) DO UPDATE SET detail = excluded.detail, "
+                    "updated_at = excluded.updated_at WHERE compute_server_details.detail <> "
+                    "excluded.detail",
+                    {o.id, *o.detail, now_text}));
         (void)c;
       }
       if (t.mark_deleted) {

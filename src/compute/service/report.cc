@@ -272,6 +272,8 @@ Status commit_transition(store::Tx& tx, const ComputeOptions& options, const Ser
     // The console of a deleted server is never shown again.
     CONCORD_ASSIGN_OR_RETURN(
         int64_t n, tx.exec("DELETE FROM compute_console_logs WHERE server_id = ?", {t.row.id}));
+    CONCORD_ASSIGN_OR_RETURN(
+        n, tx.exec("DELETE FROM compute_server_details WHERE server_id = ?", {t.row.id}));
     (void)n;
   }
   if (t.release_all) {

@@ -33,6 +33,7 @@ struct Observation {
   std::optional<std::string> error;           // the failure for `generation`
   std::optional<std::string> addresses_json;  // Nova's addresses object, when reported
   std::optional<std::string> console;         // the console tail, only when it changed
+  std::optional<std::string> detail;          // the driver's status detail, when reported
 };
 
 struct Transition {

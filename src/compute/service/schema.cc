@@ -277,6 +277,17 @@ CREATE INDEX compute_servers_list ON compute_servers(project_id, deleted, create
 DROP INDEX compute_servers_project;
 )SQL",
                ""});
+  // The driver's status detail as the agent last reported it (service_servers.h,
+  // ServiceServer::detail): a table of its own, written only when the text changes, so neither
+  // the server row's revision nor the Nova views move with it.
+  m.push_back({"compute", 7, "observed driver detail", R"SQL(
+CREATE TABLE compute_server_details (
+  server_id TEXT PRIMARY KEY,
+  detail TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+)SQL",
+               ""});
   return m;
 }
 

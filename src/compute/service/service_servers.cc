@@ -114,6 +114,7 @@ Status create_service_server(ComputeContext& ctx, const ServiceServerRequest& re
     sreq.count = 1;
     sreq.availability_zone = req.availability_zone;
     sreq.driver = req.driver;
+    sreq.ignore_hosts = req.ignore_hosts;
     CONCORD_ASSIGN_OR_RETURN(
         std::vector<scheduler::HostState> hosts,
         load_hosts(tx, now, static_cast<int64_t>(ctx.options.down_after.count())));
@@ -337,6 +338,14 @@ Result<std::vector<ServiceServer>> list_service_servers(ComputeContext& ctx,
         servers::load_extras(tx, std::span<const ServerRow>(servers_rows),
                              servers::ExtrasWanted{.metadata = true, .host_status = true}, now,
                              static_cast<int64_t>(ctx.options.down_after.count())));
+    std::map<std::string, std::string> details;
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows detail_rows,
+        tx.query("SELECT d.server_id, d.detail FROM compute_server_details d JOIN "
+                 "compute_servers s ON s.id = d.server_id WHERE s.project_id = ? AND "
+                 "s.deleted = 0",
+                 {std::string(project_id)}));
+    for (const store::Row& row : detail_rows) details.emplace(row.text(0), row.text(1));
     for (const ServerRow& s : servers_rows) {
       ServiceServer v;
       v.id = s.id;
@@ -353,6 +362,7 @@ Result<std::vector<ServiceServer>> list_service_servers(ComputeContext& ctx,
       v.ram_mb = s.ram_mb;
       v.disk_gb = s.disk_gb;
       v.converged = s.observed_generation >= s.spec_generation;
+      if (auto d = details.find(s.id); d != details.end()) v.detail = d->second;
       if (auto it = extras.find(s.id); it != extras.end()) {
         v.metadata = it->second.metadata;
         v.host_status = it->second.host_status;

@@ -40,6 +40,8 @@ struct ServiceServerRequest {
   std::optional<FlavorSnapshot> flavor;
   std::map<std::string, std::string> metadata;  // reaches the agent in meta_data_json "meta"
   std::string availability_zone;                // empty: any
+  // Hosts it must not be placed on (a database's standby never shares its primary's host).
+  std::vector<std::string> ignore_hosts;
   // When no host can take it: true records the server in ERROR with the fault (Nova's create);
   // false records nothing and answers kResourceExhausted (callers that retry on their own).
   bool record_unplaced = true;
@@ -64,6 +66,9 @@ struct ServiceServer {
   // The agent has reported the latest desired state (spec generation) as converged, so a
   // metadata change or a resize with no task of its own is known to be applied.
   bool converged = false;
+  // The driver's last reported status detail (InstanceStatus::detail, e.g. the database
+  // driver's "state_revision=N; ...; storage low"); "" until the agent reports one.
+  std::string detail;
 };
 
 // Creates the server, placed on a host offering req.driver, in one write transaction. When it

@@ -90,6 +90,9 @@ DatabaseService::Impl::~Impl() {
   }
   wait_cv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
+  stop_operations();
+  stop_ha();
+  stop_endpoints();
 }
 
 Response DatabaseService::Impl::error(const Request& req, const Error& e) {
@@ -226,6 +229,7 @@ void DatabaseService::Impl::build_routes() {
               &Impl::revoke_access, m);
   add_configuration_routes();
   add_backup_routes();
+  add_operations_routes();
 }
 
 Result<std::unique_ptr<DatabaseService>> DatabaseService::create(

@@ -8,12 +8,18 @@ namespace concord::database::service {
 // hands the new desired state to the server.
 Status DatabaseService::Impl::change_state(
     Call& c, const std::function<Status(store::Tx&, InstanceRow&)>& fn) {
-  std::string id;
+  std::string id, waited_server;
   int64_t revision = 0;
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    if (!inst.replica_of.empty()) {
+      return fail(Code::kInvalidArgument,
+                  "Instance '" + inst.id + "' is a replica of '" + inst.replica_of +
+                      "': its databases, users and root follow its primary; change them there.");
+    }
     CONCORD_RETURN_IF_ERROR(fn(tx, inst));
     id = inst.id;
+    waited_server = primary_server(inst);
     revision = inst.state_revision + 1;
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
                              tx.exec("UPDATE db_instances SET state_revision = state_revision + 1, "
@@ -23,7 +29,7 @@ Status DatabaseService::Impl::change_state(
     return ok();
   }));
   CONCORD_RETURN_IF_ERROR(sync_server(id));
-  c.changed_instance = id;
+  c.changed_instance = waited_server;  // the server that applies it: the primary member's
   c.changed_revision = revision;
   return ok();
 }
@@ -71,7 +77,7 @@ Result<Response> DatabaseService::Impl::list_databases(Call& c) {
   Json out = Json::array();
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     out = Json::array();
-    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_rows_owner(tx, c, c.param(1)));
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows rows,
         tx.query("SELECT name, character_set, collate_name FROM db_databases WHERE instance_id = ? "
@@ -149,7 +155,7 @@ Result<Response> DatabaseService::Impl::list_users(Call& c) {
   Json out = Json::array();
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     out = Json::array();
-    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_rows_owner(tx, c, c.param(1)));
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows rows,
         tx.query("SELECT name, host, verifier, databases_json FROM db_users WHERE "
@@ -198,7 +204,7 @@ Result<Response> DatabaseService::Impl::create_users(Call& c) {
 Result<Response> DatabaseService::Impl::show_user(Call& c) {
   Json out;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_rows_owner(tx, c, c.param(1)));
     CONCORD_ASSIGN_OR_RETURN(UserRow u, require_user(tx, inst.id, c.param(2)));
     out = user_view(u);
     return ok();
@@ -291,7 +297,7 @@ Result<Response> DatabaseService::Impl::delete_user(Call& c) {
 Result<Response> DatabaseService::Impl::list_access(Call& c) {
   Json out;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_rows_owner(tx, c, c.param(1)));
     CONCORD_ASSIGN_OR_RETURN(UserRow u, require_user(tx, inst.id, c.param(2)));
     out = database_refs(u.databases);
     return ok();
@@ -360,7 +366,7 @@ Result<Response> DatabaseService::Impl::enable_root(Call& c) {
 Result<Response> DatabaseService::Impl::show_root(Call& c) {
   bool enabled = false;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_rows_owner(tx, c, c.param(1)));
     // Trove answers whether root was ever enabled.
     CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
                              tx.query("SELECT 1 FROM db_root WHERE instance_id = ?", {inst.id}));

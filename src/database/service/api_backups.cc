@@ -317,6 +317,18 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
       return fail(Code::kAborted, "Instance '" + inst.id + "' already has a backup running (" +
                                       busy[0].text(0) + "); only one at a time.");
     }
+    if (!c.automated_since.empty()) {
+      // The operations thread's check-and-insert, in one write (api_operations.cc).
+      CONCORD_ASSIGN_OR_RETURN(store::Rows made,
+                               tx.query("SELECT id FROM db_events WHERE instance_id = ? AND type = "
+                                        "'backup.automated.started' AND created >= ?",
+                                        {inst.id, c.automated_since}));
+      if (!made.empty()) {
+        return fail(Code::kAlreadyExists, "Instance '" + inst.id +
+                                              "' already had its automated backup since " +
+                                              c.automated_since + ".");
+      }
+    }
     b.parent_id = parent_id;
     if (!parent_id.empty()) {
       CONCORD_ASSIGN_OR_RETURN(
@@ -362,10 +374,16 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
     CONCORD_ASSIGN_OR_RETURN(
         int64_t n,
         tx.exec("INSERT INTO db_backups (id, project_id, instance_id, name, description, "
-                "datastore_version_id, parent_id, kind, status, meta_json, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW', ?, ?, ?)",
+                "datastore_version_id, parent_id, kind, status, meta_json, created, updated, "
+                "automated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW', ?, ?, ?, ?)",
                 {b.id, b.project_id, b.instance_id, b.name, b.description, b.version_id,
-                 b.parent_id, b.kind, b.meta_json, b.created, b.updated}));
+                 b.parent_id, b.kind, b.meta_json, b.created, b.updated,
+                 int64_t{c.automated_since.empty() ? 0 : 1}}));
+    if (!c.automated_since.empty()) {
+      CONCORD_RETURN_IF_ERROR(record_event(tx, inst, "backup.automated.started",
+                                           "Automated backup '" + b.name + "' started.",
+                                           {{"backup_id", b.id}}));
+    }
     CONCORD_ASSIGN_OR_RETURN(
         n, tx.exec("UPDATE db_instances SET state_revision = state_revision + 1 WHERE id = ?",
                    {inst.id}));
@@ -481,8 +499,10 @@ Result<Response> DatabaseService::Impl::show_backup(Call& c) {
                                            "= ?, updated = ? WHERE id = ? AND status IN ") +
                                    kRunning,
                                {b.fail_reason, b.updated, b.id}));
-        (void)n;
-        return ok();
+        if (n == 0) return ok();
+        return record_instance_event(tx, b.instance_id, b.project_id, "backup.failed",
+                                     "Backup '" + b.name + "' failed.",
+                                     {{"backup_id", b.id}, {"reason", b.fail_reason}});
       }));
     }
   }
@@ -1020,7 +1040,10 @@ Result<Response> DatabaseService::Impl::agent_put_backup(Request& req, const std
                 {got.sha256, static_cast<int64_t>(got.size), kind, meta_text(meta),
                  trove_time(clock_.now()), b.id}));
     stored = n > 0;
-    return ok();
+    if (!stored) return ok();
+    return record_instance_event(tx, b.instance_id, b.project_id, "backup.completed",
+                                 "Backup '" + b.name + "' completed.",
+                                 {{"backup_id", b.id}, {"size_bytes", got.size}});
   }));
   if (!stored) {
     drop_unreferenced();
@@ -1051,8 +1074,10 @@ Result<Response> DatabaseService::Impl::agent_backup_failed(Request& req, const 
                                        "?, updated = ? WHERE id = ? AND status IN ") +
                                kRunning,
                            {reason, trove_time(clock_.now()), b.id}));
-    (void)n;
-    return ok();
+    if (n == 0) return ok();
+    return record_instance_event(tx, b.instance_id, b.project_id, "backup.failed",
+                                 "Backup '" + b.name + "' failed.",
+                                 {{"backup_id", b.id}, {"reason", reason}});
   }));
   logger("database")->warn("backup {} of instance {} failed: {}", b.id, b.instance_id, reason);
   backup_request_done(b.instance_id);

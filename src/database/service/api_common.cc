@@ -118,6 +118,16 @@ InstanceRow instance_from(const store::Row& r) {
   i.restart_required = r.integer(20) != 0;
   i.restored_from = r.text(21);
   i.backup_running = r.integer(22) != 0;
+  i.engine_address = r.text(23);
+  i.endpoint_mode = r.text(24);
+  i.replica_of = r.text(25);
+  i.replication_secret = r.text(26);
+  i.deletion_protection = r.integer(27) != 0;
+  i.backup_window = r.text(28);
+  i.backup_retention_days = r.integer(29);
+  i.ha = r.integer(30) != 0;
+  i.primary_member = r.text(31);
+  i.failovers = r.integer(32);
   return i;
 }
 

@@ -22,26 +22,29 @@ Result<engine::DesiredState> DatabaseService::Impl::desired_state(store::Tx& tx,
                                                                   const InstanceRow& inst) {
   engine::DesiredState st;
   st.revision = inst.state_revision;
+  // A replica's databases, users and root are its primary's (api_replicas.cc).
+  const std::string owner = rows_owner(inst);
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows dbs,
       tx.query("SELECT name, character_set, collate_name FROM db_databases WHERE instance_id = ? "
                "ORDER BY name",
-               {inst.id}));
+               {owner}));
   for (const store::Row& r : dbs) st.databases.push_back({r.text(0), r.text(1), r.text(2)});
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows users,
       tx.query("SELECT name, host, verifier, databases_json FROM db_users WHERE instance_id = ? "
                "ORDER BY name",
-               {inst.id}));
+               {owner}));
   for (const store::Row& r : users) {
     st.users.push_back({r.text(0), r.text(1), r.text(2), string_list(r.text(3))});
   }
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows root,
-      tx.query("SELECT verifier FROM db_root WHERE instance_id = ? AND enabled = 1", {inst.id}));
+      tx.query("SELECT verifier FROM db_root WHERE instance_id = ? AND enabled = 1", {owner}));
   if (!root.empty()) st.root = engine::RootSpec{root[0].text(0)};
   CONCORD_RETURN_IF_ERROR(add_configuration_state(tx, inst, st));
   CONCORD_RETURN_IF_ERROR(add_backup_state(tx, inst, st));
+  CONCORD_RETURN_IF_ERROR(add_replication_state(tx, inst, st));
   return st;
 }
 
@@ -51,7 +54,7 @@ std::map<std::string, std::string> DatabaseService::Impl::server_metadata(
           {std::string(keys::kProject), inst.project_id},
           {std::string(keys::kEngine), inst.engine},
           {std::string(keys::kVersion), inst.version},
-          {std::string(keys::kAddress), inst.address},
+          {std::string(keys::kAddress), engine_address_of(inst)},
           {std::string(keys::kPort), std::to_string(inst.port)},
           {std::string(keys::kVolumeGb), std::to_string(inst.volume_gb)},
           {std::string(keys::kState), engine::to_json(st)}};
@@ -71,13 +74,15 @@ std::optional<compute::FlavorSnapshot> DatabaseService::Impl::shown_flavor(
 
 // Creates the instance's server with the given metadata (idempotent per id).
 Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
-                                            const std::map<std::string, std::string>& md) {
+                                            const std::map<std::string, std::string>& md,
+                                            const std::string& server_id,
+                                            const std::vector<std::string>& ignore_hosts) {
   auto [project, user] = service_actor();
   if (project.empty()) {
     return fail(Code::kUnavailable, "the database service is starting; try again shortly");
   }
   compute::ServiceServerRequest req;
-  req.id = inst.id;
+  req.id = server_id.empty() ? inst.id : server_id;
   req.project_id = project;
   req.user_id = user;
   // Named and sized as the tenant's instance, so an operator (and Tempest's resize test) finds
@@ -89,7 +94,8 @@ Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
   req.disk_gb = inst.volume_gb;
   req.flavor = shown_flavor(inst.flavor_id);
   req.metadata = md;
-  req.record_unplaced = true;
+  req.ignore_hosts = ignore_hosts;
+  req.record_unplaced = req.id == inst.id;
   return compute::create_service_server(compute_, req);
 }
 
@@ -99,20 +105,35 @@ Status DatabaseService::Impl::sync_server(const std::string& instance_id) {
   // write their states in the wrong order (a GET repairs what another replica's race leaves).
   std::lock_guard sync_lock(sync_mu_);
   InstanceRow inst;
-  std::map<std::string, std::string> md;
+  ServerTargets targets;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows rows, tx.query(std::string(kInstanceSelect) + "WHERE i.id = ?", {instance_id}));
     if (rows.empty()) return fail(Code::kNotFound, "instance " + instance_id + " is gone");
     inst = instance_from(rows[0]);
-    CONCORD_ASSIGN_OR_RETURN(engine::DesiredState st, desired_state(tx, inst));
-    md = server_metadata(inst, st);
+    CONCORD_ASSIGN_OR_RETURN(targets, server_targets(tx, inst));
     return ok();
   }));
   if (inst.deleting) return ok();
-  Status st = compute::set_service_server_metadata(compute_, inst.id, md);
-  if (!st && st.error().code() == Code::kNotFound) return ensure_server(inst, md);
-  return st;
+  for (const auto& [server_id, md] : targets) {
+    Status st = compute::set_service_server_metadata(compute_, server_id, md);
+    if (!st && st.error().code() == Code::kNotFound) {
+      // A member never shares a host with another member of its instance.
+      std::vector<std::string> avoid;
+      if (targets.size() > 1) {
+        CONCORD_ASSIGN_OR_RETURN(auto live, servers());
+        for (const auto& [other, unused] : targets) {
+          auto o = live.find(other);
+          if (other != server_id && o != live.end() && !o->second.host.empty()) {
+            avoid.push_back(o->second.host);
+          }
+        }
+      }
+      st = ensure_server(inst, md, server_id, avoid);
+    }
+    CONCORD_RETURN_IF_ERROR(st);
+  }
+  return ok();
 }
 
 Result<std::map<std::string, compute::ServiceServer>> DatabaseService::Impl::servers() {
@@ -160,7 +181,7 @@ std::pair<std::string, std::string> DatabaseService::Impl::status(const Instance
 }
 
 Json DatabaseService::Impl::instance_view(const Call& c, const InstanceRow& inst,
-                                          const compute::ServiceServer* s, bool detail) const {
+                                          const compute::ServiceServer* s, bool detail) {
   auto [trove_status, operating] = status(inst, s);
   Json flavor = {{"id", inst.flavor_id}, {"links", links(c, "flavors", inst.flavor_id)}};
   Json out = {{"id", inst.id},
@@ -181,6 +202,9 @@ Json DatabaseService::Impl::instance_view(const Call& c, const InstanceRow& inst
   if (!inst.configuration_id.empty()) {
     out["configuration"] = configuration_ref(c, inst.configuration_id);
   }
+  add_operations_view(inst, s, out);
+  add_replication_view(c, inst, out);
+  add_ha_view(inst, out);
   if (detail) {
     out["tenant_id"] = inst.project_id;
     out["datastore"]["version_number"] = inst.version;
@@ -303,8 +327,10 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   if (it == body.end() || !it->is_object()) {
     return fail(bad("The request body must be {\"instance\": {...}}."));
   }
-  const Json& in = *it;
-  for (const char* unsupported : {"replica_of", "modules"}) {
+  // A replica's datastore, flavor and volume default to its primary's (api_replicas.cc).
+  Json in = *it;
+  CONCORD_ASSIGN_OR_RETURN(std::optional<InstanceRow> source, parse_create_replica(c, in));
+  for (const char* unsupported : {"modules"}) {
     auto u = in.find(unsupported);
     if (u != in.end() && !u->is_null() && !(u->is_array() && u->empty())) {
       return fail(bad(std::string("'") + unsupported +
@@ -375,6 +401,16 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   // (api_backups.cc); each checks its part against the chosen datastore version.
   CONCORD_RETURN_IF_ERROR(parse_create_configuration(c, in, inst));
   CONCORD_RETURN_IF_ERROR(parse_create_restore(c, in, inst));
+  if (source) {
+    if (source->version_id != inst.version_id) {
+      return fail(bad("A replica runs the datastore version of its primary (" + source->datastore +
+                      " " + source->version + ")."));
+    }
+    inst.replica_of = source->id;
+  }
+  CONCORD_RETURN_IF_ERROR(parse_create_pooling(in, inst));
+  CONCORD_RETURN_IF_ERROR(parse_create_ha(in, inst));
+  CONCORD_RETURN_IF_ERROR(parse_create_operations(c, in, inst));
 
   std::vector<engine::DatabaseSpec> databases;
   if (auto d = in.find("databases"); d != in.end() && !d->is_null()) {
@@ -413,12 +449,14 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   inst.last_metered_us = to_us(now);
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     std::set<uint32_t> used = held;
-    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
-                             tx.query("SELECT id, address, deleting FROM db_instances"));
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows rows,
+        tx.query("SELECT id, address, deleting, engine_address FROM db_instances"));
     for (const store::Row& r : rows) {
       // A deleted instance whose server is gone is history: its rows go now.
       if (r.integer(2) != 0 && !live_servers.contains(r.text(0))) {
-        for (const char* table : {"db_databases", "db_users", "db_root"}) {
+        for (const char* table :
+             {"db_databases", "db_users", "db_root", "db_events", "db_members"}) {
           CONCORD_ASSIGN_OR_RETURN(
               int64_t n,
               tx.exec(std::string("DELETE FROM ") + table + " WHERE instance_id = ?", {r.text(0)}));
@@ -430,32 +468,40 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
         continue;
       }
       if (auto ip = parse_ip(r.text(1))) used.insert(*ip);
+      if (auto ip = parse_ip(r.text(3))) used.insert(*ip);
     }
-    std::optional<uint32_t> free;
-    for (uint32_t a = pool_first_; a <= pool_last_; ++a) {
-      if (!used.contains(a)) {
-        free = a;
-        break;
-      }
+    // The tenant's address, and with endpoints a second one the engine listens on.
+    std::vector<uint32_t> free;
+    const size_t wanted = options_.endpoints ? (inst.ha ? 3 : 2) : 1;
+    for (uint32_t a = pool_first_; a <= pool_last_ && free.size() < wanted; ++a) {
+      if (!used.contains(a)) free.push_back(a);
       if (a == pool_last_) break;
     }
-    if (!free) {
+    if (free.size() < wanted) {
       return fail(Code::kResourceExhausted,
                   "No free address is left in the database address "
                   "pool " +
                       options_.address_pool + ".");
     }
-    inst.address = ip_text(*free);
+    inst.address = ip_text(free[0]);
+    if (options_.endpoints) inst.engine_address = ip_text(free[1]);
+    const std::string standby_address = inst.ha ? ip_text(free[2]) : std::string();
+    if (source) CONCORD_RETURN_IF_ERROR(link_replica(tx, inst));
     CONCORD_ASSIGN_OR_RETURN(
         int64_t n,
         tx.exec("INSERT INTO db_instances (id, project_id, name, datastore_version_id, "
                 "flavor_id, vcpus, ram_mb, volume_gb, address, port, state_revision, task, "
-                "created, updated, last_metered_us, deleting, configuration_id, restored_from) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, '', ?, ?, ?, 0, ?, ?)",
+                "created, updated, last_metered_us, deleting, configuration_id, restored_from, "
+                "engine_address, endpoint_mode, replica_of, replication_secret, ha) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, '', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
                 {inst.id, inst.project_id, inst.name, inst.version_id, inst.flavor_id, inst.vcpus,
                  inst.ram_mb, inst.volume_gb, inst.address, inst.port, inst.created, inst.updated,
-                 inst.last_metered_us, inst.configuration_id, inst.restored_from}));
+                 inst.last_metered_us, inst.configuration_id, inst.restored_from,
+                 inst.engine_address, inst.endpoint_mode, inst.replica_of,
+                 inst.replication_secret, int64_t{inst.ha ? 1 : 0}}));
     (void)n;
+    if (inst.ha) CONCORD_RETURN_IF_ERROR(insert_members(tx, inst, standby_address));
+    CONCORD_RETURN_IF_ERROR(insert_operations(tx, inst));  // api_operations.cc
     for (const engine::DatabaseSpec& d : databases) {
       CONCORD_ASSIGN_OR_RETURN(
           int64_t m, tx.exec("INSERT INTO db_databases (instance_id, name, character_set, "
@@ -473,10 +519,22 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
     CONCORD_ASSIGN_OR_RETURN(st, desired_state(tx, inst));
     return ok();
   }));
-  if (Status made = ensure_server(inst, server_metadata(inst, st)); !made) {
+  // An HA instance's members go to two hosts (sync_server places the standby away from the
+  // primary); one no host can take fails the whole create.
+  Status made = inst.ha ? sync_server(inst.id) : ensure_server(inst, server_metadata(inst, st));
+  if (!made) {
+    if (inst.ha) {
+      for (const std::string& id : {inst.id, inst.id + "-m1"}) {
+        (void)compute::delete_service_server(compute_, id);
+      }
+      if (made.error().code() == Code::kResourceExhausted) {
+        made = fail(bad("High availability needs a second host that can run the standby: " +
+                        made.error().message()));
+      }
+    }
     // Nothing half-created: the rows go with the failed server.
     Status undo = store_.write([&](store::Tx& tx) -> Status {
-      for (const char* table : {"db_databases", "db_users"}) {
+      for (const char* table : {"db_databases", "db_users", "db_events", "db_members"}) {
         CONCORD_ASSIGN_OR_RETURN(
             int64_t n,
             tx.exec(std::string("DELETE FROM ") + table + " WHERE instance_id = ?", {inst.id}));
@@ -494,8 +552,18 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
     return fail(made.error());
   }
   logger("database")
-      ->info("instance {} created project={} datastore={} {} address={}:{}", inst.id,
-             inst.project_id, inst.datastore, inst.version, inst.address, inst.port);
+      ->info("instance {} created project={} datastore={} {} address={}:{}{}", inst.id,
+             inst.project_id, inst.datastore, inst.version, inst.address, inst.port,
+             source ? " replica of " + source->id : std::string());
+  if (source) {
+    // The primary now lists the replica (its slot); a failed push is repaired by its next show.
+    if (Status synced = sync_server(source->id); !synced) {
+      logger("database")
+          ->warn("instance {}: pushing the primary's state: {}", source->id,
+                 synced.error().to_string());
+    }
+  }
+  poke_endpoints();
   CONCORD_ASSIGN_OR_RETURN(auto now_servers, servers());
   auto s = now_servers.find(inst.id);
   return Response::json(
@@ -518,7 +586,7 @@ Result<Response> DatabaseService::Impl::list_instances(Call& c) {
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
   Json out = Json::array();
   for (const InstanceRow& inst : rows) {
-    auto s = live.find(inst.id);
+    auto s = live.find(primary_server(inst));
     if (inst.deleting && s == live.end()) continue;  // gone
     out.push_back(instance_view(c, inst, s == live.end() ? nullptr : &s->second, false));
   }
@@ -532,7 +600,7 @@ Result<Response> DatabaseService::Impl::show_instance(Call& c) {
     return ok();
   }));
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
-  auto s = live.find(inst.id);
+  auto s = live.find(primary_server(inst));
   if (inst.deleting && s == live.end()) {
     return fail(Code::kNotFound, "Instance '" + inst.id + "' cannot be found.");
   }
@@ -543,7 +611,7 @@ Result<Response> DatabaseService::Impl::show_instance(Call& c) {
           ->warn("instance {}: pushing its desired state: {}", inst.id, synced.error().to_string());
     }
     CONCORD_ASSIGN_OR_RETURN(live, servers());
-    s = live.find(inst.id);
+    s = live.find(primary_server(inst));
   }
   return Response::json(
       200, dump_json({{"instance",
@@ -563,8 +631,15 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
         value.is_null()) {
       continue;
     }
+    // troveclient's `detach-replica` sends "replica_of": "" (Tempest too).
+    if ((key == "replica_of" || key == "slave_of") && value.is_string() &&
+        value.get<std::string>().empty()) {
+      continue;
+    }
+    if (key == "detach_replica" && value.is_boolean()) continue;
     if (key == "configuration" && value.is_string()) continue;  // attach (null: detach)
     if (key == "access" && value.is_object()) continue;
+    if (is_operations_key(key)) continue;  // api_operations.cc checks the value
     return fail(bad("Changing '" + sanitize_utf8(key) +
                     "' of an instance is not supported by this cloud yet."));
   }
@@ -592,6 +667,7 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     if (configuration) {
       CONCORD_ASSIGN_OR_RETURN(new_revision, set_instance_configuration(tx, inst, *configuration));
     }
+    CONCORD_RETURN_IF_ERROR(apply_update_operations(tx, inst, *it));
     if (!name) return ok();
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
                              tx.exec("UPDATE db_instances SET name = ?, updated = ? WHERE id = ?",
@@ -599,6 +675,17 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     (void)n;
     return ok();
   }));
+  bool detach = false;
+  for (const char* key : {"replica_of", "slave_of"}) {
+    auto r = it->find(key);
+    if (r != it->end() && (r->is_null() || (r->is_string() && r->get<std::string>().empty()))) {
+      detach = true;
+    }
+  }
+  if (auto d = it->find("detach_replica"); d != it->end() && (d->is_null() || *d == true)) {
+    detach = true;
+  }
+  if (detach) CONCORD_RETURN_IF_ERROR(detach_replica(c, c.param(1)));
   if (new_revision > 0) {
     CONCORD_RETURN_IF_ERROR(sync_server(c.param(1)));
     // Answered once applied where the route waits (add_applied), as access changes are.
@@ -610,11 +697,26 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
 
 Result<Response> DatabaseService::Impl::delete_instance(Call& c) {
   bool already = false;
+  std::string primary;  // of a replica: it no longer keeps a slot for it
+  bool ha = false;
+  std::vector<std::string> members;
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1), true));
     if (inst.deleting) {
       already = true;
       return ok();
+    }
+    CONCORD_RETURN_IF_ERROR(check_deletable(inst));
+    ha = inst.ha;
+    if (ha) {
+      CONCORD_ASSIGN_OR_RETURN(std::vector<Member> ms, members_of(tx, inst.id));
+      members.clear();
+      for (const Member& m : ms) members.push_back(m.id);
+    }
+    CONCORD_RETURN_IF_ERROR(check_no_replicas(tx, inst));
+    if (!inst.replica_of.empty()) {
+      primary = inst.replica_of;
+      CONCORD_RETURN_IF_ERROR(bump_revisions(tx, {primary}, trove_time(clock_.now())));
     }
     CONCORD_RETURN_IF_ERROR(meter(tx, inst, to_us(clock_.now()), options_.region));
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
@@ -622,17 +724,24 @@ Result<Response> DatabaseService::Impl::delete_instance(Call& c) {
                                      "last_metered_us = ? WHERE id = ?",
                                      {trove_time(clock_.now()), inst.last_metered_us, inst.id}));
     (void)n;
-    return ok();
+    return record_event(tx, inst, "deleted", "The instance is being deleted.");
   }));
   // Re-issued on a repeated delete too, so a crash right after the row write is finished.
   CONCORD_RETURN_IF_ERROR(compute::delete_service_server(compute_, c.param(1)));
+  if (ha) {
+    for (const std::string& id : members) {
+      if (id != c.param(1)) CONCORD_RETURN_IF_ERROR(compute::delete_service_server(compute_, id));
+    }
+  }
   if (!already) logger("database")->info("instance {} deleting", c.param(1));
+  if (!primary.empty()) sync_servers({primary});
+  poke_endpoints();
   return Response::empty(202);
 }
 
 Status DatabaseService::Impl::require_active(const InstanceRow& inst) {
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
-  auto s = live.find(inst.id);
+  auto s = live.find(primary_server(inst));
   const std::string st = status(inst, s == live.end() ? nullptr : &s->second).first;
   if (st != "ACTIVE" && st != "RESTART_REQUIRED") {
     return fail(Code::kFailedPrecondition,
@@ -656,7 +765,7 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
   }));
   if (name == "restart") {
     CONCORD_RETURN_IF_ERROR(require_active(inst));
-    CONCORD_RETURN_IF_ERROR(compute::reboot_service_server(compute_, inst.id));
+    CONCORD_RETURN_IF_ERROR(compute::reboot_service_server(compute_, primary_server(inst)));
     CONCORD_RETURN_IF_ERROR(set_task(inst.id, "RESTART", std::nullopt));
     if (inst.restart_required) CONCORD_RETURN_IF_ERROR(clear_restart_required(inst.id));
     return Response::empty(202);
@@ -668,10 +777,12 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
     CONCORD_RETURN_IF_ERROR(set_task(inst.id, "", std::nullopt));
     return Response::empty(202);
   }
+  if (name == "promote_to_replica_source") return promote_replica(c, inst);
+  if (name == "eject_replica_source") return eject_replica_source(c, inst);
   if (name != "resize") {
     return fail(bad("Action '" + sanitize_utf8(name) +
-                    "' is not supported (restart, resize with flavorRef or volume; "
-                    "reset_status for admins)."));
+                    "' is not supported (restart, resize with flavorRef or volume, "
+                    "promote_to_replica_source, eject_replica_source; reset_status for admins)."));
   }
   if (!arg.is_object() || arg.size() != 1 ||
       (!arg.contains("flavorRef") && !arg.contains("volume"))) {
@@ -709,10 +820,17 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
     }
   }
   CONCORD_RETURN_IF_ERROR(require_active(inst));
-  CONCORD_RETURN_IF_ERROR(compute::resize_service_server(
-      compute_, inst.id, next.vcpus, next.ram_mb, next.volume_gb, shown_flavor(next.flavor_id)));
+  CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> member_ids, member_servers(inst));
+  for (const std::string& id : member_ids) {
+    CONCORD_RETURN_IF_ERROR(compute::resize_service_server(
+        compute_, id, next.vcpus, next.ram_mb, next.volume_gb, shown_flavor(next.flavor_id)));
+  }
   CONCORD_RETURN_IF_ERROR(set_task(inst.id, "RESIZE", next));
-  if (next.volume_gb != inst.volume_gb) CONCORD_RETURN_IF_ERROR(sync_server(inst.id));
+  if (next.volume_gb != inst.volume_gb) {
+    CONCORD_RETURN_IF_ERROR(sync_server(inst.id));
+    // A replica holds the same data: its volume grows with its primary's (as Trove's).
+    CONCORD_RETURN_IF_ERROR(resize_replica_volumes(c, inst, next.volume_gb));
+  }
   return Response::empty(202);
 }
 
@@ -739,6 +857,11 @@ Status DatabaseService::Impl::set_task(const std::string& id, const std::string&
                 {task, inst.flavor_id, inst.vcpus, inst.ram_mb, inst.volume_gb,
                  inst.last_metered_us, trove_time(now), id}));
     (void)n;
+    if (task == "RESTART") return record_event(tx, inst, "restart.requested", "Restart requested.");
+    if (task == "RESIZE") {
+      return record_event(tx, inst, "resize.requested", "Resize requested.",
+                          {{"flavor_id", inst.flavor_id}, {"volume_gb", inst.volume_gb}});
+    }
     return ok();
   });
 }

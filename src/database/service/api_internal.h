@@ -25,6 +25,7 @@
 #include "compute/service/service_servers.h"
 #include "database/engine/credentials.h"
 #include "database/engine/desired_state.h"
+#include "database/proxy/endpoint_set.h"
 #include "database/service/database_service.h"
 #include "database/service/names.h"
 #include "usage/usage_ledger.h"
@@ -79,6 +80,21 @@ struct InstanceRow {
   bool restart_required = false;  // a restart-required parameter changed since the last restart
   std::string restored_from;      // the backup the instance was restored from ("" none)
   bool backup_running = false;    // a backup of it is NEW, BUILDING or SAVING (status BACKUP)
+  // Schema 3. The tenant-facing `address` is the endpoint (a proxy listener in the server);
+  // the engine listens on `engine_address` ("" for instances made before endpoints: the
+  // engine is then at `address` and no proxy serves it).
+  std::string engine_address;
+  std::string endpoint_mode = "session";  // "session" or "transaction" (PostgreSQL pooling)
+  std::string replica_of;                 // the primary it replicates ("" none)
+  std::string replication_secret;         // the group's replication password ("" none yet)
+  bool deletion_protection = false;
+  std::string backup_window;  // "HH:MM" UTC start of the daily automated backup ("" none)
+  int64_t backup_retention_days = 0;
+  // High availability (api_ha.cc): members in db_members; `engine_address` is then the current
+  // primary member's, `primary_member` its server id ("": the instance id).
+  bool ha = false;
+  std::string primary_member;
+  int64_t failovers = 0;
 };
 
 inline constexpr const char* kInstanceSelect =
@@ -86,7 +102,10 @@ inline constexpr const char* kInstanceSelect =
     "i.volume_gb, i.address, i.port, i.state_revision, i.task, i.created, i.updated, "
     "i.last_metered_us, i.deleting, d.name, v.name, v.engine, i.configuration_id, "
     "i.restart_required, i.restored_from, (SELECT COUNT(*) FROM db_backups b WHERE "
-    "b.instance_id = i.id AND b.deleting = 0 AND b.status IN ('NEW', 'BUILDING', 'SAVING')) "
+    "b.instance_id = i.id AND b.deleting = 0 AND b.status IN ('NEW', 'BUILDING', 'SAVING')), "
+    "i.engine_address, i.endpoint_mode, i.replica_of, i.replication_secret, "
+    "i.deletion_protection, i.backup_window, i.backup_retention_days, i.ha, i.primary_member, "
+    "i.failovers "
     "FROM db_instances i "
     "JOIN db_datastore_versions v ON v.id = i.datastore_version_id "
     "JOIN db_datastores d ON d.id = v.datastore_id ";
@@ -133,6 +152,9 @@ class DatabaseService::Impl {
         routes_(std::make_shared<http::RouteTable>()) {
     build_routes();
     watcher_ = std::thread([this] { watch_applies(); });
+    start_endpoints();
+    start_ha();
+    start_operations();
   }
   ~Impl();
 
@@ -153,6 +175,11 @@ class DatabaseService::Impl {
     // revision, which an add_applied route waits to see applied before answering.
     std::string changed_instance;
     int64_t changed_revision = 0;
+    // Set by the operations thread (api_operations.cc) when it makes an automated backup
+    // through create_backup: the start of today's backup window (Trove time). create_backup
+    // then refuses (kAlreadyExists) when one was made since, in its own write transaction, so
+    // two servers never make two for the same day, and marks the backup automated.
+    std::string automated_since;
   };
 
   using Handler = Result<Response> (Impl::*)(Call&);
@@ -259,6 +286,127 @@ class DatabaseService::Impl {
   // backup of it remains.
   void prune_logs(const std::string& instance_id);
 
+  // api_replicas.cc: read replicas (Trove's replica_of, promote_to_replica_source,
+  // eject_replica_source, detach). A replica is an instance of its own (own endpoint, own
+  // engine) whose engine streams from its primary's; its databases, users and root are the
+  // primary's rows (rows_owner), so a promotion moves them and nothing else.
+  // The create request's "replica_of": the primary (checked: the caller's, not deleting, not a
+  // replica itself), after filling in the request's datastore, flavor and volume from it when
+  // absent. nullopt: not a replica. Refuses databases, users and restorePoint for a replica.
+  Result<std::optional<InstanceRow>> parse_create_replica(const Call& c, Json& in);
+  // The create request's "pooling" ("session" | "transaction", PostgreSQL only).
+  Status parse_create_pooling(const Json& in, InstanceRow& inst);
+  // In create's transaction: gives the group a replication secret (made on first use) and
+  // raises the primary's state revision (its replicas list changes).
+  Status link_replica(store::Tx& tx, InstanceRow& inst);
+  static std::string rows_owner(const InstanceRow& inst) {
+    return inst.replica_of.empty() ? inst.id : inst.replica_of;
+  }
+  // load_instance, then the instance whose databases/users/root rows `id`'s are.
+  Result<InstanceRow> load_rows_owner(store::Tx& tx, const Call& c, const std::string& id);
+  Status add_replication_state(store::Tx& tx, const InstanceRow& inst, engine::DesiredState& st);
+  // "replica_of" / "replicas" of the instance view.
+  void add_replication_view(const Call& c, const InstanceRow& inst, Json& out) const;
+  // Actions and the detach of update_instance.
+  Result<Response> promote_replica(Call& c, const InstanceRow& inst);
+  Result<Response> eject_replica_source(Call& c, const InstanceRow& inst);
+  Status detach_replica(const Call& c, const std::string& id);
+  // Grows each replica's volume to `gb` with its primary's (resize action).
+  Status resize_replica_volumes(const Call& c, const InstanceRow& primary, int64_t gb);
+  // kPermissionDenied while `inst` has replicas (Trove's rule: detach or delete them first).
+  Status check_no_replicas(store::Tx& tx, const InstanceRow& inst);
+  // Raises the state revision of each instance in one transaction.
+  static Status bump_revisions(store::Tx& tx, const std::vector<std::string>& ids,
+                               const std::string& now);
+  // Pushes each instance's state; failures are logged (the next show repairs them).
+  void sync_servers(const std::vector<std::string>& ids);
+  // Waits (bounded by options_.apply_wait) until `id`'s server converged at `revision`.
+  void wait_applied(const std::string& id, int64_t revision);
+
+  // api_ha.cc: high availability (docs/design/database.md, "High availability"): a primary
+  // and a synchronous standby member, each a service server on its own host (the first member's
+  // server id is the instance id), and the controller thread that probes primaries, fails over
+  // (fence, promote, re-point the endpoint) and turns synchronous replication on and off.
+  struct Member {
+    std::string id, engine_address, role, sync;  // role primary|standby; sync none|requested|active
+  };
+  static Result<std::vector<Member>> members_of(store::Tx& tx, const std::string& instance_id);
+  // The server whose engine serves the instance now.
+  static std::string primary_server(const InstanceRow& inst) {
+    return inst.primary_member.empty() ? inst.id : inst.primary_member;
+  }
+  // The create request's "high_availability" (a boolean).
+  Status parse_create_ha(const Json& in, InstanceRow& inst);
+  // In create's transaction: the member rows (the standby's engine address given).
+  Status insert_members(store::Tx& tx, const InstanceRow& inst, const std::string& standby_address);
+  // Each server the instance's desired state goes to, with its metadata: the instance's own
+  // server, or one per member.
+  using ServerTargets = std::vector<std::pair<std::string, std::map<std::string, std::string>>>;
+  Result<ServerTargets> server_targets(store::Tx& tx, const InstanceRow& inst);
+  // Every member server id of `inst` (the instance id alone without HA).
+  Result<std::vector<std::string>> member_servers(const InstanceRow& inst);
+  // The view's "high_availability".
+  void add_ha_view(const InstanceRow& inst, Json& out);
+  void start_ha();
+  void stop_ha();
+  // One controller round over every HA instance.
+  void ha_round();
+  // Moves the primary role to the standby in one transaction, then pushes the states and
+  // re-points the endpoint. False when it did not happen (no synchronized standby, raced).
+  bool fail_over(const std::string& instance_id, const std::string& reason);
+
+  // api_endpoints.cc: the instances' stable endpoints (one proxy listener per instance in this
+  // process, options_.endpoints) and the thread that keeps them converged.
+  void start_endpoints();
+  void stop_endpoints();
+  // Converges the proxies to the instance rows now (also run every second by the thread).
+  void refresh_endpoints();
+  // Asks the thread for a refresh now (after a create, delete or promotion).
+  void poke_endpoints();
+  // The engine that serves `inst` now: its own engine address ("" before endpoints existed:
+  // the instance's address).
+  static std::string engine_address_of(const InstanceRow& inst) {
+    return inst.engine_address.empty() ? inst.address : inst.engine_address;
+  }
+
+  // api_operations.cc: Concord's operations extensions (docs/design/database.md,
+  // "Operations"): deletion protection, the events feed, automated backups with retention, and
+  // the storage watch.
+  void add_operations_routes();
+  // The create request's "deletion_protection" and "backup_schedule"; sets inst's fields.
+  Status parse_create_operations(const Call& c, const Json& in, InstanceRow& inst);
+  // Whether update_instance's `key` is one of this part's ("deletion_protection",
+  // "backup_schedule"); apply_update_operations checks and writes them in update_instance's
+  // transaction.
+  static bool is_operations_key(std::string_view key);
+  Status apply_update_operations(store::Tx& tx, const InstanceRow& inst, const Json& in);
+  // kFailedPrecondition (Trove's 422) while deletion protection is on.
+  Status check_deletable(const InstanceRow& inst);
+  // The instance view's "deletion_protection", "backup_schedule" and (from the server's
+  // reported detail, when there is one) "storage".
+  void add_operations_view(const InstanceRow& inst, const compute::ServiceServer* s,
+                           Json& view) const;
+  // Appends an event to the instance's feed, in the caller's transaction.
+  Status record_event(store::Tx& tx, const InstanceRow& inst, std::string_view type,
+                      std::string_view message, const Json& detail = Json::object());
+  // The operations thread (automated backups, retention, storage watch); stop joins it.
+  void start_operations();
+  void stop_operations();
+  // create_instance's write: the operations columns of the new row and its "created" event.
+  Status insert_operations(store::Tx& tx, const InstanceRow& inst);
+  // record_event for code that holds only the instance's id and project (backups).
+  Status record_instance_event(store::Tx& tx, const std::string& instance_id,
+                               const std::string& project_id, std::string_view type,
+                               std::string_view message, const Json& detail = Json::object());
+  Result<Response> list_events(Call& c);
+  Result<Response> instance_metrics(Call& c);
+  Result<Response> run_operations(Call& c);
+  // One pass of the operations thread: automated backups due, retention, storage watch.
+  void operations_pass();
+  // The pass's storage watch: one "storage.low" event per episode of a server's detail saying
+  // "storage low", and "storage.ok" when it ends.
+  void watch_storage();
+
  public:
   std::shared_ptr<http::RouteTable> agent_routes() const { return agent_routes_; }
   const blob::BlobStore* backup_blobs() const { return backup_blobs_.get(); }
@@ -291,14 +439,18 @@ class DatabaseService::Impl {
                                                      const engine::DesiredState& st) const;
   // The instance's Trove flavor as its service server shows it; nullopt when it is gone.
   std::optional<compute::FlavorSnapshot> shown_flavor(const std::string& flavor_id);
-  Status ensure_server(const InstanceRow& inst, const std::map<std::string, std::string>& md);
+  // Creates `server_id`'s server (default: the instance's own) off `ignore_hosts`; a standby
+  // that no host can take is an error (kResourceExhausted), not a server in ERROR.
+  Status ensure_server(const InstanceRow& inst, const std::map<std::string, std::string>& md,
+                       const std::string& server_id = "",
+                       const std::vector<std::string>& ignore_hosts = {});
   Status sync_server(const std::string& instance_id);
   Result<std::map<std::string, compute::ServiceServer>> servers();
   static int64_t state_revision_of(const compute::ServiceServer& s);
   static std::pair<std::string, std::string> status(const InstanceRow& inst,
                                                     const compute::ServiceServer* s);
   Json instance_view(const Call& c, const InstanceRow& inst, const compute::ServiceServer* s,
-                     bool detail) const;
+                     bool detail);
   Result<std::vector<engine::DatabaseSpec>> parse_databases(const Json& list,
                                                             const std::string& engine);
   Result<std::vector<NewUser>> parse_users(const Json& list, const std::string& engine);
@@ -369,6 +521,33 @@ class DatabaseService::Impl {
   std::vector<PendingApply> pending_;  // guarded by wait_mu_
   bool stopping_ = false;              // guarded by wait_mu_
   std::thread watcher_;
+
+  // api_endpoints.cc
+  std::unique_ptr<proxy::EndpointSet> endpoints_;  // null unless options_.endpoints
+  std::mutex endpoints_mu_;
+  std::condition_variable endpoints_cv_;
+  bool endpoints_stopping_ = false;  // guarded by endpoints_mu_
+  bool endpoints_poked_ = false;     // guarded by endpoints_mu_
+  std::thread endpoint_keeper_;
+
+  // api_ha.cc
+  struct Probes {
+    int primary_failures = 0;  // consecutive failed probes of the primary member's engine
+    std::chrono::steady_clock::time_point standby_down_since{};  // zero: answering
+    std::chrono::steady_clock::time_point last_restart{};        // of a stopped standby
+  };
+  std::map<std::string, Probes> probes_;  // by instance id; the controller thread's own
+  std::mutex ha_mu_;
+  std::condition_variable ha_cv_;
+  bool ha_stopping_ = false;  // guarded by ha_mu_
+  std::thread ha_controller_;
+
+  // The operations thread (api_operations.cc).
+  std::mutex ops_mu_;
+  std::condition_variable ops_cv_;
+  bool ops_stopping_ = false;  // guarded by ops_mu_
+  std::mutex ops_pass_mu_;     // one pass at a time (the thread, the admin route)
+  std::thread ops_thread_;
 };
 
 }  // namespace concord::database::service

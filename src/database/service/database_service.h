@@ -65,6 +65,14 @@ struct DatabaseOptions {
   std::string prefix = "/database";
   // Public origin for links; empty: the request's origin.
   std::string public_url;
+  // Serve each instance's address from a proxy in this process (docs/design/database.md,
+  // "Endpoints"): the engine then listens on a second address of the pool, and the address the
+  // tenant sees stays put when the engine serving it changes. Off: the engine listens on the
+  // instance's address itself (no pooling, no failover).
+  bool endpoints = false;
+  // Where the endpoints' own TLS certificate is kept (transaction pooling terminates TLS);
+  // empty: pooling endpoints refuse TLS.
+  std::string endpoint_tls_dir;
 };
 
 // Trove's error body: {"<badRequest|itemNotFound|...>": {"message", "code"}}.

@@ -117,6 +117,41 @@ CREATE TABLE db_log_segments (
   created TEXT NOT NULL,
   PRIMARY KEY (instance_id, name)
 );
+)sql"},
+          // Stage 4 and 5 (docs/design/database.md, "Endpoints", "Read replicas", "Operations").
+          {"database", 3, "endpoints, replicas, high availability, deletion protection, events, automated backups",
+           R"sql(
+ALTER TABLE db_instances ADD COLUMN engine_address TEXT NOT NULL DEFAULT '';
+ALTER TABLE db_instances ADD COLUMN endpoint_mode TEXT NOT NULL DEFAULT 'session';
+ALTER TABLE db_instances ADD COLUMN replica_of TEXT NOT NULL DEFAULT '';
+ALTER TABLE db_instances ADD COLUMN replication_secret TEXT NOT NULL DEFAULT '';
+ALTER TABLE db_instances ADD COLUMN deletion_protection BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE db_instances ADD COLUMN backup_window TEXT NOT NULL DEFAULT '';
+ALTER TABLE db_instances ADD COLUMN backup_retention_days BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE db_backups ADD COLUMN automated BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE db_instances ADD COLUMN ha BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE db_instances ADD COLUMN primary_member TEXT NOT NULL DEFAULT '';
+ALTER TABLE db_instances ADD COLUMN failovers BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE db_members (
+  member_id TEXT PRIMARY KEY,
+  instance_id TEXT NOT NULL,
+  engine_address TEXT NOT NULL,
+  role TEXT NOT NULL,
+  sync TEXT NOT NULL DEFAULT 'none',
+  created TEXT NOT NULL
+);
+CREATE INDEX db_members_instance ON db_members (instance_id);
+CREATE TABLE db_events (
+  id TEXT PRIMARY KEY,
+  seq BIGINT NOT NULL,
+  instance_id TEXT NOT NULL,
+  project_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  detail_json TEXT NOT NULL DEFAULT '{}',
+  created TEXT NOT NULL
+);
+CREATE INDEX db_events_instance ON db_events (instance_id, seq);
 )sql"}};
 }
 

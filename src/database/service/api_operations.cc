@@ -1,0 +1,546 @@
+// Concord's operations extensions to the Trove API (docs/design/database.md, "Operations"):
+// deletion protection, the per-instance events feed, automated daily backups with retention,
+// the storage watch and per-instance metrics.
+//
+// Why this shape:
+//   * Everything the operations thread does goes through the same code paths as the tenant's
+//     own calls (create_backup, delete_backup) with a Call made for the instance's project, so
+//     an automated backup is checked, recorded, metered and shown exactly like a manual one.
+//   * Multi-server safety comes from the store, not from the thread: each server runs a pass;
+//     create_backup checks "an automated backup since today's window start" and inserts the
+//     backup in one write transaction (the store serialises writers), so two servers cannot
+//     make two backups for the same day. The check reads the events feed (the
+//     "backup.automated.started" event is written in that same transaction), so a tenant who
+//     deletes today's automated backup does not get it back the same day.
+//   * "now" is always clock_.now(): the schedule follows the service's clock (a FakeClock in
+//     tests); only the thread's wake-up interval is real time.
+#include "database/service/api_internal.h"
+
+namespace concord::database::service {
+namespace {
+
+constexpr int64_t kMaxRetentionDays = 35;
+constexpr auto kOperationsInterval = std::chrono::seconds(30);
+constexpr int64_t kDayUs = int64_t{86'400} * 1'000'000;
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+// "HH:MM" (00:00 to 23:59) -> minutes after midnight UTC.
+std::optional<int64_t> window_minutes(std::string_view s) {
+  if (s.size() != 5 || s[2] != ':') return std::nullopt;
+  for (size_t i : {0, 1, 3, 4}) {
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return std::nullopt;
+  }
+  const int64_t h = (s[0] - '0') * 10 + (s[1] - '0');
+  const int64_t m = (s[3] - '0') * 10 + (s[4] - '0');
+  if (h > 23 || m > 59) return std::nullopt;
+  return h * 60 + m;
+}
+
+struct Schedule {
+  std::string window;  // "" off
+  int64_t retention_days = 0;
+};
+
+// {"window": "HH:MM", "retention_days": N} or null (off).
+Result<Schedule> parse_schedule(const Json& v) {
+  if (v.is_null()) return Schedule{};
+  const std::string shape =
+      "'backup_schedule' must be null or {\"window\": \"HH:MM\" (UTC), \"retention_days\": 1 to " +
+      std::to_string(kMaxRetentionDays) + "}";
+  if (!v.is_object()) return fail(bad(shape + "."));
+  for (auto& [key, value] : v.items()) {
+    (void)value;
+    if (key != "window" && key != "retention_days") {
+      return fail(bad(shape + "; '" + sanitize_utf8(key) + "' is not one of its fields."));
+    }
+  }
+  auto w = v.find("window");
+  if (w == v.end() || !w->is_string() || !window_minutes(w->get<std::string>())) {
+    return fail(bad(shape + ": 'window' must be a time of day such as \"02:30\"."));
+  }
+  auto r = v.find("retention_days");
+  if (r == v.end() || !r->is_number_integer() || r->get<int64_t>() < 1 ||
+      r->get<int64_t>() > kMaxRetentionDays) {
+    return fail(bad(shape + ": 'retention_days' must be an integer from 1 to " +
+                    std::to_string(kMaxRetentionDays) + "."));
+  }
+  return Schedule{w->get<std::string>(), r->get<int64_t>()};
+}
+
+Result<bool> parse_protection(const Json& v) {
+  if (!v.is_boolean()) return fail(bad("'deletion_protection' must be true or false."));
+  return v.get<bool>();
+}
+
+// A positive ?limit= (none: unlimited), as the other lists take it.
+Result<int64_t> parse_limit(const Request& req) {
+  int64_t limit = std::numeric_limits<int64_t>::max();
+  if (auto l = req.query_param("limit"); l && !l->empty()) {
+    limit = 0;
+    for (char ch : *l) {
+      if (!std::isdigit(static_cast<unsigned char>(ch)) || limit > 1'000'000) {
+        return fail(bad("'limit' must be a positive integer."));
+      }
+      limit = limit * 10 + (ch - '0');
+    }
+    if (limit < 1) return fail(bad("'limit' must be a positive integer."));
+  }
+  return limit;
+}
+
+// The start of today's (UTC, by `now`) backup window, or nullopt when it has not started yet.
+std::optional<SystemTime> window_start_today(const std::string& window, SystemTime now) {
+  auto minutes = window_minutes(window);
+  if (!minutes) return std::nullopt;
+  const int64_t now_us = to_us(now);
+  const int64_t start_us = now_us - now_us % kDayUs + *minutes * 60 * 1'000'000;
+  if (now_us < start_us) return std::nullopt;
+  return SystemTime{std::chrono::microseconds(start_us)};
+}
+
+// The values the database driver puts into its status detail ("key=value; ...; storage low",
+// see compute/driver/database_driver.cc), as a map; "storage low" becomes low=1.
+std::map<std::string, std::string> detail_fields(std::string_view detail) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos <= detail.size()) {
+    size_t end = detail.find(';', pos);
+    if (end == std::string_view::npos) end = detail.size();
+    std::string_view part = detail.substr(pos, end - pos);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (part == "storage low") {
+      out["storage_low"] = "1";
+    } else if (size_t eq = part.find('='); eq != std::string_view::npos && eq > 0) {
+      out[std::string(part.substr(0, eq))] = std::string(part.substr(eq + 1));
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+std::optional<int64_t> integer_of(const std::map<std::string, std::string>& f,
+                                  const std::string& key) {
+  auto it = f.find(key);
+  if (it == f.end() || it->second.empty() || it->second.size() > 18) return std::nullopt;
+  int64_t v = 0;
+  for (char ch : it->second) {
+    if (!std::isdigit(static_cast<unsigned char>(ch))) return std::nullopt;
+    v = v * 10 + (ch - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+void DatabaseService::Impl::add_operations_routes() {
+  const std::string r = "project_reader";
+  add(Method::kGet, "/instances/{id}/events", &Impl::list_events, r);
+  add(Method::kGet, "/instances/{id}/metrics", &Impl::instance_metrics, r);
+  // Operators: run a pass of the operations thread now (after changing schedules, in tests).
+  add(Method::kPost, "/mgmt/operations", &Impl::run_operations, "admin");
+}
+
+Status DatabaseService::Impl::parse_create_operations(const Call& c, const Json& in,
+                                                      InstanceRow& inst) {
+  (void)c;
+  if (auto p = in.find("deletion_protection"); p != in.end() && !p->is_null()) {
+    CONCORD_ASSIGN_OR_RETURN(inst.deletion_protection, parse_protection(*p));
+  }
+  if (auto s = in.find("backup_schedule"); s != in.end()) {
+    CONCORD_ASSIGN_OR_RETURN(Schedule sched, parse_schedule(*s));
+    inst.backup_window = sched.window;
+    inst.backup_retention_days = sched.retention_days;
+  }
+  return ok();
+}
+
+bool DatabaseService::Impl::is_operations_key(std::string_view key) {
+  return key == "deletion_protection" || key == "backup_schedule";
+}
+
+Status DatabaseService::Impl::apply_update_operations(store::Tx& tx, const InstanceRow& inst,
+                                                      const Json& in) {
+  const std::string now = trove_time(clock_.now());
+  if (auto p = in.find("deletion_protection"); p != in.end()) {
+    CONCORD_ASSIGN_OR_RETURN(bool on, parse_protection(*p));
+    if (on != inst.deletion_protection) {
+      CONCORD_ASSIGN_OR_RETURN(
+          int64_t n, tx.exec("UPDATE db_instances SET deletion_protection = ?, updated = ? "
+                             "WHERE id = ?",
+                             {int64_t{on ? 1 : 0}, now, inst.id}));
+      (void)n;
+      CONCORD_RETURN_IF_ERROR(record_event(
+          tx, inst, on ? "deletion_protection.enabled" : "deletion_protection.disabled",
+          on ? "Deletion protection turned on." : "Deletion protection turned off."));
+    }
+  }
+  if (auto s = in.find("backup_schedule"); s != in.end()) {
+    CONCORD_ASSIGN_OR_RETURN(Schedule sched, parse_schedule(*s));
+    if (sched.window != inst.backup_window || sched.retention_days != inst.backup_retention_days) {
+      CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                               tx.exec("UPDATE db_instances SET backup_window = ?, "
+                                       "backup_retention_days = ?, updated = ? WHERE id = ?",
+                                       {sched.window, sched.retention_days, now, inst.id}));
+      (void)n;
+      Json detail = sched.window.empty()
+                        ? Json(Json::object())
+                        : Json{{"window", sched.window}, {"retention_days", sched.retention_days}};
+      CONCORD_RETURN_IF_ERROR(record_event(
+          tx, inst, "backup_schedule.changed",
+          sched.window.empty() ? "Automated backups turned off."
+                               : "Automated backups daily at " + sched.window + " UTC, kept " +
+                                     std::to_string(sched.retention_days) + " days.",
+          detail));
+    }
+  }
+  // Attach and detach happen in the same transaction (update_instance calls
+  // set_instance_configuration just before): `inst` still holds the group before the change.
+  if (auto cfg = in.find("configuration"); cfg != in.end()) {
+    if (cfg->is_string() && cfg->get<std::string>() != inst.configuration_id) {
+      CONCORD_RETURN_IF_ERROR(record_event(tx, inst, "configuration.attached",
+                                           "Configuration group attached.",
+                                           {{"configuration_id", cfg->get<std::string>()}}));
+    } else if (cfg->is_null() && !inst.configuration_id.empty()) {
+      CONCORD_RETURN_IF_ERROR(record_event(tx, inst, "configuration.detached",
+                                           "Configuration group detached.",
+                                           {{"configuration_id", inst.configuration_id}}));
+    }
+  }
+  return ok();
+}
+
+Status DatabaseService::Impl::check_deletable(const InstanceRow& inst) {
+  if (!inst.deletion_protection) return ok();
+  return fail(Code::kFailedPrecondition,
+              "Instance '" + inst.id +
+                  "' has deletion protection on (\"deletion_protection\": true); turn it off "
+                  "with PATCH /instances/" +
+                  inst.id + " {\"instance\": {\"deletion_protection\": false}} first.");
+}
+
+void DatabaseService::Impl::add_operations_view(const InstanceRow& inst,
+                                                const compute::ServiceServer* s, Json& view) const {
+  view["deletion_protection"] = inst.deletion_protection;
+  if (inst.backup_window.empty()) {
+    view["backup_schedule"] = nullptr;
+  } else {
+    view["backup_schedule"] = {{"window", inst.backup_window},
+                               {"retention_days", inst.backup_retention_days}};
+  }
+  if (!s || s->detail.empty()) return;
+  const auto f = detail_fields(s->detail);
+  if (auto used = integer_of(f, "disk_used_bytes")) {
+    view["storage"] = {{"used_bytes", *used}, {"low", f.contains("storage_low")}};
+  }
+}
+
+Status DatabaseService::Impl::insert_operations(store::Tx& tx, const InstanceRow& inst) {
+  CONCORD_ASSIGN_OR_RETURN(
+      int64_t n, tx.exec("UPDATE db_instances SET deletion_protection = ?, backup_window = ?, "
+                         "backup_retention_days = ? WHERE id = ?",
+                         {int64_t{inst.deletion_protection ? 1 : 0}, inst.backup_window,
+                          inst.backup_retention_days, inst.id}));
+  (void)n;
+  return record_event(tx, inst, "created", "The instance was created.",
+                      {{"datastore", inst.datastore}, {"version", inst.version}});
+}
+
+Status DatabaseService::Impl::record_event(store::Tx& tx, const InstanceRow& inst,
+                                           std::string_view type, std::string_view message,
+                                           const Json& detail) {
+  return record_instance_event(tx, inst.id, inst.project_id, type, message, detail);
+}
+
+Status DatabaseService::Impl::record_instance_event(store::Tx& tx, const std::string& instance_id,
+                                                    const std::string& project_id,
+                                                    std::string_view type, std::string_view message,
+                                                    const Json& detail) {
+  // Writers are serialised by the store, so MAX + 1 is unique per instance.
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows last,
+      tx.query("SELECT COALESCE(MAX(seq), 0) FROM db_events WHERE instance_id = ?", {instance_id}));
+  const int64_t seq = (last.empty() ? 0 : last[0].integer(0)) + 1;
+  CONCORD_ASSIGN_OR_RETURN(
+      int64_t n,
+      tx.exec("INSERT INTO db_events (id, seq, instance_id, project_id, type, message, "
+              "detail_json, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+              {new_uuid(), seq, instance_id, project_id, std::string(type), sanitize_utf8(message),
+               dump_json(detail.is_object() ? detail : Json::object()), trove_time(clock_.now())}));
+  (void)n;
+  return ok();
+}
+
+Result<Response> DatabaseService::Impl::list_events(Call& c) {
+  CONCORD_ASSIGN_OR_RETURN(int64_t limit, parse_limit(c.req));
+  const std::optional<std::string> marker = c.req.query_param("marker");
+  store::Rows rows;
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    // Also a deleted instance's, while its row exists (the feed says why it went).
+    CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1), true));
+    int64_t after = 0;
+    if (marker && !marker->empty()) {
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows m, tx.query("SELECT seq FROM db_events WHERE id = ? AND instance_id = ?",
+                                  {*marker, inst.id}));
+      if (m.empty()) return fail(bad("Marker '" + *marker + "' is not a listed event."));
+      after = m[0].integer(0);
+    }
+    // One more than asked tells whether a next page exists.
+    const int64_t fetch = limit == std::numeric_limits<int64_t>::max() ? limit : limit + 1;
+    CONCORD_ASSIGN_OR_RETURN(
+        rows, tx.query("SELECT id, type, message, detail_json, created FROM db_events WHERE "
+                       "instance_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                       {inst.id, after, fetch}));
+    return ok();
+  }));
+  Json list = Json::array();
+  for (const store::Row& r : rows) {
+    if (static_cast<int64_t>(list.size()) >= limit) break;
+    auto detail = parse_json(r.text(3));
+    list.push_back({{"id", r.text(0)},
+                    {"type", r.text(1)},
+                    {"message", r.text(2)},
+                    {"detail", detail && detail->is_object() ? *detail : Json::object()},
+                    {"created", r.text(4)}});
+  }
+  Json out = {{"events", list}};
+  if (static_cast<int64_t>(rows.size()) > limit && !list.empty()) {
+    const std::string next = base(c) + "/instances/" + c.param(1) +
+                             "/events?limit=" + std::to_string(limit) +
+                             "&marker=" + list.back()["id"].get<std::string>();
+    out["links"] = Json::array({{{"href", next}, {"rel", "next"}}});
+  }
+  return Response::json(200, dump_json(out));
+}
+
+Result<Response> DatabaseService::Impl::instance_metrics(Call& c) {
+  InstanceRow inst;
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(inst, load_instance(tx, c, c.param(1)));
+    return ok();
+  }));
+  CONCORD_ASSIGN_OR_RETURN(auto live, servers());
+  auto s = live.find(inst.id);
+  const compute::ServiceServer* server = s == live.end() ? nullptr : &s->second;
+  Json out = {{"instance_id", inst.id},
+              {"status", status(inst, server).first},
+              {"volume_bytes", inst.volume_gb * kGiB},
+              {"state_revision", inst.state_revision},
+              {"applied_revision", nullptr},
+              {"disk_used_bytes", nullptr}};
+  if (server) {
+    const auto f = detail_fields(server->detail);
+    if (auto applied = integer_of(f, "state_revision")) out["applied_revision"] = *applied;
+    if (auto used = integer_of(f, "disk_used_bytes")) out["disk_used_bytes"] = *used;
+    out["storage_low"] = f.contains("storage_low");
+    if (auto role = f.find("role"); role != f.end()) out["role"] = role->second;
+    if (auto lag = f.find("lag_seconds"); lag != f.end()) {
+      try {
+        out["replication_lag_seconds"] = std::stod(lag->second);
+      } catch (const std::exception&) {
+        // A malformed figure from an agent is left out rather than failing the call.
+      }
+    }
+    if (auto st = f.find("streaming"); st != f.end()) {
+      out["replication_streaming"] = st->second == "1" || st->second == "true";
+    }
+  }
+  return Response::json(200, dump_json({{"metrics", out}}));
+}
+
+Result<Response> DatabaseService::Impl::run_operations(Call& c) {
+  if (!c.caller.is_admin()) {
+    return fail(Code::kPermissionDenied, "Only administrators may run the operations pass.");
+  }
+  operations_pass();
+  return Response::empty(204);
+}
+
+void DatabaseService::Impl::operations_pass() {
+  std::lock_guard pass_lock(ops_pass_mu_);
+  auto log = logger("database");
+  const SystemTime now = clock_.now();
+  struct Due {
+    InstanceRow inst;
+    std::string since, date;
+  };
+  std::vector<Due> due;
+  struct Expired {
+    std::string id, project_id, instance_id, name;
+  };
+  std::vector<Expired> expired;
+  Status read = store_.read([&](store::Tx& tx) -> Status {
+    due.clear();
+    expired.clear();
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows rows, tx.query(std::string(kInstanceSelect) +
+                                   "WHERE i.deleting = 0 AND i.backup_window <> '' ORDER BY i.id"));
+    for (const store::Row& r : rows) {
+      InstanceRow inst = instance_from(r);
+      auto start = window_start_today(inst.backup_window, now);
+      if (!start) continue;
+      const std::string since = trove_time(*start);
+      // A cheap first look; create_backup repeats it inside its write.
+      CONCORD_ASSIGN_OR_RETURN(store::Rows made,
+                               tx.query("SELECT id FROM db_events WHERE instance_id = ? AND type = "
+                                        "'backup.automated.started' AND created >= ?",
+                                        {inst.id, since}));
+      if (!made.empty()) continue;
+      due.push_back({std::move(inst), since, since.substr(0, 10)});
+    }
+    // Automated backups past their instance's retention, finished, with no incremental child.
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows old,
+        tx.query("SELECT b.id, b.project_id, b.instance_id, b.name, b.created, "
+                 "i.backup_retention_days FROM db_backups b JOIN db_instances i ON i.id = "
+                 "b.instance_id WHERE b.automated = 1 AND b.deleting = 0 AND "
+                 "i.backup_retention_days > 0 AND b.status IN ('COMPLETED', 'FAILED') AND NOT "
+                 "EXISTS (SELECT 1 FROM db_backups k WHERE k.parent_id = b.id AND "
+                 "k.deleting = 0) ORDER BY b.created, b.id"));
+    for (const store::Row& r : old) {
+      const SystemTime cutoff = now - std::chrono::microseconds(r.integer(5) * kDayUs);
+      if (r.text(4) < trove_time(cutoff)) {
+        expired.push_back({r.text(0), r.text(1), r.text(2), r.text(3)});
+      }
+    }
+    return ok();
+  });
+  if (!read) {
+    log->warn("operations pass: reading the schedules: {}", read.error().to_string());
+    return;
+  }
+  watch_storage();
+  for (Due& d : due) {
+    Request req;
+    req.method = Method::kPost;
+    req.params = {d.inst.project_id};
+    req.request_id = "operations-" + new_uuid();
+    req.body = dump_json({{"backup", {{"name", "automated-" + d.date}, {"instance", d.inst.id}}}});
+    Call call{req, {}};
+    call.caller.project_id = d.inst.project_id;
+    call.automated_since = d.since;
+    auto made = create_backup(call);
+    if (made) {
+      log->info("instance {}: automated backup for {} started", d.inst.id, d.date);
+    } else if (made.error().code() == Code::kAlreadyExists) {
+      // Another server made it first.
+    } else {
+      // Not ACTIVE, a backup already running, no backup storage: the next pass tries again.
+      log->debug("instance {}: automated backup not started yet: {}", d.inst.id,
+                 made.error().to_string());
+    }
+  }
+  for (const Expired& e : expired) {
+    Request req;
+    req.method = Method::kDelete;
+    req.params = {e.project_id, e.id};
+    req.request_id = "operations-" + new_uuid();
+    Call call{req, {}};
+    call.caller.project_id = e.project_id;
+    auto gone = delete_backup(call);
+    if (!gone) {
+      if (gone.error().code() != Code::kNotFound) {
+        log->warn("backup {}: retention could not delete it: {}", e.id, gone.error().to_string());
+      }
+      continue;
+    }
+    Status noted = store_.write([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows inst, tx.query("SELECT id FROM db_instances WHERE id = ?", {e.instance_id}));
+      if (inst.empty()) return ok();
+      return record_instance_event(
+          tx, e.instance_id, e.project_id, "backup.retention.deleted",
+          "Automated backup '" + e.name + "' deleted: past the retention period.",
+          {{"backup_id", e.id}});
+    });
+    if (!noted)
+      log->warn("backup {}: recording its retention event: {}", e.id, noted.error().to_string());
+  }
+}
+
+void DatabaseService::Impl::watch_storage() {
+  auto live = servers();
+  if (!live) {
+    logger("database")->warn("storage watch: listing servers: {}", live.error().to_string());
+    return;
+  }
+  // Which servers' reported state differs from their feed's: a read first, so a pass where
+  // nothing changed takes no write lock.
+  auto open_episode = [](store::Tx& tx, const std::string& id) -> Result<bool> {
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows last,
+        tx.query("SELECT type FROM db_events WHERE instance_id = ? AND type IN ('storage.low', "
+                 "'storage.ok') ORDER BY seq DESC LIMIT 1",
+                 {id}));
+    return !last.empty() && last[0].text(0) == "storage.low";
+  };
+  std::vector<std::string> changed;
+  Status looked = store_.read([&](store::Tx& tx) -> Status {
+    changed.clear();
+    for (const auto& [id, server] : *live) {
+      if (server.detail.empty()) continue;
+      CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, id));
+      if (detail_fields(server.detail).contains("storage_low") != open) changed.push_back(id);
+    }
+    return ok();
+  });
+  if (!looked) {
+    logger("database")->warn("storage watch: reading events: {}", looked.error().to_string());
+    return;
+  }
+  for (const std::string& id : changed) {
+    const auto f = detail_fields(live->at(id).detail);
+    const bool low = f.contains("storage_low");
+    const std::optional<int64_t> used = integer_of(f, "disk_used_bytes");
+    // An episode starts with "storage.low" and ends with "storage.ok": the last of the two in
+    // the feed says whether one is open, so each episode is recorded once, whichever server's
+    // pass sees it first (the look and the insert share one write).
+    Status st = store_.write([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, id));
+      if (low == open) return ok();  // another server's pass recorded it
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows rows,
+          tx.query(std::string(kInstanceSelect) + "WHERE i.id = ? AND i.deleting = 0", {id}));
+      if (rows.empty()) return ok();
+      const InstanceRow inst = instance_from(rows[0]);
+      Json detail = {{"volume_bytes", inst.volume_gb * kGiB}};
+      if (used) detail["used_bytes"] = *used;
+      return record_event(tx, inst, low ? "storage.low" : "storage.ok",
+                          low ? "Storage is low: more than 90% of the volume is used."
+                              : "Storage is no longer low.",
+                          detail);
+    });
+    if (!st) {
+      logger("database")->warn("storage watch: instance {}: {}", id, st.error().to_string());
+    }
+  }
+}
+
+void DatabaseService::Impl::start_operations() {
+  ops_thread_ = std::thread([this] {
+    std::unique_lock lock(ops_mu_);
+    while (!ops_stopping_) {
+      ops_cv_.wait_for(lock, kOperationsInterval, [&] { return ops_stopping_; });
+      if (ops_stopping_) break;
+      lock.unlock();
+      try {
+        operations_pass();
+      } catch (const std::exception& e) {
+        logger("database")->error("operations pass: unexpected exception: {}", e.what());
+      }
+      lock.lock();
+    }
+  });
+}
+
+void DatabaseService::Impl::stop_operations() {
+  {
+    std::lock_guard lock(ops_mu_);
+    ops_stopping_ = true;
+  }
+  ops_cv_.notify_all();
+  if (ops_thread_.joinable()) ops_thread_.join();
+}
+
+}  // namespace concord::database::service

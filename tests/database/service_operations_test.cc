@@ -1,0 +1,594 @@
+// Concord's operations extensions to the Trove API (src/database/service/api_operations.cc):
+// deletion protection, the events feed, automated backups with retention, the storage watch
+// (the database driver's status detail carried by the agent's report) and per-instance metrics,
+// on the shared fixture's real store, tokens and compute service. The schedule follows the
+// fixture's FakeClock; passes of the operations thread are run through the admin route
+// POST /mgmt/operations, never by waiting for the thread.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/encoding.h"
+#include "base/json.h"
+#include "base/time_format.h"
+#include "compute/driver/util.h"
+#include "database/service/database_service.h"
+#include "http/router.h"
+#include "service_test_fixture.h"
+
+namespace concord::database::service {
+namespace {
+
+using compute::agent_testing::Reply;
+using http::Method;
+
+int64_t us_of(SystemTime t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+class DatabaseOperationsTest : public DatabaseServiceTest {
+ protected:
+  DatabaseOperationsTest()
+      : DatabaseServiceTest("concord-database-operations", "req-database-operations-test") {}
+
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(DatabaseServiceTest::SetUp());
+    router_.mount("/agent/v1/database", db_->agent_routes(), http::keystone_style_error);
+    http::Response r = identity_call(Method::kGet, "/v3/projects?name=admin", nullptr, admin_);
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto body = parse_json(r.body);
+    ASSERT_TRUE(body && (*body)["projects"].size() == 1) << r.body;
+    admin_project_ = (*body)["projects"][0]["id"].get<std::string>();
+  }
+
+  void configure(DatabaseOptions& o) override { o.backup_dir = dir_.path() + "/database-backups"; }
+
+  static Json instance_body(const std::string& name, Json extra = Json::object()) {
+    Json in = {{"name", name},
+               {"flavorRef", "2"},
+               {"volume", {{"size", 2}}},
+               {"datastore", {{"type", "postgresql"}}}};
+    for (auto& [k, v] : extra.items()) in[k] = v;
+    return {{"instance", in}};
+  }
+
+  std::string create_active(const std::string& name = "db1", Json extra = Json::object()) {
+    Reply r = trove(Method::kPost, "/instances", instance_body(name, std::move(extra)));
+    EXPECT_EQ(r.status, 200) << r;
+    const std::string id = r.body["instance"].value("id", std::string());
+    report(id, 1);
+    r = trove(Method::kGet, "/instances/" + id);
+    EXPECT_EQ(r.body["instance"]["status"], "ACTIVE") << r;
+    return id;
+  }
+
+  // The agent reports the instance running with the driver's status `detail`.
+  void report_detail(const std::string& id, const std::string& detail, int64_t generation = 1) {
+    Json inst = {{"id", id},         {"generation", generation},   {"state", "present"},
+                 {"power_state", 1}, {"addresses", Json::array()}, {"detail", detail}};
+    Reply r = agent(Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
+                    Json{{"instances", Json::array({inst})}});
+    ASSERT_EQ(r.status, 200) << r;
+  }
+
+  Reply db_agent(Method method, const std::string& path, const std::string& body = {},
+                 std::vector<http::Header> extra = {}) {
+    extra.push_back(agent_header(kHost));
+    return dispatch_raw(method, "/agent/v1/database" + path, body, std::move(extra));
+  }
+
+  Reply upload(const std::string& backup_id, const std::string& data) {
+    Json info = {{"kind", "full"}, {"consistent_at_us", us_of(clock_.now())}, {"meta_json", "{}"}};
+    return db_agent(Method::kPut, "/backups/" + backup_id + "/data", data,
+                    {{"x-concord-sha256", compute::driver::sha256_hex(data)},
+                     {"x-concord-backup-info", base64url_encode(dump_json(info), false)}});
+  }
+
+  // One pass of the operations thread, as an operator triggers it.
+  void run_pass() {
+    Reply r = trove(Method::kPost, "/mgmt/operations", nullptr, admin_, admin_project_);
+    ASSERT_EQ(r.status, 204) << r;
+  }
+
+  // The fake clock moves; hosts heartbeat and tokens are renewed as in real time.
+  void advance(std::chrono::microseconds by) {
+    clock_.advance(by);
+    register_host(kHost, "database");
+    member1_ = token("member1", "member1-pw", "p1");
+    member2_ = token("member2", "member2-pw", "p2");
+    admin_ = token("admin", "admin-secret", "admin");
+  }
+
+  std::vector<std::string> event_types(const std::string& id) {
+    Reply r = trove(Method::kGet, "/instances/" + id + "/events");
+    EXPECT_EQ(r.status, 200) << r;
+    std::vector<std::string> out;
+    for (const Json& e : r.body["events"]) out.push_back(e["type"].get<std::string>());
+    return out;
+  }
+
+  static int count(const std::vector<std::string>& v, const std::string& what) {
+    return static_cast<int>(std::count(v.begin(), v.end(), what));
+  }
+
+  Json backups_of(const std::string& id) {
+    Reply r = trove(Method::kGet, "/instances/" + id + "/backups");
+    EXPECT_EQ(r.status, 200) << r;
+    return r.body["backups"];
+  }
+
+  std::string admin_project_;
+};
+
+// ---- deletion protection -------------------------------------------------------------------
+
+TEST_F(DatabaseOperationsTest, DeletionProtectionRefusesDeleteUntilTurnedOff) {
+  Reply r =
+      trove(Method::kPost, "/instances", instance_body("guarded", {{"deletion_protection", true}}));
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instance"]["deletion_protection"], true) << r;
+  const std::string id = r.body["instance"]["id"];
+
+  r = trove(Method::kDelete, "/instances/" + id);
+  EXPECT_EQ(r.status, 422) << r;
+  EXPECT_EQ(r.body["unprocessableEntity"]["code"], 422) << r;
+  EXPECT_NE(r.body["unprocessableEntity"]["message"].get<std::string>().find("deletion_protection"),
+            std::string::npos)
+      << r;
+  r = trove(Method::kGet, "/instances/" + id);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instance"]["deletion_protection"], true);
+
+  r = trove(Method::kPatch, "/instances/" + id,
+            Json{{"instance", {{"deletion_protection", false}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.body["instance"]["deletion_protection"], false) << r;
+  // On again through PUT, then off, then the delete goes through.
+  r = trove(Method::kPut, "/instances/" + id, Json{{"instance", {{"deletion_protection", true}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(trove(Method::kDelete, "/instances/" + id).status, 422);
+  r = trove(Method::kPut, "/instances/" + id, Json{{"instance", {{"deletion_protection", false}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kDelete, "/instances/" + id);
+  EXPECT_EQ(r.status, 202) << r;
+}
+
+TEST_F(DatabaseOperationsTest, DeletionProtectionBadTypesAre400) {
+  for (const Json& bad : {Json("yes"), Json(1), Json::array(), Json::object()}) {
+    Reply r =
+        trove(Method::kPost, "/instances", instance_body("x", {{"deletion_protection", bad}}));
+    EXPECT_EQ(r.status, 400) << bad << " " << r;
+    EXPECT_EQ(r.body["badRequest"]["code"], 400) << r;
+  }
+  EXPECT_EQ(instance_rows(), 0);
+  const std::string id = create_active();
+  for (const Json& bad : {Json("false"), Json(0), Json(nullptr)}) {
+    Reply r = trove(Method::kPatch, "/instances/" + id,
+                    Json{{"instance", {{"deletion_protection", bad}}}});
+    EXPECT_EQ(r.status, 400) << bad << " " << r;
+  }
+  // Nothing half-applied: a bad protection value in the same update as a rename keeps the name.
+  Reply r = trove(Method::kPatch, "/instances/" + id,
+                  Json{{"instance", {{"name", "renamed"}, {"deletion_protection", "no"}}}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.body["instance"]["name"], "db1");
+  EXPECT_EQ(r.body["instance"]["deletion_protection"], false);
+}
+
+// ---- events --------------------------------------------------------------------------------
+
+TEST_F(DatabaseOperationsTest, EventsFeedRecordsTheLifecycleOldestFirst) {
+  const std::string id = create_active();
+  Reply r = trove(Method::kPost, "/instances/" + id + "/action", Json{{"restart", Json::object()}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kPatch, "/instances/" + id,
+            Json{{"instance", {{"deletion_protection", true}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  // The same value again is no change and no event.
+  r = trove(Method::kPatch, "/instances/" + id,
+            Json{{"instance", {{"deletion_protection", true}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kPut, "/instances/" + id,
+            Json{{"instance",
+                  {{"deletion_protection", false},
+                   {"backup_schedule", {{"window", "03:00"}, {"retention_days", 7}}}}}});
+  ASSERT_EQ(r.status, 202) << r;
+
+  r = trove(Method::kGet, "/instances/" + id + "/events");
+  ASSERT_EQ(r.status, 200) << r;
+  const Json& ev = r.body["events"];
+  std::vector<std::string> types;
+  for (const Json& e : ev) types.push_back(e["type"]);
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"created", "restart.requested", "deletion_protection.enabled",
+                                      "deletion_protection.disabled", "backup_schedule.changed"}));
+  ASSERT_EQ(ev.size(), 5u);
+  EXPECT_EQ(ev[0]["detail"]["datastore"], "postgresql");
+  EXPECT_EQ(ev[4]["detail"]["window"], "03:00");
+  EXPECT_EQ(ev[4]["detail"]["retention_days"], 7);
+  EXPECT_EQ(ev[0]["created"].get<std::string>().size(), 19u) << ev[0];  // Trove's time format
+  EXPECT_EQ(ev[0]["id"].get<std::string>().size(), 36u) << ev[0];       // a uuid
+  EXPECT_FALSE(ev[1]["message"].get<std::string>().empty());
+
+  // Paging: limit and marker, with a next link while more remain.
+  r = trove(Method::kGet, "/instances/" + id + "/events?limit=2");
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["events"].size(), 2u);
+  EXPECT_EQ(r.body["events"][1]["type"], "restart.requested");
+  ASSERT_TRUE(r.body.contains("links")) << r;
+  const std::string marker = r.body["events"][1]["id"];
+  EXPECT_NE(r.body["links"][0]["href"].get<std::string>().find("marker=" + marker),
+            std::string::npos);
+  r = trove(Method::kGet, "/instances/" + id + "/events?limit=2&marker=" + marker);
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["events"].size(), 2u);
+  EXPECT_EQ(r.body["events"][0]["type"], "deletion_protection.enabled");
+  r = trove(Method::kGet, "/instances/" + id + "/events?limit=2&marker=" +
+                              r.body["events"][1]["id"].get<std::string>());
+  ASSERT_EQ(r.body["events"].size(), 1u);
+  EXPECT_FALSE(r.body.contains("links")) << r;
+  EXPECT_EQ(trove(Method::kGet, "/instances/" + id + "/events?limit=0").status, 400);
+  EXPECT_EQ(trove(Method::kGet, "/instances/" + id + "/events?limit=x").status, 400);
+  EXPECT_EQ(trove(Method::kGet, "/instances/" + id + "/events?marker=nope").status, 400);
+}
+
+TEST_F(DatabaseOperationsTest, EventsAreTheProjectsOnlyAndOutliveTheDelete) {
+  const std::string id = create_active();
+  // Another tenant: not found, through its own project's path.
+  Reply r = trove(Method::kGet, "/instances/" + id + "/events", nullptr, member2_, p2_);
+  EXPECT_EQ(r.status, 404) << r;
+  EXPECT_EQ(r.body["itemNotFound"]["code"], 404) << r;
+  // A reader of the project may read it; an admin reaches any project's.
+  r = trove(Method::kGet, "/instances/" + id + "/events", nullptr, reader1_);
+  EXPECT_EQ(r.status, 200) << r;
+  r = trove(Method::kGet, "/instances/" + id + "/events", nullptr, admin_, admin_project_);
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["events"].size(), 1u) << r;
+
+  ASSERT_EQ(trove(Method::kDelete, "/instances/" + id).status, 202);
+  // The row stays until the agent reports the server gone: the feed says why it went.
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(types, (std::vector<std::string>{"created", "deleted"}));
+  EXPECT_EQ(trove(Method::kGet, "/instances/no-such-instance/events").status, 404);
+}
+
+TEST_F(DatabaseOperationsTest, ConfigurationAttachAndDetachAreEvents) {
+  const std::string id = create_active();
+  Reply r = trove(Method::kPost, "/configurations",
+                  Json{{"configuration",
+                        {{"name", "tuned"},
+                         {"values", {{"work_mem", 8192}}},
+                         {"datastore", {{"type", "postgresql"}, {"version", "15"}}}}}});
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string group = r.body["configuration"]["id"];
+  r = trove(Method::kPut, "/instances/" + id, Json{{"instance", {{"configuration", group}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  // Detaching twice records one detach.
+  r = trove(Method::kPut, "/instances/" + id, Json{{"instance", {{"configuration", nullptr}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kPut, "/instances/" + id, Json{{"instance", {{"configuration", nullptr}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kGet, "/instances/" + id + "/events");
+  ASSERT_EQ(r.status, 200) << r;
+  const Json& ev = r.body["events"];
+  ASSERT_EQ(ev.size(), 3u) << r;
+  EXPECT_EQ(ev[1]["type"], "configuration.attached");
+  EXPECT_EQ(ev[1]["detail"]["configuration_id"], group);
+  EXPECT_EQ(ev[2]["type"], "configuration.detached");
+  EXPECT_EQ(ev[2]["detail"]["configuration_id"], group);
+}
+
+TEST_F(DatabaseOperationsTest, BackupCompletionAndFailureAreEvents) {
+  const std::string id = create_active();
+  Reply r = trove(Method::kPost, "/backups", Json{{"backup", {{"name", "b1"}, {"instance", id}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string b1 = r.body["backup"]["id"];
+  ASSERT_EQ(upload(b1, "backup-data").status, 200);
+  r = trove(Method::kPost, "/backups", Json{{"backup", {{"name", "b2"}, {"instance", id}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string b2 = r.body["backup"]["id"];
+  r = db_agent(Method::kPost, "/backups/" + b2 + "/failed", R"({"reason": "disk full"})");
+  ASSERT_EQ(r.status, 204) << r;
+  // A repeated failure report records nothing more.
+  ASSERT_EQ(db_agent(Method::kPost, "/backups/" + b2 + "/failed", "{}").status, 204);
+
+  r = trove(Method::kGet, "/instances/" + id + "/events");
+  ASSERT_EQ(r.status, 200) << r;
+  const Json& ev = r.body["events"];
+  ASSERT_EQ(ev.size(), 3u) << r;
+  EXPECT_EQ(ev[1]["type"], "backup.completed");
+  EXPECT_EQ(ev[1]["detail"]["backup_id"], b1);
+  EXPECT_EQ(ev[1]["detail"]["size_bytes"], 11);
+  EXPECT_EQ(ev[2]["type"], "backup.failed");
+  EXPECT_EQ(ev[2]["detail"]["backup_id"], b2);
+  EXPECT_EQ(ev[2]["detail"]["reason"], "disk full");
+}
+
+// ---- automated backups ---------------------------------------------------------------------
+
+TEST_F(DatabaseOperationsTest, BackupScheduleIsValidatedShownAndTurnedOff) {
+  const std::vector<Json> bad = {
+      Json("02:00"),
+      Json{{"window", "24:00"}, {"retention_days", 1}},
+      Json{{"window", "2:00"}, {"retention_days", 1}},
+      Json{{"window", "02:60"}, {"retention_days", 1}},
+      Json{{"window", "02:00"}, {"retention_days", 0}},
+      Json{{"window", "02:00"}, {"retention_days", 36}},
+      Json{{"window", "02:00"}, {"retention_days", "7"}},
+      Json{{"window", "02:00"}},
+      Json{{"retention_days", 3}},
+      Json{{"window", "02:00"}, {"retention_days", 3}, {"at", "x"}},
+  };
+  for (const Json& b : bad) {
+    Reply r = trove(Method::kPost, "/instances", instance_body("x", {{"backup_schedule", b}}));
+    EXPECT_EQ(r.status, 400) << b << " " << r;
+    EXPECT_EQ(r.body["badRequest"]["code"], 400) << r;
+  }
+  EXPECT_EQ(instance_rows(), 0);
+
+  Reply r = trove(
+      Method::kPost, "/instances",
+      instance_body("s", {{"backup_schedule", {{"window", "23:59"}, {"retention_days", 35}}}}));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string id = r.body["instance"]["id"];
+  EXPECT_EQ(r.body["instance"]["backup_schedule"]["window"], "23:59") << r;
+  EXPECT_EQ(r.body["instance"]["backup_schedule"]["retention_days"], 35) << r;
+  for (const Json& b : bad) {
+    r = trove(Method::kPut, "/instances/" + id, Json{{"instance", {{"backup_schedule", b}}}});
+    EXPECT_EQ(r.status, 400) << b << " " << r;
+  }
+  r = trove(Method::kPut, "/instances/" + id, Json{{"instance", {{"backup_schedule", nullptr}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_TRUE(r.body["instance"]["backup_schedule"].is_null()) << r;
+  // Lists show it too.
+  r = trove(Method::kGet, "/instances");
+  ASSERT_EQ(r.body["instances"].size(), 1u);
+  EXPECT_TRUE(r.body["instances"][0]["backup_schedule"].is_null());
+  EXPECT_EQ(r.body["instances"][0]["deletion_protection"], false);
+}
+
+TEST_F(DatabaseOperationsTest, AutomatedBackupOncePerDayAfterTheWindowStarts) {
+  // The fixture's clock starts at 08:00 UTC.
+  ASSERT_EQ(format_iso_naive(clock_.now()).substr(11, 5), "08:00");
+  const std::string id =
+      create_active("db1", {{"backup_schedule", {{"window", "09:30"}, {"retention_days", 3}}}});
+  // Scheduled, then turned off before its window starts.
+  const std::string idle =
+      create_active("db2", {{"backup_schedule", {{"window", "09:00"}, {"retention_days", 3}}}});
+  // A scheduled instance that never became ACTIVE gets none.
+  Reply r =
+      trove(Method::kPost, "/instances",
+            instance_body("building",
+                          {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 3}}}}));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string building = r.body["instance"]["id"];
+  r = trove(Method::kPut, "/instances/" + idle, Json{{"instance", {{"backup_schedule", nullptr}}}});
+  ASSERT_EQ(r.status, 202) << r;
+
+  run_pass();
+  EXPECT_EQ(backups_of(id).size(), 0u) << "the window has not started yet";
+  EXPECT_EQ(backups_of(idle).size(), 0u) << "schedule off";
+  EXPECT_EQ(backups_of(building).size(), 0u) << "not active";
+
+  advance(std::chrono::minutes(90));  // 09:30
+  run_pass();
+  Json list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  const std::string date = format_iso_naive(clock_.now()).substr(0, 10);
+  EXPECT_EQ(list[0]["name"], "automated-" + date);
+  EXPECT_TRUE(list[0]["parent_id"].is_null());
+  const std::string first = list[0]["id"];
+  ASSERT_EQ(upload(first, "day-one").status, 200);
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "backup.automated.started"), 1);
+
+  // Later the same day, and after the tenant deleted it: no second one for today.
+  advance(std::chrono::hours(2));
+  run_pass();
+  EXPECT_EQ(backups_of(id).size(), 1u);
+  ASSERT_EQ(trove(Method::kDelete, "/backups/" + first).status, 202);
+  run_pass();
+  EXPECT_EQ(backups_of(id).size(), 0u);
+
+  // The next day's window.
+  advance(std::chrono::hours(22));  // 09:30 the next day
+  run_pass();
+  list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  EXPECT_EQ(list[0]["name"], "automated-" + format_iso_naive(clock_.now()).substr(0, 10));
+  EXPECT_EQ(count(event_types(id), "backup.automated.started"), 2);
+  EXPECT_EQ(backups_of(building).size(), 0u);
+}
+
+TEST_F(DatabaseOperationsTest, RetentionDeletesOnlyOldFinishedAutomatedBackupsWithoutChildren) {
+  const std::string id =
+      create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 1}}}});
+  // A manual backup is never retention's.
+  Reply r =
+      trove(Method::kPost, "/backups", Json{{"backup", {{"name", "manual"}, {"instance", id}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string manual = r.body["backup"]["id"];
+  ASSERT_EQ(upload(manual, "manual").status, 200);
+
+  advance(std::chrono::minutes(1));  // listed in creation order
+  run_pass();                        // day 0, 08:01: automated A
+  Json list = backups_of(id);
+  ASSERT_EQ(list.size(), 2u) << list;
+  const std::string a = list[1]["id"];
+  ASSERT_EQ(upload(a, "a").status, 200);
+
+  advance(std::chrono::hours(24));  // day 1, 08:01: automated B; A is exactly 1 day old: kept
+  run_pass();
+  list = backups_of(id);
+  ASSERT_EQ(list.size(), 3u) << list;
+  const std::string b = list[2]["id"];
+  EXPECT_EQ(list[1]["id"], a);
+
+  advance(std::chrono::hours(1));  // A is past retention and is deleted; B is still running
+  run_pass();
+  list = backups_of(id);
+  ASSERT_EQ(list.size(), 2u) << list;
+  EXPECT_EQ(list[0]["id"], manual);
+  EXPECT_EQ(list[1]["id"], b);
+  Reply ev = trove(Method::kGet, "/instances/" + id + "/events");
+  ASSERT_EQ(ev.status, 200);
+  const Json& last = ev.body["events"].back();
+  EXPECT_EQ(last["type"], "backup.retention.deleted") << ev;
+  EXPECT_EQ(last["detail"]["backup_id"], a);
+
+  // B completes and gets an incremental child: kept past its retention while the child exists.
+  ASSERT_EQ(upload(b, "b").status, 200);
+  r = trove(Method::kPost, "/backups",
+            Json{{"backup", {{"name", "child"}, {"instance", id}, {"parent_id", b}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string child = r.body["backup"]["id"];
+  ASSERT_EQ(upload(child, "child").status, 200);
+  advance(std::chrono::hours(48));  // day 3, 09:01: C made (child done), B too old but a parent
+  run_pass();
+  list = backups_of(id);
+  std::vector<std::string> ids;
+  for (const Json& x : list) ids.push_back(x["id"]);
+  EXPECT_EQ(ids.size(), 4u) << list;
+  EXPECT_NE(std::find(ids.begin(), ids.end(), b), ids.end()) << "a parent is kept";
+  EXPECT_NE(std::find(ids.begin(), ids.end(), manual), ids.end()) << "manual backups are kept";
+  EXPECT_NE(std::find(ids.begin(), ids.end(), child), ids.end());
+}
+
+TEST_F(DatabaseOperationsTest, TwoServersMakeOneAutomatedBackupPerDay) {
+  // A second database service on the same store, as another server process would run.
+  DatabaseOptions o;
+  o.max_volume_gb = 20;
+  o.apply_wait = std::chrono::milliseconds(0);
+  o.backup_dir = dir_.path() + "/database-backups";
+  auto second = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
+  ASSERT_TRUE(second.has_value()) << second.error().to_string();
+  (*second)->attach_service_project(service_project_, "concord-database");
+  router_.mount("/database2", (*second)->routes(), (*second)->errors());
+
+  const std::string id =
+      create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 3}}}});
+  const std::string admin_token = admin_;
+  auto pass = [&](const std::string& mount) {
+    Reply r = dispatch(Method::kPost, mount + "/v1.0/" + admin_project_ + "/mgmt/operations",
+                       nullptr, {{"x-auth-token", admin_token}});
+    EXPECT_EQ(r.status, 204) << r;
+  };
+  // Both at once, several times: the check and the insert share one write transaction.
+  for (int round = 0; round < 3; ++round) {
+    std::thread t1([&] { pass("/database"); });
+    std::thread t2([&] { pass("/database2"); });
+    t1.join();
+    t2.join();
+  }
+  EXPECT_EQ(backups_of(id).size(), 1u);
+  EXPECT_EQ(count(event_types(id), "backup.automated.started"), 1);
+}
+
+TEST_F(DatabaseOperationsTest, OperationsRouteIsForAdminsOnly) {
+  Reply r = trove(Method::kPost, "/mgmt/operations");
+  EXPECT_EQ(r.status, 403) << r;
+  EXPECT_EQ(r.body["forbidden"]["code"], 403) << r;
+}
+
+// ---- storage watch and metrics -------------------------------------------------------------
+
+TEST_F(DatabaseOperationsTest, StorageLowIsShownAndRecordedOncePerEpisode) {
+  const std::string id = create_active();
+  const int64_t volume = int64_t{2} << 30;
+  Reply r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_FALSE(r.body["instance"].contains("storage")) << "no detail reported yet";
+
+  report_detail(id, "state_revision=1; postgresql 15; disk_used_bytes=1000; healthy");
+  r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.body["instance"]["storage"]["used_bytes"], 1000) << r;
+  EXPECT_EQ(r.body["instance"]["storage"]["low"], false) << r;
+  run_pass();
+  EXPECT_EQ(count(event_types(id), "storage.low"), 0);
+
+  const std::string low =
+      "state_revision=1; postgresql 15; disk_used_bytes=" + std::to_string(volume * 95 / 100) +
+      "; healthy; storage low";
+  report_detail(id, low);
+  r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.body["instance"]["storage"]["low"], true) << r;
+  EXPECT_EQ(r.body["instance"]["storage"]["used_bytes"], volume * 95 / 100) << r;
+  run_pass();
+  run_pass();
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "storage.low"), 1);
+  EXPECT_EQ(count(types, "storage.ok"), 0);
+
+  report_detail(id, "state_revision=1; postgresql 15; disk_used_bytes=2000; healthy");
+  run_pass();
+  report_detail(id, low);
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "storage.low"), 2);
+  EXPECT_EQ(count(types, "storage.ok"), 1);
+  Reply ev = trove(Method::kGet, "/instances/" + id + "/events");
+  EXPECT_EQ(ev.body["events"].back()["detail"]["used_bytes"], volume * 95 / 100) << ev;
+  EXPECT_EQ(ev.body["events"].back()["detail"]["volume_bytes"], volume) << ev;
+}
+
+TEST_F(DatabaseOperationsTest, DetailIsWrittenOnlyWhenItChanges) {
+  const std::string id = create_active();
+  report_detail(id, "state_revision=1; postgresql 15; disk_used_bytes=10; healthy");
+  auto updated_at = [&] {
+    std::string at;
+    EXPECT_TRUE(store_->read([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows rows,
+          tx.query("SELECT updated_at FROM compute_server_details WHERE server_id = ?", {id}));
+      if (!rows.empty()) at = rows[0].text(0);
+      return ok();
+    }));
+    return at;
+  };
+  const std::string first = updated_at();
+  ASSERT_FALSE(first.empty());
+  advance(std::chrono::seconds(10));
+  report_detail(id, "state_revision=1; postgresql 15; disk_used_bytes=10; healthy");
+  EXPECT_EQ(updated_at(), first) << "the same text is not written again";
+  report_detail(id, "state_revision=1; postgresql 15; disk_used_bytes=11; healthy");
+  EXPECT_NE(updated_at(), first);
+  auto s = server(id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->detail, "state_revision=1; postgresql 15; disk_used_bytes=11; healthy");
+}
+
+TEST_F(DatabaseOperationsTest, MetricsShowWhatTheAgentReported) {
+  const std::string id = create_active();
+  Reply r = trove(Method::kGet, "/instances/" + id + "/metrics");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["metrics"]["status"], "ACTIVE");
+  EXPECT_EQ(r.body["metrics"]["volume_bytes"], int64_t{2} << 30);
+  EXPECT_TRUE(r.body["metrics"]["disk_used_bytes"].is_null()) << r;
+
+  report_detail(id,
+                "state_revision=1; postgresql 15; disk_used_bytes=4096; healthy; role=replica; "
+                "streaming=1; lag_seconds=2.5");
+  r = trove(Method::kGet, "/instances/" + id + "/metrics");
+  ASSERT_EQ(r.status, 200) << r;
+  const Json& m = r.body["metrics"];
+  EXPECT_EQ(m["disk_used_bytes"], 4096) << r;
+  EXPECT_EQ(m["applied_revision"], 1) << r;
+  EXPECT_EQ(m["state_revision"], 1) << r;
+  EXPECT_EQ(m["storage_low"], false) << r;
+  EXPECT_EQ(m["role"], "replica") << r;
+  EXPECT_EQ(m["replication_streaming"], true) << r;
+  EXPECT_DOUBLE_EQ(m["replication_lag_seconds"].get<double>(), 2.5) << r;
+
+  r = trove(Method::kGet, "/instances/" + id + "/metrics", nullptr, member2_, p2_);
+  EXPECT_EQ(r.status, 404) << r;
+}
+
+}  // namespace
+}  // namespace concord::database::service
