@@ -850,18 +850,21 @@ void DatabaseService::Impl::add_agent(Method method, const std::string& pattern,
       "database-agent:" + std::string(http::method_name(method)) + " " + pattern);
 }
 
-Status DatabaseService::Impl::require_instance_host(const std::string& instance_id,
-                                                    const std::string& host) {
+Result<std::string> DatabaseService::Impl::require_instance_host(const std::string& id,
+                                                                 const std::string& host) {
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
-  auto s = live.find(instance_id);
-  if (s == live.end()) {
-    return fail(Code::kNotFound, "Instance '" + instance_id + "' has no server.");
+  // Any member server of an instance answers for it (high availability: the standby member,
+  // "<id>-m1", is the primary after a failover); its metadata names the instance.
+  bool known = false;
+  for (const auto& [server_id, s] : live) {
+    auto named = s.metadata.find(std::string(keys::kInstance));
+    const std::string instance = named == s.metadata.end() ? server_id : named->second;
+    if (server_id != id && instance != id) continue;
+    known = true;
+    if (s.host == host) return instance;
   }
-  if (s->second.host != host) {
-    return fail(Code::kPermissionDenied,
-                "Host '" + host + "' does not run instance '" + instance_id + "'.");
-  }
-  return ok();
+  if (!known) return fail(Code::kNotFound, "Instance '" + id + "' has no server.");
+  return fail(Code::kPermissionDenied, "Host '" + host + "' does not run instance '" + id + "'.");
 }
 
 void DatabaseService::Impl::backup_request_done(const std::string& instance_id) {
@@ -1097,7 +1100,8 @@ Result<Response> DatabaseService::Impl::agent_get_backup(Request& req, const std
 
 Result<Response> DatabaseService::Impl::agent_put_log(Request& req, const std::string& host) {
   if (!backup_blobs_) return fail(Code::kUnavailable, "this server has no backup storage");
-  const std::string& instance_id = req.params.at(0);
+  // The logs are the instance's, whichever member's server ships them.
+  const std::string& shipper = req.params.at(0);
   const std::string& name = req.params.at(1);
   if (!valid_log_name(name)) {
     return fail(bad("a log file name is 1 to 255 letters, digits, '.', '_' or '-'"));
@@ -1105,7 +1109,7 @@ Result<Response> DatabaseService::Impl::agent_put_log(Request& req, const std::s
   CONCORD_ASSIGN_OR_RETURN(std::string sha, header_sha256(req));
   CONCORD_ASSIGN_OR_RETURN(int64_t first_us, header_int(req, "x-concord-log-first-us"));
   CONCORD_ASSIGN_OR_RETURN(int64_t last_us, header_int(req, "x-concord-log-last-us"));
-  CONCORD_RETURN_IF_ERROR(require_instance_host(instance_id, host));
+  CONCORD_ASSIGN_OR_RETURN(const std::string instance_id, require_instance_host(shipper, host));
   std::optional<std::string> existing;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(

@@ -277,8 +277,9 @@ class DatabaseService::Impl {
   Result<Response> agent_put_log(Request& req, const std::string& host);
   Result<Response> agent_list_logs(Request& req, const std::string& host);
   Result<Response> agent_get_log(Request& req, const std::string& host);
-  // kPermissionDenied unless `host` runs the instance's server.
-  Status require_instance_host(const std::string& instance_id, const std::string& host);
+  // The instance `id` (an instance id, or a member server's) belongs to, when `host` runs one of
+  // its servers; kNotFound (no such server), kPermissionDenied (another host).
+  Result<std::string> require_instance_host(const std::string& id, const std::string& host);
   // Raises the instance's state revision (when it still exists) and pushes the desired state,
   // so a finished backup request leaves it.
   void backup_request_done(const std::string& instance_id);
