@@ -43,6 +43,7 @@ def setUpModule():
     global CLOUD, SRV, FIX
     # A pool of its own: see database_fixture.Cloud.
     CLOUD = database_fixture.Cloud("dbb", "127.78.2.0/24")
+    DatabaseBackupsTest.cloud = CLOUD
     SRV, FIX = CLOUD.srv, CLOUD.fix
 
 
@@ -62,21 +63,8 @@ def utc_text(t):
         "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class DatabaseBackupsTest(unittest.TestCase):
-    def wait_status(self, iid, want=("ACTIVE",), timeout=ACTIVE_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = trove("a", "GET", "/instances/" + iid)
-            self.assertEqual(last.status, 200, last)
-            inst = last.json()["instance"]
-            if inst["status"] in want:
-                return inst
-            if inst["status"] == "ERROR":
-                self.fail("instance went to ERROR: %r\n%s" % (last, SRV.log_tail(80)))
-            time.sleep(0.5)
-        self.fail("instance not %s after %.0f s: %r\n%s" % (want, timeout, last,
-                                                             SRV.log_tail(80)))
+class DatabaseBackupsTest(database_fixture.InstanceWaits, unittest.TestCase):
+    active_timeout = ACTIVE_TIMEOUT
 
     def wait_backup(self, bid, statuses):
         """Polls with the CLI until the backup's status is one of `statuses`; returns it.
@@ -138,7 +126,7 @@ class DatabaseBackupsTest(unittest.TestCase):
     def test_postgresql_backup_and_restore(self):
         iid = self.create_instance("pg-src", "postgresql", "15",
                                    ("--databases", "shop", "--users", "app:App-pw-1"))
-        ip = self.wait_status(iid)["ip"][0]
+        ip = self.wait_status("a", iid)["ip"][0]
         p = psql(ip, "app", "App-pw-1", "shop",
                  "CREATE TABLE items (id int PRIMARY KEY, name text); "
                  "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g; "
@@ -172,7 +160,7 @@ class DatabaseBackupsTest(unittest.TestCase):
         self.assertEqual(r.status, 404, r)
 
         rid = self.create_instance("pg-restored", "postgresql", "15", ("--backup", b["id"]))
-        rip = self.wait_status(rid)["ip"][0]
+        rip = self.wait_status("a", rid)["ip"][0]
         # The same user and password; exactly the rows at the backup.
         p = psql(rip, "app", "App-pw-1", "shop",
                  "SELECT count(*), sum(id) FROM items")
@@ -193,7 +181,7 @@ class DatabaseBackupsTest(unittest.TestCase):
     def test_postgresql_point_in_time_restore(self):
         iid = self.create_instance("pg-pitr", "postgresql", "15",
                                    ("--databases", "ledger", "--users", "acct:Acct-pw-1"))
-        ip = self.wait_status(iid)["ip"][0]
+        ip = self.wait_status("a", iid)["ip"][0]
         p = psql(ip, "acct", "Acct-pw-1", "ledger",
                  "CREATE TABLE entries (id int PRIMARY KEY, at timestamptz DEFAULT now()); "
                  "INSERT INTO entries (id) VALUES (0)")
@@ -224,7 +212,7 @@ class DatabaseBackupsTest(unittest.TestCase):
         self.assertEqual(r.status, 400, r)
 
         rid = self.restore_to_time("pitr-restored", "postgresql", "15", base["id"], target)
-        rip = self.wait_status(rid)["ip"][0]
+        rip = self.wait_status("a", rid)["ip"][0]
         p = psql(rip, "acct", "Acct-pw-1", "ledger", "SELECT string_agg(id::text, ',' ORDER BY id) "
                  "FROM entries")
         self.assertEqual(p.returncode, 0, p.stderr + SRV.log_tail(40))
@@ -235,7 +223,7 @@ class DatabaseBackupsTest(unittest.TestCase):
     def test_mariadb_backup_and_restore(self):
         iid = self.create_instance("maria-src", "mariadb", "10.11",
                                    ("--databases", "shop", "--users", "app:App-pw-1"))
-        ip = self.wait_status(iid)["ip"][0]
+        ip = self.wait_status("a", iid)["ip"][0]
         p = mariadb(ip, "app", "App-pw-1", "shop",
                     "CREATE TABLE items (id int PRIMARY KEY, name text); "
                     "INSERT INTO items SELECT seq, CONCAT('item ', seq) FROM seq_1_to_300; "
@@ -246,7 +234,7 @@ class DatabaseBackupsTest(unittest.TestCase):
         p = mariadb(ip, "app", "App-pw-1", "shop", "INSERT INTO items VALUES (9999, 'late')")
         self.assertEqual(p.returncode, 0, p.stderr)
         rid = self.create_instance("maria-restored", "mariadb", "10.11", ("--backup", b["id"]))
-        rip = self.wait_status(rid)["ip"][0]
+        rip = self.wait_status("a", rid)["ip"][0]
         p = mariadb(rip, "app", "App-pw-1", "shop", "SELECT COUNT(*), SUM(id) FROM items")
         self.assertEqual(p.returncode, 0, p.stderr + SRV.log_tail(40))
         self.assertEqual(last_line(p).split(), ["300", "45150"])
@@ -256,7 +244,7 @@ class DatabaseBackupsTest(unittest.TestCase):
     def test_mariadb_point_in_time_restore(self):
         iid = self.create_instance("maria-pitr", "mariadb", "10.11",
                                    ("--databases", "ledger", "--users", "acct:Acct-pw-1"))
-        ip = self.wait_status(iid)["ip"][0]
+        ip = self.wait_status("a", iid)["ip"][0]
         p = mariadb(ip, "acct", "Acct-pw-1", "ledger",
                     "CREATE TABLE entries (id int PRIMARY KEY); INSERT INTO entries VALUES (0)")
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -277,7 +265,7 @@ class DatabaseBackupsTest(unittest.TestCase):
         target = int(after_1) + 1.5
         self.assertLess(target + 1, before_2)
         rid = self.restore_to_time("maria-pitr-restored", "mariadb", "10.11", base["id"], target)
-        rip = self.wait_status(rid)["ip"][0]
+        rip = self.wait_status("a", rid)["ip"][0]
         p = mariadb(rip, "acct", "Acct-pw-1", "ledger",
                     "SELECT GROUP_CONCAT(id ORDER BY id) FROM entries")
         self.assertEqual(p.returncode, 0, p.stderr + SRV.log_tail(40))

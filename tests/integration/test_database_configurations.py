@@ -18,7 +18,6 @@ Needs root and the Debian packages of scripts/install-deps.sh; skips with the re
 import json
 import os
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +36,7 @@ def setUpModule():
     global CLOUD, SRV, FIX
     # A pool of its own: see database_fixture.Cloud.
     CLOUD = database_fixture.Cloud("dbcfg", "127.78.3.0/24")
+    DatabaseConfigurationsTest.cloud = CLOUD
     SRV, FIX = CLOUD.srv, CLOUD.fix
 
 
@@ -52,32 +52,9 @@ def trove(who, method, path, body=None):
 
 
 
-class DatabaseConfigurationsTest(unittest.TestCase):
-    def wait_status(self, iid, want=("ACTIVE",), timeout=ACTIVE_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = trove("a", "GET", "/instances/" + iid)
-            self.assertEqual(last.status, 200, last)
-            inst = last.json()["instance"]
-            if inst["status"] in want:
-                return inst
-            if inst["status"] == "ERROR":
-                self.fail("instance went to ERROR: %r\n%s" % (last, SRV.log_tail(60)))
-            time.sleep(0.5)
-        self.fail("instance not %s after %.0f s: %r\n%s" % (want, timeout, last,
-                                                             SRV.log_tail(60)))
-
-    def eventually(self, fn, what, timeout=CHANGE_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            ok, last = fn()
-            if ok:
-                return last
-            time.sleep(0.5)
-        self.fail("%s: not within %.0f s; last: %r\n%s" % (what, timeout, last,
-                                                            SRV.log_tail(40)))
+class DatabaseConfigurationsTest(database_fixture.InstanceWaits, unittest.TestCase):
+    active_timeout = ACTIVE_TIMEOUT
+    change_timeout = CHANGE_TIMEOUT
 
     def pg_setting(self, ip, name):
         p = psql(ip, "app", "App-pw-1", "shop", "SHOW " + name)
@@ -121,7 +98,7 @@ class DatabaseConfigurationsTest(unittest.TestCase):
                    "--size", "1", "--datastore", "postgresql", "--datastore-version", "15",
                    "--databases", "shop", "--users", "app:App-pw-1", "-f", "json")
         iid = inst["id"]
-        ip = self.wait_status(iid)["ip"][0]
+        ip = self.wait_status("a", iid)["ip"][0]
         self.assertEqual(self.pg_setting(ip, "work_mem")[0], "4MB")
 
         cli("a", "database", "configuration", "attach", iid, gid)
@@ -129,7 +106,7 @@ class DatabaseConfigurationsTest(unittest.TestCase):
         self.eventually(lambda: (lambda s: (s[0] == "8MB", s))(self.pg_setting(ip, "work_mem")),
                         "work_mem is live")
         # ... the restart-required one waits, and the instance says so.
-        inst = self.wait_status(iid, want=("RESTART_REQUIRED",), timeout=CHANGE_TIMEOUT)
+        inst = self.wait_status("a", iid, want=("RESTART_REQUIRED",), timeout=CHANGE_TIMEOUT)
         self.assertEqual(inst["configuration"]["id"], gid, inst)
         self.assertEqual(inst["configuration"]["name"], "pg-tuned", inst)
         self.assertEqual(self.pg_setting(ip, "max_connections")[0], "100")
@@ -141,7 +118,7 @@ class DatabaseConfigurationsTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0, p.stdout)
 
         cli("a", "database", "instance", "restart", iid)
-        self.wait_status(iid, timeout=CHANGE_TIMEOUT)
+        self.wait_status("a", iid, timeout=CHANGE_TIMEOUT)
         self.eventually(lambda: (lambda s: (s[0] == "150", s))(
             self.pg_setting(ip, "max_connections")), "max_connections is live after restart")
         self.assertEqual(self.pg_setting(ip, "work_mem")[0], "8MB")
@@ -150,7 +127,7 @@ class DatabaseConfigurationsTest(unittest.TestCase):
         cli("a", "database", "configuration", "detach", iid)
         self.eventually(lambda: (lambda s: (s[0] == "4MB", s))(self.pg_setting(ip, "work_mem")),
                         "work_mem back to its default")
-        inst = self.wait_status(iid, want=("RESTART_REQUIRED",), timeout=CHANGE_TIMEOUT)
+        inst = self.wait_status("a", iid, want=("RESTART_REQUIRED",), timeout=CHANGE_TIMEOUT)
         self.assertNotIn("configuration", inst)
         cli("a", "database", "configuration", "delete", gid)
         self.assertNotEqual(cli("a", "database", "configuration", "show", gid,
@@ -168,7 +145,7 @@ class DatabaseConfigurationsTest(unittest.TestCase):
                    "--databases", "shop", "--users", "app:App-pw-1", "--configuration", gid,
                    "-f", "json")
         iid = inst["id"]
-        ip = self.wait_status(iid)["ip"][0]
+        ip = self.wait_status("a", iid)["ip"][0]
 
         def setting(name):
             m = mariadb(ip, "app", "App-pw-1", None, "SELECT @@GLOBAL." + name)

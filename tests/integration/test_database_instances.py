@@ -40,6 +40,7 @@ def setUpModule():
     global CLOUD, SRV, FIX
     # A pool of its own: see database_fixture.Cloud.
     CLOUD = database_fixture.Cloud("db", "127.78.1.0/24")
+    DatabaseInstancesTest.cloud = CLOUD
     SRV, FIX = CLOUD.srv, CLOUD.fix
 
 
@@ -78,32 +79,9 @@ def instance_dirs(instance_id):
     return glob.glob(os.path.join("/var/lib/concord/database", "*", instance_id))
 
 
-class DatabaseInstancesTest(unittest.TestCase):
-    def wait_status(self, who, iid, want=("ACTIVE", "HEALTHY"), timeout=ACTIVE_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = trove(who, "GET", "/instances/" + iid)
-            self.assertEqual(last.status, 200, last)
-            inst = last.json()["instance"]
-            if inst["status"] in want:
-                return inst
-            if inst["status"] == "ERROR":
-                self.fail("instance went to ERROR: %r\n%s" % (last, SRV.log_tail(60)))
-            time.sleep(0.5)
-        self.fail("instance not %s after %.0f s: %r\n%s" % (want, timeout, last,
-                                                             SRV.log_tail(60)))
-
-    def eventually(self, fn, what, timeout=CHANGE_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            ok, last = fn()
-            if ok:
-                return last
-            time.sleep(0.5)
-        self.fail("%s: not within %.0f s; last: %r\n%s" % (what, timeout, last,
-                                                            SRV.log_tail(40)))
+class DatabaseInstancesTest(database_fixture.InstanceWaits, unittest.TestCase):
+    active_timeout = ACTIVE_TIMEOUT
+    change_timeout = CHANGE_TIMEOUT
 
     def delete_and_check_gone(self, iid):
         self.assertEqual(len(instance_dirs(iid)), 1, instance_dirs(iid))

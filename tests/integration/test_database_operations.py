@@ -35,6 +35,7 @@ def setUpModule():
     global CLOUD, SRV
     # A pool of its own: see database_fixture.Cloud.
     CLOUD = database_fixture.Cloud("dbops", "127.78.9.0/24")
+    DatabaseOperationsTest.cloud = CLOUD
     SRV = CLOUD.srv
 
 
@@ -42,17 +43,8 @@ def trove(who, method, path, body=None):
     return CLOUD.trove(who, method, path, body)
 
 
-class DatabaseOperationsTest(unittest.TestCase):
-    def wait_for(self, what, fn, timeout):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            ok, last = fn()
-            if ok:
-                return last
-            time.sleep(0.5)
-        self.fail("%s not reached after %.0f s: %r\n%s" % (what, timeout, last,
-                                                          SRV.log_tail(80)))
+class DatabaseOperationsTest(database_fixture.InstanceWaits, unittest.TestCase):
+    active_timeout = ACTIVE_TIMEOUT
 
     def instance(self, iid):
         r = trove("a", "GET", "/instances/" + iid)
@@ -92,8 +84,7 @@ class DatabaseOperationsTest(unittest.TestCase):
         self.assertTrue(r.json()["instance"]["deletion_protection"])
         self.assertEqual(r.json()["instance"]["backup_schedule"],
                          {"window": window, "retention_days": 2})
-        self.wait_for("ACTIVE", lambda: (self.instance(iid)["status"] == "ACTIVE", None),
-                      ACTIVE_TIMEOUT)
+        self.wait_status("a", iid)
 
         # Protected: the delete is refused with Trove's 422, naming the flag.
         r = trove("a", "DELETE", "/instances/" + iid)
@@ -101,9 +92,8 @@ class DatabaseOperationsTest(unittest.TestCase):
         self.assertIn("deletion_protection", r.json()["unprocessableEntity"]["message"])
 
         # The agent's detail reaches the view and the metrics.
-        inst = self.wait_for("storage in the view",
-                             lambda: ("storage" in self.instance(iid), self.instance(iid)),
-                             DETAIL_TIMEOUT)
+        inst = self.eventually(lambda: ("storage" in self.instance(iid), self.instance(iid)),
+                               "storage in the view", DETAIL_TIMEOUT)
         self.assertGreater(inst["storage"]["used_bytes"], 0, inst)
         self.assertFalse(inst["storage"]["low"], inst)
         r = trove("a", "GET", "/instances/%s/metrics" % iid)
@@ -127,9 +117,8 @@ class DatabaseOperationsTest(unittest.TestCase):
             if b["status"] == "FAILED":
                 self.fail("automated backup FAILED: %r" % b)
             return b["status"] == "COMPLETED", b
-        self.wait_for("backup COMPLETED", completed, BACKUP_TIMEOUT)
-        self.wait_for("ACTIVE after the backup",
-                      lambda: (self.instance(iid)["status"] == "ACTIVE", None), ACTIVE_TIMEOUT)
+        self.eventually(completed, "backup COMPLETED", BACKUP_TIMEOUT)
+        self.wait_status("a", iid, want=("ACTIVE",))
         self.run_pass()
         r = trove("a", "GET", "/instances/%s/backups" % iid)
         self.assertEqual(len(r.json()["backups"]), 1, r.json())
