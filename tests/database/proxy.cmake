@@ -6,6 +6,11 @@ if(TARGET concord_database_proxy)
     concord_database_engine GTest::gtest_main)
   gtest_discover_tests(database_proxy_protocol_test)
 
+  add_executable(database_proxy_endpoint_set_test proxy_endpoint_set_test.cc)
+  target_link_libraries(database_proxy_endpoint_set_test PRIVATE concord_database_proxy
+    GTest::gtest_main)
+  gtest_discover_tests(database_proxy_endpoint_set_test)
+
   add_executable(database_proxy_test proxy_test.cc)
   target_include_directories(database_proxy_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
   target_link_libraries(database_proxy_test PRIVATE concord_database_proxy
