@@ -4,7 +4,6 @@
 // mariadb_backup.h for the files.
 #include "database/engine/mariadb_backup.h"
 
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,11 +12,11 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <thread>
 
 #include "base/json.h"
 #include "base/log.h"
 #include "database/engine/backup_util.h"
+#include "database/engine/mariadb_common.h"
 #include "fmt/format.h"
 
 namespace concord::database::engine::detail {
@@ -45,9 +44,8 @@ struct MPaths {
   std::string dir, data, binlog, flushed, shipped, conf, backup_tmp, restore_tmp;
 };
 
-std::string prog(const MdbBackupContext& ctx, const char* name, bool sbin = false) {
-  if (!ctx.bin_dir.empty()) return ctx.bin_dir + "/" + name;
-  return std::string(sbin ? "/usr/sbin/" : "/usr/bin/") + name;
+std::string prog(const MdbBackupContext& ctx, const char* name) {
+  return mdb_program(ctx.bin_dir, name);
 }
 
 CommandOptions as_user(const MdbBackupContext& ctx, milliseconds timeout) {
@@ -243,78 +241,20 @@ Result<BackupInfo> mdb_backup(const MdbBackupContext& ctx, const BackupRequest& 
 
 namespace {
 
-// A private server on the staging data folder (no network), to replay binlogs into.
-class ReplayServer {
- public:
-  ReplayServer(const MdbBackupContext& ctx, std::string staging)
-      : ctx_(ctx),
-        staging_(std::move(staging)),
-        sock_(staging_ + "/replay.sock"),
-        pidfile_(staging_ + "/replay.pid") {}
-  ~ReplayServer() { stop(); }
+constexpr std::string_view kReplayServer = "replay";
 
-  Status start() {
-    CONCORD_RETURN_IF_ERROR(make_dir(staging_ + "/tmp", 0700, ctx_.user));
-    CONCORD_ASSIGN_OR_RETURN(
-        pid_, spawn_detached(
-                  {prog(ctx_, "mariadbd", true), "--no-defaults", "--datadir=" + staging_ + "/data",
-                   "--socket=" + sock_, "--pid-file=" + staging_ + "/replay.server.pid",
-                   "--skip-networking", "--tmpdir=" + staging_ + "/tmp",
-                   "--innodb-buffer-pool-size=64M", "--log-error=" + staging_ + "/replay.log"},
-                  ctx_.user, staging_ + "/replay.log", {}));
-    CONCORD_RETURN_IF_ERROR(write_file_atomic(pidfile_, std::to_string(pid_) + "\n"));
-    const auto deadline = std::chrono::steady_clock::now() + ctx_.start_timeout;
-    std::string last = "no socket yet";
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (!process_alive(pid_)) {
-        return fail(Code::kInternal,
-                    "the replay server exited: " + file_tail(staging_ + "/replay.log", 1500));
-      }
-      if (path_exists(sock_)) {
-        auto r = sql("SELECT 1");
-        if (r) return ok();
-        last = r.error().message();
-      }
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    return fail(Code::kDeadlineExceeded, "the replay server did not come up: " + last);
-  }
-
-  Result<std::string> sql(const std::string& text) {
-    CommandOptions o;
-    o.timeout = milliseconds(10000);
-    o.stdin_data = text;
-    CONCORD_ASSIGN_OR_RETURN(
-        CommandResult r, run_command({prog(ctx_, "mariadb"), "--no-defaults", "--protocol=SOCKET",
-                                      "--socket=" + sock_, "--user=root", "--batch"},
-                                     o));
-    if (!r.ok()) return fail(Code::kUnavailable, r.describe("mariadb"));
-    return r.out;
-  }
-
-  const std::string& sock() const { return sock_; }
-
-  // Clean shutdown (InnoDB flushed), so the folder starts without crash recovery.
-  Status stop() {
-    if (pid_ <= 0) return ok();
-    ::kill(pid_, SIGTERM);
-    bool gone = wait_gone(pid_, milliseconds(120000)) || kill_hard(pid_, milliseconds(10000));
-    pid_ = 0;
-    if (!gone) return fail(Code::kInternal, "the replay server survived SIGKILL");
-    return ok();
-  }
-
-  // A replay server left by a killed agent.
-  static void reap(const std::string& staging) {
-    pid_t pid = live_pid_from(staging + "/replay.pid", staging + "/data");
-    if (pid != 0) (void)kill_hard(pid, milliseconds(10000));
-  }
-
- private:
-  const MdbBackupContext& ctx_;
-  std::string staging_, sock_, pidfile_;
-  pid_t pid_ = 0;
-};
+// The private server a point-in-time restore replays binlogs into, on the staging folder.
+PrivateMariadb::Options replay_server(const MdbBackupContext& ctx, const std::string& staging) {
+  PrivateMariadb::Options o;
+  o.folder = staging;
+  o.name = kReplayServer;
+  o.what = "the replay server";
+  o.bin_dir = ctx.bin_dir;
+  o.user = ctx.user;
+  o.start_timeout = ctx.start_timeout;
+  o.server_args = {"--innodb-buffer-pool-size=64M"};
+  return o;
+}
 
 }  // namespace
 
@@ -378,7 +318,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
   auto log = logger("database.engine");
 
   CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, ctx.user));
-  ReplayServer::reap(p.restore_tmp);
+  PrivateMariadb::reap(p.restore_tmp, kReplayServer);
   CONCORD_RETURN_IF_ERROR(remove_tree(p.restore_tmp));
   auto attempt = [&]() -> Status {
     CONCORD_RETURN_IF_ERROR(make_dir(p.restore_tmp, 0700, ctx.user));
@@ -460,7 +400,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
         if (spec.target_time_us != 0 && l.first_time_us > spec.target_time_us) break;
       }
       if (!files.empty()) {
-        ReplayServer server(ctx, p.restore_tmp);
+        PrivateMariadb server(replay_server(ctx, p.restore_tmp));
         CONCORD_RETURN_IF_ERROR(server.start());
         // Binlog events carry whole seconds: events stamped at or after the target's second
         // are left out (mariadb-binlog reads the time in TZ, hence TZ=UTC).
@@ -490,7 +430,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
     return ok();
   };
   auto st = attempt();
-  ReplayServer::reap(p.restore_tmp);
+  PrivateMariadb::reap(p.restore_tmp, kReplayServer);
   (void)remove_tree(p.restore_tmp);
   if (!st) log->warn("mariadb {}: restore failed: {}", ctx.config.id, st.error().message());
   return st;

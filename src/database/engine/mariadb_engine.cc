@@ -33,6 +33,7 @@
 #include "database/engine/engine.h"
 #include "database/engine/engine_common.h"
 #include "database/engine/mariadb_backup.h"
+#include "database/engine/mariadb_common.h"
 #include "database/engine/mariadb_replication.h"
 #include "database/engine/parameters.h"
 #include "fmt/format.h"
@@ -88,24 +89,8 @@ std::string grant_db(std::string_view name) {
   return ident(escaped);
 }
 
-// A string literal under the default sql_mode (backslash escapes on).
-std::string literal(std::string_view value) {
-  std::string out = "'";
-  for (char c : value) {
-    switch (c) {
-      case '\'': out += "''"; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\x1a': out += "\\Z"; break;
-      default: out += c;
-    }
-  }
-  return out + "'";
-}
-
 std::string account(std::string_view user, std::string_view host) {
-  return literal(user) + "@" + literal(host);
+  return mdb_literal(user) + "@" + mdb_literal(host);
 }
 
 std::string lower(std::string_view s) {
@@ -324,8 +309,8 @@ class MariadbEngine final : public Engine {
     for (const auto& d : state.databases) {
       if (have_dbs.contains(d.name)) continue;
       sql += "CREATE DATABASE IF NOT EXISTS " + ident(d.name);
-      if (!d.character_set.empty()) sql += " CHARACTER SET " + literal(d.character_set);
-      if (!d.collate.empty()) sql += " COLLATE " + literal(d.collate);
+      if (!d.character_set.empty()) sql += " CHARACTER SET " + mdb_literal(d.character_set);
+      if (!d.collate.empty()) sql += " COLLATE " + mdb_literal(d.collate);
       sql += ";\n";
     }
     std::set<std::pair<std::string, std::string>> wanted_users;
@@ -334,8 +319,8 @@ class MariadbEngine final : public Engine {
       made.accounts.insert(u.name + "@" + u.host);
       const std::string acct = account(u.name, u.host);
       sql += "CREATE USER IF NOT EXISTS " + acct + " IDENTIFIED BY PASSWORD " +
-             literal(u.verifier) + ";\n";
-      sql += "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + literal(u.verifier) + ";\n";
+             mdb_literal(u.verifier) + ";\n";
+      sql += "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + mdb_literal(u.verifier) + ";\n";
       sql += "REVOKE ALL PRIVILEGES, GRANT OPTION FROM " + acct + ";\n";
       for (const auto& d : u.databases) {
         sql += "GRANT ALL PRIVILEGES ON " + grant_db(d) + ".* TO " + acct + ";\n";
@@ -344,9 +329,9 @@ class MariadbEngine final : public Engine {
     if (state.root) {
       const std::string acct = account("root", "%");
       sql += "CREATE USER IF NOT EXISTS " + acct + " IDENTIFIED BY PASSWORD " +
-             literal(state.root->verifier) + ";\n";
-      sql +=
-          "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + literal(state.root->verifier) + ";\n";
+             mdb_literal(state.root->verifier) + ";\n";
+      sql += "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + mdb_literal(state.root->verifier) +
+             ";\n";
       sql += "GRANT ALL PRIVILEGES ON *.* TO " + acct + " WITH GRANT OPTION;\n";
       made.accounts.insert("root@%");
     } else if (managed.accounts.contains("root@%")) {
@@ -575,16 +560,9 @@ class MariadbEngine final : public Engine {
     return ctx;
   }
 
-  std::string server_bin() const {
-    return options_.bin_dir.empty() ? "/usr/sbin/mariadbd" : options_.bin_dir + "/mariadbd";
-  }
-  std::string install_bin() const {
-    return options_.bin_dir.empty() ? "/usr/bin/mariadb-install-db"
-                                    : options_.bin_dir + "/mariadb-install-db";
-  }
-  std::string client_bin() const {
-    return options_.bin_dir.empty() ? "/usr/bin/mariadb" : options_.bin_dir + "/mariadb";
-  }
+  std::string server_bin() const { return mdb_program(options_.bin_dir, "mariadbd", true); }
+  std::string install_bin() const { return mdb_program(options_.bin_dir, "mariadb-install-db"); }
+  std::string client_bin() const { return mdb_program(options_.bin_dir, "mariadb"); }
 
   pid_t live_pid(const Paths& p) const {
     const std::string mark = "--defaults-file=" + p.cnf;
@@ -712,7 +690,7 @@ class MariadbEngine final : public Engine {
   static std::string sql_value(const ParameterSpec& spec, const std::string& value) {
     switch (spec.type) {
       case ParameterType::kBoolean: return value == "on" ? "ON" : "OFF";
-      case ParameterType::kString: return literal(value);
+      case ParameterType::kString: return mdb_literal(value);
       default: return value;
     }
   }

@@ -4,7 +4,6 @@
 // mariadb_replication.h for the files and docs/design/database.md for why.
 #include "database/engine/mariadb_replication.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +15,7 @@
 
 #include "base/log.h"
 #include "database/engine/credentials.h"
+#include "database/engine/mariadb_common.h"
 #include "fmt/format.h"
 
 namespace concord::database::engine::detail {
@@ -44,25 +44,8 @@ struct RPaths {
   std::string dir, data, repl_cnf, role_cnf, role, upstream, stage;
 };
 
-std::string prog(const MdbReplContext& ctx, const char* name, bool sbin = false) {
-  if (!ctx.bin_dir.empty()) return ctx.bin_dir + "/" + name;
-  return std::string(sbin ? "/usr/sbin/" : "/usr/bin/") + name;
-}
-
-// A string literal under the default sql_mode (as the engine's literal()).
-std::string literal(std::string_view value) {
-  std::string out = "'";
-  for (char c : value) {
-    switch (c) {
-      case '\'': out += "''"; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\x1a': out += "\\Z"; break;
-      default: out += c;
-    }
-  }
-  return out + "'";
+std::string prog(const MdbReplContext& ctx, const char* name) {
+  return mdb_program(ctx.bin_dir, name);
 }
 
 // A value in an option file, double-quoted with the escapes the option parser knows.
@@ -76,7 +59,7 @@ std::string option_value(std::string_view value) {
 }
 
 std::string replication_account() {
-  return literal(kReplicationUser) + "@'%'";
+  return mdb_literal(kReplicationUser) + "@'%'";
 }
 
 bool listed(const std::vector<std::string>& ids, const std::string& id) {
@@ -168,104 +151,50 @@ Result<std::string> log_bin_path(const MdbReplContext& ctx) {
   return fail(Code::kInternal, ctx.binlog_cnf + " names no log_bin");
 }
 
-// A private server on the staging data folder (no network), to load the dump into. Writes its
-// binlog where the instance's server will (only to record the GTID state; the load itself is
-// not logged).
-class LoadServer {
- public:
-  LoadServer(const MdbReplContext& ctx, std::string stage)
-      : ctx_(ctx),
-        stage_(std::move(stage)),
-        sock_(stage_ + "/load.sock"),
-        pidfile_(stage_ + "/load.pid") {}
-  ~LoadServer() { (void)stop(); }
-  LoadServer(const LoadServer&) = delete;
-  LoadServer& operator=(const LoadServer&) = delete;
+constexpr std::string_view kLoadServer = "load";
 
-  Status start(const std::string& log_bin) {
-    CONCORD_RETURN_IF_ERROR(make_dir(stage_ + "/tmp", 0700, ctx_.user));
-    CONCORD_ASSIGN_OR_RETURN(
-        pid_, spawn_detached({prog(ctx_, "mariadbd", true), "--no-defaults",
-                              "--datadir=" + stage_ + "/data", "--socket=" + sock_,
-                              "--pid-file=" + stage_ + "/load.server.pid", "--skip-networking",
-                              "--tmpdir=" + stage_ + "/tmp", "--innodb-buffer-pool-size=128M",
-                              "--log-bin=" + log_bin, "--log-bin-index=" + log_bin + ".index",
-                              fmt::format("--server-id={}", mdb_server_id(ctx_.config.id)),
-                              "--binlog-format=ROW", "--gtid-strict-mode=ON",
-                              "--max-allowed-packet=1G", "--log-error=" + stage_ + "/load.log"},
-                             ctx_.user, stage_ + "/load.log", {}));
-    CONCORD_RETURN_IF_ERROR(write_file_atomic(pidfile_, std::to_string(pid_) + "\n"));
-    const auto deadline = std::chrono::steady_clock::now() + ctx_.start_timeout;
-    std::string last = "no socket yet";
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (!process_alive(pid_)) {
-        return fail(Code::kInternal,
-                    "the clone's load server exited: " + file_tail(stage_ + "/load.log", 1500));
-      }
-      if (path_exists(sock_)) {
-        auto r = sql("SELECT 1");
-        if (r) return ok();
-        last = r.error().message();
-      }
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    return fail(Code::kDeadlineExceeded, "the clone's load server did not come up: " + last);
+// A private server on the staging data folder, to load the dump into. Writes its binlog where
+// the instance's server will (only to record the GTID state; the load itself is not logged).
+PrivateMariadb::Options load_server(const MdbReplContext& ctx, const std::string& stage,
+                                    const std::string& log_bin) {
+  PrivateMariadb::Options o;
+  o.folder = stage;
+  o.name = kLoadServer;
+  o.what = "the clone's load server";
+  o.bin_dir = ctx.bin_dir;
+  o.user = ctx.user;
+  o.start_timeout = ctx.start_timeout;
+  o.server_args = {"--innodb-buffer-pool-size=128M",
+                   "--log-bin=" + log_bin,
+                   "--log-bin-index=" + log_bin + ".index",
+                   fmt::format("--server-id={}", mdb_server_id(ctx.config.id)),
+                   "--binlog-format=ROW",
+                   "--gtid-strict-mode=ON",
+                   "--max-allowed-packet=1G"};
+  o.sql_timeout = milliseconds(60000);
+  o.skip_column_names = true;
+  o.client_label = "mariadb (clone load server)";
+  return o;
+}
+
+// Loads a dump file into the load server with binary logging off for the session (the copy is
+// the upstream's history, not this member's).
+Status load_dump(const MdbReplContext& ctx, const PrivateMariadb& server, const std::string& dump) {
+  CommandOptions o;
+  o.timeout = kCloneTimeout;
+  auto r = run_command({"/bin/bash", "-c",
+                        "exec \"$1\" --no-defaults --protocol=SOCKET "
+                        "--socket=\"$2\" --user=root --binary-mode "
+                        "--max-allowed-packet=1G "
+                        "--init-command='SET sql_log_bin=0' < \"$3\"",
+                        "load", prog(ctx, "mariadb"), server.sock(), dump},
+                       o);
+  if (!r) return fail(r.error());
+  if (!r->ok()) {
+    return fail(Code::kInternal, "loading the upstream's dump: " + r->describe("mariadb"));
   }
-
-  Result<std::string> sql(const std::string& text) {
-    CommandOptions o;
-    o.timeout = milliseconds(60000);
-    o.stdin_data = text;
-    CONCORD_ASSIGN_OR_RETURN(
-        CommandResult r,
-        run_command({prog(ctx_, "mariadb"), "--no-defaults", "--protocol=SOCKET",
-                     "--socket=" + sock_, "--user=root", "--batch", "--skip-column-names"},
-                    o));
-    if (!r.ok()) return fail(Code::kInternal, r.describe("mariadb (clone load server)"));
-    return r.out;
-  }
-
-  // Loads a dump file with binary logging off for the session (the copy is the upstream's
-  // history, not this member's).
-  Status load(const std::string& dump) {
-    CommandOptions o;
-    o.timeout = kCloneTimeout;
-    auto r = run_command({"/bin/bash", "-c",
-                          "exec \"$1\" --no-defaults --protocol=SOCKET "
-                          "--socket=\"$2\" --user=root --binary-mode "
-                          "--max-allowed-packet=1G "
-                          "--init-command='SET sql_log_bin=0' < \"$3\"",
-                          "load", prog(ctx_, "mariadb"), sock_, dump},
-                         o);
-    if (!r) return fail(r.error());
-    if (!r->ok()) {
-      return fail(Code::kInternal, "loading the upstream's dump: " + r->describe("mariadb"));
-    }
-    return ok();
-  }
-
-  // Clean shutdown (InnoDB flushed, binlog state written), so the folder starts without
-  // recovery.
-  Status stop() {
-    if (pid_ <= 0) return ok();
-    ::kill(pid_, SIGTERM);
-    bool gone = wait_gone(pid_, milliseconds(120000)) || kill_hard(pid_, milliseconds(10000));
-    pid_ = 0;
-    if (!gone) return fail(Code::kInternal, "the clone's load server survived SIGKILL");
-    return ok();
-  }
-
-  // A load server left by a killed agent.
-  static void reap(const std::string& stage) {
-    pid_t pid = live_pid_from(stage + "/load.pid", stage + "/data");
-    if (pid != 0) (void)kill_hard(pid, milliseconds(10000));
-  }
-
- private:
-  const MdbReplContext& ctx_;
-  std::string stage_, sock_, pidfile_;
-  pid_t pid_ = 0;
-};
+  return ok();
+}
 
 // Batch output with its header line -> column -> value of the first row (batch mode escapes
 // tabs and newlines inside values, so splitting on them is safe).
@@ -386,7 +315,7 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
   if (path_exists(p.data)) return ok();
   auto log = logger("database.engine");
   CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, ctx.user));
-  LoadServer::reap(p.stage);
+  PrivateMariadb::reap(p.stage, kLoadServer);
   CONCORD_RETURN_IF_ERROR(remove_tree(p.stage));
   auto attempt = [&]() -> Status {
     CONCORD_RETURN_IF_ERROR(make_dir(p.stage, 0700, ctx.user));
@@ -428,17 +357,17 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
     CONCORD_RETURN_IF_ERROR(fresh_data(p.stage + "/data"));
     CONCORD_ASSIGN_OR_RETURN(std::string log_bin, log_bin_path(ctx));
     {
-      LoadServer server(ctx, p.stage);
-      CONCORD_RETURN_IF_ERROR(server.start(log_bin));
-      CONCORD_RETURN_IF_ERROR(server.load(dump));
+      PrivateMariadb server(load_server(ctx, p.stage, log_bin));
+      CONCORD_RETURN_IF_ERROR(server.start());
+      CONCORD_RETURN_IF_ERROR(load_dump(ctx, server, dump));
       // The copy's position is where this member continues: as a replica (slave position)
       // and in its own binlog (so after a promotion its siblings find their position in it;
       // a strict-mode primary refuses a position its binlogs do not know). RESET MASTER also
       // clears binlogs a demoted member's folder may still list.
       std::string set = "FLUSH PRIVILEGES;\nRESET MASTER;\n";
       if (!gtid.empty()) {
-        set += "SET GLOBAL gtid_slave_pos = " + literal(gtid) + ";\n";
-        set += "SET GLOBAL gtid_binlog_state = " + literal(gtid) + ";\n";
+        set += "SET GLOBAL gtid_slave_pos = " + mdb_literal(gtid) + ";\n";
+        set += "SET GLOBAL gtid_binlog_state = " + mdb_literal(gtid) + ";\n";
       }
       set += "SELECT @@gtid_slave_pos, @@gtid_binlog_pos;\n";
       CONCORD_ASSIGN_OR_RETURN(std::string got, server.sql(set));
@@ -465,7 +394,7 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
     return ok();
   };
   auto st = attempt();
-  LoadServer::reap(p.stage);
+  PrivateMariadb::reap(p.stage, kLoadServer);
   (void)remove_tree(p.stage);
   if (!st) log->warn("mariadb {}: clone failed: {}", ctx.config.id, st.error().message());
   return st;
@@ -508,12 +437,12 @@ Status mdb_apply_primary(const MdbReplContext& ctx, const ReplicationSpec* spec)
   }
   const std::string acct = replication_account();
   if (spec != nullptr) {
-    const std::string verifier = literal(mariadb_native_verifier(spec->secret));
+    const std::string verifier = mdb_literal(mariadb_native_verifier(spec->secret));
     // Written only when it differs: every statement here is binlogged, and with a synchronous
     // standby down a write would wait for it.
     CONCORD_ASSIGN_OR_RETURN(
         std::string have,
-        ctx.admin("SELECT COUNT(*) FROM mysql.user WHERE User = " + literal(kReplicationUser) +
+        ctx.admin("SELECT COUNT(*) FROM mysql.user WHERE User = " + mdb_literal(kReplicationUser) +
                   " AND Host = '%' AND authentication_string = " + verifier +
                   " AND ssl_type = 'ANY' AND Repl_slave_priv = 'Y' AND Repl_client_priv = 'Y' "
                   "AND Select_priv = 'Y' AND Show_view_priv = 'Y' AND Trigger_priv = 'Y' AND "
@@ -535,7 +464,7 @@ Status mdb_apply_primary(const MdbReplContext& ctx, const ReplicationSpec* spec)
     // writes nothing to its binlog for it).
     CONCORD_ASSIGN_OR_RETURN(std::string have,
                              ctx.admin("SELECT COUNT(*) FROM mysql.user WHERE User = " +
-                                       literal(kReplicationUser) + " AND Host = '%'"));
+                                       mdb_literal(kReplicationUser) + " AND Host = '%'"));
     if (have != "0\n") sql += "DROP USER IF EXISTS " + acct + ";\n";
   }
   CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin(sql));
@@ -594,8 +523,8 @@ Status mdb_apply_replica(const MdbReplContext& ctx, const ReplicationSpec& spec)
         "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, "
         "MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_SSL = 1, "
         "MASTER_CONNECT_RETRY = {};\n",
-        literal(spec.upstream_address), spec.upstream_port, literal(kReplicationUser),
-        literal(spec.secret), kConnectRetrySeconds);
+        mdb_literal(spec.upstream_address), spec.upstream_port, mdb_literal(kReplicationUser),
+        mdb_literal(spec.secret), kConnectRetrySeconds);
     sql += "START SLAVE;\n";
     log->info("mariadb {}: replicating from {} ({}:{})", ctx.config.id, spec.upstream_instance,
               spec.upstream_address, spec.upstream_port);

@@ -16,6 +16,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "database/engine/backup_util.h"
+#include "database/engine/postgres_common.h"
 #include "fmt/format.h"
 
 namespace concord::database::engine::detail {
@@ -55,19 +56,6 @@ CommandOptions as_user(const PgBackupContext& ctx, milliseconds timeout) {
   o.timeout = timeout;
   o.cwd = ctx.config.dir;
   return o;
-}
-
-std::string conf_quote(std::string_view v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\'')
-      out += "''";
-    else if (c == '\\')
-      out += "\\\\";
-    else
-      out += c;
-  }
-  return out + "'";
 }
 
 bool is_segment_name(std::string_view n) {
@@ -207,7 +195,8 @@ Result<bool> pg_configure_archiving(const PgBackupContext& ctx, std::optional<bo
       "archive_mode = on\n"
       "archive_command = {}\n"
       "archive_timeout = {}\n",
-      on ? on_mark : off_mark, conf_quote(on ? archive_command(p) : "/bin/true"), kArchiveTimeoutS);
+      on ? on_mark : off_mark, pg_conf_quote(on ? archive_command(p) : "/bin/true"),
+      kArchiveTimeoutS);
   if (on) CONCORD_RETURN_IF_ERROR(make_dir(p.archive, 0700, ctx.user));
   bool changed = !current || *current != text;
   if (changed) CONCORD_RETURN_IF_ERROR(write_file_atomic(file, text, 0600, ctx.user));
@@ -491,7 +480,7 @@ Status pg_restore_data(const PgBackupContext& ctx, const RestoreSpec& spec, Tran
         target = fmt::format(
             "recovery_target_time = {}\n"
             "recovery_target_inclusive = off\n",
-            conf_quote(format_utc_us(spec.target_time_us)));
+            pg_conf_quote(format_utc_us(spec.target_time_us)));
       }
       recovery = fmt::format(
           "# Written by Concord: point-in-time recovery from instance {} ({} files).\n"
@@ -502,7 +491,7 @@ Status pg_restore_data(const PgBackupContext& ctx, const RestoreSpec& spec, Tran
           "# answers, which must mean promoted and writable.\n"
           "hot_standby = off\n",
           spec.log_source_instance, logs.size(),
-          conf_quote(fmt::format("cp {}/%f \"%p\"", p.restore_wal)), target);
+          pg_conf_quote(fmt::format("cp {}/%f \"%p\"", p.restore_wal)), target);
       CONCORD_RETURN_IF_ERROR(write_file_atomic(data + "/recovery.signal", "", 0600, ctx.user));
       log->info("postgresql {}: restoring backup {} with {} log files of {} to {}", ctx.config.id,
                 plan.base->backup_id, logs.size(), spec.log_source_instance,

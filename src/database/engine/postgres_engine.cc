@@ -40,6 +40,7 @@
 #include "database/engine/engine_common.h"
 #include "database/engine/parameters.h"
 #include "database/engine/postgres_backup.h"
+#include "database/engine/postgres_common.h"
 #include "database/engine/postgres_replication.h"
 #include "fmt/format.h"
 
@@ -85,19 +86,6 @@ Code code_for_sqlstate(const char* state) {
   if (s.starts_with("22") || s.starts_with("42")) return Code::kInvalidArgument;
   if (s.starts_with("08") || s.starts_with("53") || s.starts_with("57")) return Code::kUnavailable;
   return Code::kInternal;
-}
-
-std::string conf_quote(std::string_view v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\'')
-      out += "''";
-    else if (c == '\\')
-      out += "\\\\";
-    else
-      out += c;
-  }
-  return out + "'";
 }
 
 class PostgresEngine final : public Engine {
@@ -555,8 +543,9 @@ class PostgresEngine final : public Engine {
         "hba_file = {}\n"
         // Last, so the configuration group's values win over the defaults above.
         "include_if_exists = 'concord_params.conf'\n",
-        config.id, conf_quote(config.address), config.port, conf_quote(p.run), conf_quote(p.crt),
-        conf_quote(p.key), shared_mb, conf_quote(p.data + "/pg_hba.conf"));
+        config.id, pg_conf_quote(config.address), config.port, pg_conf_quote(p.run),
+        pg_conf_quote(p.crt), pg_conf_quote(p.key), shared_mb,
+        pg_conf_quote(p.data + "/pg_hba.conf"));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/concord.conf", conf, 0600, user));
     // The socket folder is the fence for `local ... trust`: 0700, the engine user's.
     const std::string hba =
@@ -592,7 +581,7 @@ class PostgresEngine final : public Engine {
     for (const auto& [name, value] : state.parameters) {
       // Names come from the catalog and values are in normal form (validate_parameters), so
       // neither can hold a quote or a line break; conf_quote is the second fence.
-      text += name + " = " + conf_quote(value) + "\n";
+      text += name + " = " + pg_conf_quote(value) + "\n";
     }
     const std::string path = p.data + "/concord_params.conf";
     if (auto old = read_file(path); !old || *old != text) {

@@ -15,6 +15,7 @@
 
 #include "base/encoding.h"
 #include "base/log.h"
+#include "database/engine/postgres_common.h"
 #include "fmt/format.h"
 
 namespace concord::database::engine::detail {
@@ -35,19 +36,6 @@ struct RPaths {
         passfile(d + "/replication.pgpass") {}
   std::string dir, data, clone_tmp, passfile;
 };
-
-std::string conf_quote(std::string_view v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\'')
-      out += "''";
-    else if (c == '\\')
-      out += "\\\\";
-    else
-      out += c;
-  }
-  return out + "'";
-}
 
 // A libpq conninfo value.
 std::string conninfo_quote(std::string_view v) {
@@ -166,7 +154,7 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
         "# Written by Concord: the primary of a replication group.\n"
         "synchronous_standby_names = {}\n"
         "synchronous_commit = on\n",
-        conf_quote(pg_synchronous_standby_names(spec->synchronous_standbys)));
+        pg_conf_quote(pg_synchronous_standby_names(spec->synchronous_standbys)));
   }
   // hot_standby is not set here: it is on by default (read-only queries on the replica) and the
   // clone empties concord_recovery.conf, the only file that turns it off. Naming a
@@ -177,8 +165,8 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
       "primary_conninfo = {}\n"
       "primary_slot_name = {}\n"
       "synchronous_standby_names = ''\n",
-      spec->upstream_instance, conf_quote(upstream_conninfo(ctx, *spec)),
-      conf_quote(pg_slot_name(ctx.config.id)));
+      spec->upstream_instance, pg_conf_quote(upstream_conninfo(ctx, *spec)),
+      pg_conf_quote(pg_slot_name(ctx.config.id)));
 }
 
 Result<bool> pg_write_replication_files(const PgBackupContext& ctx, const ReplicationSpec* spec,
