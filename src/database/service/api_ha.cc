@@ -37,6 +37,9 @@ constexpr int kFailuresBeforeFailover = 4;
 constexpr auto kStandbyGrace = std::chrono::seconds(5);
 // Between two restarts of a stopped standby member.
 constexpr auto kRestartEvery = std::chrono::seconds(15);
+// Between two repairs of a member whose desired state is behind (a push that keeps failing, for
+// a standby no host can take, is not retried every round).
+constexpr auto kPushEvery = std::chrono::seconds(5);
 
 // Whether a PostgreSQL engine at address:port answers: a CancelRequest with a key no backend has
 // makes the postmaster fork, read it and close the connection without a reply or a log line
@@ -278,6 +281,16 @@ void DatabaseService::Impl::ha_round() {
     }
     if (!primary) continue;
     Probes& pr = probes_[inst.id];
+    // Level-triggered repair: a server killed between a failover's (or any change's) write and
+    // its pushes left a member's desired state behind the row; push it again.
+    const bool behind = std::any_of(members.begin(), members.end(), [&](const Member& m) {
+      auto s = live->find(m.id);
+      return s == live->end() || state_revision_of(s->second) < inst.state_revision;
+    });
+    if (behind && now - pr.last_push >= kPushEvery) {
+      pr.last_push = now;
+      sync_servers({inst.id});
+    }
     auto ps = live->find(primary->id);
     // A primary still being built is not failing.
     if (ps == live->end() || ps->second.status == "BUILD") continue;

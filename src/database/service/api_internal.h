@@ -536,6 +536,7 @@ class DatabaseService::Impl {
     int primary_failures = 0;  // consecutive failed probes of the primary member's engine
     std::chrono::steady_clock::time_point standby_down_since{};  // zero: answering
     std::chrono::steady_clock::time_point last_restart{};        // of a stopped standby
+    std::chrono::steady_clock::time_point last_push{};           // of a lagging desired state
   };
   std::map<std::string, Probes> probes_;  // by instance id; the controller thread's own
   std::mutex ha_mu_;
