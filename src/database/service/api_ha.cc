@@ -1,5 +1,6 @@
 // High availability (docs/design/database.md, "High availability"): an instance of two
-// members, a primary and a synchronous standby, each a service server on a host of its own. The
+// members, a primary and a synchronous standby (PostgreSQL synchronous replication, MariaDB
+// semi-synchronous AFTER_SYNC without timeout), each a service server on a host of its own. The
 // instance's endpoint (api_endpoints.cc) routes to the primary member's engine; the controller
 // thread here probes the members and fails over.
 //
@@ -41,12 +42,15 @@ constexpr auto kRestartEvery = std::chrono::seconds(15);
 // a standby no host can take, is not retried every round).
 constexpr auto kPushEvery = std::chrono::seconds(5);
 
-// Whether a PostgreSQL engine at address:port answers: a CancelRequest with a key no backend has
-// makes the postmaster fork, read it and close the connection without a reply or a log line
-// (below DEBUG2). A live engine closes within the timeout; a dead one refuses the connection; a
-// paused (SIGSTOP) or cut-off one neither answers nor closes (the kernel alone accepts the TCP
-// connection), which a bare connect would take for alive.
-bool probe_postgres(const std::string& address, int port) {
+// Whether the engine at address:port answers, within kProbeTimeout. A paused (SIGSTOP) or
+// cut-off engine is taken for dead although the kernel alone still accepts its TCP connections,
+// so the probe needs an answer from the engine process itself:
+// - PostgreSQL: a CancelRequest with a key no backend has makes the postmaster fork, read it and
+//   close the connection without a reply or a log line (below DEBUG2); alive = closed in time.
+// - MariaDB: the server greets every connection first; alive = a greeting byte in time. A client
+//   that leaves before authenticating is not counted against max_connect_errors (300 such probes
+//   in a row left logins from the same address working, tried on 10.11).
+bool probe_engine(const std::string& engine, const std::string& address, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   sockaddr_in a{};
@@ -70,13 +74,17 @@ bool probe_postgres(const std::string& address, int port) {
     socklen_t len = sizeof err;
     if (::poll(&p, 1, left_ms()) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
         err == 0) {
-      // Length 16, code 80877102, a process id and key no backend has.
-      const unsigned char cancel[16] = {0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e,
-                                        0, 0, 0, 0,  0,    0,    0,    0};
-      if (::send(fd, cancel, sizeof cancel, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof cancel)) {
-        pollfd r{fd, POLLIN, 0};
-        char byte = 0;
-        alive = ::poll(&r, 1, left_ms()) == 1 && ::recv(fd, &byte, 1, 0) <= 0;
+      pollfd r{fd, POLLIN, 0};
+      char byte = 0;
+      if (engine == "mariadb") {
+        alive = ::poll(&r, 1, left_ms()) == 1 && ::recv(fd, &byte, 1, 0) == 1;
+      } else {
+        // Length 16, code 80877102, a process id and key no backend has.
+        const unsigned char cancel[16] = {0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e,
+                                          0, 0, 0, 0,  0,    0,    0,    0};
+        alive = ::send(fd, cancel, sizeof cancel, MSG_NOSIGNAL) ==
+                    static_cast<ssize_t>(sizeof cancel) &&
+                ::poll(&r, 1, left_ms()) == 1 && ::recv(fd, &byte, 1, 0) <= 0;
       }
     }
   }
@@ -111,9 +119,6 @@ Status DatabaseService::Impl::parse_create_ha(const Json& in, InstanceRow& inst)
     return fail(
         bad("High availability needs the database endpoints, which this cloud does not "
             "run."));
-  }
-  if (inst.engine != "postgresql") {
-    return fail(bad("High availability is offered for PostgreSQL instances only (so far)."));
   }
   if (!inst.replica_of.empty()) return fail(bad("A read replica cannot be highly available."));
   inst.ha = true;
@@ -294,11 +299,11 @@ void DatabaseService::Impl::ha_round() {
     auto ps = live->find(primary->id);
     // A primary still being built is not failing.
     if (ps == live->end() || ps->second.status == "BUILD") continue;
-    if (probe_postgres(primary->engine_address, static_cast<int>(inst.port))) {
+    if (probe_engine(inst.engine, primary->engine_address, static_cast<int>(inst.port))) {
       pr.primary_failures = 0;
     } else if (++pr.primary_failures >= kFailuresBeforeFailover) {
       if (standby && standby->sync == "active" &&
-          probe_postgres(standby->engine_address, static_cast<int>(inst.port))) {
+          probe_engine(inst.engine, standby->engine_address, static_cast<int>(inst.port))) {
         if (fail_over(inst.id, fmt::format("the primary member {} did not answer for {} probes",
                                            primary->id, pr.primary_failures))) {
           pr = Probes{};
@@ -315,7 +320,7 @@ void DatabaseService::Impl::ha_round() {
     if (!standby) continue;
     auto ss = live->find(standby->id);
     const bool standby_answers =
-        probe_postgres(standby->engine_address, static_cast<int>(inst.port));
+        probe_engine(inst.engine, standby->engine_address, static_cast<int>(inst.port));
     if (standby_answers) {
       pr.standby_down_since = {};
     } else if (pr.standby_down_since == std::chrono::steady_clock::time_point{}) {
