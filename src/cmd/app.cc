@@ -610,6 +610,7 @@ Status run_server(const config::Config& c, bool bootstrap) {
   router->mount("/agent/v1/database", databases->agent_routes(), http::keystone_style_error);
 
   auto metrics = std::make_shared<http::Registry>();
+  databases->register_metrics(*metrics);
   // Endpoint replicas are compute servers of Concord's service project, which exists only
   // once identity is bootstrapped (after the server starts, in all-in-one): the backend is
   // attached then, before the controller's first pass.

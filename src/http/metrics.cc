@@ -144,6 +144,11 @@ Histogram& Registry::histogram(const std::string& name, const std::string& help,
 
 void Registry::gauge_fn(const std::string& name, const std::string& help,
                         std::function<double()> fn) {
+  gauge_family_fn(name, help, [fn = std::move(fn)] { return GaugeSeries{{Labels{}, fn()}}; });
+}
+
+void Registry::gauge_family_fn(const std::string& name, const std::string& help,
+                               std::function<GaugeSeries()> fn) {
   std::lock_guard lock(mu_);
   Family& family = families_[name];
   if (!family.type.empty() && family.type != "gauge") {
@@ -158,14 +163,14 @@ void Registry::gauge_fn(const std::string& name, const std::string& help,
 
 std::string Registry::render() const {
   // Gauge functions run outside the lock: they may be slow (reading /proc) or use the registry.
-  std::vector<std::pair<std::string, std::function<double()>>> gauges;
+  std::vector<std::pair<std::string, std::function<GaugeSeries()>>> gauges;
   {
     std::lock_guard lock(mu_);
     for (const auto& [name, family] : families_) {
       if (family.type == "gauge" && family.gauge) gauges.emplace_back(name, family.gauge);
     }
   }
-  std::map<std::string, double> gauge_values;
+  std::map<std::string, GaugeSeries> gauge_values;
   for (auto& [name, fn] : gauges) {
     try {
       gauge_values[name] = fn();
@@ -194,7 +199,9 @@ std::string Registry::render() const {
     out += type;
     out += '\n';
     if (type == "gauge") {
-      append_sample(out, name, "", {}, {}, gauge_values[name]);
+      for (const auto& [labels, value] : gauge_values[name]) {
+        append_sample(out, name, "", render_labels(labels), {}, value);
+      }
     } else if (type == "counter") {
       for (const auto& [labels, c] : family.counters) {
         append_sample(out, name, "", labels, {}, c->value());

@@ -56,6 +56,11 @@ class Registry {
   // Gauges are computed at scrape time, outside the registry's lock (so `fn` may use the
   // registry). Registering a name again replaces the function.
   void gauge_fn(const std::string& name, const std::string& help, std::function<double()> fn);
+  // A gauge family whose series (label set, value) `fn` computes at scrape time, e.g. one
+  // series per managed database instance. Same rules as gauge_fn.
+  using GaugeSeries = std::vector<std::pair<Labels, double>>;
+  void gauge_family_fn(const std::string& name, const std::string& help,
+                       std::function<GaugeSeries()> fn);
   // The text exposition format 0.0.4, families sorted by name.
   std::string render() const;
 
@@ -65,7 +70,7 @@ class Registry {
     std::string type;
     std::map<std::string, std::unique_ptr<Counter>> counters;      // key: rendered labels
     std::map<std::string, std::unique_ptr<Histogram>> histograms;  // key: rendered labels
-    std::function<double()> gauge;
+    std::function<GaugeSeries()> gauge;  // gauge_fn: one series without labels
   };
   mutable std::mutex mu_;  // guards families_ and detached_* (not the series' values)
   std::map<std::string, Family> families_;

@@ -104,6 +104,22 @@ TEST(MetricsTest, GaugeMayUseTheRegistryWithoutDeadlock) {
   EXPECT_TRUE(contains(text, "families 1\n")) << text;
 }
 
+TEST(MetricsTest, GaugeFamilyRendersOneSeriesPerLabelSet) {
+  Registry r;
+  std::vector<std::pair<Labels, double>> series = {{{{"instance", "a\"b"}}, 1},
+                                                    {{{"instance", "c"}}, 0.5}};
+  r.gauge_family_fn("db_up", "Per instance.", [&] { return series; });
+  std::string text = r.render();
+  EXPECT_TRUE(contains(text,
+                       "# TYPE db_up gauge\ndb_up{instance=\"a\\\"b\"} 1\n"
+                       "db_up{instance=\"c\"} 0.5\n"))
+      << text;
+  series.clear();  // no series now: the family is still declared, with no samples
+  text = r.render();
+  EXPECT_TRUE(contains(text, "# TYPE db_up gauge\n")) << text;
+  EXPECT_FALSE(contains(text, "db_up{")) << text;
+}
+
 TEST(MetricsTest, ThrowingGaugeIsSkipped) {
   Registry r;
   r.gauge_fn("bad", "Throws.", []() -> double { throw std::runtime_error("no"); });

@@ -271,6 +271,10 @@ Result<std::unique_ptr<DatabaseService>> DatabaseService::create(
 DatabaseService::DatabaseService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DatabaseService::~DatabaseService() = default;
 
+void DatabaseService::register_metrics(http::Registry& registry) {
+  impl_->register_metrics(registry);
+}
+
 void DatabaseService::attach_service_project(std::string project_id, std::string user_id) {
   impl_->attach(std::move(project_id), std::move(user_id));
 }

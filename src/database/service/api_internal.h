@@ -28,6 +28,7 @@
 #include "database/proxy/endpoint_set.h"
 #include "database/service/database_service.h"
 #include "database/service/names.h"
+#include "http/metrics.h"
 #include "usage/usage_ledger.h"
 
 namespace concord::database::service {
@@ -409,6 +410,8 @@ class DatabaseService::Impl {
   void watch_storage();
 
  public:
+  // The operators' Prometheus families (api_operations.cc).
+  void register_metrics(http::Registry& registry);
   std::shared_ptr<http::RouteTable> agent_routes() const { return agent_routes_; }
   const blob::BlobStore* backup_blobs() const { return backup_blobs_.get(); }
 

@@ -321,7 +321,7 @@ Result<Response> DatabaseService::Impl::instance_metrics(Call& c) {
     return ok();
   }));
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
-  auto s = live.find(inst.id);
+  auto s = live.find(primary_server(inst));
   const compute::ServiceServer* server = s == live.end() ? nullptr : &s->second;
   Json out = {{"instance_id", inst.id},
               {"status", status(inst, server).first},
@@ -541,6 +541,111 @@ void DatabaseService::Impl::stop_operations() {
   }
   ops_cv_.notify_all();
   if (ops_thread_.joinable()) ops_thread_.join();
+}
+
+}  // namespace concord::database::service
+
+namespace concord::database::service {
+
+// Prometheus families for operators (docs/design/database.md, "Operations"): one series per
+// instance (and per member for replication lag), computed at scrape time from the rows and the
+// servers' reported detail. Each family reads the store and compute once per scrape.
+void DatabaseService::Impl::register_metrics(http::Registry& registry) {
+  using Series = http::Registry::GaugeSeries;
+  struct Snapshot {
+    std::vector<InstanceRow> instances;
+    std::map<std::string, compute::ServiceServer> live;
+  };
+  auto snapshot = [this]() -> Snapshot {
+    Snapshot snap;
+    Status read = store_.read([&](store::Tx& tx) -> Status {
+      snap.instances.clear();
+      CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                               tx.query(std::string(kInstanceSelect) + "WHERE i.deleting = 0"));
+      for (const store::Row& r : rows) snap.instances.push_back(instance_from(r));
+      return ok();
+    });
+    if (!read) return {};
+    if (auto live = servers()) snap.live = std::move(*live);
+    return snap;
+  };
+  auto labels = [](const InstanceRow& inst) {
+    return http::Labels{
+        {"instance", inst.id}, {"project", inst.project_id}, {"engine", inst.engine}};
+  };
+  // Per instance: `value(inst, its primary server or nullptr)`; nullopt leaves it out.
+  auto per_instance = [snapshot, labels](auto value) {
+    return [snapshot, labels, value]() -> Series {
+      Snapshot snap = snapshot();
+      Series out;
+      for (const InstanceRow& inst : snap.instances) {
+        auto s = snap.live.find(primary_server(inst));
+        std::optional<double> v = value(inst, s == snap.live.end() ? nullptr : &s->second);
+        if (v) out.emplace_back(labels(inst), *v);
+      }
+      return out;
+    };
+  };
+  registry.gauge_family_fn(
+      "concord_database_instance_up",
+      "1 when the managed database instance's engine runs and answers (Trove status ACTIVE, "
+      "BACKUP or RESTART_REQUIRED with operating status HEALTHY), else 0.",
+      per_instance([](const InstanceRow& inst, const compute::ServiceServer* s) {
+        return std::optional<double>(status(inst, s).second == "HEALTHY" ? 1 : 0);
+      }));
+  registry.gauge_family_fn(
+      "concord_database_instance_disk_used_bytes",
+      "Bytes the instance's data folder uses, as its host's agent last reported.",
+      per_instance([](const InstanceRow&, const compute::ServiceServer* s) {
+        std::optional<double> v;
+        if (s) {
+          if (auto used = integer_of(detail_fields(s->detail), "disk_used_bytes")) v = *used;
+        }
+        return v;
+      }));
+  registry.gauge_family_fn("concord_database_instance_volume_bytes",
+                           "The instance's volume size in bytes.",
+                           per_instance([](const InstanceRow& inst, const compute::ServiceServer*) {
+                             return std::optional<double>(inst.volume_gb * kGiB);
+                           }));
+  registry.gauge_family_fn("concord_database_instance_failovers",
+                           "Automatic failovers of the instance since it was created.",
+                           per_instance([](const InstanceRow& inst, const compute::ServiceServer*) {
+                             return inst.ha ? std::optional<double>(inst.failovers) : std::nullopt;
+                           }));
+  registry.gauge_family_fn(
+      "concord_database_endpoint_clients",
+      "Client connections open now through the instance's endpoint proxy.",
+      per_instance([this](const InstanceRow& inst, const compute::ServiceServer*) {
+        std::optional<double> v;
+        if (endpoints_) {
+          if (auto st = endpoints_->stats(inst.id)) v = static_cast<double>(st->clients_active);
+        }
+        return v;
+      }));
+  registry.gauge_family_fn(
+      "concord_database_replication_lag_seconds",
+      "Seconds a replica or standby member's replay is behind its upstream, as its agent last "
+      "reported (only members that report it).",
+      [snapshot]() -> Series {
+        Snapshot snap = snapshot();
+        std::map<std::string, const InstanceRow*> by_id;
+        for (const InstanceRow& inst : snap.instances) by_id[inst.id] = &inst;
+        Series out;
+        for (const auto& [server_id, s] : snap.live) {
+          auto f = detail_fields(s.detail);
+          auto lag = integer_of(f, "lag_seconds");
+          auto named = s.metadata.find(std::string(keys::kInstance));
+          if (!lag || *lag < 0 || f["role"] != "replica" || named == s.metadata.end()) continue;
+          auto inst = by_id.find(named->second);
+          if (inst == by_id.end()) continue;
+          out.push_back({{{"instance", inst->second->id},
+                          {"project", inst->second->project_id},
+                          {"member", server_id}},
+                         static_cast<double>(*lag)});
+        }
+        return out;
+      });
 }
 
 }  // namespace concord::database::service

@@ -36,6 +36,7 @@
 #include "base/result.h"
 #include "compute/service/context.h"
 #include "http/message.h"
+#include "http/metrics.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "identity/identity_service.h"
@@ -100,6 +101,9 @@ class DatabaseService {
   // to disk (give it the same mount prefix).
   std::shared_ptr<http::RouteTable> agent_routes() const;
   http::StreamedBodyHook agent_streamed_body_hook(std::string mount_prefix) const;
+  // Per-instance gauges for the server's /metrics (instance up, disk used, volume, failovers,
+  // endpoint clients, replication lag), computed at scrape time.
+  void register_metrics(http::Registry& registry);
 
   class Impl;
 
