@@ -429,17 +429,7 @@ Result<Response> DatabaseService::Impl::list_backups(Call& c) {
     args.emplace_back(*d);
     args.emplace_back(*d);
   }
-  int64_t limit = std::numeric_limits<int64_t>::max();
-  if (auto l = c.req.query_param("limit"); l && !l->empty()) {
-    limit = 0;
-    for (char ch : *l) {
-      if (!std::isdigit(static_cast<unsigned char>(ch)) || limit > 1'000'000) {
-        return fail(bad("'limit' must be a positive integer."));
-      }
-      limit = limit * 10 + (ch - '0');
-    }
-    if (limit < 1) return fail(bad("'limit' must be a positive integer."));
-  }
+  CONCORD_ASSIGN_OR_RETURN(const int64_t limit, parse_limit(c.req));
   const std::optional<std::string> marker = c.req.query_param("marker");
   std::vector<BackupRow> rows;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {

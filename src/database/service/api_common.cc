@@ -1,6 +1,8 @@
 // Helpers shared by the Trove API's handlers (api_internal.h).
 #include "database/service/api_internal.h"
 
+#include <limits>
+
 namespace concord::database::service {
 
 std::string_view fault_name(int status) {
@@ -129,6 +131,21 @@ InstanceRow instance_from(const store::Row& r) {
   i.primary_member = r.text(31);
   i.failovers = r.integer(32);
   return i;
+}
+
+Result<int64_t> parse_limit(const Request& req) {
+  int64_t limit = std::numeric_limits<int64_t>::max();
+  if (auto l = req.query_param("limit"); l && !l->empty()) {
+    limit = 0;
+    for (char ch : *l) {
+      if (!std::isdigit(static_cast<unsigned char>(ch)) || limit > 1'000'000) {
+        return fail(bad("'limit' must be a positive integer."));
+      }
+      limit = limit * 10 + (ch - '0');
+    }
+    if (limit < 1) return fail(bad("'limit' must be a positive integer."));
+  }
+  return limit;
 }
 
 Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string& region) {

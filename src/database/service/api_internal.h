@@ -118,6 +118,9 @@ Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string
 
 Result<Json> body_object(const Request& req);
 
+// A positive ?limit= (none: unlimited) of a list; 400 otherwise.
+Result<int64_t> parse_limit(const Request& req);
+
 // A required string member.
 Result<std::string> string_field(const Json& obj, const char* name, std::string_view where);
 

@@ -72,22 +72,6 @@ Result<bool> parse_protection(const Json& v) {
   return v.get<bool>();
 }
 
-// A positive ?limit= (none: unlimited), as the other lists take it.
-Result<int64_t> parse_limit(const Request& req) {
-  int64_t limit = std::numeric_limits<int64_t>::max();
-  if (auto l = req.query_param("limit"); l && !l->empty()) {
-    limit = 0;
-    for (char ch : *l) {
-      if (!std::isdigit(static_cast<unsigned char>(ch)) || limit > 1'000'000) {
-        return fail(bad("'limit' must be a positive integer."));
-      }
-      limit = limit * 10 + (ch - '0');
-    }
-    if (limit < 1) return fail(bad("'limit' must be a positive integer."));
-  }
-  return limit;
-}
-
 // The start of today's (UTC, by `now`) backup window, or nullopt when it has not started yet.
 std::optional<SystemTime> window_start_today(const std::string& window, SystemTime now) {
   auto minutes = window_minutes(window);
