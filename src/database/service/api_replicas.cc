@@ -248,6 +248,11 @@ Result<Response> DatabaseService::Impl::promote_replica(Call& c, const InstanceR
     }
     CONCORD_ASSIGN_OR_RETURN(std::optional<InstanceRow> p, row_by_id(tx, old_primary));
     if (!p || p->deleting) return fail(bad("The primary of '" + inst.id + "' is being deleted."));
+    if (p->ha) {
+      // Its members' roles are the failover controller's; a read replica does not take them.
+      return fail(bad("The primary of '" + inst.id +
+                      "' is highly available: detach the replica instead of promoting it."));
+    }
     CONCORD_ASSIGN_OR_RETURN(siblings, replicas_of(tx, old_primary));
     std::erase(siblings, inst.id);
     for (const std::string& id : siblings) {
