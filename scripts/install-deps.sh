@@ -52,6 +52,9 @@ bench_pkgs=(
   keystone uwsgi uwsgi-plugin-python3 wrk python3-keystone
   # The endpoint proxy's anchor (bench/database/proxy.sh); pgbench comes with postgresql-15.
   pgbouncer
+  # The failover anchor (bench/database/failover.sh): Patroni 3.0.2 on etcd 3.4 behind HAProxy
+  # 2.6; its client is python3-psycopg2 (in test_pkgs: the failover test uses it too).
+  patroni etcd-server haproxy
 )
 
 want=("${build_pkgs[@]}")

@@ -53,3 +53,16 @@ set_tests_properties(integration_database_replicas PROPERTIES
   COST 60
   LABELS "integration;slow;workloads")
 
+# Automatic failover end to end: a server with two external agents (hosts db-a, db-b), one HA
+# PostgreSQL instance, a client writing through its endpoint while the primary's engine is
+# killed, then its host vanishes; no acknowledged write may be lost and only one primary may
+# ever accept writes. Kills and pauses processes: runs alone.
+add_test(NAME integration_database_failover
+         COMMAND /usr/bin/python3 -m unittest -v test_database_failover
+         WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(integration_database_failover PROPERTIES
+  ENVIRONMENT "CONCORD_BIN=$<TARGET_FILE:concord>;PYTHONDONTWRITEBYTECODE=1"
+  TIMEOUT 900
+  COST 60
+  RUN_SERIAL TRUE
+  LABELS "integration;slow;workloads")
