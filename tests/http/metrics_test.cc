@@ -107,7 +107,7 @@ TEST(MetricsTest, GaugeMayUseTheRegistryWithoutDeadlock) {
 TEST(MetricsTest, GaugeFamilyRendersOneSeriesPerLabelSet) {
   Registry r;
   std::vector<std::pair<Labels, double>> series = {{{{"instance", "a\"b"}}, 1},
-                                                    {{{"instance", "c"}}, 0.5}};
+                                                   {{{"instance", "c"}}, 0.5}};
   r.gauge_family_fn("db_up", "Per instance.", [&] { return series; });
   std::string text = r.render();
   EXPECT_TRUE(contains(text,

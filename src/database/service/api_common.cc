@@ -1,7 +1,7 @@
 // Helpers shared by the Trove API's handlers (api_internal.h).
-#include "database/service/api_internal.h"
-
 #include <limits>
+
+#include "database/service/api_internal.h"
 
 namespace concord::database::service {
 

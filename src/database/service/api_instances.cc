@@ -494,11 +494,26 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
                 "created, updated, last_metered_us, deleting, configuration_id, restored_from, "
                 "engine_address, endpoint_mode, replica_of, replication_secret, ha) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, '', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
-                {inst.id, inst.project_id, inst.name, inst.version_id, inst.flavor_id, inst.vcpus,
-                 inst.ram_mb, inst.volume_gb, inst.address, inst.port, inst.created, inst.updated,
-                 inst.last_metered_us, inst.configuration_id, inst.restored_from,
-                 inst.engine_address, inst.endpoint_mode, inst.replica_of,
-                 inst.replication_secret, int64_t{inst.ha ? 1 : 0}}));
+                {inst.id,
+                 inst.project_id,
+                 inst.name,
+                 inst.version_id,
+                 inst.flavor_id,
+                 inst.vcpus,
+                 inst.ram_mb,
+                 inst.volume_gb,
+                 inst.address,
+                 inst.port,
+                 inst.created,
+                 inst.updated,
+                 inst.last_metered_us,
+                 inst.configuration_id,
+                 inst.restored_from,
+                 inst.engine_address,
+                 inst.endpoint_mode,
+                 inst.replica_of,
+                 inst.replication_secret,
+                 int64_t{inst.ha ? 1 : 0}}));
     (void)n;
     if (inst.ha) CONCORD_RETURN_IF_ERROR(insert_members(tx, inst, standby_address));
     CONCORD_RETURN_IF_ERROR(insert_operations(tx, inst));  // api_operations.cc

@@ -119,7 +119,8 @@ CREATE TABLE db_log_segments (
 );
 )sql"},
           // Stage 4 and 5 (docs/design/database.md, "Endpoints", "Read replicas", "Operations").
-          {"database", 3, "endpoints, replicas, high availability, deletion protection, events, automated backups",
+          {"database", 3,
+           "endpoints, replicas, high availability, deletion protection, events, automated backups",
            R"sql(
 ALTER TABLE db_instances ADD COLUMN engine_address TEXT NOT NULL DEFAULT '';
 ALTER TABLE db_instances ADD COLUMN endpoint_mode TEXT NOT NULL DEFAULT 'session';
