@@ -141,5 +141,35 @@ TEST(EndpointSet, ReportsAListenerThatCannotBindAndRetriesIt) {
   EXPECT_EQ(first_byte(taken), 'A');
 }
 
+TEST(EndpointSet, AcceptsOnlyTheAllowedClientNetworks) {
+  Greeter a('A');
+  EndpointSet set;
+  const uint16_t p = free_port();
+  EndpointSpec closed = spec("one", p, a.port());
+  closed.allowed_cidrs = {"10.0.0.0/8", "192.0.2.7"};
+  EXPECT_TRUE(set.reconcile({closed}).empty());
+  EXPECT_EQ(first_byte(p), 0);  // 127.0.0.1 is in neither: closed before anything is read
+  EXPECT_EQ(set.stats("one")->clients_refused, 1);
+  EndpointSpec open = closed;
+  open.allowed_cidrs = {"10.0.0.0/8", "127.0.0.0/8"};
+  EXPECT_TRUE(set.reconcile({open}).empty());
+  EXPECT_EQ(first_byte(p), 'A');
+}
+
+TEST(ParseCidr, NetworksAndBadInput) {
+  auto net = parse_cidr("192.0.2.77/24");
+  ASSERT_TRUE(net);
+  EXPECT_EQ(net->first, 0xC0000200u);
+  EXPECT_EQ(net->second, 0xFFFFFF00u);
+  EXPECT_EQ(parse_cidr("0.0.0.0/0")->second, 0u);
+  EXPECT_EQ(parse_cidr("10.1.2.3")->second, 0xFFFFFFFFu);
+  for (const char* bad : {"", "10.0.0.0/33", "10.0.0.0/", "10.0.0/8", "::1/128", "10.0.0.0/8x",
+                          "host/8", "10.0.0.0/-1"}) {
+    auto r = parse_cidr(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace concord::database::proxy

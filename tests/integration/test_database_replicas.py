@@ -118,6 +118,23 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
                             "pg_backend_pid()"], env=env, capture_output=True, text=True,
                            timeout=30)
         self.assertEqual((p.returncode, last_line(p)), (0, "t"), p.stderr)
+        # Trove's access.allowed_cidrs: the endpoint closes clients from other networks.
+        r = CLOUD.trove("a", "PUT", "/instances/" + iid,
+                        {"instance": {"access": {"is_public": False,
+                                                 "allowed_cidrs": ["10.0.0.0/8"]}}})
+        self.assertEqual(r.status, 202, r)
+        shown = CLOUD.trove("a", "GET", "/instances/" + iid).json()["instance"]
+        self.assertEqual(shown["access"], {"is_public": False, "allowed_cidrs": ["10.0.0.0/8"]})
+        self.eventually(lambda: (engine.run(ip, "SELECT 1").returncode != 0, None),
+                        "a client outside allowed_cidrs refused", timeout=30)
+        r = CLOUD.trove("a", "PUT", "/instances/" + iid,
+                        {"instance": {"access": {"allowed_cidrs": ["10.0.0.0/8", "127.0.0.0/8"]}}})
+        self.assertEqual(r.status, 202, r)
+        self.eventually(lambda: (engine.run(ip, "SELECT 1").returncode == 0, None),
+                        "a client inside allowed_cidrs let in", timeout=30)
+        r = CLOUD.trove("a", "PUT", "/instances/" + iid,
+                        {"instance": {"access": {"allowed_cidrs": ["10.0.0.0/33"]}}})
+        self.assertEqual(r.status, 400, r)
         cli("database", "instance", "delete", iid)
         self.wait_gone("a", iid)
         self.eventually(lambda: (listener(ip, 5432) == "", listener(ip, 5432)),

@@ -35,7 +35,7 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
     if (it != running_.end()) {
       Running& r = it->second;
       if (r.spec.listen_host == spec.listen_host && r.spec.listen_port == spec.listen_port &&
-          r.spec.mode == spec.mode) {
+          r.spec.mode == spec.mode && r.spec.allowed_cidrs == spec.allowed_cidrs) {
         if (r.spec.backend != spec.backend) {
           r.proxy->set_backend(spec.backend);
           logger("database")
@@ -46,7 +46,8 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
         r.spec = spec;
         continue;
       }
-      // Another listener or mode: a new proxy (clients of the old one reconnect).
+      // Another listener, mode or access list: a new proxy (clients of the old one reconnect,
+      // and a client the new list refuses is gone at once).
       r.proxy->stop();
       running_.erase(it);
     }
@@ -56,6 +57,7 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
     o.backend = spec.backend;
     o.mode = spec.mode;
     o.verifiers = spec.verifiers;
+    o.allowed_cidrs = spec.allowed_cidrs;
     Result<std::unique_ptr<Proxy>> made = Proxy::create(std::move(o));
     if (made) {
       if (Status started = (*made)->start(); !started) made = std::unexpected(started.error());

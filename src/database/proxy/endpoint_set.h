@@ -31,6 +31,7 @@ struct EndpointSpec {
   Endpoint backend;
   PoolMode mode = PoolMode::kSession;
   std::map<std::string, std::string> verifiers;  // transaction mode: user -> SCRAM verifier
+  std::vector<std::string> allowed_cidrs;        // empty: any client address
   bool operator==(const EndpointSpec&) const = default;
 };
 

@@ -252,6 +252,8 @@ class ProxyImpl final : public Proxy {
   uint64_t next_id() { return ++next_id_; }
 
   // Counters.
+  std::vector<std::pair<uint32_t, uint32_t>> allowed_;  // parsed options_.allowed_cidrs
+  std::atomic<int64_t> clients_refused{0};
   std::atomic<int64_t> clients_accepted{0}, clients_active{0}, server_connections{0},
       server_connects{0}, transactions{0}, pinned_clients{0}, reprepares{0}, pool_waits{0},
       wait_timeouts{0}, protocol_errors{0}, backend_switches{0};
@@ -963,6 +965,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 // ---------------------------------------------------------------------------------------------
 
 Status ProxyImpl::init() {
+  for (const std::string& cidr : options_.allowed_cidrs) {
+    CONCORD_ASSIGN_OR_RETURN(auto net, parse_cidr(cidr));
+    allowed_.push_back(net);
+  }
   error_code ec;
   auto addr = asio::ip::make_address(options_.listen_host, ec);
   if (ec) {
@@ -1103,6 +1109,7 @@ ProxyStats ProxyImpl::stats() const {
   s.wait_timeouts = wait_timeouts;
   s.protocol_errors = protocol_errors;
   s.backend_switches = backend_switches;
+  s.clients_refused = clients_refused;
   return s;
 }
 
@@ -1118,6 +1125,20 @@ awaitable<void> ProxyImpl::accept_loop() {
       t.expires_after(std::chrono::milliseconds(50));
       co_await t.async_wait(ec_token(ec));
       continue;
+    }
+    if (!allowed_.empty()) {
+      error_code peer_ec;
+      auto peer = s.remote_endpoint(peer_ec);
+      bool allowed = false;
+      if (!peer_ec && peer.address().is_v4()) {
+        const uint32_t ip = peer.address().to_v4().to_uint();
+        for (const auto& [net, mask] : allowed_) allowed = allowed || (ip & mask) == net;
+      }
+      if (!allowed) {
+        clients_refused++;
+        s.close(peer_ec);
+        continue;
+      }
     }
     clients_accepted++;
     if (options_.mode == PoolMode::kSession) {
@@ -1418,6 +1439,29 @@ Result<PoolMode> parse_pool_mode(std::string_view text) {
   if (text == "transaction") return PoolMode::kTransaction;
   return fail(Code::kInvalidArgument,
               "pool mode '" + std::string(text) + "' is unknown (session, transaction)");
+}
+
+Result<std::pair<uint32_t, uint32_t>> parse_cidr(std::string_view text) {
+  const size_t slash = text.find('/');
+  const std::string address(text.substr(0, slash));
+  int bits = 32;
+  if (slash != std::string_view::npos) {
+    std::string_view b = text.substr(slash + 1);
+    if (b.empty() || b.size() > 2 ||
+        !std::all_of(b.begin(), b.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      bits = -1;
+    } else {
+      bits = std::stoi(std::string(b));
+    }
+  }
+  error_code ec;
+  auto ip = asio::ip::make_address_v4(address, ec);
+  if (ec || bits < 0 || bits > 32) {
+    return fail(Code::kInvalidArgument,
+                "'" + std::string(text) + "' is not an IPv4 CIDR such as 192.0.2.0/24");
+  }
+  const uint32_t mask = bits == 0 ? 0 : ~uint32_t{0} << (32 - bits);
+  return std::pair<uint32_t, uint32_t>{ip.to_uint() & mask, mask};
 }
 
 Result<std::unique_ptr<Proxy>> Proxy::create(ProxyOptions options) {

@@ -23,6 +23,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/result.h"
 
@@ -39,6 +41,10 @@ struct Endpoint {
 enum class PoolMode { kSession, kTransaction };
 [[nodiscard]] Result<PoolMode> parse_pool_mode(std::string_view text);
 
+// An IPv4 CIDR ("192.0.2.0/24"; a bare address is /32) as (network, mask), host order;
+// kInvalidArgument otherwise.
+[[nodiscard]] Result<std::pair<uint32_t, uint32_t>> parse_cidr(std::string_view text);
+
 struct ProxyOptions {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 0;  // 0: any free port (port() tells which)
@@ -52,6 +58,9 @@ struct ProxyOptions {
   // Transaction mode: PEM files for TLS toward clients (both empty: TLS refused with 'N').
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Client addresses allowed to connect, as IPv4 CIDRs ("10.0.0.0/8"); empty: any. Others are
+  // closed at once, before a byte is read (Trove's access.allowed_cidrs).
+  std::vector<std::string> allowed_cidrs;
   std::chrono::milliseconds connect_timeout{5000};      // TCP connect + login to the backend
   std::chrono::milliseconds login_timeout{15000};       // client startup + authentication
   std::chrono::milliseconds query_wait_timeout{30000};  // waiting for a pooled connection
@@ -70,6 +79,7 @@ struct ProxyStats {
   int64_t wait_timeouts = 0;
   int64_t protocol_errors = 0;
   int64_t backend_switches = 0;
+  int64_t clients_refused = 0;  // closed at accept: address not in allowed_cidrs
 };
 
 class Proxy {

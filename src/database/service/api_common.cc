@@ -130,6 +130,9 @@ InstanceRow instance_from(const store::Row& r) {
   i.ha = r.integer(30) != 0;
   i.primary_member = r.text(31);
   i.failovers = r.integer(32);
+  i.is_public = r.integer(33) != 0;
+  i.allowed_cidrs = string_list(r.text(34));
+  i.availability_zone = r.text(35);
   return i;
 }
 

@@ -53,6 +53,35 @@ void DatabaseService::Impl::stop_endpoints() {
   endpoints_.reset();
 }
 
+Status DatabaseService::Impl::parse_access(const Json& access, InstanceRow& inst) {
+  if (!access.is_object()) {
+    return fail(bad("'access' must be an object: {\"is_public\": ..., \"allowed_cidrs\": [...]}."));
+  }
+  for (const auto& [key, value] : access.items()) {
+    if (key == "is_public") {
+      if (!value.is_boolean()) return fail(bad("'access.is_public' must be true or false."));
+      inst.is_public = value.get<bool>();
+    } else if (key == "allowed_cidrs") {
+      if (!value.is_array() || value.size() > 64) {
+        return fail(bad("'access.allowed_cidrs' must be a list of at most 64 IPv4 CIDRs."));
+      }
+      std::vector<std::string> cidrs;
+      for (const Json& c : value) {
+        if (!c.is_string()) return fail(bad("'access.allowed_cidrs' holds CIDR strings."));
+        if (auto parsed = proxy::parse_cidr(c.get<std::string>()); !parsed) {
+          return fail(bad("'access.allowed_cidrs': " + parsed.error().message()));
+        }
+        cidrs.push_back(c.get<std::string>());
+      }
+      inst.allowed_cidrs = std::move(cidrs);
+    } else {
+      return fail(
+          bad("'access." + sanitize_utf8(key) + "' is not known (is_public, allowed_cidrs)."));
+    }
+  }
+  return ok();
+}
+
 void DatabaseService::Impl::poke_endpoints() {
   {
     std::lock_guard lock(endpoints_mu_);
@@ -76,6 +105,7 @@ void DatabaseService::Impl::refresh_endpoints() {
       e.listen_host = inst.address;
       e.listen_port = static_cast<uint16_t>(inst.port);
       e.backend = {engine_address_of(inst), static_cast<uint16_t>(inst.port)};
+      e.allowed_cidrs = inst.allowed_cidrs;
       if (inst.endpoint_mode == "transaction" && inst.engine == "postgresql") {
         e.mode = proxy::PoolMode::kTransaction;
         // The logins the engine knows: the group's users (a replica's come from its primary)

@@ -95,6 +95,7 @@ Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
   req.flavor = shown_flavor(inst.flavor_id);
   req.metadata = md;
   req.ignore_hosts = ignore_hosts;
+  req.availability_zone = inst.availability_zone;
   req.record_unplaced = req.id == inst.id;
   return compute::create_service_server(compute_, req);
 }
@@ -196,7 +197,7 @@ Json DatabaseService::Impl::instance_view(const Call& c, const InstanceRow& inst
               {"port", inst.port},
               {"links", links(c, "instances", inst.id)},
               {"region", options_.region},
-              {"access", {{"is_public", false}}},
+              {"access", {{"is_public", inst.is_public}, {"allowed_cidrs", inst.allowed_cidrs}}},
               {"created", inst.created},
               {"updated", inst.updated}};
   if (!inst.configuration_id.empty()) {
@@ -410,6 +411,13 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   }
   CONCORD_RETURN_IF_ERROR(parse_create_pooling(in, inst));
   CONCORD_RETURN_IF_ERROR(parse_create_ha(in, inst));
+  if (auto a = in.find("access"); a != in.end() && !a->is_null()) {
+    CONCORD_RETURN_IF_ERROR(parse_access(*a, inst));
+  }
+  if (auto z = in.find("availability_zone"); z != in.end() && !z->is_null()) {
+    if (!z->is_string()) return fail(bad("'availability_zone' must be a string."));
+    inst.availability_zone = z->get<std::string>();
+  }
   CONCORD_RETURN_IF_ERROR(parse_create_operations(c, in, inst));
 
   std::vector<engine::DatabaseSpec> databases;
@@ -489,31 +497,37 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
     if (source) CONCORD_RETURN_IF_ERROR(link_replica(tx, inst));
     CONCORD_ASSIGN_OR_RETURN(
         int64_t n,
-        tx.exec("INSERT INTO db_instances (id, project_id, name, datastore_version_id, "
-                "flavor_id, vcpus, ram_mb, volume_gb, address, port, state_revision, task, "
-                "created, updated, last_metered_us, deleting, configuration_id, restored_from, "
-                "engine_address, endpoint_mode, replica_of, replication_secret, ha) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, '', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
-                {inst.id,
-                 inst.project_id,
-                 inst.name,
-                 inst.version_id,
-                 inst.flavor_id,
-                 inst.vcpus,
-                 inst.ram_mb,
-                 inst.volume_gb,
-                 inst.address,
-                 inst.port,
-                 inst.created,
-                 inst.updated,
-                 inst.last_metered_us,
-                 inst.configuration_id,
-                 inst.restored_from,
-                 inst.engine_address,
-                 inst.endpoint_mode,
-                 inst.replica_of,
-                 inst.replication_secret,
-                 int64_t{inst.ha ? 1 : 0}}));
+        tx.exec(
+            "INSERT INTO db_instances (id, project_id, name, datastore_version_id, "
+            "flavor_id, vcpus, ram_mb, volume_gb, address, port, state_revision, task, "
+            "created, updated, last_metered_us, deleting, configuration_id, restored_from, "
+            "engine_address, endpoint_mode, replica_of, replication_secret, ha, is_public, "
+            "allowed_cidrs, availability_zone) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, '', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?)",
+            {inst.id,
+             inst.project_id,
+             inst.name,
+             inst.version_id,
+             inst.flavor_id,
+             inst.vcpus,
+             inst.ram_mb,
+             inst.volume_gb,
+             inst.address,
+             inst.port,
+             inst.created,
+             inst.updated,
+             inst.last_metered_us,
+             inst.configuration_id,
+             inst.restored_from,
+             inst.engine_address,
+             inst.endpoint_mode,
+             inst.replica_of,
+             inst.replication_secret,
+             int64_t{inst.ha ? 1 : 0},
+             int64_t{inst.is_public ? 1 : 0},
+             dump_json(inst.allowed_cidrs),
+             inst.availability_zone}));
     (void)n;
     if (inst.ha) CONCORD_RETURN_IF_ERROR(insert_members(tx, inst, standby_address));
     CONCORD_RETURN_IF_ERROR(insert_operations(tx, inst));  // api_operations.cc
@@ -634,6 +648,7 @@ Result<Response> DatabaseService::Impl::show_instance(Call& c) {
 }
 
 Result<Response> DatabaseService::Impl::update_instance(Call& c) {
+  bool access_changed = false;
   CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
   auto it = body.find("instance");
   if (it == body.end() || !it->is_object()) {
@@ -683,6 +698,18 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
       CONCORD_ASSIGN_OR_RETURN(new_revision, set_instance_configuration(tx, inst, *configuration));
     }
     CONCORD_RETURN_IF_ERROR(apply_update_operations(tx, inst, *it));
+    if (auto a = it->find("access"); a != it->end()) {
+      InstanceRow next = inst;
+      CONCORD_RETURN_IF_ERROR(parse_access(*a, next));
+      CONCORD_ASSIGN_OR_RETURN(
+          int64_t n,
+          tx.exec("UPDATE db_instances SET is_public = ?, allowed_cidrs = ?, updated = ? "
+                  "WHERE id = ?",
+                  {int64_t{next.is_public ? 1 : 0}, dump_json(next.allowed_cidrs),
+                   trove_time(clock_.now()), inst.id}));
+      (void)n;
+      access_changed = true;
+    }
     if (!name) return ok();
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
                              tx.exec("UPDATE db_instances SET name = ?, updated = ? WHERE id = ?",
@@ -701,6 +728,7 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     detach = true;
   }
   if (detach) CONCORD_RETURN_IF_ERROR(detach_replica(c, c.param(1)));
+  if (access_changed) poke_endpoints();  // the endpoint takes the new access list now
   if (new_revision > 0) {
     CONCORD_RETURN_IF_ERROR(sync_server(c.param(1)));
     // Answered once applied where the route waits (add_applied), as access changes are.

@@ -96,6 +96,11 @@ struct InstanceRow {
   bool ha = false;
   std::string primary_member;
   int64_t failovers = 0;
+  // Trove's access: is_public as the tenant set it (Concord has one kind of address), and the
+  // client networks the endpoint accepts (empty: any).
+  bool is_public = false;
+  std::vector<std::string> allowed_cidrs;
+  std::string availability_zone;  // asked for at create ("": any)
 };
 
 inline constexpr const char* kInstanceSelect =
@@ -106,7 +111,7 @@ inline constexpr const char* kInstanceSelect =
     "b.instance_id = i.id AND b.deleting = 0 AND b.status IN ('NEW', 'BUILDING', 'SAVING')), "
     "i.engine_address, i.endpoint_mode, i.replica_of, i.replication_secret, "
     "i.deletion_protection, i.backup_window, i.backup_retention_days, i.ha, i.primary_member, "
-    "i.failovers "
+    "i.failovers, i.is_public, i.allowed_cidrs, i.availability_zone "
     "FROM db_instances i "
     "JOIN db_datastore_versions v ON v.id = i.datastore_version_id "
     "JOIN db_datastores d ON d.id = v.datastore_id ";
@@ -368,6 +373,9 @@ class DatabaseService::Impl {
   void refresh_endpoints();
   // Asks the thread for a refresh now (after a create, delete or promotion).
   void poke_endpoints();
+  // Trove's "access" ({"is_public": bool, "allowed_cidrs": ["192.0.2.0/24", ...]}) into inst;
+  // 400 for anything else.
+  static Status parse_access(const Json& access, InstanceRow& inst);
   // The engine that serves `inst` now: its own engine address ("" before endpoints existed:
   // the instance's address).
   static std::string engine_address_of(const InstanceRow& inst) {

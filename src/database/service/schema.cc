@@ -133,6 +133,9 @@ ALTER TABLE db_backups ADD COLUMN automated BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE db_instances ADD COLUMN ha BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE db_instances ADD COLUMN primary_member TEXT NOT NULL DEFAULT '';
 ALTER TABLE db_instances ADD COLUMN failovers BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE db_instances ADD COLUMN is_public BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE db_instances ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE db_instances ADD COLUMN availability_zone TEXT NOT NULL DEFAULT '';
 CREATE TABLE db_members (
   member_id TEXT PRIMARY KEY,
   instance_id TEXT NOT NULL,
