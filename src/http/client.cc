@@ -39,9 +39,8 @@ class HttpClient::Impl {
       : host(std::move(h)), port(std::move(p)), prefix(std::move(pre)) {}
 
   // One request/response exchange on the kept-alive connection (connecting when needed).
-  template <typename Parser>
-  Status exchange(bhttp::request<bhttp::string_body>& req, Parser& parser,
-                  std::chrono::milliseconds timeout, bool& reused) {
+  template <typename Request, typename Parser>
+  Status exchange(Request& req, Parser& parser, std::chrono::milliseconds timeout, bool& reused) {
     if (cancelled.load()) return fail(Code::kUnavailable, "HTTP client cancelled");
     reused = connected;
     beast::error_code result;
@@ -235,6 +234,44 @@ Result<HttpReply> HttpClient::download(
       std::error_code rm;
       std::filesystem::remove(path, rm);
     }
+    return out;
+  }
+}
+
+Result<HttpReply> HttpClient::upload(
+    std::string_view method, std::string_view target, const std::string& path,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::chrono::milliseconds timeout) {
+  bhttp::verb verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
+  if (verb == bhttp::verb::unknown) {
+    return fail(Code::kInvalidArgument, "unknown HTTP method " + std::string(method));
+  }
+  for (int attempt = 0;; ++attempt) {
+    bhttp::request<bhttp::file_body> req{verb, impl_->prefix + std::string(target), 11};
+    req.set(bhttp::field::host, impl_->host + ":" + impl_->port);
+    req.set(bhttp::field::user_agent, "concord-agent");
+    req.keep_alive(true);
+    for (const auto& [k, v] : headers) req.set(k, v);
+    if (req[bhttp::field::content_type].empty()) {
+      req.set(bhttp::field::content_type, "application/octet-stream");
+    }
+    beast::error_code ec;
+    req.body().open(path.c_str(), beast::file_mode::scan, ec);
+    if (ec) return fail(Code::kFailedPrecondition, "cannot read " + path + ": " + ec.message());
+    req.prepare_payload();
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(64ull * 1024 * 1024);
+    bool reused = false;
+    Status st = impl_->exchange(req, parser, timeout, reused);
+    if (!st && reused && attempt == 0 && st.error().code() == Code::kUnavailable &&
+        !impl_->cancelled.load()) {
+      continue;  // a kept-alive connection the server had closed (see request())
+    }
+    if (!st) return fail(st.error());
+    HttpReply out;
+    auto& res = parser.get();
+    Impl::fill(out, res.base(), res.result_int());
+    out.body = std::move(res.body());
     return out;
   }
 }

@@ -1,6 +1,7 @@
 #pragma once
 // A small blocking HTTP/1.1 client: one keep-alive connection per client, every call bounded by
-// a timeout, bodies in memory or streamed to a file (image downloads). Used by the agents
+// a timeout, bodies in memory or streamed to and from files (image downloads, database backup
+// uploads). Used by the agents
 // towards the server, by the inference gateway towards replicas and by the device SDK. Plain
 // http only (loopback or a private network).
 //
@@ -47,6 +48,14 @@ class HttpClient {
   [[nodiscard]] Result<HttpReply> download(
       std::string_view target, const std::vector<std::pair<std::string, std::string>>& headers,
       const std::string& path, std::chrono::milliseconds timeout);
+
+  // `method` (PUT, POST) sending the file at `path` as the body, read from disk as it is sent
+  // (the agent's memory does not bound its size). The reply's body comes back in memory.
+  // kFailedPrecondition when the file cannot be read; otherwise as request().
+  [[nodiscard]] Result<HttpReply> upload(
+      std::string_view method, std::string_view target, const std::string& path,
+      const std::vector<std::pair<std::string, std::string>>& headers,
+      std::chrono::milliseconds timeout);
 
   void cancel();
 

@@ -37,6 +37,12 @@ class HttpClientTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));
       return http::Response::json(200, "{}");
     });
+    table->add(http::Method::kPut, "/size", [](http::Request& req) {
+      return http::Response::json(
+          200, "{\"size\":" + std::to_string(req.body.size()) + ",\"type\":\"" +
+                   std::string(req.header("content-type")) + "\",\"ends\":\"" +
+                   req.body.substr(0, 1) + req.body.substr(req.body.size() - 1) + "\"}");
+    });
     table->add(http::Method::kGet, "/blob", [](http::Request&) {
       http::Response r;
       r.set_header("content-type", "application/octet-stream");
@@ -115,6 +121,29 @@ TEST_F(HttpClientTest, DownloadStreamsToAFile) {
   EXPECT_EQ(missing->status, 404);
   EXPECT_NE(missing->body.find("could not be found"), std::string::npos) << missing->body;
   EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST_F(HttpClientTest, UploadSendsAFileAsTheBody) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("concord-ul-" + std::to_string(::getpid())))
+          .string();
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << 'a' << std::string(512 * 1024, 'y') << 'b';
+  }
+  auto r = client_->upload("PUT", "/size", path, {}, std::chrono::seconds(10));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, R"({"size":524290,"type":"application/octet-stream","ends":"ab"})");
+  // The same kept-alive connection serves the next call.
+  auto again = client_->upload("PUT", "/size", path, {{"Content-Type", "text/plain"}},
+                               std::chrono::seconds(10));
+  ASSERT_TRUE(again.has_value()) << again.error().to_string();
+  EXPECT_NE(again->body.find("text/plain"), std::string::npos) << again->body;
+  std::filesystem::remove(path);
+  auto missing = client_->upload("PUT", "/size", path, {}, std::chrono::seconds(10));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Code::kFailedPrecondition);
 }
 
 TEST_F(HttpClientTest, CancelEndsARunningCallAndLaterOnes) {

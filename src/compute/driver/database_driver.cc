@@ -140,7 +140,6 @@ class HttpTransport final : public engine::Transport {
   Status put_backup_with_info(const std::string& backup_id, const std::string& path,
                               const std::string& sha256,
                               const std::optional<engine::BackupInfo>& info) {
-    CONCORD_ASSIGN_OR_RETURN(std::string data, read_file(path));
     std::vector<std::pair<std::string, std::string>> headers = {
         {"X-Concord-SHA256", sha256}, {"Content-Type", "application/octet-stream"}};
     if (info) {
@@ -149,8 +148,8 @@ class HttpTransport final : public engine::Transport {
                 {"meta_json", info->meta_json}};
       headers.emplace_back("X-Concord-Backup-Info", base64url_encode(dump_json(j), false));
     }
-    return expect_ok(call("PUT", fmt::format("{}/backups/{}/data", kPrefix, backup_id), data,
-                          std::move(headers)));
+    return expect_ok(
+        send_file("PUT", fmt::format("{}/backups/{}/data", kPrefix, backup_id), path, headers));
   }
 
   Status get_backup(const std::string& backup_id, const std::string& sha256,
@@ -160,15 +159,14 @@ class HttpTransport final : public engine::Transport {
 
   Status put_log(const std::string& instance_id, const engine::LogFile& log,
                  const std::string& path) override {
-    CONCORD_ASSIGN_OR_RETURN(std::string data, read_file(path));
     CONCORD_ASSIGN_OR_RETURN(std::string sha, sha256_file(path));
     if (!log.sha256.empty() && log.sha256 != sha) {
       return fail(Code::kInternal, fmt::format("log file {} changed while shipping it ({} != {})",
                                                path, sha, log.sha256));
     }
-    return expect_ok(call(
+    return expect_ok(send_file(
         "PUT", fmt::format("{}/instances/{}/logs/{}", kPrefix, instance_id, url_encode(log.name)),
-        data,
+        path,
         {{"X-Concord-SHA256", sha},
          {"X-Concord-Log-First-Us", std::to_string(log.first_time_us)},
          {"X-Concord-Log-Last-Us", std::to_string(log.last_time_us)},
@@ -216,6 +214,20 @@ class HttpTransport final : public engine::Transport {
   }
 
  private:
+  // Uploads stream from the file: an archive never has to fit in the agent's memory.
+  Result<http::HttpReply> send_file(std::string_view method, const std::string& target,
+                                    const std::string& path,
+                                    std::vector<std::pair<std::string, std::string>> headers) {
+    CONCORD_ASSIGN_OR_RETURN(auto client, http::HttpClient::create(server_url_));
+    headers.emplace_back("X-Concord-Agent", agent_header_);
+    auto reply = client->upload(method, target, path, headers, kTimeout);
+    if (!reply) {
+      return fail(reply.error().code(),
+                  fmt::format("{} {}: {}", method, target, reply.error().message()));
+    }
+    return reply;
+  }
+
   Result<http::HttpReply> call(std::string_view method, const std::string& target,
                                std::string_view body,
                                std::vector<std::pair<std::string, std::string>> headers) {
