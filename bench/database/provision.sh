@@ -11,30 +11,7 @@
 # whatever the figures say; non-zero only when something failed to run.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-export PYTHONDONTWRITEBYTECODE=1
-
-for arg in "$@"; do
-  case "$arg" in
-    --help | -h) exec /usr/bin/python3 "$here/provision.py" --help ;;
-  esac
-done
-
-if [[ $(id -u) -ne 0 ]]; then
-  echo "provision.sh: engines run as the concord-db user, which needs root" >&2
-  exit 1
-fi
-
-if [[ -z "${CONCORD_BIN:-}" ]]; then
-  dir=${CONCORD_BUILD_DIR:-$repo/build/default}
-  if [[ ! -x "$dir/src/cmd/concord" ]]; then
-    [[ -f "$dir/build.ninja" ]] || cmake -S "$repo" -B "$dir" -G Ninja \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONCORD_WERROR=ON >/dev/null
-    cmake --build "$dir" -j 2 --target concord >/dev/null
-  fi
-  export CONCORD_BIN=$dir/src/cmd/concord
-fi
-
-exec /usr/bin/python3 "$here/provision.py" \
-  --results "$here/results-provision-$(date -u +%Y-%m-%d).md" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_start provision "$@"
+bench_build_binary CONCORD_BIN concord src/cmd/concord
+bench_exec "$@"
