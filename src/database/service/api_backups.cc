@@ -687,6 +687,12 @@ Status DatabaseService::Impl::parse_create_restore(const Call& c, const Json& in
 
 namespace {
 
+// Whether `j` is an array of exactly `n` strings (a recorded database or user row).
+bool string_tuple(const Json& j, size_t n) {
+  return j.is_array() && j.size() == n &&
+         std::all_of(j.begin(), j.end(), [](const Json& x) { return x.is_string(); });
+}
+
 // Adds the backup's recorded databases and users that the instance does not have yet (the
 // create request's own win) as rows and to `st`. In the create's write transaction; on a later
 // read of the first state everything is there already and nothing is written.
@@ -698,10 +704,7 @@ Status import_access(store::Tx& tx, const std::string& instance_id, const std::s
   const Json access = meta_of(r[0].text(0)).access;
   bool changed = false;
   for (const Json& d : access.value("databases", Json::array())) {
-    if (!d.is_array() || d.size() != 3 || !d[0].is_string() || !d[1].is_string() ||
-        !d[2].is_string()) {
-      continue;
-    }
+    if (!string_tuple(d, 3)) continue;
     const std::string name = d[0];
     if (std::any_of(st.databases.begin(), st.databases.end(),
                     [&](const engine::DatabaseSpec& x) { return x.name == name; })) {
@@ -716,10 +719,7 @@ Status import_access(store::Tx& tx, const std::string& instance_id, const std::s
     changed = true;
   }
   for (const Json& u : access.value("users", Json::array())) {
-    if (!u.is_array() || u.size() != 4 || !u[0].is_string() || !u[1].is_string() ||
-        !u[2].is_string() || !u[3].is_string()) {
-      continue;
-    }
+    if (!string_tuple(u, 4)) continue;
     const std::string name = u[0];
     if (std::any_of(st.users.begin(), st.users.end(),
                     [&](const engine::UserSpec& x) { return x.name == name; })) {
