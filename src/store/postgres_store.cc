@@ -255,13 +255,22 @@ class PgTx final : public MigrationTx {
     if (!writable_)
       return fail(Code::kFailedPrecondition, "record_change() is only valid inside write()");
     CONCORD_RETURN_IF_ERROR(internal::validate_change(change));
+    CONCORD_RETURN_IF_ERROR(serialize());
+    std::vector<Value> params = internal::change_params(change);
+    CONCORD_ASSIGN_OR_RETURN(Rows rows, query(internal::kInsertChangeSql, params));
+    last_seq_ = rows.at(0).integer(0);
+    return ok();
+  }
+
+  // The same lock as the change feed's, so a serialized check also waits for every writer
+  // that records changes (all resource writes do).
+  Status serialize() override {
+    if (!writable_)
+      return fail(Code::kFailedPrecondition, "serialize() is only valid inside write()");
     if (!changes_locked_) {
       CONCORD_RETURN_IF_ERROR(exec(kLockChangesSql, std::span<const Value>()));
       changes_locked_ = true;
     }
-    std::vector<Value> params = internal::change_params(change);
-    CONCORD_ASSIGN_OR_RETURN(Rows rows, query(internal::kInsertChangeSql, params));
-    last_seq_ = rows.at(0).integer(0);
     return ok();
   }
 

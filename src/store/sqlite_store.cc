@@ -214,6 +214,13 @@ class SqliteTx final : public MigrationTx {
     return ok();
   }
 
+  // BEGIN IMMEDIATE took the write lock when the transaction began.
+  Status serialize() override {
+    if (!writable_)
+      return fail(Code::kFailedPrecondition, "serialize() is only valid inside write()");
+    return ok();
+  }
+
   Dialect dialect() const override { return Dialect::kSqlite; }
 
   // Splits by sqlite3_prepare's tail pointer, which knows about quotes and comments.

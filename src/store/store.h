@@ -30,9 +30,10 @@
 //     misses or reorders a change.
 //   * Transactions: `write()` runs a function in one serialisable-enough transaction (SQLite:
 //     BEGIN IMMEDIATE; PostgreSQL: a single writer lock for changes plus READ COMMITTED row
-//     locks) and commits iff the function returns ok; transient conflicts (SQLITE_BUSY,
-//     serialization failures, deadlocks) are retried a bounded number of times, so the
-//     function must be safe to run again (no side effects outside the transaction).
+//     locks; a check-then-insert calls `Tx::serialize()` first) and commits iff the function
+//     returns ok; transient conflicts (SQLITE_BUSY, serialization failures, deadlocks) are retried
+//     a bounded number of times, so the function must be safe to run again (no side effects outside
+//     the transaction).
 //   * A failed statement dooms its transaction on both engines (PostgreSQL aborts it; SQLite
 //     is made to agree): later statements fail with the same error, and write()/read()
 //     return that first error even if the function ignored it. Use ON CONFLICT instead of
@@ -119,6 +120,13 @@ class Tx {
   // seq and at are assigned by the store. kInvalidArgument if kind or id is empty or op is
   // not create/update/delete.
   [[nodiscard]] virtual Status record_change(const Change& change) = 0;
+  // For a check and the write it guards ("count, then insert if under the limit"; "is there
+  // one already today?"): from this call on, the transaction runs alone among writers that
+  // also called serialize() or record_change(), and every later statement sees what they
+  // committed. SQLite's BEGIN IMMEDIATE already gives that; PostgreSQL (READ COMMITTED) takes
+  // the change feed's writer lock now instead of at the first change. Only valid inside
+  // write() (kFailedPrecondition in read()).
+  [[nodiscard]] virtual Status serialize() = 0;
 
   virtual Dialect dialect() const = 0;
 

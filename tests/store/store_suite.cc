@@ -426,6 +426,7 @@ TEST_P(StoreTest, ReadCannotWriteNorRecordChanges) {
   ASSERT_OK(store().migrate(schema()));
   Status st = store().read([](Tx& tx) -> Status {
     EXPECT_CODE(tx.record_change(change("test.item", "a", "create", 1)), Code::kFailedPrecondition);
+    EXPECT_CODE(tx.serialize(), Code::kFailedPrecondition);
     return ok();
   });
   EXPECT_OK(st);
@@ -576,6 +577,37 @@ TEST_P(StoreTest, ConcurrentReadModifyWriteReachesExactTotal) {
   ASSERT_OK(last);
   EXPECT_EQ(*last, kThreads * kIncrements);  // one change per successful increment
   RecordProperty("aborted_retries", aborted.load());
+}
+
+// A check and the insert it guards, from several writers at once: with serialize() first,
+// exactly one of them inserts per round (on PostgreSQL's READ COMMITTED, without it, every
+// writer can see "none yet" and insert; the pause between check and insert makes that
+// likely).
+TEST_P(StoreTest, SerializedCheckThenInsertHappensOncePerRound) {
+  ASSERT_OK(store().migrate(schema()));
+  constexpr int kWriters = 3;
+  constexpr int kRounds = 4;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string name = "round-" + std::to_string(round);
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w) {
+      threads.emplace_back([&, w] {
+        Status st = store().write([&](Tx& tx) -> Status {
+          CONCORD_RETURN_IF_ERROR(tx.serialize());
+          CONCORD_ASSIGN_OR_RETURN(Rows made,
+                                   tx.query("SELECT id FROM items WHERE name = ?", {name}));
+          if (!made.empty()) return ok();
+          std::this_thread::sleep_for(std::chrono::milliseconds(30));
+          CONCORD_RETURN_IF_ERROR(tx.exec("INSERT INTO items (id, name) VALUES (?, ?)",
+                                          {name + "-" + std::to_string(w), name}));
+          return ok();
+        });
+        EXPECT_OK(st);
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(count("SELECT COUNT(*) FROM items WHERE name = ?", {name}), 1) << name;
+  }
 }
 
 // ---------------------------------------------------------------------------------------

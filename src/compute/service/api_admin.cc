@@ -300,6 +300,7 @@ Result<http::Response> create_aggregate(NovaApi& api, Call& call) {
   Aggregate created;
   const std::string name = (*in)["name"].get<std::string>();
   CONCORD_RETURN_IF_ERROR(servers::write_retrying(api.ctx().store, [&](store::Tx& tx) -> Status {
+    CONCORD_RETURN_IF_ERROR(tx.serialize());  // the name check and MAX + 1 hold until commit
     CONCORD_RETURN_IF_ERROR(check_unique_name(tx, name, 0));
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows max,

@@ -504,6 +504,7 @@ Result<http::Response> create_keypair(NovaApi& api, NovaApi::Call& call) {
   k.created_at = format_iso_naive(api.ctx().clock.now());
   std::string project = call.caller.project_id;
   CONCORD_RETURN_IF_ERROR(api.ctx().store.write([&](store::Tx& tx) -> Status {
+    CONCORD_RETURN_IF_ERROR(tx.serialize());  // the quota count and MAX(id) hold until commit
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows existing,
         tx.query("SELECT 1 FROM compute_keypairs WHERE user_id = ? AND name = ?", {user, name}));

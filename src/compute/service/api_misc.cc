@@ -357,6 +357,7 @@ Result<http::Response> create_group(NovaApi& api, NovaApi::Call& call) {
   }
   std::string now = format_iso_naive(api.ctx().clock.now());
   CONCORD_RETURN_IF_ERROR(api.ctx().store.write([&](store::Tx& tx) -> Status {
+    CONCORD_RETURN_IF_ERROR(tx.serialize());  // the quota count holds until the insert commits
     CONCORD_ASSIGN_OR_RETURN(QuotaLimits limits, project_limits(tx, g.project_id));
     int64_t limit = limits.count("server_groups") ? limits.at("server_groups") : -1;
     CONCORD_ASSIGN_OR_RETURN(

@@ -3,8 +3,9 @@
 // Limits resolve in three layers: built-in defaults, then class "default" rows, then the
 // project's rows (and, for display only, a user's rows on top: Nova's per-user quotas, which
 // Tempest sets and reads back). Usage is never stored: it is counted from the rows that hold
-// it (servers not deleted, keypairs, server groups) inside the caller's transaction, which the
-// store serialises with every other write, so a check and the insert it guards cannot race.
+// it (servers not deleted, keypairs, server groups) inside the caller's write transaction, made
+// to run alone among writers first (store::Tx::serialize), so a check and the insert it guards
+// cannot race, also between servers sharing a PostgreSQL store.
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -456,6 +457,7 @@ Result<ServerUsage> server_usage(store::Tx& tx, std::string_view project_id) {
 
 Result<int64_t> instances_allowed(store::Tx& tx, std::string_view project_id, int64_t min,
                                   int64_t wanted, int64_t cores, int64_t ram_mb) {
+  CONCORD_RETURN_IF_ERROR(tx.serialize());  // the count must hold until the insert commits
   CONCORD_ASSIGN_OR_RETURN(QuotaLimits l, project_limits(tx, project_id));
   CONCORD_ASSIGN_OR_RETURN(ServerUsage u, server_usage(tx, project_id));
   struct Dim {
@@ -485,6 +487,7 @@ Result<int64_t> instances_allowed(store::Tx& tx, std::string_view project_id, in
 
 Status check_resize_quota(store::Tx& tx, std::string_view project_id, int64_t extra_cores,
                           int64_t extra_ram_mb) {
+  CONCORD_RETURN_IF_ERROR(tx.serialize());
   CONCORD_ASSIGN_OR_RETURN(QuotaLimits l, project_limits(tx, project_id));
   CONCORD_ASSIGN_OR_RETURN(ServerUsage u, server_usage(tx, project_id));
   int64_t cores_limit = limit_of(l, "cores");

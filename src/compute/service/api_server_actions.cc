@@ -140,6 +140,7 @@ Status do_reboot(ActionContext& a) {
 // integers: one more than the largest, inside the caller's write transaction.
 Status record_resize_migration(ActionContext& a, const std::string& old_flavor,
                                const std::string& new_flavor) {
+  CONCORD_RETURN_IF_ERROR(a.tx.serialize());  // MAX + 1 stays unique until the commit
   CONCORD_ASSIGN_OR_RETURN(store::Rows max,
                            a.tx.query("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM "
                                       "compute_migrations",

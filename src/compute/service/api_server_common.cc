@@ -143,6 +143,7 @@ Status record_action(store::Tx& tx, const NovaApi::Call& call, const ServerRow& 
                      std::string_view result) {
   const bool finished = !result.empty();
   const std::string t = stored_time(now);
+  CONCORD_RETURN_IF_ERROR(tx.serialize());  // MAX + 1 stays unique until the commit
   CONCORD_ASSIGN_OR_RETURN(store::Rows seq,
                            tx.query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM "
                                     "compute_instance_actions WHERE server_id = ?",

@@ -49,6 +49,7 @@ std::map<std::string, std::string> parse_traits(const std::string& text) {
 
 Result<std::vector<scheduler::HostState>> load_hosts(store::Tx& tx, int64_t now_ms,
                                                      int64_t down_after_ms) {
+  CONCORD_RETURN_IF_ERROR(tx.serialize());
   // One query: the hosts and the sum of their claims (CAST: SUM is NUMERIC on PostgreSQL).
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows rows,

@@ -15,7 +15,9 @@
 namespace concord::compute {
 
 // Every host with its used resources (sum of claims) and up/down derived from its last
-// heartbeat (`now_ms - last_heartbeat_ms > down_after_ms` is down).
+// heartbeat (`now_ms - last_heartbeat_ms > down_after_ms` is down). Serializes the write
+// transaction first (store::Tx::serialize): the caller places and claims on what it read, and
+// another server must not claim the same room in between. Only inside write().
 [[nodiscard]] Result<std::vector<scheduler::HostState>> load_hosts(store::Tx& tx, int64_t now_ms,
                                                                    int64_t down_after_ms);
 

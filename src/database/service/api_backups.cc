@@ -307,6 +307,9 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
   b.version = inst.version;
   b.created = b.updated = trove_time(clock_.now());
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
+    // "One running backup" and "one automated backup a day" are checks before an insert;
+    // another server may be making the same checks (store.h, serialize()).
+    CONCORD_RETURN_IF_ERROR(tx.serialize());
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows busy,
         tx.query(std::string("SELECT id FROM db_backups WHERE instance_id = ? AND deleting = 0 "

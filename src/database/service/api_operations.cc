@@ -8,7 +8,7 @@
 //     an automated backup is checked, recorded, metered and shown exactly like a manual one.
 //   * Multi-server safety comes from the store, not from the thread: each server runs a pass;
 //     create_backup checks "an automated backup since today's window start" and inserts the
-//     backup in one write transaction (the store serialises writers), so two servers cannot
+//     backup in one serialized write transaction (store::Tx::serialize), so two servers cannot
 //     make two backups for the same day. The check reads the events feed (the
 //     "backup.automated.started" event is written in that same transaction), so a tenant who
 //     deletes today's automated backup does not get it back the same day.
@@ -240,7 +240,8 @@ Status DatabaseService::Impl::record_instance_event(store::Tx& tx, const std::st
                                                     const std::string& project_id,
                                                     std::string_view type, std::string_view message,
                                                     const Json& detail) {
-  // Writers are serialised by the store, so MAX + 1 is unique per instance.
+  // Serialized (store::Tx::serialize), so MAX + 1 is unique per instance.
+  CONCORD_RETURN_IF_ERROR(tx.serialize());
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows last,
       tx.query("SELECT COALESCE(MAX(seq), 0) FROM db_events WHERE instance_id = ?", {instance_id}));
