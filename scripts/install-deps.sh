@@ -34,8 +34,9 @@ test_pkgs=(
   clang-16 libclang-rt-16-dev
   postgresql-15
   python3-openstackclient python3-openstacksdk python3-keystoneclient python3-troveclient tempest
-  # tests/tempest database profile: trove-tempest-plugin's scenario tests (pulls PyMySQL).
-  trove-tempest-plugin python3-psycopg2
+  # tests/tempest database profile: trove-tempest-plugin's scenario tests; the failover test's
+  # client speaks psycopg2 and PyMySQL (named, not left to the plugin's dependencies).
+  trove-tempest-plugin python3-psycopg2 python3-pymysql
   python3-yaml jq procps
   # Guest images the driver tests boot (tests/fixtures/build-images.sh): busybox rootfs,
   # Debian's kernel + busybox initramfs on a syslinux FAT disk.

@@ -602,6 +602,8 @@ Status run_server(const config::Config& c, bool bootstrap) {
   database_options.backup_dir = dir + "/database-backups";
   database_options.endpoints = c.boolean("database.endpoints");
   database_options.endpoint_tls_dir = dir + "/database-endpoints";
+  database_options.ha_replace_after =
+      std::chrono::milliseconds(c.millis("database.ha_replace_after"));
   CONCORD_ASSIGN_OR_RETURN(auto databases,
                            database::service::DatabaseService::create(
                                *st, clock, *ids, compute->context(), std::move(database_options)));

@@ -230,6 +230,10 @@ const std::vector<Option>& options() {
        "Serve each database instance's address from a proxy in the server, the engine listening "
        "on a second address of the pool (stable endpoints; transaction pooling). false: the engine "
        "listens on the instance's address itself."},
+      {"database.ha_replace_after", Type::kDuration, "120s",
+       "How long the host of a high-availability instance's standby may be down before the "
+       "standby is replaced by a new member on another host.",
+       1000, kDay},
       {"database.apply_wait_ms", Type::kInt, "20000",
        "How long a change of an instance's databases, users or root waits for its agent to apply "
        "it before answering (0: answer at once; the change is asynchronous either way).",

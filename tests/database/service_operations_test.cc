@@ -6,6 +6,7 @@
 // POST /mgmt/operations, never by waiting for the thread.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -19,6 +20,7 @@
 #include "database/service/database_service.h"
 #include "http/router.h"
 #include "service_test_fixture.h"
+#include "usage/usage_ledger.h"
 
 namespace concord::database::service {
 namespace {
@@ -489,6 +491,40 @@ TEST_F(DatabaseOperationsTest, TwoServersMakeOneAutomatedBackupPerDay) {
   }
   EXPECT_EQ(backups_of(id).size(), 1u);
   EXPECT_EQ(count(event_types(id), "backup.automated.started"), 1);
+}
+
+TEST_F(DatabaseOperationsTest, RunningInstancesAreMeteredHourlyWithoutGaps) {
+  const std::string id = create_active();
+  auto seconds_of = [&] {
+    std::vector<std::pair<int64_t, std::string>> out;  // (start, quantity), oldest first
+    EXPECT_TRUE(store_->read([&](store::Tx& tx) -> Status {
+      usage::UsageFilter f;
+      f.project_id = p1_;
+      CONCORD_ASSIGN_OR_RETURN(auto events, usage::list(tx, f));
+      for (const auto& e : events) {
+        if (e.event.resource_id == id && e.event.kind.starts_with("database.instance-seconds:")) {
+          out.emplace_back(e.event.start.time_since_epoch().count(), e.event.quantity);
+        }
+      }
+      return ok();
+    }));
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  advance(std::chrono::minutes(30));
+  run_pass();
+  EXPECT_TRUE(seconds_of().empty()) << "not an hour yet";
+  advance(std::chrono::minutes(45));
+  run_pass();
+  run_pass();  // the same interval is not metered twice
+  auto lines = seconds_of();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].second, "4500");  // 75 minutes
+  advance(std::chrono::minutes(70));
+  run_pass();
+  lines = seconds_of();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1].second, "4200");
 }
 
 TEST_F(DatabaseOperationsTest, OperationsRouteIsForAdminsOnly) {

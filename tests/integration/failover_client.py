@@ -528,15 +528,18 @@ class HaUnavailable(Exception):
 
 
 class ConcordHa:
-    """`concord all-in-one` with its in-process agent disabled and two external agents (hosts
-    db-a and db-b, each with its own state folder and so its own engine root), plus helpers to
-    create an HA instance and find and kill its members. Used by the failover test and the
-    benchmark; imports concord_launcher and workloads from tests/integration."""
+    """`concord all-in-one` with its in-process agent disabled and external agents (by default
+    hosts db-a and db-b, each with its own state folder and so its own engine root), plus
+    helpers to create an HA instance and find and kill its members. Used by the failover test
+    and the benchmark; imports concord_launcher and workloads from tests/integration."""
 
     HOSTS = ("db-a", "db-b")
     PASSWORD = "App-pw-1"
+    VERSIONS = {"postgresql": "15", "mariadb": "10.11"}
+    PORTS = {"postgresql": 5432, "mariadb": 3306}
 
-    def __init__(self, address_pool, extra_server_args=()):
+    def __init__(self, address_pool, extra_server_args=(), hosts=HOSTS):
+        self.hosts = tuple(hosts)
         import concord_launcher
         import workloads
         self._launcher = concord_launcher
@@ -556,7 +559,7 @@ class ConcordHa:
     def start(self):
         self.srv.start()
         binary = self._launcher.binary()
-        for host in self.HOSTS:
+        for host in self.hosts:
             cred = self._workloads.credential(binary, self.srv.data_dir, host)
             a = self._workloads.Agent(binary, self.srv.url, cred, host,
                                       os.path.join(self.srv.data_dir, "agents", host),
@@ -590,12 +593,13 @@ class ConcordHa:
         flavors = self.trove("GET", "/flavors").json()["flavors"]
         return [f["id"] for f in flavors if f["name"] == name][0]
 
-    def create(self, name, ha=True):
-        """Creates a PostgreSQL 15 instance (database shop, user app) and returns its id.
-        Raises HaUnavailable when the server refuses high_availability or ignores it."""
+    def create(self, name, ha=True, engine="postgresql"):
+        """Creates a PostgreSQL 15 or MariaDB 10.11 instance (database shop, user app) and
+        returns its id. Raises HaUnavailable when the server refuses high_availability or
+        ignores it."""
         body = {"instance": {
             "name": name, "flavorRef": self.flavor_id(), "volume": {"size": 1},
-            "datastore": {"type": "postgresql", "version": "15"},
+            "datastore": {"type": engine, "version": self.VERSIONS[engine]},
             "databases": [{"name": "shop"}],
             "users": [{"name": "app", "password": self.PASSWORD,
                        "databases": [{"name": "shop"}]}]}}
@@ -628,10 +632,16 @@ class ConcordHa:
             time.sleep(0.5)
         raise RuntimeError("instance %s not deleted within %.0f s" % (iid, timeout))
 
+    def engine(self, view):
+        return (view.get("datastore") or {}).get("type") or "postgresql"
+
+    def port(self, view):
+        return view.get("port") or self.PORTS[self.engine(view)]
+
     def target(self, iid, sslmode="disable"):
         v = self.view(iid)
-        return Target("postgresql", v["ip"][0], v.get("port") or 5432, "app", self.PASSWORD,
-                      "shop", sslmode)
+        return Target(self.engine(v), v["ip"][0], self.port(v), "app", self.PASSWORD, "shop",
+                      sslmode)
 
     @staticmethod
     def members(view):
@@ -657,7 +667,7 @@ class ConcordHa:
             return False, v
         if not all(m.get("synchronous") for m in ms if m.get("role") == "standby"):
             return False, v
-        port = v.get("port") or 5432
+        port = self.port(v)
         return all(listener_pid(m["address"], port) for m in ms), v
 
     def wait_healthy(self, iid, timeout, ha=True):

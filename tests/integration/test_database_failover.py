@@ -14,6 +14,13 @@ same id across errors, and the test:
    member's own address must fail or get no answer within a bounded time, never succeed):
    only one primary ever accepts writes.
 
+MariaDB: kill -9 of the primary's engine, the same checks (semi-synchronous replication).
+
+Standby replacement (three hosts, --database.ha_replace_after=3s): the standby's host vanishes
+and stays away; the server replaces the member by a new one on the third host, which becomes
+the synchronous standby, and a failover to it (kill -9 of the primary's engine) loses no
+acknowledged write: the new member is a complete copy.
+
 No time bound is asserted (shared, noisy machine); the windows are printed. Until the server
 offers high availability the test skips, saying what the server answered.
 
@@ -49,16 +56,42 @@ def skip_reason():
     return None
 
 
-class DatabaseFailoverTest(unittest.TestCase):
+class FailoverCase(unittest.TestCase):
+    HOSTS = fc.ConcordHa.HOSTS
+    SERVER_ARGS = ()
+
     def setUp(self):
         reason = skip_reason()
         if reason:
             self.skipTest(reason)
-        self.cloud = fc.ConcordHa(ADDRESS_POOL)
+        self.cloud = fc.ConcordHa(ADDRESS_POOL, self.SERVER_ARGS, self.HOSTS)
         self.addCleanup(self.cloud.cleanup)
         self.cloud.start()
         self.paused = []
         self.addCleanup(self.resume_paused)
+
+    def create_ha(self, name, engine="postgresql"):
+        try:
+            iid = self.cloud.create(name, ha=True, engine=engine)
+        except fc.HaUnavailable as e:
+            self.skipTest("high availability not offered by this server: %s" % e)
+        return iid, self.cloud.wait_healthy(iid, HEAL_TIMEOUT)
+
+    def kill_engine_of(self, member, port):
+        """kill -9 of the member's engine (its whole process tree); returns the kill's time."""
+        pm = self.cloud.engine_pid(member["address"], port)
+        self.assertIsNotNone(pm, "no engine listens on %s" % member["address"])
+        doomed = fc.process_tree(pm)
+        t = time.monotonic()
+        fc.signal_tree(pm, signal.SIGKILL)
+        self.assertTrue(fc.wait_gone(doomed), "the engine survived kill -9")
+        return t
+
+    def wait_primary_moved(self, iid, old_id):
+        c = self.cloud
+        return fc_wait(lambda: (lambda v: v if (c.primary(v) or {}).get("id") not in
+                                (None, old_id) else None)(c.view(iid)),
+                       HEAL_TIMEOUT, "the standby shown as primary")
 
     def resume_paused(self):
         for pid in self.paused:
@@ -95,33 +128,20 @@ class DatabaseFailoverTest(unittest.TestCase):
         self.assertTrue(all(i <= log["next_id"] for i in ids), (max(ids), log["next_id"]))
         return res
 
+
+class DatabaseFailoverTest(FailoverCase):
     def test_failover_loses_no_acknowledged_write(self):
         c = self.cloud
-        try:
-            iid = c.create("ha-pg", ha=True)
-        except fc.HaUnavailable as e:
-            self.skipTest("high availability not offered by this server: %s" % e)
-        view = c.wait_healthy(iid, HEAL_TIMEOUT)
-        port = view.get("port") or 5432
+        iid, view = self.create_ha("ha-pg")
+        port = c.port(view)
         target = c.target(iid)
         first = c.primary(view)
         # The endpoint is the server's proxy, not a member's engine.
         self.assertNotIn(target.host, [m["address"] for m in c.members(view)])
 
         # 1. kill -9 of the primary's engine.
-        def kill_engine():
-            pm = c.engine_pid(first["address"], port)
-            self.assertIsNotNone(pm, "no engine listens on the primary %s" % first["address"])
-            doomed = fc.process_tree(pm)
-            t = time.monotonic()
-            fc.signal_tree(pm, signal.SIGKILL)
-            self.assertTrue(fc.wait_gone(doomed), "the engine survived kill -9")
-            return t
-
-        self.write_through_failover(target, kill_engine)
-        view = fc_wait(lambda: (lambda v: v if (c.primary(v) or {}).get("id") not in
-                                (None, first["id"]) else None)(c.view(iid)),
-                       HEAL_TIMEOUT, "the standby shown as primary")
+        self.write_through_failover(target, lambda: self.kill_engine_of(first, port))
+        view = self.wait_primary_moved(iid, first["id"])
         second = c.primary(view)
         self.assertNotEqual(second["host"], first["host"])
         self.assertGreaterEqual(view["high_availability"]["failovers"], 1)
@@ -168,6 +188,61 @@ class DatabaseFailoverTest(unittest.TestCase):
         # And the ids tried there never reached the table through the endpoint.
         ids, _ = fc.read_back(target, 60)
         self.assertFalse([i for i in ids if i >= 10 ** 9], "a write on the old primary surfaced")
+
+    def test_mariadb_failover_loses_no_acknowledged_write(self):
+        c = self.cloud
+        iid, view = self.create_ha("ha-maria", engine="mariadb")
+        first = c.primary(view)
+        port = c.port(view)
+        self.write_through_failover(c.target(iid), lambda: self.kill_engine_of(first, port))
+        view = self.wait_primary_moved(iid, first["id"])
+        self.assertNotEqual(c.primary(view)["host"], first["host"])
+        # The old primary comes back as the synchronous standby on its own.
+        view = c.wait_healthy(iid, HEAL_TIMEOUT)
+        self.assertEqual([m["id"] for m in c.members(view) if m["role"] == "standby"],
+                         [first["id"]])
+
+
+class StandbyReplacementTest(FailoverCase):
+    HOSTS = ("db-a", "db-b", "db-c")
+    SERVER_ARGS = ("--database.ha_replace_after=3s",)
+
+    def test_standby_on_a_vanished_host_is_replaced_elsewhere(self):
+        c = self.cloud
+        iid, view = self.create_ha("ha-replace")
+        port = c.port(view)
+        target = c.target(iid)
+        primary = c.primary(view)
+        standby = [m for m in c.members(view) if m["role"] == "standby"][0]
+        # Rows committed before the new member exists must reach it through its copy.
+        fc.with_retries(target, lambda conn: conn.execute(
+            "CREATE TABLE early AS SELECT generate_series(1, 1000) AS id", None, 10.0))
+
+        # The standby's host vanishes for good: its engine paused, its agent killed.
+        self.paused += fc.signal_tree(c.engine_pid(standby["address"], port), signal.SIGSTOP)
+        c.agent_of(standby).kill9()
+        view = fc_wait(lambda: (lambda v: v if standby["id"] not in
+                                [m["id"] for m in c.members(v)] else None)(c.view(iid)),
+                       HEAL_TIMEOUT, "the lost standby replaced")
+        view = c.wait_healthy(iid, HEAL_TIMEOUT)  # the new member synchronous
+        new = [m for m in c.members(view) if m["role"] == "standby"][0]
+        self.assertNotIn(new["id"], (standby["id"], primary["id"]))
+        self.assertNotIn(new["host"], (standby["host"], primary["host"]))
+        self.assertNotEqual(new["address"], standby["address"])
+        self.assertEqual(c.primary(view)["id"], primary["id"], "no failover was needed")
+        events = c.trove("GET", "/instances/%s/events" % iid).json()["events"]
+        replaced = [e for e in events if e["type"] == "standby.replaced"]
+        self.assertEqual(len(replaced), 1, events)
+        self.assertEqual(replaced[0]["detail"], {"from": standby["id"], "to": new["id"]})
+
+        # The new member is a whole copy: failing over to it loses no acknowledged write,
+        # including those written before it existed.
+        self.write_through_failover(target, lambda: self.kill_engine_of(primary, port))
+        view = self.wait_primary_moved(iid, primary["id"])
+        self.assertEqual(c.primary(view)["id"], new["id"])
+        rows = fc.with_retries(target, lambda conn: conn.execute(
+            "SELECT count(*) FROM early", None, 10.0))
+        self.assertEqual(rows[0][0], 1000, "rows committed before the replacement")
 
 
 def try_insert(target, i, timeout=5.0):

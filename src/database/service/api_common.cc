@@ -154,27 +154,36 @@ Result<int64_t> parse_limit(const Request& req) {
 Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string& region) {
   if (now_us <= inst.last_metered_us) return ok();
   const int64_t us = now_us - inst.last_metered_us;
-  const SystemTime start{std::chrono::microseconds(inst.last_metered_us)};
-  const SystemTime end{std::chrono::microseconds(now_us)};
   usage::UsageEvent e;
   e.project_id = inst.project_id;
   e.resource_id = inst.id;
   e.resource_type = std::string(kResourceType);
-  e.start = start;
-  e.end = end;
+  e.start = SystemTime{std::chrono::microseconds(inst.last_metered_us)};
+  e.end = SystemTime{std::chrono::microseconds(now_us)};
   e.region = region;
-  e.event_id = inst.id + ":instance-seconds:" + std::to_string(inst.last_metered_us);
-  e.kind = "database.instance-seconds:" + inst.flavor_id;
-  e.quantity = decimal_us(us);
-  e.unit = "s";
-  CONCORD_ASSIGN_OR_RETURN(bool fresh, usage::append(tx, e));
-  e.event_id = inst.id + ":storage-gb-seconds:" + std::to_string(inst.last_metered_us);
-  e.kind = "database.storage-gb-seconds";
-  e.quantity = decimal_us(us * inst.volume_gb);
-  e.unit = "GB-s";
-  CONCORD_ASSIGN_OR_RETURN(bool fresh2, usage::append(tx, e));
-  (void)fresh;
-  (void)fresh2;
+  // The event id names the interval, so metering the same interval twice records it once.
+  auto add = [&](const std::string& line, const std::string& kind, int64_t quantity_us,
+                 const char* unit) -> Status {
+    e.event_id = inst.id + ":" + line + ":" + std::to_string(inst.last_metered_us);
+    e.kind = kind;
+    e.quantity = decimal_us(quantity_us);
+    e.unit = unit;
+    CONCORD_ASSIGN_OR_RETURN(bool fresh, usage::append(tx, e));
+    (void)fresh;
+    return ok();
+  };
+  CONCORD_RETURN_IF_ERROR(
+      add("instance-seconds", "database.instance-seconds:" + inst.flavor_id, us, "s"));
+  CONCORD_RETURN_IF_ERROR(
+      add("storage-gb-seconds", "database.storage-gb-seconds", us * inst.volume_gb, "GB-s"));
+  if (inst.ha) {
+    // The synchronous standby is a second engine of the same size on another host, billed as
+    // its own line so a price list can charge high availability separately.
+    CONCORD_RETURN_IF_ERROR(add("standby-instance-seconds",
+                                "database.standby-instance-seconds:" + inst.flavor_id, us, "s"));
+    CONCORD_RETURN_IF_ERROR(add("standby-storage-gb-seconds", "database.standby-storage-gb-seconds",
+                                us * inst.volume_gb, "GB-s"));
+  }
   inst.last_metered_us = now_us;
   return ok();
 }

@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <charconv>
+
 #include "base/random.h"
 #include "database/service/api_internal.h"
 
@@ -319,6 +321,27 @@ void DatabaseService::Impl::ha_round() {
     }
     if (!standby) continue;
     auto ss = live->find(standby->id);
+    // A standby whose host stays down is replaced by a new member elsewhere (once the primary
+    // no longer waits for it: its sync went to "none" after kStandbyGrace).
+    const bool host_lost =
+        ss != live->end() && !ss->second.host.empty() && ss->second.host_status != "UP";
+    if (!host_lost) {
+      pr.standby_lost_since = {};
+    } else if (pr.standby_lost_since == std::chrono::steady_clock::time_point{}) {
+      pr.standby_lost_since = now;
+    } else if (standby->sync == "none" &&
+               now - pr.standby_lost_since >= options_.ha_replace_after) {
+      if (replace_standby(
+              inst, *standby, *live,
+              fmt::format(
+                  "its host {} has been {} for {} s", ss->second.host, ss->second.host_status,
+                  std::chrono::duration_cast<std::chrono::seconds>(now - pr.standby_lost_since)
+                      .count()))) {
+        pr.standby_lost_since = {};
+        pr.standby_down_since = {};
+        continue;
+      }
+    }
     const bool standby_answers =
         probe_engine(inst.engine, standby->engine_address, static_cast<int>(inst.port));
     if (standby_answers) {
@@ -432,6 +455,72 @@ bool DatabaseService::Impl::fail_over(const std::string& instance_id, const std:
   refresh_endpoints();  // the endpoint leaves the old primary now
   sync_servers({instance_id});
   sync_servers(read_replicas);
+  return true;
+}
+
+bool DatabaseService::Impl::replace_standby(
+    const InstanceRow& inst, const Member& old,
+    const std::map<std::string, compute::ServiceServer>& live, const std::string& reason) {
+  const std::set<uint32_t> held = held_addresses(live);
+  std::string new_id, new_address;
+  Status wrote = store_.write([&](store::Tx& tx) -> Status {
+    new_id.clear();
+    CONCORD_RETURN_IF_ERROR(tx.serialize());  // the address and the member id stay ours
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                             tx.query(std::string(kInstanceSelect) + "WHERE i.id = ?", {inst.id}));
+    if (rows.empty()) return ok();
+    InstanceRow now_inst = instance_from(rows[0]);
+    if (now_inst.deleting || !now_inst.ha) return ok();
+    CONCORD_ASSIGN_OR_RETURN(std::vector<Member> members, members_of(tx, inst.id));
+    bool still = false;
+    // Member ids only grow (the newest member is never removed except by this, which adds a
+    // newer one), so "<id>-mN" is never the id of an earlier, deleted server.
+    int64_t next = 1;
+    const std::string prefix = inst.id + "-m";
+    for (const Member& m : members) {
+      if (m.id == old.id && m.role == "standby" && m.sync == "none") still = true;
+      if (m.id.starts_with(prefix)) {
+        int64_t n = 0;
+        const std::string_view digits = std::string_view(m.id).substr(prefix.size());
+        auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+        if (ec == std::errc() && end == digits.data() + digits.size()) {
+          next = std::max(next, n + 1);
+        }
+      }
+    }
+    if (!still) return ok();
+    CONCORD_ASSIGN_OR_RETURN(std::vector<uint32_t> free, free_addresses(tx, held, 1));
+    new_id = prefix + std::to_string(next);
+    new_address = ip_text(free[0]);
+    const std::string t = trove_time(clock_.now());
+    CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                             tx.exec("DELETE FROM db_members WHERE member_id = ?", {old.id}));
+    CONCORD_ASSIGN_OR_RETURN(
+        n, tx.exec("INSERT INTO db_members (member_id, instance_id, engine_address, role, sync, "
+                   "created) VALUES (?, ?, ?, 'standby', 'none', ?)",
+                   {new_id, inst.id, new_address, t}));
+    (void)n;
+    CONCORD_RETURN_IF_ERROR(bump_revisions(tx, {inst.id}, t));
+    return record_event(tx, now_inst, "standby.replaced",
+                        "Replaced the standby member " + old.id + " by " + new_id + ": " + reason,
+                        Json{{"from", old.id}, {"to", new_id}});
+  });
+  if (!wrote) {
+    logger("database")
+        ->warn("instance {}: replacing standby {}: {}", inst.id, old.id, wrote.error().to_string());
+    return false;
+  }
+  if (new_id.empty()) return false;
+  logger("database")
+      ->warn("instance {}: standby {} replaced by {} at {} ({})", inst.id, old.id, new_id,
+             new_address, reason);
+  // Its host is down, so the server goes at once; an agent that comes back tears it down.
+  if (Status gone = compute::delete_service_server(compute_, old.id); !gone) {
+    logger("database")
+        ->warn("instance {}: deleting the replaced standby's server {}: {}", inst.id, old.id,
+               gone.error().to_string());
+  }
+  sync_servers({inst.id});  // the primary drops the old slot; the new member's server is made
   return true;
 }
 

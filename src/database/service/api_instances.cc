@@ -72,6 +72,40 @@ std::optional<compute::FlavorSnapshot> DatabaseService::Impl::shown_flavor(
   return out;
 }
 
+std::set<uint32_t> DatabaseService::Impl::held_addresses(
+    const std::map<std::string, compute::ServiceServer>& live) {
+  std::set<uint32_t> held;
+  for (const auto& [id, s] : live) {
+    if (auto a = s.metadata.find(std::string(keys::kAddress)); a != s.metadata.end()) {
+      if (auto ip = parse_ip(a->second)) held.insert(*ip);
+    }
+  }
+  return held;
+}
+
+Result<std::vector<uint32_t>> DatabaseService::Impl::free_addresses(store::Tx& tx,
+                                                                    std::set<uint32_t> used,
+                                                                    size_t wanted) {
+  CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                           tx.query("SELECT address, engine_address FROM db_instances UNION ALL "
+                                    "SELECT engine_address, '' FROM db_members"));
+  for (const store::Row& r : rows) {
+    for (int col : {0, 1}) {
+      if (auto ip = parse_ip(r.text(col))) used.insert(*ip);
+    }
+  }
+  std::vector<uint32_t> free;
+  for (uint32_t a = pool_first_; a <= pool_last_ && free.size() < wanted; ++a) {
+    if (!used.contains(a)) free.push_back(a);
+    if (a == pool_last_) break;
+  }
+  if (free.size() < wanted) {
+    return fail(Code::kResourceExhausted, "No free address is left in the database address pool " +
+                                              options_.address_pool + ".");
+  }
+  return free;
+}
+
 // Creates the instance's server with the given metadata (idempotent per id).
 Status DatabaseService::Impl::ensure_server(const InstanceRow& inst,
                                             const std::map<std::string, std::string>& md,
@@ -442,27 +476,19 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
     user_specs.push_back({u.name, u.host, std::move(verifier), u.databases});
   }
 
-  // Addresses still held by servers being deleted are not free yet (their engine may still
-  // listen there).
   CONCORD_ASSIGN_OR_RETURN(auto live_servers, servers());
-  std::set<uint32_t> held;
-  for (const auto& [id, s] : live_servers) {
-    if (auto a = s.metadata.find(std::string(keys::kAddress)); a != s.metadata.end()) {
-      if (auto ip = parse_ip(a->second)) held.insert(*ip);
-    }
-  }
+  const std::set<uint32_t> held = held_addresses(live_servers);
   const SystemTime now = clock_.now();
   engine::DesiredState st;
   inst.created = inst.updated = trove_time(now);
   inst.last_metered_us = to_us(now);
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
-    std::set<uint32_t> used = held;
-    CONCORD_ASSIGN_OR_RETURN(
-        store::Rows rows,
-        tx.query("SELECT id, address, deleting, engine_address FROM db_instances"));
+    CONCORD_RETURN_IF_ERROR(tx.serialize());  // the free addresses stay free until the commit
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                             tx.query("SELECT id, deleting FROM db_instances WHERE deleting = 1"));
     for (const store::Row& r : rows) {
       // A deleted instance whose server is gone is history: its rows go now.
-      if (r.integer(2) != 0 && !live_servers.contains(r.text(0))) {
+      if (!live_servers.contains(r.text(0))) {
         for (const char* table :
              {"db_databases", "db_users", "db_root", "db_events", "db_members"}) {
           CONCORD_ASSIGN_OR_RETURN(
@@ -473,24 +499,11 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
         CONCORD_ASSIGN_OR_RETURN(int64_t n,
                                  tx.exec("DELETE FROM db_instances WHERE id = ?", {r.text(0)}));
         (void)n;
-        continue;
       }
-      if (auto ip = parse_ip(r.text(1))) used.insert(*ip);
-      if (auto ip = parse_ip(r.text(3))) used.insert(*ip);
     }
     // The tenant's address, and with endpoints a second one the engine listens on.
-    std::vector<uint32_t> free;
-    const size_t wanted = options_.endpoints ? (inst.ha ? 3 : 2) : 1;
-    for (uint32_t a = pool_first_; a <= pool_last_ && free.size() < wanted; ++a) {
-      if (!used.contains(a)) free.push_back(a);
-      if (a == pool_last_) break;
-    }
-    if (free.size() < wanted) {
-      return fail(Code::kResourceExhausted,
-                  "No free address is left in the database address "
-                  "pool " +
-                      options_.address_pool + ".");
-    }
+    CONCORD_ASSIGN_OR_RETURN(std::vector<uint32_t> free,
+                             free_addresses(tx, held, options_.endpoints ? (inst.ha ? 3 : 2) : 1));
     inst.address = ip_text(free[0]);
     if (options_.endpoints) inst.engine_address = ip_text(free[1]);
     const std::string standby_address = inst.ha ? ip_text(free[2]) : std::string();

@@ -345,6 +345,13 @@ class DatabaseService::Impl {
   static std::string primary_server(const InstanceRow& inst) {
     return inst.primary_member.empty() ? inst.id : inst.primary_member;
   }
+  // Addresses of the pool that live servers' engines hold (a server being deleted may still
+  // listen), and the lowest `wanted` addresses no instance, member or held address takes; call
+  // inside a serialized write (kResourceExhausted when the pool is used up).
+  static std::set<uint32_t> held_addresses(
+      const std::map<std::string, compute::ServiceServer>& live);
+  Result<std::vector<uint32_t>> free_addresses(store::Tx& tx, std::set<uint32_t> used,
+                                               size_t wanted);
   // The create request's "high_availability" (a boolean).
   Status parse_create_ha(const Json& in, InstanceRow& inst);
   // In create's transaction: the member rows (the standby's engine address given).
@@ -364,6 +371,14 @@ class DatabaseService::Impl {
   // Moves the primary role to the standby in one transaction, then pushes the states and
   // re-points the endpoint. False when it did not happen (no synchronized standby, raced).
   bool fail_over(const std::string& instance_id, const std::string& reason);
+  // Swaps a standby member whose host stayed down for a new member (next "<id>-mN", a new
+  // engine address) in one transaction, then deletes the old member's server and pushes the
+  // states (which creates the new member's server away from the primary's host; until some
+  // host can take it the repair pass retries). False when it did not happen (raced, not a
+  // standby any more, still synchronous).
+  bool replace_standby(const InstanceRow& inst, const Member& old,
+                       const std::map<std::string, compute::ServiceServer>& live,
+                       const std::string& reason);
 
   // api_endpoints.cc: the instances' stable endpoints (one proxy listener per instance in this
   // process, options_.endpoints) and the thread that keeps them converged.
@@ -414,8 +429,11 @@ class DatabaseService::Impl {
   Result<Response> list_events(Call& c);
   Result<Response> instance_metrics(Call& c);
   Result<Response> run_operations(Call& c);
-  // One pass of the operations thread: automated backups due, retention, storage watch.
+  // One pass of the operations thread: automated backups due, retention, storage watch,
+  // metering of running instances.
   void operations_pass();
+  // Closes the usage interval of every running instance metered more than an hour ago.
+  void meter_running(SystemTime now);
   // The pass's storage watch: one "storage.low" event per episode of a server's detail saying
   // "storage low", and "storage.ok" when it ends.
   void watch_storage();
@@ -551,6 +569,7 @@ class DatabaseService::Impl {
     std::chrono::steady_clock::time_point standby_down_since{};  // zero: answering
     std::chrono::steady_clock::time_point last_restart{};        // of a stopped standby
     std::chrono::steady_clock::time_point last_push{};           // of a lagging desired state
+    std::chrono::steady_clock::time_point standby_lost_since{};  // its host down; zero: up
   };
   std::map<std::string, Probes> probes_;  // by instance id; the controller thread's own
   std::mutex ha_mu_;

@@ -21,6 +21,9 @@ namespace {
 
 constexpr int64_t kMaxRetentionDays = 35;
 constexpr auto kOperationsInterval = std::chrono::seconds(30);
+// Running instances are metered at least this often (also at delete and resize), so the ledger
+// shows a long-running instance's use before it ends.
+constexpr auto kMeterEvery = std::chrono::hours(1);
 constexpr int64_t kDayUs = int64_t{86'400} * 1'000'000;
 constexpr int64_t kGiB = int64_t{1} << 30;
 
@@ -342,6 +345,33 @@ Result<Response> DatabaseService::Impl::run_operations(Call& c) {
   return Response::empty(204);
 }
 
+void DatabaseService::Impl::meter_running(SystemTime now) {
+  const int64_t now_us = to_us(now);
+  const int64_t due_before =
+      now_us - std::chrono::duration_cast<std::chrono::microseconds>(kMeterEvery).count();
+  Status wrote = store_.write([&](store::Tx& tx) -> Status {
+    // Serialized: another server's pass reads the interval this one closed, not the same one.
+    CONCORD_RETURN_IF_ERROR(tx.serialize());
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows rows,
+        tx.query(std::string(kInstanceSelect) +
+                     "WHERE i.deleting = 0 AND i.last_metered_us < ? ORDER BY i.id",
+                 {due_before}));
+    for (const store::Row& r : rows) {
+      InstanceRow inst = instance_from(r);
+      CONCORD_RETURN_IF_ERROR(meter(tx, inst, now_us, options_.region));
+      CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                               tx.exec("UPDATE db_instances SET last_metered_us = ? WHERE id = ?",
+                                       {inst.last_metered_us, inst.id}));
+      (void)n;
+    }
+    return ok();
+  });
+  if (!wrote) {
+    logger("database")->warn("operations pass: metering: {}", wrote.error().to_string());
+  }
+}
+
 void DatabaseService::Impl::operations_pass() {
   std::lock_guard pass_lock(ops_pass_mu_);
   auto log = logger("database");
@@ -396,6 +426,7 @@ void DatabaseService::Impl::operations_pass() {
     return;
   }
   watch_storage();
+  meter_running(now);
   for (Due& d : due) {
     Request req;
     req.method = Method::kPost;

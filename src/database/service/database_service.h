@@ -74,6 +74,10 @@ struct DatabaseOptions {
   // Where the endpoints' own TLS certificate is kept (transaction pooling terminates TLS);
   // empty: pooling endpoints refuse TLS.
   std::string endpoint_tls_dir;
+  // High availability: how long a standby member's host may be down (or its server gone or
+  // failed) before the member is replaced by a new one on another host. Shorter rebuilds more
+  // often after a host's brief outage; longer runs without a synchronous standby for longer.
+  std::chrono::milliseconds ha_replace_after{std::chrono::minutes(2)};
 };
 
 // Trove's error body: {"<badRequest|itemNotFound|...>": {"message", "code"}}.
