@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,6 +17,7 @@
 #include "database/engine/credentials.h"
 #include "database/engine/engine.h"
 #include "engine_test_util.h"
+#include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
 namespace concord::database::engine::testing {
@@ -151,10 +153,17 @@ class PostgresBackupTest : public ::testing::Test {
     return psql(c.address, c.port, "root", "root-pw", "postgres", text);
   }
 
-  // Backs up `c`, stores the archive in the transport, and returns the chain entry.
-  RestoreArchive backup(const InstanceConfig& c, const std::string& id) {
+  // Backs up `c` (incremental on `parent` when given), stores the archive in the transport,
+  // and returns the chain entry.
+  RestoreArchive backup(const InstanceConfig& c, const std::string& id,
+                        const RestoreArchive* parent = nullptr) {
     const std::string out = tmp_.path() + "/" + id + ".out";
-    auto info = engine_->backup(c, BackupRequest{id, "", ""}, out);
+    BackupRequest req{id, "", ""};
+    if (parent != nullptr) {
+      req.parent_id = parent->backup_id;
+      req.parent_meta_json = parent->meta_json;
+    }
+    auto info = engine_->backup(c, req, out);
     EXPECT_TRUE(info.has_value()) << info.error().to_string();
     if (!info) return {};
     auto sha = detail::sha256_file(out);
@@ -446,6 +455,247 @@ TEST_F(PostgresBackupTest, PointInTimeRestoreReplaysShippedWalToTheTarget) {
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
   EXPECT_FALSE(fs::exists(early.dir + "/data"));
+}
+
+// What a restored and started instance's table t holds ("count|min|max"), or why not.
+struct Restored {
+  Status status;
+  std::string rows;
+};
+
+class PostgresIncrementalTest : public PostgresBackupTest {
+ protected:
+  void insert(int from, int to) {
+    auto r = sql(source_, fmt::format("INSERT INTO t SELECT g, md5(g::text) FROM "
+                                      "generate_series({}, {}) g",
+                                      from, to));
+    ASSERT_TRUE(r.ok()) << r.err;
+  }
+  // Closes the current segment, waits for the archiver, and ships: the segments then live in
+  // wal_shipped/ only (what an incremental finds hours after its parent).
+  void switch_and_ship() {
+    auto seg = root_sql(source_, "SELECT pg_walfile_name(pg_current_wal_lsn())");
+    ASSERT_TRUE(seg.ok()) << seg.err;
+    ASSERT_TRUE(root_sql(source_, "SELECT pg_switch_wal()").ok());
+    ASSERT_TRUE(wait_archived(source_.dir, seg.out.substr(0, 24))) << seg.out;
+    auto st = engine_->ship_logs(source_, *transport_);
+    ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  }
+  // Restores `spec` into a new instance "<suffix>" and starts it.
+  Restored restore_rows(const std::string& suffix, const RestoreSpec& spec) {
+    InstanceConfig c = make_config(suffix);
+    Restored out;
+    out.status = engine_->restore(c, spec, *transport_);
+    if (!out.status) return out;
+    auto st = engine_->start(c);
+    if (!st) {
+      out.status = fail(st.error().code(), st.error().message() + "\n" +
+                                               detail::file_tail(c.dir + "/engine.log", 3000));
+      return out;
+    }
+    auto r = sql(c, "SELECT count(*), min(id), max(id) FROM t");
+    out.rows = r.ok() ? r.out : "error: " + r.err;
+    // Promoted: it takes writes.
+    auto w = sql(c, "INSERT INTO t VALUES (-1, 'w')");
+    if (!w.ok()) out.rows += "not writable: " + w.err;
+    return out;
+  }
+  static Json meta_of(const RestoreArchive& a) {
+    auto j = parse_json(a.meta_json);
+    return j ? *j : Json::object();
+  }
+  // The timeline-1 segment file holding a "X/Y" position.
+  static std::string segment_of(const std::string& lsn) {
+    unsigned hi = 0, lo = 0;
+    if (std::sscanf(lsn.c_str(), "%X/%X", &hi, &lo) != 2) return "";
+    const uint64_t segno = ((uint64_t{hi} << 32) | lo) / (16ull * 1024 * 1024);
+    return fmt::format("00000001{:08X}{:08X}", segno >> 8, segno & 0xff);
+  }
+};
+
+TEST_F(PostgresIncrementalTest, IncrementalsAreWalRangesThatRestoreAsAChain) {
+  up(source_);
+  converge(source_);
+  ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int, v text)").ok());
+  insert(1, 1000);  // A
+  RestoreArchive full = backup(source_, "full");
+  ASSERT_FALSE(full.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "full");
+
+  insert(1001, 2000);  // B, part of it shipped before the incremental is asked for
+  switch_and_ship();
+  EXPECT_FALSE(detail::list_files(source_.dir + "/wal_shipped").empty());
+  insert(2001, 2500);
+  const int64_t before = now_us();
+  RestoreArchive inc1 = backup(source_, "inc1", &full);
+  ASSERT_FALSE(inc1.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "incremental");
+  EXPECT_GE(last_info_.consistent_at_us, before);
+  EXPECT_LE(last_info_.consistent_at_us, now_us());
+  Json m1 = meta_of(inc1);
+  EXPECT_EQ(m1.value("format", ""), "concord-pg-walrange-1") << inc1.meta_json;
+  EXPECT_EQ(m1.value("kind", ""), "incremental");
+  EXPECT_EQ(m1.value("parent_id", ""), "full");
+  EXPECT_EQ(m1.value("timeline", 0), 1);
+  // It starts with the segment holding the full backup's end and ends with its own switch.
+  const Json mf = meta_of(full);
+  ASSERT_TRUE(m1["segments"].is_array() && m1["segments"].size() >= 2) << inc1.meta_json;
+  EXPECT_EQ(m1["segments"].front(), segment_of(mf.value("stop_lsn", "")))
+      << inc1.meta_json << " " << full.meta_json;
+  EXPECT_EQ(m1["segments"].back(), m1["stop_wal"]);
+  // Small: compressed segments, not a copy of the data folder.
+  EXPECT_LT(inc1.size_bytes, 8 * 1024 * 1024);
+  EXPECT_FALSE(fs::exists(source_.dir + "/backup.tmp"));
+
+  insert(2501, 3000);  // C
+  RestoreArchive inc2 = backup(source_, "inc2", &inc1);
+  ASSERT_FALSE(inc2.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "incremental");
+  Json m2 = meta_of(inc2);
+  // It continues where inc1 ended: the next segment.
+  EXPECT_GT(m2["start_wal"].get<std::string>(), m1["stop_wal"].get<std::string>());
+  EXPECT_EQ(m2.value("parent_id", ""), "inc1");
+  insert(3001, 3100);  // after every backup: in no restore of the chain
+
+  RestoreSpec spec;
+  spec.chain = {full, inc1};
+  Restored r = restore_rows("upto1", spec);
+  ASSERT_TRUE(r.status.has_value()) << r.status.error().to_string();
+  EXPECT_EQ(r.rows, "2500|1|2500\n");  // A + B, no C
+
+  spec.chain = {full, inc1, inc2};
+  r = restore_rows("upto2", spec);
+  ASSERT_TRUE(r.status.has_value()) << r.status.error().to_string();
+  EXPECT_EQ(r.rows, "3000|1|3000\n");  // A + B + C
+
+  // Just the full backup: A only (its pg_wal is all it replays).
+  spec.chain = {full};
+  r = restore_rows("full", spec);
+  ASSERT_TRUE(r.status.has_value()) << r.status.error().to_string();
+  EXPECT_EQ(r.rows, "1000|1|1000\n");
+
+  // A gap (inc1's range missing): refused before anything is fetched, nothing left behind.
+  const int gets = transport_->backup_gets;
+  InstanceConfig gap = make_config("gap");
+  spec.chain = {full, inc2};
+  auto st = engine_->restore(gap, spec, *transport_);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << st.error().to_string();
+  EXPECT_NE(st.error().message().find("does not continue"), std::string::npos)
+      << st.error().message();
+  // No full backup under the incrementals.
+  spec.chain = {inc1, inc2};
+  st = engine_->restore(gap, spec, *transport_);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << st.error().to_string();
+  // An incremental whose recorded segments do not cover its range.
+  RestoreArchive trimmed = inc2;
+  Json mt = m2;
+  mt["segments"].erase(mt["segments"].size() - 1);
+  trimmed.meta_json = dump_json(mt);
+  spec.chain = {full, inc1, trimmed};
+  st = engine_->restore(gap, spec, *transport_);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << st.error().to_string();
+  EXPECT_EQ(transport_->backup_gets, gets);
+  EXPECT_FALSE(fs::exists(gap.dir + "/data"));
+  EXPECT_FALSE(fs::exists(gap.dir + "/restore.tmp"));
+  EXPECT_FALSE(fs::exists(gap.dir + "/restore_wal"));
+
+  // A corrupted incremental: the checksum stops it and nothing is left behind.
+  {
+    std::fstream f(transport_->backup_path("inc2"),
+                   std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.good());
+    f.seekp(600);
+    f.write("xx", 2);
+  }
+  spec.chain = {full, inc1, inc2};
+  st = engine_->restore(gap, spec, *transport_);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInternal) << st.error().to_string();
+  EXPECT_FALSE(fs::exists(gap.dir + "/data"));
+  EXPECT_FALSE(fs::exists(gap.dir + "/restore.tmp"));
+  EXPECT_FALSE(fs::exists(gap.dir + "/restore_wal"));
+
+  // With the shipped logs too (point-in-time to their end): the chain's WAL and the logs merge.
+  switch_and_ship();
+  spec.chain = {full, inc1};
+  spec.log_source_instance = source_.id;
+  spec.target_time_us = 0;
+  r = restore_rows("logs", spec);
+  ASSERT_TRUE(r.status.has_value()) << r.status.error().to_string();
+  EXPECT_EQ(r.rows, "3100|1|3100\n");
+}
+
+TEST_F(PostgresIncrementalTest, AnUnusableParentGetsAFullBackup) {
+  up(source_);
+  converge(source_);
+  ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int, v text)").ok());
+  insert(1, 100);
+  RestoreArchive full = backup(source_, "full");
+  ASSERT_FALSE(full.backup_id.empty());
+  insert(101, 200);
+  switch_and_ship();
+  // The parent's WAL is no longer on this host (pruned, or the instance was rebuilt).
+  ASSERT_FALSE(detail::list_files(source_.dir + "/wal_shipped").empty());
+  for (const auto& n : detail::list_files(source_.dir + "/wal_shipped")) {
+    fs::remove(source_.dir + "/wal_shipped/" + n);
+  }
+  insert(201, 300);
+  RestoreArchive b2 = backup(source_, "b2", &full);
+  ASSERT_FALSE(b2.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "full");
+  EXPECT_EQ(meta_of(b2).value("format", ""), "concord-pg-basebackup-1") << b2.meta_json;
+
+  // A parent of another engine, or of another PostgreSQL version: full too.
+  RestoreArchive foreign = b2;
+  foreign.meta_json = R"({"format":"concord-mariadb-backup-1","to_lsn":"123"})";
+  RestoreArchive b3 = backup(source_, "b3", &foreign);
+  ASSERT_FALSE(b3.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "full");
+  RestoreArchive other_version = b2;
+  Json mv = meta_of(b2);
+  mv["version"] = "14";
+  other_version.meta_json = dump_json(mv);
+  insert(301, 400);
+  RestoreArchive b4 = backup(source_, "b4", &other_version);
+  ASSERT_FALSE(b4.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "full");
+
+  // The usable parent b4 (a full one) still gets an incremental.
+  insert(401, 500);
+  RestoreArchive b5 = backup(source_, "b5", &b4);
+  ASSERT_FALSE(b5.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "incremental");
+
+  // The chain the server builds by parent ids, [full, b2 (made full), b4 (full), b5]: restored
+  // from its last full backup on.
+  RestoreSpec spec;
+  spec.chain = {full, b2, b4, b5};
+  Restored r = restore_rows("chain", spec);
+  ASSERT_TRUE(r.status.has_value()) << r.status.error().to_string();
+  EXPECT_EQ(r.rows, "500|1|500\n");
+}
+
+TEST_F(PostgresIncrementalTest, WithoutArchivingAnIncrementalRequestGetsAFullBackup) {
+  up(source_);
+  converge(source_);
+  ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int, v text)").ok());
+  RestoreArchive full = backup(source_, "full");
+  ASSERT_FALSE(full.backup_id.empty());
+  DesiredState off;
+  off.revision = 2;
+  off.databases = {{"shop", "", ""}};
+  off.users = {{"app", "%", postgres_scram_verifier("app-pw"), {"shop"}}};
+  off.root = RootSpec{postgres_scram_verifier("root-pw")};
+  off.archive_logs = false;
+  auto st = engine_->apply(source_, off);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  insert(1, 10);
+  RestoreArchive b2 = backup(source_, "b2", &full);
+  ASSERT_FALSE(b2.backup_id.empty());
+  EXPECT_EQ(last_info_.kind, "full");
 }
 
 // ---- MariaDB 10.11 ----

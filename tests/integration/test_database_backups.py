@@ -79,10 +79,11 @@ class DatabaseBackupsTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.fail("backup %s not %s after %.0f s: %r\n%s" % (bid, statuses, BACKUP_TIMEOUT,
                                                              last, SRV.log_tail(80)))
 
-    def backup_or_skip(self, iid, name):
-        """`openstack database backup create`; the completed backup, or a skip naming why the
-        engine could not make it (the engine part not there yet)."""
-        b = cli("a", "database", "backup", "create", name, "--instance", iid, "-f", "json")
+    def backup_or_skip(self, iid, name, *extra):
+        """`openstack database backup create` (with `extra` options); the completed backup, or
+        a skip naming why the engine could not make it (the engine part not there yet)."""
+        b = cli("a", "database", "backup", "create", name, "--instance", iid, *extra,
+                "-f", "json")
         self.assertIn(b["status"], ("NEW", "BUILDING", "SAVING"), b)
         self.assertEqual(b["instance_id"], iid, b)
         done = self.wait_backup(b["id"], ("COMPLETED", "FAILED"))
@@ -218,6 +219,47 @@ class DatabaseBackupsTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr + SRV.log_tail(40))
         self.assertEqual(last_line(p), "0,1")
         cli("a", "database", "instance", "delete", rid)
+        cli("a", "database", "instance", "delete", iid)
+
+    def test_postgresql_incremental_backups_restore_as_a_chain(self):
+        """PostgreSQL incrementals are WAL ranges on their parent (the engine's
+        concord-pg-walrange-1): much smaller than a full backup, and a restore from one replays
+        its chain to exactly the rows at that backup."""
+        iid = self.create_instance("pg-inc", "postgresql", "15",
+                                   ("--databases", "shop", "--users", "app:App-pw-1"))
+        ip = self.wait_status("a", iid)["ip"][0]
+
+        def write(first, last):
+            q = psql(ip, "app", "App-pw-1", "shop",
+                     "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(%d, %d) g"
+                     % (first, last))
+            self.assertEqual(q.returncode, 0, q.stderr)
+
+        p = psql(ip, "app", "App-pw-1", "shop",
+                 "CREATE TABLE items (id int PRIMARY KEY, name text)")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        write(1, 300)
+        full = self.backup_or_skip(iid, "pg-inc-full")
+        write(301, 600)
+        # Trove's --incremental: on the instance's latest backup.
+        inc1 = self.backup_or_skip(iid, "pg-inc-1", "--incremental")
+        self.assertEqual(inc1["parent_id"], full["id"], inc1)
+        write(601, 900)
+        inc2 = self.backup_or_skip(iid, "pg-inc-2", "--parent", inc1["id"])
+        self.assertEqual(inc2["parent_id"], inc1["id"], inc2)
+        write(901, 901)  # after every backup
+        # A full backup holds the whole data folder; these only the WAL since their parent.
+        for inc in (inc1, inc2):
+            self.assertLess(float(inc["size"]), float(full["size"]) / 4, (inc, full))
+
+        for backup, rows in ((inc1, "600|180300"), (inc2, "900|405450")):
+            rid = self.create_instance("pg-inc-restored", "postgresql", "15",
+                                       ("--backup", backup["id"]))
+            rip = self.wait_status("a", rid)["ip"][0]
+            p = psql(rip, "app", "App-pw-1", "shop", "SELECT count(*), sum(id) FROM items")
+            self.assertEqual(p.returncode, 0, p.stderr + SRV.log_tail(40))
+            self.assertEqual(last_line(p), rows, backup)
+            cli("a", "database", "instance", "delete", rid)
         cli("a", "database", "instance", "delete", iid)
 
     def test_mariadb_backup_and_restore(self):

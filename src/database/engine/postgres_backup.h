@@ -4,6 +4,9 @@
 // functions own the backup-related files of the instance folder:
 //   wal_archive/            completed WAL segments the postmaster's archive_command copied
 //                           (atomically: <name>.tmp, then renamed), until ship_logs uploaded them
+//   wal_shipped/            shipped segments, zstd-compressed, kept for the next incremental
+//                           backup (a WAL range from its parent's end); pruned by each backup
+//                           to what a later one can build on, and capped in size
 //   data/concord_archive.conf   archive_mode/archive_command/archive_timeout, included after
 //                               concord.conf from postgresql.conf
 //   data/concord_recovery.conf  restore_command and the point-in-time target of a restore
@@ -26,18 +29,25 @@ struct PgBackupContext {
   std::string superuser;  // the bootstrap role, reachable over the socket folder <dir>/run
 };
 
-// pg_basebackup of the running engine into one archive at out_path.
+// pg_basebackup of the running engine into one archive at out_path; with a usable parent
+// (request.parent_meta_json of a backup of this engine, version and timeline whose WAL since
+// is all still on this host), an incremental one instead: the WAL range from the parent's end
+// to a segment switch made now (kind "incremental", format concord-pg-walrange-1). An unusable
+// parent gets a full backup (kind "full"), never an incremental that cannot restore.
 [[nodiscard]] Result<BackupInfo> pg_backup(const PgBackupContext& ctx, const BackupRequest& request,
                                            const std::string& out_path);
 
-// Makes <dir>/data from spec (and <dir>/restore_wal with recovery settings for a point-in-time
-// restore). Ok without doing anything when <dir>/data already exists: the data folder appears
-// by one rename only when complete. The caller then writes the instance's own configuration.
+// Makes <dir>/data from spec: the chain's last full backup, then the WAL of the incrementals
+// after it (in <dir>/restore_wal, replayed to the last one's stop; kInvalidArgument, before
+// anything is fetched, for a chain with a gap or of another format or version), and for a
+// point-in-time restore the shipped WAL with its target. Ok without doing anything when <dir>/data
+// already exists: the data folder appears by one rename only when complete. The caller then writes
+// the instance's own configuration.
 [[nodiscard]] Status pg_restore_data(const PgBackupContext& ctx, const RestoreSpec& spec,
                                      Transport& transport);
 
-// Uploads the completed segments in wal_archive/ (oldest first), removing each only after its
-// put succeeded.
+// Uploads the completed segments in wal_archive/ (oldest first), moving each (compressed) to
+// wal_shipped/ only after its put succeeded.
 [[nodiscard]] Status pg_ship_logs(const PgBackupContext& ctx, Transport& transport);
 
 // Writes data/concord_archive.conf for this instance (archiving on or off; nullopt keeps what
