@@ -46,8 +46,6 @@
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
-extern char** environ;
-
 namespace concord::compute::driver {
 namespace {
 
@@ -429,99 +427,15 @@ class InferenceDriver final : public Driver {
       std::lock_guard<std::mutex> lock(probe_mutex_);
       limits_note_ = why_unlimited.empty() ? "" : "no cgroup limits: " + why_unlimited;
     }
-    CONCORD_ASSIGN_OR_RETURN(pid_t pid, spawn_detached(program, argv, p.log, procs));
+    DetachedSpawn spawn;  // it outlives the agent: see the file comment
+    spawn.argv = std::move(argv);
+    spawn.argv.front() = program;
+    spawn.log_path = p.log;
+    spawn.cgroup_procs = procs;
+    CONCORD_ASSIGN_OR_RETURN(pid_t pid, spawn_detached(spawn));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid)));
     log_->info("inference replica {} started pid={}", spec.id, pid);
     return ok();
-  }
-
-  // fork, fork again and setsid (the grandchild is reparented to init, so neither the agent nor a
-  // test has to reap it), join the cgroups, exec. Returns the grandchild's pid once it has
-  // exec'd; kFailedPrecondition when exec failed.
-  static Result<pid_t> spawn_detached(const std::string& program,
-                                      const std::vector<std::string>& argv,
-                                      const std::string& log_path,
-                                      const std::vector<std::string>& procs) {
-    std::vector<char*> cargv;
-    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (log_fd < 0) {
-      return fail(Code::kInternal, fmt::format("open {}: {}", log_path, std::strerror(errno)));
-    }
-    std::vector<int> proc_fds;
-    for (const auto& f : procs) {
-      int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd >= 0) proc_fds.push_back(fd);
-    }
-    auto close_all = [&] {
-      ::close(log_fd);
-      for (int fd : proc_fds) ::close(fd);
-    };
-    // Reports [grandchild pid] then, on exec failure, [errno]; EOF at exec.
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-      close_all();
-      return fail(Code::kInternal, fmt::format("pipe2: {}", std::strerror(errno)));
-    }
-    pid_t child = ::fork();
-    if (child < 0) {
-      int e = errno;
-      close_all();
-      ::close(fds[0]);
-      ::close(fds[1]);
-      return fail(Code::kInternal, fmt::format("fork: {}", std::strerror(e)));
-    }
-    if (child == 0) {
-      ::close(fds[0]);
-      pid_t grandchild = ::fork();
-      if (grandchild < 0) ::_exit(127);
-      if (grandchild > 0) {
-        (void)!::write(fds[1], &grandchild, sizeof grandchild);
-        ::_exit(0);
-      }
-      ::setsid();  // its own session and group: kill(-pid) reaches anything it starts
-      sigset_t all;
-      sigemptyset(&all);
-      ::sigprocmask(SIG_SETMASK, &all, nullptr);
-      for (int sig = 1; sig < NSIG; ++sig) {
-        if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
-      }
-      for (int fd : proc_fds) (void)!::write(fd, "0", 1);  // 0: the writing process
-      int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) ::dup2(devnull, 0);
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-      ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-      ::execve(program.c_str(), cargv.data(), environ);
-      int e = errno;
-      (void)!::write(fds[1], &e, sizeof e);
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    close_all();
-    pid_t grandchild = 0;
-    int exec_errno = 0;
-    ssize_t got;
-    do {
-      got = ::read(fds[0], &grandchild, sizeof grandchild);
-    } while (got < 0 && errno == EINTR);
-    ssize_t got_errno;
-    do {
-      got_errno = ::read(fds[0], &exec_errno, sizeof exec_errno);
-    } while (got_errno < 0 && errno == EINTR);
-    ::close(fds[0]);
-    int status = 0;
-    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (got != static_cast<ssize_t>(sizeof grandchild) || grandchild <= 0) {
-      return fail(Code::kInternal, "inference driver: the launcher failed to fork");
-    }
-    if (got_errno == static_cast<ssize_t>(sizeof exec_errno)) {
-      return fail(Code::kFailedPrecondition,
-                  fmt::format("cannot execute '{}': {}", program, std::strerror(exec_errno)));
-    }
-    return grandchild;
   }
 
   Status stop_replica(const ReplicaPaths& p, std::string_view id, milliseconds grace) {

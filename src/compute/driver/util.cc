@@ -1,7 +1,11 @@
 #include "compute/driver/util.h"
 
+#include <fcntl.h>
+#include <grp.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -243,6 +247,127 @@ std::string process_cmdline(pid_t pid) {
     if (c == '\0') c = ' ';
   }
   return s;
+}
+
+namespace {
+
+std::vector<char*> c_strings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& a : v) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Reads exactly sizeof(T) bytes (retrying EINTR); false on EOF or a short read.
+template <typename T>
+bool read_value(int fd, T& out) {
+  ssize_t got;
+  do {
+    got = ::read(fd, &out, sizeof out);
+  } while (got < 0 && errno == EINTR);
+  return got == static_cast<ssize_t>(sizeof out);
+}
+
+}  // namespace
+
+// By hand: posix_spawn cannot switch users (with supplementary groups) or join a cgroup
+// before exec, and the double fork (reparenting to init) is what spares callers the reaping.
+Result<pid_t> spawn_detached(const DetachedSpawn& s) {
+  if (s.argv.empty()) return fail(Code::kInternal, "spawn_detached: empty argv");
+  // Everything the child needs is made before the fork: it may only make async-signal-safe
+  // calls (the caller has other threads).
+  std::vector<char*> cargv = c_strings(s.argv);
+  std::vector<char*> cenv = s.env ? c_strings(*s.env) : std::vector<char*>{};
+  char** envp = s.env ? cenv.data() : environ;
+  int log_fd = ::open(s.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (log_fd < 0) {
+    return fail(Code::kInternal, fmt::format("open {}: {}", s.log_path, std::strerror(errno)));
+  }
+  if (s.as && ::fchown(log_fd, s.as->uid, s.as->gid) != 0) {
+    int e = errno;
+    ::close(log_fd);
+    return fail(Code::kInternal, fmt::format("chown {}: {}", s.log_path, std::strerror(e)));
+  }
+  std::vector<int> proc_fds;
+  for (const auto& f : s.cgroup_procs) {
+    int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) proc_fds.push_back(fd);
+  }
+  auto close_all = [&] {
+    ::close(log_fd);
+    for (int fd : proc_fds) ::close(fd);
+  };
+  // The launcher reports [grandchild pid], then on failure [errno]; EOF means exec happened.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    int e = errno;
+    close_all();
+    return fail(Code::kInternal, fmt::format("pipe2: {}", std::strerror(e)));
+  }
+  pid_t child = ::fork();
+  if (child < 0) {
+    int e = errno;
+    close_all();
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return fail(Code::kInternal, fmt::format("fork: {}", std::strerror(e)));
+  }
+  if (child == 0) {
+    ::close(fds[0]);
+    pid_t grandchild = ::fork();
+    if (grandchild < 0) ::_exit(127);
+    if (grandchild > 0) {
+      (void)!::write(fds[1], &grandchild, sizeof grandchild);
+      ::_exit(0);
+    }
+    ::setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+    }
+    for (int fd : proc_fds) (void)!::write(fd, "0", 1);  // 0: the writing process
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    int e = 0;
+    if (s.as) {
+      if ((::getuid() == 0 && ::setgroups(s.as->groups.size(), s.as->groups.data()) != 0) ||
+          ::setgid(s.as->gid) != 0 || ::setuid(s.as->uid) != 0 || ::getuid() != s.as->uid) {
+        e = errno == 0 ? EPERM : errno;
+      }
+    }
+    if (e == 0 && !s.cwd.empty() && ::chdir(s.cwd.c_str()) != 0) e = errno;
+    if (e == 0) {
+      ::execve(cargv[0], cargv.data(), envp);
+      e = errno;
+    }
+    (void)!::write(fds[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  close_all();
+  pid_t grandchild = 0;
+  int exec_errno = 0;
+  const bool got_pid = read_value(fds[0], grandchild);
+  const bool exec_failed = got_pid && read_value(fds[0], exec_errno);
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!got_pid || grandchild <= 0) {
+    return fail(Code::kInternal, fmt::format("the launcher of {} failed to fork", s.argv[0]));
+  }
+  if (exec_failed) {
+    return fail(Code::kFailedPrecondition,
+                fmt::format("cannot execute '{}'{}: {}", s.argv[0],
+                            s.as ? fmt::format(" as uid {}", s.as->uid) : std::string(),
+                            std::strerror(exec_errno)));
+  }
+  return grandchild;
 }
 
 }  // namespace concord::compute::driver

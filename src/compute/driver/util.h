@@ -60,4 +60,32 @@ bool wait_gone(pid_t pid, std::chrono::milliseconds limit, std::chrono::millisec
 bool kill_and_wait(pid_t pid, bool group, std::chrono::milliseconds limit,
                    std::chrono::milliseconds poll);
 
+// A long-running process started apart from the caller (a database engine, an inference
+// replica): see spawn_detached.
+struct DetachedSpawn {
+  std::vector<std::string> argv;  // argv[0]: the program's absolute path
+  // The whole environment; nullopt: the caller's.
+  std::optional<std::vector<std::string>> env;
+  std::string log_path;  // stdout and stderr, appended (created 0640)
+  // Run as this user (uid, gid and supplementary groups resolved before the fork: NSS lookups
+  // are not safe in the child of a multi-threaded process), who also owns the log file (an
+  // engine may reopen it). nullopt: the caller's user.
+  struct User {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+  };
+  std::optional<User> as;
+  std::string cwd;                        // "": the caller's
+  std::vector<std::string> cgroup_procs;  // cgroup.procs files joined before exec
+};
+// fork, fork again and setsid: the grandchild leads its own session and process group (a kill
+// of the group reaches everything it starts) and is reparented to init, so nobody has to reap
+// it and it outlives the caller. It joins the cgroups before exec (limits from its first
+// instruction), with default signal dispositions and an empty mask, stdin from /dev/null and
+// no inherited descriptors. Returns its pid once it has exec'd. Errors: kFailedPrecondition
+// when exec, the user switch or the chdir failed (with errno's text); kInternal when the log
+// cannot be opened or fork/pipe failed.
+[[nodiscard]] Result<pid_t> spawn_detached(const DetachedSpawn& spawn);
+
 }  // namespace concord::compute::driver

@@ -266,96 +266,21 @@ Result<CommandResult> run_checked(const std::vector<std::string>& argv,
   return r;
 }
 
-Result<pid_t> spawn_detached(const std::vector<std::string>& argv_in, const OsUser& as,
+Result<pid_t> spawn_detached(const std::vector<std::string>& argv, const OsUser& as,
                              const std::string& log_path,
                              const std::vector<std::string>& cgroup_procs) {
-  if (argv_in.empty()) return fail(Code::kInternal, "spawn_detached: empty argv");
-  std::vector<std::string> argv = argv_in;
-  std::vector<char*> cargv = c_array(argv);
-  std::vector<std::string> env = child_env(as);
-  std::vector<char*> cenv = c_array(env);
-  int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (log_fd < 0) {
-    return fail(Code::kInternal, fmt::format("open {}: {}", log_path, errno_text(errno)));
+  compute::driver::DetachedSpawn spawn;
+  spawn.argv = argv;
+  spawn.env = child_env(as);
+  spawn.log_path = log_path;
+  spawn.as = compute::driver::DetachedSpawn::User{as.uid, as.gid, as.groups};
+  spawn.cwd = "/";
+  spawn.cgroup_procs = cgroup_procs;
+  auto pid = compute::driver::spawn_detached(spawn);
+  if (!pid && pid.error().code() == Code::kFailedPrecondition) {
+    return fail(Code::kFailedPrecondition, as.name + ": " + pid.error().message());
   }
-  // The engine may reopen its log itself (MariaDB's log-error), as the engine user.
-  if (::fchown(log_fd, as.uid, as.gid) != 0) {
-    int e = errno;
-    ::close(log_fd);
-    return fail(Code::kInternal, fmt::format("chown {}: {}", log_path, errno_text(e)));
-  }
-  std::vector<int> proc_fds;
-  for (const auto& f : cgroup_procs) {
-    int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) proc_fds.push_back(fd);
-  }
-  auto close_all = [&] {
-    ::close(log_fd);
-    for (int fd : proc_fds) ::close(fd);
-  };
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    close_all();
-    return fail(Code::kInternal, "pipe2: " + errno_text(errno));
-  }
-  pid_t child = ::fork();
-  if (child < 0) {
-    int e = errno;
-    close_all();
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return fail(Code::kInternal, "fork: " + errno_text(e));
-  }
-  if (child == 0) {
-    ::close(fds[0]);
-    pid_t grandchild = ::fork();
-    if (grandchild < 0) ::_exit(127);
-    if (grandchild > 0) {
-      (void)!::write(fds[1], &grandchild, sizeof grandchild);
-      ::_exit(0);
-    }
-    ::setsid();  // own session and group: a kill of the group reaches every engine process
-    reset_signals();
-    for (int fd : proc_fds) (void)!::write(fd, "0", 1);  // joins before exec: limits from the start
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-    int e = 0;
-    if (!drop_to(as)) e = errno == 0 ? EPERM : errno;
-    if (e == 0 && ::chdir("/") != 0) e = errno;
-    if (e == 0) {
-      ::execve(cargv[0], cargv.data(), cenv.data());
-      e = errno;
-    }
-    (void)!::write(fds[1], &e, sizeof e);
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  close_all();
-  pid_t grandchild = 0;
-  int exec_errno = 0;
-  ssize_t got;
-  do {
-    got = ::read(fds[0], &grandchild, sizeof grandchild);
-  } while (got < 0 && errno == EINTR);
-  ssize_t got_errno;
-  do {
-    got_errno = ::read(fds[0], &exec_errno, sizeof exec_errno);
-  } while (got_errno < 0 && errno == EINTR);
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (got != static_cast<ssize_t>(sizeof grandchild) || grandchild <= 0) {
-    return fail(Code::kInternal, "database engine launcher failed to fork");
-  }
-  if (got_errno == static_cast<ssize_t>(sizeof exec_errno)) {
-    return fail(Code::kFailedPrecondition, fmt::format("cannot execute '{}' as {}: {}", argv[0],
-                                                       as.name, errno_text(exec_errno)));
-  }
-  return grandchild;
+  return pid;
 }
 
 Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode,
