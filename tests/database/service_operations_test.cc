@@ -493,16 +493,21 @@ TEST_F(DatabaseOperationsTest, TwoServersMakeOneAutomatedBackupPerDay) {
   EXPECT_EQ(count(event_types(id), "backup.automated.started"), 1);
 }
 
-TEST_F(DatabaseOperationsTest, RunningInstancesAreMeteredHourlyWithoutGaps) {
+TEST_F(DatabaseOperationsTest, RunningInstancesAndKeptBackupsAreMeteredHourly) {
   const std::string id = create_active();
-  auto seconds_of = [&] {
-    std::vector<std::pair<int64_t, std::string>> out;  // (start, quantity), oldest first
+  Reply r = trove(Method::kPost, "/backups", Json{{"backup", {{"name", "b1"}, {"instance", id}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string backup = r.body["backup"]["id"];
+  ASSERT_EQ(upload(backup, std::string(1 << 20, 'x')).status, 200);  // 1 MiB, metered from now
+  // (start, quantity) of a resource's usage lines of one kind, oldest first.
+  auto lines_of = [&](const std::string& resource, const std::string& kind_prefix) {
+    std::vector<std::pair<int64_t, std::string>> out;
     EXPECT_TRUE(store_->read([&](store::Tx& tx) -> Status {
       usage::UsageFilter f;
       f.project_id = p1_;
       CONCORD_ASSIGN_OR_RETURN(auto events, usage::list(tx, f));
       for (const auto& e : events) {
-        if (e.event.resource_id == id && e.event.kind.starts_with("database.instance-seconds:")) {
+        if (e.event.resource_id == resource && e.event.kind.starts_with(kind_prefix)) {
           out.emplace_back(e.event.start.time_since_epoch().count(), e.event.quantity);
         }
       }
@@ -513,18 +518,27 @@ TEST_F(DatabaseOperationsTest, RunningInstancesAreMeteredHourlyWithoutGaps) {
   };
   advance(std::chrono::minutes(30));
   run_pass();
-  EXPECT_TRUE(seconds_of().empty()) << "not an hour yet";
+  EXPECT_TRUE(lines_of(id, "database.instance-seconds:").empty()) << "not an hour yet";
+  EXPECT_TRUE(lines_of(backup, "database.backup-storage-gb-hours").empty());
   advance(std::chrono::minutes(45));
   run_pass();
   run_pass();  // the same interval is not metered twice
-  auto lines = seconds_of();
+  auto lines = lines_of(id, "database.instance-seconds:");
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_EQ(lines[0].second, "4500");  // 75 minutes
+  auto stored = lines_of(backup, "database.backup-storage-gb-hours");
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].second, "0.001220703");  // 1/1024 GiB for 1.25 h
   advance(std::chrono::minutes(70));
   run_pass();
-  lines = seconds_of();
+  lines = lines_of(id, "database.instance-seconds:");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[1].second, "4200");
+  // Deleting the backup closes its last interval; nothing is counted twice.
+  ASSERT_EQ(trove(Method::kDelete, "/backups/" + backup).status, 202);
+  stored = lines_of(backup, "database.backup-storage-gb-hours");
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].second, "0.001139322");  // 70 minutes
 }
 
 TEST_F(DatabaseOperationsTest, OperationsRouteIsForAdminsOnly) {

@@ -121,6 +121,28 @@ std::string gib_hours(int64_t bytes, int64_t us) {
   return out + "." + f;
 }
 
+// Records the completed backup's storage since m.metered_us and moves m.metered_us to now_us
+// (the caller writes the meta back, or deletes the row).
+Status meter_backup(store::Tx& tx, const BackupRow& b, BackupMeta& m, int64_t now_us,
+                    const std::string& region) {
+  if (m.metered_us <= 0 || now_us <= m.metered_us) return ok();
+  usage::UsageEvent e;
+  e.project_id = b.project_id;
+  e.resource_id = b.id;
+  e.resource_type = "database.backup";
+  e.start = SystemTime{std::chrono::microseconds(m.metered_us)};
+  e.end = SystemTime{std::chrono::microseconds(now_us)};
+  e.region = region;
+  e.event_id = b.id + ":backup-storage:" + std::to_string(m.metered_us);
+  e.kind = "database.backup-storage-gb-hours";
+  e.quantity = gib_hours(b.size_bytes, now_us - m.metered_us);
+  e.unit = "GB-h";
+  CONCORD_ASSIGN_OR_RETURN(bool fresh, usage::append(tx, e));
+  (void)fresh;
+  m.metered_us = now_us;
+  return ok();
+}
+
 bool valid_log_name(const std::string& name) {
   if (name.empty() || name.size() > 255 || name.front() == '.') return false;
   return std::all_of(name.begin(), name.end(), [](char ch) {
@@ -502,6 +524,22 @@ Result<Response> DatabaseService::Impl::show_backup(Call& c) {
   return Response::json(200, dump_json({{"backup", backup_view(base(c), b)}}));
 }
 
+Status DatabaseService::Impl::meter_backups(store::Tx& tx, int64_t now_us, int64_t due_before) {
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows rows, tx.query(std::string(kBackupSelect) +
+                                 "WHERE b.deleting = 0 AND b.status = 'COMPLETED' ORDER BY b.id"));
+  for (const store::Row& r : rows) {
+    const BackupRow b = backup_from(r);
+    BackupMeta m = meta_of(b.meta_json);
+    if (m.metered_us <= 0 || m.metered_us >= due_before) continue;
+    CONCORD_RETURN_IF_ERROR(meter_backup(tx, b, m, now_us, options_.region));
+    CONCORD_ASSIGN_OR_RETURN(int64_t n, tx.exec("UPDATE db_backups SET meta_json = ? WHERE id = ?",
+                                                {meta_text(m), b.id}));
+    (void)n;
+  }
+  return ok();
+}
+
 Result<Response> DatabaseService::Impl::delete_backup(Call& c) {
   BackupRow b;
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
@@ -522,22 +560,7 @@ Result<Response> DatabaseService::Impl::delete_backup(Call& c) {
     if (b.status == "COMPLETED") {
       // Close the backup's storage interval (GiB-hours) in the same write.
       BackupMeta m = meta_of(b.meta_json);
-      const int64_t now_us = to_us(clock_.now());
-      if (m.metered_us > 0 && now_us > m.metered_us) {
-        usage::UsageEvent e;
-        e.project_id = b.project_id;
-        e.resource_id = b.id;
-        e.resource_type = "database.backup";
-        e.start = SystemTime{std::chrono::microseconds(m.metered_us)};
-        e.end = SystemTime{std::chrono::microseconds(now_us)};
-        e.region = options_.region;
-        e.event_id = b.id + ":backup-storage:" + std::to_string(m.metered_us);
-        e.kind = "database.backup-storage-gb-hours";
-        e.quantity = gib_hours(b.size_bytes, now_us - m.metered_us);
-        e.unit = "GB-h";
-        CONCORD_ASSIGN_OR_RETURN(bool fresh, usage::append(tx, e));
-        (void)fresh;
-      }
+      CONCORD_RETURN_IF_ERROR(meter_backup(tx, b, m, to_us(clock_.now()), options_.region));
     }
     CONCORD_ASSIGN_OR_RETURN(int64_t n, tx.exec("DELETE FROM db_backups WHERE id = ?", {b.id}));
     (void)n;

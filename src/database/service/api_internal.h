@@ -432,8 +432,11 @@ class DatabaseService::Impl {
   // One pass of the operations thread: automated backups due, retention, storage watch,
   // metering of running instances.
   void operations_pass();
-  // Closes the usage interval of every running instance metered more than an hour ago.
+  // Closes the usage interval of every running instance and completed backup metered before
+  // an hour ago.
   void meter_running(SystemTime now);
+  // In meter_running's write: each completed backup metered before `due_before` (api_backups.cc).
+  Status meter_backups(store::Tx& tx, int64_t now_us, int64_t due_before);
   // The pass's storage watch: one "storage.low" event per episode of a server's detail saying
   // "storage low", and "storage.ok" when it ends.
   void watch_storage();

@@ -21,8 +21,8 @@ namespace {
 
 constexpr int64_t kMaxRetentionDays = 35;
 constexpr auto kOperationsInterval = std::chrono::seconds(30);
-// Running instances are metered at least this often (also at delete and resize), so the ledger
-// shows a long-running instance's use before it ends.
+// Running instances and kept backups are metered at least this often (also at delete and
+// resize), so the ledger shows a long-lived resource's use before it ends.
 constexpr auto kMeterEvery = std::chrono::hours(1);
 constexpr int64_t kDayUs = int64_t{86'400} * 1'000'000;
 constexpr int64_t kGiB = int64_t{1} << 30;
@@ -365,7 +365,7 @@ void DatabaseService::Impl::meter_running(SystemTime now) {
                                        {inst.last_metered_us, inst.id}));
       (void)n;
     }
-    return ok();
+    return meter_backups(tx, now_us, due_before);  // api_backups.cc
   });
   if (!wrote) {
     logger("database")->warn("operations pass: metering: {}", wrote.error().to_string());
