@@ -548,6 +548,7 @@ TEST_F(PostgresIncrementalTest, IncrementalsAreWalRangesThatRestoreAsAChain) {
   EXPECT_FALSE(fs::exists(source_.dir + "/backup.tmp"));
 
   insert(2501, 3000);  // C
+  switch_and_ship();
   RestoreArchive inc2 = backup(source_, "inc2", &inc1);
   ASSERT_FALSE(inc2.backup_id.empty());
   EXPECT_EQ(last_info_.kind, "incremental");
@@ -555,6 +556,10 @@ TEST_F(PostgresIncrementalTest, IncrementalsAreWalRangesThatRestoreAsAChain) {
   // It continues where inc1 ended: the next segment.
   EXPECT_GT(m2["start_wal"].get<std::string>(), m1["stop_wal"].get<std::string>());
   EXPECT_EQ(m2.value("parent_id", ""), "inc1");
+  // Kept shipped segments before its range serve no later incremental: pruned.
+  const auto kept = detail::list_files(source_.dir + "/wal_shipped");
+  EXPECT_FALSE(kept.empty());
+  for (const auto& n : kept) EXPECT_GE(n, m2.value("start_wal", "")) << n;
   insert(3001, 3100);  // after every backup: in no restore of the chain
 
   RestoreSpec spec;

@@ -11,8 +11,8 @@
 //   tls/server.{crt,key}  the per-instance self-signed certificate
 //   engine.log       the postmaster's stderr; engine.pid the pid we launched
 //   applied_revision the desired-state revision last converged
-//   wal_archive/, restore_wal/, data/concord_{archive,recovery}.conf  backups, WAL archiving
-//                    and point-in-time restore (postgres_backup.h)
+//   wal_archive/, wal_shipped/, restore_wal/, data/concord_{archive,recovery}.conf  backups,
+//                    incrementals, WAL archiving and point-in-time restore (postgres_backup.h)
 //   data/concord_replication.conf, data/standby.signal, replication.pgpass, clone.tmp/,
 //                    data.old/  read replicas (postgres_replication.h)
 //
