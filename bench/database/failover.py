@@ -13,8 +13,9 @@ group. The node is then restarted with an empty data folder, so it rejoins as a 
 pg_basebackup (no pg_rewind: that needs wal_log_hints, which is not a default).
 
 Concord side: `concord all-in-one --agent.enabled=false` and two `concord agent`s (hosts db-a
-and db-b), one PostgreSQL instance created with "high_availability": true; the client writes
-through its endpoint. Scenarios: "engine" (kill -9 of the primary member's postmaster and its
+and db-b), one PostgreSQL instance (and, with the default --concord-engines, one MariaDB 10.11
+instance, rows "concord-mariadb": Patroni has no MariaDB counterpart, so its ratio is only
+indicative) created with "high_availability": true; the client writes through its endpoint. Scenarios: "engine" (kill -9 of the primary member's postmaster and its
 children), "host" (kill -9 of the primary host's agent and of its engine processes) and "paused"
 (the host cut off rather than dead: SIGSTOP of the engine's processes, so no connection is
 reset, and kill -9 of the agent). Between repetitions the harness resumes a paused engine,
@@ -330,15 +331,17 @@ listen primary
 
 
 class Concord:
-    def __init__(self):
-        self.cloud = fc.ConcordHa(CONCORD_POOL)
+    """One HA instance of `engine` on a Concord cloud (shared by the engines' legs)."""
+
+    def __init__(self, cloud, engine):
+        self.cloud = cloud
+        self.engine = engine
         self.iid = None
         self.unavailable = None
         self.seq = 0
         self.paused = []
 
     def start(self):
-        self.cloud.start()
         try:
             self.iid = self.create()
         except fc.HaUnavailable as e:
@@ -347,7 +350,8 @@ class Concord:
 
     def create(self):
         self.seq += 1
-        iid = self.cloud.create("failbench-%d" % self.seq, ha=True)
+        iid = self.cloud.create("failbench-%s-%d" % (self.engine, self.seq), ha=True,
+                                engine=self.engine)
         self.cloud.wait_healthy(iid, HEAL_TIMEOUT)
         return iid
 
@@ -359,7 +363,7 @@ class Concord:
         primary = self.cloud.primary(view)
         if primary is None:
             raise RuntimeError("Concord: no primary member: %s" % json.dumps(view))
-        port = view.get("port") or 5432
+        port = self.cloud.port(view)
         pm = fc.listener_pid(primary["address"], port)
         if pm is None:
             raise RuntimeError("Concord: nothing listens on the primary %s:%d" % (
@@ -412,7 +416,6 @@ class Concord:
 
     def stop(self):
         self.resume_paused()
-        self.cloud.cleanup()
 
 
 # ---- one repetition --------------------------------------------------------------------------
@@ -470,13 +473,21 @@ def main():
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of writes before a kill")
     ap.add_argument("--tail", type=float, default=5.0, help="seconds of writes after resuming")
     ap.add_argument("--only", choices=("patroni", "concord"), default=None)
+    ap.add_argument("--concord-engines", default="postgresql,mariadb",
+                    help="comma-separated: the engines of Concord's HA legs (Patroni's anchor "
+                         "is PostgreSQL only)")
     ap.add_argument("--results", default="")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="concord-bench-failover-")
     os.chmod(work, 0o755)
     patroni = Patroni(work) if args.only != "concord" else None
-    concord = Concord() if args.only != "patroni" else None
+    engines = [e for e in args.concord_engines.split(",") if e]
+    if any(e not in fc.ConcordHa.VERSIONS for e in engines):
+        ap.error("--concord-engines: postgresql and/or mariadb")
+    cloud = fc.ConcordHa(CONCORD_POOL) if args.only != "patroni" and engines else None
+    concords = {("concord" if e == "postgresql" else "concord-" + e): Concord(cloud, e)
+                for e in (engines if cloud else [])}
     results = {}  # (system, mode, scenario) -> [analysis]
     notes = []
     failed = False
@@ -487,19 +498,22 @@ def main():
             log("starting Patroni (etcd, HAProxy, two nodes) in %s" % work)
             patroni.start()
             legs += [("patroni", "async", "node"), ("patroni", "sync", "node")]
-        if concord:
+        if cloud:
             log("starting Concord (all-in-one + agents db-a, db-b)")
+            cloud.start()
+        for name, concord in concords.items():
             concord.start()
             if concord.unavailable:
-                notes.append("Concord HA: not available (%s)" % concord.unavailable)
+                notes.append("Concord HA (%s): not available (%s)" % (concord.engine,
+                                                                      concord.unavailable))
                 for sc in CONCORD_SCENARIOS:
-                    results[("concord", "sync", sc)] = None
+                    results[(name, "sync", sc)] = None
             else:
-                legs += [("concord", "sync", sc) for sc in CONCORD_SCENARIOS]
+                legs += [(name, "sync", sc) for sc in CONCORD_SCENARIOS]
         patroni_mode = "async"
         for rep in range(args.repeats):
             for system_name, mode, scenario in legs:
-                system = patroni if system_name == "patroni" else concord
+                system = patroni if system_name == "patroni" else concords[system_name]
                 if system_name == "patroni" and mode != patroni_mode:
                     patroni.set_sync(mode == "sync")
                     patroni_mode = mode
@@ -512,14 +526,16 @@ def main():
                 if system_name == "patroni":
                     patroni.restore(killed, mode == "sync")
                 else:
-                    concord.restore(killed, scenario)
+                    system.restore(killed, scenario)
     except Exception as e:  # noqa: BLE001 - report, clean up, exit non-zero
         failed = True
         notes.append("FAILED: %s: %s" % (type(e).__name__, e))
         log("FAILED: %s: %s" % (type(e).__name__, e))
     finally:
-        if concord:
+        for concord in concords.values():
             concord.stop()
+        if cloud:
+            cloud.cleanup()
         if patroni:
             patroni.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -570,14 +586,14 @@ def render(results, notes, args, started):
             "%.0f" % statistics.median(rates) if rates else "-"))
     lines.append("")
     for (system, mode, scenario), m in sorted(medians.items()):
-        if system != "concord":
+        if not system.startswith("concord"):
             continue
         for pmode in ("sync", "async"):
             p = medians.get(("patroni", pmode, "node"))
             if p:
-                lines.append("Ratio of median windows, Concord %s/%s to Patroni %s/node: %.3f" % (
-                    mode, scenario, pmode, m / p))
-    if not any(k[0] == "concord" for k in medians):
+                lines.append("Ratio of median windows, %s %s/%s to Patroni %s/node: %.3f" % (
+                    system, mode, scenario, pmode, m / p))
+    if not any(k[0].startswith("concord") for k in medians):
         lines.append("Ratio Concord/Patroni: not available (no Concord HA figures in this run).")
     lines.append("")
     for n in notes:

@@ -202,6 +202,20 @@ class DatabaseFailoverTest(FailoverCase):
         self.assertEqual([m["id"] for m in c.members(view) if m["role"] == "standby"],
                          [first["id"]])
 
+        # A planned restart restarts both members and is no failover.
+        primary, failovers = c.primary(view)["id"], view["high_availability"]["failovers"]
+        pids = {m["address"]: c.engine_pid(m["address"], port) for m in c.members(view)}
+        r = c.trove("POST", "/instances/%s/action" % iid, {"restart": {}})
+        self.assertEqual(r.status, 202, r)
+        fc_wait(lambda: c.view(iid).get("status") == "REBOOT", 60, "the restart under way")
+        view = c.wait_healthy(iid, HEAL_TIMEOUT)
+        self.assertEqual(c.primary(view)["id"], primary)
+        self.assertEqual(view["high_availability"]["failovers"], failovers)
+        for address, pid in pids.items():
+            self.assertNotEqual(c.engine_pid(address, port), pid, "not restarted: " + address)
+        events = c.trove("GET", "/instances/%s/events" % iid).json()["events"]
+        self.assertEqual(len([e for e in events if e["type"] == "failover"]), failovers)
+
 
 class StandbyReplacementTest(FailoverCase):
     HOSTS = ("db-a", "db-b", "db-c")

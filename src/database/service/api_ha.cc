@@ -299,8 +299,15 @@ void DatabaseService::Impl::ha_round() {
       sync_servers({inst.id});
     }
     auto ps = live->find(primary->id);
-    // A primary still being built is not failing.
+    // A primary still being built is not failing, nor is one in a planned restart (the restart
+    // action) on a host that is up; a reboot that never ends goes to ERROR (compute's action
+    // timeout) and is failed over then.
     if (ps == live->end() || ps->second.status == "BUILD") continue;
+    if ((ps->second.status == "REBOOT" || ps->second.status == "HARD_REBOOT") &&
+        ps->second.host_status == "UP") {
+      pr.primary_failures = 0;
+      continue;
+    }
     if (probe_engine(inst.engine, primary->engine_address, static_cast<int>(inst.port))) {
       pr.primary_failures = 0;
     } else if (++pr.primary_failures >= kFailuresBeforeFailover) {

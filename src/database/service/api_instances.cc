@@ -821,6 +821,20 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
   }));
   if (name == "restart") {
     CONCORD_RETURN_IF_ERROR(require_active(inst));
+    if (inst.ha) {
+      // Every member: a restart-required parameter is every engine's (a PostgreSQL standby
+      // with a smaller max_connections than its primary stops replaying). The standby first;
+      // the controller does not fail over while the primary's planned reboot runs (api_ha.cc).
+      CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> members, member_servers(inst));
+      for (const std::string& m : members) {
+        if (m == primary_server(inst)) continue;
+        if (Status r = compute::reboot_service_server(compute_, m); !r) {
+          logger("database")
+              ->warn("instance {}: restarting standby member {}: {}", inst.id, m,
+                     r.error().to_string());
+        }
+      }
+    }
     CONCORD_RETURN_IF_ERROR(compute::reboot_service_server(compute_, primary_server(inst)));
     CONCORD_RETURN_IF_ERROR(set_task(inst.id, "RESTART", std::nullopt));
     if (inst.restart_required) CONCORD_RETURN_IF_ERROR(clear_restart_required(inst.id));
