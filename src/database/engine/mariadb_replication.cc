@@ -236,8 +236,11 @@ Status check_replica_spec(const ReplicationSpec& spec) {
 }
 
 // Before a promotion: stops receiving and lets the replay finish what was already received
-// (a commit the old primary acknowledged may sit in the relay log only), bounded.
-Status drain_relay_log(const MdbReplContext& ctx, std::map<std::string, std::string> slave) {
+// (a commit the old primary acknowledged may sit in the relay log only), bounded. Sets
+// `stopped_ms` to how long stopping the receiver took.
+Status drain_relay_log(const MdbReplContext& ctx, std::map<std::string, std::string> slave,
+                       int64_t& stopped_ms) {
+  const auto t0 = std::chrono::steady_clock::now();
   if (slave["Slave_SQL_Running"] != "Yes") return ok();  // nothing more can be replayed
   // KILL of the receiving thread first: STOP SLAVE alone waits about 2 s for a thread blocked
   // reading from an upstream that is paused or cut off (measured on 10.11), which is most of a
@@ -250,6 +253,8 @@ Status drain_relay_log(const MdbReplContext& ctx, std::map<std::string, std::str
                 "PREPARE concord_kill FROM @kill;\nEXECUTE concord_kill;\n"
                 "DEALLOCATE PREPARE concord_kill;\nSTOP SLAVE IO_THREAD;"));
   (void)out;
+  stopped_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (true) {
     CONCORD_ASSIGN_OR_RETURN(slave, mdb_slave_status(ctx));
@@ -434,12 +439,15 @@ Status mdb_apply_primary(const MdbReplContext& ctx, const ReplicationSpec* spec)
     // Promotion (or a replica detached to stand alone): it keeps everything it replayed and
     // stops following. Its GTID history continues in its own binlog.
     const auto t0 = std::chrono::steady_clock::now();
-    CONCORD_RETURN_IF_ERROR(drain_relay_log(ctx, slave));
+    int64_t stopped_ms = 0;
+    CONCORD_RETURN_IF_ERROR(drain_relay_log(ctx, slave, stopped_ms));
     sql += "STOP SLAVE;\nRESET SLAVE ALL;\n";
     log->info(
-        "mariadb {}: promoted (was replica of {}:{}; relay log drained in {} ms)", ctx.config.id,
-        slave["Master_Host"], slave["Master_Port"],
-        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count());
+        "mariadb {}: promoted (was replica of {}:{}; relay log drained in {} ms, of which {} ms "
+        "stopping the receiver; receiver state was '{}')",
+        ctx.config.id, slave["Master_Host"], slave["Master_Port"],
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count(),
+        stopped_ms, slave["Slave_IO_State"]);
   }
   // Off before anything else is written by this apply; semi-sync off first when no standby is
   // listed any more, so this apply's own statements do not wait for a standby that is gone.
