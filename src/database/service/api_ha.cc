@@ -348,6 +348,7 @@ void DatabaseService::Impl::ha_round() {
         pr.standby_down_since = {};
         continue;
       }
+      pr.standby_lost_since = now;  // not replaced (raced, no address left): again in a period
     }
     const bool standby_answers =
         probe_engine(inst.engine, standby->engine_address, static_cast<int>(inst.port));
