@@ -102,14 +102,29 @@ class HttpClient::Impl {
     buffer.clear();
   }
 
-  bhttp::request<bhttp::string_body> make_request(
-      bhttp::verb verb, std::string_view target, std::string_view body,
-      const std::vector<std::pair<std::string, std::string>>& headers) {
-    bhttp::request<bhttp::string_body> req{verb, prefix + std::string(target), 11};
+  // The request line and headers every call sends, for any body type.
+  template <class Body>
+  bhttp::request<Body> make_head(bhttp::verb verb, std::string_view target,
+                                 const std::vector<std::pair<std::string, std::string>>& headers) {
+    bhttp::request<Body> req{verb, prefix + std::string(target), 11};
     req.set(bhttp::field::host, host + ":" + port);
     req.set(bhttp::field::user_agent, "concord-agent");
     req.keep_alive(true);
     for (const auto& [k, v] : headers) req.set(k, v);
+    return req;
+  }
+
+  // A kept-alive connection the server closed while idle fails on first use: worth one retry
+  // on a fresh one (the agent's requests are idempotent: level-triggered state).
+  bool retry_fresh(const Status& st, bool reused, int attempt) const {
+    return !st && reused && attempt == 0 && st.error().code() == Code::kUnavailable &&
+           !cancelled.load();
+  }
+
+  bhttp::request<bhttp::string_body> make_request(
+      bhttp::verb verb, std::string_view target, std::string_view body,
+      const std::vector<std::pair<std::string, std::string>>& headers) {
+    auto req = make_head<bhttp::string_body>(verb, target, headers);
     if (!body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put) {
       if (req[bhttp::field::content_type].empty())
         req.set(bhttp::field::content_type, "application/json");
@@ -164,6 +179,18 @@ Result<std::unique_ptr<HttpClient>> HttpClient::create(std::string_view base_url
       new HttpClient(std::make_unique<Impl>(std::move(host), std::move(port), std::move(prefix))));
 }
 
+namespace {
+
+Result<bhttp::verb> parse_verb(std::string_view method) {
+  bhttp::verb verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
+  if (verb == bhttp::verb::unknown) {
+    return fail(Code::kInvalidArgument, "unknown HTTP method " + std::string(method));
+  }
+  return verb;
+}
+
+}  // namespace
+
 HttpClient::HttpClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpClient::~HttpClient() = default;
 
@@ -171,22 +198,14 @@ Result<HttpReply> HttpClient::request(
     std::string_view method, std::string_view target, std::string_view body,
     const std::vector<std::pair<std::string, std::string>>& headers,
     std::chrono::milliseconds timeout) {
-  bhttp::verb verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
-  if (verb == bhttp::verb::unknown) {
-    return fail(Code::kInvalidArgument, "unknown HTTP method " + std::string(method));
-  }
+  CONCORD_ASSIGN_OR_RETURN(bhttp::verb verb, parse_verb(method));
   for (int attempt = 0;; ++attempt) {
     auto req = impl_->make_request(verb, target, body, headers);
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(64ull * 1024 * 1024);
     bool reused = false;
     Status st = impl_->exchange(req, parser, timeout, reused);
-    // A kept-alive connection the server closed while idle fails on first use: retry once on
-    // a fresh one. The agent's requests are idempotent (level-triggered state).
-    if (!st && reused && attempt == 0 && st.error().code() == Code::kUnavailable &&
-        !impl_->cancelled.load()) {
-      continue;
-    }
+    if (impl_->retry_fresh(st, reused, attempt)) continue;
     if (!st) return fail(st.error());
     HttpReply out;
     auto& res = parser.get();
@@ -218,10 +237,7 @@ Result<HttpReply> HttpClient::download(
     if (!st) {
       std::error_code rm;
       std::filesystem::remove(path, rm);
-      if (reused && attempt == 0 && st.error().code() == Code::kUnavailable &&
-          !impl_->cancelled.load()) {
-        continue;
-      }
+      if (impl_->retry_fresh(st, reused, attempt)) continue;
       return fail(st.error());
     }
     HttpReply out;
@@ -242,16 +258,9 @@ Result<HttpReply> HttpClient::upload(
     std::string_view method, std::string_view target, const std::string& path,
     const std::vector<std::pair<std::string, std::string>>& headers,
     std::chrono::milliseconds timeout) {
-  bhttp::verb verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
-  if (verb == bhttp::verb::unknown) {
-    return fail(Code::kInvalidArgument, "unknown HTTP method " + std::string(method));
-  }
+  CONCORD_ASSIGN_OR_RETURN(bhttp::verb verb, parse_verb(method));
   for (int attempt = 0;; ++attempt) {
-    bhttp::request<bhttp::file_body> req{verb, impl_->prefix + std::string(target), 11};
-    req.set(bhttp::field::host, impl_->host + ":" + impl_->port);
-    req.set(bhttp::field::user_agent, "concord-agent");
-    req.keep_alive(true);
-    for (const auto& [k, v] : headers) req.set(k, v);
+    auto req = impl_->make_head<bhttp::file_body>(verb, target, headers);
     if (req[bhttp::field::content_type].empty()) {
       req.set(bhttp::field::content_type, "application/octet-stream");
     }
@@ -263,10 +272,7 @@ Result<HttpReply> HttpClient::upload(
     parser.body_limit(64ull * 1024 * 1024);
     bool reused = false;
     Status st = impl_->exchange(req, parser, timeout, reused);
-    if (!st && reused && attempt == 0 && st.error().code() == Code::kUnavailable &&
-        !impl_->cancelled.load()) {
-      continue;  // a kept-alive connection the server had closed (see request())
-    }
+    if (impl_->retry_fresh(st, reused, attempt)) continue;
     if (!st) return fail(st.error());
     HttpReply out;
     auto& res = parser.get();

@@ -583,8 +583,9 @@ class DatabaseService::Impl {
   // The operations thread (api_operations.cc).
   std::mutex ops_mu_;
   std::condition_variable ops_cv_;
-  bool ops_stopping_ = false;  // guarded by ops_mu_
-  std::mutex ops_pass_mu_;     // one pass at a time (the thread, the admin route)
+  bool ops_stopping_ = false;      // guarded by ops_mu_
+  std::mutex ops_pass_mu_;         // one pass at a time (the thread, the admin route)
+  SystemTime last_meter_check_{};  // guarded by ops_pass_mu_ (meter_running)
   std::thread ops_thread_;
 };
 

@@ -24,6 +24,7 @@ constexpr auto kOperationsInterval = std::chrono::seconds(30);
 // Running instances and kept backups are metered at least this often (also at delete and
 // resize), so the ledger shows a long-lived resource's use before it ends.
 constexpr auto kMeterEvery = std::chrono::hours(1);
+constexpr auto kMeterCheckEvery = std::chrono::minutes(5);
 constexpr int64_t kDayUs = int64_t{86'400} * 1'000'000;
 constexpr int64_t kGiB = int64_t{1} << 30;
 
@@ -346,6 +347,10 @@ Result<Response> DatabaseService::Impl::run_operations(Call& c) {
 }
 
 void DatabaseService::Impl::meter_running(SystemTime now) {
+  // Hourly intervals need no look every 30 s pass: that would take the store's writer lock and
+  // read every backup's meta each time for nothing.
+  if (now - last_meter_check_ < kMeterCheckEvery) return;
+  last_meter_check_ = now;
   const int64_t now_us = to_us(now);
   const int64_t due_before =
       now_us - std::chrono::duration_cast<std::chrono::microseconds>(kMeterEvery).count();
