@@ -53,6 +53,97 @@ def loadavg():
         return f.read().split()[0]
 
 
+def stop_environment(work, procs):
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    try:
+        as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-m", "fast", "stop"])
+    except Exception:
+        pass
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def start_environment(work, procs, scale, pool_size, proxies):
+    """PostgreSQL, PgBouncer and one concord-db-proxy per (name, binary, mode) in `proxies`,
+    in `work` (a fresh temp folder; stop_environment removes it). Started processes go to
+    `procs`. Returns (environment for pgbench, [(target, port, pid of the serving process or
+    None)]) with "direct" and "pgbouncer" first."""
+    os.chmod(work, 0o755)
+    shutil.chown(work, "concord-db")
+    pg_port, bouncer_port = free_port(), free_port()
+    as_db_user([f"{PG_BIN}/initdb", "-D", f"{work}/data", "-U", "postgres",
+                "--auth-local=trust", "--auth-host=scram-sha-256", "-N"])
+    with open(f"{work}/data/postgresql.conf", "a") as f:
+        # 256 direct clients + pools + admin; the rest is Debian's default configuration.
+        f.write(f"listen_addresses = '127.0.0.1'\nport = {pg_port}\n"
+                f"unix_socket_directories = '{work}'\nmax_connections = 400\n"
+                "shared_buffers = 256MB\nsynchronous_commit = off\n")
+    as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-l", f"{work}/pg.log", "-w",
+                "start"])
+    psql = ["psql", "-h", work, "-p", str(pg_port), "-U", "postgres", "-X", "-q", "-tA"]
+    subprocess.run(psql + ["-c", f"CREATE USER bench PASSWORD '{PASSWORD}'"], check=True)
+    subprocess.run(psql + ["-c", "CREATE DATABASE bench OWNER bench"], check=True)
+    verifier = subprocess.run(
+        psql + ["-c", "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    users = f"{work}/users.txt"
+    with open(users, "w") as f:
+        f.write(f'"bench" "{verifier}"\n')
+    shutil.chown(users, "concord-db")
+    env = dict(os.environ, PGPASSWORD=PASSWORD)
+    subprocess.run(["pgbench", "-i", "-q", "-s", str(scale), "-h", "127.0.0.1", "-p",
+                    str(pg_port), "-U", "bench", "bench"], check=True, env=env,
+                   capture_output=True)
+
+    ini = f"{work}/pgbouncer.ini"
+    with open(ini, "w") as f:
+        # pool_mode=transaction and scram auth against the same verifier; max_client_conn
+        # is raised from its default 100 so 256 clients can connect at all.
+        f.write(f"""[databases]
+bench = host=127.0.0.1 port={pg_port} dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {bouncer_port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {users}
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = {pool_size}
+logfile = {work}/pgbouncer.log
+pidfile = {work}/pgbouncer.pid
+""")
+    shutil.chown(ini, "concord-db")
+    procs.append(subprocess.Popen(["runuser", "-u", "concord-db", "--", "/usr/sbin/pgbouncer",
+                                   ini], stdout=subprocess.DEVNULL,
+                                  stderr=open(f"{work}/pgbouncer.err", "w")))
+    targets = [("direct", pg_port, None), ("pgbouncer", bouncer_port, None)]
+    for name, binary, mode in proxies:
+        port = free_port()
+        argv = [binary, "--listen", f"127.0.0.1:{port}", "--backend", f"127.0.0.1:{pg_port}",
+                "--mode", mode, "--log-level", "warn"]
+        if mode == "transaction":
+            argv += ["--pool-size", str(pool_size), "--users-file", users]
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        procs.append(p)
+        targets.append((name, port, p.pid))
+    for name, port, _ in targets[1:]:
+        try:
+            wait_port(port)
+        except RuntimeError as e:
+            raise RuntimeError(f"{name}: {e}") from None
+    # PgBouncer runs under runuser: its own pid is in its pidfile once it listens.
+    with open(f"{work}/pgbouncer.pid") as f:
+        targets[1] = ("pgbouncer", bouncer_port, int(f.read().strip()))
+    return env, targets
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -70,87 +161,14 @@ def main():
     proxy_bin = os.environ["CONCORD_DB_PROXY"]
 
     work = tempfile.mkdtemp(prefix="concord-bench-proxy-")
-    os.chmod(work, 0o755)
-    shutil.chown(work, "concord-db")
     procs = []
-
-    def cleanup(*_):
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        try:
-            as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-m", "fast", "stop"])
-        except Exception:
-            pass
-        shutil.rmtree(work, ignore_errors=True)
-
-    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(1)))
+    signal.signal(signal.SIGTERM, lambda *_: (stop_environment(work, procs), sys.exit(1)))
     try:
-        pg_port, bouncer_port, session_port, tx_port = (free_port() for _ in range(4))
-        as_db_user([f"{PG_BIN}/initdb", "-D", f"{work}/data", "-U", "postgres",
-                    "--auth-local=trust", "--auth-host=scram-sha-256", "-N"])
-        with open(f"{work}/data/postgresql.conf", "a") as f:
-            # 256 direct clients + pools + admin; the rest is Debian's default configuration.
-            f.write(f"listen_addresses = '127.0.0.1'\nport = {pg_port}\n"
-                    f"unix_socket_directories = '{work}'\nmax_connections = 400\n"
-                    "shared_buffers = 256MB\nsynchronous_commit = off\n")
-        as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-l", f"{work}/pg.log", "-w",
-                    "start"])
-        psql = ["psql", "-h", work, "-p", str(pg_port), "-U", "postgres", "-X", "-q", "-tA"]
-        subprocess.run(psql + ["-c", f"CREATE USER bench PASSWORD '{PASSWORD}'"], check=True)
-        subprocess.run(psql + ["-c", "CREATE DATABASE bench OWNER bench"], check=True)
-        verifier = subprocess.run(
-            psql + ["-c", "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'"],
-            check=True, capture_output=True, text=True).stdout.strip()
-        users = f"{work}/users.txt"
-        with open(users, "w") as f:
-            f.write(f'"bench" "{verifier}"\n')
-        shutil.chown(users, "concord-db")
-        env = dict(os.environ, PGPASSWORD=PASSWORD)
-        subprocess.run(["pgbench", "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1", "-p",
-                        str(pg_port), "-U", "bench", "bench"], check=True, env=env,
-                       capture_output=True)
-
-        ini = f"{work}/pgbouncer.ini"
-        with open(ini, "w") as f:
-            # pool_mode=transaction and scram auth against the same verifier; max_client_conn
-            # is raised from its default 100 so 256 clients can connect at all.
-            f.write(f"""[databases]
-bench = host=127.0.0.1 port={pg_port} dbname=bench
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {bouncer_port}
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = {users}
-pool_mode = transaction
-max_client_conn = 1000
-default_pool_size = {args.pool_size}
-logfile = {work}/pgbouncer.log
-pidfile = {work}/pgbouncer.pid
-""")
-        shutil.chown(ini, "concord-db")
-        procs.append(subprocess.Popen(["runuser", "-u", "concord-db", "--", "/usr/sbin/pgbouncer",
-                                       ini], stdout=subprocess.DEVNULL,
-                                      stderr=open(f"{work}/pgbouncer.err", "w")))
-        procs.append(subprocess.Popen(
-            [proxy_bin, "--listen", f"127.0.0.1:{session_port}", "--backend",
-             f"127.0.0.1:{pg_port}", "--mode", "session", "--log-level", "warn"],
-            stdout=subprocess.DEVNULL))
-        procs.append(subprocess.Popen(
-            [proxy_bin, "--listen", f"127.0.0.1:{tx_port}", "--backend", f"127.0.0.1:{pg_port}",
-             "--mode", "transaction", "--pool-size", str(args.pool_size), "--users-file", users,
-             "--log-level", "warn"], stdout=subprocess.DEVNULL))
-        for port in (bouncer_port, session_port, tx_port):
-            wait_port(port)
-
-        targets = [("direct", pg_port), ("pgbouncer", bouncer_port),
-                   ("concord-session", session_port), ("concord-transaction", tx_port)]
+        env, targets = start_environment(
+            work, procs, args.scale, args.pool_size,
+            [("concord-session", proxy_bin, "session"),
+             ("concord-transaction", proxy_bin, "transaction")])
+        targets = [(name, port) for name, port, _ in targets]
         cases = []
         for workload in ("select-only", "tpcb"):
             for c in clients:
@@ -253,7 +271,7 @@ pidfile = {work}/pgbouncer.pid
                 f.write(table)
             print(f"written to {args.results}")
     finally:
-        cleanup()
+        stop_environment(work, procs)
 
 
 if __name__ == "__main__":
