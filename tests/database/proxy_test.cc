@@ -338,6 +338,67 @@ TEST_F(ProxyTest, ClientKilledMidTransactionLeavesNoOpenTransaction) {
   EXPECT_EQ(*in_tx, "0\n");
 }
 
+TEST_F(ProxyTest, LargeValuesPassBothWaysInBothModes) {
+  // 16 MiB each way, more than a loopback socket buffers: in transaction mode the proxy's
+  // first non-blocking send of the whole message takes only part of it (about 4 MB), so its
+  // writes toward the server and toward the client both finish on the asynchronous path.
+  std::string big(16 << 20, 'x');
+  big[12345] = 'y';
+  const char* values[] = {big.c_str()};
+  for (PoolMode mode : {PoolMode::kSession, PoolMode::kTransaction}) {
+    SCOPED_TRACE(mode == PoolMode::kSession ? "session" : "transaction");
+    auto proxy = make(mode, 1);
+    ASSERT_TRUE(proxy);
+    auto c = connect(proxy->port());
+    ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+    for (int round = 0; round < 2; ++round) {
+      Res r(PQexecParams(c.get(),
+                         "SELECT length($1::text), strpos($1::text, 'y'), repeat('ab', 8388608)", 1,
+                         nullptr, values, nullptr, nullptr, 0));
+      ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
+      EXPECT_STREQ(PQgetvalue(r.get(), 0, 0), "16777216");
+      EXPECT_STREQ(PQgetvalue(r.get(), 0, 1), "12346");
+      std::string_view back(PQgetvalue(r.get(), 0, 2), PQgetlength(r.get(), 0, 2));
+      ASSERT_EQ(back.size(), 16u << 20);
+      bool pattern = true;
+      for (size_t i = 0; i < back.size(); i += 2) pattern &= back[i] == 'a' && back[i + 1] == 'b';
+      EXPECT_TRUE(pattern);
+    }
+    EXPECT_EQ(one(c.get(), "SELECT 6 * 7"), "42");
+    if (mode == PoolMode::kTransaction) {
+      EXPECT_GE(proxy->stats().transactions, 2);
+      EXPECT_EQ(proxy->stats().server_connects, 1);  // the one connection went back each time
+    }
+  }
+}
+
+TEST_F(ProxyTest, ServerTerminatedUnderALentConnectionClosesThatClientOnly) {
+  auto proxy = make(PoolMode::kTransaction, 2);
+  ASSERT_TRUE(proxy);
+  auto c = connect(proxy->port());
+  auto other = connect(proxy->port());
+  ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+  ASSERT_EQ(PQstatus(other.get()), CONNECTION_OK) << PQerrorMessage(other.get());
+  EXPECT_EQ(one(c.get(), "BEGIN"), "");
+  std::string pid = one(c.get(), "SELECT pg_backend_pid()");
+  ASSERT_FALSE(pid.empty());
+  auto killed = pg_->admin("SELECT pg_terminate_backend(" + pid + ")");
+  ASSERT_TRUE(killed.has_value()) << killed.error().to_string();
+  // The client's transaction is gone with its server: its next query fails and the proxy
+  // closes it (FATAL), instead of lending the dead connection again.
+  EXPECT_EQ(one(c.get(), "SELECT 1").rfind("ERROR:", 0), 0u);
+  EXPECT_EQ(PQstatus(c.get()), CONNECTION_BAD);
+  for (int i = 0; i < 100 && proxy->stats().clients_active > 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(proxy->stats().clients_active, 1);
+  EXPECT_EQ(one(other.get(), "SELECT 8"), "8");
+  auto again = connect(proxy->port());
+  ASSERT_EQ(PQstatus(again.get()), CONNECTION_OK) << PQerrorMessage(again.get());
+  EXPECT_EQ(one(again.get(), "SELECT 9"), "9");
+  EXPECT_NE(one(again.get(), "SELECT pg_backend_pid()"), pid);
+}
+
 TEST_F(ProxyTest, SetBackendMovesNewTransactionsToTheNewServer) {
   PrivatePostgres second;
   int port2 = engine::testing::free_port("127.0.0.1");
