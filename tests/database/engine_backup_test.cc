@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "base/json.h"
@@ -47,16 +49,25 @@ class FolderTransport final : public Transport {
     CONCORD_RETURN_IF_ERROR(copy(backup_path(backup_id), path));
     return detail::verify_sha256(path, sha256);
   }
-  Status put_log(const std::string& instance_id, const LogFile& log,
-                 const std::string& path) override {
+  Status put_log(const std::string& shipper, const LogFile& log, const std::string& path) override {
     if (fail_log_puts) return fail(Code::kUnavailable, "put_log: the server is away");
     CONCORD_ASSIGN_OR_RETURN(std::string have, detail::sha256_file(path));
     if (have != log.sha256) return fail(Code::kInternal, "put_log: checksum mismatch");
+    // An HA member's logs are its instance's, as the server keeps them; a name taken with
+    // other data is refused, as the server does (409).
+    const std::string instance_id = ship_as.contains(shipper) ? ship_as.at(shipper) : shipper;
+    if (auto it = logs_[instance_id].find(log.name);
+        it != logs_[instance_id].end() && it->second.sha256 != log.sha256) {
+      return fail(Code::kAlreadyExists, "put_log: " + log.name + " exists with other data");
+    }
     ++log_puts;
     fs::create_directories(root_ + "/logs/" + instance_id);
     CONCORD_RETURN_IF_ERROR(copy(path, root_ + "/logs/" + instance_id + "/" + log.name));
     logs_[instance_id][log.name] = log;
     return ok();
+  }
+  void drop_log(const std::string& instance_id, const std::string& name) {
+    logs_[instance_id].erase(name);
   }
   Result<std::vector<LogFile>> list_logs(const std::string& instance_id) override {
     std::vector<LogFile> out;
@@ -75,6 +86,7 @@ class FolderTransport final : public Transport {
   }
 
   bool fail_log_puts = false;
+  std::map<std::string, std::string> ship_as;  // member -> the instance its logs belong to
   int backup_gets = 0;
   int log_puts = 0;
 
@@ -803,7 +815,7 @@ TEST_F(MariadbBackupTest, OnlineBackupRestoresIntoANewInstanceAndCorruptionIsRef
   auto meta = parse_json(last_info_.meta_json);
   ASSERT_TRUE(meta.has_value());
   EXPECT_FALSE((*meta)["to_lsn"].get<std::string>().empty()) << last_info_.meta_json;
-  EXPECT_TRUE((*meta)["binlog_file"].get<std::string>().starts_with("mariadb-bin."))
+  EXPECT_TRUE((*meta)["binlog_file"].get<std::string>().starts_with("mariadb-bin-"))
       << last_info_.meta_json;
   EXPECT_GT((*meta)["binlog_pos"].get<int64_t>(), 0);
   ASSERT_TRUE(sql(source_, "INSERT INTO t VALUES (9999, 'after')").ok());
@@ -920,6 +932,200 @@ TEST_F(MariadbBackupTest, PointInTimeRestoreReplaysShippedBinlogsToTheTarget) {
   r = sql(all, "SELECT GROUP_CONCAT(id ORDER BY id) FROM t");
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "1,2\n");
+}
+
+// The basename concord_binlog.cnf gives log_bin.
+std::string binlog_base(const InstanceConfig& c) {
+  auto text = detail::read_file(c.dir + "/concord_binlog.cnf");
+  if (!text) return "";
+  auto at = text->find("log_bin = ");
+  if (at == std::string::npos) return "";
+  std::string path = text->substr(at + 10, text->find('\n', at) - at - 10);
+  return path.substr(path.rfind('/') + 1);
+}
+
+TEST_F(MariadbBackupTest, EveryBinlogHistoryHasItsOwnBasenameKeptWhileInUse) {
+  up(source_);
+  converge(source_);
+  const std::string base = binlog_base(source_);
+  EXPECT_TRUE(base.starts_with("mariadb-bin-") && base.size() > 14) << base;
+  ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+  RestoreArchive a = backup(source_, "m1");
+  ASSERT_FALSE(a.backup_id.empty());
+  // A restart keeps the history's name (the server wrote under it).
+  ASSERT_TRUE(engine_->stop(source_, milliseconds(10000)).has_value());
+  ASSERT_NO_FATAL_FAILURE(up(source_));
+  EXPECT_EQ(binlog_base(source_), base);
+  auto r = root_sql(source_, "SHOW MASTER STATUS");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_TRUE(r.out.starts_with(base + ".")) << r.out;
+  // A restore starts a history of its own.
+  InstanceConfig copy = make_config("copy");
+  RestoreSpec spec;
+  spec.chain = {a};
+  ASSERT_TRUE(engine_->restore(copy, spec, *transport_).has_value());
+  ASSERT_NO_FATAL_FAILURE(start(copy));
+  EXPECT_TRUE(binlog_base(copy).starts_with("mariadb-bin-"));
+  EXPECT_NE(binlog_base(copy), base);
+
+  // A folder made before tags keeps its plain name. Its HA sibling's plain names may be in the
+  // archive first: refused there (409), its files are shipped under a tagged name of their own,
+  // and a point-in-time restore follows them by GTID.
+  InstanceConfig old = make_config("old");
+  ASSERT_TRUE(engine_->prepare(old).has_value());
+  auto text = detail::read_file(old.dir + "/concord_binlog.cnf");
+  ASSERT_TRUE(text.has_value());
+  const std::string tagged = binlog_base(old);
+  std::string legacy = *text;
+  for (size_t at; (at = legacy.find(tagged)) != std::string::npos;) {
+    legacy.replace(at, tagged.size(), "mariadb-bin");
+  }
+  ASSERT_TRUE(detail::write_file_atomic(old.dir + "/concord_binlog.cnf", legacy).has_value());
+  ASSERT_NO_FATAL_FAILURE(start(old));
+  ASSERT_TRUE(engine_->stop(old, milliseconds(10000)).has_value());
+  ASSERT_NO_FATAL_FAILURE(up(old));
+  EXPECT_EQ(binlog_base(old), "mariadb-bin");
+  converge(old);
+  ASSERT_TRUE(sql(old, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+  RestoreArchive o = backup(old, "o1");
+  ASSERT_FALSE(o.backup_id.empty());
+  ASSERT_TRUE(sql(old, "INSERT INTO t VALUES (2)").ok());
+  ASSERT_TRUE(root_sql(old, "FLUSH BINARY LOGS").ok());
+  const std::string sibling = tmp_.path() + "/sibling.bin";
+  ASSERT_TRUE(detail::write_file_atomic(sibling, "another member's binlog").has_value());
+  LogFile taken{"mariadb-bin.000001", *detail::sha256_file(sibling), 23, 0, 0};
+  ASSERT_TRUE(transport_->put_log(old.id, taken, sibling).has_value());
+  const int puts = transport_->log_puts;
+  ASSERT_TRUE(engine_->ship_logs(old, *transport_).has_value());
+  EXPECT_GT(transport_->log_puts, puts);
+  std::set<std::string> bases;
+  for (const auto& [name, l] : transport_->logs(old.id)) {
+    bases.insert(name.substr(0, name.rfind('.')));
+  }
+  ASSERT_EQ(bases.size(), 2u);
+  EXPECT_EQ(*bases.begin(), "mariadb-bin");
+  EXPECT_TRUE(bases.rbegin()->starts_with("mariadb-bin-")) << *bases.rbegin();
+  EXPECT_EQ(transport_->logs(old.id).at("mariadb-bin.000001").sha256, taken.sha256);
+  InstanceConfig old_pitr = make_config("oldpitr");
+  spec.chain = {o};
+  spec.log_source_instance = old.id;
+  ASSERT_TRUE(engine_->restore(old_pitr, spec, *transport_).has_value());
+  ASSERT_NO_FATAL_FAILURE(start(old_pitr));
+  r = sql(old_pitr, "SELECT GROUP_CONCAT(id ORDER BY id) FROM t");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "1,2\n");
+}
+
+// An HA pair as the failover leaves it: the primary `p` archives, its standby `s` (a clone
+// replicating it, log_slave_updates) is promoted, `p` commits once more (a commit `s` never
+// receives: a divergent tail), and `s` carries on. Both ship into one instance's archive, as the
+// server keeps an HA instance's logs. A point-in-time restore of `p`'s backup follows the
+// GTIDs from `p`'s binlogs into `s`'s and leaves `p`'s divergent commit out.
+TEST_F(MariadbBackupTest, PointInTimeRestoreFollowsGtidsAcrossAPromotion) {
+  const InstanceConfig& p = source_;
+  InstanceConfig s = make_config("standby");
+  transport_->ship_as[s.id] = p.id;
+  auto group_state = [](int64_t revision) {
+    DesiredState st;
+    st.revision = revision;
+    st.databases = {{"shop", "", ""}};
+    st.users = {{"app", "%", mariadb_native_verifier("app-pw"), {"shop"}}};
+    st.root = RootSpec{mariadb_native_verifier("root-pw")};
+    return st;
+  };
+  ReplicationSpec as_primary;
+  as_primary.role = ReplicationSpec::Role::kPrimary;
+  as_primary.secret = "repl-Secret-42";
+  as_primary.replicas = {s.id};
+  ReplicationSpec as_replica;
+  as_replica.role = ReplicationSpec::Role::kReplica;
+  as_replica.secret = as_primary.secret;
+  as_replica.upstream_instance = p.id;
+  as_replica.upstream_address = p.address;
+  as_replica.upstream_port = p.port;
+  auto apply = [&](const InstanceConfig& c, DesiredState st, const ReplicationSpec& spec) {
+    st.replication = spec;
+    auto done = engine_->apply(c, st);
+    ASSERT_TRUE(done.has_value()) << c.id << ": " << done.error().to_string();
+  };
+  auto rows = [&](const InstanceConfig& c) {
+    auto r = sql(c, "SELECT GROUP_CONCAT(id ORDER BY id) FROM t");
+    return r.ok() ? r.out : "error: " + r.err;
+  };
+  auto eventually = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 600 && !done(); ++i) std::this_thread::sleep_for(milliseconds(100));
+    return done();
+  };
+
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, group_state(1), as_primary));
+  ASSERT_TRUE(sql(p, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+  RestoreArchive a = backup(p, "m1");
+  ASSERT_FALSE(a.backup_id.empty());
+  ASSERT_TRUE(sql(p, "INSERT INTO t VALUES (2)").ok());
+  auto cloned = engine_->clone_from(s, as_replica);
+  ASSERT_TRUE(cloned.has_value()) << cloned.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(up(s));
+  ASSERT_NO_FATAL_FAILURE(apply(s, group_state(1), as_replica));
+  ASSERT_TRUE(sql(p, "INSERT INTO t VALUES (3)").ok());
+  ASSERT_TRUE(eventually([&] { return rows(s) == "1,2,3\n"; })) << rows(s);
+  // The standby ships what it replicated under its own basename, beside the primary's.
+  ASSERT_TRUE(engine_->ship_logs(p, *transport_).has_value());
+  ASSERT_TRUE(engine_->ship_logs(s, *transport_).has_value());
+  EXPECT_NE(binlog_base(s), binlog_base(p));
+
+  // The failover: s is promoted; p, cut off from it, commits 4.
+  ReplicationSpec alone;
+  alone.role = ReplicationSpec::Role::kPrimary;
+  alone.secret = as_primary.secret;
+  ASSERT_NO_FATAL_FAILURE(apply(s, group_state(2), alone));
+  ASSERT_TRUE(sql(p, "INSERT INTO t VALUES (4)").ok());
+  ASSERT_TRUE(root_sql(p, "FLUSH BINARY LOGS").ok());
+  ASSERT_TRUE(engine_->ship_logs(p, *transport_).has_value());
+  std::this_thread::sleep_for(milliseconds(1100));
+  ASSERT_TRUE(sql(s, "INSERT INTO t VALUES (5)").ok());
+  const int64_t after_five = now_us();
+  std::this_thread::sleep_for(milliseconds(2300));
+  const int64_t before_six = now_us();
+  ASSERT_TRUE(sql(s, "INSERT INTO t VALUES (6)").ok());
+  ASSERT_TRUE(root_sql(s, "FLUSH BINARY LOGS").ok());
+  auto shipped = engine_->ship_logs(s, *transport_);
+  ASSERT_TRUE(shipped.has_value()) << shipped.error().to_string();
+  std::set<std::string> bases;
+  for (const auto& [name, l] : transport_->logs(p.id))
+    bases.insert(name.substr(0, name.rfind('.')));
+  EXPECT_EQ(bases, (std::set<std::string>{binlog_base(p), binlog_base(s)}));
+
+  RestoreSpec spec;
+  spec.chain = {a};
+  spec.log_source_instance = p.id;
+  spec.target_time_us = (after_five + before_six) / 2;
+  InstanceConfig at_five = make_config("five");
+  auto st = engine_->restore(at_five, spec, *transport_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(start(at_five));
+  EXPECT_EQ(rows(at_five), "1,2,3,5\n");
+
+  spec.target_time_us = 0;
+  InstanceConfig all = make_config("all");
+  st = engine_->restore(all, spec, *transport_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(start(all));
+  EXPECT_EQ(rows(all), "1,2,3,5,6\n");
+
+  // Without the primary's binlog that holds 2 (s's copy starts after it), the history has a
+  // hole before the target: refused, nothing made.
+  auto meta = parse_json(a.meta_json);
+  ASSERT_TRUE(meta.has_value());
+  const std::string holding_two = (*meta)["binlog_file"].get<std::string>();
+  ASSERT_TRUE(transport_->logs(p.id).contains(holding_two)) << holding_two;
+  transport_->drop_log(p.id, holding_two);
+  InstanceConfig holed = make_config("holed");
+  st = engine_->restore(holed, spec, *transport_);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kFailedPrecondition) << st.error().to_string();
+  EXPECT_NE(st.error().message().find("missing"), std::string::npos) << st.error().to_string();
+  EXPECT_FALSE(fs::exists(holed.dir + "/data"));
 }
 
 TEST_F(MariadbBackupTest, IncrementalBackupsRestoreAsAChain) {

@@ -8,13 +8,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "base/json.h"
 #include "base/log.h"
+#include "base/random.h"
 #include "database/engine/backup_util.h"
 #include "database/engine/mariadb_common.h"
 #include "fmt/format.h"
@@ -25,7 +31,15 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr std::string_view kFormat = "concord-mariadb-backup-1";
+// Every binlog history (a data folder made anew: prepare, clone, restore) gets its own
+// basename "mariadb-bin-<tag>", so the files of an HA group's members never share a name in
+// the instance's archive. Plain "mariadb-bin" is the one history of a folder made before tags.
 constexpr std::string_view kBinlogBase = "mariadb-bin";
+// Files of another history than the backup's that end this long before the backup is
+// consistent are not fetched for a point-in-time restore: a row event carries its
+// statement's start time, so a long statement committed after the backup's position is
+// stamped earlier than the backup; an hour bounds that and what is fetched for nothing.
+constexpr int64_t kOtherHistoryMarginUs = 3600LL * 1'000'000;
 constexpr milliseconds kBackupTimeout{6 * 3600 * 1000};
 // As PostgreSQL's archive_timeout: a binlog with events is closed and shipped at least this
 // often, bounding what a point-in-time restore can lose (plus the shipping interval).
@@ -38,10 +52,11 @@ struct MPaths {
         binlog(d + "/binlog"),
         flushed(d + "/binlog/flushed"),
         shipped(d + "/binlog/shipped"),
+        alias(d + "/binlog/ship_alias"),
         conf(d + "/concord_binlog.cnf"),
         backup_tmp(d + "/backup.tmp"),
         restore_tmp(d + "/restore.tmp") {}
-  std::string dir, data, binlog, flushed, shipped, conf, backup_tmp, restore_tmp;
+  std::string dir, data, binlog, flushed, shipped, alias, conf, backup_tmp, restore_tmp;
 };
 
 std::string prog(const MdbBackupContext& ctx, const char* name) {
@@ -56,16 +71,53 @@ CommandOptions as_user(const MdbBackupContext& ctx, milliseconds timeout) {
   return o;
 }
 
-// "mariadb-bin.000012" -> 12; -1 for anything else (the index, our marker).
-int64_t binlog_number(std::string_view name) {
-  std::string prefix = std::string(kBinlogBase) + ".";
-  if (!name.starts_with(prefix) || name.size() != prefix.size() + 6) return -1;
+// A binlog's name: its history's basename and its number.
+struct BinlogName {
+  std::string base;  // "mariadb-bin" or "mariadb-bin-<tag>"
+  int64_t number = -1;
+};
+
+// "mariadb-bin-<tag>.000012" (tag: lowercase letters and digits) or "mariadb-bin.000012";
+// number -1 for anything else (the index, the state file, our markers).
+BinlogName parse_binlog_name(std::string_view name) {
+  BinlogName out;
+  const auto dot = name.rfind('.');
+  if (dot == std::string_view::npos || name.size() - dot - 1 != 6) return out;
+  std::string_view base = name.substr(0, dot);
+  if (!base.starts_with(kBinlogBase)) return out;
+  std::string_view tag = base.substr(kBinlogBase.size());
+  if (!tag.empty()) {
+    if (tag.size() < 2 || tag.size() > 33 || tag[0] != '-') return out;
+    for (char c : tag.substr(1)) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) return out;
+    }
+  }
   int64_t n = 0;
-  for (char c : name.substr(prefix.size())) {
-    if (c < '0' || c > '9') return -1;
+  for (char c : name.substr(dot + 1)) {
+    if (c < '0' || c > '9') return out;
     n = n * 10 + (c - '0');
   }
-  return n;
+  out.base = std::string(base);
+  out.number = n;
+  return out;
+}
+
+int64_t binlog_number(std::string_view name) {
+  return parse_binlog_name(name).number;
+}
+
+// The basename concord_binlog.cnf gives log_bin ("" when the file or the line is absent).
+std::string configured_base(const std::string& conf) {
+  auto text = read_file(conf);
+  if (!text) return "";
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("log_bin = ")) continue;
+    const auto slash = line.rfind('/');
+    return slash == std::string::npos ? "" : line.substr(slash + 1);
+  }
+  return "";
 }
 
 // "key = value" lines of mariadb-backup's xtrabackup_checkpoints.
@@ -105,9 +157,23 @@ Result<std::pair<std::string, int64_t>> master_status(const MdbBackupContext& ct
 
 }  // namespace
 
-Status mdb_configure_binlog(const MdbBackupContext& ctx) {
+Status mdb_configure_binlog(const MdbBackupContext& ctx, bool fresh) {
   MPaths p(ctx.config.dir);
   CONCORD_RETURN_IF_ERROR(make_dir(p.binlog, 0700, ctx.user));
+  // The basename stays while the server has written under it (its index exists): renaming a
+  // live history would lose the server's GTID state and its crash-recovery checkpoints. A new
+  // history, or one nothing was written to yet, gets a new tag, so its numbering from 000001
+  // never meets names another history (a sibling member, this folder before a rebuild)
+  // already shipped.
+  std::string base = configured_base(p.conf);
+  if (fresh || base.empty() || parse_binlog_name(base + ".000001").number < 0 ||
+      !path_exists(p.binlog + "/" + base + ".index")) {
+    base = fmt::format("{}-{}", kBinlogBase, new_hex_id().substr(0, 12));
+    // The markers describe the previous history's files.
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.flushed));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.shipped));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.alias));
+  }
   // Outside the data folder: binlogs are not part of a backup, and a restore's data folder
   // must not inherit the source's.
   const std::string text = fmt::format(
@@ -117,11 +183,24 @@ Status mdb_configure_binlog(const MdbBackupContext& ctx) {
       "log_bin_index = {}/{}.index\n"
       "server_id = 1\n"
       "binlog_format = ROW\n",
-      p.binlog, kBinlogBase, p.binlog, kBinlogBase);
+      p.binlog, base, p.binlog, base);
   auto current = read_file(p.conf);
   if (current && *current == text) return ok();
   return write_file_atomic(p.conf, text, 0600, ctx.user);
 }
+
+namespace {
+
+// The time of a mariadb-binlog event header line, "#YYMMDD HH:MM:SS server id ..." (the hour
+// space-padded, read in TZ=UTC): microseconds since the epoch, 0 for any other line.
+int64_t header_time_us(const std::string& line) {
+  if (line.size() < 16 || line[0] != '#' || line.find(" server id ") == std::string::npos) return 0;
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (std::sscanf(line.c_str(), "#%2d%2d%2d %d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6) return 0;
+  return parse_utc_us(fmt::format("20{:02}-{:02}-{:02} {:02}:{:02}:{:02}", y, mo, d, h, mi, sec));
+}
+
+}  // namespace
 
 std::pair<int64_t, int64_t> mdb_binlog_commit_range(const MdbBackupContext& ctx,
                                                     const std::string& path) {
@@ -143,9 +222,7 @@ std::pair<int64_t, int64_t> mdb_binlog_commit_range(const MdbBackupContext& ctx,
     if (line.find("Xid = ") == std::string::npos && line.find("\tQuery\t") == std::string::npos) {
       continue;
     }
-    std::string when = fmt::format("20{}-{}-{} {}", line.substr(1, 2), line.substr(3, 2),
-                                   line.substr(5, 2), line.substr(8, 8));
-    int64_t t = parse_utc_us(when);
+    int64_t t = header_time_us(line);
     if (t == 0) continue;
     if (first == 0 || t < first) first = t;
     last = std::max(last, t);
@@ -254,6 +331,215 @@ PrivateMariadb::Options replay_server(const MdbBackupContext& ctx, const std::st
   o.start_timeout = ctx.start_timeout;
   o.server_args = {"--innodb-buffer-pool-size=64M"};
   return o;
+}
+
+// One event group of a binlog: its GTID and where its GTID event starts; `time_us` is that
+// event's time (the commit's statement time, whole seconds).
+struct BinlogGroup {
+  uint32_t domain = 0;
+  uint32_t server = 0;
+  uint64_t seq = 0;
+  int64_t offset = 0;
+  int64_t time_us = 0;
+};
+
+// A shipped binlog fetched for a point-in-time restore, with its event groups in file order.
+struct FetchedBinlog {
+  LogFile log;
+  BinlogName name;
+  std::string path;
+  std::vector<BinlogGroup> groups;
+};
+
+// "D-S-N" -> the GTID; false when malformed.
+bool parse_gtid(std::string_view text, BinlogGroup& g) {
+  unsigned long long d = 0, sv = 0, n = 0;
+  int used = 0;
+  std::string t(text.substr(0, 64));
+  if (std::sscanf(t.c_str(), "%llu-%llu-%llu%n", &d, &sv, &n, &used) != 3) return false;
+  if (d > UINT32_MAX || sv > UINT32_MAX) return false;
+  g.domain = static_cast<uint32_t>(d);
+  g.server = static_cast<uint32_t>(sv);
+  g.seq = n;
+  return true;
+}
+
+// Domain 0's sequence number in a GTID position ("0-1-5,1-2-3"); 0 when it holds none (no
+// transaction was ever logged in domain 0).
+uint64_t domain0_seq(const std::string& position) {
+  std::istringstream in(position);
+  std::string one;
+  while (std::getline(in, one, ',')) {
+    BinlogGroup g;
+    if (parse_gtid(one, g) && g.domain == 0) return g.seq;
+  }
+  return 0;
+}
+
+// The event groups of one binlog file, from mariadb-binlog's event headers ("# at <offset>",
+// then "#<time> server id ... GTID D-S-N ...").
+Result<std::vector<BinlogGroup>> binlog_groups(const MdbBackupContext& ctx,
+                                               const std::string& path) {
+  CommandOptions o;
+  o.timeout = kBackupTimeout;
+  auto r = run_command({"/usr/bin/env", "TZ=UTC", prog(ctx, "mariadb-binlog"), "--no-defaults",
+                        "--base64-output=decode-rows", path},
+                       o);
+  if (!r) return fail(r.error());
+  if (!r->ok()) {
+    return fail(Code::kInternal,
+                fmt::format("reading binlog {}: {}", path, r->describe("mariadb-binlog")));
+  }
+  std::vector<BinlogGroup> out;
+  std::istringstream in(r->out);
+  std::string line;
+  int64_t at = -1;
+  while (std::getline(in, line)) {
+    if (line.starts_with("# at ")) {
+      at = std::atoll(line.c_str() + 5);
+      continue;
+    }
+    const int64_t t = header_time_us(line);
+    if (t == 0) continue;
+    // "GTID 0-1-6 trans" after the checksum; "Gtid list [...]" is another event.
+    auto g = line.find("GTID ", line.find(" end_log_pos "));
+    if (g == std::string::npos || at < 4) continue;
+    BinlogGroup group;
+    if (!parse_gtid(std::string_view(line).substr(g + 5), group)) continue;
+    group.offset = at;
+    group.time_us = t;
+    out.push_back(group);
+  }
+  return out;
+}
+
+// What a point-in-time restore replays: byte ranges of fetched binlogs, in order.
+struct ReplayRange {
+  size_t file = 0;    // index into the fetched binlogs
+  int64_t start = 0;  // the first group's GTID event
+  int64_t stop = 0;   // the next group's GTID event; 0: to the end of the file
+  size_t last = 0;    // the last group replayed (index into the file's groups)
+};
+
+struct ReplayPlan {
+  std::vector<ReplayRange> ranges;
+  uint64_t last_seq = 0;  // domain 0's last replayed sequence number
+  std::string detail;     // for the log: where it switched histories, what it left out
+};
+
+// Follows domain 0's GTIDs from the backup's `from_seq` through every history (basename) the
+// fetched binlogs hold: each next sequence number from whichever file holds it, preferring to
+// stay in the file and history it is reading. When histories disagree on a sequence number (a
+// primary's commits its standby never received before it was promoted), the GTID held by the
+// history that continues latest (`history_end_us`) wins and the others are not read past that
+// point. Stops before the first group stamped in the target's second or later (`cutoff_us`,
+// 0: none). kFailedPrecondition when a later GTID exists before the cutoff but the next one is
+// in no fetched file (a binlog is missing).
+Result<ReplayPlan> plan_replay(const std::vector<FetchedBinlog>& files, uint64_t from_seq,
+                               int64_t cutoff_us,
+                               const std::map<std::string, int64_t>& history_end_us,
+                               const std::string& source) {
+  // seq -> (file, group) holding it, domain 0 only.
+  std::map<uint64_t, std::vector<std::pair<size_t, size_t>>> by_seq;
+  for (size_t f = 0; f < files.size(); ++f) {
+    for (size_t i = 0; i < files[f].groups.size(); ++i) {
+      const BinlogGroup& g = files[f].groups[i];
+      if (g.domain == 0 && g.seq > from_seq) by_seq[g.seq].emplace_back(f, i);
+    }
+  }
+  auto end_of = [&](const std::string& base) {
+    auto it = history_end_us.find(base);
+    return it == history_end_us.end() ? int64_t{0} : it->second;
+  };
+  ReplayPlan plan;
+  std::set<std::string> dead;  // histories that diverged from the one followed
+  uint64_t seq = from_seq;
+  bool reached_cutoff = false;
+  std::optional<std::pair<size_t, size_t>> prev;
+  while (true) {
+    auto it = by_seq.find(seq + 1);
+    std::vector<std::pair<size_t, size_t>> holders;
+    if (it != by_seq.end()) {
+      for (const auto& h : it->second) {
+        if (!dead.contains(files[h.first].name.base)) holders.push_back(h);
+      }
+    }
+    if (holders.empty()) break;
+    // The GTID (server id) of the history that continues latest.
+    std::map<uint32_t, int64_t> server_end;
+    for (const auto& [f, i] : holders) {
+      int64_t& e = server_end[files[f].groups[i].server];
+      e = std::max(e, end_of(files[f].name.base));
+    }
+    uint32_t server = server_end.begin()->first;
+    for (const auto& [sv, e] : server_end) {
+      if (e > server_end[server]) server = sv;
+    }
+    for (const auto& [f, i] : holders) {
+      if (files[f].groups[i].server != server && !dead.contains(files[f].name.base)) {
+        dead.insert(files[f].name.base);
+        plan.detail += fmt::format("; {} diverges at GTID {}-{}-{} (left out)", files[f].name.base,
+                                   0, files[f].groups[i].server, seq + 1);
+      }
+    }
+    std::erase_if(holders,
+                  [&](const auto& h) { return files[h.first].groups[h.second].server != server; });
+    // Where to read it: right after the previous group in the same file, else the same
+    // history's next file, else the history that continues latest.
+    auto pick = holders.front();
+    auto rank = [&](const std::pair<size_t, size_t>& h) {
+      if (prev && h.first == prev->first && h.second == prev->second + 1) return int64_t{3};
+      if (prev && files[h.first].name.base == files[prev->first].name.base) return int64_t{2};
+      return int64_t{1};
+    };
+    for (const auto& h : holders) {
+      const int64_t a = rank(h), b = rank(pick);
+      if (a > b ||
+          (a == b && end_of(files[h.first].name.base) > end_of(files[pick.first].name.base))) {
+        pick = h;
+      }
+    }
+    const BinlogGroup& g = files[pick.first].groups[pick.second];
+    if (cutoff_us != 0 && g.time_us >= cutoff_us) {
+      reached_cutoff = true;
+      break;
+    }
+    if (prev && pick.first == prev->first && pick.second == prev->second + 1) {
+      plan.ranges.back().last = pick.second;
+    } else {
+      if (!plan.ranges.empty() &&
+          files[pick.first].name.base != files[plan.ranges.back().file].name.base) {
+        plan.detail += fmt::format("; continues in {} at GTID 0-{}-{}", files[pick.first].name.base,
+                                   g.server, g.seq);
+      }
+      plan.ranges.push_back(ReplayRange{pick.first, g.offset, 0, pick.second});
+    }
+    prev = pick;
+    seq = g.seq;
+  }
+  for (ReplayRange& r : plan.ranges) {
+    const auto& groups = files[r.file].groups;
+    r.stop = r.last + 1 < groups.size() ? groups[r.last + 1].offset : 0;
+  }
+  plan.last_seq = seq;
+  if (!reached_cutoff) {
+    // Nothing holds seq + 1: the end of the archived history, unless a later GTID of a
+    // history still followed would have been replayed.
+    for (const auto& [later, holders] : by_seq) {
+      if (later <= seq + 1) continue;
+      for (const auto& [f, i] : holders) {
+        const BinlogGroup& g = files[f].groups[i];
+        if (dead.contains(files[f].name.base) || (cutoff_us != 0 && g.time_us >= cutoff_us)) {
+          continue;
+        }
+        return fail(Code::kFailedPrecondition,
+                    fmt::format("no archived binlog of instance {} holds GTID 0-*-{} (after "
+                                "it: GTID 0-{}-{} in {}): a binlog is missing",
+                                source, seq + 1, g.server, g.seq, files[f].log.name));
+      }
+    }
+  }
+  return plan;
 }
 
 }  // namespace
@@ -377,52 +663,81 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
     if (!spec.log_source_instance.empty()) {
       CONCORD_ASSIGN_OR_RETURN(std::vector<LogFile> listed,
                                transport.list_logs(spec.log_source_instance));
-      std::sort(listed.begin(), listed.end(),
-                [](const LogFile& a, const LogFile& b) { return a.name < b.name; });
+      // Binlog events carry whole seconds: groups stamped in the target's second or later are
+      // left out.
+      const int64_t cutoff =
+          spec.target_time_us == 0 ? 0 : spec.target_time_us / 1'000'000 * 1'000'000;
+      const BinlogName start = parse_binlog_name(start_file);
+      std::map<std::string, int64_t> history_end;
+      std::vector<FetchedBinlog> fetched;
+      for (const auto& l : listed) {
+        BinlogName n = parse_binlog_name(l.name);
+        if (n.number < 0) continue;
+        int64_t& end = history_end[n.base];
+        end = std::max({end, l.first_time_us, l.last_time_us});
+        // What the backup holds, what is all after the target, and another history's files
+        // that end well before the backup are not needed.
+        if (n.base == start.base && n.number < start.number) continue;
+        if (cutoff != 0 && l.first_time_us >= cutoff) continue;
+        if (n.base != start.base && l.last_time_us != 0 &&
+            l.last_time_us + kOtherHistoryMarginUs < consistent) {
+          continue;
+        }
+        fetched.push_back(FetchedBinlog{l, n, "", {}});
+      }
+      std::sort(fetched.begin(), fetched.end(), [](const auto& x, const auto& y) {
+        return std::tie(x.name.base, x.name.number) < std::tie(y.name.base, y.name.number);
+      });
       const std::string wal = p.restore_tmp + "/binlogs";
       CONCORD_RETURN_IF_ERROR(make_dir(wal, 0700, ctx.user));
-      std::vector<std::string> files;
-      int64_t expect = binlog_number(start_file);
-      for (const auto& l : listed) {
-        int64_t n = binlog_number(l.name);
-        if (n < expect) continue;
-        if (n != expect) {
-          return fail(Code::kFailedPrecondition,
-                      fmt::format("restore of backup {}: binlog {}.{:06} of instance {} is "
-                                  "missing",
-                                  base.backup_id, kBinlogBase, expect, spec.log_source_instance));
-        }
-        ++expect;
-        const std::string path = wal + "/" + l.name;
-        CONCORD_RETURN_IF_ERROR(transport.get_log(spec.log_source_instance, l, path));
-        CONCORD_RETURN_IF_ERROR(verify_sha256(path, l.sha256));
-        files.push_back(path);
-        if (spec.target_time_us != 0 && l.first_time_us > spec.target_time_us) break;
+      for (auto& f : fetched) {
+        f.path = wal + "/" + f.log.name;
+        CONCORD_RETURN_IF_ERROR(transport.get_log(spec.log_source_instance, f.log, f.path));
+        CONCORD_RETURN_IF_ERROR(verify_sha256(f.path, f.log.sha256));
+        CONCORD_ASSIGN_OR_RETURN(f.groups, binlog_groups(ctx, f.path));
       }
-      if (!files.empty()) {
+      // Where the backup stands: its GTID position; a backup that recorded none (binlog
+      // without any GTID yet) stands after the groups before its binlog position.
+      const std::string gtid = jstr(meta, "gtid");
+      uint64_t from_seq = domain0_seq(gtid);
+      for (const auto& f : fetched) {
+        if (!gtid.empty() || f.log.name != start_file) continue;
+        for (const BinlogGroup& g : f.groups) {
+          if (g.domain == 0 && g.offset < start_pos) from_seq = std::max(from_seq, g.seq);
+        }
+      }
+      auto planned = plan_replay(fetched, from_seq, cutoff, history_end, spec.log_source_instance);
+      if (!planned) {
+        return fail(planned.error().code(), fmt::format("restore of backup {}: {}", base.backup_id,
+                                                        planned.error().message()));
+      }
+      const ReplayPlan& plan = *planned;
+      if (!plan.ranges.empty()) {
         PrivateMariadb server(replay_server(ctx, p.restore_tmp));
         CONCORD_RETURN_IF_ERROR(server.start());
-        // Binlog events carry whole seconds: events stamped at or after the target's second
-        // are left out (mariadb-binlog reads the time in TZ, hence TZ=UTC).
-        std::string cmd =
-            fmt::format("TZ=UTC {} --no-defaults --disable-log-bin --start-position={}",
-                        prog(ctx, "mariadb-binlog"), start_pos);
-        if (spec.target_time_us != 0) {
-          cmd += " --stop-datetime='" + format_utc_us(spec.target_time_us).substr(0, 19) + "'";
+        // One mariadb-binlog per range, by byte offsets of GTID events the plan read from the
+        // files themselves, so exactly the planned groups are replayed.
+        std::string cmd = "{ true";
+        for (const ReplayRange& r : plan.ranges) {
+          cmd += fmt::format(" && TZ=UTC {} --no-defaults --disable-log-bin --start-position={}",
+                             prog(ctx, "mariadb-binlog"), r.start);
+          if (r.stop != 0) cmd += fmt::format(" --stop-position={}", r.stop);
+          cmd += " " + fetched[r.file].path;
         }
-        for (const auto& f : files) cmd += " " + f;
         cmd += fmt::format(
-            " | {} --no-defaults --protocol=SOCKET --socket={} --user=root "
-            "--binary-mode",
+            "; }} | {} --no-defaults --protocol=SOCKET --socket={} --user=root --binary-mode",
             prog(ctx, "mariadb"), server.sock());
         auto r = run_checked({"/bin/bash", "-o", "pipefail", "-c", cmd},
                              CommandOptions{.timeout = kBackupTimeout});
         if (!r) return step_err("replaying binlogs", r.error());
         CONCORD_RETURN_IF_ERROR(server.stop());
       }
-      log->info("mariadb {}: restored backup {} and replayed {} binlogs of {} to {}", ctx.config.id,
-                base.backup_id, files.size(), spec.log_source_instance,
-                spec.target_time_us ? format_utc_us(spec.target_time_us) : "their end");
+      log->info(
+          "mariadb {}: restored backup {} and replayed {} binlog ranges of {} from GTID "
+          "0-*-{} through 0-*-{} (target {}){}",
+          ctx.config.id, base.backup_id, plan.ranges.size(), spec.log_source_instance, from_seq,
+          plan.last_seq, spec.target_time_us ? format_utc_us(spec.target_time_us) : "their end",
+          plan.detail);
     }
     if (::rename(data.c_str(), p.data.c_str()) != 0) {
       return fail(Code::kInternal, fmt::format("rename {}: {}", data, std::strerror(errno)));
@@ -468,19 +783,27 @@ Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport) {
     CONCORD_RETURN_IF_ERROR(
         write_file_atomic(p.flushed, fmt::format("{} {}", status.first, status.second)));
   }
-  const int64_t current = binlog_number(status.first);
+  const BinlogName current = parse_binlog_name(status.first);
   std::string first_unshipped = status.first;
   // The server keeps a binlog it still needs for crash recovery (binlog checkpoint) through a
   // PURGE; what we already shipped is not shipped again.
   auto shipped_text = read_file(p.shipped);
   int64_t shipped = shipped_text ? std::atoll(shipped_text->c_str()) : 0;
+  // A folder made before tags writes plain "mariadb-bin" names, which its HA sibling may have
+  // shipped first: once the server refuses one as taken, this folder's files travel under a
+  // tagged name of their own (the restore follows GTIDs, whatever the names).
+  auto alias_text = read_file(p.alias);
+  std::string alias = alias_text ? alias_text->substr(0, alias_text->find('\n')) : "";
+  if (parse_binlog_name(alias + ".000001").number < 0) alias.clear();
   Status result = ok();
   for (const auto& name : list_files(p.binlog)) {
-    const int64_t n = binlog_number(name);
-    if (n < 0 || n >= current || n <= shipped) continue;
+    // Only this history's (another basename in the folder is none the server still lists).
+    const BinlogName bn = parse_binlog_name(name);
+    const int64_t n = bn.number;
+    if (n < 0 || bn.base != current.base || n >= current.number || n <= shipped) continue;
     const std::string path = p.binlog + "/" + name;
     LogFile lf;
-    lf.name = name;
+    lf.name = alias.empty() ? name : alias + name.substr(bn.base.size());
     auto sha = sha256_file(path);
     if (!sha) {
       result = fail(sha.error());
@@ -492,7 +815,20 @@ Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport) {
     auto [first, last] = mdb_binlog_commit_range(ctx, path);
     lf.first_time_us = first;
     lf.last_time_us = last;
-    if (auto put = transport.put_log(ctx.config.id, lf, path); !put) {
+    auto put = transport.put_log(ctx.config.id, lf, path);
+    if (!put && put.error().code() == Code::kAlreadyExists && alias.empty() &&
+        bn.base == kBinlogBase) {
+      alias = fmt::format("{}-{}", kBinlogBase, new_hex_id().substr(0, 12));
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(p.alias, alias + "\n"));
+      logger("database.engine")
+          ->warn(
+              "mariadb {}: binlog {} is taken in the archive by another member's; this "
+              "folder's binlogs are shipped as {}.*",
+              ctx.config.id, name, alias);
+      lf.name = alias + name.substr(bn.base.size());
+      put = transport.put_log(ctx.config.id, lf, path);
+    }
+    if (!put) {
       result = put;
       first_unshipped = name;
       break;

@@ -2,10 +2,14 @@
 // MariaDB backups, restore and binlog archiving for one instance (docs/design/database.md,
 // "Backups and restore"). The engine (mariadb_engine.cc) keeps the instance lifecycle; these
 // functions own the backup-related files of the instance folder:
-//   concord_binlog.cnf   log_bin into binlog/, row format; !include'd by my.cnf
+//   concord_binlog.cnf   log_bin into binlog/ (basename mariadb-bin-<tag>, one tag per binlog
+//                        history), row format; !include'd by my.cnf
 //   binlog/              the server's binary logs and index; completed ones are shipped and
 //                        then purged (PURGE BINARY LOGS), the current one stays
 //   binlog/flushed       "<file> <position>" after our last FLUSH BINARY LOGS
+//   binlog/shipped       the number of the last binlog shipped
+//   binlog/ship_alias    a folder with plain "mariadb-bin" names whose name the archive
+//                        refused as taken (an HA sibling's): the tagged name it ships under
 //   backup.tmp/, restore.tmp/   staging of a running backup / restore; stale ones are removed
 #include <functional>
 #include <string>
@@ -28,7 +32,11 @@ struct MdbBackupContext {
 };
 
 // Writes concord_binlog.cnf and makes binlog/ (prepare calls it before my.cnf includes it).
-[[nodiscard]] Status mdb_configure_binlog(const MdbBackupContext& ctx);
+// The binlogs' basename is "mariadb-bin-<tag>": kept while the server has written under it,
+// a new tag when `fresh` (the data folder is made anew: a new instance, a clone, a restore)
+// or nothing was written under the current one yet. A folder's plain "mariadb-bin" (made
+// before tags) is kept as long as it is in use.
+[[nodiscard]] Status mdb_configure_binlog(const MdbBackupContext& ctx, bool fresh);
 
 // mariadb-backup of the running server into one zstd tar at out_path; incremental
 // (--incremental-lsn) on top of request.parent_meta_json's to_lsn when it names one of ours.
@@ -39,13 +47,17 @@ struct MdbBackupContext {
 // Makes <dir>/data from spec: unpack, --prepare (the chain's last full backup, then each
 // incremental after it), --move-back, and for a point-in-time restore
 // the binlogs of spec.log_source_instance replayed into a private server on the staging folder
-// (no network) before the one rename that makes the data folder appear. Ok without doing
+// (no network) before the one rename that makes the data folder appear. The replay follows
+// domain 0's GTIDs from the backup's through every binlog history the instance shipped (its
+// HA members' and earlier folders'); where histories diverge, the one that continues latest
+// wins; a missing GTID before the target is kFailedPrecondition. Ok without doing
 // anything when <dir>/data exists. The caller then writes the instance's own configuration.
 [[nodiscard]] Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
                                       Transport& transport);
 
 // Closes the current binlog when it has events and the archive interval passed, uploads the
-// completed ones and purges those uploaded.
+// completed ones and purges those uploaded. The archive keys them by instance, whichever HA
+// member ships them; names are unique per binlog history (mdb_configure_binlog, ship_alias).
 [[nodiscard]] Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport);
 
 // With archiving off (DesiredState::archive_logs false) the completed binlogs are purged

@@ -181,7 +181,7 @@ class MariadbEngine final : public Engine {
     if (!path_exists(params_path(p))) {
       CONCORD_RETURN_IF_ERROR(write_file_atomic(params_path(p), params_text({}), 0600, user));
     }
-    CONCORD_RETURN_IF_ERROR(mdb_configure_binlog(backup_context(config, user)));
+    CONCORD_RETURN_IF_ERROR(mdb_configure_binlog(backup_context(config, user), new_data));
     CONCORD_RETURN_IF_ERROR(mdb_configure_replication(repl_context(config, user), new_data));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.cnf, cnf, 0600, user));
     return ok();
@@ -426,6 +426,11 @@ class MariadbEngine final : public Engine {
           Code::kFailedPrecondition,
           fmt::format("mariadb {} is running; a restore makes a new data folder", config.id));
     }
+    // A restored folder starts a binlog history of its own.
+    if (!path_exists(Paths(config.dir).data)) {
+      CONCORD_RETURN_IF_ERROR(make_dir(config.dir, 0700, user));
+      CONCORD_RETURN_IF_ERROR(mdb_configure_binlog(backup_context(config, user), true));
+    }
     CONCORD_RETURN_IF_ERROR(mdb_restore_data(backup_context(config, user), spec, transport));
     return prepare(config);  // this instance's own my.cnf, certificate and binlog folder
   }
@@ -448,8 +453,10 @@ class MariadbEngine final : public Engine {
                   fmt::format("mariadb {} is running; a clone makes a new data folder", config.id));
     }
     CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, user));
-    // The copy's binlog state is written where the instance's server keeps its binlogs.
-    CONCORD_RETURN_IF_ERROR(mdb_configure_binlog(backup_context(config, user)));
+    // The copy's binlog state is written where the instance's server keeps its binlogs, under
+    // a new basename when the copy is made now (a new binlog history).
+    CONCORD_RETURN_IF_ERROR(
+        mdb_configure_binlog(backup_context(config, user), !path_exists(p.data)));
     CONCORD_RETURN_IF_ERROR(
         mdb_clone_from(repl_context(config, user), spec,
                        [&](const std::string& dest) { return fresh_data(config, user, dest); }));
