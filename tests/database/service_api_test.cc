@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <string>
@@ -64,6 +65,135 @@ TEST_F(DatabaseApiTest, DatastoresAndVersionsByNameOrId) {
   EXPECT_EQ(r.status, 404) << r;
   EXPECT_EQ(r.body["itemNotFound"]["code"], 404) << r;
   r = trove(http::Method::kGet, "/datastores/postgresql/versions/9.6");
+  EXPECT_EQ(r.status, 404) << r;
+}
+
+// Trove's management API: an admin offers MariaDB under a datastore named "mysql", as the
+// Tempest profile does, deactivates and removes versions; tenants see only active ones.
+TEST_F(DatabaseApiTest, AdminsManageDatastoreVersions) {
+  using http::Method;
+  http::Response ir = identity_call(Method::kGet, "/v3/projects?name=admin", nullptr, admin_);
+  ASSERT_EQ(ir.status, 200) << ir.body;
+  const std::string admin_project = (*parse_json(ir.body))["projects"][0]["id"];
+  auto mgmt = [&](Method m, const std::string& path, const Json& body = nullptr) {
+    return trove(m, "/mgmt/datastore-versions" + path, body, admin_, admin_project);
+  };
+  const Json mysql = {{"version",
+                       {{"name", "10.11"},
+                        {"datastore_name", "mysql"},
+                        {"datastore_manager", "mariadb"},
+                        {"image_tags", Json::array()},
+                        {"packages", Json::array({"mariadb-server"})},
+                        {"active", true},
+                        {"default", true}}}};
+
+  // Tenants may not; bad input is refused before anything is written.
+  Reply r = trove(Method::kPost, "/mgmt/datastore-versions", mysql);
+  EXPECT_EQ(r.status, 403) << r;
+  struct Bad {
+    const char* what;
+    std::function<void(Json&)> edit;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {"unknown engine", [](Json& j) { j["version"]["datastore_manager"] = "mysql"; }},
+           {"no manager", [](Json& j) { j["version"].erase("datastore_manager"); }},
+           {"slash in name", [](Json& j) { j["version"]["name"] = "10/11"; }},
+           {"long datastore",
+            [](Json& j) { j["version"]["datastore_name"] = std::string(65, 'm'); }},
+           {"bad number", [](Json& j) { j["version"]["version"] = "10.11; DROP"; }},
+           {"packages type", [](Json& j) { j["version"]["packages"] = 7; }},
+           {"active type", [](Json& j) { j["version"]["active"] = "yes"; }},
+           {"no wrapper", [](Json& j) { j = j["version"]; }}}) {
+    Json body = mysql;
+    b.edit(body);
+    r = mgmt(Method::kPost, "", body);
+    EXPECT_EQ(r.status, 400) << b.what << ": " << r;
+    EXPECT_TRUE(r.body.contains("badRequest")) << b.what << ": " << r;
+  }
+  r = trove(Method::kGet, "/datastores/mysql");
+  EXPECT_EQ(r.status, 404) << "a refused create left a datastore behind: " << r;
+
+  r = mgmt(Method::kPost, "", mysql);
+  ASSERT_EQ(r.status, 202) << r;
+  r = mgmt(Method::kPost, "", mysql);
+  EXPECT_EQ(r.status, 400) << "the same name twice: " << r;
+  r = mgmt(Method::kGet, "");
+  ASSERT_EQ(r.status, 200) << r;
+  Json mine;
+  for (const Json& v : r.body["versions"]) {
+    if (v["datastore_name"] == "mysql") mine = v;
+  }
+  ASSERT_TRUE(mine.is_object()) << r;
+  const std::string vid = mine["id"];
+  EXPECT_EQ(mine["datastore_manager"], "mariadb");
+  EXPECT_EQ(mine["version"], "10.11");
+  EXPECT_EQ(mine["default"], true);
+  EXPECT_EQ(mine["active"], true);
+  EXPECT_EQ(mine["packages"], Json::array({"mariadb-server"}));
+  r = mgmt(Method::kGet, "/" + vid);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["version"]["name"], "10.11");
+
+  // A tenant creates a "mysql" instance without naming the version: MariaDB serves it.
+  r = trove(Method::kGet, "/datastores/mysql/versions");
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["versions"].size(), 1u) << r;
+  Json body = pg_instance("my1");
+  body["instance"]["datastore"] = {{"type", "mysql"}};
+  r = trove(Method::kPost, "/instances", body);
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string id = r.body["instance"]["id"];
+  EXPECT_EQ(r.body["instance"]["datastore"]["type"], "mysql");
+  EXPECT_EQ(r.body["instance"]["port"], 3306);
+  auto s = server(id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->metadata[std::string(keys::kEngine)], "mariadb");
+  EXPECT_EQ(s->metadata[std::string(keys::kVersion)], "10.11");
+  EXPECT_TRUE(state_of(id).users.at(0).verifier.starts_with("*"));  // MariaDB's verifier
+
+  // In use: it cannot go, but it can be deactivated; then tenants neither see nor use it.
+  r = mgmt(Method::kDelete, "/" + vid);
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(Method::kDelete, "/datastores/mysql", nullptr, admin_, admin_project);
+  EXPECT_EQ(r.status, 400) << "a datastore with versions: " << r;
+  r = mgmt(Method::kPatch, "/" + vid, {{"active", false}, {"name", "10.11-old"}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kGet, "/datastores");
+  ASSERT_EQ(r.status, 200) << r;
+  for (const Json& d : r.body["datastores"]) EXPECT_NE(d["name"], "mysql") << r;
+  body["instance"]["name"] = "my2";
+  r = trove(Method::kPost, "/instances", body);
+  EXPECT_EQ(r.status, 400) << "an inactive default: " << r;
+  r = mgmt(Method::kPatch, "/" + vid, {{"active", true}, {"default", false}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(Method::kPost, "/instances", body);
+  EXPECT_EQ(r.status, 400) << "no default version: " << r;
+  EXPECT_NE(r.body.dump().find("Default version"), std::string::npos) << r;
+  body["instance"]["datastore"]["version"] = "10.11-old";
+  r = trove(Method::kPost, "/instances", body);
+  EXPECT_EQ(r.status, 200) << "named explicitly: " << r;
+  r = mgmt(Method::kPatch, "/" + vid, {{"datastore_manager", "oracle"}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = mgmt(Method::kGet, "/" + vid);
+  EXPECT_EQ(r.body["version"]["datastore_manager"], "mariadb") << r;
+
+  // Unused versions and empty datastores go.
+  Json spare = mysql;
+  spare["version"]["name"] = "spare";
+  spare["version"]["version"] = "10.11";
+  spare["version"]["datastore_name"] = "scratch";
+  ASSERT_EQ(mgmt(Method::kPost, "", spare).status, 202);
+  r = mgmt(Method::kGet, "");
+  std::string spare_id;
+  for (const Json& v : r.body["versions"]) {
+    if (v["datastore_name"] == "scratch") spare_id = v["id"];
+  }
+  ASSERT_FALSE(spare_id.empty()) << r;
+  EXPECT_EQ(mgmt(Method::kDelete, "/" + spare_id).status, 202);
+  EXPECT_EQ(mgmt(Method::kGet, "/" + spare_id).status, 404);
+  r = trove(Method::kDelete, "/datastores/scratch", nullptr, admin_, admin_project);
+  EXPECT_EQ(r.status, 202) << r;
+  r = trove(Method::kGet, "/datastores/scratch");
   EXPECT_EQ(r.status, 404) << r;
 }
 

@@ -156,6 +156,16 @@ print("%016x" % h)' "$DATA/agent")"
 fi
 echo "tempest: target $AUTH_URL"
 
+if [[ "$PROFILE" == database ]]; then
+  # The plugin's MySQL classes (backups, replication, actions) need a datastore named "mysql".
+  # The admin offers it as MariaDB 10.11 with the real CLI's management call, as an operator
+  # would (docs/design/database.md, "Datastore versions (admin)"); a target that has it already
+  # answers "already exists".
+  if ! out=$(env -u OS_CLOUD OS_AUTH_URL="$AUTH_URL" OS_USERNAME=admin OS_PASSWORD="$ADMIN_PASSWORD"     OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default     OS_IDENTITY_API_VERSION=3 timeout 120 openstack datastore version create 10.11 mysql mariadb ""     --active --default --version-number 10.11 2>&1); then
+    [[ "$out" == *"already exists"* ]] || die "could not add the mysql datastore: $out"
+  fi
+fi
+
 cd "$WORK"
 timeout 120 "$TEMPEST" init --workspace-path "$WORK/workspace.yaml" "$WORK/ws" >/dev/null \
   || die "tempest init failed"

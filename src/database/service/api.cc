@@ -201,6 +201,13 @@ void DatabaseService::Impl::build_routes() {
   add(Method::kGet, "/datastores/{datastore}", &Impl::show_datastore, r);
   add(Method::kGet, "/datastores/{datastore}/versions", &Impl::list_versions, r);
   add(Method::kGet, "/datastores/{datastore}/versions/{version}", &Impl::show_version, r);
+  add(Method::kDelete, "/datastores/{datastore}", &Impl::delete_datastore, "admin");
+  add(Method::kGet, "/mgmt/datastore-versions", &Impl::mgmt_list_versions, "admin");
+  add(Method::kPost, "/mgmt/datastore-versions", &Impl::mgmt_create_version, "admin");
+  add(Method::kGet, "/mgmt/datastore-versions/{version_id}", &Impl::mgmt_show_version, "admin");
+  add(Method::kPatch, "/mgmt/datastore-versions/{version_id}", &Impl::mgmt_update_version, "admin");
+  add(Method::kDelete, "/mgmt/datastore-versions/{version_id}", &Impl::mgmt_delete_version,
+      "admin");
   add(Method::kGet, "/flavors", &Impl::list_flavors, r);
   add(Method::kGet, "/flavors/{flavor_id}", &Impl::show_flavor, r);
   add(Method::kPost, "/instances", &Impl::create_instance, m);

@@ -318,8 +318,8 @@ Result<Response> DatabaseService::Impl::create_configuration(Call& c) {
   if (values == in.end()) return fail(bad("'values' is required (an object, may be empty)."));
   g.created = g.updated = trove_time(clock_.now());
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(auto d, find_datastore(tx, (*ds)["type"].get<std::string>()));
-    CONCORD_ASSIGN_OR_RETURN(g.version, find_version(tx, d.first, version_ref.value_or(d.second)));
+    CONCORD_ASSIGN_OR_RETURN(
+        g.version, find_version_or_default(tx, (*ds)["type"].get<std::string>(), version_ref));
     if (!g.version.active) {
       return fail(bad("Datastore version '" + g.version.name + "' is not active."));
     }

@@ -416,8 +416,7 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   VersionRow version;
   compute::FlavorSnapshot flavor;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(auto d, find_datastore(tx, ds_ref));
-    CONCORD_ASSIGN_OR_RETURN(version, find_version(tx, d.first, version_ref.value_or(d.second)));
+    CONCORD_ASSIGN_OR_RETURN(version, find_version_or_default(tx, ds_ref, version_ref));
     if (!version.active) {
       return fail(bad("Datastore version '" + version.name + "' is not active."));
     }

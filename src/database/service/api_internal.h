@@ -2,6 +2,7 @@
 // Internal to the database service: the Trove API's shared helpers and the Impl class whose
 // handlers are spread over api*.cc by resource (see database_service.h for the design).
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <condition_variable>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -61,6 +63,13 @@ struct VersionRow {
   std::string id, datastore_id, datastore_name, name, engine, version, packages;
   bool active = true;
 };
+
+// The engine drivers this build has: a datastore version's `engine` (Trove's
+// datastore_manager) must name one of them.
+inline constexpr std::array<std::string_view, 2> kEngineDrivers = {"mariadb", "postgresql"};
+inline bool known_engine(std::string_view engine) {
+  return std::find(kEngineDrivers.begin(), kEngineDrivers.end(), engine) != kEngineDrivers.end();
+}
 
 inline constexpr const char* kVersionColumns =
     "v.id, v.datastore_id, d.name, v.name, v.engine, v.version, v.packages, v.active";
@@ -461,6 +470,18 @@ class DatabaseService::Impl {
   Result<Response> list_versions(Call& c);
   Result<Response> show_version(Call& c);
   Result<Response> show_version_by_id(Call& c);
+  // The datastore's version named `ref`, or its default when `ref` is empty (400 when it has
+  // none), active or not.
+  Result<VersionRow> find_version_or_default(store::Tx& tx, const std::string& datastore_ref,
+                                             const std::optional<std::string>& ref);
+  // Trove's management API for datastore versions (admin).
+  Json mgmt_version_view(store::Tx& tx, const VersionRow& v);
+  Result<Response> mgmt_list_versions(Call& c);
+  Result<Response> mgmt_show_version(Call& c);
+  Result<Response> mgmt_create_version(Call& c);
+  Result<Response> mgmt_update_version(Call& c);
+  Result<Response> mgmt_delete_version(Call& c);
+  Result<Response> delete_datastore(Call& c);
   Json flavor_view(const Call& c, const std::string& id, const std::string& name, int64_t vcpus,
                    int64_t ram_mb, int64_t disk_gb, int64_t ephemeral_gb) const;
   Result<Response> list_flavors(Call& c);
