@@ -76,6 +76,13 @@ class Cloud:
                              "password": "pw-" + sfx,
                              "token": self.srv.issue_token(user, "pw-" + sfx, project)[0]}
 
+        # The cloud's admin, for the management calls (datastore versions).
+        admin_project = self.srv.request("GET", v3 + "/projects?name=admin",
+                                         token=admin).json()["projects"][0]
+        self.fix["admin"] = {"project": "admin", "project_id": admin_project["id"],
+                             "user": "admin", "password": self.srv.admin_password,
+                             "token": admin}
+
     def cli(self, who, *args, check=True):
         """`openstack <args>` as tenant `who`; the parsed JSON output when -f json is among
         args, else the completed process."""

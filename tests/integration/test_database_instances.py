@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import database_fixture  # noqa: E402
@@ -216,6 +217,43 @@ class DatabaseInstancesTest(database_fixture.InstanceWaits, unittest.TestCase):
         r = trove("b", "GET", "/instances/" + iid)
         self.assertEqual(r.status, 404, r)
         self.delete_and_check_gone(iid)
+
+    def test_admin_offers_an_engine_under_a_datastore_of_its_own(self):
+        """The real CLI's management calls: an admin adds datastore "mysql-compat" on the
+        MariaDB driver, a tenant runs an instance of it, the admin disables, removes the
+        version and the datastore."""
+        ds = "mysql-compat-%s" % uuid.uuid4().hex[:6]
+        refused = cli("a", "datastore", "version", "create", "10.11", ds, "mariadb", "",
+                      "--active", check=False)
+        self.assertNotEqual(refused.returncode, 0, "a tenant added a datastore version")
+        bad = cli("admin", "datastore", "version", "create", "10.11", ds, "oracle", "",
+                  "--active", check=False)
+        self.assertNotEqual(bad.returncode, 0, bad.stdout)
+        self.assertIn("engine driver", bad.stderr)
+        self.assertEqual(trove("a", "GET", "/datastores/" + ds).status, 404,
+                         "a refused create left a datastore behind")
+        cli("admin", "datastore", "version", "create", "10.11", ds, "mariadb", "",
+            "--active", "--default", "--version-number", "10.11")
+        versions = cli("a", "datastore", "version", "list", ds, "-f", "json")
+        self.assertEqual([v["Name"] for v in versions], ["10.11"], versions)
+        vid = versions[0]["ID"]
+
+        iid = self.create("compat-it", ds, "10.11")
+        inst = self.wait_status("a", iid)
+        self.assertEqual(inst["port"], 3306, inst)
+        m = mariadb(inst["ip"][0], "app", "App-pw-1", "shop", "SELECT VERSION()")
+        self.assertEqual(m.returncode, 0, m.stderr)
+        self.assertIn("MariaDB", m.stdout)
+
+        # In use: the admin can disable it (tenants no longer see it) but not delete it.
+        cli("admin", "datastore", "version", "set", vid, "--disable")
+        self.assertEqual(cli("a", "datastore", "version", "list", ds, "-f", "json"), [])
+        gone = cli("admin", "datastore", "version", "delete", vid, check=False)
+        self.assertNotEqual(gone.returncode, 0, "an in-use version was deleted")
+        self.delete_and_check_gone(iid)
+        cli("admin", "datastore", "version", "delete", vid)
+        cli("admin", "datastore", "delete", ds)
+        self.assertEqual(trove("a", "GET", "/datastores/" + ds).status, 404)
 
     def test_bad_input_gets_troves_errors(self):
         base = {"name": "bad", "flavorRef": "1", "volume": {"size": 1},

@@ -444,9 +444,21 @@ Result<Response> DatabaseService::Impl::mgmt_update_version(Call& c) {
 }
 
 Result<Response> DatabaseService::Impl::mgmt_delete_version(Call& c) {
+  CONCORD_ASSIGN_OR_RETURN(auto live_servers, servers());
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_RETURN_IF_ERROR(tx.serialize());
     CONCORD_ASSIGN_OR_RETURN(VersionRow v, version_by_id(tx, c.param(1)));
+    // A deleted instance is history once its server is gone (create_instance purges the same
+    // way); one still being torn down uses the version.
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows deleted,
+        tx.query("SELECT id FROM db_instances WHERE datastore_version_id = ? AND deleting = 1",
+                 {v.id}));
+    for (const store::Row& r : deleted) {
+      if (!live_servers.contains(r.text(0))) {
+        CONCORD_RETURN_IF_ERROR(purge_instance_rows(tx, r.text(0)));
+      }
+    }
     for (auto [table, what] :
          {std::pair{"db_instances", "instance"}, std::pair{"db_backups", "backup"},
           std::pair{"db_configurations", "configuration"}}) {

@@ -351,6 +351,15 @@ Result<int64_t> DatabaseService::Impl::volume_size(const Json& v) const {
   return size;
 }
 
+Status DatabaseService::Impl::purge_instance_rows(store::Tx& tx, const std::string& id) {
+  for (const char* table : {"db_databases", "db_users", "db_root", "db_events", "db_members"}) {
+    CONCORD_RETURN_IF_ERROR(
+        tx.exec(std::string("DELETE FROM ") + table + " WHERE instance_id = ?", {id}));
+  }
+  CONCORD_RETURN_IF_ERROR(tx.exec("DELETE FROM db_instances WHERE id = ?", {id}));
+  return ok();
+}
+
 Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   auto [service_project, service_user] = service_actor();
   (void)service_user;
@@ -487,18 +496,8 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
                              tx.query("SELECT id, deleting FROM db_instances WHERE deleting = 1"));
     for (const store::Row& r : rows) {
       // A deleted instance whose server is gone is history: its rows go now.
-      if (!live_servers.contains(r.text(0))) {
-        for (const char* table :
-             {"db_databases", "db_users", "db_root", "db_events", "db_members"}) {
-          CONCORD_ASSIGN_OR_RETURN(
-              int64_t n,
-              tx.exec(std::string("DELETE FROM ") + table + " WHERE instance_id = ?", {r.text(0)}));
-          (void)n;
-        }
-        CONCORD_ASSIGN_OR_RETURN(int64_t n,
-                                 tx.exec("DELETE FROM db_instances WHERE id = ?", {r.text(0)}));
-        (void)n;
-      }
+      if (!live_servers.contains(r.text(0)))
+        CONCORD_RETURN_IF_ERROR(purge_instance_rows(tx, r.text(0)));
     }
     // The tenant's address, and with endpoints a second one the engine listens on.
     CONCORD_ASSIGN_OR_RETURN(std::vector<uint32_t> free,

@@ -503,6 +503,8 @@ class DatabaseService::Impl {
                        const std::vector<std::string>& ignore_hosts = {});
   Status sync_server(const std::string& instance_id);
   Result<std::map<std::string, compute::ServiceServer>> servers();
+  // Removes a deleted instance's rows (its server is gone: the instance is history).
+  Status purge_instance_rows(store::Tx& tx, const std::string& id);
   static int64_t state_revision_of(const compute::ServiceServer& s);
   static std::pair<std::string, std::string> status(const InstanceRow& inst,
                                                     const compute::ServiceServer* s);
