@@ -725,7 +725,11 @@ class MariadbBackupTest : public ::testing::Test {
                             "/usr/bin/mariadb-backup", "/usr/bin/mariadb-binlog", "/usr/bin/zstd",
                             "/usr/bin/openssl"});
     if (!why.empty()) GTEST_SKIP() << why;
-    auto e = make_mariadb_engine(EngineOptions{});
+    // Shipped binlogs go at once here (the default keeps them for replicas for 10 minutes;
+    // ShippedBinlogsStayWhileReplicasMayNeedThem checks that).
+    EngineOptions o;
+    o.binlog_keep = std::chrono::seconds(0);
+    auto e = make_mariadb_engine(o);
     ASSERT_TRUE(e.has_value()) << e.error().to_string();
     engine_ = std::move(*e);
     transport_ = std::make_unique<FolderTransport>(tmp_.path() + "/blobs");
@@ -1197,6 +1201,40 @@ TEST_F(MariadbBackupTest, IncrementalBackupsRestoreAsAChain) {
   r = sql(three, "SELECT GROUP_CONCAT(id ORDER BY id) FROM t");
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "1,2,3\n");
+}
+
+// A replica resumes from its GTID position in its upstream's binlogs (a sibling cloned a
+// moment ago, a standby that lost its connection for a while): shipping must not purge them at
+// once, or the replica stops with error 1236 and can only be rebuilt.
+TEST_F(MariadbBackupTest, ShippedBinlogsStayWhileReplicasMayNeedThem) {
+  up(source_);
+  converge(source_);
+  ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+  ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
+  ASSERT_TRUE(sql(source_, "INSERT INTO t VALUES (2)").ok());
+  ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
+  auto keeping = make_mariadb_engine(EngineOptions{});  // the default: 10 minutes
+  ASSERT_TRUE(keeping.has_value()) << keeping.error().to_string();
+  auto count = [&] {
+    auto r = root_sql(source_, "SHOW BINARY LOGS");
+    EXPECT_TRUE(r.ok()) << r.err;
+    return std::count(r.out.begin(), r.out.end(), '\n');
+  };
+  const auto before = count();
+  ASSERT_GE(before, 3);
+  for (int i = 0; i < 5; ++i) {
+    auto st = (*keeping)->ship_logs(source_, *transport_);
+    ASSERT_TRUE(st.has_value()) << st.error().to_string();
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_GT(transport_->log_puts, 0) << "nothing was shipped";
+  EXPECT_GE(count(), before) << "shipped binlogs were purged at once";  // (one more: a flush)
+  // Once they are old enough (here: at once) they go.
+  for (int i = 0; i < 100 && count() > 1; ++i) {
+    ASSERT_TRUE(engine_->ship_logs(source_, *transport_).has_value());
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_EQ(count(), 1);
 }
 
 TEST_F(MariadbBackupTest, WithoutArchivingCompletedBinlogsArePurgedUnshipped) {

@@ -48,6 +48,10 @@ struct EngineOptions {
   // path. Only where the templates share a file system with the instance folders (else the
   // rename fails and the copy is made as without spares).
   bool spare_copies = false;
+  // MariaDB: completed binlogs stay at least this long (shipped or not), bounded by a quarter
+  // of the volume, because a replica resumes from its upstream's binlogs (mariadb_backup.cc,
+  // purge_boundary). Zero: purge what is shipped at once (tests).
+  std::chrono::seconds binlog_keep{600};
 };
 
 struct InstanceConfig {

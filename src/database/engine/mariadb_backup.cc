@@ -751,6 +751,54 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
   return st;
 }
 
+namespace {
+
+// Completed binlogs stay this long after they were written, shipped or not: a replica resumes
+// from its GTID position in its upstream's binlogs, so a sibling cloned from this server (its
+// dump's position, then CHANGE MASTER a moment later), a standby whose connection dropped for a
+// while, and a member promoted from here all need the files just before the current one. A
+// purge right after shipping left such a replica with "Could not find GTID state requested by
+// slave in any binlog files" (error 1236) and no way forward but a rebuild.
+// (MdbBackupContext::binlog_keep, 10 minutes by default.) At most a quarter of the volume, at
+// least this much, so a busy primary cannot fill its disk with them.
+constexpr int64_t kKeepCompletedFloorBytes = int64_t{64} << 20;
+
+// The name to PURGE BINARY LOGS TO so that what goes is at most everything before `limit` (a
+// binlog of the current history) and no file a replica may still read: completed files younger
+// than binlog_keep, newest first, while they fit a quarter of the volume. Empty: purge nothing.
+std::string purge_boundary(const MdbBackupContext& ctx, const std::string& binlog_dir,
+                           const std::string& limit) {
+  const BinlogName lim = parse_binlog_name(limit);
+  if (lim.number <= 0) return "";
+  std::vector<std::pair<int64_t, std::string>> older;  // (number, name) before `limit`
+  for (const auto& name : list_files(binlog_dir)) {
+    const BinlogName bn = parse_binlog_name(name);
+    if (bn.number > 0 && bn.base == lim.base && bn.number < lim.number) {
+      older.emplace_back(bn.number, name);
+    }
+  }
+  if (older.empty()) return "";
+  std::sort(older.begin(), older.end());
+  const int64_t cap =
+      std::max<int64_t>(kKeepCompletedFloorBytes, ctx.config.volume_gb * (int64_t{1} << 30) / 4);
+  const int64_t now = now_us();
+  const int64_t keep_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(ctx.binlog_keep).count();
+  std::string keep_from = limit;
+  int64_t kept = 0;
+  for (auto it = older.rbegin(); it != older.rend(); ++it) {
+    struct stat st {};
+    if (::stat((binlog_dir + "/" + it->second).c_str(), &st) != 0) break;
+    const int64_t mtime_us = static_cast<int64_t>(st.st_mtime) * 1000000;
+    if (now - mtime_us >= keep_us || kept + st.st_size > cap) break;
+    kept += st.st_size;
+    keep_from = it->second;
+  }
+  return keep_from == older.front().second ? "" : keep_from;
+}
+
+}  // namespace
+
 Status mdb_set_archiving(const MdbBackupContext& ctx, bool archive) {
   if (archive) return ok();
   auto status = master_status(ctx);
@@ -759,8 +807,9 @@ Status mdb_set_archiving(const MdbBackupContext& ctx, bool archive) {
     if (status.error().code() == Code::kFailedPrecondition) return ok();
     return fail(status.error());
   }
-  CONCORD_ASSIGN_OR_RETURN(std::string out,
-                           ctx.admin("PURGE BINARY LOGS TO '" + status->first + "'"));
+  const std::string to = purge_boundary(ctx, MPaths(ctx.config.dir).binlog, status->first);
+  if (to.empty()) return ok();
+  CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin("PURGE BINARY LOGS TO '" + to + "'"));
   (void)out;
   return ok();
 }
@@ -836,9 +885,10 @@ Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport) {
     shipped = n;
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.shipped, std::to_string(n) + "\n"));
   }
-  // The server forgets (index) and deletes the shipped ones; never behind its back.
-  if (binlog_number(first_unshipped) > 0) {
-    auto purged = ctx.admin("PURGE BINARY LOGS TO '" + first_unshipped + "'");
+  // The server forgets (index) and deletes the shipped ones its replicas no longer need; never
+  // behind its back.
+  if (const std::string to = purge_boundary(ctx, p.binlog, first_unshipped); !to.empty()) {
+    auto purged = ctx.admin("PURGE BINARY LOGS TO '" + to + "'");
     if (!purged && result) return fail(purged.error());
   }
   return result;

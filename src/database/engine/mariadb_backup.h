@@ -27,6 +27,7 @@ struct MdbBackupContext {
   std::string cnf;      // the instance's my.cnf
   std::string sock;     // its admin socket
   std::chrono::milliseconds start_timeout{60000};
+  std::chrono::seconds binlog_keep{600};  // EngineOptions::binlog_keep
   // SQL as root@localhost over the instance's socket (the engine's admin()).
   std::function<Result<std::string>(const std::string& sql)> admin;
 };

@@ -563,6 +563,7 @@ class MariadbEngine final : public Engine {
     ctx.cnf = p.cnf;
     ctx.sock = p.sock;
     ctx.start_timeout = options_.start_timeout;
+    ctx.binlog_keep = options_.binlog_keep;
     ctx.admin = [this, p](const std::string& sql) { return admin(p, sql, kAdminTimeout); };
     return ctx;
   }
