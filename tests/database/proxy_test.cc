@@ -15,6 +15,7 @@
 
 #include "database/engine/credentials.h"
 #include "database/proxy/protocol.h"
+#include "database/proxy/read_watch.h"
 #include "engine_test_util.h"
 
 namespace concord::database::proxy {
@@ -433,6 +434,97 @@ TEST_F(ProxyTest, SetBackendMovesNewTransactionsToTheNewServer) {
   auto s = connect(sp->port());
   ASSERT_EQ(PQstatus(s.get()), CONNECTION_OK) << PQerrorMessage(s.get());
   EXPECT_EQ(one(s.get(), "SHOW port"), std::to_string(port2));
+}
+
+// ReadWatch (read_watch.h) leans on Asio's reactor internals: what the proxy relies on, on a
+// loopback pair with no PostgreSQL. Bytes that arrive before a wait starts, after the reactor
+// already took their edge with nothing queued, must still wake it; the watch's two operations
+// must stay queued across waits (nothing re-armed); the end of the stream and a close under a
+// wait must wake it too.
+TEST(ReadWatchTest, WakesForBytesBeforeOrAfterTheWaitTheEndAndAClose) {
+  namespace asio = boost::asio;
+  using tcp = asio::ip::tcp;
+  asio::io_context io(1);
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket peer(io), s(io);
+  peer.connect(acc.local_endpoint());
+  acc.accept(s);
+  ReadWatch watch;
+  int woken = 0;
+  auto run_until_woken = [&](int before) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (woken == before && std::chrono::steady_clock::now() < deadline) {
+      io.run_one_for(std::chrono::milliseconds(50));
+    }
+    return woken > before;
+  };
+  auto wait = [&] {
+    int before = woken;
+    watch.wait(s, [&] { ++woken; });
+    return run_until_woken(before);
+  };
+  auto read = [&] {
+    char buf[64];
+    boost::system::error_code ec;
+    size_t n = watch.read(s, asio::buffer(buf), ec);
+    if (ec) return "error: " + ec.message();
+    return std::string(buf, n);
+  };
+  auto send = [&](std::string_view text) { ASSERT_EQ(peer.send(asio::buffer(text)), text.size()); };
+
+  // Nothing there: the wait does not return.
+  watch.wait(s, [&] { ++woken; });
+  io.run_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(woken, 0);
+  EXPECT_EQ(watch.queued(), 2);
+  // Bytes after the wait started.
+  send("one");
+  ASSERT_TRUE(run_until_woken(0));
+  EXPECT_EQ(read(), "one");
+  EXPECT_EQ(read(), "");  // drained: the next read would block
+  // Bytes that arrived while nobody waited, their event already taken by the reactor.
+  send("two");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  io.poll();
+  EXPECT_EQ(woken, 1);
+  ASSERT_TRUE(wait());
+  EXPECT_EQ(read(), "two");
+  // Round trips: the same two operations stay queued, one replaced per event.
+  for (int i = 0; i < 200; ++i) {
+    int before = woken;
+    watch.wait(s, [&] { ++woken; });
+    send("x" + std::to_string(i));
+    ASSERT_TRUE(run_until_woken(before)) << i;
+    ASSERT_EQ(read(), "x" + std::to_string(i));
+    ASSERT_EQ(watch.queued(), 2) << i;
+  }
+  // More than one buffer's worth: the watch says "read again" without another event.
+  std::string big(200, 'b');
+  send(big);
+  ASSERT_TRUE(wait());
+  std::string got;
+  while (got.size() < big.size()) {
+    std::string part = read();
+    ASSERT_FALSE(part.empty()) << got.size();
+    got += part;
+    if (got.size() < big.size()) {
+      ASSERT_TRUE(wait()) << got.size();
+    }
+  }
+  EXPECT_EQ(got, big);
+  // The end of the stream.
+  peer.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(wait());
+  EXPECT_EQ(read(), "error: End of file");
+  // A close under a wait wakes it, and the read says the socket is gone.
+  peer.close();
+  int before = woken;
+  watch.wait(s, [&] { ++woken; });
+  s.close();
+  ASSERT_TRUE(run_until_woken(before));
+  EXPECT_EQ(read(), "error: Bad file descriptor");
+  io.poll();
+  EXPECT_EQ(watch.queued(), 0);
 }
 
 // Reads what the proxy sends until it closes; returns the SQLSTATE of the first ErrorResponse.

@@ -6,11 +6,11 @@
 //
 // Transaction mode, per client: the client reader coroutine reads the client's bytes, rewrites
 // what must be rewritten (prepared-statement names), tracks sync points and session state, and
-// writes to the lent server connection; a server reader coroutine runs while a server
-// connection is lent, forwards its replies to the client, drops the ParseComplete of statements
-// the proxy re-prepared on its own, and gives the connection back to the pool at ReadyForQuery
-// 'I' once nothing is outstanding. Only the server reader writes to the client while a server
-// connection is lent; only the client reader writes to it otherwise.
+// writes to the lent server connection; a server reader (completion handlers) runs while a
+// server connection is lent, forwards its replies to the client, drops the ParseComplete of
+// statements the proxy re-prepared on its own, and gives the connection back to the pool at
+// ReadyForQuery 'I' once nothing is outstanding. Only the server reader writes to the client while
+// a server connection is lent; only the client reader writes to it otherwise.
 #include "database/proxy/proxy.h"
 
 // clang-format off
@@ -37,6 +37,7 @@
 #include "base/log.h"
 #include "base/random.h"
 #include "database/proxy/protocol.h"
+#include "database/proxy/read_watch.h"
 #include "database/proxy/scram.h"
 
 namespace concord::database::proxy {
@@ -131,6 +132,19 @@ class ClientStream {
     if (tls_) co_return co_await tls_->async_read_some(b, ec_token(ec));
     co_return co_await sock_.async_read_some(b, ec_token(ec));
   }
+  // The next bytes once the session is served (after login): plain TCP waits through a
+  // ReadWatch and then reads once. A client sends its next query only after the reply to the
+  // last one, so the read right after forwarding a batch (Asio's async_read_some tries a recv
+  // before it waits) nearly always said EAGAIN: one system call per transaction. TLS keeps
+  // Asio's read (the stream reads the socket itself), so the watch is never armed there.
+  awaitable<size_t> read_next(asio::mutable_buffer b, error_code& ec) {
+    if (tls_) co_return co_await tls_->async_read_some(b, ec_token(ec));
+    while (true) {
+      co_await async_wait_readable(watch_, sock_, asio::use_awaitable);
+      size_t n = watch_.read(sock_, b, ec);
+      if (n > 0 || ec) co_return n;
+    }
+  }
   awaitable<void> write(std::string_view data, error_code& ec) {
     if (tls_) {
       co_await asio::async_write(*tls_, asio::buffer(data), ec_token(ec));
@@ -156,11 +170,15 @@ class ClientStream {
  private:
   tcp::socket sock_;
   std::unique_ptr<ssl::stream<tcp::socket&>> tls_;
+  ReadWatch watch_;  // armed by read_next only: Asio's reads queued behind it would never run
 };
 
 struct ServerConn {
   explicit ServerConn(tcp::socket s) : sock(std::move(s)) {}
   tcp::socket sock;
+  // Replies are read through this while the connection is lent (read_server): no recv that
+  // only says EAGAIN per transaction. Armed once per connection, kept in the pool.
+  ReadWatch watch;
   InBuffer in;
   uint64_t generation = 0;
   Endpoint backend;
@@ -357,8 +375,9 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
       p.server_connects++;
       p.server_connections++;
       auto ex = co_await asio::this_coro::executor;
-      asio::co_spawn(ex, pump(self, self->server_, self->client_), asio::detached);
-      co_await pump(self, self->client_, self->server_);
+      asio::co_spawn(ex, pump(self, self->server_, self->server_watch_, self->client_),
+                     asio::detached);
+      co_await pump(self, self->client_, self->client_watch_, self->server_);
       p.server_connections--;
     }
     p.clients_active--;
@@ -372,13 +391,18 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
   }
 
  private:
+  // Waits through a ReadWatch, then reads once: each side mostly waits for the other's answer,
+  // so the read Asio's async_read_some tries before it waits nearly always said EAGAIN (one
+  // system call per hop, two per transaction).
   static awaitable<void> pump(std::shared_ptr<SpliceSession> self, tcp::socket& from,
-                              tcp::socket& to) {
+                              ReadWatch& watch, tcp::socket& to) {
     std::vector<char> buf(kReadChunk);
     while (true) {
       error_code ec;
-      size_t n = co_await from.async_read_some(asio::buffer(buf), ec_token(ec));
+      co_await async_wait_readable(watch, from, asio::use_awaitable);
+      size_t n = watch.read(from, asio::buffer(buf), ec);
       if (ec) break;
+      if (n == 0) continue;
       co_await write_all(to, std::string_view(buf.data(), n), ec);
       if (ec) break;
     }
@@ -388,6 +412,8 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
   ProxyImpl& proxy_;
   tcp::socket client_;
   tcp::socket server_;
+  ReadWatch client_watch_;
+  ReadWatch server_watch_;
   uint64_t id_ = 0;
 };
 
@@ -455,7 +481,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   }
 
   awaitable<bool> read_more(error_code& ec) {
-    size_t n = co_await client_.read_some(in_.space(), ec);
+    size_t n = logged_in_ ? co_await client_.read_next(in_.space(), ec)
+                          : co_await client_.read_some(in_.space(), ec);
     if (!ec) in_.commit(n);
     co_return !ec;
   }
@@ -663,10 +690,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     expects_.clear();
     pending_ = 0;
     unsynced_ = 0;
-    // The reader starts once the first batch is written (serve): its first read (Asio always
-    // tries a read before waiting) then sometimes finds the reply already there, when the
-    // server, woken by the write, ran before the proxy got the CPU back (about 1 transaction in
-    // 10 with pgbench at 8-64 clients: a recv that would only have said EAGAIN).
+    // The reader starts once the first batch is written (serve), and waits for the reply
+    // through the connection's ReadWatch (read_server).
     server_reading_ = false;
     co_return true;
   }
@@ -880,12 +905,24 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // A chain of completion handlers rather than a coroutine: a connection is lent per
   // transaction, and co_spawn costs two more turns of the io_context per start (it posts its
   // first step and its completion), which showed as syscalls and wake-ups per transaction.
+  // It waits through the connection's ReadWatch and then reads once, instead of
+  // async_read_some: right after a batch is written the reply is nearly never there yet, and
+  // Asio's read would try a recv first (EAGAIN), one system call per transaction.
   void read_server(ServerConn* conn) {
     if (server_.get() != conn || closed_) return;
-    conn->sock.async_read_some(conn->in.space(),
-                               [self = shared_from_this(), conn](error_code ec, size_t n) {
-                                 self->on_server_data(conn, ec, n);
-                               });
+    conn->watch.wait(conn->sock,
+                     [self = shared_from_this(), conn] { self->on_server_readable(conn); });
+  }
+
+  void on_server_readable(ServerConn* conn) {
+    if (server_.get() != conn || closed_) return;
+    error_code ec;
+    size_t n = conn->watch.read(conn->sock, conn->in.space(), ec);
+    if (!ec && n == 0) {
+      read_server(conn);  // an event for bytes an earlier read already took
+      return;
+    }
+    on_server_data(conn, ec, n);
   }
 
   void on_server_data(ServerConn* conn, error_code ec, size_t n) {
@@ -1009,9 +1046,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       // unknown to the next client, so it is closed (PostgreSQL rolls back on disconnect).
       bool clean = pending_ == 0 && unsynced_ == 0 && status_ == 'I' && !pinned_;
       error_code ec;
-      // The server reader still waits on this socket; cancelling makes it let go without
-      // consuming anything before the connection is lent to someone else.
-      server_->sock.cancel(ec);
+      // The server reader may still wait on this socket: it lets go (its watch consumes
+      // nothing) before the connection is lent to someone else.
+      server_->watch.clear();
       if (!clean) server_->sock.close(ec);
       proxy_.release(*pool_, std::move(server_), clean);
     }
@@ -1313,6 +1350,7 @@ awaitable<Result<std::unique_ptr<ServerConn>>> ProxyImpl::acquire(Pool& pool) {
 }
 
 void ProxyImpl::release(Pool& pool, std::unique_ptr<ServerConn> conn, bool reusable) {
+  conn->watch.clear();  // no reader waits on a connection in the pool
   if (!reusable || conn->broken || conn->generation != generation_ || !conn->sock.is_open() ||
       conn->prepared.size() > kMaxServerStatements) {
     error_code ec;
