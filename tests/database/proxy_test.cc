@@ -82,6 +82,7 @@ class PrivatePostgres {
     return r->out;
   }
   int port() const { return port_; }
+  const std::string& dir() const { return dir_; }
 
  private:
   std::string dir_;
@@ -148,8 +149,13 @@ class ProxyTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<Proxy> make(PoolMode mode, int pool_size = 4, int backend_port = 0) {
+  std::unique_ptr<Proxy> make(PoolMode mode, int pool_size = 4, int backend_port = 0,
+                              bool tls = false) {
     ProxyOptions o;
+    if (tls) {  // the server's own self-signed pair
+      o.tls_cert_file = pg_->dir() + "/data/server.crt";
+      o.tls_key_file = pg_->dir() + "/data/server.key";
+    }
     o.backend = {"127.0.0.1", static_cast<uint16_t>(backend_port ? backend_port : pg_->port())};
     o.mode = mode;
     o.pool_size = pool_size;
@@ -177,6 +183,26 @@ TEST_F(ProxyTest, SessionModePassesQueriesAndTlsEndToEnd) {
   // The server itself holds the TLS session: the proxy only spliced the bytes.
   EXPECT_EQ(one(c.get(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t");
   EXPECT_EQ(one(c.get(), "SELECT 40 + 2"), "42");
+  EXPECT_EQ(proxy->stats().server_connections, 1);
+}
+
+// Transaction mode ends TLS at the proxy: a TLS client is read by the TLS stream, a plain one
+// through its ReadWatch; both served in turns on one server connection.
+TEST_F(ProxyTest, TransactionModeServesTlsAndPlainClientsInTurns) {
+  auto proxy = make(PoolMode::kTransaction, 1, 0, true);
+  ASSERT_TRUE(proxy);
+  auto tls = connect(proxy->port(), "sslmode=require");
+  ASSERT_EQ(PQstatus(tls.get()), CONNECTION_OK) << PQerrorMessage(tls.get());
+  auto plain = connect(proxy->port());
+  ASSERT_EQ(PQstatus(plain.get()), CONNECTION_OK) << PQerrorMessage(plain.get());
+  EXPECT_NE(PQgetssl(tls.get()), nullptr);
+  EXPECT_EQ(PQgetssl(plain.get()), nullptr);
+  for (int i = 0; i < 20; ++i) {
+    PGconn* c = i % 2 ? tls.get() : plain.get();
+    ASSERT_EQ(one(c, "BEGIN"), "") << i;
+    ASSERT_EQ(one(c, "SELECT " + std::to_string(i)), std::to_string(i)) << i;
+    ASSERT_EQ(one(c, "COMMIT"), "") << i;
+  }
   EXPECT_EQ(proxy->stats().server_connections, 1);
 }
 
