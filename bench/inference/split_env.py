@@ -128,7 +128,10 @@ class SplitEnv:
                "--threads", "16"]
         log = open(os.path.join(self.workdir, "server.log"), "a")
         self.server_log = log
-        self.server = subprocess.Popen(self._in_cgroup(cmd, cg), stdout=log, stderr=log)
+        # Started uncapped and moved into its CPU cgroup once it listens: the cap models a
+        # server overloaded while serving, and loading the model under a 5% quota on a busy
+        # machine could take longer than the start-up deadline (a CI run saw exactly that).
+        self.server = subprocess.Popen(cmd, stdout=log, stderr=log)
         deadline = time.time() + 60
         while not os.path.exists(port_file):
             if self.server.poll() is not None:
@@ -136,6 +139,10 @@ class SplitEnv:
             if time.time() > deadline:
                 raise RuntimeError("split server did not start within 60 s")
             time.sleep(0.05)
+        if cg is not None:
+            # cgroup v1 cgroup.procs moves every thread of the process.
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(self.server.pid))
         with open(port_file) as f:
             port = int(f.read().strip())
         return f"http://{self.host_ip}:{port}"
