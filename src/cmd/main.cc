@@ -18,6 +18,7 @@
 // `--section.key=value` of the commands that use it; `--config FILE` reads an INI file
 // first, flags win.
 #include <malloc.h>
+#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
   // threshold keeps large blocks mmapped and returned to the kernel when freed, and fewer
   // arenas keep the idle footprint small (docs/benchmarks.md: idle resident memory).
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  // A peer or a child that goes away mid-write is an EPIPE to handle where it happens, never a
+  // reason for the whole server or agent to die.
+  ::signal(SIGPIPE, SIG_IGN);
   mallopt(M_ARENA_MAX, 2);
   // The replica has its own options (replica.h), not the cloud's configuration: it is handed
   // everything on its command line by the agent's inference driver.

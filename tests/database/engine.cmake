@@ -5,6 +5,11 @@ target_link_libraries(database_engine_credentials_test PRIVATE concord_database_
   GTest::gtest_main)
 gtest_discover_tests(database_engine_credentials_test)
 
+add_executable(database_engine_common_test engine_common_test.cc)
+target_link_libraries(database_engine_common_test PRIVATE concord_database_engine
+  GTest::gtest_main)
+gtest_discover_tests(database_engine_common_test)
+
 add_executable(database_engine_desired_state_test engine_desired_state_test.cc)
 target_link_libraries(database_engine_desired_state_test PRIVATE concord_database_engine
   GTest::gtest_main)

@@ -113,6 +113,31 @@ Result<OsUser> lookup_os_user(const std::string& name) {
   return user;
 }
 
+namespace {
+
+// A child that exits before reading all of its stdin (a client that could not connect) makes
+// the write fail with EPIPE and raise SIGPIPE, whose default action ends the whole process:
+// the agent died that way, silently, while an engine it was talking to restarted. The signal
+// is blocked in this thread for the write and one it raised is consumed before unblocking.
+ssize_t write_without_sigpipe(int fd, const char* data, size_t size) {
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  const ssize_t w = ::write(fd, data, size);
+  const int saved = errno;
+  if (w < 0 && saved == EPIPE) {
+    const timespec none{0, 0};
+    while (::sigtimedwait(&pipe_only, nullptr, &none) < 0 && errno == EINTR) {
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return w;
+}
+
+}  // namespace
+
 Result<CommandResult> run_command(const std::vector<std::string>& argv_in,
                                   const CommandOptions& options) {
   if (argv_in.empty()) return fail(Code::kInternal, "run_command: empty argv");
@@ -208,8 +233,8 @@ Result<CommandResult> run_command(const std::vector<std::string>& argv_in,
     for (int i = 0; i < n && rc > 0; ++i) {
       if (fds[i].revents == 0) continue;
       if (fds[i].fd == in_fd) {
-        ssize_t w =
-            ::write(in_fd, options.stdin_data.data() + in_off, options.stdin_data.size() - in_off);
+        ssize_t w = write_without_sigpipe(in_fd, options.stdin_data.data() + in_off,
+                                          options.stdin_data.size() - in_off);
         if (w > 0) in_off += static_cast<size_t>(w);
         if (w < 0 && errno != EAGAIN && errno != EINTR) in_off = options.stdin_data.size();
         if (in_off >= options.stdin_data.size()) {
