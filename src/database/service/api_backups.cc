@@ -262,12 +262,10 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
   if (!backup_blobs_) {
     return fail(Code::kUnavailable, "Backups are not available: this cloud has no backup storage.");
   }
-  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
-  auto it = body.find("backup");
-  if (it == body.end() || !it->is_object()) {
-    return fail(bad("The request body must be {\"backup\": {\"name\": ..., \"instance\": ...}}."));
-  }
-  const Json& in = *it;
+  CONCORD_ASSIGN_OR_RETURN(
+      const Json in,
+      body_member(c.req, "backup",
+                  "The request body must be {\"backup\": {\"name\": ..., \"instance\": ...}}."));
   for (const char* unsupported : {"swift_container", "restore_from"}) {
     if (auto u = in.find(unsupported); u != in.end() && !u->is_null()) {
       return fail(bad(std::string("'") + unsupported + "' is not supported by this cloud."));

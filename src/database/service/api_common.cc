@@ -196,6 +196,13 @@ Result<Json> body_object(const Request& req) {
   return std::move(*parsed);
 }
 
+Result<Json> body_member(const Request& req, const char* key, std::string_view shape) {
+  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(req));
+  auto it = body.find(key);
+  if (it == body.end() || !it->is_object()) return fail(bad(std::string(shape)));
+  return std::move(*it);
+}
+
 Result<std::string> string_field(const Json& obj, const char* name, std::string_view where) {
   auto it = obj.find(name);
   if (it == obj.end() || !it->is_string()) {

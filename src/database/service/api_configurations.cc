@@ -292,12 +292,9 @@ Json DatabaseService::Impl::group_view(const Call& c, const GroupRow& g, int64_t
 }
 
 Result<Response> DatabaseService::Impl::create_configuration(Call& c) {
-  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
-  auto it = body.find("configuration");
-  if (it == body.end() || !it->is_object()) {
-    return fail(bad("The request body must be {\"configuration\": {...}}."));
-  }
-  const Json& in = *it;
+  CONCORD_ASSIGN_OR_RETURN(
+      const Json in,
+      body_member(c.req, "configuration", "The request body must be {\"configuration\": {...}}."));
   GroupRow g;
   g.id = new_uuid();
   g.project_id = c.caller.project_id;
@@ -409,12 +406,10 @@ Result<Response> DatabaseService::Impl::merge_configuration(Call& c) {
 // PUT replaces the values (and name and description when given; 202); PATCH merges values in
 // (200, as Trove answers each).
 Result<Response> DatabaseService::Impl::update_configuration(Call& c, bool merge) {
-  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
-  auto it = body.find("configuration");
-  if (it == body.end() || !it->is_object()) {
-    return fail(bad("The request body must be {\"configuration\": {\"values\": {...}}}."));
-  }
-  const Json& in = *it;
+  CONCORD_ASSIGN_OR_RETURN(
+      const Json in,
+      body_member(c.req, "configuration",
+                  "The request body must be {\"configuration\": {\"values\": {...}}}."));
   auto values = in.find("values");
   if (values == in.end()) return fail(bad("'values' is required (an object)."));
   std::optional<std::string> name, description;

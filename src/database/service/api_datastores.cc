@@ -282,13 +282,7 @@ Result<bool> version_name_taken(store::Tx& tx, const std::string& datastore_id,
 
 }  // namespace
 
-Json DatabaseService::Impl::mgmt_version_view(store::Tx& tx, const VersionRow& v) {
-  bool is_default = false;
-  if (auto rows =
-          tx.query("SELECT default_version_id FROM db_datastores WHERE id = ?", {v.datastore_id});
-      rows && !rows->empty()) {
-    is_default = (*rows)[0].text(0) == v.id;
-  }
+Json DatabaseService::Impl::mgmt_version_view(const VersionRow& v, bool is_default) {
   Json packages = Json::array();
   for (size_t at = 0; at < v.packages.size();) {
     size_t comma = v.packages.find(',', at);
@@ -317,9 +311,11 @@ Result<Response> DatabaseService::Impl::mgmt_list_versions(Call& c) {
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows rows,
         tx.query(std::string("SELECT ") + kVersionColumns +
-                 " FROM db_datastore_versions v JOIN db_datastores d ON d.id = v.datastore_id "
-                 "ORDER BY d.name, v.name"));
-    for (const store::Row& r : rows) out.push_back(mgmt_version_view(tx, version_from(r)));
+                 ", d.default_version_id = v.id FROM db_datastore_versions v JOIN db_datastores d "
+                 "ON d.id = v.datastore_id ORDER BY d.name, v.name"));
+    for (const store::Row& r : rows) {
+      out.push_back(mgmt_version_view(version_from(r), r.integer(8) != 0));
+    }
     return ok();
   }));
   return Response::json(200, dump_json({{"versions", std::move(out)}}));
@@ -329,19 +325,19 @@ Result<Response> DatabaseService::Impl::mgmt_show_version(Call& c) {
   Json out;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(VersionRow v, version_by_id(tx, c.param(1)));
-    out = mgmt_version_view(tx, v);
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows d,
+        tx.query("SELECT default_version_id FROM db_datastores WHERE id = ?", {v.datastore_id}));
+    out = mgmt_version_view(v, !d.empty() && d[0].text(0) == v.id);
     return ok();
   }));
   return Response::json(200, dump_json({{"version", std::move(out)}}));
 }
 
 Result<Response> DatabaseService::Impl::mgmt_create_version(Call& c) {
-  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
-  auto vit = body.find("version");
-  if (vit == body.end() || !vit->is_object()) {
-    return fail(bad("The request body must be {\"version\": {...}}."));
-  }
-  const Json& in = *vit;
+  CONCORD_ASSIGN_OR_RETURN(
+      const Json in,
+      body_member(c.req, "version", "The request body must be {\"version\": {...}}."));
   for (const char* field : {"name", "datastore_name"}) {
     if (!in.contains(field)) return fail(bad(std::string("'") + field + "' is required."));
     CONCORD_RETURN_IF_ERROR(check_catalog_name(in[field], field));

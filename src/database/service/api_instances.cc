@@ -366,13 +366,9 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   if (service_project.empty()) {
     return fail(Code::kUnavailable, "The database service is starting; try again shortly.");
   }
-  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
-  auto it = body.find("instance");
-  if (it == body.end() || !it->is_object()) {
-    return fail(bad("The request body must be {\"instance\": {...}}."));
-  }
   // A replica's datastore, flavor and volume default to its primary's (api_replicas.cc).
-  Json in = *it;
+  CONCORD_ASSIGN_OR_RETURN(
+      Json in, body_member(c.req, "instance", "The request body must be {\"instance\": {...}}."));
   CONCORD_ASSIGN_OR_RETURN(std::optional<InstanceRow> source, parse_create_replica(c, in));
   for (const char* unsupported : {"modules"}) {
     auto u = in.find(unsupported);
@@ -660,12 +656,10 @@ Result<Response> DatabaseService::Impl::show_instance(Call& c) {
 
 Result<Response> DatabaseService::Impl::update_instance(Call& c) {
   bool access_changed = false;
-  CONCORD_ASSIGN_OR_RETURN(Json body, body_object(c.req));
-  auto it = body.find("instance");
-  if (it == body.end() || !it->is_object()) {
-    return fail(bad("The request body must be {\"instance\": {...}}."));
-  }
-  for (auto& [key, value] : it->items()) {
+  CONCORD_ASSIGN_OR_RETURN(
+      const Json in,
+      body_member(c.req, "instance", "The request body must be {\"instance\": {...}}."));
+  for (auto& [key, value] : in.items()) {
     if (key == "name") continue;
     if ((key == "configuration" || key == "detach_replica" || key == "replica_of" ||
          key == "slave_of") &&
@@ -685,7 +679,7 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
                     "' of an instance is not supported by this cloud yet."));
   }
   std::optional<std::string> name;
-  if (auto n = it->find("name"); n != it->end()) {
+  if (auto n = in.find("name"); n != in.end()) {
     if (!n->is_string()) return fail(bad("The instance 'name' must be a string."));
     CONCORD_RETURN_IF_ERROR(check_instance_name(n->get<std::string>()));
     name = n->get<std::string>();
@@ -694,7 +688,7 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
   // `configuration detach` sends); absent: unchanged.
   std::optional<std::optional<std::string>> configuration;
   int64_t new_revision = 0;  // of an attach or detach that changed the desired state
-  if (auto cfg = it->find("configuration"); cfg != it->end()) {
+  if (auto cfg = in.find("configuration"); cfg != in.end()) {
     configuration = cfg->is_null() ? std::optional<std::string>()
                                    : std::optional<std::string>(cfg->get<std::string>());
     if (configuration->has_value() && (*configuration)->empty()) {
@@ -708,8 +702,8 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     if (configuration) {
       CONCORD_ASSIGN_OR_RETURN(new_revision, set_instance_configuration(tx, inst, *configuration));
     }
-    CONCORD_RETURN_IF_ERROR(apply_update_operations(tx, inst, *it));
-    if (auto a = it->find("access"); a != it->end()) {
+    CONCORD_RETURN_IF_ERROR(apply_update_operations(tx, inst, in));
+    if (auto a = in.find("access"); a != in.end()) {
       InstanceRow next = inst;
       CONCORD_RETURN_IF_ERROR(parse_access(*a, next));
       CONCORD_ASSIGN_OR_RETURN(
@@ -730,12 +724,12 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
   }));
   bool detach = false;
   for (const char* key : {"replica_of", "slave_of"}) {
-    auto r = it->find(key);
-    if (r != it->end() && (r->is_null() || (r->is_string() && r->get<std::string>().empty()))) {
+    auto r = in.find(key);
+    if (r != in.end() && (r->is_null() || (r->is_string() && r->get<std::string>().empty()))) {
       detach = true;
     }
   }
-  if (auto d = it->find("detach_replica"); d != it->end() && (d->is_null() || *d == true)) {
+  if (auto d = in.find("detach_replica"); d != in.end() && (d->is_null() || *d == true)) {
     detach = true;
   }
   if (detach) CONCORD_RETURN_IF_ERROR(detach_replica(c, c.param(1)));

@@ -131,6 +131,9 @@ InstanceRow instance_from(const store::Row& r);
 Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string& region);
 
 Result<Json> body_object(const Request& req);
+// The request body's object under `key` (Trove wraps each resource: {"instance": {...}});
+// 400 with `shape` (how the body should look) otherwise.
+Result<Json> body_member(const Request& req, const char* key, std::string_view shape);
 
 // A positive ?limit= (none: unlimited) of a list; 400 otherwise.
 Result<int64_t> parse_limit(const Request& req);
@@ -475,7 +478,7 @@ class DatabaseService::Impl {
   Result<VersionRow> find_version_or_default(store::Tx& tx, const std::string& datastore_ref,
                                              const std::optional<std::string>& ref);
   // Trove's management API for datastore versions (admin).
-  Json mgmt_version_view(store::Tx& tx, const VersionRow& v);
+  static Json mgmt_version_view(const VersionRow& v, bool is_default);
   Result<Response> mgmt_list_versions(Call& c);
   Result<Response> mgmt_show_version(Call& c);
   Result<Response> mgmt_create_version(Call& c);
