@@ -308,11 +308,12 @@ Result<Response> DatabaseService::Impl::mgmt_list_versions(Call& c) {
   Json out = Json::array();
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     out = Json::array();
-    CONCORD_ASSIGN_OR_RETURN(
-        store::Rows rows,
-        tx.query(std::string("SELECT ") + kVersionColumns +
-                 ", d.default_version_id = v.id FROM db_datastore_versions v JOIN db_datastores d "
-                 "ON d.id = v.datastore_id ORDER BY d.name, v.name"));
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                             tx.query(std::string("SELECT ") + kVersionColumns +
+                                      ", CASE WHEN d.default_version_id = v.id THEN 1 ELSE 0 END "
+                                      "FROM db_datastore_versions v "
+                                      "JOIN db_datastores d "
+                                      "ON d.id = v.datastore_id ORDER BY d.name, v.name"));
     for (const store::Row& r : rows) {
       out.push_back(mgmt_version_view(version_from(r), r.integer(8) != 0));
     }
