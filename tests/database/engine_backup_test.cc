@@ -740,6 +740,16 @@ class MariadbBackupTest : public ::testing::Test {
     for (const auto& c : made_) (void)engine_->destroy(c);
   }
 
+  // The source running with rows 1 and 2, each in a binlog of its own that is now completed.
+  void two_completed_binlogs() {
+    up(source_);
+    converge(source_);
+    ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+    ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
+    ASSERT_TRUE(sql(source_, "INSERT INTO t VALUES (2)").ok());
+    ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
+  }
+
   InstanceConfig make_config(const std::string& suffix) {
     InstanceConfig c;
     c.id = "mdb-" + std::to_string(::getpid()) + "-" + suffix;
@@ -1207,12 +1217,7 @@ TEST_F(MariadbBackupTest, IncrementalBackupsRestoreAsAChain) {
 // moment ago, a standby that lost its connection for a while): shipping must not purge them at
 // once, or the replica stops with error 1236 and can only be rebuilt.
 TEST_F(MariadbBackupTest, ShippedBinlogsStayWhileReplicasMayNeedThem) {
-  up(source_);
-  converge(source_);
-  ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
-  ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
-  ASSERT_TRUE(sql(source_, "INSERT INTO t VALUES (2)").ok());
-  ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
+  ASSERT_NO_FATAL_FAILURE(two_completed_binlogs());
   auto keeping = make_mariadb_engine(EngineOptions{});  // the default: 10 minutes
   ASSERT_TRUE(keeping.has_value()) << keeping.error().to_string();
   auto count = [&] {
@@ -1238,12 +1243,7 @@ TEST_F(MariadbBackupTest, ShippedBinlogsStayWhileReplicasMayNeedThem) {
 }
 
 TEST_F(MariadbBackupTest, WithoutArchivingCompletedBinlogsArePurgedUnshipped) {
-  up(source_);
-  converge(source_);
-  ASSERT_TRUE(sql(source_, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
-  ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
-  ASSERT_TRUE(sql(source_, "INSERT INTO t VALUES (2)").ok());
-  ASSERT_TRUE(root_sql(source_, "FLUSH BINARY LOGS").ok());
+  ASSERT_NO_FATAL_FAILURE(two_completed_binlogs());
   auto r = root_sql(source_, "SHOW BINARY LOGS");
   ASSERT_TRUE(r.ok()) << r.err;
   ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
