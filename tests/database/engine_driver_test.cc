@@ -1,6 +1,8 @@
 // The compute "database" driver over the real PostgreSQL engine: what the agent calls, with the
 // desired state in the spec's metadata as the database service writes it.
 #include <filesystem>
+#include <functional>
+#include <thread>
 
 #include "base/json.h"
 #include "compute/driver/database_keys.h"
@@ -37,19 +39,23 @@ class DatabaseDriverTest : public ::testing::Test {
   }
 
   drv::InstanceSpec spec(const DesiredState& state, const std::string& engine = "postgresql") {
+    return spec_of(id_, address_, port_, state, engine);
+  }
+  static drv::InstanceSpec spec_of(const std::string& id, const std::string& address, int port,
+                                   const DesiredState& state, const std::string& engine) {
     drv::InstanceSpec s;
-    s.id = id_;
+    s.id = id;
     s.vcpus = 1;
     s.ram_mb = 256;
     s.disk_gb = 1;
     Json meta = {{std::string(keys::kEngine), engine},
                  {std::string(keys::kVersion), engine == "mariadb" ? "10.11" : "15"},
-                 {std::string(keys::kAddress), address_},
-                 {std::string(keys::kPort), std::to_string(port_)},
+                 {std::string(keys::kAddress), address},
+                 {std::string(keys::kPort), std::to_string(port)},
                  {std::string(keys::kVolumeGb), "1"},
-                 {std::string(keys::kInstance), id_},
+                 {std::string(keys::kInstance), id},
                  {std::string(keys::kState), to_json(state)}};
-    s.guest.meta_data_json = dump_json(Json{{"uuid", id_}, {"meta", meta}});
+    s.guest.meta_data_json = dump_json(Json{{"uuid", id}, {"meta", meta}});
     return s;
   }
 
@@ -197,6 +203,102 @@ TEST_F(DatabaseDriverTest, MariadbInstanceThroughTheDriver) {
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_FALSE(std::filesystem::exists(tmp_.path() + "/agent/database/" + id_));
   EXPECT_TRUE(pid_gone_for(tmp_.path() + "/agent/database/" + id_));
+}
+
+// The agent's maintenance round rebuilds a replica that cannot go on from its upstream (here:
+// its position purged from the primary's binlogs while it was stopped), with no new desired
+// state; and it finishes a rebuild a killed agent left marked.
+TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
+  if (::access("/usr/sbin/mariadbd", X_OK) != 0) GTEST_SKIP() << "mariadbd missing";
+  drv::DriverOptions o;
+  o.state_dir = tmp_.path() + "/agent";
+  o.database_dir = tmp_.path() + "/agent/database";
+  o.database_ship_interval = std::chrono::milliseconds(200);
+  auto d = drv::make_database_driver(o);
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  driver_ = std::move(*d);
+  const std::string rid = id_ + "r";
+  const std::string raddr = unique_address();
+  const int rport = free_port(raddr);
+  struct Cleanup {
+    drv::Driver* d;
+    std::string id;
+    ~Cleanup() { (void)d->destroy(id); }
+  } cleanup{driver_.get(), rid};
+
+  DesiredState group;
+  group.revision = 1;
+  group.databases = {{"shop", "", ""}};
+  group.users = {{"app", "%", mariadb_native_verifier("pw"), {"shop"}}};
+  group.root = RootSpec{mariadb_native_verifier("root-pw")};
+  DesiredState ps = group;
+  ps.replication = ReplicationSpec{};
+  ps.replication->role = ReplicationSpec::Role::kPrimary;
+  ps.replication->secret = "repl-secret";
+  ps.replication->replicas = {rid};
+  DesiredState rs = group;
+  rs.replication = ReplicationSpec{};
+  rs.replication->role = ReplicationSpec::Role::kReplica;
+  rs.replication->secret = "repl-secret";
+  rs.replication->upstream_instance = id_;
+  rs.replication->upstream_address = address_;
+  rs.replication->upstream_port = port_;
+  auto st = driver_->create(spec(ps, "mariadb"));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  auto on_primary = [&](const std::string& sql) {
+    return mariadb_cli(address_, port_, "root", "root-pw", "shop", sql);
+  };
+  ASSERT_TRUE(on_primary("CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+  st = driver_->create(spec_of(rid, raddr, rport, rs, "mariadb"));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  auto rows = [&] {
+    auto r = mariadb_cli(raddr, rport, "app", "pw", "shop", "SELECT COUNT(*) FROM t");
+    return r.ok() ? r.out : r.err;
+  };
+  auto streaming = [&] {
+    auto s = driver_->status(rid);
+    return s && s->power == drv::PowerState::kRunning &&
+           s->detail.find("streaming=1") != std::string::npos;
+  };
+  auto eventually = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 900 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return done();
+  };
+  ASSERT_TRUE(eventually([&] { return streaming() && rows() == "1\n"; })) << rows();
+
+  // Stopped while the primary writes on and purges its binlogs: started again it cannot
+  // resume, and the agent makes it anew with the same desired state.
+  ASSERT_TRUE(driver_->stop(rid, std::chrono::milliseconds(30000)).has_value());
+  for (int id = 2; id <= 4; ++id) {
+    ASSERT_TRUE(on_primary("INSERT INTO t VALUES (" + std::to_string(id) + ")").ok());
+    ASSERT_TRUE(on_primary("FLUSH BINARY LOGS").ok());
+  }
+  ASSERT_TRUE(on_primary("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY").ok());
+  st = driver_->start(rid);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(eventually([&] { return streaming() && rows() == "4\n"; }))
+      << rows() << " " << driver_->status(rid)->detail;
+
+  // A rebuild a killed agent left half-way (engine stopped, data folder removed, marked):
+  // reported as no power state, never a shutdown, while the next round finishes it.
+  const std::string dir = tmp_.path() + "/agent/database/" + rid;
+  const std::string marker = dir + "/rebuilding";
+  ASSERT_TRUE(driver_->stop(rid, std::chrono::milliseconds(30000)).has_value());
+  ASSERT_TRUE(detail::remove_tree(dir + "/data").has_value());
+  ASSERT_TRUE(detail::write_file_atomic(marker, "left by a killed agent").has_value());
+  int shutdowns = 0;
+  EXPECT_TRUE(eventually([&] {
+    auto s = driver_->status(rid);
+    if (s && s->power == drv::PowerState::kShutdown) ++shutdowns;
+    return !detail::path_exists(marker);
+  }));
+  EXPECT_EQ(shutdowns, 0) << "a rebuild looked like a shutdown the server would act on";
+  EXPECT_TRUE(eventually([&] { return streaming() && rows() == "4\n"; }))
+      << rows() << " " << driver_->status(rid)->detail;
+  ASSERT_TRUE(on_primary("INSERT INTO t VALUES (5)").ok());
+  EXPECT_TRUE(eventually([&] { return rows() == "5\n"; })) << rows();
 }
 
 TEST_F(DatabaseDriverTest, BadMetadataIsInvalidArgumentAndCreatesNothing) {

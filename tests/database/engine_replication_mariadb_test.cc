@@ -297,6 +297,68 @@ TEST_F(MariadbReplicationTest, SemiSyncCommitWaitsForTheSynchronousStandby) {
   EXPECT_TRUE(own.ok()) << own.err;
 }
 
+// A replica that cannot go on from its upstream says why in its health, and the next apply of
+// its (unchanged) state makes it anew from the upstream: once for its position purged from the
+// upstream's binlogs (error 1236), once for a replay stopped by a row its root wrote on it.
+TEST_F(MariadbReplicationTest, AReplicaThatCannotGoOnIsRebuiltByItsNextApply) {
+  const InstanceConfig p = member("bp");
+  const InstanceConfig r = member("br");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  DesiredState ps = group_state(1);
+  ps.root = RootSpec{mariadb_native_verifier("root-pw")};
+  ps.replication = primary_spec({r.id});
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+  auto root = [&](const InstanceConfig& c, const std::string& sql) {
+    return mariadb_cli(c.address, c.port, "root", "root-pw", "", sql);
+  };
+  ASSERT_TRUE(
+      app(p, "CREATE TABLE t(id int primary key, v text); INSERT INTO t VALUES (1, 'a')").ok());
+  ASSERT_NO_FATAL_FAILURE(make_replica(r, p, 1));
+  ASSERT_TRUE(eventually([&] { return streaming(r) && count(r) == "1\t1\n"; })) << count(r);
+  DesiredState rs = group_state(1);
+  rs.replication = replica_spec(p);
+
+  // While the replica is down the primary writes on and purges every binlog but the current.
+  ASSERT_TRUE(engine_->stop(r, milliseconds(30000)).has_value());
+  for (int id = 2; id <= 4; ++id) {
+    ASSERT_TRUE(app(p, "INSERT INTO t VALUES (" + std::to_string(id) + ", 'b')").ok());
+    ASSERT_TRUE(root(p, "FLUSH BINARY LOGS").ok());
+  }
+  auto purged = root(p, "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY; SHOW BINARY LOGS");
+  ASSERT_TRUE(purged.ok()) << purged.err;
+  ASSERT_NO_FATAL_FAILURE(up(r));
+  ASSERT_TRUE(eventually([&] { return !health(r).replication_broken.empty(); }))
+      << "binlogs left: " << purged.out << logs();
+  Health h = health(r);
+  EXPECT_NE(h.replication_broken.find("1236"), std::string::npos) << h.replication_broken;
+  EXPECT_FALSE(h.replication_streaming);
+  EXPECT_EQ(count(r), "1\t1\n");
+  ASSERT_NO_FATAL_FAILURE(apply(r, rs));
+  EXPECT_EQ(count(r), "4\t4\n") << "the new copy holds what the purged binlogs had";
+  ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail << logs();
+  EXPECT_EQ(health(r).replication_broken, "");
+  ASSERT_TRUE(app(p, "INSERT INTO t VALUES (5, 'c')").ok());
+  EXPECT_TRUE(eventually([&] { return count(r) == "5\t5\n"; })) << count(r);
+
+  // Its root writes a row the primary then writes too: the replay stops.
+  ASSERT_TRUE(root(r, "INSERT INTO shop.t VALUES (6, 'replica')").ok());
+  ASSERT_TRUE(app(p, "INSERT INTO t VALUES (6, 'primary')").ok());
+  ASSERT_TRUE(eventually([&] { return !health(r).replication_broken.empty(); })) << logs();
+  h = health(r);
+  // (1950 in strict GTID mode: the replica's own write took the primary's next sequence number.)
+  EXPECT_NE(h.replication_broken.find("replay stopped on error"), std::string::npos)
+      << h.replication_broken;
+  ASSERT_NO_FATAL_FAILURE(apply(r, rs));
+  ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail << logs();
+  auto six = app(r, "SELECT v FROM t WHERE id = 6");
+  EXPECT_EQ(six.out, "primary\n") << six.err;
+
+  // A healthy replica's apply changes nothing: no rebuild (the root's row would be gone).
+  ASSERT_TRUE(root(r, "CREATE DATABASE mark_of_this_copy").ok());
+  ASSERT_NO_FATAL_FAILURE(apply(r, rs));
+  EXPECT_TRUE(root(r, "USE mark_of_this_copy").ok()) << "a healthy replica was rebuilt";
+}
+
 TEST_F(MariadbReplicationTest, CloneFromUnreachableUpstreamIsUnavailable) {
   const InstanceConfig r = member("lonely");
   InstanceConfig nowhere;

@@ -50,6 +50,24 @@ TEST(PgReplicationNames, FollowsOnlyAHistoryThroughItsPosition) {
   EXPECT_FALSE(detail::pg_parse_lsn("nonsense", &lsn));
 }
 
+TEST(PgReplicationNames, ABrokenStandbyIsReadFromItsLogSinceItsLastStart) {
+  const std::string start = "2026-11-30 12:00:00.000 UTC [10] LOG:  starting PostgreSQL 15.8\n";
+  const std::string removed =
+      "2026-11-30 12:00:01.000 UTC [12] FATAL:  could not receive data from WAL stream: "
+      "ERROR:  requested WAL segment 000000010000000000000003 has already been removed\n";
+  const std::string streaming =
+      "2026-11-30 12:00:02.000 UTC [13] LOG:  started streaming WAL from primary at 0/3000000 "
+      "on timeline 1\n";
+  EXPECT_EQ(detail::pg_broken_in_log(start + removed),
+            "the upstream no longer has the WAL it needs (requested WAL segment "
+            "000000010000000000000003 has already been removed)");
+  EXPECT_EQ(detail::pg_broken_in_log(start + removed + removed).empty(), false);
+  EXPECT_EQ(detail::pg_broken_in_log(start + removed + streaming), "") << "it streams since";
+  EXPECT_EQ(detail::pg_broken_in_log(removed + start), "") << "from before its last start";
+  EXPECT_EQ(detail::pg_broken_in_log(start + streaming), "");
+  EXPECT_EQ(detail::pg_broken_in_log(""), "");
+}
+
 class PostgresReplicationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -125,6 +143,15 @@ class PostgresReplicationTest : public ::testing::Test {
     ASSERT_TRUE(st.has_value()) << st.error().to_string();
     ASSERT_NO_FATAL_FAILURE(up(c));
     ASSERT_NO_FATAL_FAILURE(apply(c, group_state(replica_spec(upstream))));
+  }
+
+  // A primary whose table t holds one row, and a replica of it.
+  void pair_with_one_row(const InstanceConfig& p, const InstanceConfig& r) {
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
+  auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_NO_FATAL_FAILURE(make_replica(r, p));
   }
 
   detail::CommandResult app_sql(const InstanceConfig& c, const std::string& text) {
@@ -309,21 +336,57 @@ TEST_F(PostgresReplicationTest, ForkedReplicaIsRebuiltFromItsNewUpstream) {
   EXPECT_TRUE(streams(r2));
 }
 
+// A standby whose position its upstream no longer has in pg_wal (here: its slot dropped while
+// it was stopped, the WAL recycled, a new slot made) says why in its health, and the next apply
+// of its unchanged state makes it anew.
+TEST_F(PostgresReplicationTest, AReplicaWhoseWalIsGoneIsRebuiltByItsNextApply) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(has_rows(r, "1"));
+  ASSERT_TRUE(streams(r));
+
+  ASSERT_TRUE(engine_->stop(r, milliseconds(10000)).has_value());
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({})));  // its slot goes
+  for (int i = 2; i <= 4; ++i) {
+    ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (" + std::to_string(i) + ")").ok());
+    EXPECT_EQ(admin_sql(p, "SELECT 1 FROM pg_switch_wal()"), "1\n");
+  }
+  EXPECT_EQ(admin_sql(p, "CHECKPOINT"), "");
+  EXPECT_EQ(admin_sql(p, "CHECKPOINT"), "");
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));  // a new slot, from now on
+  ASSERT_NO_FATAL_FAILURE(up(r));
+  ASSERT_TRUE(eventually([&] {
+    auto h = engine_->health(r);
+    return h && !h->replication_broken.empty();
+  })) << detail::file_tail(r.dir + "/engine.log", 2000);
+  auto h = engine_->health(r);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_NE(h->replication_broken.find("has already been removed"), std::string::npos)
+      << h->replication_broken;
+  EXPECT_FALSE(h->replication_streaming);
+
+  ASSERT_NO_FATAL_FAILURE(apply(r, group_state(replica_spec(p))));
+  EXPECT_TRUE(has_rows(r, "4"));
+  EXPECT_TRUE(streams(r));
+  h = engine_->health(r);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->replication_broken, "");
+  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (5)").ok());
+  EXPECT_TRUE(has_rows(r, "5"));
+}
+
 TEST_F(PostgresReplicationTest, SynchronousStandbyHoldsCommitsUntilItReturns) {
   InstanceConfig p = member("p");
   InstanceConfig r = member("r");
-  ASSERT_NO_FATAL_FAILURE(up(p));
-  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
-  auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
-  ASSERT_TRUE(w.ok()) << w.err;
-  ASSERT_NO_FATAL_FAILURE(make_replica(r, p));
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
   ASSERT_TRUE(streams(r));
 
   ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id}, {r.id})));
   EXPECT_EQ(admin_sql(p, "SHOW synchronous_standby_names"), "FIRST 1 (\"" + r.id + "\")\n");
   EXPECT_TRUE(eventually(
       [&] { return admin_sql(p, "SELECT sync_state FROM pg_stat_replication") == "sync\n"; }));
-  w = app_sql(p, "INSERT INTO t VALUES (2)");
+  auto w = app_sql(p, "INSERT INTO t VALUES (2)");
   ASSERT_TRUE(w.ok()) << w.err;
   EXPECT_TRUE(has_rows(r, "2"));
 

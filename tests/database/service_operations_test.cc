@@ -635,6 +635,15 @@ TEST_F(DatabaseOperationsTest, MetricsShowWhatTheAgentReported) {
   EXPECT_EQ(m["role"], "replica") << r;
   EXPECT_EQ(m["replication_streaming"], true) << r;
   EXPECT_DOUBLE_EQ(m["replication_lag_seconds"].get<double>(), 2.5) << r;
+  EXPECT_FALSE(m.contains("replica_rebuild")) << r;
+
+  // A replica that cannot go on, being made anew by its agent.
+  report_detail(id,
+                "state_revision=1; postgresql 15; disk_used_bytes=4096; postgresql is not "
+                "running; rebuild=running");
+  r = trove(Method::kGet, "/instances/" + id + "/metrics");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["metrics"]["replica_rebuild"], "running") << r;
 
   r = trove(Method::kGet, "/instances/" + id + "/metrics", nullptr, member2_, p2_);
   EXPECT_EQ(r.status, 404) << r;

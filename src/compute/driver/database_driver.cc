@@ -13,12 +13,17 @@
 //   backups-done/<backup id>  the backup requests finished here (uploaded or reported failed),
 //                  so a restarted agent does not redo them; one killed midway is redone
 //   backup-<id>.part          a backup being written (removed when done, redone when found)
+//   rebuilding     a replica that cannot go on from its upstream is being made anew (why);
+//                  status() reports no power state and rebuild=running meanwhile (and
+//                  rebuild=needed for a replica seen broken), a next agent finishes it
 //
 // Backups, restores and archived logs travel over the agent protocol to the database service's
 // agent routes (/agent/v1/database, HttpTransport below). A configure() carrying a backup
 // request runs it after applying the state; a create() (or a start() after an agent died
 // mid-create) carrying a restore source restores instead of copying the template. A background
-// thread ships each instance's completed log files every database_ship_interval.
+// thread, every database_ship_interval, ships each instance's completed log files and rebuilds
+// a replica whose engine says it cannot go on from its upstream (Health::replication_broken:
+// its position was purged there, or its replay failed), with no new desired state needed.
 // The engine keeps the rest (data, socket, certificate, engine.log, applied_revision).
 //
 // Power: running only when the engine answers a real query over its admin socket; a live
@@ -42,6 +47,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "base/encoding.h"
@@ -299,19 +305,19 @@ class DatabaseDriver final : public Driver {
         log_(logger("compute.driver")) {
     if (!options_.server_url.empty()) {
       transport_ = std::make_unique<HttpTransport>(options_.server_url, options_.agent_header);
-      if (options_.database_ship_interval.count() > 0) {
-        shipper_ = std::thread([this] { ship_loop(); });
-      }
+    }
+    if (options_.database_ship_interval.count() > 0) {
+      maintainer_ = std::thread([this] { maintenance_loop(); });
     }
   }
 
   ~DatabaseDriver() override {
     {
-      std::lock_guard lock(ship_mu_);
+      std::lock_guard lock(maintenance_mu_);
       stopping_ = true;
     }
-    ship_cv_.notify_all();
-    if (shipper_.joinable()) shipper_.join();
+    maintenance_cv_.notify_all();
+    if (maintainer_.joinable()) maintainer_.join();
   }
 
   std::string_view kind() const override { return "database"; }
@@ -396,6 +402,7 @@ class DatabaseDriver final : public Driver {
     CONCORD_RETURN_IF_ERROR(validate_id(id));
     CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(id));
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
+    std::lock_guard busy(*lock_for(id));  // not in the middle of a replica's rebuild
     return e->stop(config_of(id, s), grace);
   }
 
@@ -404,6 +411,7 @@ class DatabaseDriver final : public Driver {
     CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(id));
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
     engine::InstanceConfig cfg = config_of(id, s);
+    std::lock_guard busy(*lock_for(id));
     CONCORD_RETURN_IF_ERROR(e->stop(cfg, hard ? milliseconds(0) : kRebootGrace));
     CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
     CONCORD_RETURN_IF_ERROR(e->start(cfg));
@@ -422,6 +430,7 @@ class DatabaseDriver final : public Driver {
       CONCORD_ASSIGN_OR_RETURN(s.volume_gb,
                                meta_int(*md, keys::kVolumeGb, s.volume_gb, 1, 1 << 20));
     }
+    std::lock_guard busy(*lock_for(new_spec.id));
     CONCORD_RETURN_IF_ERROR(
         write_file_atomic(dir_for(new_spec.id) + "/instance.json", dump_json(stored_json(s))));
     engine::InstanceConfig cfg = config_of(new_spec.id, s);
@@ -497,9 +506,11 @@ class DatabaseDriver final : public Driver {
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s->engine));
     engine::InstanceConfig cfg = config_of(id, *s);
     CONCORD_ASSIGN_OR_RETURN(engine::Health h, e->health(cfg));
-    st.power = h.healthy   ? PowerState::kRunning
-               : h.running ? PowerState::kNoState
-                           : PowerState::kShutdown;
+    const auto rebuilding = read_file(dir_for(id) + "/rebuilding");
+    // Stopped on purpose while a replica is made anew: not a shutdown the server would act on.
+    st.power = h.healthy                 ? PowerState::kRunning
+               : h.running || rebuilding ? PowerState::kNoState
+                                         : PowerState::kShutdown;
     st.detail = fmt::format("state_revision={}; {} {}; disk_used_bytes={}; {}", h.applied_revision,
                             s->engine, s->version, h.disk_used_bytes, h.detail);
     if (!h.role.empty()) {
@@ -508,6 +519,11 @@ class DatabaseDriver final : public Driver {
     }
     if (h.disk_used_bytes > s->volume_gb * (int64_t{1} << 30) * 9 / 10) {
       st.detail += "; storage low";
+    }
+    if (rebuilding) {
+      st.detail += "; rebuild=running";
+    } else if (!h.replication_broken.empty()) {
+      st.detail += "; rebuild=needed";
     }
     Address a;
     a.network = std::string(keys::kAddressNetwork);
@@ -776,22 +792,22 @@ class DatabaseDriver final : public Driver {
   }
 
   // Every database_ship_interval: ship each instance's completed log files (when its desired
-  // state asks for archiving).
-  void ship_loop() {
-    std::unique_lock lock(ship_mu_);
+  // state asks for archiving) and rebuild the replicas that cannot go on.
+  void maintenance_loop() {
+    std::unique_lock lock(maintenance_mu_);
     while (!stopping_) {
-      ship_cv_.wait_for(lock, options_.database_ship_interval, [this] { return stopping_; });
+      maintenance_cv_.wait_for(lock, options_.database_ship_interval, [this] { return stopping_; });
       if (stopping_) break;
       lock.unlock();
-      ship_all();
+      maintain_all();
       lock.lock();
     }
   }
 
-  void ship_all() {
+  void maintain_all() {
     for (const std::string& id : list_instance_ids(root())) {
       {
-        std::lock_guard lock(ship_mu_);
+        std::lock_guard lock(maintenance_mu_);
         if (stopping_) return;
       }
       auto s = load(id);
@@ -799,27 +815,79 @@ class DatabaseDriver final : public Driver {
       auto text = read_file(dir_for(id) + "/desired.json");
       if (!text) continue;
       auto state = engine::desired_state_from_json(*text);
-      if (!state || !state->archive_logs) continue;
+      if (!state) continue;
       auto e = engine_for(s->engine);
       if (!e) continue;
       std::unique_lock busy(*lock_for(id), std::try_to_lock);
       if (!busy.owns_lock()) continue;  // a create, backup or destroy is running: next round
       if (!path_exists(dir_for(id) + "/instance.json")) continue;
-      Status st = (*e)->ship_logs(config_of(id, *s), *transport_);
-      if (!st && st.error().code() != Code::kFailedPrecondition) {
-        log_->warn("database instance {}: shipping archived logs: {}", id, st.error().to_string());
+      const engine::InstanceConfig cfg = config_of(id, *s);
+      if (state->archive_logs && transport_) {
+        Status st = (*e)->ship_logs(cfg, *transport_);
+        if (!st && st.error().code() != Code::kFailedPrecondition) {
+          log_->warn("database instance {}: shipping archived logs: {}", id,
+                     st.error().to_string());
+        }
+      }
+      heal_replica(id, **e, cfg, *state);
+    }
+  }
+
+  // A replica its engine says cannot go on (Health::replication_broken, in two rounds in a row:
+  // not on a glimpse of a change under way) is made anew by applying its desired state again,
+  // which rebuilds it from its upstream. The `rebuilding` file holds the reason while that
+  // runs: status() reports no power state instead of a shutdown, and after a killed agent the
+  // next round finishes it (prepare makes a half-rebuilt folder a template copy, which apply
+  // rebuilds as it does a former primary).
+  void heal_replica(const std::string& id, engine::Engine& e, const engine::InstanceConfig& cfg,
+                    const engine::DesiredState& state) {
+    const std::string marker = dir_for(id) + "/rebuilding";
+    std::string why;
+    if (auto resumed = read_file(marker)) {
+      why = *resumed;
+    } else {
+      if (!state.replication ||
+          state.replication->role != engine::ReplicationSpec::Role::kReplica) {
+        broken_seen_.erase(id);
+        return;
+      }
+      auto h = e.health(cfg);
+      if (!h || !h->running || h->replication_broken.empty()) {
+        broken_seen_.erase(id);
+        return;
+      }
+      if (broken_seen_.insert(id).second) return;  // again next round
+      why = h->replication_broken;
+      if (Status w = write_file_atomic(marker, why); !w) {
+        log_->warn("database instance {}: {}", id, w.error().to_string());
+        return;
       }
     }
+    log_->warn("database instance {}: rebuilding the replica from {}: {}", id,
+               state.replication ? state.replication->upstream_instance : "its upstream", why);
+    Status st = e.prepare(cfg);
+    if (st) st = e.start(cfg);
+    if (st) st = e.apply(cfg, state);
+    if (!st) {
+      log_->warn("database instance {}: rebuilding the replica: {} (again next round)", id,
+                 st.error().to_string());
+      return;
+    }
+    broken_seen_.erase(id);
+    if (Status r = remove_tree(marker); !r) log_->warn("{}", r.error().to_string());
+    log_->info("database instance {}: replica rebuilt at revision {}", id, state.revision);
   }
 
   DriverOptions options_;
   std::unique_ptr<HttpTransport> transport_;  // null without a server_url
   std::mutex locks_mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_;  // guarded by locks_mu_
-  std::mutex ship_mu_;
-  std::condition_variable ship_cv_;
-  bool stopping_ = false;  // guarded by ship_mu_
-  std::thread shipper_;    // joined by the destructor before any member goes
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  bool stopping_ = false;   // guarded by maintenance_mu_
+  std::thread maintainer_;  // joined by the destructor before any member goes
+  // Replicas seen broken in the last maintenance round (the maintenance thread's own).
+  std::set<std::string> broken_seen_;
   std::map<std::string, std::unique_ptr<engine::Engine>> engines_;
   std::vector<std::string> unbuilt_;  // engines whose factory failed, with the reason
   std::shared_ptr<spdlog::logger> log_;

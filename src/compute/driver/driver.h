@@ -173,7 +173,8 @@ struct DriverOptions {
   // fetches them for restores. Empty server_url: no backups, restores or log shipping.
   std::string server_url;
   std::string agent_header;
-  // How often the database driver ships archived logs of its instances (0: never).
+  // How often the database driver ships archived logs of its instances and looks for replicas
+  // that cannot go on from their upstream (0: never).
   std::chrono::milliseconds database_ship_interval{10000};
 };
 

@@ -80,6 +80,12 @@ struct Health {
   // A replica: seconds its replay is behind the upstream's last commit it received (-1:
   // unknown, e.g. nothing received yet).
   int64_t replication_lag_seconds = -1;
+  // A replica that cannot go on from its upstream without a new copy of it, and why (empty:
+  // it can): the upstream no longer has the log from its position (MariaDB error 1236,
+  // PostgreSQL "requested WAL segment ... has already been removed"), or (MariaDB) its replay
+  // stopped on an error: its data diverged. apply() of a replica state rebuilds such a
+  // replica, as it rebuilds a former primary.
+  std::string replication_broken;
 };
 
 // What a finished backup is, engine-specific details in JSON (kept by the server with the backup
@@ -173,8 +179,8 @@ class Engine {
   // Everything else about replication is declarative, in apply(): the role, the upstream, the
   // replication account and the synchronous standbys of DesiredState::replication. A replica
   // told it is now a primary promotes itself; a replica given another upstream re-points to it;
-  // a primary told it is a replica stops, rebuilds its folder from the upstream (clone_from) and
-  // starts as a replica.
+  // a primary told it is a replica, or a replica that cannot go on (Health::replication_broken),
+  // stops, rebuilds its folder from the upstream (clone_from) and starts as a replica.
   [[nodiscard]] virtual Status clone_from(const InstanceConfig& config,
                                           const ReplicationSpec& spec);
 };

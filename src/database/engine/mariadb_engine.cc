@@ -271,7 +271,14 @@ class MariadbEngine final : public Engine {
       const ReplicationSpec* spec = state.replication ? &*state.replication : nullptr;
       if (spec != nullptr && spec->role == ReplicationSpec::Role::kReplica) {
         if (mdb_recorded_role(p.dir) != "replica") {
-          CONCORD_RETURN_IF_ERROR(rebuild_as_replica(config, *spec));
+          // Its history may hold commits the new primary never saw: not re-pointed but copied.
+          CONCORD_RETURN_IF_ERROR(rebuild_as_replica(
+              config, *spec,
+              "its data is not a copy of the upstream (it ran as a primary, or is new)"));
+        } else {
+          CONCORD_ASSIGN_OR_RETURN(std::string broken,
+                                   mdb_replica_broken(repl_context(config, user), *spec));
+          if (!broken.empty()) CONCORD_RETURN_IF_ERROR(rebuild_as_replica(config, *spec, broken));
         }
         return apply_replica(config, state, user);
       }
@@ -537,13 +544,13 @@ class MariadbEngine final : public Engine {
     return ok();
   }
 
-  // A member whose data is its own (it ran as a primary or standalone) told to be a replica:
-  // its history may hold commits the new primary never saw, so it is rebuilt as a copy of the
-  // upstream rather than re-pointed.
-  Status rebuild_as_replica(const InstanceConfig& config, const ReplicationSpec& spec) {
+  // A member told to be a replica that cannot be one as it is (`why`: its data is its own, or
+  // its replication broke) is rebuilt as a new copy of the upstream.
+  Status rebuild_as_replica(const InstanceConfig& config, const ReplicationSpec& spec,
+                            const std::string& why) {
     Paths p(config.dir);
-    log_->warn("mariadb {}: told to replicate from {}; rebuilding its data from there", config.id,
-               spec.upstream_instance);
+    log_->warn("mariadb {}: to replicate from {}, its data is made anew from there: {}", config.id,
+               spec.upstream_instance, why);
     CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.data));
     // Its binlogs and their shipping records describe the discarded history.

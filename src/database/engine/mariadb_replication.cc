@@ -276,6 +276,24 @@ Status drain_relay_log(const MdbReplContext& ctx, std::map<std::string, std::str
   }
 }
 
+// Why a replica with this SHOW SLAVE STATUS cannot go on without a new copy, or "". The
+// receiver stops for good on error 1236 (its GTID position is no longer in the upstream's
+// binlogs, or the upstream never had it); the replay stops on an error when the data no longer
+// matches the upstream's (a duplicate key, a missing row, an out-of-order GTID in strict
+// mode), except lock timeouts and deadlocks, which START SLAVE retries.
+std::string broken_reason(std::map<std::string, std::string>& slave) {
+  if (slave["Slave_IO_Running"] == "No" && slave["Last_IO_Errno"] == "1236") {
+    return "the upstream no longer has its binlogs from its position (error 1236: " +
+           slave["Last_IO_Error"] + ")";
+  }
+  const std::string& sql_errno = slave["Last_SQL_Errno"];
+  if (slave["Slave_SQL_Running"] == "No" && !sql_errno.empty() && sql_errno != "0" &&
+      sql_errno != "1205" && sql_errno != "1213") {
+    return fmt::format("its replay stopped on error {}: {}", sql_errno, slave["Last_SQL_Error"]);
+  }
+  return "";
+}
+
 }  // namespace
 
 uint32_t mdb_server_id(std::string_view instance_id) {
@@ -559,6 +577,13 @@ Status mdb_apply_replica(const MdbReplContext& ctx, const ReplicationSpec& spec)
   return write_if_changed(p.upstream, want, ctx.user);
 }
 
+Result<std::string> mdb_replica_broken(const MdbReplContext& ctx, const ReplicationSpec& spec) {
+  CONCORD_ASSIGN_OR_RETURN(auto slave, mdb_slave_status(ctx));
+  auto recorded = read_file(RPaths(ctx.config.dir).upstream);
+  if (slave.empty() || !recorded || *recorded != upstream_record(spec)) return std::string();
+  return broken_reason(slave);
+}
+
 void mdb_replication_health(const MdbReplContext& ctx, Health& health) {
   if (mdb_recorded_role(ctx.config.dir).empty()) {
     health.role = "primary";  // standalone: never a replica's copy, never pointed anywhere
@@ -579,6 +604,7 @@ void mdb_replication_health(const MdbReplContext& ctx, Health& health) {
       std::all_of(lag.begin(), lag.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     health.replication_lag_seconds = std::stoll(lag);
   }
+  health.replication_broken = broken_reason(*slave);
 }
 
 }  // namespace concord::database::engine::detail

@@ -78,8 +78,14 @@ std::string mdb_recorded_role(const std::string& dir);
 // pointed at spec's upstream and running.
 [[nodiscard]] Status mdb_apply_replica(const MdbReplContext& ctx, const ReplicationSpec& spec);
 
-// Fills Health::role, replication_streaming and replication_lag_seconds of a running,
-// answering server.
+// Why a running replica that follows spec's upstream cannot go on without a new copy of it
+// (Health::replication_broken), or "". One that follows another upstream is not judged:
+// re-pointing it may be all it needs.
+[[nodiscard]] Result<std::string> mdb_replica_broken(const MdbReplContext& ctx,
+                                                     const ReplicationSpec& spec);
+
+// Fills Health::role, replication_streaming, replication_lag_seconds and replication_broken of
+// a running, answering server.
 void mdb_replication_health(const MdbReplContext& ctx, Health& health);
 
 }  // namespace concord::database::engine::detail

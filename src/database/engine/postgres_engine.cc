@@ -54,6 +54,9 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1: longer names are truncated
 constexpr milliseconds kKillWait{10000};
 constexpr milliseconds kStartPoll{15};
+// How much of a standby's log is read for why it cannot stream (pg_broken_in_log): the
+// walreceiver retries every 5 s, so its last answer is always near the end.
+constexpr size_t kLogTailForBreaks = 16384;
 
 struct Paths {
   explicit Paths(const std::string& d)
@@ -415,6 +418,9 @@ class PostgresEngine final : public Engine {
         h.role = std::string_view(PQgetvalue(r, 0, 0)) == "t" ? "replica" : "primary";
         h.replication_streaming = std::string_view(PQgetvalue(r, 0, 1)) == "streaming";
         h.replication_lag_seconds = std::strtoll(PQgetvalue(r, 0, 2), nullptr, 10);
+        if (h.role == "replica" && !h.replication_streaming) {
+          h.replication_broken = pg_broken_in_log(file_tail(p.log, kLogTailForBreaks));
+        }
       } else if (!repl) {
         h.detail += "; replication state unknown: " + repl.error().message();
       }
@@ -704,7 +710,11 @@ class PostgresEngine final : public Engine {
         CONCORD_RETURN_IF_ERROR(
             rebuild_replica(p, config, *repl, "it runs as a primary and is now a replica"));
       } else if (auto current = read_file(p.data + "/concord_replication.conf");
-                 !current || *current != pg_replication_conf(ctx, repl)) {
+                 current && *current == pg_replication_conf(ctx, repl)) {
+        // The same upstream: rebuilt only when it cannot go on from there.
+        CONCORD_ASSIGN_OR_RETURN(std::string broken, replica_broken(p, config));
+        if (!broken.empty()) CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, broken));
+      } else {
         // A new upstream (a sibling promoted): followed when its history passes through our
         // position, else rebuilt from it. Checked before the files are rewritten, so an agent
         // killed in between checks again.
@@ -747,6 +757,16 @@ class PostgresEngine final : public Engine {
     CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> r,
                              column(admin.get(), "SELECT pg_is_in_recovery()"));
     return !r.empty() && r[0] == "t";
+  }
+
+  // Health::replication_broken of a standby (in recovery), or "" while it streams.
+  Result<std::string> replica_broken(const Paths& p, const InstanceConfig& config) const {
+    CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
+    CONCORD_ASSIGN_OR_RETURN(
+        std::vector<std::string> status,
+        column(admin.get(), "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), '')"));
+    if (!status.empty() && status[0] == "streaming") return std::string();
+    return pg_broken_in_log(file_tail(p.log, kLogTailForBreaks));
   }
 
   Status promote(const Paths& p, const InstanceConfig& config) {

@@ -265,6 +265,21 @@ Status pg_clone_data(const PgBackupContext& ctx, const ReplicationSpec& spec) {
   return ok();
 }
 
+std::string pg_broken_in_log(std::string_view tail) {
+  if (size_t start = tail.rfind("starting PostgreSQL"); start != std::string_view::npos) {
+    tail.remove_prefix(start);
+  }
+  constexpr std::string_view kRemoved = "has already been removed";
+  const size_t removed = tail.rfind(kRemoved);
+  if (removed == std::string_view::npos) return "";
+  const size_t streaming = tail.rfind("started streaming WAL");
+  if (streaming != std::string_view::npos && streaming > removed) return "";
+  size_t from = tail.rfind("requested WAL segment", removed);
+  if (from == std::string_view::npos) from = removed;
+  return fmt::format("the upstream no longer has the WAL it needs ({})",
+                     tail.substr(from, removed + kRemoved.size() - from));
+}
+
 bool pg_parse_lsn(std::string_view text, uint64_t* out) {
   unsigned hi = 0, lo = 0;
   std::string t(text);

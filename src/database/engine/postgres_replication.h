@@ -72,6 +72,15 @@ bool pg_can_follow(uint32_t timeline, uint64_t replay_lsn, uint32_t upstream_tim
 // "0/2000028" -> 0x2000028; false when malformed.
 bool pg_parse_lsn(std::string_view text, uint64_t* out);
 
+// Why a standby that is not streaming cannot go on from its upstream without a new copy
+// (Health::replication_broken), from the tail of its log, or "". PostgreSQL says so only in its
+// log: the upstream answers the standby's walreceiver "requested WAL segment ... has already
+// been removed" at every retry (a replica re-pointed to a sibling whose new slot for it does
+// not reach back to its position). Only what follows the last "starting PostgreSQL" counts, and
+// not when "started streaming WAL" came after it. The messages are PostgreSQL's English ones
+// (initdb --locale=C.UTF-8).
+std::string pg_broken_in_log(std::string_view log_tail);
+
 struct PgUpstreamTimeline {
   uint32_t timeline = 0;
   std::string history;  // the upstream's history file for `timeline` ("" for timeline 1)

@@ -334,6 +334,11 @@ Result<Response> DatabaseService::Impl::instance_metrics(Call& c) {
     if (auto st = f.find("streaming"); st != f.end()) {
       out["replication_streaming"] = st->second == "1" || st->second == "true";
     }
+    // A replica that cannot go on from its upstream: "needed", then "running" while the agent
+    // makes it anew (docs/design/database.md, "Replicas that cannot go on").
+    if (auto rebuild = f.find("rebuild"); rebuild != f.end()) {
+      out["replica_rebuild"] = rebuild->second;
+    }
   }
   return Response::json(200, dump_json({{"metrics", out}}));
 }
