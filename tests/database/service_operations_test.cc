@@ -588,6 +588,34 @@ TEST_F(DatabaseOperationsTest, StorageLowIsShownAndRecordedOncePerEpisode) {
   EXPECT_EQ(ev.body["events"].back()["detail"]["volume_bytes"], volume) << ev;
 }
 
+TEST_F(DatabaseOperationsTest, ReplicaRebuildsAreRecordedOncePerEpisode) {
+  const std::string id = create_active();
+  const std::string streaming =
+      "state_revision=1; postgresql 15; disk_used_bytes=10; healthy; role=replica; streaming=1";
+  report_detail(id, streaming);
+  run_pass();
+  EXPECT_EQ(count(event_types(id), "replica.rebuilding"), 0);
+  report_detail(id,
+                "state_revision=1; postgresql 15; disk_used_bytes=10; healthy; role=replica; "
+                "streaming=0; rebuild=needed");
+  run_pass();
+  report_detail(id,
+                "state_revision=0; postgresql 15; disk_used_bytes=0; not running; "
+                "rebuild=running");
+  run_pass();
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "replica.rebuilding"), 1);
+  EXPECT_EQ(count(types, "replica.rebuilt"), 0);
+  report_detail(id, streaming);
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "replica.rebuilding"), 1);
+  EXPECT_EQ(count(types, "replica.rebuilt"), 1);
+  EXPECT_EQ(types.back(), "replica.rebuilt");
+  EXPECT_EQ(count(types, "storage.low"), 0) << "episodes are told apart";
+}
+
 TEST_F(DatabaseOperationsTest, DetailIsWrittenOnlyWhenItChanges) {
   const std::string id = create_active();
   report_detail(id, "state_revision=1; postgresql 15; disk_used_bytes=10; healthy");

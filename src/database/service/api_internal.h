@@ -449,9 +449,10 @@ class DatabaseService::Impl {
   void meter_running(SystemTime now);
   // In meter_running's write: each completed backup metered before `due_before` (api_backups.cc).
   Status meter_backups(store::Tx& tx, int64_t now_us, int64_t due_before);
-  // The pass's storage watch: one "storage.low" event per episode of a server's detail saying
-  // "storage low", and "storage.ok" when it ends.
-  void watch_storage();
+  // The pass's watch of what the agents report: one event when an episode starts and one when
+  // it ends ("storage.low" / "storage.ok" while the detail says "storage low";
+  // "replica.rebuilding" / "replica.rebuilt" while it says rebuild=...).
+  void watch_episodes();
 
  public:
   // The operators' Prometheus families (api_operations.cc).

@@ -435,7 +435,7 @@ void DatabaseService::Impl::operations_pass() {
     log->warn("operations pass: reading the schedules: {}", read.error().to_string());
     return;
   }
-  watch_storage();
+  watch_episodes();
   meter_running(now);
   for (Due& d : due) {
     Request req;
@@ -485,60 +485,103 @@ void DatabaseService::Impl::operations_pass() {
   }
 }
 
-void DatabaseService::Impl::watch_storage() {
+namespace {
+
+// A condition the driver reports in a server's status detail (a detail_fields() key present
+// while it lasts), recorded in the instance's events feed once when it starts and once when it
+// ends.
+struct Episode {
+  std::string_view field;
+  std::string_view start_type, start_text;
+  std::string_view end_type, end_text;
+  // Also for an HA member's own server (recorded on its instance, naming the member). Storage is
+  // watched on the instance's first server only: two members' episodes in one feed would mix.
+  bool members;
+};
+
+constexpr Episode kEpisodes[] = {
+    {"storage_low", "storage.low", "Storage is low: more than 90% of the volume is used.",
+     "storage.ok", "Storage is no longer low.", false},
+    {"rebuild", "replica.rebuilding",
+     "The replica cannot go on from its source (its position is gone there, or its replay "
+     "failed) and is being made anew from it.",
+     "replica.rebuilt", "The replica follows its source again.", true},
+};
+
+}  // namespace
+
+void DatabaseService::Impl::watch_episodes() {
   auto live = servers();
   if (!live) {
-    logger("database")->warn("storage watch: listing servers: {}", live.error().to_string());
+    logger("database")->warn("episode watch: listing servers: {}", live.error().to_string());
     return;
   }
-  // Which servers' reported state differs from their feed's: a read first, so a pass where
-  // nothing changed takes no write lock.
-  auto open_episode = [](store::Tx& tx, const std::string& id) -> Result<bool> {
+  // The latest of an episode's two event types in the instance's feed says whether one is open.
+  auto open_episode = [](store::Tx& tx, const std::string& instance_id,
+                         const Episode& e) -> Result<bool> {
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows last,
-        tx.query("SELECT type FROM db_events WHERE instance_id = ? AND type IN ('storage.low', "
-                 "'storage.ok') ORDER BY seq DESC LIMIT 1",
-                 {id}));
-    return !last.empty() && last[0].text(0) == "storage.low";
+        tx.query("SELECT type FROM db_events WHERE instance_id = ? AND type "
+                 "IN (?, ?) ORDER BY seq DESC LIMIT 1",
+                 {instance_id, std::string(e.start_type), std::string(e.end_type)}));
+    return !last.empty() && last[0].text(0) == e.start_type;
   };
-  std::vector<std::string> changed;
+  struct Change {
+    std::string server, instance;
+    const Episode* episode;
+  };
+  // Which servers' reported state differs from their feed's: a read first, so a pass where
+  // nothing changed takes no write lock.
+  std::vector<Change> changed;
   Status looked = store_.read([&](store::Tx& tx) -> Status {
     changed.clear();
+    CONCORD_ASSIGN_OR_RETURN(store::Rows owners,
+                             tx.query("SELECT member_id, instance_id FROM db_members"));
+    std::map<std::string, std::string> instance_of;
+    for (const store::Row& o : owners) instance_of[o.text(0)] = o.text(1);
     for (const auto& [id, server] : *live) {
       if (server.detail.empty()) continue;
-      CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, id));
-      if (detail_fields(server.detail).contains("storage_low") != open) changed.push_back(id);
+      const auto f = detail_fields(server.detail);
+      auto owner = instance_of.find(id);
+      const bool member = owner != instance_of.end() && owner->second != id;
+      const std::string instance = member ? owner->second : id;
+      for (const Episode& e : kEpisodes) {
+        if (member && !e.members) continue;
+        CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, instance, e));
+        if (f.contains(std::string(e.field)) != open) changed.push_back({id, instance, &e});
+      }
     }
     return ok();
   });
   if (!looked) {
-    logger("database")->warn("storage watch: reading events: {}", looked.error().to_string());
+    logger("database")->warn("episode watch: reading events: {}", looked.error().to_string());
     return;
   }
-  for (const std::string& id : changed) {
-    const auto f = detail_fields(live->at(id).detail);
-    const bool low = f.contains("storage_low");
-    const std::optional<int64_t> used = integer_of(f, "disk_used_bytes");
-    // An episode starts with "storage.low" and ends with "storage.ok": the last of the two in
-    // the feed says whether one is open, so each episode is recorded once, whichever server's
-    // pass sees it first (the look and the insert share one write).
+  for (const Change& c : changed) {
+    const auto f = detail_fields(live->at(c.server).detail);
+    const Episode& e = *c.episode;
+    const bool starts = f.contains(std::string(e.field));
+    // The look and the insert share one write, so two servers' passes record it once.
     Status st = store_.write([&](store::Tx& tx) -> Status {
-      CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, id));
-      if (low == open) return ok();  // another server's pass recorded it
-      CONCORD_ASSIGN_OR_RETURN(
-          store::Rows rows,
-          tx.query(std::string(kInstanceSelect) + "WHERE i.id = ? AND i.deleting = 0", {id}));
+      CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, c.instance, e));
+      if (starts == open) return ok();  // another server's pass recorded it
+      CONCORD_ASSIGN_OR_RETURN(store::Rows rows, tx.query(std::string(kInstanceSelect) +
+                                                              "WHERE i.id = ? AND i.deleting = 0",
+                                                          {c.instance}));
       if (rows.empty()) return ok();
       const InstanceRow inst = instance_from(rows[0]);
-      Json detail = {{"volume_bytes", inst.volume_gb * kGiB}};
-      if (used) detail["used_bytes"] = *used;
-      return record_event(tx, inst, low ? "storage.low" : "storage.ok",
-                          low ? "Storage is low: more than 90% of the volume is used."
-                              : "Storage is no longer low.",
-                          detail);
+      Json detail = Json::object();
+      if (c.server != c.instance) detail["member"] = c.server;
+      if (e.field == "storage_low") {
+        detail["volume_bytes"] = inst.volume_gb * kGiB;
+        if (auto used = integer_of(f, "disk_used_bytes")) detail["used_bytes"] = *used;
+      }
+      return record_event(tx, inst, std::string(starts ? e.start_type : e.end_type),
+                          std::string(starts ? e.start_text : e.end_text), detail);
     });
     if (!st) {
-      logger("database")->warn("storage watch: instance {}: {}", id, st.error().to_string());
+      logger("database")
+          ->warn("episode watch: instance {}: {}", c.instance, st.error().to_string());
     }
   }
 }
