@@ -12,7 +12,9 @@ PostgreSQL 15 / MariaDB 10.11 engines as the concord-db user). A tenant uses the
   refuses writes, and the API shows replica_of / replicas; databases and users cannot be changed
   on the replica; the primary cannot be deleted while it has replicas;
 * `instance promote` of the replica: it takes writes, the old primary follows it (read-only);
-* `instance detach` of the old primary: a standalone instance again, writable, not following.
+* `instance detach` of the old primary: a standalone instance again, writable, not following;
+* MariaDB: a replica whose replay fails (the tenant's root wrote a row on it that the primary
+  then writes too) is made anew by its agent, with no call, and the events feed says so.
 
 Needs root and the Debian packages of scripts/install-deps.sh; skips with the reason otherwise.
 """
@@ -199,6 +201,8 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
         p = engine.run(r_ip, "INSERT INTO items VALUES (3)")
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(engine.read_only_error, p.stderr)
+        extra = self.broken_replica_is_rebuilt(primary, p_ip, replica, r_ip) \
+            if engine is MariadbSql else []
         # A database made through the API on the primary appears on the replica.
         cli("database", "db", "create", primary, "extra")
         # (MariaDB shows the app user only the databases it has grants on.)
@@ -232,7 +236,8 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.eventually(lambda: (engine.run(r_ip, "INSERT INTO items VALUES (4)").returncode == 0,
                                  engine.run(r_ip, "SELECT 1").stderr),
                         "writes on the promoted replica", timeout=60)
-        self.eventually(lambda: (self.rows(engine, p_ip) == [1, 2, 4], self.rows(engine, p_ip)),
+        self.eventually(lambda: (self.rows(engine, p_ip) == sorted([1, 2, 4] + extra),
+                                 self.rows(engine, p_ip)),
                         "the old primary follows the new one")
         p = engine.run(p_ip, "INSERT INTO items VALUES (5)")
         self.assertNotEqual(p.returncode, 0)
@@ -250,8 +255,31 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
                                  engine.run(p_ip, "SELECT 1").stderr),
                         "writes on the detached instance", timeout=60)
         self.assertEqual(engine.run(r_ip, "INSERT INTO items VALUES (7)").returncode, 0)
-        self.assertEqual(self.rows(engine, p_ip), [1, 2, 4, 6])
-        self.assertEqual(self.rows(engine, r_ip), [1, 2, 4, 7])
+        self.assertEqual(self.rows(engine, p_ip), sorted([1, 2, 4, 6] + extra))
+        self.assertEqual(self.rows(engine, r_ip), sorted([1, 2, 4, 7] + extra))
+
+    def broken_replica_is_rebuilt(self, primary, p_ip, replica, r_ip):
+        """Root (READ ONLY ADMIN) writes row 11 on the replica, the primary writes 11 and 12:
+        the replica's replay stops at 11 and only a new copy gets it 12. Returns the rows
+        added."""
+        root = cli("database", "root", "enable", primary, "-f", "json")
+        on_replica = lambda sql: mariadb(r_ip, "root", root["password"], "shop", sql)  # noqa
+        self.eventually(lambda: (lambda q: (q.returncode == 0, q.stderr))(
+            on_replica("INSERT INTO items VALUES (11)")), "root writes on the replica")
+        self.assertEqual(MariadbSql.run(p_ip, "INSERT INTO items VALUES (11)").returncode, 0)
+        self.assertEqual(MariadbSql.run(p_ip, "INSERT INTO items VALUES (12)").returncode, 0)
+        self.eventually(lambda: (self.rows(MariadbSql, r_ip) == [1, 2, 11, 12],
+                                 self.rows(MariadbSql, r_ip)),
+                        "the replica made anew past the conflict", timeout=120)
+        self.wait_status("a", replica)
+
+        def events():
+            r = CLOUD.trove("a", "GET", "/instances/%s/events" % replica).json()
+            return [e["type"] for e in r["events"]]
+        self.eventually(lambda: (lambda t: ("replica.rebuilding" in t and "replica.rebuilt" in t,
+                                            t))(events()),
+                        "the rebuild in the events feed", timeout=60)
+        return [11, 12]
 
     def test_postgresql_replica_promote_detach(self):
         self.replica_flow(PostgresSql)

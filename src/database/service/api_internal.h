@@ -449,9 +449,9 @@ class DatabaseService::Impl {
   void meter_running(SystemTime now);
   // In meter_running's write: each completed backup metered before `due_before` (api_backups.cc).
   Status meter_backups(store::Tx& tx, int64_t now_us, int64_t due_before);
-  // The pass's watch of what the agents report: one event when an episode starts and one when
-  // it ends ("storage.low" / "storage.ok" while the detail says "storage low";
-  // "replica.rebuilding" / "replica.rebuilt" while it says rebuild=...).
+  // The watch of what the agents report (every 2 s, and in each pass): one event when an
+  // episode starts and one when it ends ("storage.low" / "storage.ok" while the detail says
+  // "storage low"; "replica.rebuilding" / "replica.rebuilt" while it says rebuild=...).
   void watch_episodes();
 
  public:
@@ -613,6 +613,10 @@ class DatabaseService::Impl {
   bool ops_stopping_ = false;      // guarded by ops_mu_
   std::mutex ops_pass_mu_;         // one pass at a time (the thread, the admin route)
   SystemTime last_meter_check_{};  // guarded by ops_pass_mu_ (meter_running)
+  // One watch_episodes at a time; by server id, the episodes (bits of kEpisodes) whose state
+  // the feed was last seen to reflect, so a watch with nothing new touches no store.
+  std::mutex episodes_mu_;
+  std::map<std::string, unsigned> episodes_seen_;  // guarded by episodes_mu_
   std::thread ops_thread_;
 };
 

@@ -1,6 +1,6 @@
 // Concord's operations extensions to the Trove API (docs/design/database.md, "Operations"):
 // deletion protection, the per-instance events feed, automated daily backups with retention,
-// the storage watch and per-instance metrics.
+// the episode watch (storage low, replica rebuilds) and per-instance metrics.
 //
 // Why this shape:
 //   * Everything the operations thread does goes through the same code paths as the tenant's
@@ -14,6 +14,9 @@
 //     deletes today's automated backup does not get it back the same day.
 //   * "now" is always clock_.now(): the schedule follows the service's clock (a FakeClock in
 //     tests); only the thread's wake-up interval is real time.
+#include <iterator>
+#include <set>
+
 #include "database/service/api_internal.h"
 
 namespace concord::database::service {
@@ -21,6 +24,8 @@ namespace {
 
 constexpr int64_t kMaxRetentionDays = 35;
 constexpr auto kOperationsInterval = std::chrono::seconds(30);
+// The episode watch runs more often: a replica's rebuild can start and end within a pass.
+constexpr auto kEpisodeWatchInterval = std::chrono::seconds(2);
 // Running instances and kept backups are metered at least this often (also at delete and
 // resize), so the ledger shows a long-lived resource's use before it ends.
 constexpr auto kMeterEvery = std::chrono::hours(1);
@@ -532,6 +537,24 @@ void DatabaseService::Impl::watch_episodes() {
   };
   // Which servers' reported state differs from their feed's: a read first, so a pass where
   // nothing changed takes no write lock.
+  auto episodes_in = [](const std::map<std::string, std::string>& f) {
+    unsigned bits = 0;
+    for (size_t i = 0; i < std::size(kEpisodes); ++i) {
+      if (f.contains(std::string(kEpisodes[i].field))) bits |= 1u << i;
+    }
+    return bits;
+  };
+  std::lock_guard watching(episodes_mu_);
+  std::erase_if(episodes_seen_, [&](const auto& e) { return !live->contains(e.first); });
+  std::vector<std::string> look;  // servers whose episodes changed since the last watch
+  for (const auto& [id, server] : *live) {
+    if (server.detail.empty()) continue;
+    auto seen = episodes_seen_.find(id);
+    if (seen == episodes_seen_.end() || seen->second != episodes_in(detail_fields(server.detail))) {
+      look.push_back(id);
+    }
+  }
+  if (look.empty()) return;
   std::vector<Change> changed;
   Status looked = store_.read([&](store::Tx& tx) -> Status {
     changed.clear();
@@ -539,9 +562,8 @@ void DatabaseService::Impl::watch_episodes() {
                              tx.query("SELECT member_id, instance_id FROM db_members"));
     std::map<std::string, std::string> instance_of;
     for (const store::Row& o : owners) instance_of[o.text(0)] = o.text(1);
-    for (const auto& [id, server] : *live) {
-      if (server.detail.empty()) continue;
-      const auto f = detail_fields(server.detail);
+    for (const std::string& id : look) {
+      const auto f = detail_fields(live->at(id).detail);
       auto owner = instance_of.find(id);
       const bool member = owner != instance_of.end() && owner->second != id;
       const std::string instance = member ? owner->second : id;
@@ -557,6 +579,7 @@ void DatabaseService::Impl::watch_episodes() {
     logger("database")->warn("episode watch: reading events: {}", looked.error().to_string());
     return;
   }
+  std::set<std::string> failed;  // looked at again by the next watch
   for (const Change& c : changed) {
     const auto f = detail_fields(live->at(c.server).detail);
     const Episode& e = *c.episode;
@@ -582,19 +605,29 @@ void DatabaseService::Impl::watch_episodes() {
     if (!st) {
       logger("database")
           ->warn("episode watch: instance {}: {}", c.instance, st.error().to_string());
+      failed.insert(c.server);
     }
+  }
+  for (const std::string& id : look) {
+    if (!failed.contains(id)) episodes_seen_[id] = episodes_in(detail_fields(live->at(id).detail));
   }
 }
 
 void DatabaseService::Impl::start_operations() {
   ops_thread_ = std::thread([this] {
     std::unique_lock lock(ops_mu_);
+    auto last_pass = std::chrono::steady_clock::now();
     while (!ops_stopping_) {
-      ops_cv_.wait_for(lock, kOperationsInterval, [&] { return ops_stopping_; });
+      ops_cv_.wait_for(lock, kEpisodeWatchInterval, [&] { return ops_stopping_; });
       if (ops_stopping_) break;
       lock.unlock();
       try {
-        operations_pass();
+        if (std::chrono::steady_clock::now() - last_pass >= kOperationsInterval) {
+          last_pass = std::chrono::steady_clock::now();
+          operations_pass();
+        } else {
+          watch_episodes();
+        }
       } catch (const std::exception& e) {
         logger("database")->error("operations pass: unexpected exception: {}", e.what());
       }
