@@ -299,6 +299,18 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
       << rows() << " " << driver_->status(rid)->detail;
   ASSERT_TRUE(on_primary("INSERT INTO t VALUES (5)").ok());
   EXPECT_TRUE(eventually([&] { return rows() == "5\n"; })) << rows();
+
+  // Stopped (the stop drops the marker: the round does not start it again) while half-way
+  // through a rebuild: the next start finishes it, since no revision counts as applied.
+  ASSERT_TRUE(detail::write_file_atomic(marker, "left by a killed agent").has_value());
+  ASSERT_TRUE(driver_->stop(rid, std::chrono::milliseconds(30000)).has_value());
+  EXPECT_FALSE(detail::path_exists(marker));
+  ASSERT_TRUE(detail::remove_tree(dir + "/data").has_value());
+  ASSERT_TRUE(detail::remove_tree(dir + "/applied_revision").has_value());
+  st = driver_->start(rid);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(eventually([&] { return streaming() && rows() == "5\n"; }))
+      << rows() << " " << driver_->status(rid)->detail;
 }
 
 TEST_F(DatabaseDriverTest, BadMetadataIsInvalidArgumentAndCreatesNothing) {

@@ -41,6 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <condition_variable>
 #include <filesystem>
@@ -403,7 +404,10 @@ class DatabaseDriver final : public Driver {
     CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(id));
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
     std::lock_guard busy(*lock_for(id));  // not in the middle of a replica's rebuild
-    return e->stop(config_of(id, s), grace);
+    CONCORD_RETURN_IF_ERROR(e->stop(config_of(id, s), grace));
+    // Stopped on purpose: a rebuild left unfinished is not resumed by the maintenance round
+    // (that would start it again); start() finishes it (prepare, start, apply rebuild).
+    return remove_tree(dir_for(id) + "/rebuilding");
   }
 
   Status reboot(std::string_view id, bool hard) override {
@@ -805,7 +809,11 @@ class DatabaseDriver final : public Driver {
   }
 
   void maintain_all() {
-    for (const std::string& id : list_instance_ids(root())) {
+    const std::vector<std::string> ids = list_instance_ids(root());
+    std::erase_if(broken_seen_, [&](const std::string& id) {
+      return std::find(ids.begin(), ids.end(), id) == ids.end();
+    });
+    for (const std::string& id : ids) {
       {
         std::lock_guard lock(maintenance_mu_);
         if (stopping_) return;

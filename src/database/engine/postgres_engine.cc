@@ -812,6 +812,9 @@ class PostgresEngine final : public Engine {
     log_->warn("postgresql {}: rebuilding from upstream {}: {}", config.id, spec.upstream_instance,
                why);
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    // Until the rebuild is done no revision counts as applied, so a start after an interrupted
+    // one applies the state again (which rebuilds) instead of running what prepare left.
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
     CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(10000)));
     const std::string old = p.dir + "/data.old";
     if (path_exists(p.data)) {
