@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "base/time_format.h"
 #include "compute/driver/util.h"
 #include "database/service/database_service.h"
+#include "http/metrics.h"
 #include "http/router.h"
 #include "service_test_fixture.h"
 #include "usage/usage_ledger.h"
@@ -614,6 +616,40 @@ TEST_F(DatabaseOperationsTest, ReplicaRebuildsAreRecordedOncePerEpisode) {
   EXPECT_EQ(count(types, "replica.rebuilt"), 1);
   EXPECT_EQ(types.back(), "replica.rebuilt");
   EXPECT_EQ(count(types, "storage.low"), 0) << "episodes are told apart";
+}
+
+TEST_F(DatabaseOperationsTest, PrometheusSeriesFollowWhatTheAgentReported) {
+  const std::string id = create_active();
+  http::Registry registry;
+  db_->register_metrics(registry);
+  auto series = [&](const std::string& family) {
+    std::string out;
+    std::istringstream lines(registry.render());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind(family + "{", 0) == 0 && line.find(id) != std::string::npos) {
+        out += line + "\n";
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(series("concord_database_replica_rebuilding"), "") << "no replica reported";
+
+  report_detail(id,
+                "state_revision=1; postgresql 15; disk_used_bytes=4096; healthy; role=replica; "
+                "streaming=1; lag_seconds=3");
+  EXPECT_NE(series("concord_database_instance_disk_used_bytes").find("} 4096"), std::string::npos)
+      << registry.render();
+  EXPECT_NE(series("concord_database_replication_lag_seconds").find("} 3"), std::string::npos)
+      << registry.render();
+  EXPECT_NE(series("concord_database_replica_rebuilding").find("} 0"), std::string::npos)
+      << registry.render();
+
+  report_detail(id,
+                "state_revision=0; postgresql 15; disk_used_bytes=0; not running; "
+                "rebuild=running");
+  EXPECT_NE(series("concord_database_replica_rebuilding").find("} 1"), std::string::npos)
+      << registry.render();
+  EXPECT_EQ(series("concord_database_replication_lag_seconds"), "") << registry.render();
 }
 
 TEST_F(DatabaseOperationsTest, DetailIsWrittenOnlyWhenItChanges) {

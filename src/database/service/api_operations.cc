@@ -725,29 +725,47 @@ void DatabaseService::Impl::register_metrics(http::Registry& registry) {
         }
         return v;
       }));
+  // Per member server that names its instance: `value(detail fields)`; nullopt leaves it out.
+  auto per_member = [snapshot](auto value) {
+    return [snapshot, value]() -> Series {
+      Snapshot snap = snapshot();
+      std::map<std::string, const InstanceRow*> by_id;
+      for (const InstanceRow& inst : snap.instances) by_id[inst.id] = &inst;
+      Series out;
+      for (const auto& [server_id, s] : snap.live) {
+        auto named = s.metadata.find(std::string(keys::kInstance));
+        if (named == s.metadata.end()) continue;
+        auto inst = by_id.find(named->second);
+        if (inst == by_id.end()) continue;
+        std::optional<double> v = value(detail_fields(s.detail));
+        if (!v) continue;
+        out.push_back({{{"instance", inst->second->id},
+                        {"project", inst->second->project_id},
+                        {"member", server_id}},
+                       *v});
+      }
+      return out;
+    };
+  };
   registry.gauge_family_fn(
       "concord_database_replication_lag_seconds",
       "Seconds a replica or standby member's replay is behind its upstream, as its agent last "
       "reported (only members that report it).",
-      [snapshot]() -> Series {
-        Snapshot snap = snapshot();
-        std::map<std::string, const InstanceRow*> by_id;
-        for (const InstanceRow& inst : snap.instances) by_id[inst.id] = &inst;
-        Series out;
-        for (const auto& [server_id, s] : snap.live) {
-          auto f = detail_fields(s.detail);
-          auto lag = integer_of(f, "lag_seconds");
-          auto named = s.metadata.find(std::string(keys::kInstance));
-          if (!lag || *lag < 0 || f["role"] != "replica" || named == s.metadata.end()) continue;
-          auto inst = by_id.find(named->second);
-          if (inst == by_id.end()) continue;
-          out.push_back({{{"instance", inst->second->id},
-                          {"project", inst->second->project_id},
-                          {"member", server_id}},
-                         static_cast<double>(*lag)});
-        }
-        return out;
-      });
+      per_member([](std::map<std::string, std::string> f) -> std::optional<double> {
+        auto lag = integer_of(f, "lag_seconds");
+        if (!lag || *lag < 0 || f["role"] != "replica") return std::nullopt;
+        return static_cast<double>(*lag);
+      }));
+  registry.gauge_family_fn(
+      "concord_database_replica_rebuilding",
+      "1 while a replica or standby member cannot go on from its upstream and its agent makes "
+      "it anew (reported rebuild=needed or running), 0 for the other replicas.",
+      per_member([](const std::map<std::string, std::string>& f) -> std::optional<double> {
+        if (f.contains("rebuild")) return 1.0;
+        auto role = f.find("role");
+        if (role != f.end() && role->second == "replica") return 0.0;
+        return std::nullopt;
+      }));
 }
 
 }  // namespace concord::database::service
