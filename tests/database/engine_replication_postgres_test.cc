@@ -147,11 +147,11 @@ class PostgresReplicationTest : public ::testing::Test {
 
   // A primary whose table t holds one row, and a replica of it.
   void pair_with_one_row(const InstanceConfig& p, const InstanceConfig& r) {
-  ASSERT_NO_FATAL_FAILURE(up(p));
-  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
-  auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
-  ASSERT_TRUE(w.ok()) << w.err;
-  ASSERT_NO_FATAL_FAILURE(make_replica(r, p));
+    ASSERT_NO_FATAL_FAILURE(up(p));
+    ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
+    auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
+    ASSERT_TRUE(w.ok()) << w.err;
+    ASSERT_NO_FATAL_FAILURE(make_replica(r, p));
   }
 
   detail::CommandResult app_sql(const InstanceConfig& c, const std::string& text) {

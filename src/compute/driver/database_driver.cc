@@ -854,18 +854,14 @@ class DatabaseDriver final : public Driver {
     if (auto resumed = read_file(marker)) {
       why = *resumed;
     } else {
-      if (!state.replication ||
-          state.replication->role != engine::ReplicationSpec::Role::kReplica) {
-        broken_seen_.erase(id);
-        return;
+      if (state.replication && state.replication->role == engine::ReplicationSpec::Role::kReplica) {
+        if (auto h = e.health(cfg); h && h->running) why = h->replication_broken;
       }
-      auto h = e.health(cfg);
-      if (!h || !h->running || h->replication_broken.empty()) {
+      if (why.empty()) {
         broken_seen_.erase(id);
         return;
       }
       if (broken_seen_.insert(id).second) return;  // again next round
-      why = h->replication_broken;
       if (Status w = write_file_atomic(marker, why); !w) {
         log_->warn("database instance {}: {}", id, w.error().to_string());
         return;

@@ -531,46 +531,43 @@ void DatabaseService::Impl::watch_episodes() {
                  {instance_id, std::string(e.start_type), std::string(e.end_type)}));
     return !last.empty() && last[0].text(0) == e.start_type;
   };
-  struct Change {
+  // A server whose episodes changed since the last watch: its detail, and its instance (the
+  // instance id its metadata names; an HA member's server id differs from it).
+  struct Look {
     std::string server, instance;
-    const Episode* episode;
-  };
-  // Which servers' reported state differs from their feed's: a read first, so a pass where
-  // nothing changed takes no write lock.
-  auto episodes_in = [](const std::map<std::string, std::string>& f) {
-    unsigned bits = 0;
-    for (size_t i = 0; i < std::size(kEpisodes); ++i) {
-      if (f.contains(std::string(kEpisodes[i].field))) bits |= 1u << i;
-    }
-    return bits;
+    std::map<std::string, std::string> fields;
+    unsigned episodes = 0;  // bits of kEpisodes present in `fields`
   };
   std::lock_guard watching(episodes_mu_);
   std::erase_if(episodes_seen_, [&](const auto& e) { return !live->contains(e.first); });
-  std::vector<std::string> look;  // servers whose episodes changed since the last watch
+  std::vector<Look> look;
   for (const auto& [id, server] : *live) {
     if (server.detail.empty()) continue;
-    auto seen = episodes_seen_.find(id);
-    if (seen == episodes_seen_.end() || seen->second != episodes_in(detail_fields(server.detail))) {
-      look.push_back(id);
+    Look l{id, id, detail_fields(server.detail)};
+    for (size_t i = 0; i < std::size(kEpisodes); ++i) {
+      if (l.fields.contains(std::string(kEpisodes[i].field))) l.episodes |= 1u << i;
     }
+    if (auto seen = episodes_seen_.find(id);
+        seen != episodes_seen_.end() && seen->second == l.episodes) {
+      continue;
+    }
+    if (auto named = server.metadata.find(std::string(keys::kInstance));
+        named != server.metadata.end()) {
+      l.instance = named->second;
+    }
+    look.push_back(std::move(l));
   }
   if (look.empty()) return;
-  std::vector<Change> changed;
+  // Which of them differ from their feed: a read first, so a watch that finds the feed already
+  // right takes no write lock.
+  std::vector<std::pair<const Look*, const Episode*>> changed;
   Status looked = store_.read([&](store::Tx& tx) -> Status {
     changed.clear();
-    CONCORD_ASSIGN_OR_RETURN(store::Rows owners,
-                             tx.query("SELECT member_id, instance_id FROM db_members"));
-    std::map<std::string, std::string> instance_of;
-    for (const store::Row& o : owners) instance_of[o.text(0)] = o.text(1);
-    for (const std::string& id : look) {
-      const auto f = detail_fields(live->at(id).detail);
-      auto owner = instance_of.find(id);
-      const bool member = owner != instance_of.end() && owner->second != id;
-      const std::string instance = member ? owner->second : id;
+    for (const Look& l : look) {
       for (const Episode& e : kEpisodes) {
-        if (member && !e.members) continue;
-        CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, instance, e));
-        if (f.contains(std::string(e.field)) != open) changed.push_back({id, instance, &e});
+        if (l.server != l.instance && !e.members) continue;
+        CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, l.instance, e));
+        if (l.fields.contains(std::string(e.field)) != open) changed.emplace_back(&l, &e);
       }
     }
     return ok();
@@ -580,36 +577,34 @@ void DatabaseService::Impl::watch_episodes() {
     return;
   }
   std::set<std::string> failed;  // looked at again by the next watch
-  for (const Change& c : changed) {
-    const auto f = detail_fields(live->at(c.server).detail);
-    const Episode& e = *c.episode;
-    const bool starts = f.contains(std::string(e.field));
+  for (const auto& [l, e] : changed) {
+    const bool starts = l->fields.contains(std::string(e->field));
     // The look and the insert share one write, so two servers' passes record it once.
     Status st = store_.write([&](store::Tx& tx) -> Status {
-      CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, c.instance, e));
+      CONCORD_ASSIGN_OR_RETURN(bool open, open_episode(tx, l->instance, *e));
       if (starts == open) return ok();  // another server's pass recorded it
       CONCORD_ASSIGN_OR_RETURN(store::Rows rows, tx.query(std::string(kInstanceSelect) +
                                                               "WHERE i.id = ? AND i.deleting = 0",
-                                                          {c.instance}));
+                                                          {l->instance}));
       if (rows.empty()) return ok();
       const InstanceRow inst = instance_from(rows[0]);
       Json detail = Json::object();
-      if (c.server != c.instance) detail["member"] = c.server;
-      if (e.field == "storage_low") {
+      if (l->server != l->instance) detail["member"] = l->server;
+      if (e->field == "storage_low") {
         detail["volume_bytes"] = inst.volume_gb * kGiB;
-        if (auto used = integer_of(f, "disk_used_bytes")) detail["used_bytes"] = *used;
+        if (auto used = integer_of(l->fields, "disk_used_bytes")) detail["used_bytes"] = *used;
       }
-      return record_event(tx, inst, std::string(starts ? e.start_type : e.end_type),
-                          std::string(starts ? e.start_text : e.end_text), detail);
+      return record_event(tx, inst, starts ? e->start_type : e->end_type,
+                          starts ? e->start_text : e->end_text, detail);
     });
     if (!st) {
       logger("database")
-          ->warn("episode watch: instance {}: {}", c.instance, st.error().to_string());
-      failed.insert(c.server);
+          ->warn("episode watch: instance {}: {}", l->instance, st.error().to_string());
+      failed.insert(l->server);
     }
   }
-  for (const std::string& id : look) {
-    if (!failed.contains(id)) episodes_seen_[id] = episodes_in(detail_fields(live->at(id).detail));
+  for (const Look& l : look) {
+    if (!failed.contains(l.server)) episodes_seen_[l.server] = l.episodes;
   }
 }
 
