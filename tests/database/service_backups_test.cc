@@ -385,13 +385,26 @@ TEST_F(DatabaseBackupTest, IncrementalChainDeletionAndUsage) {
   EXPECT_EQ(st.backup->parent_meta_json, R"({"lsn":"0/3000028"})");
   ASSERT_EQ(upload(incr, "incremental data", us_of(clock_.now())).status, 200);
 
-  // The parent stays while its child does.
+  // An incremental on top of the incremental, still running: the chain cannot go meanwhile,
+  // and nothing of it goes.
+  r = create_backup(inst, "incr2", {{"incremental", 1}});
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string incr2 = r.body["backup"]["id"];
+  EXPECT_EQ(r.body["backup"]["parent_id"], incr);
   r = trove(Method::kDelete, "/backups/" + full);
   EXPECT_EQ(r.status, 422) << r;
+  EXPECT_NE(r.body.dump().find(incr2), std::string::npos) << r;
+  EXPECT_EQ(trove(Method::kGet, "/backups/" + full).status, 200);
+  EXPECT_EQ(trove(Method::kGet, "/backups/" + incr).status, 200);
+  r = db_agent(Method::kPost, "/backups/" + incr2 + "/failed", R"({"reason": "disk full"})");
+  ASSERT_EQ(r.status, 204) << r;
+
+  // As Trove: deleting a backup deletes the incremental backups built on it, recursively.
   advance(std::chrono::hours(2));
-  EXPECT_EQ(trove(Method::kDelete, "/backups/" + incr).status, 202);
   EXPECT_EQ(trove(Method::kDelete, "/backups/" + full).status, 202);
   EXPECT_EQ(trove(Method::kGet, "/backups/" + full).status, 404);
+  EXPECT_EQ(trove(Method::kGet, "/backups/" + incr).status, 404);
+  EXPECT_EQ(trove(Method::kGet, "/backups/" + incr2).status, 404);
   // Their data went with them.
   r = db_agent(Method::kGet, "/backups/" + full + "/data");
   EXPECT_EQ(r.status, 404) << r;

@@ -260,6 +260,10 @@ class DatabaseBackupsTest(database_fixture.InstanceWaits, unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr + SRV.log_tail(40))
             self.assertEqual(last_line(p), rows, backup)
             cli("a", "database", "instance", "delete", rid)
+        # As Trove: deleting a backup deletes the incremental backups built on it.
+        cli("a", "database", "backup", "delete", full["id"])
+        for b in (full, inc1, inc2):
+            self.assertEqual(trove("a", "GET", "/backups/" + b["id"]).status, 404, b)
         cli("a", "database", "instance", "delete", iid)
 
     def test_mariadb_backup_and_restore(self):

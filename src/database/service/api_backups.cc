@@ -538,33 +538,42 @@ Status DatabaseService::Impl::meter_backups(store::Tx& tx, int64_t now_us, int64
   return ok();
 }
 
+// Trove's delete: the backup and, recursively, every incremental backup made on top of it
+// (they cannot be restored without it), all in one write; refused (422) while any of them runs.
 Result<Response> DatabaseService::Impl::delete_backup(Call& c) {
-  BackupRow b;
+  std::vector<BackupRow> gone;
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
-    CONCORD_ASSIGN_OR_RETURN(b, load_backup(tx, c.caller, c.param(1)));
-    if (running(b.status)) {
-      return fail(Code::kFailedPrecondition, "Backup '" + b.id + "' is still running (status " +
-                                                 b.status +
-                                                 "); delete it when it has completed or failed.");
+    gone.clear();
+    CONCORD_ASSIGN_OR_RETURN(BackupRow root, load_backup(tx, c.caller, c.param(1)));
+    gone.push_back(std::move(root));
+    for (size_t i = 0; i < gone.size(); ++i) {
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows children,
+          tx.query(std::string(kBackupSelect) + "WHERE b.parent_id = ? AND b.deleting = 0",
+                   {gone[i].id}));
+      for (const store::Row& r : children) gone.push_back(backup_from(r));
     }
-    CONCORD_ASSIGN_OR_RETURN(
-        store::Rows children,
-        tx.query("SELECT id FROM db_backups WHERE parent_id = ? AND deleting = 0", {b.id}));
-    if (!children.empty()) {
-      return fail(Code::kFailedPrecondition, "Backup '" + b.id +
-                                                 "' is the parent of incremental backup '" +
-                                                 children[0].text(0) + "'; delete that first.");
+    const int64_t now_us = to_us(clock_.now());
+    for (BackupRow& b : gone) {
+      if (running(b.status)) {
+        return fail(Code::kFailedPrecondition,
+                    "Backup '" + b.id + "' is still running (status " + b.status + ")" +
+                        (b.id == gone.front().id ? ""
+                                                 : ", on top of backup '" + gone.front().id + "'") +
+                        "; delete it when it has completed or failed.");
+      }
+      if (b.status == "COMPLETED") {
+        // Close the backup's storage interval (GiB-hours) in the same write.
+        BackupMeta m = meta_of(b.meta_json);
+        CONCORD_RETURN_IF_ERROR(meter_backup(tx, b, m, now_us, options_.region));
+      }
+      CONCORD_ASSIGN_OR_RETURN(int64_t n, tx.exec("DELETE FROM db_backups WHERE id = ?", {b.id}));
+      (void)n;
     }
-    if (b.status == "COMPLETED") {
-      // Close the backup's storage interval (GiB-hours) in the same write.
-      BackupMeta m = meta_of(b.meta_json);
-      CONCORD_RETURN_IF_ERROR(meter_backup(tx, b, m, to_us(clock_.now()), options_.region));
-    }
-    CONCORD_ASSIGN_OR_RETURN(int64_t n, tx.exec("DELETE FROM db_backups WHERE id = ?", {b.id}));
-    (void)n;
     return ok();
   }));
-  if (!b.sha256.empty() && backup_blobs_) {
+  for (const BackupRow& b : gone) {
+    if (b.sha256.empty() || !backup_blobs_) continue;
     bool referenced = true;
     Status st = store_.read([&](store::Tx& tx) -> Status {
       CONCORD_ASSIGN_OR_RETURN(
@@ -579,9 +588,9 @@ Result<Response> DatabaseService::Impl::delete_backup(Call& c) {
         logger("database")->warn("backup {}: removing its data: {}", b.id, rm.error().to_string());
       }
     }
+    logger("database")->info("backup {} of instance {} deleted", b.id, b.instance_id);
   }
-  prune_logs(b.instance_id);
-  logger("database")->info("backup {} of instance {} deleted", b.id, b.instance_id);
+  prune_logs(gone.front().instance_id);
   return Response::empty(202);
 }
 
