@@ -556,11 +556,11 @@ Result<Response> DatabaseService::Impl::delete_backup(Call& c) {
     const int64_t now_us = to_us(clock_.now());
     for (BackupRow& b : gone) {
       if (running(b.status)) {
-        return fail(Code::kFailedPrecondition,
-                    "Backup '" + b.id + "' is still running (status " + b.status + ")" +
-                        (b.id == gone.front().id ? ""
-                                                 : ", on top of backup '" + gone.front().id + "'") +
-                        "; delete it when it has completed or failed.");
+        return fail(
+            Code::kFailedPrecondition,
+            "Backup '" + b.id + "' is still running (status " + b.status + ")" +
+                (b.id == gone.front().id ? "" : ", on top of backup '" + gone.front().id + "'") +
+                "; delete it when it has completed or failed.");
       }
       if (b.status == "COMPLETED") {
         // Close the backup's storage interval (GiB-hours) in the same write.
