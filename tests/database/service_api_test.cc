@@ -651,6 +651,14 @@ TEST_F(DatabaseApiTest, RenameAndUnknownRoutes) {
   Reply r = trove(http::Method::kPatch, "/instances/" + id, {{"instance", {{"name", "renamed"}}}});
   ASSERT_EQ(r.status, 202) << r;
   EXPECT_EQ(trove(http::Method::kGet, "/instances/" + id).body["instance"]["name"], "renamed");
+  // Detaching an instance that is no replica: Trove's 400, and the rest of the body not applied.
+  for (const Json& detach : {Json(nullptr), Json("")}) {
+    r = trove(http::Method::kPut, "/instances/" + id,
+              {{"instance", {{"replica_of", detach}, {"name", "detached"}}}});
+    EXPECT_EQ(r.status, 400) << r;
+    EXPECT_NE(r.body.dump().find("is not a replica"), std::string::npos) << r;
+  }
+  EXPECT_EQ(trove(http::Method::kGet, "/instances/" + id).body["instance"]["name"], "renamed");
   r = trove(http::Method::kGet, "/instances/no-such-id");
   EXPECT_EQ(r.status, 404) << r;
   r = trove(http::Method::kGet, "/clusters");  // Trove clusters: not offered

@@ -249,6 +249,9 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
                 CLOUD.trove("a", "GET", "/instances/" + primary).json()["instance"]),
             "detached")
         self.wait_status("a", primary)
+        again = cli("database", "instance", "detach", primary, check=False)
+        self.assertNotEqual(again.returncode, 0)
+        self.assertIn("is not a replica", again.stderr)  # Trove's 400
         self.assertNotIn("replicas",
                          CLOUD.trove("a", "GET", "/instances/" + replica).json()["instance"])
         self.eventually(lambda: (engine.run(p_ip, "INSERT INTO items VALUES (6)").returncode == 0,

@@ -697,8 +697,22 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
               "detach."));
     }
   }
+  bool detach = false;
+  for (const char* key : {"replica_of", "slave_of"}) {
+    auto r = in.find(key);
+    if (r != in.end() && (r->is_null() || (r->is_string() && r->get<std::string>().empty()))) {
+      detach = true;
+    }
+  }
+  if (auto d = in.find("detach_replica"); d != in.end() && (d->is_null() || *d == true)) {
+    detach = true;
+  }
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
+    // As Trove: before anything else of the update is written.
+    if (detach && inst.replica_of.empty()) {
+      return fail(bad("Instance '" + inst.id + "' is not a replica."));
+    }
     if (configuration) {
       CONCORD_ASSIGN_OR_RETURN(new_revision, set_instance_configuration(tx, inst, *configuration));
     }
@@ -722,16 +736,6 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     (void)n;
     return ok();
   }));
-  bool detach = false;
-  for (const char* key : {"replica_of", "slave_of"}) {
-    auto r = in.find(key);
-    if (r != in.end() && (r->is_null() || (r->is_string() && r->get<std::string>().empty()))) {
-      detach = true;
-    }
-  }
-  if (auto d = in.find("detach_replica"); d != in.end() && (d->is_null() || *d == true)) {
-    detach = true;
-  }
   if (detach) CONCORD_RETURN_IF_ERROR(detach_replica(c, c.param(1)));
   if (access_changed) poke_endpoints();  // the endpoint takes the new access list now
   if (new_revision > 0) {

@@ -332,7 +332,7 @@ Status DatabaseService::Impl::detach_replica(const Call& c, const std::string& i
   std::string primary;
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, id));
-    if (inst.replica_of.empty()) return ok();  // nothing to detach (Trove answers 202 too)
+    if (inst.replica_of.empty()) return ok();  // detached meanwhile (update_instance checked)
     primary = inst.replica_of;
     CONCORD_RETURN_IF_ERROR(carry_rows(tx, primary, inst.id, true));
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
