@@ -493,6 +493,31 @@ TEST_F(DatabaseApiTest, DatabasesUsersAccessAndRootRewriteTheDesiredState) {
   r = trove(http::Method::kGet, base + "/users/bob@%25");
   ASSERT_EQ(r.status, 200) << r;
   EXPECT_EQ(r.body["user"]["host"], "%");
+  // Hosts and character sets given explicitly (troveclient's --host, a database's
+  // character_set/collate) are read whole: each was once compared between two copies.
+  r = trove(http::Method::kPost, base + "/users",
+            {{"users",
+              Json::array({{{"name", "carol"}, {"password", "carol-pw-1"}, {"host", "%"}},
+                           {{"name", "dave"}, {"password", "dave-pw-1"}, {"host", "10.0.0.%"}}})}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(trove(http::Method::kGet, base + "/users/dave@10.0.0.%25").body["user"]["host"],
+            "10.0.0.%");
+  r = trove(
+      http::Method::kPost, base + "/users",
+      {{"users",
+        Json::array({{{"name", "erin"}, {"password", "erin-pw-1"}, {"host", "10.0.0.1; DROP"}}})}});
+  EXPECT_EQ(r.status, 400) << r;
+  r = trove(http::Method::kPost, base + "/databases",
+            {{"databases",
+              Json::array({{{"name", "latin"}, {"character_set", "UTF8"}, {"collate", "C"}}})}});
+  ASSERT_EQ(r.status, 202) << r;
+  r = trove(http::Method::kPost, base + "/databases",
+            {{"databases", Json::array({{{"name", "odd"}, {"character_set", "UTF8'; --"}}})}});
+  EXPECT_EQ(r.status, 400) << r;
+  for (const char* extra : {"carol", "dave@10.0.0.%25"}) {
+    ASSERT_EQ(trove(http::Method::kDelete, base + "/users/" + extra).status, 202) << extra;
+  }
+  ASSERT_EQ(trove(http::Method::kDelete, base + "/databases/latin").status, 202);
   st = state_of(id);
   ASSERT_EQ(st.users.size(), 2u);
   const std::string old_verifier = st.users[1].verifier;

@@ -329,7 +329,8 @@ Result<http::Response> create_group(NovaApi& api, NovaApi::Call& call) {
           n = v.get<int64_t>();
         } else if (v.is_string() && !v.get<std::string>().empty() &&
                    v.get<std::string>().size() < 10 &&
-                   std::all_of(v.get<std::string>().begin(), v.get<std::string>().end(),
+                   std::all_of(v.get_ref<const std::string&>().begin(),
+                               v.get_ref<const std::string&>().end(),
                                [](char c) { return c >= '0' && c <= '9'; })) {
           n = std::stoll(v.get<std::string>());
         } else {

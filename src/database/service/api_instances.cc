@@ -271,10 +271,14 @@ Result<std::vector<engine::DatabaseSpec>> DatabaseService::Impl::parse_databases
     for (const char* field : {"character_set", "collate"}) {
       auto it = d.find(field);
       if (it == d.end() || it->is_null()) continue;
-      if (!it->is_string() || it->get<std::string>().size() > 64 ||
-          !std::all_of(it->get<std::string>().begin(), it->get<std::string>().end(), [](char ch) {
-            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
-          })) {
+      // get_ref: get<std::string>() returns a copy, and two copies' begin() and end() would
+      // belong to different strings.
+      if (!it->is_string() || it->get_ref<const std::string&>().size() > 64 ||
+          !std::all_of(it->get_ref<const std::string&>().begin(),
+                       it->get_ref<const std::string&>().end(), [](char ch) {
+                         return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' ||
+                                ch == '-';
+                       })) {
         return fail(bad(std::string("'") + field + "' of database '" + name +
                         "' must be up to 64 letters, digits, '_' or '-'"));
       }
@@ -313,14 +317,16 @@ Result<std::vector<NewUser>> DatabaseService::Impl::parse_users(const Json& list
 Result<std::string> DatabaseService::Impl::parse_host(const Json& u) {
   auto it = u.find("host");
   if (it == u.end() || it->is_null()) return std::string("%");
-  if (!it->is_string() || it->get<std::string>().empty() || it->get<std::string>().size() > 60 ||
-      !std::all_of(it->get<std::string>().begin(), it->get<std::string>().end(), [](char ch) {
+  // One copy: get<std::string>() returns by value, so two calls' begin() and end() would
+  // belong to different strings.
+  const std::string host = it->is_string() ? it->get<std::string>() : std::string();
+  if (host.empty() || host.size() > 60 || !std::all_of(host.begin(), host.end(), [](char ch) {
         return std::isalnum(static_cast<unsigned char>(ch)) || ch == '%' || ch == '.' ||
                ch == '-' || ch == '_' || ch == ':';
       })) {
     return fail(bad("'host' must be up to 60 letters, digits, '%', '.', ':', '-' or '_'"));
   }
-  return it->get<std::string>();
+  return host;
 }
 
 // [{"name": ...}, ...] -> names (deduplicated, in order).

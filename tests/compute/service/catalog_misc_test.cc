@@ -76,6 +76,11 @@ TEST_F(MiscTest, ServerGroupShapesPerVersion) {
   EXPECT_EQ(keys_of(g264),
             sorted({"id", "name", "policy", "rules", "members", "project_id", "user_id"}));
   EXPECT_EQ(g264["rules"], Json({{"max_server_per_host", 2}}));
+  // Nova's positive_integer takes digits in a string too.
+  Json digits =
+      group({{"name", "d"}, {"policy", "anti-affinity"}, {"rules", {{"max_server_per_host", "3"}}}},
+            member1_, "2.64");
+  EXPECT_EQ(digits["rules"], Json({{"max_server_per_host", 3}})) << digits;
   Reply old_view = get("/v2.1/os-server-groups/" + g264["id"].get<std::string>(), member1_, "2.1");
   EXPECT_EQ(old_view.body["server_group"]["policies"], Json({"anti-affinity"}));
   Json plain = group({{"name", "p"}, {"policy", "soft-affinity"}}, member1_, "2.64");
