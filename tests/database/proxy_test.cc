@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -460,6 +461,88 @@ TEST_F(ProxyTest, SetBackendMovesNewTransactionsToTheNewServer) {
   auto s = connect(sp->port());
   ASSERT_EQ(PQstatus(s.get()), CONNECTION_OK) << PQerrorMessage(s.get());
   EXPECT_EQ(one(s.get(), "SHOW port"), std::to_string(port2));
+}
+
+// PROXY protocol v1 in session mode (what MariaDB's proxy_protocol_networks reads), on a plain
+// TCP backend: the line comes first and names the client's own source address and the address
+// it connected to; without the option the backend sees the client's bytes only.
+TEST(ProxyHeaderTest, SessionModeNamesTheClientToTheBackendFirst) {
+  EXPECT_EQ(*proxy_v1_header({"10.0.0.7", 51000}, {"127.77.0.3", 3306}),
+            "PROXY TCP4 10.0.0.7 127.77.0.3 51000 3306\r\n");
+  EXPECT_EQ(*proxy_v1_header({"::ffff:10.0.0.7", 51000}, {"::ffff:127.0.0.1", 3306}),
+            "PROXY TCP4 10.0.0.7 127.0.0.1 51000 3306\r\n");
+  EXPECT_EQ(*proxy_v1_header({"2001:db8::7", 1}, {"127.0.0.1", 2}),
+            "PROXY TCP6 2001:db8::7 ::ffff:127.0.0.1 1 2\r\n");
+  EXPECT_FALSE(proxy_v1_header({"db.example", 1}, {"127.0.0.1", 2}));
+
+  auto listen_on = [](const char* ip) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, ip, &a.sin_addr);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd, 4), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    return std::pair<int, uint16_t>(fd, ntohs(a.sin_port));
+  };
+  // Reads what the backend got until `want` bytes or 5 s.
+  auto read_some = [](int fd, size_t want) {
+    std::string got;
+    char buf[256];
+    for (int i = 0; i < 50 && got.size() < want; ++i) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got;
+  };
+  // A MySQL-like backend: it speaks first.
+  for (bool header : {true, false}) {
+    SCOPED_TRACE(header ? "with the header" : "without");
+    auto [backend_fd, backend_port] = listen_on("127.0.0.1");
+    ProxyOptions o;
+    o.listen_host = "127.0.0.1";
+    o.backend = {"127.0.0.1", backend_port};
+    o.mode = PoolMode::kSession;
+    o.proxy_protocol = header;
+    auto proxy = Proxy::create(o);
+    ASSERT_TRUE(proxy) << proxy.error().to_string();
+    ASSERT_TRUE((*proxy)->start());
+
+    // The client connects from a source address of its own, as a remote one would.
+    int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.5", &src.sin_addr);
+    ASSERT_EQ(::bind(client, reinterpret_cast<sockaddr*>(&src), sizeof src), 0);
+    socklen_t len = sizeof src;
+    ::getsockname(client, reinterpret_cast<sockaddr*>(&src), &len);
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons((*proxy)->port());
+    ::inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 0);
+
+    const std::string line = "PROXY TCP4 127.0.0.5 127.0.0.1 " +
+                             std::to_string(ntohs(src.sin_port)) + " " +
+                             std::to_string((*proxy)->port()) + "\r\n";
+    int server = ::accept(backend_fd, nullptr, nullptr);
+    ASSERT_GE(server, 0);
+    if (header) {
+      EXPECT_EQ(read_some(server, line.size()), line);
+    }
+    ASSERT_EQ(::send(server, "greeting", 8, 0), 8);
+    EXPECT_EQ(read_some(client, 8), "greeting");
+    ASSERT_EQ(::send(client, "hello", 5, 0), 5);
+    EXPECT_EQ(read_some(server, 5), "hello") << "nothing but the client's bytes after it";
+    ::close(server);
+    ::close(client);
+    ::close(backend_fd);
+    (*proxy)->stop();
+  }
 }
 
 // ReadWatch (read_watch.h) leans on Asio's reactor internals: what the proxy relies on, on a

@@ -214,6 +214,33 @@ class DatabaseInstancesTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.eventually(lambda: (lambda q: (q.returncode != 0, q))(
             mariadb(ip, "bob", "Bob-pw-2", "orders", "SELECT 1")), "bob's login refused")
 
+        # An account limited to a host (troveclient's --host): the engine sees the client's own
+        # address through the endpoint (its PROXY header), not the endpoint's.
+        cli("a", "database", "user", "create", iid, "near", "Near-pw-3", "--databases", "shop",
+            "--host", "127.0.0.5")
+        self.assertEqual(
+            cli("a", "database", "user", "show", iid, "near", "--host", "127.0.0.5", "-f",
+                "json")["host"], "127.0.0.5")
+
+        def login_from(source):
+            import pymysql  # Debian's python3-pymysql: the mariadb client cannot bind a source
+            try:
+                c = pymysql.connect(host=ip, user="near", password="Near-pw-3", database="shop",
+                                    bind_address=source, ssl={"check_hostname": False},
+                                    connect_timeout=10)
+            except pymysql.MySQLError as e:
+                return str(e)
+            try:
+                cur = c.cursor()
+                cur.execute("SELECT USER()")
+                return cur.fetchone()[0]
+            finally:
+                c.close()
+        self.eventually(lambda: (lambda u: (u == "near@127.0.0.5", u))(login_from("127.0.0.5")),
+                        "near logs in from its host")
+        refused = login_from("127.0.0.1")
+        self.assertIn("Access denied for user 'near'@'127.0.0.1'", refused)
+
         r = trove("b", "GET", "/instances/" + iid)
         self.assertEqual(r.status, 404, r)
         self.delete_and_check_gone(iid)

@@ -52,6 +52,13 @@ struct EngineOptions {
   // of the volume, because a replica resumes from its upstream's binlogs (mariadb_backup.cc,
   // purge_boundary). Zero: purge what is shipped at once (tests).
   std::chrono::seconds binlog_keep{600};
+  // MariaDB: the networks whose connections may begin with a PROXY protocol header naming the
+  // real client (proxy_protocol_networks): the stable endpoints send one, so accounts limited
+  // to hosts ('app'@'10.0.0.%') see the client, not the endpoint. "*": any, as the endpoints
+  // may connect from any of the server's addresses; an engine's own address is for endpoints
+  // and replicas only (the operator's network keeps tenants to the endpoint addresses, as
+  // access.allowed_cidrs needs anyway). Comma-separated addresses or CIDRs; empty: none.
+  std::string proxy_networks = "*";
 };
 
 struct InstanceConfig {

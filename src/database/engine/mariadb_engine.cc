@@ -167,6 +167,7 @@ class MariadbEngine final : public Engine {
         "innodb_buffer_pool_size = {}M\n"
         "max_connections = 100\n"
         "skip-name-resolve\n"
+        "proxy-protocol-networks = {}\n"
         "character-set-server = utf8mb4\n"
         "collation-server = utf8mb4_general_ci\n"
         "!include {}\n"  // binary logs for point-in-time restore (mariadb_backup.cc)
@@ -176,8 +177,9 @@ class MariadbEngine final : public Engine {
         // Last, so the configuration group's values win over the defaults above.
         "!include {}\n",
         config.id, p.data, p.sock, p.server_pid, p.tmp, config.address, config.port, p.log,
-        p.tls + "/server.crt", p.tls + "/server.key", pool_mb, p.dir + "/concord_binlog.cnf",
-        p.dir + "/concord_replication.cnf", p.dir + "/concord_role.cnf", params_path(p));
+        p.tls + "/server.crt", p.tls + "/server.key", pool_mb, options_.proxy_networks,
+        p.dir + "/concord_binlog.cnf", p.dir + "/concord_replication.cnf",
+        p.dir + "/concord_role.cnf", params_path(p));
     if (!path_exists(params_path(p))) {
       CONCORD_RETURN_IF_ERROR(write_file_atomic(params_path(p), params_text({}), 0600, user));
     }
@@ -221,7 +223,7 @@ class MariadbEngine final : public Engine {
         continue;
       }
       if (path_exists(p.sock)) {
-        auto r = admin(p, "SELECT 1", milliseconds(5000));
+        auto r = admin(p, probe_sql(), milliseconds(5000));
         if (r) return ok();
         last_error = r.error().message();
       }
@@ -373,6 +375,14 @@ class MariadbEngine final : public Engine {
     return ok();
   }
 
+  // The query start() and health() ask the server: it also states the runtime setting my.cnf
+  // has, so an engine that runs since before my.cnf said so (started by an earlier agent)
+  // takes it at the next health check.
+  std::string probe_sql() const {
+    return "SET GLOBAL proxy_protocol_networks = " + mdb_literal(options_.proxy_networks) +
+           "; SELECT 1";
+  }
+
   Result<Health> health(const InstanceConfig& config) override {
     CONCORD_RETURN_IF_ERROR(validate_config(config));
     Paths p(config.dir);
@@ -385,7 +395,7 @@ class MariadbEngine final : public Engine {
       h.detail = "mariadb is not running";
       return h;
     }
-    auto r = admin(p, "SELECT 1", milliseconds(5000));
+    auto r = admin(p, probe_sql(), milliseconds(5000));
     h.healthy = r.has_value();
     h.detail = h.healthy ? fmt::format("mariadb pid {}", pid) : r.error().message();
     h.restart_required = !pending_restart(p, config).empty();
@@ -847,6 +857,14 @@ Result<std::unique_ptr<Engine>> make_mariadb_engine(const EngineOptions& options
   }
   if (options.start_timeout.count() < 1) {
     return fail(Code::kInvalidArgument, "mariadb engine: start_timeout must be positive");
+  }
+  // It goes into my.cnf and a SET GLOBAL: addresses, CIDRs, commas or "*" only.
+  if (options.proxy_networks.find_first_not_of("0123456789abcdefABCDEF.:/,*") !=
+      std::string::npos) {
+    return fail(Code::kInvalidArgument,
+                "mariadb engine: proxy_networks must be comma-separated addresses or CIDRs, or "
+                "'*': " +
+                    options.proxy_networks);
   }
   return std::unique_ptr<Engine>(std::make_unique<MariadbEngine>(options));
 }

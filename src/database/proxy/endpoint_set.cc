@@ -35,7 +35,8 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
     if (it != running_.end()) {
       Running& r = it->second;
       if (r.spec.listen_host == spec.listen_host && r.spec.listen_port == spec.listen_port &&
-          r.spec.mode == spec.mode && r.spec.allowed_cidrs == spec.allowed_cidrs) {
+          r.spec.mode == spec.mode && r.spec.allowed_cidrs == spec.allowed_cidrs &&
+          r.spec.proxy_protocol == spec.proxy_protocol) {
         if (r.spec.backend != spec.backend) {
           r.proxy->set_backend(spec.backend);
           logger("database")
@@ -46,8 +47,8 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
         r.spec = spec;
         continue;
       }
-      // Another listener, mode or access list: a new proxy (clients of the old one reconnect,
-      // and a client the new list refuses is gone at once).
+      // Another listener, mode, access list or header: a new proxy (clients of the old one
+      // reconnect, and a client the new list refuses is gone at once).
       r.proxy->stop();
       running_.erase(it);
     }
@@ -58,6 +59,7 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
     o.mode = spec.mode;
     o.verifiers = spec.verifiers;
     o.allowed_cidrs = spec.allowed_cidrs;
+    o.proxy_protocol = spec.proxy_protocol;
     Result<std::unique_ptr<Proxy>> made = Proxy::create(std::move(o));
     if (made) {
       if (Status started = (*made)->start(); !started) made = std::unexpected(started.error());

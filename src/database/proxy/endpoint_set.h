@@ -32,6 +32,7 @@ struct EndpointSpec {
   PoolMode mode = PoolMode::kSession;
   std::map<std::string, std::string> verifiers;  // transaction mode: user -> SCRAM verifier
   std::vector<std::string> allowed_cidrs;        // empty: any client address
+  bool proxy_protocol = false;                   // session mode: ProxyOptions::proxy_protocol
   bool operator==(const EndpointSpec&) const = default;
 };
 

@@ -353,17 +353,7 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
     p.track_splice(self->id_, self);
     p.clients_active++;
     Endpoint b = p.current_backend();
-    error_code ec;
-    auto addr = asio::ip::make_address(b.host, ec);
-    if (!ec) {
-      asio::steady_timer timer(p.io());
-      timer.expires_after(p.options().connect_timeout);
-      timer.async_wait([self](error_code e) {
-        if (!e) self->close();
-      });
-      co_await self->server_.async_connect(tcp::endpoint(addr, b.port), ec_token(ec));
-      timer.cancel();
-    }
+    error_code ec = co_await self->connect(b, p.options().proxy_protocol);
     if (ec || !self->server_.is_open()) {
       // No protocol-level reply is possible here: the client may be mid-TLS negotiation.
       logger("database.proxy")
@@ -391,6 +381,34 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
   }
 
  private:
+  // Connects server_ to `b` within the connect timeout, then (with `header`) writes the PROXY
+  // line naming the client.
+  awaitable<error_code> connect(const Endpoint& b, bool header) {
+    ProxyImpl& p = proxy_;
+    error_code ec;
+    auto addr = asio::ip::make_address(b.host, ec);
+    if (ec) co_return ec;
+    server_ = tcp::socket(p.io());
+    asio::steady_timer timer(p.io());
+    timer.expires_after(p.options().connect_timeout);
+    auto self = shared_from_this();
+    timer.async_wait([self](error_code e) {
+      if (!e) self->close();
+    });
+    co_await server_.async_connect(tcp::endpoint(addr, b.port), ec_token(ec));
+    timer.cancel();
+    if (ec || !header) co_return ec;
+    const tcp::endpoint from = client_.remote_endpoint(ec);
+    if (ec) co_return ec;  // the client is gone already
+    const tcp::endpoint to = client_.local_endpoint(ec);
+    if (ec) co_return ec;
+    Result<std::string> line = proxy_v1_header({from.address().to_string(), from.port()},
+                                               {to.address().to_string(), to.port()});
+    if (!line) co_return asio::error::invalid_argument;
+    co_await write_all(server_, *line, ec);
+    co_return ec;
+  }
+
   // Waits through a ReadWatch, then reads once: each side mostly waits for the other's answer,
   // so the read Asio's async_read_some tries before it waits nearly always said EAGAIN (one
   // system call per hop, two per transaction).
@@ -1550,6 +1568,34 @@ Result<Endpoint> parse_endpoint(std::string_view text) {
                 "endpoint '" + std::string(text) + "' needs a numeric IP address");
   }
   return Endpoint{host, static_cast<uint16_t>(std::stoi(port))};
+}
+
+Result<std::string> proxy_v1_header(const Endpoint& client, const Endpoint& local) {
+  error_code ec1, ec2;
+  asio::ip::address a = asio::ip::make_address(client.host, ec1);
+  asio::ip::address b = asio::ip::make_address(local.host, ec2);
+  if (ec1 || ec2) {
+    return fail(Code::kInvalidArgument,
+                "PROXY header: not numeric addresses: " + client.host + ", " + local.host);
+  }
+  // A v4-mapped IPv6 address is the IPv4 client of a dual-stack listener.
+  auto plain = [](asio::ip::address x) {
+    if (x.is_v6() && x.to_v6().is_v4_mapped()) {
+      return asio::ip::address(asio::ip::make_address_v4(asio::ip::v4_mapped, x.to_v6()));
+    }
+    return x;
+  };
+  a = plain(a);
+  b = plain(b);
+  if (a.is_v4() && b.is_v4()) {
+    return "PROXY TCP4 " + a.to_string() + " " + b.to_string() + " " + std::to_string(client.port) +
+           " " + std::to_string(local.port) + "\r\n";
+  }
+  auto v6 = [](const asio::ip::address& x) {
+    return x.is_v6() ? x.to_v6() : asio::ip::make_address_v6(asio::ip::v4_mapped, x.to_v4());
+  };
+  return "PROXY TCP6 " + v6(a).to_string() + " " + v6(b).to_string() + " " +
+         std::to_string(client.port) + " " + std::to_string(local.port) + "\r\n";
 }
 
 Result<PoolMode> parse_pool_mode(std::string_view text) {

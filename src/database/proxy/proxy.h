@@ -41,6 +41,11 @@ struct Endpoint {
 enum class PoolMode { kSession, kTransaction };
 [[nodiscard]] Result<PoolMode> parse_pool_mode(std::string_view text);
 
+// The PROXY protocol v1 line (haproxy's proxy-protocol.txt, section 2.1) for a TCP connection
+// from `client` to `local`: "PROXY TCP4 192.0.2.7 198.51.100.1 51000 3306\r\n" (TCP6 when
+// either is IPv6, both written as IPv6 then); kInvalidArgument for non-numeric addresses.
+[[nodiscard]] Result<std::string> proxy_v1_header(const Endpoint& client, const Endpoint& local);
+
 // An IPv4 CIDR ("192.0.2.0/24"; a bare address is /32) as (network, mask), host order;
 // kInvalidArgument otherwise.
 [[nodiscard]] Result<std::pair<uint32_t, uint32_t>> parse_cidr(std::string_view text);
@@ -61,6 +66,11 @@ struct ProxyOptions {
   // Client addresses allowed to connect, as IPv4 CIDRs ("10.0.0.0/8"); empty: any. Others are
   // closed at once, before a byte is read (Trove's access.allowed_cidrs).
   std::vector<std::string> allowed_cidrs;
+  // Session mode: begin each backend connection with a PROXY protocol v1 line naming the
+  // client's address and the address it connected to, so an engine that reads it (MariaDB's
+  // proxy_protocol_networks) sees the client, not the proxy: accounts limited to hosts
+  // ('app'@'10.0.0.%') then work through the endpoint.
+  bool proxy_protocol = false;
   std::chrono::milliseconds connect_timeout{5000};      // TCP connect + login to the backend
   std::chrono::milliseconds login_timeout{15000};       // client startup + authentication
   std::chrono::milliseconds query_wait_timeout{30000};  // waiting for a pooled connection

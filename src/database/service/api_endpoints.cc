@@ -106,6 +106,9 @@ void DatabaseService::Impl::refresh_endpoints() {
       e.listen_port = static_cast<uint16_t>(inst.port);
       e.backend = {engine_address_of(inst), static_cast<uint16_t>(inst.port)};
       e.allowed_cidrs = inst.allowed_cidrs;
+      // MariaDB reads who the client is from it (EngineOptions::proxy_networks), so accounts
+      // limited to hosts work through the endpoint. PostgreSQL has no such header.
+      e.proxy_protocol = inst.engine == "mariadb";
       if (inst.endpoint_mode == "transaction" && inst.engine == "postgresql") {
         e.mode = proxy::PoolMode::kTransaction;
         // The logins the engine knows: the group's users (a replica's come from its primary)
