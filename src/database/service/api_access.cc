@@ -240,7 +240,7 @@ Result<Response> DatabaseService::Impl::update_user(Call& c) {
       }
     }
     if (in.contains("host")) {
-      CONCORD_ASSIGN_OR_RETURN(next.host, parse_host(in));
+      CONCORD_ASSIGN_OR_RETURN(next.host, parse_host(in, inst.engine));
     }
     if (in.contains("password")) {
       CONCORD_ASSIGN_OR_RETURN(std::string pw, string_field(in, "password", "user"));

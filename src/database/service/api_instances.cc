@@ -302,7 +302,7 @@ Result<std::vector<NewUser>> DatabaseService::Impl::parse_users(const Json& list
     CONCORD_RETURN_IF_ERROR(check_name(engine, NameKind::kUser, n.name));
     CONCORD_ASSIGN_OR_RETURN(n.password, string_field(u, "password", "user '" + n.name + "'"));
     CONCORD_RETURN_IF_ERROR(check_password(n.password));
-    CONCORD_ASSIGN_OR_RETURN(n.host, parse_host(u));
+    CONCORD_ASSIGN_OR_RETURN(n.host, parse_host(u, engine));
     if (!seen.insert(n.name).second) {
       return fail(bad("User '" + n.name + "' appears more than once in the request."));
     }
@@ -314,7 +314,7 @@ Result<std::vector<NewUser>> DatabaseService::Impl::parse_users(const Json& list
   return out;
 }
 
-Result<std::string> DatabaseService::Impl::parse_host(const Json& u) {
+Result<std::string> DatabaseService::Impl::parse_host(const Json& u, const std::string& engine) {
   auto it = u.find("host");
   if (it == u.end() || it->is_null()) return std::string("%");
   // One copy: get<std::string>() returns by value, so two calls' begin() and end() would
@@ -325,6 +325,11 @@ Result<std::string> DatabaseService::Impl::parse_host(const Json& u) {
                ch == '-' || ch == '_' || ch == ':';
       })) {
     return fail(bad("'host' must be up to 60 letters, digits, '%', '.', ':', '-' or '_'"));
+  }
+  if (engine == "postgresql" && host != "%") {
+    return fail(bad("PostgreSQL users take no host ('" + host +
+                    "'): every address may log in; limit the addresses with the instance's "
+                    "access.allowed_cidrs."));
   }
   return host;
 }

@@ -517,7 +517,9 @@ class DatabaseService::Impl {
   Result<std::vector<engine::DatabaseSpec>> parse_databases(const Json& list,
                                                             const std::string& engine);
   Result<std::vector<NewUser>> parse_users(const Json& list, const std::string& engine);
-  static Result<std::string> parse_host(const Json& u);
+  // A user's "host" ("%" when absent). PostgreSQL takes none but "%": its engine sees the
+  // endpoint's address, never the client's (docs/design/database.md, "Endpoints").
+  static Result<std::string> parse_host(const Json& u, const std::string& engine);
   static Result<std::vector<std::string>> parse_refs(const Json& list);
   int port_for(const std::string& engine) const;
   Result<int64_t> volume_size(const Json& v) const;
