@@ -596,6 +596,10 @@ Status run_server(const config::Config& c, bool bootstrap) {
   database_options.port_postgresql = static_cast<int>(c.integer("database.port_postgresql"));
   database_options.port_mariadb = static_cast<int>(c.integer("database.port_mariadb"));
   database_options.max_volume_gb = c.integer("database.max_volume_gb");
+  database_options.quota_instances = c.integer("database.quota_instances");
+  database_options.quota_volumes_gb = c.integer("database.quota_volumes_gb");
+  database_options.quota_backups = c.integer("database.quota_backups");
+  database_options.quota_ram_mb = c.integer("database.quota_ram_mb");
   database_options.apply_wait = std::chrono::milliseconds(c.integer("database.apply_wait_ms"));
   database_options.region = c.str("identity.region");
   database_options.public_url = c.str("server.public_url");

@@ -226,6 +226,20 @@ const std::vector<Option>& options() {
        "Port MariaDB instances listen on at their own address.", 1, 65535},
       {"database.max_volume_gb", Type::kInt, "100",
        "Largest volume size (GB) a database instance may ask for (400 beyond).", 1, 1 << 20},
+      {"database.quota_instances", Type::kInt, "10",
+       "Database instances a project may hold unless an admin set its own (Trove's "
+       "max_instances_per_tenant; -1: unlimited).",
+       -1, 1 << 30},
+      {"database.quota_volumes_gb", Type::kInt, "40",
+       "GB of database volumes a project may hold (an HA instance's standby counts too).", -1,
+       1 << 30},
+      {"database.quota_backups", Type::kInt, "50",
+       "Database backups a project may hold (automated ones count but are bounded by their "
+       "retention).",
+       -1, 1 << 30},
+      {"database.quota_ram_mb", Type::kInt, "-1",
+       "MB of RAM a project's database instances may hold (-1: unlimited, as Trove's default).", -1,
+       1 << 30},
       {"database.endpoints", Type::kBool, "true",
        "Serve each database instance's address from a proxy in the server, the engine listening "
        "on a second address of the pool (stable endpoints; transaction pooling). false: the engine "

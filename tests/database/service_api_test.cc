@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "base/json.h"
 #include "compute/driver/database_keys.h"
@@ -689,6 +690,71 @@ TEST_F(DatabaseApiTest, RestartAndResize) {
   EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["volume"]["size"], 5);
   r = trove(http::Method::kPost, base + "/action", {{"reset_status", Json::object()}});
   EXPECT_EQ(r.status, 400) << r;
+}
+
+// Trove's quotas: the project's limits (GET /limits, GET /mgmt/quotas/{project}), an admin's
+// override (PUT), and a create or resize that would pass one refused with 413 overLimit,
+// nothing made.
+TEST_F(DatabaseApiTest, QuotasBoundWhatAProjectHolds) {
+  using http::Method;
+  Reply r = trove(Method::kGet, "/limits");
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["limits"].size(), 1u) << r;
+  EXPECT_EQ(r.body["limits"][0], Json({{"verb", "ABSOLUTE"},
+                                       {"max_instances", 10},
+                                       {"max_ram", -1},
+                                       {"max_volumes", 40},
+                                       {"max_backups", 50}}));
+
+  http::Response ir = identity_call(Method::kGet, "/v3/projects?name=admin", nullptr, admin_);
+  ASSERT_EQ(ir.status, 200) << ir.body;
+  const std::string admin_project = (*parse_json(ir.body))["projects"][0]["id"];
+  const Json quotas = {{"quotas", {{"instances", 2}, {"volumes", 3}}}};
+  r = trove(Method::kPut, "/mgmt/quotas/" + p1_, quotas);
+  EXPECT_EQ(r.status, 403) << "only admins set quotas: " << r;
+  for (const Json& bad : {Json{{"quotas", {{"instances", -2}}}}, Json{{"quotas", {{"cores", 1}}}},
+                          Json{{"quotas", {{"instances", "2"}}}}, Json{{"quota", 1}}}) {
+    r = trove(Method::kPut, "/mgmt/quotas/" + p1_, bad, admin_, admin_project);
+    EXPECT_EQ(r.status, 400) << bad << ": " << r;
+  }
+  r = trove(Method::kPut, "/mgmt/quotas/" + p1_, quotas, admin_, admin_project);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body, Json({{"quotas", {{"instances", 2}, {"volumes", 3}}}}));
+
+  const std::string first = create(pg_instance("q1"));  // 2 GB
+  r = trove(Method::kPost, "/instances", pg_instance("q2"));
+  EXPECT_EQ(r.status, 413) << r;
+  EXPECT_EQ(r.body["overLimit"]["message"], "Quota exceeded for resources: ['volumes'].") << r;
+  Json small = pg_instance("q3");
+  small["instance"]["volume"] = {{"size", 1}};
+  const std::string second = create(small);  // 3 of 3 GB
+  r = trove(Method::kPost, "/instances", small);
+  EXPECT_EQ(r.status, 413) << r;
+  EXPECT_EQ(r.body["overLimit"]["message"],
+            "Quota exceeded for resources: ['instances', 'volumes'].")
+      << r;
+  EXPECT_EQ(trove(Method::kGet, "/instances").body["instances"].size(), 2u) << "nothing made";
+
+  r = trove(Method::kGet, "/mgmt/quotas/" + p1_);
+  ASSERT_EQ(r.status, 200) << r;
+  Json expected = Json::array();
+  for (auto [res, used, limit] : {std::tuple{"instances", 2, 2}, std::tuple{"ram", 4096, -1},
+                                  std::tuple{"volumes", 3, 3}, std::tuple{"backups", 0, 50}}) {
+    expected.push_back({{"resource", res}, {"in_use", used}, {"reserved", 0}, {"limit", limit}});
+  }
+  EXPECT_EQ(r.body["quotas"], expected) << r;
+  r = trove(Method::kGet, "/mgmt/quotas/" + p2_);
+  EXPECT_EQ(r.status, 403) << "another project's quotas: " << r;
+
+  // A resize that grows past the volumes quota; a deleted instance frees its share.
+  activate(first);
+  r = trove(Method::kPost, "/instances/" + first + "/action",
+            {{"resize", {{"volume", {{"size", 3}}}}}});
+  EXPECT_EQ(r.status, 413) << r;
+  ASSERT_EQ(trove(Method::kDelete, "/instances/" + second).status, 202);
+  r = trove(Method::kPost, "/instances/" + first + "/action",
+            {{"resize", {{"volume", {{"size", 3}}}}}});
+  EXPECT_EQ(r.status, 202) << r;
 }
 
 TEST_F(DatabaseApiTest, RenameAndUnknownRoutes) {

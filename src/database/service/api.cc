@@ -236,6 +236,7 @@ void DatabaseService::Impl::build_routes() {
               &Impl::revoke_access, m);
   add_configuration_routes();
   add_backup_routes();
+  add_quota_routes();
   add_operations_routes();
 }
 

@@ -499,6 +499,10 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
   inst.last_metered_us = to_us(now);
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
     CONCORD_RETURN_IF_ERROR(tx.serialize());  // the free addresses stay free until the commit
+    const int64_t engines = inst.ha ? 2 : 1;
+    CONCORD_RETURN_IF_ERROR(check_quota(
+        tx, inst.project_id,
+        {{"instances", 1}, {"ram", inst.ram_mb * engines}, {"volumes", inst.volume_gb * engines}}));
     CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
                              tx.query("SELECT id, deleting FROM db_instances WHERE deleting = 1"));
     for (const store::Row& r : rows) {
@@ -898,6 +902,13 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
   }
   CONCORD_RETURN_IF_ERROR(require_active(inst));
   CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> member_ids, member_servers(inst));
+  // The growth against the project's quota (its replicas' volumes follow without a check).
+  CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
+    const auto engines = static_cast<int64_t>(member_ids.size());
+    return check_quota(tx, inst.project_id,
+                       {{"ram", (next.ram_mb - inst.ram_mb) * engines},
+                        {"volumes", (next.volume_gb - inst.volume_gb) * engines}});
+  }));
   for (const std::string& id : member_ids) {
     CONCORD_RETURN_IF_ERROR(compute::resize_service_server(
         compute_, id, next.vcpus, next.ram_mb, next.volume_gb, shown_flavor(next.flavor_id)));

@@ -275,6 +275,20 @@ class DatabaseService::Impl {
   Result<Response> list_configuration_instances(Call& c);
   Result<Response> show_instance_configuration(Call& c);
 
+  // api_quotas.cc: Trove's quotas (instances, volumes in GB, backups, ram in MB) per project:
+  // the defaults in DatabaseOptions, an admin's overrides in db_quotas. check_quota fails with
+  // Trove's 413 when adding `more` (resource -> amount) to the project's use would pass a
+  // limit; call it in the write that adds them, after tx.serialize().
+  void add_quota_routes();
+  Result<std::map<std::string, int64_t>> quota_limits(store::Tx& tx, const std::string& project);
+  static Result<std::map<std::string, int64_t>> quota_usage(store::Tx& tx,
+                                                            const std::string& project);
+  Status check_quota(store::Tx& tx, const std::string& project,
+                     const std::map<std::string, int64_t>& more);
+  Result<Response> show_limits(Call& c);
+  Result<Response> show_quotas(Call& c);
+  Result<Response> update_quotas(Call& c);
+
   // api_backups.cc: backups (Trove's /backups), restore into a new instance, and the agents'
   // routes that store and fetch backup data and archived logs.
   void add_backup_routes();

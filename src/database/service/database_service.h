@@ -54,6 +54,12 @@ struct DatabaseOptions {
   int port_postgresql = 5432;
   int port_mariadb = 3306;
   int64_t max_volume_gb = 100;
+  // Trove's per-project quotas (its max_*_per_tenant defaults; -1: unlimited), overridden per
+  // project by an admin (PUT /mgmt/quotas/{project}). docs/design/database.md, "Quotas".
+  int64_t quota_instances = 10;
+  int64_t quota_volumes_gb = 40;
+  int64_t quota_backups = 50;
+  int64_t quota_ram_mb = -1;
   // How long a change of databases, users or root waits for the instance's agent to apply it
   // before answering (the answer is the same either way; 0: answer at once).
   std::chrono::milliseconds apply_wait{20000};

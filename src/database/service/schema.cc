@@ -156,6 +156,14 @@ CREATE TABLE db_events (
   created TEXT NOT NULL
 );
 CREATE INDEX db_events_instance ON db_events (instance_id, seq);
+)sql"},
+          {"database", 4, "quotas", R"sql(
+CREATE TABLE db_quotas (
+  project_id TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  hard_limit BIGINT NOT NULL,
+  PRIMARY KEY (project_id, resource)
+);
 )sql"}};
 }
 
