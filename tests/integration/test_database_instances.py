@@ -245,6 +245,31 @@ class DatabaseInstancesTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertEqual(r.status, 404, r)
         self.delete_and_check_gone(iid)
 
+    def test_quotas_through_the_cli(self):
+        """troveclient's `quota show` and `quota update` (Trove's /mgmt/quotas) and `limit list`:
+        an admin sets tenant b's instances to 0, b's create is refused with Trove's 413 and
+        nothing is made; b sees its own limit, a cannot see b's."""
+        b_project = FIX["b"]["project_id"]
+        own = {q["Resource"]: q for q in cli("b", "database", "quota", "show", b_project,
+                                              "-f", "json")}
+        self.assertEqual(own["instances"]["Limit"], 10, own)
+        self.assertNotEqual(
+            cli("a", "database", "quota", "show", b_project, check=False).returncode, 0)
+        limits = cli("b", "database", "limit", "list")
+        self.assertIn("max_instances", limits.stdout, limits.stdout)
+        try:
+            self.assertEqual(cli("admin", "database", "quota", "update", b_project,
+                                 "instances", "0", "-f", "json"), {"instances": 0})
+            before = trove("b", "GET", "/instances").json()["instances"]
+            refused = cli("b", "database", "instance", "create", "over-quota", "--flavor",
+                          "m1.tiny", "--size", "1", "--datastore", "postgresql",
+                          "--datastore-version", "15", check=False)
+            self.assertNotEqual(refused.returncode, 0)
+            self.assertIn("Quota exceeded for resources: ['instances']", refused.stderr)
+            self.assertEqual(trove("b", "GET", "/instances").json()["instances"], before)
+        finally:
+            cli("admin", "database", "quota", "update", b_project, "instances", "10")
+
     def test_admin_offers_an_engine_under_a_datastore_of_its_own(self):
         """The real CLI's management calls: an admin adds datastore "mysql-compat" on the
         MariaDB driver, a tenant runs an instance of it, the admin disables, removes the
