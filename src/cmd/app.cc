@@ -272,6 +272,7 @@ Result<agent::AgentOptions> agent_options(const config::Config& c, std::string s
   o.driver_options.bridge = c.str("agent.bridge");
   o.driver_options.subnet = c.str("agent.subnet");
   o.driver_options.accel = c.str("agent.vm_accel");
+  o.driver_options.database_proxy_networks = c.str("agent.database_proxy_networks");
   return o;
 }
 

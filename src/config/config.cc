@@ -202,6 +202,11 @@ const std::vector<Option>& options() {
        0,
        false,
        {"auto", "tcg"}},
+      {"agent.database_proxy_networks", Type::kString, "*",
+       "Networks (comma-separated addresses or CIDRs) whose connections to this host's MariaDB "
+       "engines may name their real client in a PROXY header: the database endpoints' "
+       "addresses. '*': any (engine addresses must then be reachable by endpoints and replicas "
+       "only); empty: none (host-limited accounts then see the endpoint's address)."},
       {"agent.enabled", Type::kBool, "true",
        "all-in-one: run an agent in-process (the same code path as `concord agent`)."},
       {"bootstrap.admin_password", Type::kString, "",

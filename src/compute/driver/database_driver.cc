@@ -919,6 +919,7 @@ Result<std::unique_ptr<Driver>> make_database_driver(const DriverOptions& option
   eo.cgroup_root = options.cgroup_root;
   eo.cgroup_parent = options.database_cgroup_parent;
   eo.start_timeout = options.database_start_timeout;
+  eo.proxy_networks = options.database_proxy_networks;
   // Data-folder templates are per host, not per agent: in the default layout every agent's
   // root sits in /var/lib/concord/database, so they share one template per engine and version
   // (built once under a lock). An explicit database_dir keeps them inside it (tests).

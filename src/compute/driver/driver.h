@@ -168,6 +168,8 @@ struct DriverOptions {
   std::string database_bin_dir;
   std::string database_cgroup_parent = "concord-database";
   std::chrono::milliseconds database_start_timeout{60000};
+  // MariaDB's proxy_protocol_networks (engine::EngineOptions::proxy_networks).
+  std::string database_proxy_networks = "*";
   // The server the agent talks to ("http://host:port") and its X-Concord-Agent value
   // ("<host>:<credential>"): the database driver uploads backups and archived logs there and
   // fetches them for restores. Empty server_url: no backups, restores or log shipping.
