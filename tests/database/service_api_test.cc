@@ -746,12 +746,25 @@ TEST_F(DatabaseApiTest, QuotasBoundWhatAProjectHolds) {
   r = trove(Method::kGet, "/mgmt/quotas/" + p2_);
   EXPECT_EQ(r.status, 403) << "another project's quotas: " << r;
 
-  // A resize that grows past the volumes quota; a deleted instance frees its share.
+  // A resize that grows past the volumes quota; a deleted instance frees its share. A
+  // replica's volume grows with its primary's, so its growth counts too.
   activate(first);
   r = trove(Method::kPost, "/instances/" + first + "/action",
             {{"resize", {{"volume", {{"size", 3}}}}}});
   EXPECT_EQ(r.status, 413) << r;
   ASSERT_EQ(trove(Method::kDelete, "/instances/" + second).status, 202);
+  r = trove(Method::kPut, "/mgmt/quotas/" + p1_, {{"quotas", {{"volumes", 5}}}}, admin_,
+            admin_project);
+  ASSERT_EQ(r.status, 200) << r;
+  r = trove(Method::kPost, "/instances", {{"instance", {{"name", "q1-r"}, {"replica_of", first}}}});
+  ASSERT_EQ(r.status, 200) << r;  // 2 + 2 of 5 GB
+  activate(r.body["instance"]["id"]);
+  r = trove(Method::kPost, "/instances/" + first + "/action",
+            {{"resize", {{"volume", {{"size", 3}}}}}});
+  EXPECT_EQ(r.status, 413) << "3 + 3 > 5: " << r;
+  r = trove(Method::kPut, "/mgmt/quotas/" + p1_, {{"quotas", {{"volumes", 6}}}}, admin_,
+            admin_project);
+  ASSERT_EQ(r.status, 200) << r;
   r = trove(Method::kPost, "/instances/" + first + "/action",
             {{"resize", {{"volume", {{"size", 3}}}}}});
   EXPECT_EQ(r.status, 202) << r;

@@ -902,12 +902,18 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
   }
   CONCORD_RETURN_IF_ERROR(require_active(inst));
   CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> member_ids, member_servers(inst));
-  // The growth against the project's quota (its replicas' volumes follow without a check).
+  // The growth against the project's quota, with the replicas' volumes that grow along
+  // (resize_replica_volumes).
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     const auto engines = static_cast<int64_t>(member_ids.size());
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows along,
+        tx.query("SELECT COALESCE(SUM(? - volume_gb), 0) FROM db_instances WHERE replica_of = ? "
+                 "AND deleting = 0 AND volume_gb < ?",
+                 {next.volume_gb, inst.id, next.volume_gb}));
+    const int64_t volumes = (next.volume_gb - inst.volume_gb) * engines + along[0].integer(0);
     return check_quota(tx, inst.project_id,
-                       {{"ram", (next.ram_mb - inst.ram_mb) * engines},
-                        {"volumes", (next.volume_gb - inst.volume_gb) * engines}});
+                       {{"ram", (next.ram_mb - inst.ram_mb) * engines}, {"volumes", volumes}});
   }));
   for (const std::string& id : member_ids) {
     CONCORD_RETURN_IF_ERROR(compute::resize_service_server(
