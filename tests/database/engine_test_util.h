@@ -2,8 +2,10 @@
 // Shared by the engine and database-driver tests: skip reasons, a per-test folder the engine
 // user can reach, unique loopback addresses and free ports, and the real client CLIs.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,12 +41,26 @@ class EngineTempDir {
   concord::testing::TempDir dir_;
 };
 
-// 127.77.<pid-derived>.<counter>: parallel test processes get different addresses, so their
-// engines never collide even on the standard ports.
+// A loopback address in 127.77.200.0-127.77.249.255 no other test process holds: parallel
+// test processes (ctest -j) never share one, so their engines never collide even on the
+// standard ports. Each address is claimed with an flock on a file in /tmp that this process
+// keeps open until it exits (the kernel drops the lock with the process, so a crashed test
+// leaves nothing held); the search starts at a pid-derived address only to spread processes.
 inline std::string unique_address() {
-  static std::atomic<int> counter{1};
-  int n = counter++;
-  return "127.77." + std::to_string(200 + (::getpid() % 50)) + "." + std::to_string(n % 250 + 2);
+  static std::atomic<int> counter{0};
+  constexpr int kSpan = 50 * 250;
+  const int start = (::getpid() % 50) * 250;
+  for (int tries = 0; tries < kSpan; ++tries) {
+    const int n = (start + counter++) % kSpan;
+    const std::string address =
+        "127.77." + std::to_string(200 + n / 250) + "." + std::to_string(n % 250 + 2);
+    const std::string lock = "/tmp/concord-test-address-" + address;
+    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return address;  // fd stays open: held
+    ::close(fd);
+  }
+  return "127.77.200." + std::to_string(::getpid() % 250 + 2);  // all taken: as before
 }
 
 inline int free_port(const std::string& address) {
