@@ -388,7 +388,6 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
     error_code ec;
     auto addr = asio::ip::make_address(b.host, ec);
     if (ec) co_return ec;
-    server_ = tcp::socket(p.io());
     asio::steady_timer timer(p.io());
     timer.expires_after(p.options().connect_timeout);
     auto self = shared_from_this();

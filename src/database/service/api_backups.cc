@@ -340,11 +340,10 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
       return fail(Code::kAborted, "Instance '" + inst.id + "' already has a backup running (" +
                                       busy[0].text(0) + "); only one at a time.");
     }
-    // Automated backups are bounded by their retention instead (they count in the use).
     if (c.automated_since.empty()) {
+      // Automated backups are bounded by their retention instead (they count in the use).
       CONCORD_RETURN_IF_ERROR(check_quota(tx, inst.project_id, {{"backups", 1}}));
-    }
-    if (!c.automated_since.empty()) {
+    } else {
       // The operations thread's check-and-insert, in one write (api_operations.cc).
       CONCORD_ASSIGN_OR_RETURN(store::Rows made,
                                tx.query("SELECT id FROM db_events WHERE instance_id = ? AND type = "

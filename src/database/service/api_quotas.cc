@@ -1,6 +1,9 @@
 // Trove's quotas (docs/design/database.md, "Quotas"): per project, how many instances, how
 // many GB of volumes, how many backups and how many MB of RAM it may hold; checked in the write
 // that adds them, so two creates racing for the last instance cannot both get it.
+#include <algorithm>
+#include <iterator>
+
 #include "database/service/api_internal.h"
 
 namespace concord::database::service {
@@ -9,13 +12,6 @@ namespace {
 
 // Trove's resource names, in its order.
 constexpr const char* kResources[] = {"instances", "ram", "volumes", "backups"};
-
-bool known_resource(std::string_view name) {
-  for (const char* r : kResources) {
-    if (name == r) return true;
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -119,7 +115,7 @@ Result<Response> DatabaseService::Impl::update_quotas(Call& c) {
   std::map<std::string, int64_t> wanted;
   for (const auto& [resource, value] : in.items()) {
     if (value.is_null()) continue;  // as Trove: unchanged
-    if (!known_resource(resource)) {
+    if (std::ranges::find(kResources, resource) == std::end(kResources)) {
       return fail(bad("Quota resource '" + sanitize_utf8(resource) +
                       "' is not known (instances, ram, volumes, backups)."));
     }
