@@ -1,5 +1,6 @@
 #include "database/proxy/protocol.h"
 
+#include <array>
 #include <cctype>
 #include <cstring>
 
@@ -286,64 +287,81 @@ void append_target(std::string& out, char type, char kind, std::string_view name
 
 namespace {
 
-// Upper-cased words of one statement (identifiers and keywords; quoted text and comments
-// skipped), at most `limit` of them, plus whether a session-level advisory lock call appears.
+// ASCII case-insensitive equality against an upper-case keyword. SQL keywords are ASCII, and
+// the C library's toupper/isalnum are locale calls: classify_sql runs on every query the
+// transaction pool forwards, so it neither calls them nor copies a word.
+bool keyword_is(std::string_view word, std::string_view upper) {
+  if (word.size() != upper.size()) return false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    char c = word[i];
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (c != upper[i]) return false;
+  }
+  return true;
+}
+
+// The words of one statement (identifiers and keywords as written; quoted text and comments
+// skipped), at most kWordLimit of them, plus whether a session-level advisory lock call appears.
+// Views into the SQL text, in a fixed array: no allocation per word.
 struct StatementWords {
-  std::vector<std::string> words;
+  static constexpr size_t kWordLimit = 64;
+  std::array<std::string_view, kWordLimit> words;
+  size_t count = 0;
   bool advisory_lock = false;
   bool with_hold = false;
+
+  void add(std::string_view w) {
+    if (count < kWordLimit) words[count++] = w;
+  }
+  std::string_view at(size_t i) const { return i < count ? words[i] : std::string_view(); }
+  std::string_view last() const { return count > 0 ? words[count - 1] : std::string_view(); }
 };
 
 bool ident_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$' ||
-         static_cast<unsigned char>(c) >= 0x80;
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '$' || static_cast<unsigned char>(c) >= 0x80;
 }
 
 uint32_t classify_statement(const StatementWords& s) {
-  const auto& w = s.words;
   uint32_t e = kEffectNone;
   if (s.advisory_lock) e |= kEffectAdvisoryLock;
-  if (w.empty()) return e;
-  auto at = [&w](size_t i) -> std::string_view {
-    return i < w.size() ? std::string_view(w[i]) : std::string_view();
-  };
-  const std::string_view first = w[0];
-  if (first == "SET") {
-    if (at(1) == "LOCAL" || at(1) == "TRANSACTION" || at(1) == "CONSTRAINTS") return e;
-    if (at(1) == "SESSION" && at(2) == "AUTHORIZATION") return e | kEffectOther;
+  if (s.count == 0) return e;
+  auto is = [&s](size_t i, std::string_view upper) { return keyword_is(s.at(i), upper); };
+  if (is(0, "SET")) {
+    if (is(1, "LOCAL") || is(1, "TRANSACTION") || is(1, "CONSTRAINTS")) return e;
+    if (is(1, "SESSION") && is(2, "AUTHORIZATION")) return e | kEffectOther;
     return e | kEffectSet;
   }
-  if (first == "RESET") return e | (at(1) == "ALL" ? kClearSet : kEffectSet);
-  if (first == "LISTEN") return e | kEffectListen;
-  if (first == "UNLISTEN") return e | (at(1) == "*" ? kClearListen : kEffectNone);
-  if (first == "DISCARD") {
-    if (at(1) == "ALL") return e | kClearAll | kClearPrepared;
-    if (at(1) == "TEMP" || at(1) == "TEMPORARY") return e;
+  if (is(0, "RESET")) return e | (is(1, "ALL") ? kClearSet : kEffectSet);
+  if (is(0, "LISTEN")) return e | kEffectListen;
+  if (is(0, "UNLISTEN")) return e | (is(1, "*") ? kClearListen : kEffectNone);
+  if (is(0, "DISCARD")) {
+    if (is(1, "ALL")) return e | kClearAll | kClearPrepared;
+    return e;  // DISCARD TEMP / PLANS / SEQUENCES leave nothing behind
+  }
+  if (is(0, "DEALLOCATE")) {
+    if (is(1, "ALL") || (is(1, "PREPARE") && is(2, "ALL"))) return e | kClearPrepared;
     return e;
   }
-  if (first == "DEALLOCATE") {
-    if (at(1) == "ALL" || (at(1) == "PREPARE" && at(2) == "ALL")) return e | kClearPrepared;
-    return e;
-  }
-  if (first == "PREPARE") {
+  if (is(0, "PREPARE")) {
     // PREPARE TRANSACTION is two-phase commit, not a statement.
-    return e | (at(1) == "TRANSACTION" ? kEffectNone : kEffectSqlPrepare);
+    return e | (is(1, "TRANSACTION") ? kEffectNone : kEffectSqlPrepare);
   }
-  if (first == "CREATE") {
+  if (is(0, "CREATE")) {
     // CREATE [OR REPLACE] [GLOBAL | LOCAL] TEMP[ORARY] <kind>: the keyword precedes the kind,
     // so a table named "temp" does not pin.
     size_t i = 1;
-    if (at(i) == "OR" && at(i + 1) == "REPLACE") i += 2;
-    if (at(i) == "GLOBAL" || at(i) == "LOCAL") ++i;
-    if (at(i) == "TEMP" || at(i) == "TEMPORARY") return e | kEffectTempObject;
+    if (is(i, "OR") && is(i + 1, "REPLACE")) i += 2;
+    if (is(i, "GLOBAL") || is(i, "LOCAL")) ++i;
+    if (is(i, "TEMP") || is(i, "TEMPORARY")) return e | kEffectTempObject;
     return e;
   }
-  if (first == "DECLARE" && s.with_hold) return e | kEffectHoldCursor;
-  if (first == "LOAD") return e | kEffectOther;
+  if (is(0, "DECLARE") && s.with_hold) return e | kEffectHoldCursor;
+  if (is(0, "LOAD")) return e | kEffectOther;
   // SELECT ... INTO TEMP t
-  if (first == "SELECT") {
-    for (size_t i = 1; i + 1 < w.size(); ++i) {
-      if (w[i] == "INTO" && (w[i + 1] == "TEMP" || w[i + 1] == "TEMPORARY")) {
+  if (is(0, "SELECT")) {
+    for (size_t i = 1; i + 1 < s.count; ++i) {
+      if (is(i, "INTO") && (is(i + 1, "TEMP") || is(i + 1, "TEMPORARY"))) {
         return e | kEffectTempObject;
       }
     }
@@ -356,7 +374,6 @@ uint32_t classify_statement(const StatementWords& s) {
 uint32_t classify_sql(std::string_view sql) {
   uint32_t effects = kEffectNone;
   StatementWords cur;
-  constexpr size_t kWordLimit = 64;
   size_t i = 0;
   const size_t n = sql.size();
   while (i < n) {
@@ -383,9 +400,9 @@ uint32_t classify_sql(std::string_view sql) {
       }
     } else if (c == '\'' || c == '"') {
       // E'...' strings honour backslash escapes; the E was already taken as a word.
-      bool backslash = c == '\'' && !cur.words.empty() && cur.words.back() == "E" && i > 0 &&
+      bool backslash = c == '\'' && keyword_is(cur.last(), "E") && i > 0 &&
                        (sql[i - 1] == 'E' || sql[i - 1] == 'e');
-      if (backslash) cur.words.pop_back();
+      if (backslash) --cur.count;
       ++i;
       while (i < n) {
         if (backslash && sql[i] == '\\') {
@@ -402,7 +419,7 @@ uint32_t classify_sql(std::string_view sql) {
         ++i;
       }
       ++i;
-      if (c == '"' && cur.words.size() < kWordLimit) cur.words.emplace_back("\"");
+      if (c == '"') cur.add("\"");
     } else if (c == '$' && i + 1 < n &&
                (sql[i + 1] == '$' || std::isalpha(uint8_t(sql[i + 1])) || sql[i + 1] == '_')) {
       // Dollar quote $tag$ ... $tag$ (a $1 parameter is not one: digits cannot start a tag).
@@ -418,17 +435,17 @@ uint32_t classify_sql(std::string_view sql) {
     } else if (ident_char(c)) {
       size_t j = i;
       while (j < n && ident_char(sql[j])) ++j;
-      std::string word(sql.substr(i, j - i));
-      for (auto& ch : word) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-      if (word == "PG_ADVISORY_LOCK" || word == "PG_ADVISORY_LOCK_SHARED" ||
-          word == "PG_TRY_ADVISORY_LOCK" || word == "PG_TRY_ADVISORY_LOCK_SHARED") {
+      const std::string_view word = sql.substr(i, j - i);
+      if (keyword_is(word, "PG_ADVISORY_LOCK") || keyword_is(word, "PG_ADVISORY_LOCK_SHARED") ||
+          keyword_is(word, "PG_TRY_ADVISORY_LOCK") ||
+          keyword_is(word, "PG_TRY_ADVISORY_LOCK_SHARED")) {
         cur.advisory_lock = true;
       }
-      if (word == "HOLD" && !cur.words.empty() && cur.words.back() == "WITH") cur.with_hold = true;
-      if (cur.words.size() < kWordLimit) cur.words.push_back(std::move(word));
+      if (keyword_is(word, "HOLD") && keyword_is(cur.last(), "WITH")) cur.with_hold = true;
+      cur.add(word);
       i = j;
     } else if (c == '*') {
-      if (cur.words.size() < kWordLimit) cur.words.emplace_back("*");
+      cur.add("*");
       ++i;
     } else {
       ++i;

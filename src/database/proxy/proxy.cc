@@ -56,6 +56,13 @@ constexpr size_t kReadChunk = 64 * 1024;
 constexpr size_t kMaxServerStatements = 2000;
 constexpr auto kIdleCheckAfter = std::chrono::seconds(1);
 
+// The module's logger, looked up once: logger() takes a mutex and searches spdlog's registry,
+// and the transaction pool logs (at trace level, usually filtered out) on every ReadyForQuery.
+spdlog::logger& log() {
+  static const std::shared_ptr<spdlog::logger> l = logger("database.proxy");
+  return *l;
+}
+
 auto ec_token(error_code& ec) {
   return asio::redirect_error(asio::use_awaitable, ec);
 }
@@ -356,8 +363,7 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
     error_code ec = co_await self->connect(b, p.options().proxy_protocol);
     if (ec || !self->server_.is_open()) {
       // No protocol-level reply is possible here: the client may be mid-TLS negotiation.
-      logger("database.proxy")
-          ->warn("session mode: backend {}:{} unreachable: {}", b.host, b.port, ec.message());
+      log().warn("session mode: backend {}:{} unreachable: {}", b.host, b.port, ec.message());
       self->close();
     } else {
       set_nodelay(self->client_);
@@ -611,8 +617,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     }
     auto verifier = parse_scram_verifier(*verifier_text);
     if (!verifier) {
-      logger("database.proxy")
-          ->error("user={} has an unusable verifier: {}", params.user, verifier.error().message());
+      log().error("user={} has an unusable verifier: {}", params.user, verifier.error().message());
       co_await send_fatal("28P01", denied);
       co_return false;
     }
@@ -703,7 +708,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       co_return false;
     }
     server_ = std::move(*conn);
-    logger("database.proxy")->trace("client={} lent server pid={}", id_, server_->key.pid);
+    log().trace("client={} lent server pid={}", id_, server_->key.pid);
     expects_.clear();
     pending_ = 0;
     unsynced_ = 0;
@@ -990,8 +995,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
           }
           if (pending_ > 0) --pending_;
           status_ = mv.body.empty() ? 'I' : mv.body[0];
-          logger("database.proxy")
-              ->trace("client={} ReadyForQuery {} pending={} unsynced={} pinned={}", id_, status_,
+          log().trace("client={} ReadyForQuery {} pending={} unsynced={} pinned={}", id_, status_,
                       pending_, unsynced_, pinned_);
           idle = pending_ == 0 && status_ == 'I';
           break;
@@ -1151,8 +1155,7 @@ Status ProxyImpl::start() {
   started_ = true;
   asio::co_spawn(io_, accept_loop(), asio::detached);
   thread_ = std::thread([this] { io_.run(); });
-  logger("database.proxy")
-      ->info("listening on {}:{} mode={} backend={}:{}", options_.listen_host, port_,
+  log().info("listening on {}:{} mode={} backend={}:{}", options_.listen_host, port_,
              options_.mode == PoolMode::kSession ? "session" : "transaction", backend_.host,
              backend_.port);
   return ok();
@@ -1204,8 +1207,7 @@ void ProxyImpl::switch_backend(Endpoint b) {
   backend_ = b;
   ++generation_;
   backend_switches++;
-  logger("database.proxy")
-      ->info("backend switched to {}:{} generation={}", b.host, b.port, generation_);
+  log().info("backend switched to {}:{} generation={}", b.host, b.port, generation_);
   for (auto& [id, w] : splices_) {
     if (auto s = w.lock()) s->close();
   }
@@ -1254,7 +1256,7 @@ awaitable<void> ProxyImpl::accept_loop() {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
       // EMFILE and friends: keep serving the connections already open.
-      logger("database.proxy")->warn("accept failed: {}", ec.message());
+      log().warn("accept failed: {}", ec.message());
       asio::steady_timer t(io_);
       t.expires_after(std::chrono::milliseconds(50));
       co_await t.async_wait(ec_token(ec));

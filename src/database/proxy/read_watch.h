@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <functional>
 #include <memory>
+#include <new>
+#include <vector>
 
 namespace concord::database::proxy {
 
@@ -46,7 +48,12 @@ class ReadWatch {
   // Calls `fn` once, on `s`'s io_context thread, when `s` may have bytes, an end of stream or an
   // error: posted at once when an earlier event or a full read left that open, else at the next
   // readiness event. A new wait replaces a pending one.
-  void wait(tcp::socket& s, std::function<void()> fn) {
+  // A move-only callback: libstdc++ keeps a callable of up to 24 bytes (a shared_ptr and a
+  // pointer, or an Asio coroutine handler) inside it, where std::function allocates for any
+  // callable that is not trivially copyable. A wait happens on every message the proxy reads.
+  using Callback = std::move_only_function<void()>;
+
+  void wait(tcp::socket& s, Callback fn) {
     State& st = *st_;
     if (st.queued == 0) arm(s);
     if (st.ready || st.queued == 0) {
@@ -97,7 +104,14 @@ class ReadWatch {
     int queued = 0;      // our operations in the socket's read queue (or completing)
     bool fired = false;  // one of them completed in the reactor's current pass
     bool ready = false;  // an event came that nobody has read after yet
-    std::function<void()> fn;
+    Callback fn;
+    boost::asio::detail::reactor* reactor = nullptr;  // the socket's, found once per arm
+    // Memory of completed operations, reused by start(): one operation completes per readiness
+    // event, so allocating each anew was a malloc and a free per message read.
+    std::vector<void*> spare;
+    ~State() {
+      for (void* p : spare) ::operator delete(p);
+    }
   };
 
   struct Op : boost::asio::detail::reactor_op {
@@ -116,13 +130,15 @@ class ReadWatch {
       auto* op = static_cast<Op*>(base);
       std::shared_ptr<State> st = std::move(op->st);
       error_code ec = op->ec_;
-      delete op;
+      op->~Op();
       st->queued--;
       if (owner == nullptr) {
+        ::operator delete(op);
         // Destroyed with the io_context: what waits goes too (it may own the watch).
         st->fn = nullptr;
         return;
       }
+      st->spare.push_back(op);
       if (!ec) {
         // The pass is over (this completion runs right after it): the operation left queued
         // completes on the next event, and a new one goes behind it.
@@ -149,17 +165,23 @@ class ReadWatch {
   };
 
   static void start(const std::shared_ptr<State>& st) {
-    tcp::socket& s = *st->sock;
-    auto& impl = SocketAccess::impl(s);
-    auto& reactor = boost::asio::use_service<boost::asio::detail::reactor>(
-        boost::asio::query(s.get_executor(), boost::asio::execution::context));
+    auto& impl = SocketAccess::impl(*st->sock);
+    void* mem;
+    if (st->spare.empty()) {
+      mem = ::operator new(sizeof(Op));
+    } else {
+      mem = st->spare.back();
+      st->spare.pop_back();
+    }
     st->queued++;
-    reactor.start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_,
-                     new Op(st), false, false);
+    st->reactor->start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_,
+                          new (mem) Op(st), false, false);
   }
 
   void arm(tcp::socket& s) {
     if (!s.is_open()) return;
+    st_->reactor = &boost::asio::use_service<boost::asio::detail::reactor>(
+        boost::asio::query(s.get_executor(), boost::asio::execution::context));
     st_->sock = &s;
     st_->fired = false;
     start(st_);  // the queue is empty: one epoll_ctl, which also reports bytes already there
@@ -174,12 +196,7 @@ class ReadWatch {
 template <typename Token>
 auto async_wait_readable(ReadWatch& watch, boost::asio::ip::tcp::socket& s, Token&& token) {
   return boost::asio::async_initiate<Token, void()>(
-      [&watch, &s](auto handler) {
-        // std::function needs a copyable target; the handler is move-only.
-        auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        watch.wait(s, [h] { (*h)(); });
-      },
-      token);
+      [&watch, &s](auto handler) { watch.wait(s, std::move(handler)); }, token);
 }
 
 }  // namespace concord::database::proxy
