@@ -495,6 +495,99 @@ TEST_F(DatabaseOperationsTest, TwoServersMakeOneAutomatedBackupPerDay) {
   EXPECT_EQ(count(event_types(id), "backup.automated.started"), 1);
 }
 
+// Automated backups count against the project's backups quota like manual ones: at the quota
+// the day's backup is skipped (no row, a "backup.automated.skipped" event, the instance stays
+// ACTIVE) and the next day's window tries again.
+TEST_F(DatabaseOperationsTest, AutomatedBackupAtTheBackupsQuotaIsSkippedForTheDay) {
+  const std::string id =
+      create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 3}}}});
+  auto set_backups_quota = [&](int64_t n) {
+    Reply r = trove(Method::kPut, "/mgmt/quotas/" + p1_, Json{{"quotas", {{"backups", n}}}}, admin_,
+                    admin_project_);
+    ASSERT_EQ(r.status, 200) << r;
+  };
+  auto backup_rows = [&] {
+    int64_t n = -1;
+    EXPECT_TRUE(store_->read([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows rows,
+          tx.query("SELECT COUNT(*) FROM db_backups WHERE instance_id = ?", {id}));
+      n = rows[0].integer(0);
+      return ok();
+    }));
+    return n;
+  };
+  ASSERT_NO_FATAL_FAILURE(set_backups_quota(1));
+  Reply r =
+      trove(Method::kPost, "/backups", Json{{"backup", {{"name", "manual"}, {"instance", id}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string manual = r.body["backup"]["id"];
+  ASSERT_EQ(upload(manual, "manual").status, 200);
+
+  run_pass();  // 08:00, the window started at 07:00; 1 of 1 backups held
+  Json list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  EXPECT_EQ(list[0]["id"], manual);
+  EXPECT_EQ(backup_rows(), 1) << "nothing half-made";
+  Reply ev = trove(Method::kGet, "/instances/" + id + "/events");
+  ASSERT_EQ(ev.status, 200) << ev;
+  const Json& last = ev.body["events"].back();
+  const std::string today = format_iso_naive(clock_.now()).substr(0, 10);
+  EXPECT_EQ(last["type"], "backup.automated.skipped") << ev;
+  EXPECT_EQ(last["message"], "Automated backup 'automated-" + today +
+                                 "' skipped: Quota exceeded for resources: ['backups'].")
+      << ev;
+  EXPECT_EQ(last["detail"]["reason"], "Quota exceeded for resources: ['backups'].") << ev;
+  r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.body["instance"]["status"], "ACTIVE") << r;
+
+  // Skipped for the day: later passes neither retry nor record it again, even with room made.
+  advance(std::chrono::hours(1));
+  run_pass();
+  ASSERT_NO_FATAL_FAILURE(set_backups_quota(2));
+  run_pass();
+  EXPECT_EQ(backups_of(id).size(), 1u);
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "backup.automated.skipped"), 1);
+  EXPECT_EQ(count(types, "backup.automated.started"), 0);
+
+  // The schedule goes on: the next day's window makes one.
+  advance(std::chrono::hours(23));  // 08:00 the next day
+  run_pass();
+  list = backups_of(id);
+  ASSERT_EQ(list.size(), 2u) << list;
+  EXPECT_EQ(list[1]["name"], "automated-" + format_iso_naive(clock_.now()).substr(0, 10));
+  types = event_types(id);
+  EXPECT_EQ(count(types, "backup.automated.skipped"), 1);
+  EXPECT_EQ(count(types, "backup.automated.started"), 1);
+}
+
+// A pass deletes the backups past retention before it makes the day's: a project whose quota
+// holds exactly its retained automated backups keeps getting one a day.
+TEST_F(DatabaseOperationsTest, RetentionFreesTheBackupsQuotaBeforeTheDaysBackup) {
+  const std::string id =
+      create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 1}}}});
+  Reply r = trove(Method::kPut, "/mgmt/quotas/" + p1_, Json{{"quotas", {{"backups", 1}}}}, admin_,
+                  admin_project_);
+  ASSERT_EQ(r.status, 200) << r;
+  run_pass();  // day 0, 08:00: automated A, 1 of 1
+  Json list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  const std::string a = list[0]["id"];
+  ASSERT_EQ(upload(a, "a").status, 200);
+
+  advance(std::chrono::hours(24) + std::chrono::minutes(1));  // day 1, 08:01: A is past retention
+  run_pass();
+  list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  EXPECT_NE(list[0]["id"], a);
+  EXPECT_EQ(list[0]["name"], "automated-" + format_iso_naive(clock_.now()).substr(0, 10));
+  const std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "backup.automated.skipped"), 0);
+  EXPECT_EQ(count(types, "backup.automated.started"), 2);
+  EXPECT_EQ(count(types, "backup.retention.deleted"), 1);
+}
+
 TEST_F(DatabaseOperationsTest, RunningInstancesAndKeptBackupsAreMeteredHourly) {
   const std::string id = create_active();
   Reply r = trove(Method::kPost, "/backups", Json{{"backup", {{"name", "b1"}, {"instance", id}}}});

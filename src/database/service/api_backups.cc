@@ -326,9 +326,12 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
   b.datastore = inst.datastore;
   b.version = inst.version;
   b.created = b.updated = trove_time(clock_.now());
+  // An automated backup at the project's quota: the check's message, written to the feed.
+  std::string skipped;
   CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
-    // "One running backup" and "one automated backup a day" are checks before an insert;
-    // another server may be making the same checks (store.h, serialize()).
+    skipped.clear();  // the store may run this again
+    // "One running backup", "one automated backup a day" and the quota are checks before an
+    // insert; another server may be making the same checks (store.h, serialize()).
     CONCORD_RETURN_IF_ERROR(tx.serialize());
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows busy,
@@ -341,18 +344,28 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
                                       busy[0].text(0) + "); only one at a time.");
     }
     if (c.automated_since.empty()) {
-      // Automated backups are bounded by their retention instead (they count in the use).
       CONCORD_RETURN_IF_ERROR(check_quota(tx, inst.project_id, {{"backups", 1}}));
     } else {
       // The operations thread's check-and-insert, in one write (api_operations.cc).
-      CONCORD_ASSIGN_OR_RETURN(store::Rows made,
-                               tx.query("SELECT id FROM db_events WHERE instance_id = ? AND type = "
-                                        "'backup.automated.started' AND created >= ?",
-                                        {inst.id, c.automated_since}));
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows made,
+          tx.query(std::string("SELECT id FROM db_events WHERE instance_id = ? AND type IN ") +
+                       kAutomatedDayEvents + " AND created >= ?",
+                   {inst.id, c.automated_since}));
       if (!made.empty()) {
         return fail(Code::kAlreadyExists, "Instance '" + inst.id +
                                               "' already had its automated backup since " +
                                               c.automated_since + ".");
+      }
+      // At the quota the day's backup is skipped, not refused: nothing is made, the skip is
+      // recorded in this same write (so the day is settled once, whichever server sees it)
+      // and the next day's window tries again. The instance's status is not touched.
+      if (Status quota = check_quota(tx, inst.project_id, {{"backups", 1}}); !quota) {
+        if (quota.error().code() != Code::kResourceExhausted) return quota;
+        skipped = quota.error().message();
+        return record_event(tx, inst, "backup.automated.skipped",
+                            "Automated backup '" + b.name + "' skipped: " + skipped,
+                            {{"reason", skipped}});
       }
     }
     b.parent_id = parent_id;
@@ -416,6 +429,7 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
     (void)n;
     return ok();
   }));
+  if (!skipped.empty()) return fail(Code::kResourceExhausted, skipped);
   if (Status synced = sync_server(inst.id); !synced) {
     // The row holds it; the next GET of the instance pushes the state.
     logger("database")

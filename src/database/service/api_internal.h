@@ -127,6 +127,12 @@ inline constexpr const char* kInstanceSelect =
 
 InstanceRow instance_from(const store::Row& r);
 
+// The events that settle an instance's automated backup for a day: it was started, or it was
+// skipped because the project was at its backups quota (create_backup writes either; the
+// operations pass and create_backup look for both since the day's window start).
+inline constexpr const char* kAutomatedDayEvents =
+    "('backup.automated.started', 'backup.automated.skipped')";
+
 // Closes the instance's open usage interval at `now_us` (resize, delete).
 Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string& region);
 
@@ -198,8 +204,10 @@ class DatabaseService::Impl {
     int64_t changed_revision = 0;
     // Set by the operations thread (api_operations.cc) when it makes an automated backup
     // through create_backup: the start of today's backup window (Trove time). create_backup
-    // then refuses (kAlreadyExists) when one was made since, in its own write transaction, so
-    // two servers never make two for the same day, and marks the backup automated.
+    // then refuses (kAlreadyExists) when one was made or skipped since, in its own write
+    // transaction, so two servers never make two for the same day, and marks the backup
+    // automated. At the project's backups quota it makes none, records the day's
+    // "backup.automated.skipped" event instead and answers kResourceExhausted.
     std::string automated_since;
   };
 

@@ -12,6 +12,11 @@
 //     make two backups for the same day. The check reads the events feed (the
 //     "backup.automated.started" event is written in that same transaction), so a tenant who
 //     deletes today's automated backup does not get it back the same day.
+//   * Automated backups count against the project's backups quota like manual ones. At the
+//     quota the day's backup is skipped: create_backup writes a "backup.automated.skipped"
+//     event instead of the backup (which also settles the day, so the skip is recorded once
+//     and retried only at the next day's window) and the instance's status is left alone; a
+//     pass runs retention before the day's backups, so expired ones free their share first.
 //   * "now" is always clock_.now(): the schedule follows the service's clock (a FakeClock in
 //     tests); only the thread's wake-up interval is real time.
 #include <iterator>
@@ -411,11 +416,12 @@ void DatabaseService::Impl::operations_pass() {
       auto start = window_start_today(inst.backup_window, now);
       if (!start) continue;
       const std::string since = trove_time(*start);
-      // A cheap first look; create_backup repeats it inside its write.
-      CONCORD_ASSIGN_OR_RETURN(store::Rows made,
-                               tx.query("SELECT id FROM db_events WHERE instance_id = ? AND type = "
-                                        "'backup.automated.started' AND created >= ?",
-                                        {inst.id, since}));
+      // A cheap first look (made or skipped today); create_backup repeats it inside its write.
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows made,
+          tx.query(std::string("SELECT id FROM db_events WHERE instance_id = ? AND type IN ") +
+                       kAutomatedDayEvents + " AND created >= ?",
+                   {inst.id, since}));
       if (!made.empty()) continue;
       due.push_back({std::move(inst), since, since.substr(0, 10)});
     }
@@ -442,26 +448,8 @@ void DatabaseService::Impl::operations_pass() {
   }
   watch_episodes();
   meter_running(now);
-  for (Due& d : due) {
-    Request req;
-    req.method = Method::kPost;
-    req.params = {d.inst.project_id};
-    req.request_id = "operations-" + new_uuid();
-    req.body = dump_json({{"backup", {{"name", "automated-" + d.date}, {"instance", d.inst.id}}}});
-    Call call{req, {}};
-    call.caller.project_id = d.inst.project_id;
-    call.automated_since = d.since;
-    auto made = create_backup(call);
-    if (made) {
-      log->info("instance {}: automated backup for {} started", d.inst.id, d.date);
-    } else if (made.error().code() == Code::kAlreadyExists) {
-      // Another server made it first.
-    } else {
-      // Not ACTIVE, a backup already running, no backup storage: the next pass tries again.
-      log->debug("instance {}: automated backup not started yet: {}", d.inst.id,
-                 made.error().to_string());
-    }
-  }
+  // Retention first: the backups it deletes no longer count against the project's backups
+  // quota when the day's automated backups are checked against it below.
   for (const Expired& e : expired) {
     Request req;
     req.method = Method::kDelete;
@@ -487,6 +475,30 @@ void DatabaseService::Impl::operations_pass() {
     });
     if (!noted)
       log->warn("backup {}: recording its retention event: {}", e.id, noted.error().to_string());
+  }
+  for (Due& d : due) {
+    Request req;
+    req.method = Method::kPost;
+    req.params = {d.inst.project_id};
+    req.request_id = "operations-" + new_uuid();
+    req.body = dump_json({{"backup", {{"name", "automated-" + d.date}, {"instance", d.inst.id}}}});
+    Call call{req, {}};
+    call.caller.project_id = d.inst.project_id;
+    call.automated_since = d.since;
+    auto made = create_backup(call);
+    if (made) {
+      log->info("instance {}: automated backup for {} started", d.inst.id, d.date);
+    } else if (made.error().code() == Code::kAlreadyExists) {
+      // Another server made (or skipped) it first.
+    } else if (made.error().code() == Code::kResourceExhausted) {
+      // At the project's backups quota: skipped for the day, recorded in the instance's events.
+      log->warn("instance {} of project {}: automated backup for {} skipped: {}", d.inst.id,
+                d.inst.project_id, d.date, made.error().message());
+    } else {
+      // Not ACTIVE, a backup already running, no backup storage: the next pass tries again.
+      log->debug("instance {}: automated backup not started yet: {}", d.inst.id,
+                 made.error().to_string());
+    }
   }
 }
 
