@@ -317,9 +317,13 @@ struct StatementWords {
   std::string_view last() const { return count > 0 ? words[count - 1] : std::string_view(); }
 };
 
+bool ascii_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 bool ident_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '$' || static_cast<unsigned char>(c) >= 0x80;
+  return ascii_alpha(c) || (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+         static_cast<unsigned char>(c) >= 0x80;
 }
 
 uint32_t classify_statement(const StatementWords& s) {
@@ -421,7 +425,7 @@ uint32_t classify_sql(std::string_view sql) {
       ++i;
       if (c == '"') cur.add("\"");
     } else if (c == '$' && i + 1 < n &&
-               (sql[i + 1] == '$' || std::isalpha(uint8_t(sql[i + 1])) || sql[i + 1] == '_')) {
+               (sql[i + 1] == '$' || ascii_alpha(sql[i + 1]) || sql[i + 1] == '_')) {
       // Dollar quote $tag$ ... $tag$ (a $1 parameter is not one: digits cannot start a tag).
       size_t j = i + 1;
       while (j < n && sql[j] != '$' && ident_char(sql[j])) ++j;

@@ -250,7 +250,10 @@ class ProxyImpl final : public Proxy {
  public:
   explicit ProxyImpl(ProxyOptions o)
       : options_(std::move(o)),
-        io_(1),  // one thread runs it: Asio skips the cross-thread wake-ups
+        // One thread runs the loop and is the only one to touch a socket or timer (other
+        // threads only post), so the reactor's per-descriptor locks are skipped: a lock and
+        // an unlock per operation started and per readiness event. Posting stays locked.
+        io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
         acceptor_(io_),
         tls_ctx_(ssl::context::tls_server),
         backend_(options_.backend),
@@ -995,8 +998,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
           }
           if (pending_ > 0) --pending_;
           status_ = mv.body.empty() ? 'I' : mv.body[0];
-          log().trace("client={} ReadyForQuery {} pending={} unsynced={} pinned={}", id_, status_,
-                      pending_, unsynced_, pinned_);
+          if (log().should_log(spdlog::level::trace)) {
+            log().trace("client={} ReadyForQuery {} pending={} unsynced={} pinned={}", id_, status_,
+                        pending_, unsynced_, pinned_);
+          }
           idle = pending_ == 0 && status_ == 'I';
           break;
         }
