@@ -116,6 +116,9 @@ size_t send_now(tcp::socket& s, std::string_view data, error_code& ec) {
 }
 
 // Writes all of `data`: send_now, then an async_write for whatever the socket did not take.
+// Off the per-message paths only: a co_await of a nested coroutine costs a frame, and Asio
+// keeps one spare frame per thread, so a second level of nesting is a malloc and a free per
+// call. The per-message paths (serve, pump) write with send_now and async_write inline.
 awaitable<void> write_all(tcp::socket& s, std::string_view data, error_code& ec) {
   size_t n = send_now(s, data, ec);
   if (ec || n == data.size()) co_return;
@@ -139,19 +142,9 @@ class ClientStream {
     if (tls_) co_return co_await tls_->async_read_some(b, ec_token(ec));
     co_return co_await sock_.async_read_some(b, ec_token(ec));
   }
-  // The next bytes once the session is served (after login): plain TCP waits through a
-  // ReadWatch and then reads once. A client sends its next query only after the reply to the
-  // last one, so the read right after forwarding a batch (Asio's async_read_some tries a recv
-  // before it waits) nearly always said EAGAIN: one system call per transaction. TLS keeps
-  // Asio's read (the stream reads the socket itself), so the watch is never armed there.
-  awaitable<size_t> read_next(asio::mutable_buffer b, error_code& ec) {
-    if (tls_) co_return co_await tls_->async_read_some(b, ec_token(ec));
-    while (true) {
-      co_await async_wait_readable(watch_, sock_, asio::use_awaitable);
-      size_t n = watch_.read(sock_, b, ec);
-      if (n > 0 || ec) co_return n;
-    }
-  }
+  // Plain TCP after login is read through this (ClientSession::serve), never with Asio's
+  // reads: they would queue behind the watch's operations and never run.
+  ReadWatch& watch() { return watch_; }
   awaitable<void> write(std::string_view data, error_code& ec) {
     if (tls_) {
       co_await asio::async_write(*tls_, asio::buffer(data), ec_token(ec));
@@ -177,7 +170,7 @@ class ClientStream {
  private:
   tcp::socket sock_;
   std::unique_ptr<ssl::stream<tcp::socket&>> tls_;
-  ReadWatch watch_;  // armed by read_next only: Asio's reads queued behind it would never run
+  ReadWatch watch_;  // armed by serve only (plain TCP after login)
 };
 
 struct ServerConn {
@@ -295,6 +288,9 @@ class ProxyImpl final : public Proxy {
   bool can_lend_now(const Pool& pool) const {
     return !pool.idle.empty() || pool.total < options_.pool_size;
   }
+  // An idle connection fit to lend now, or null: no suspension (the per-transaction path; a
+  // nested coroutine costs frames and executor copies each time).
+  std::unique_ptr<ServerConn> take_idle(Pool& pool);
   awaitable<Result<std::unique_ptr<ServerConn>>> acquire(Pool& pool);
   void release(Pool& pool, std::unique_ptr<ServerConn> conn, bool reusable);
   awaitable<Result<std::unique_ptr<ServerConn>>> open_server(Pool& pool);
@@ -429,7 +425,11 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
       size_t n = watch.read(from, asio::buffer(buf), ec);
       if (ec) break;
       if (n == 0) continue;
-      co_await write_all(to, std::string_view(buf.data(), n), ec);
+      // Inline rather than write_all: this runs per chunk.
+      const size_t sent = send_now(to, std::string_view(buf.data(), n), ec);
+      if (!ec && sent < n) {
+        co_await asio::async_write(to, asio::buffer(buf.data() + sent, n - sent), ec_token(ec));
+      }
       if (ec) break;
     }
     self->close();
@@ -506,9 +506,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     if (!client_writing_) co_await client_.write(out, ec);
   }
 
+  // During login (Asio's reads; serve reads otherwise).
   awaitable<bool> read_more(error_code& ec) {
-    size_t n = logged_in_ ? co_await client_.read_next(in_.space(), ec)
-                          : co_await client_.read_some(in_.space(), ec);
+    size_t n = co_await client_.read_some(in_.space(), ec);
     if (!ec) in_.commit(n);
     co_return !ec;
   }
@@ -700,6 +700,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // not and must be closed.
   awaitable<bool> ensure_server() {
     if (server_) co_return true;
+    if (lend_idle()) co_return true;
     auto conn = co_await proxy_.acquire(*pool_);
     if (closed_) {
       if (conn) proxy_.release(*pool_, std::move(*conn), true);
@@ -710,7 +711,21 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                           conn.error().message());
       co_return false;
     }
-    server_ = std::move(*conn);
+    lend(std::move(*conn));
+    co_return true;
+  }
+
+  // An idle pooled connection when one is there and nobody queues before this client.
+  bool lend_idle() {
+    if (!pool_->waiters.empty()) return false;
+    auto conn = proxy_.take_idle(*pool_);
+    if (!conn) return false;
+    lend(std::move(conn));
+    return true;
+  }
+
+  void lend(std::unique_ptr<ServerConn> conn) {
+    server_ = std::move(conn);
     log().trace("client={} lent server pid={}", id_, server_->key.pid);
     expects_.clear();
     pending_ = 0;
@@ -718,7 +733,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     // The reader starts once the first batch is written (serve), and waits for the reply
     // through the connection's ReadWatch (read_server).
     server_reading_ = false;
-    co_return true;
   }
 
   // Statement `cs` must exist on the lent server connection before `out` refers to it.
@@ -875,8 +889,22 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<void> serve() {
     std::string out;
     while (!closed_) {
+      // The next bytes, read here rather than in a nested coroutine (see write_all). Plain TCP
+      // waits through the ReadWatch and then reads once: a client sends its next query only
+      // after the reply to the last one, so the read right after forwarding a batch (Asio's
+      // async_read_some tries a recv before it waits) nearly always said EAGAIN, one system
+      // call per transaction. TLS keeps Asio's read (the stream reads the socket itself).
       error_code ec;
-      if (!co_await read_more(ec)) co_return;
+      size_t n = 0;
+      if (client_.tls()) {
+        n = co_await client_.read_some(in_.space(), ec);
+      } else {
+        co_await async_wait_readable(client_.watch(), client_.socket(), asio::use_awaitable);
+        n = client_.watch().read(client_.socket(), in_.space(), ec);
+      }
+      if (ec) co_return;
+      if (n == 0) continue;  // an event for bytes an earlier read already took
+      in_.commit(n);
       if (server_ && server_->generation != proxy_.generation() && pinned_ && pending_ == 0 &&
           unsynced_ == 0) {
         co_await send_fatal("57P01",
@@ -903,7 +931,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
             continue;
           }
         }
-        if (!server_) {
+        if (!server_ && !lend_idle()) {
           // `out` is empty here: a server connection is lent before anything is appended.
           if (!co_await ensure_server()) co_return;
         }
@@ -915,7 +943,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       }
       if (!out.empty() && server_) {
         ServerConn* conn = server_.get();
-        co_await write_all(conn->sock, out, ec);
+        const size_t sent = send_now(conn->sock, out, ec);
+        if (!ec && sent < out.size()) {
+          co_await asio::async_write(conn->sock, asio::buffer(out.data() + sent, out.size() - sent),
+                                     ec_token(ec));
+        }
         out.clear();
         if (ec) co_return;
         if (!server_reading_ && server_.get() == conn) {
@@ -1323,24 +1355,27 @@ bool looks_dead(tcp::socket& s) {
 }
 }  // namespace
 
+std::unique_ptr<ServerConn> ProxyImpl::take_idle(Pool& pool) {
+  while (!pool.idle.empty()) {
+    auto c = std::move(pool.idle.back());
+    pool.idle.pop_back();
+    // A connection idle for a moment is lent unchecked (a recv per transaction is a measurable
+    // share of the proxy's cost); one idle longer is peeked at first, as PgBouncer's
+    // server_check_delay does.
+    bool fresh = std::chrono::steady_clock::now() - c->idle_since < kIdleCheckAfter;
+    if (c->generation == generation_ && (fresh || !looks_dead(c->sock))) return c;
+    error_code ec;
+    c->sock.close(ec);
+    pool.total--;
+    server_connections--;
+  }
+  return nullptr;
+}
+
 awaitable<Result<std::unique_ptr<ServerConn>>> ProxyImpl::acquire(Pool& pool) {
   bool waited = false;
   while (true) {
-    while (!pool.idle.empty()) {
-      auto c = std::move(pool.idle.back());
-      pool.idle.pop_back();
-      // A connection idle for a moment is lent unchecked (a recv per transaction is a measurable
-      // share of the proxy's cost); one idle longer is peeked at first, as PgBouncer's
-      // server_check_delay does.
-      bool fresh = std::chrono::steady_clock::now() - c->idle_since < kIdleCheckAfter;
-      if (c->generation == generation_ && (fresh || !looks_dead(c->sock))) {
-        co_return std::move(c);
-      }
-      error_code ec;
-      c->sock.close(ec);
-      pool.total--;
-      server_connections--;
-    }
+    if (auto c = take_idle(pool)) co_return std::move(c);
     if (pool.total < options_.pool_size) {
       pool.total++;
       auto r = co_await open_server(pool);
