@@ -185,6 +185,14 @@ TEST_F(ProxyTest, SessionModePassesQueriesAndTlsEndToEnd) {
   EXPECT_EQ(one(c.get(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t");
   EXPECT_EQ(one(c.get(), "SELECT 40 + 2"), "42");
   EXPECT_EQ(proxy->stats().server_connections, 1);
+  EXPECT_EQ(proxy->stats().clients_active, 1);
+  // The client leaves: both directions of the splice stop and the books close.
+  c.reset();
+  for (int i = 0; i < 100 && proxy->stats().clients_active > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(proxy->stats().clients_active, 0);
+  EXPECT_EQ(proxy->stats().server_connections, 0);
 }
 
 // Transaction mode ends TLS at the proxy: a TLS client is read by the TLS stream, a plain one

@@ -364,19 +364,18 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
       // No protocol-level reply is possible here: the client may be mid-TLS negotiation.
       log().warn("session mode: backend {}:{} unreachable: {}", b.host, b.port, ec.message());
       self->close();
-    } else {
-      set_nodelay(self->client_);
-      set_nodelay(self->server_);
-      p.server_connects++;
-      p.server_connections++;
-      auto ex = co_await asio::this_coro::executor;
-      asio::co_spawn(ex, pump(self, self->server_, self->server_watch_, self->client_),
-                     asio::detached);
-      co_await pump(self, self->client_, self->client_watch_, self->server_);
-      p.server_connections--;
+      p.clients_active--;
+      p.untrack_splice(self->id_);
+      co_return;
     }
-    p.clients_active--;
-    p.untrack_splice(self->id_);
+    set_nodelay(self->client_);
+    set_nodelay(self->server_);
+    p.server_connects++;
+    p.server_connections++;
+    // Both directions run as completion handlers from here; the second to stop closes the books
+    // (stopped).
+    self->pump(self->up_);
+    self->pump(self->down_);
   }
 
   void close() {
@@ -413,33 +412,60 @@ class SpliceSession : public std::enable_shared_from_this<SpliceSession> {
     co_return ec;
   }
 
-  // Waits through a ReadWatch, then reads once: each side mostly waits for the other's answer,
-  // so the read Asio's async_read_some tries before it waits nearly always said EAGAIN (one
-  // system call per hop, two per transaction).
-  static awaitable<void> pump(std::shared_ptr<SpliceSession> self, tcp::socket& from,
-                              ReadWatch& watch, tcp::socket& to) {
-    std::vector<char> buf(kReadChunk);
-    while (true) {
-      error_code ec;
-      co_await async_wait_readable(watch, from, asio::use_awaitable);
-      size_t n = watch.read(from, asio::buffer(buf), ec);
-      if (ec) break;
-      if (n == 0) continue;
-      // Inline rather than write_all: this runs per chunk.
-      const size_t sent = send_now(to, std::string_view(buf.data(), n), ec);
-      if (!ec && sent < n) {
-        co_await asio::async_write(to, asio::buffer(buf.data() + sent, n - sent), ec_token(ec));
-      }
-      if (ec) break;
-    }
-    self->close();
+  // One direction of the splice: bytes read from `from` go to `to`.
+  struct Direction {
+    Direction(tcp::socket& f, tcp::socket& t) : from(f), to(t) {}
+    tcp::socket& from;
+    tcp::socket& to;
+    // Waits through a ReadWatch, then reads once: each side mostly waits for the other's
+    // answer, so the read Asio's async_read_some tries before it waits nearly always said
+    // EAGAIN (one system call per hop, two per transaction).
+    ReadWatch watch;
+    std::vector<char> buf = std::vector<char>(kReadChunk);
+  };
+
+  // A chain of completion handlers, not a coroutine (as the transaction mode's server reader):
+  // each hop costs a wait and a read, with no coroutine frame or handler allocated (the
+  // callback, a shared_ptr and a pointer, fits in the ReadWatch's std::move_only_function).
+  void pump(Direction& d) {
+    d.watch.wait(d.from, [self = shared_from_this(), &d] { self->on_readable(d); });
+  }
+
+  void on_readable(Direction& d) {
+    error_code ec;
+    const size_t n = d.watch.read(d.from, asio::buffer(d.buf), ec);
+    if (ec) return stopped(d);
+    if (n == 0) return pump(d);  // an event for bytes an earlier read already took
+    const size_t sent = send_now(d.to, std::string_view(d.buf.data(), n), ec);
+    if (ec) return stopped(d);
+    if (sent == n) return pump(d);
+    // The peer's socket is full: the rest goes asynchronously before the next read.
+    asio::async_write(d.to, asio::buffer(d.buf.data() + sent, n - sent),
+                      [self = shared_from_this(), &d](error_code e, size_t) {
+                        if (e) {
+                          self->stopped(d);
+                        } else {
+                          self->pump(d);
+                        }
+                      });
+  }
+
+  // One direction ended (end of stream, an error, or a close): both sockets close, which ends
+  // the other direction too; the second to stop closes the books.
+  void stopped(Direction&) {
+    close();
+    if (++stopped_ < 2) return;
+    proxy_.server_connections--;
+    proxy_.clients_active--;
+    proxy_.untrack_splice(id_);
   }
 
   ProxyImpl& proxy_;
   tcp::socket client_;
   tcp::socket server_;
-  ReadWatch client_watch_;
-  ReadWatch server_watch_;
+  Direction up_{client_, server_};
+  Direction down_{server_, client_};
+  int stopped_ = 0;  // directions that ended
   uint64_t id_ = 0;
 };
 
