@@ -726,7 +726,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // not and must be closed.
   awaitable<bool> ensure_server() {
     if (server_) co_return true;
-    if (lend_idle()) co_return true;
     auto conn = co_await proxy_.acquire(*pool_);
     if (closed_) {
       if (conn) proxy_.release(*pool_, std::move(*conn), true);
