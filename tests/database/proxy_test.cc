@@ -151,7 +151,8 @@ class ProxyTest : public ::testing::Test {
   }
 
   std::unique_ptr<Proxy> make(PoolMode mode, int pool_size = 4, int backend_port = 0,
-                              bool tls = false) {
+                              bool tls = false,
+                              std::chrono::milliseconds wait_timeout = std::chrono::seconds(20)) {
     ProxyOptions o;
     if (tls) {  // the server's own self-signed pair
       o.tls_cert_file = pg_->dir() + "/data/server.crt";
@@ -161,7 +162,7 @@ class ProxyTest : public ::testing::Test {
     o.mode = mode;
     o.pool_size = pool_size;
     o.verifiers = {{"app", *verifier_}};
-    o.query_wait_timeout = std::chrono::milliseconds(20000);
+    o.query_wait_timeout = wait_timeout;
     auto p = Proxy::create(o);
     EXPECT_TRUE(p.has_value()) << p.error().to_string();
     if (!p) return nullptr;
@@ -250,6 +251,49 @@ TEST_F(ProxyTest, TransactionModeServesFiftyClientsOnAPoolOfFour) {
   }
   EXPECT_GE(proxy->stats().transactions, 250);
   EXPECT_EQ(proxy->stats().protocol_errors, 0);
+}
+
+// A client that finds every pooled connection lent waits in line: it gets the first one given
+// back, and when none comes back within query_wait_timeout it is told so (53300) and closed,
+// while the others go on.
+TEST_F(ProxyTest, WaitersGetReleasedConnectionsOrTheWaitTimeout) {
+  auto proxy = make(PoolMode::kTransaction, 1, 0, false, std::chrono::milliseconds(400));
+  ASSERT_TRUE(proxy);
+  auto holder = connect(proxy->port());
+  auto waiter = connect(proxy->port());
+  ASSERT_EQ(PQstatus(holder.get()), CONNECTION_OK) << PQerrorMessage(holder.get());
+  ASSERT_EQ(PQstatus(waiter.get()), CONNECTION_OK) << PQerrorMessage(waiter.get());
+
+  // Handed over: the holder commits 150 ms into the wait.
+  ASSERT_EQ(one(holder.get(), "BEGIN"), "");
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    EXPECT_EQ(one(holder.get(), "COMMIT"), "");
+  });
+  EXPECT_EQ(one(waiter.get(), "SELECT 7"), "7");
+  release.join();
+  EXPECT_EQ(proxy->stats().wait_timeouts, 0);
+  EXPECT_GE(proxy->stats().pool_waits, 1);
+
+  // Timed out: the holder keeps its transaction open past the wait timeout.
+  ASSERT_EQ(one(holder.get(), "BEGIN"), "");
+  const auto start = std::chrono::steady_clock::now();
+  Res r(PQexec(waiter.get(), "SELECT 8"));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_NE(PQresultStatus(r.get()), PGRES_TUPLES_OK);
+  // libpq reports the FATAL (53300) and then the close that follows it.
+  const std::string error = PQerrorMessage(waiter.get());
+  EXPECT_NE(error.find("FATAL:  no server connection became free within 400 ms"), std::string::npos)
+      << error;
+  EXPECT_GE(waited, std::chrono::milliseconds(400));
+  EXPECT_LT(waited, std::chrono::seconds(5));  // the sweep is 40 ms here; generous for CI
+  EXPECT_EQ(proxy->stats().wait_timeouts, 1);
+  // The holder was not disturbed, and a new client is served once it commits.
+  EXPECT_EQ(one(holder.get(), "SELECT 9"), "9");
+  EXPECT_EQ(one(holder.get(), "COMMIT"), "");
+  auto next = connect(proxy->port());
+  ASSERT_EQ(PQstatus(next.get()), CONNECTION_OK) << PQerrorMessage(next.get());
+  EXPECT_EQ(one(next.get(), "SELECT 10"), "10");
 }
 
 TEST_F(ProxyTest, SetPinsTheClientAndDoesNotLeakToOthers) {

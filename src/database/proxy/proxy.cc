@@ -220,11 +220,15 @@ std::string server_statement_name(std::string_view query, std::string_view rest)
   return "cc_" + hex_encode(std::string_view(reinterpret_cast<char*>(d), 16));
 }
 
+// A client queued for a server connection. No timer of its own: at 256 clients on a pool of 20
+// nearly every transaction waits, and a timer per wait (armed, then cancelled by the release
+// that ends it) was a timer-queue insert and removal, a service lookup and a coroutine frame
+// each time. Deadlines are checked by one sweep per proxy (ProxyImpl::sweep_waiters).
 struct Waiter {
-  explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
-  asio::steady_timer timer;
-  std::unique_ptr<ServerConn> conn;
-  bool retry = false;  // a slot freed: go back and open a connection
+  std::unique_ptr<ServerConn> conn;  // handed over by release
+  bool retry = false;                // a slot freed or the backend moved: try again
+  std::chrono::steady_clock::time_point deadline;
+  std::move_only_function<void()> resume;  // the waiting coroutine; posted once
 };
 
 struct Pool {
@@ -292,6 +296,9 @@ class ProxyImpl final : public Proxy {
   // nested coroutine costs frames and executor copies each time).
   std::unique_ptr<ServerConn> take_idle(Pool& pool);
   awaitable<Result<std::unique_ptr<ServerConn>>> acquire(Pool& pool);
+  // Takes the first waiter off `pool`'s queue and resumes it with `conn`, or (null) to try
+  // again; false when nobody waits.
+  bool hand_to_waiter(Pool& pool, std::unique_ptr<ServerConn> conn);
   void release(Pool& pool, std::unique_ptr<ServerConn> conn, bool reusable);
   awaitable<Result<std::unique_ptr<ServerConn>>> open_server(Pool& pool);
   awaitable<void> cancel(CancelKey key);
@@ -316,6 +323,8 @@ class ProxyImpl final : public Proxy {
 
  private:
   awaitable<void> accept_loop();
+  awaitable<void> sweep_waiters();
+  void resume(Waiter* w) { asio::post(io_, std::move(w->resume)); }
   void switch_backend(Endpoint b);
   void close_all();
 
@@ -1216,6 +1225,7 @@ Status ProxyImpl::start() {
   if (started_) return fail(Code::kFailedPrecondition, "the proxy is already started");
   started_ = true;
   asio::co_spawn(io_, accept_loop(), asio::detached);
+  asio::co_spawn(io_, sweep_waiters(), asio::detached);
   thread_ = std::thread([this] { io_.run(); });
   log().info("listening on {}:{} mode={} backend={}:{}", options_.listen_host, port_,
              options_.mode == PoolMode::kSession ? "session" : "transaction", backend_.host,
@@ -1253,6 +1263,10 @@ void ProxyImpl::close_all() {
     }
     pool->total -= static_cast<int>(pool->idle.size());
     pool->idle.clear();
+    // Each waiting coroutine is owned by its resume handler, which its Waiter holds: posted,
+    // it is destroyed with the io_context's queue instead of being kept alive by itself.
+    while (hand_to_waiter(*pool, nullptr)) {
+    }
   }
 }
 
@@ -1283,11 +1297,8 @@ void ProxyImpl::switch_backend(Endpoint b) {
     pool->idle.clear();
     pool->server_params.clear();
     // Waiters may now open connections to the new backend.
-    for (Waiter* w : pool->waiters) {
-      w->retry = true;
-      w->timer.cancel();
+    while (hand_to_waiter(*pool, nullptr)) {
     }
-    pool->waiters.clear();
   }
   for (auto& [id, w] : clients_) {
     if (auto s = w.lock()) s->on_backend_switch(generation_);
@@ -1406,25 +1417,20 @@ awaitable<Result<std::unique_ptr<ServerConn>>> ProxyImpl::acquire(Pool& pool) {
       auto r = co_await open_server(pool);
       if (!r) {
         pool.total--;
-        if (!pool.waiters.empty()) {
-          Waiter* w = pool.waiters.front();
-          pool.waiters.pop_front();
-          w->retry = true;
-          w->timer.cancel();
-        }
+        hand_to_waiter(pool, nullptr);  // the slot is free again
       }
       co_return r;
     }
     if (!waited) pool_waits++;
     waited = true;
-    Waiter w(io_.get_executor());
-    w.timer.expires_after(options_.query_wait_timeout);
+    Waiter w;
+    w.deadline = std::chrono::steady_clock::now() + options_.query_wait_timeout;
     pool.waiters.push_back(&w);
-    error_code ec;
-    co_await w.timer.async_wait(ec_token(ec));
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [&w](auto handler) { w.resume = std::move(handler); }, asio::use_awaitable);
+    // Off the queue now: handed a connection, told to retry, or (neither) timed out.
     if (w.conn) co_return std::move(w.conn);
     if (w.retry) continue;
-    std::erase(pool.waiters, &w);
     wait_timeouts++;
     co_return fail(Code::kResourceExhausted,
                    "no server connection became free within " +
@@ -1441,23 +1447,50 @@ void ProxyImpl::release(Pool& pool, std::unique_ptr<ServerConn> conn, bool reusa
     conn->sock.close(ec);
     pool.total--;
     server_connections--;
-    if (!pool.waiters.empty()) {
-      Waiter* w = pool.waiters.front();
-      pool.waiters.pop_front();
-      w->retry = true;
-      w->timer.cancel();
+    hand_to_waiter(pool, nullptr);  // the slot is free again
+    return;
+  }
+  if (pool.waiters.empty()) {
+    conn->idle_since = std::chrono::steady_clock::now();
+    pool.idle.push_back(std::move(conn));
+    return;
+  }
+  hand_to_waiter(pool, std::move(conn));
+}
+
+bool ProxyImpl::hand_to_waiter(Pool& pool, std::unique_ptr<ServerConn> conn) {
+  if (pool.waiters.empty()) return false;
+  Waiter* w = pool.waiters.front();
+  pool.waiters.pop_front();
+  w->retry = conn == nullptr;
+  w->conn = std::move(conn);
+  resume(w);
+  return true;
+}
+
+// Every waiter past its deadline is resumed empty-handed (and fails with the wait timeout). The
+// sweep runs every tenth of the timeout (10 ms to 1 s), so a wait may last that much longer
+// than query_wait_timeout; PgBouncer checks its query_wait_timeout the same way, periodically.
+awaitable<void> ProxyImpl::sweep_waiters() {
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      options_.query_wait_timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));
+  asio::steady_timer timer(io_);
+  while (true) {
+    timer.expires_after(period);
+    error_code ec;
+    co_await timer.async_wait(ec_token(ec));
+    if (ec) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [key, pool] : pools_) {
+      // Deadlines grow along the queue: each waiter was queued at its own "now" with the same
+      // timeout, at the back.
+      while (!pool->waiters.empty() && pool->waiters.front()->deadline <= now) {
+        Waiter* w = pool->waiters.front();
+        pool->waiters.pop_front();
+        resume(w);
+      }
     }
-    return;
   }
-  if (!pool.waiters.empty()) {
-    Waiter* w = pool.waiters.front();
-    pool.waiters.pop_front();
-    w->conn = std::move(conn);
-    w->timer.cancel();
-    return;
-  }
-  conn->idle_since = std::chrono::steady_clock::now();
-  pool.idle.push_back(std::move(conn));
 }
 
 awaitable<Result<std::unique_ptr<ServerConn>>> ProxyImpl::open_server(Pool& pool) {
