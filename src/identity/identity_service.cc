@@ -272,6 +272,15 @@ Result<std::string> IdentityService::ensure_project(std::string_view name,
   return id;
 }
 
+Result<bool> IdentityService::project_exists(std::string_view project_id) const {
+  std::optional<Project> project;
+  CONCORD_RETURN_IF_ERROR(impl_->core.read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(project, repo::get_project(tx, project_id));
+    return ok();
+  }));
+  return project.has_value() && !project->is_domain;
+}
+
 Result<BootstrapResult> IdentityService::bootstrap(const BootstrapSpec& spec) {
   Core& core = impl_->core;
   if (spec.admin_password.empty()) {

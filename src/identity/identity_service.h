@@ -106,6 +106,10 @@ class IdentityService {
   [[nodiscard]] Result<std::string> ensure_project(std::string_view name,
                                                    std::string_view description);
 
+  // For capabilities whose API takes a project id from the caller (a quota path): whether a
+  // project (not a domain) with that id exists, enabled or not.
+  [[nodiscard]] Result<bool> project_exists(std::string_view project_id) const;
+
   // The Keystone v3 API, to mount at "/identity" and at "". Errors use keystone_style_error.
   std::shared_ptr<http::RouteTable> routes() const;
   // What routes() holds, with the policy rule of each route.

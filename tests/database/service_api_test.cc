@@ -694,7 +694,7 @@ TEST_F(DatabaseApiTest, RestartAndResize) {
 
 // Trove's quotas: the project's limits (GET /limits, GET /mgmt/quotas/{project}), an admin's
 // override (PUT), and a create or resize that would pass one refused with 413 overLimit,
-// nothing made.
+// nothing made; a quota path naming no project is 404.
 TEST_F(DatabaseApiTest, QuotasBoundWhatAProjectHolds) {
   using http::Method;
   Reply r = trove(Method::kGet, "/limits");
@@ -745,6 +745,34 @@ TEST_F(DatabaseApiTest, QuotasBoundWhatAProjectHolds) {
   EXPECT_EQ(r.body["quotas"], expected) << r;
   r = trove(Method::kGet, "/mgmt/quotas/" + p2_);
   EXPECT_EQ(r.status, 403) << "another project's quotas: " << r;
+  r = trove(Method::kGet, "/mgmt/quotas/no-such-project");
+  EXPECT_EQ(r.status, 403) << "a tenant learns nothing about other ids: " << r;
+
+  // The path's project must be one identity holds (a domain is not one): Trove's 404
+  // itemNotFound, and nothing written for a mistyped id.
+  r = trove(Method::kGet, "/mgmt/quotas/" + p2_, nullptr, admin_, admin_project);
+  EXPECT_EQ(r.status, 200) << r;
+  for (const std::string unknown : {"no-such-project", "default"}) {
+    for (const Method m : {Method::kGet, Method::kPut}) {
+      r = trove(m, "/mgmt/quotas/" + unknown, m == Method::kPut ? quotas : Json(nullptr), admin_,
+                admin_project);
+      EXPECT_EQ(r.status, 404) << unknown << ": " << r;
+      EXPECT_EQ(
+          r.body,
+          Json({{"itemNotFound",
+                 {{"message", "Project '" + unknown + "' cannot be found."}, {"code", 404}}}}))
+          << r;
+    }
+  }
+  int64_t stray = -1;
+  ASSERT_TRUE(store_->read([&](store::Tx& tx) -> Status {
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                             tx.query("SELECT COUNT(*) FROM db_quotas WHERE project_id IN (?, ?)",
+                                      {std::string("no-such-project"), std::string("default")}));
+    stray = rows[0].integer(0);
+    return ok();
+  }));
+  EXPECT_EQ(stray, 0);
 
   // A resize that grows past the volumes quota; a deleted instance frees its share. A
   // replica's volume grows with its primary's, so its growth counts too.

@@ -1,6 +1,7 @@
 // Trove's quotas (docs/design/database.md, "Quotas"): per project, how many instances, how
 // many GB of volumes, how many backups and how many MB of RAM it may hold; checked in the write
-// that adds them, so two creates racing for the last instance cannot both get it.
+// that adds them, so two creates racing for the last instance cannot both get it. The
+// /mgmt/quotas routes take a project id that identity must know (404 otherwise).
 #include <algorithm>
 #include <iterator>
 
@@ -12,6 +13,15 @@ namespace {
 
 // Trove's resource names, in its order.
 constexpr const char* kResources[] = {"instances", "ram", "volumes", "backups"};
+
+// The path's project must be one identity holds (a domain is not one): otherwise an admin's
+// mistyped id (or a project's name) would be shown the defaults as if they were its quotas, or
+// given limits that bind no project. Trove's 404 itemNotFound.
+Status require_project(const identity::IdentityService& identity, const std::string& project) {
+  CONCORD_ASSIGN_OR_RETURN(const bool exists, identity.project_exists(project));
+  if (!exists) return fail(Code::kNotFound, "Project '" + project + "' cannot be found.");
+  return ok();
+}
 
 }  // namespace
 
@@ -88,6 +98,7 @@ Result<Response> DatabaseService::Impl::show_quotas(Call& c) {
   if (project != c.caller.project_id && !c.caller.is_admin()) {
     return fail(Code::kPermissionDenied, "Only administrators may see another project's quotas.");
   }
+  CONCORD_RETURN_IF_ERROR(require_project(identity_, project));
   std::map<std::string, int64_t> limits, used;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(limits, quota_limits(tx, project));
@@ -106,6 +117,7 @@ Result<Response> DatabaseService::Impl::show_quotas(Call& c) {
 
 Result<Response> DatabaseService::Impl::update_quotas(Call& c) {
   const std::string project = c.param(1);
+  CONCORD_RETURN_IF_ERROR(require_project(identity_, project));
   CONCORD_ASSIGN_OR_RETURN(
       const Json in,
       body_member(c.req, "quotas", "The request body must be {\"quotas\": {\"instances\": 20}}."));
