@@ -70,12 +70,14 @@ class DatabaseOperationsTest : public DatabaseServiceTest {
     return id;
   }
 
-  // The agent reports the instance running with the driver's status `detail`.
-  void report_detail(const std::string& id, const std::string& detail, int64_t generation = 1) {
+  // The agent of `host` reports the server `id` running with the driver's status `detail` (a
+  // report carries what changed: the host's other servers keep what they reported last).
+  void report_detail(const std::string& id, const std::string& detail, int64_t generation = 1,
+                     const std::string& host = kHost) {
     Json inst = {{"id", id},         {"generation", generation},   {"state", "present"},
                  {"power_state", 1}, {"addresses", Json::array()}, {"detail", detail}};
-    Reply r = agent(Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
-                    Json{{"instances", Json::array({inst})}});
+    Reply r = agent(Method::kPost, "/v1/hosts/" + host + "/report",
+                    Json{{"instances", Json::array({inst})}}, host);
     ASSERT_EQ(r.status, 200) << r;
   }
 
@@ -709,6 +711,107 @@ TEST_F(DatabaseOperationsTest, ReplicaRebuildsAreRecordedOncePerEpisode) {
   EXPECT_EQ(count(types, "replica.rebuilt"), 1);
   EXPECT_EQ(types.back(), "replica.rebuilt");
   EXPECT_EQ(count(types, "storage.low"), 0) << "episodes are told apart";
+}
+
+// High availability needs the endpoints (parse_create_ha refuses it without them), which the
+// other tests leave off. With them on, the HA controller's thread runs too; nothing answers at
+// the members' engine addresses here, so it never marks the standby synchronous and never fails
+// over (a failover needs a synchronized standby), and the members keep their roles.
+class DatabaseOperationsTestWithEndpoints : public DatabaseOperationsTest {
+ protected:
+  void configure(DatabaseOptions& o) override {
+    DatabaseOperationsTest::configure(o);
+    o.endpoints = true;
+  }
+};
+
+// An HA member's server (<id>-m1, its metadata naming the instance) records its rebuild on the
+// instance's feed, naming the member; its storage episodes are not recorded (only the first
+// server's are: two members' episodes in one feed would mix).
+TEST_F(DatabaseOperationsTestWithEndpoints, HaMemberRebuildIsRecordedOnTheInstanceNotItsStorage) {
+  const std::string host2 = "h-db2";
+  register_host(host2);  // the standby never shares its primary's host
+  Reply r = trove(Method::kPost, "/instances", instance_body("ha1", {{"high_availability", true}}));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string id = r.body["instance"].value("id", std::string());
+  const std::string member = id + "-m1";
+  auto first = server(id);
+  auto standby = server(member);
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(standby.has_value()) << "the standby member's server";
+  ASSERT_FALSE(first->host.empty());
+  ASSERT_FALSE(standby->host.empty());
+  ASSERT_NE(first->host, standby->host);
+  EXPECT_EQ(standby->metadata[std::string(compute::driver::database_keys::kInstance)], id);
+
+  const std::string base = "state_revision=1; postgresql 15; disk_used_bytes=10; healthy";
+  const std::string streaming = base + "; role=replica; streaming=1";
+  report_detail(id, base + "; role=primary", 1, first->host);
+  report_detail(member, streaming, 1, standby->host);
+  r = trove(Method::kGet, "/instances/" + id);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instance"]["status"], "ACTIVE") << r;
+  ASSERT_EQ(server(id)->detail, base + "; role=primary") << "each server keeps its own detail";
+  ASSERT_EQ(server(member)->detail, streaming);
+  run_pass();
+  EXPECT_EQ(count(event_types(id), "replica.rebuilding"), 0);
+
+  // 1. The standby cannot go on and is made anew: one event on the instance, naming the member.
+  report_detail(member, base + "; role=replica; streaming=0; rebuild=running", 1, standby->host);
+  run_pass();
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "replica.rebuilding"), 1);
+  EXPECT_EQ(count(types, "replica.rebuilt"), 0);
+  // The detail of the latest `type` event in the instance's feed ({} when there is none).
+  auto detail_of = [&](const std::string& type) {
+    Reply feed = trove(Method::kGet, "/instances/" + id + "/events");
+    EXPECT_EQ(feed.status, 200) << feed;
+    Json found = Json::object();
+    for (const Json& e : feed.body["events"]) {
+      if (e["type"] == type && e.contains("detail") && e["detail"].is_object()) {
+        found = e["detail"];
+      }
+    }
+    return found;
+  };
+  Json detail = detail_of("replica.rebuilding");
+  EXPECT_EQ(detail.value("member", std::string()), member) << detail;
+
+  // 2. The same detail again records nothing more.
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "replica.rebuilding"), 1);
+  EXPECT_EQ(count(types, "replica.rebuilt"), 0);
+
+  // 3. Streaming again: the episode ends, once, naming the same member.
+  report_detail(member, streaming, 1, standby->host);
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "replica.rebuilding"), 1);
+  EXPECT_EQ(count(types, "replica.rebuilt"), 1);
+  EXPECT_EQ(types.back(), "replica.rebuilt");
+  detail = detail_of("replica.rebuilt");
+  EXPECT_EQ(detail.value("member", std::string()), member) << detail;
+
+  // 4. Storage: the member's low storage is not the instance's episode; the first server's is.
+  report_detail(member, streaming + "; storage low", 1, standby->host);
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "storage.low"), 0) << "a member's storage episode is not recorded";
+  EXPECT_EQ(count(types, "storage.ok"), 0);
+  EXPECT_EQ(count(types, "replica.rebuilding"), 1) << "episodes are told apart";
+  report_detail(id, base + "; role=primary; storage low", 1, first->host);
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "storage.low"), 1);
+  EXPECT_EQ(count(types, "storage.ok"), 0);
+  detail = detail_of("storage.low");
+  EXPECT_FALSE(detail.contains("member")) << detail;
+  EXPECT_EQ(detail.value("used_bytes", int64_t{0}), 10) << detail;
 }
 
 TEST_F(DatabaseOperationsTest, PrometheusSeriesFollowWhatTheAgentReported) {
