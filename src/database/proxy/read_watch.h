@@ -43,7 +43,7 @@ class ReadWatch {
   ReadWatch& operator=(const ReadWatch&) = delete;
   // The operations still queued hold the state, not the watch: a socket closed or destroyed
   // completes them with operation_aborted, and they let go then.
-  ~ReadWatch() { st_->fn = nullptr; }
+  ~ReadWatch() { drop(*st_); }
 
   // Calls `fn` once, on `s`'s io_context thread, when `s` may have bytes, an end of stream or an
   // error: posted at once when an earlier event or a full read left that open, else at the next
@@ -64,7 +64,7 @@ class ReadWatch {
   }
 
   // Drops a pending `fn` without calling it (its owner lets the socket go).
-  void clear() { st_->fn = nullptr; }
+  void clear() { drop(*st_); }
 
   // One non-blocking recv into `b`: the bytes read; 0 with `ec` clear when nothing was there
   // (wait again); 0 with `ec` set at the end of the stream or on an error.
@@ -114,6 +114,14 @@ class ReadWatch {
     }
   };
 
+  // Empties `st.fn` before the callable dies: it may hold the last reference to the object that
+  // owns this watch, whose destructor drops `fn` again (assigning nullptr to a function object
+  // from inside its own target's destructor would destroy that target twice).
+  static void drop(State& st) {
+    Callback gone = std::move(st.fn);
+    st.fn = nullptr;
+  }
+
   struct Op : boost::asio::detail::reactor_op {
     explicit Op(std::shared_ptr<State> s)
         : reactor_op(error_code(), &Op::perform, &Op::complete), st(std::move(s)) {}
@@ -135,7 +143,7 @@ class ReadWatch {
       if (owner == nullptr) {
         ::operator delete(op);
         // Destroyed with the io_context: what waits goes too (it may own the watch).
-        st->fn = nullptr;
+        drop(*st);
         return;
       }
       st->spare.push_back(op);
