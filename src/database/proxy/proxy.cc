@@ -1,8 +1,11 @@
 // Implementation notes (the rules themselves are in proxy.h and docs/design/database.md):
 //
-// Every connection is served by C++20 coroutines on one io_context thread, so connection and
-// pool state need no locks: a piece of state can only change across a co_await. The public
-// methods post to that thread; stats are atomics.
+// Every connection is served on one io_context thread, by C++20 coroutines where it waits for
+// something (login, a pooled connection, the client's next bytes) and by chains of completion
+// handlers on the per-message paths that need no more (the session splice, a lent server
+// connection's replies), so connection and pool state need no locks: a piece of state can only
+// change across a co_await or between handlers. The public methods post to that thread; stats
+// are atomics.
 //
 // Transaction mode, per client: the client reader coroutine reads the client's bytes, rewrites
 // what must be rewritten (prepared-statement names), tracks sync points and session state, and
