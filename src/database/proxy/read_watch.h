@@ -49,8 +49,9 @@ class ReadWatch {
   // error: posted at once when an earlier event or a full read left that open, else at the next
   // readiness event. A new wait replaces a pending one.
   // A move-only callback: libstdc++ keeps a callable of up to 24 bytes (a shared_ptr and a
-  // pointer, or an Asio coroutine handler) inside it, where std::function allocates for any
-  // callable that is not trivially copyable. A wait happens on every message the proxy reads.
+  // pointer, as the proxy's handler chains pass) inside it, where std::function allocates for
+  // any callable that is not trivially copyable. Asio's coroutine handler (64 bytes) is still
+  // allocated: one per wait of async_wait_readable.
   using Callback = std::move_only_function<void()>;
 
   void wait(tcp::socket& s, Callback fn) {
