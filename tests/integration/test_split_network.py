@@ -6,7 +6,9 @@ A CPU-limited device (concord-device in a network namespace, 10% of one CPU) tal
   slow link        tbf 1 Mbit/s both ways          -> device-only or a late split (>= cut 11)
   fast link        no rate limit                    -> cloud-only or an early split (<= cut 3)
   overloaded       no rate limit; server at 5% of a CPU with 4 busy cloud-only clients
-                                                    -> device-only
+                                                    -> device-only (from the estimates, or
+                                                       because a probe call timed out and the
+                                                       endpoint was taken out of the plan)
 
 The model is bench/inference/split_model.py's synthetic CNN (13 nodes, 12 cuts; the committed
 Fashion-MNIST fixture runs in 0.1 ms, too fast for any link to matter). Every run also checks
@@ -81,8 +83,11 @@ class SplitNetworkTest(unittest.TestCase):
         self.assertEqual(r["verified_differ"], 0, detail)
         used = {int(k): v for k, v in r["splits_used"].items()}
         most = max(used, key=used.get)
+        # remote_available False: the probe found the endpoint unreachable, timed out or
+        # overloaded, and the session planned device-only without estimates (session.h).
         print(f"\n  final split {r['final_split']}, used {used}, median "
-              f"{r['latency_ms']['median']:.2f} ms, link {r['link']}")
+              f"{r['latency_ms']['median']:.2f} ms, endpoint in the plan "
+              f"{r.get('remote_available')}, link {r['link']}")
         return r, most, detail
 
     def test_slow_link_picks_device_only_or_a_late_split(self):

@@ -13,7 +13,9 @@
 // values in [0, 1) instead (the benchmark's larger synthetic model).
 //
 // Exit codes: 0 done (and, with --verify, every result equal), 1 a request failed or a result
-// differed, 2 bad options or inputs, 3 the model or the endpoint could not be set up.
+// differed, 2 bad options or inputs, 3 the model or the endpoint could not be set up. An
+// endpoint that is unreachable, times out or is overloaded while probing is not an error with
+// --split auto: the requests run on the device, and the endpoint is tried again later.
 #include <fmt/format.h>
 #include <zlib.h>
 
@@ -179,17 +181,25 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  // A fixed split needs no estimates; probing would only add its own traffic to the run.
+  // A fixed split needs no estimates; probing would only add its own traffic to the run. An
+  // endpoint that is unreachable, too slow or overloaded is not fatal: the session runs on the
+  // device and tries it again later (session.h).
   if (auto st = fixed ? concord::ok() : s.probe(); !st) {
-    std::fprintf(stderr, "concord-device: probing %s failed: %s\n", endpoint.c_str(),
-                 st.error().to_string().c_str());
-    return 3;
+    std::fprintf(stderr, "concord-device: probing %s failed: %s%s\n", endpoint.c_str(),
+                 st.error().to_string().c_str(),
+                 s.remote_available() ? "" : "; running on the device until it answers");
+    if (s.remote_available()) return 3;
   }
   const auto link = s.link();
-  std::printf(
-      "model %s: %d nodes, %zu cuts; rtt %.3f ms, bandwidth %.1f B/ms, server queue %.3f ms\n",
-      name.c_str(), n, s.partitions().cuts.size(), link.rtt_ms, link.up_bytes_per_ms,
-      link.server_queue_ms);
+  if (s.remote_available()) {
+    std::printf(
+        "model %s: %d nodes, %zu cuts; rtt %.3f ms, bandwidth %.1f B/ms, server queue %.3f ms\n",
+        name.c_str(), n, s.partitions().cuts.size(), link.rtt_ms, link.up_bytes_per_ms,
+        link.server_queue_ms);
+  } else {
+    std::printf("model %s: %d nodes, %zu cuts; the endpoint is out of the plan\n", name.c_str(), n,
+                s.partitions().cuts.size());
+  }
   if (report) std::printf("%s", s.plan_table().c_str());
 
   std::unique_ptr<concord::inference::Model> whole;
@@ -290,6 +300,7 @@ int main(int argc, char** argv) {
                        {"median", percentile(latencies, 0.5)},
                        {"p90", percentile(latencies, 0.9)},
                        {"max", percentile(latencies, 1)}};
+    j["remote_available"] = s.remote_available();
     j["link"] = {{"rtt_ms", link.rtt_ms},
                  {"bandwidth_bytes_per_ms", link.up_bytes_per_ms},
                  {"server_queue_ms", link.server_queue_ms}};

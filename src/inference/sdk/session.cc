@@ -128,6 +128,34 @@ std::vector<int> DeviceSession::splits() const {
 }
 
 Status DeviceSession::probe() {
+  if (Status st = measure(); !st) {
+    // A failed try of an endpoint already out stays out, whatever the failure.
+    if (remote_down_ || unusable(st.error())) take_out(st.error());
+    return st;
+  }
+  if (remote_down_) {
+    remote_down_ = false;
+    logger("inference.sdk")->info("the endpoint answers again: it is back in the plan");
+  }
+  return ok();
+}
+
+bool DeviceSession::unusable(const Error& error) {
+  return error.code() == Code::kUnavailable || error.code() == Code::kDeadlineExceeded ||
+         error.code() == Code::kResourceExhausted;
+}
+
+void DeviceSession::take_out(const Error& error) {
+  remote_backoff_ = remote_down_ ? std::min(remote_backoff_ * 2, options_.remote_retry_max)
+                                 : options_.remote_retry_after;
+  remote_down_ = true;
+  remote_retry_at_ = Steady::now() + remote_backoff_;
+  logger("inference.sdk")
+      ->warn("the endpoint failed ({}): running on the device, trying it again in {} ms",
+             error.to_string(), remote_backoff_.count());
+}
+
+Status DeviceSession::measure() {
   std::vector<double> pings;
   for (int i = 0; i < 5; ++i) {
     CONCORD_ASSIGN_OR_RETURN(const double ms, client_->ping());
@@ -213,6 +241,7 @@ std::vector<SplitOption> DeviceSession::options(int rows) const {
   std::vector<SplitOption> out;
   const double r = std::max(rows, 1);
   for (const int split : splits()) {
+    if (remote_down_ && split != parts_.node_count) continue;
     SplitOption o;
     o.cut = split;
     o.device_ms = device_ms_.at(split) * device_slowdown_ * r;
@@ -247,8 +276,16 @@ std::string DeviceSession::plan_table(int rows) const {
 }
 
 Result<SplitResult> DeviceSession::infer(std::span<const Tensor> inputs) {
+  const auto start = Steady::now();
   const int split = planner_.plan(options(batch_rows(inputs)), link());
-  return infer_at(split, inputs);
+  auto result = infer_at(split, inputs);
+  if (result || split == parts_.node_count || !unusable(result.error())) return result;
+  take_out(result.error());
+  // The endpoint is out of the plan now, so this plans device-only: the request is answered
+  // here, and its latency includes the failed call.
+  result = infer_at(planner_.plan(options(batch_rows(inputs)), link()), inputs);
+  if (result) result->total_ms = ms_since(start);
+  return result;
 }
 
 Result<SplitResult> DeviceSession::infer_at(int split, std::span<const Tensor> inputs) {
@@ -282,12 +319,24 @@ Result<SplitResult> DeviceSession::infer_at(int split, std::span<const Tensor> i
   }
   result.total_ms = ms_since(start);
   learn(split, result.device_ms / batch_rows(inputs), call ? &*call : nullptr);
-  if (++requests_ % std::max(options_.reprobe_every, 1) == 0) {
-    if (Status s = refresh(); !s) {
+  after_request();
+  return result;
+}
+
+void DeviceSession::after_request() {
+  ++requests_;
+  if (remote_down_) {
+    if (Steady::now() >= remote_retry_at_) (void)probe();  // probe() logs either way
+    return;
+  }
+  if (requests_ % std::max(options_.reprobe_every, 1) != 0) return;
+  if (Status s = refresh(); !s) {
+    if (unusable(s.error())) {
+      take_out(s.error());
+    } else {
       logger("inference.sdk")->warn("refreshing the link estimate failed: {}", s.error().message());
     }
   }
-  return result;
 }
 
 void DeviceSession::learn(int split, double device_ms_per_row, const InferCall* call) {

@@ -35,6 +35,15 @@
 // `reprobe_every` requests the session also sends one zero-input call to the smallest tail to
 // refresh the server's queue and slowdown; that call is not part of any request's latency.
 //
+// An endpoint that cannot be reached, times out or says it is overloaded (kUnavailable,
+// kDeadlineExceeded, kResourceExhausted from probe(), a refresh or a remote call of infer())
+// is taken out of the plan: only device-only is planned until a new probe() succeeds. That
+// probe runs after the first request made `remote_retry_after` later, then after twice that,
+// and so on up to `remote_retry_max`; it runs on the caller's thread, between two requests. A
+// request of infer() whose remote call fails so is run again on the device, so the caller gets
+// its answer (later by the failed call). Other errors (a model the endpoint does not serve, a
+// refused token) are the caller's to see and change nothing.
+//
 // Costs scale with the request's batch rows linearly (bytes exactly; compute approximately).
 //
 // Threading: one session per thread.
@@ -69,6 +78,9 @@ struct SessionOptions {
   double max_probe_upload_ms = 100;
   int reprobe_every = 16;
   std::chrono::milliseconds timeout{30'000};
+  // When an unusable endpoint is tried again (see above).
+  std::chrono::milliseconds remote_retry_after{30'000};
+  std::chrono::milliseconds remote_retry_max{600'000};
 };
 
 struct SplitResult {
@@ -90,11 +102,13 @@ class DeviceSession {
 
   // Measures RTT, bandwidth and the server's idle cost of every remote option (see above).
   // Errors of the calls as OipClient reports them (a tail the endpoint does not serve is
-  // kNotFound: the endpoint is not serving split tails).
+  // kNotFound: the endpoint is not serving split tails); after kUnavailable, kDeadlineExceeded
+  // or kResourceExhausted the session plans device-only (remote_available() is false).
   [[nodiscard]] Status probe();
 
   // Plans and runs. Errors: the head's (kInvalidArgument for inputs that do not fit the model)
-  // or the remote call's.
+  // or the remote call's, except those that take the endpoint out of the plan: that request
+  // is run on the device instead.
   [[nodiscard]] Result<SplitResult> infer(std::span<const Tensor> inputs);
   // Runs at a fixed split (0, a listed cut, or node_count), still learning from the call.
   // kInvalidArgument for a split that is not one of splits().
@@ -110,6 +124,9 @@ class DeviceSession {
   // The split the planner holds (-1 before the first infer()).
   int current_split() const { return planner_.current(); }
   int revisions() const { return planner_.revisions(); }
+  // False from a probe, refresh or remote call that failed as unreachable, timed out or
+  // overloaded, until a probe() succeeds.
+  bool remote_available() const { return !remote_down_; }
   // The estimated cost of every split now, the planner's choice marked.
   std::string plan_table(int rows = 1) const;
   // The profiled head times (ms, batch 1) by split.
@@ -120,6 +137,14 @@ class DeviceSession {
                 std::unique_ptr<OipClient> client);
   void learn(int split, double device_ms, const InferCall* call);
   [[nodiscard]] Status refresh();
+  // probe()'s calls and estimates; probe() decides what a failure means for the plan.
+  [[nodiscard]] Status measure();
+  // kUnavailable, kDeadlineExceeded, kResourceExhausted: the endpoint cannot serve for now.
+  static bool unusable(const Error& error);
+  // Takes the endpoint out of the plan (or keeps it out) and sets its next try.
+  void take_out(const Error& error);
+  // After each request: the periodic refresh, or the endpoint's next try when it is out.
+  void after_request();
 
   SessionOptions options_;
   OnnxModelInfo info_;
@@ -137,6 +162,9 @@ class DeviceSession {
   double server_slowdown_ = 1;
   double device_slowdown_ = 1;
   int requests_ = 0;
+  bool remote_down_ = false;
+  std::chrono::milliseconds remote_backoff_{0};
+  std::chrono::steady_clock::time_point remote_retry_at_;
 };
 
 // Zero tensors for every input of `inputs`, dynamic dimension 0 set to `rows` (other dynamic
