@@ -313,6 +313,71 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
       << rows() << " " << driver_->status(rid)->detail;
 }
 
+// Archived logs that cannot reach the server (nothing listens at its address) are reported as
+// stalled once that has lasted database_archive_stall_after, and no longer once shipping works
+// again (here: nothing left to ship). The marker survives a new driver (an agent restart).
+TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
+  drv::DriverOptions o;
+  o.state_dir = tmp_.path() + "/agent";
+  o.database_dir = tmp_.path() + "/agent/database";
+  o.server_url = "http://127.0.0.1:1";
+  o.agent_header = "host:credential";
+  o.database_ship_interval = std::chrono::milliseconds(100);
+  o.database_archive_stall_after = std::chrono::milliseconds(1000);
+  auto d = drv::make_database_driver(o);
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  driver_ = std::move(*d);
+
+  DesiredState s;
+  s.revision = 1;
+  s.databases = {{"shop", "", ""}};
+  s.root = RootSpec{postgres_scram_verifier("root-pw")};
+  ASSERT_TRUE(s.archive_logs);
+  auto st = driver_->create(spec(s));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  auto r = psql(address_, port_, "root", "root-pw", "postgres",
+                "CREATE TABLE t AS SELECT generate_series(1, 1000) AS x; SELECT pg_switch_wal()");
+  ASSERT_TRUE(r.ok()) << r.err;
+
+  const std::string dir = o.database_dir + "/" + id_;
+  auto detail = [&] {
+    auto status = driver_->status(id_);
+    EXPECT_TRUE(status.has_value());
+    return status ? status->detail : std::string();
+  };
+  auto wait_for = [&](auto done, const char* what) {
+    for (int i = 0; i < 300 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(done()) << what << "; detail: " << detail();
+  };
+  wait_for([&] { return std::filesystem::exists(dir + "/ship_failing"); },
+           "a failed shipping is recorded");
+  EXPECT_EQ(detail().find("archive_stalled"), std::string::npos)
+      << "not reported before database_archive_stall_after";
+  wait_for([&] { return detail().find("; archive_stalled_since=") != std::string::npos; },
+           "reported once it lasts");
+
+  // An agent restart keeps the episode (and its start).
+  o.database_ship_interval = std::chrono::milliseconds(0);
+  d = drv::make_database_driver(o);
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  driver_ = std::move(*d);
+  EXPECT_NE(detail().find("; archive_stalled_since="), std::string::npos);
+
+  // Nothing waits to be shipped any more: the next round ships nothing, successfully.
+  o.database_ship_interval = std::chrono::milliseconds(100);
+  d = drv::make_database_driver(o);
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  driver_ = std::move(*d);
+  for (const auto& f : std::filesystem::directory_iterator(dir + "/wal_archive")) {
+    std::filesystem::remove_all(f.path());
+  }
+  wait_for([&] { return !std::filesystem::exists(dir + "/ship_failing"); },
+           "a shipping that works ends it");
+  EXPECT_EQ(detail().find("archive_stalled"), std::string::npos);
+}
+
 TEST_F(DatabaseDriverTest, BadMetadataIsInvalidArgumentAndCreatesNothing) {
   DesiredState s;
   s.revision = 1;

@@ -713,6 +713,69 @@ TEST_F(DatabaseOperationsTest, ReplicaRebuildsAreRecordedOncePerEpisode) {
   EXPECT_EQ(count(types, "storage.low"), 0) << "episodes are told apart";
 }
 
+TEST_F(DatabaseOperationsTest, ArchiveStallsAreShownAndRecordedOncePerEpisode) {
+  const std::string id = create_active();
+  const std::string base = "state_revision=1; postgresql 15; disk_used_bytes=10; healthy";
+  http::Registry registry;
+  db_->register_metrics(registry);
+  auto stalled_series = [&] {
+    std::istringstream lines(registry.render());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("concord_database_archive_stalled_seconds{", 0) == 0 &&
+          line.find(id) != std::string::npos) {
+        return line.substr(line.rfind(' ') + 1);
+      }
+    }
+    return std::string("none");
+  };
+  auto metric = [&] {
+    Reply r = trove(Method::kGet, "/instances/" + id + "/metrics");
+    EXPECT_EQ(r.status, 200) << r;
+    return r.body["metrics"].value("archive_stalled_seconds", int64_t{-1});
+  };
+  report_detail(id, base);
+  run_pass();
+  EXPECT_EQ(metric(), 0);
+  EXPECT_EQ(stalled_series(), "0");
+
+  // The agent says since when (its text stays the same while the episode lasts); the service
+  // shows how long that is by its own clock.
+  const int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
+  const std::string stalled = base + "; archive_stalled_since=" + std::to_string(now_s - 612);
+  report_detail(id, stalled);
+  run_pass();
+  EXPECT_EQ(metric(), 612);
+  EXPECT_EQ(stalled_series(), "612");
+  advance(std::chrono::seconds(60));
+  report_detail(id, stalled);
+  run_pass();
+  EXPECT_EQ(metric(), 672);
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "archiving.stalled"), 1);
+  EXPECT_EQ(count(types, "archiving.resumed"), 0);
+  Reply ev = trove(Method::kGet, "/instances/" + id + "/events");
+  EXPECT_EQ(ev.body["events"].back()["type"], "archiving.stalled") << ev;
+  EXPECT_EQ(ev.body["events"].back()["detail"]["since"],
+            format_iso_naive(SystemTime{std::chrono::seconds(now_s - 612)}).substr(0, 19))
+      << ev;
+  EXPECT_NE(ev.body["events"].back()["message"].get<std::string>().find("point-in-time restore"),
+            std::string::npos)
+      << ev;
+
+  report_detail(id, base);
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "archiving.stalled"), 1);
+  EXPECT_EQ(count(types, "archiving.resumed"), 1);
+  EXPECT_EQ(types.back(), "archiving.resumed");
+  EXPECT_EQ(metric(), 0);
+  EXPECT_EQ(stalled_series(), "0");
+  EXPECT_EQ(count(types, "storage.low"), 0) << "episodes are told apart";
+  EXPECT_EQ(count(types, "replica.rebuilding"), 0);
+}
+
 // High availability needs the endpoints (parse_create_ha refuses it without them), which the
 // other tests leave off. With them on, the HA controller's thread runs too; nothing answers at
 // the members' engine addresses here, so it never marks the standby synchronous and never fails

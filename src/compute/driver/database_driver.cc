@@ -24,6 +24,11 @@
 // thread, every database_ship_interval, ships each instance's completed log files and rebuilds
 // a replica whose engine says it cannot go on from its upstream (Health::replication_broken:
 // its position was purged there, or its replay failed), with no new desired state needed.
+// Shipping that keeps failing is recorded in the instance folder (`ship_failing`: since when,
+// kept across agent restarts, removed by the next shipping that succeeds); from
+// database_archive_stall_after on, status() reports archive_stalled_since=<unix seconds> (a
+// text that stays the same while the episode lasts, so it is not written again every report),
+// which the service turns into the instance's archiving.stalled / archiving.resumed events.
 // The engine keeps the rest (data, socket, certificate, engine.log, applied_revision).
 //
 // Power: running only when the engine answers a real query over its admin socket; a live
@@ -524,6 +529,10 @@ class DatabaseDriver final : public Driver {
     if (h.disk_used_bytes > s->volume_gb * (int64_t{1} << 30) * 9 / 10) {
       st.detail += "; storage low";
     }
+    if (auto since = shipping_failing_since(std::string(id));
+        since && wall_us() - *since >= options_.database_archive_stall_after.count() * 1000) {
+      st.detail += fmt::format("; archive_stalled_since={}", *since / 1'000'000);
+    }
     if (rebuilding) {
       st.detail += "; rebuild=running";
     } else if (!h.replication_broken.empty()) {
@@ -830,15 +839,47 @@ class DatabaseDriver final : public Driver {
       if (!busy.owns_lock()) continue;  // a create, backup or destroy is running: next round
       if (!path_exists(dir_for(id) + "/instance.json")) continue;
       const engine::InstanceConfig cfg = config_of(id, *s);
-      if (state->archive_logs && transport_) {
-        Status st = (*e)->ship_logs(cfg, *transport_);
-        if (!st && st.error().code() != Code::kFailedPrecondition) {
-          log_->warn("database instance {}: shipping archived logs: {}", id,
-                     st.error().to_string());
-        }
-      }
+      if (state->archive_logs && transport_) note_shipping(id, (*e)->ship_logs(cfg, *transport_));
       heal_replica(id, **e, cfg, *state);
     }
+  }
+
+  // kFailedPrecondition (the engine is not running, or logs nothing to archive) says nothing
+  // about the way to the server, so it neither starts nor ends a failing episode.
+  void note_shipping(const std::string& id, const Status& st) {
+    const std::string marker = dir_for(id) + "/ship_failing";
+    if (!st && st.error().code() == Code::kFailedPrecondition) return;
+    if (st) {
+      if (auto since = read_file(marker)) {
+        log_->info("database instance {}: archived logs are shipped again (failing since {} us)",
+                   id, since->substr(0, since->find('\n')));
+        (void)remove_tree(marker);
+      }
+      return;
+    }
+    log_->warn("database instance {}: shipping archived logs: {}", id, st.error().to_string());
+    if (!path_exists(marker)) {
+      if (Status w = write_file_atomic(marker, std::to_string(wall_us()) + "\n"); !w) {
+        log_->warn("database instance {}: {}", id, w.error().to_string());
+      }
+    }
+  }
+
+  // Since when (unix us) archived logs have failed to ship, from ship_failing (nullopt: they
+  // have not).
+  std::optional<int64_t> shipping_failing_since(const std::string& id) const {
+    auto text = read_file(dir_for(id) + "/ship_failing");
+    if (!text) return std::nullopt;
+    int64_t since = 0;
+    const char* end = text->data() + text->size();
+    if (std::from_chars(text->data(), end, since).ec != std::errc{}) return std::nullopt;
+    return since;
+  }
+
+  static int64_t wall_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
   }
 
   // A replica its engine says cannot go on (Health::replication_broken, in two rounds in a row:

@@ -178,6 +178,9 @@ struct DriverOptions {
   // How often the database driver ships archived logs of its instances and looks for replicas
   // that cannot go on from their upstream (0: never).
   std::chrono::milliseconds database_ship_interval{10000};
+  // Shipping that has failed this long is reported (archive_stalled_since=<unix seconds> in
+  // the status detail; the instance's archiving.stalled event).
+  std::chrono::milliseconds database_archive_stall_after{600000};
 };
 
 [[nodiscard]] Result<std::unique_ptr<Driver>> make_container_driver(const DriverOptions& options);

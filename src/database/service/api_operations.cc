@@ -129,6 +129,21 @@ std::optional<int64_t> integer_of(const std::map<std::string, std::string>& f,
   return v;
 }
 
+// When the agent says archived logs stopped reaching the backup store (archive_stalled_since,
+// unix seconds on the agent's clock), and how long ago that is at `now` (0 for a clock behind
+// the agent's).
+std::optional<SystemTime> stalled_since(const std::map<std::string, std::string>& f) {
+  auto since = integer_of(f, "archive_stalled_since");
+  if (!since) return std::nullopt;
+  return SystemTime{std::chrono::seconds(*since)};
+}
+int64_t stalled_seconds(const std::map<std::string, std::string>& f, SystemTime now) {
+  auto since = stalled_since(f);
+  if (!since) return 0;
+  return std::max<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(now - *since).count(),
+                           0);
+}
+
 }  // namespace
 
 void DatabaseService::Impl::add_operations_routes() {
@@ -333,6 +348,9 @@ Result<Response> DatabaseService::Impl::instance_metrics(Call& c) {
     if (auto applied = integer_of(f, "state_revision")) out["applied_revision"] = *applied;
     if (auto used = integer_of(f, "disk_used_bytes")) out["disk_used_bytes"] = *used;
     out["storage_low"] = f.contains("storage_low");
+    // Seconds archived logs have failed to reach the backup store, once the agent says they
+    // stalled; 0 otherwise.
+    out["archive_stalled_seconds"] = stalled_seconds(f, clock_.now());
     if (auto role = f.find("role"); role != f.end()) out["role"] = role->second;
     if (auto lag = f.find("lag_seconds"); lag != f.end()) {
       try {
@@ -523,6 +541,11 @@ constexpr Episode kEpisodes[] = {
      "The replica cannot go on from its source (its position is gone there, or its replay "
      "failed) and is being made anew from it.",
      "replica.rebuilt", "The replica follows its source again.", true},
+    {"archive_stalled_since", "archiving.stalled",
+     "Archived logs have not reached the backup store for a while: point-in-time restore "
+     "reaches only as far as the last log that did, and the waiting logs take space on the "
+     "host.",
+     "archiving.resumed", "Archived logs reach the backup store again.", true},
 };
 
 }  // namespace
@@ -605,6 +628,9 @@ void DatabaseService::Impl::watch_episodes() {
       if (e->field == "storage_low") {
         detail["volume_bytes"] = inst.volume_gb * kGiB;
         if (auto used = integer_of(l->fields, "disk_used_bytes")) detail["used_bytes"] = *used;
+      }
+      if (e->field == "archive_stalled_since" && starts) {
+        if (auto since = stalled_since(l->fields)) detail["since"] = trove_time(*since);
       }
       return record_event(tx, inst, starts ? e->start_type : e->end_type,
                           starts ? e->start_text : e->end_text, detail);
@@ -772,6 +798,13 @@ void DatabaseService::Impl::register_metrics(http::Registry& registry) {
         auto role = f.find("role");
         if (role != f.end() && role->second == "replica") return 0.0;
         return std::nullopt;
+      }));
+  registry.gauge_family_fn(
+      "concord_database_archive_stalled_seconds",
+      "How long the instance's archived logs have failed to reach the backup store, once its "
+      "agent reports them stalled (database_archive_stall_after); 0 while they ship.",
+      per_member([this](const std::map<std::string, std::string>& f) -> std::optional<double> {
+        return static_cast<double>(stalled_seconds(f, clock_.now()));
       }));
 }
 
