@@ -1,6 +1,7 @@
 // The compute "database" driver over the real PostgreSQL engine: what the agent calls, with the
 // desired state in the spec's metadata as the database service writes it.
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -364,6 +365,21 @@ TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   ASSERT_TRUE(d.has_value()) << d.error().to_string();
   driver_ = std::move(*d);
   EXPECT_NE(detail().find("; archive_stalled_since="), std::string::npos);
+
+  // Logs waiting to be shipped count as the instance's disk use (they pile up while shipping
+  // stalls); *.tmp is one being archived, which the shipping leaves alone.
+  auto disk_used = [&] {
+    const std::string d = detail();
+    const size_t at = d.find("disk_used_bytes=");
+    return at == std::string::npos ? int64_t{-1} : std::atoll(d.c_str() + at + 16);
+  };
+  const int64_t before = disk_used();
+  ASSERT_GT(before, 0) << detail();
+  {
+    std::ofstream waiting(dir + "/wal_archive/000000010000000000000099.tmp", std::ios::binary);
+    waiting << std::string(8 << 20, 'w');
+  }
+  EXPECT_GE(disk_used(), before + (8 << 20) - (64 << 10)) << detail();
 
   // Nothing waits to be shipped any more: the next round ships nothing, successfully.
   o.database_ship_interval = std::chrono::milliseconds(100);

@@ -77,8 +77,11 @@ struct Health {
   bool healthy = false;           // it answered a real query over the admin socket
   int64_t applied_revision = 0;   // the desired-state revision last applied (0: none)
   bool restart_required = false;  // a parameter waits for a restart
-  int64_t disk_used_bytes = 0;    // the data folder's size
-  std::string detail;             // why not healthy, or what is notable
+  // What the instance holds on its volume: the data folder, and the logs kept beside it
+  // (PostgreSQL's archived WAL not shipped yet, MariaDB's binlogs): logs that pile up while
+  // shipping stalls then show as storage low.
+  int64_t disk_used_bytes = 0;
+  std::string detail;  // why not healthy, or what is notable
   // Replication, as the engine itself says (not as the desired state wishes): "primary" when it
   // accepts writes, "replica" while it replays an upstream's changes; empty when not running.
   std::string role;

@@ -388,7 +388,8 @@ class MariadbEngine final : public Engine {
     Paths p(config.dir);
     Health h;
     h.applied_revision = read_applied_revision(p.dir);
-    h.disk_used_bytes = disk_usage(p.data);
+    // The binlogs (mariadb_backup.h: binlog/, outside data/) are the instance's too.
+    h.disk_used_bytes = disk_usage(p.data) + disk_usage(p.dir + "/binlog");
     pid_t pid = live_pid(p);
     h.running = pid != 0;
     if (!h.running) {

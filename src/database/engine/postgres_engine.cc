@@ -386,7 +386,8 @@ class PostgresEngine final : public Engine {
     Paths p(config.dir);
     Health h;
     h.applied_revision = read_applied_revision(p.dir);
-    h.disk_used_bytes = disk_usage(p.data);
+    // WAL segments archived and not shipped yet are the instance's too (postgres_backup.h).
+    h.disk_used_bytes = disk_usage(p.data) + disk_usage(p.dir + "/wal_archive");
     pid_t pid = live_pid(p);
     h.running = pid != 0;
     if (!h.running) {
