@@ -117,6 +117,19 @@ class DatabaseOperationsTest : public DatabaseServiceTest {
     return out;
   }
 
+  // The lines of Prometheus family `family` in `registry` that name `id`, each ending in "\n".
+  static std::string series_of(const http::Registry& registry, const std::string& family,
+                               const std::string& id) {
+    std::string out;
+    std::istringstream lines(registry.render());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind(family + "{", 0) == 0 && line.find(id) != std::string::npos) {
+        out += line + "\n";
+      }
+    }
+    return out;
+  }
+
   static int count(const std::vector<std::string>& v, const std::string& what) {
     return static_cast<int>(std::count(v.begin(), v.end(), what));
   }
@@ -719,14 +732,10 @@ TEST_F(DatabaseOperationsTest, ArchiveStallsAreShownAndRecordedOncePerEpisode) {
   http::Registry registry;
   db_->register_metrics(registry);
   auto stalled_series = [&] {
-    std::istringstream lines(registry.render());
-    for (std::string line; std::getline(lines, line);) {
-      if (line.rfind("concord_database_archive_stalled_seconds{", 0) == 0 &&
-          line.find(id) != std::string::npos) {
-        return line.substr(line.rfind(' ') + 1);
-      }
-    }
-    return std::string("none");
+    std::string line = series_of(registry, "concord_database_archive_stalled_seconds", id);
+    if (line.empty()) return std::string("none");
+    line.pop_back();  // "\n"
+    return line.substr(line.rfind(' ') + 1);
   };
   auto metric = [&] {
     Reply r = trove(Method::kGet, "/instances/" + id + "/metrics");
@@ -881,16 +890,7 @@ TEST_F(DatabaseOperationsTest, PrometheusSeriesFollowWhatTheAgentReported) {
   const std::string id = create_active();
   http::Registry registry;
   db_->register_metrics(registry);
-  auto series = [&](const std::string& family) {
-    std::string out;
-    std::istringstream lines(registry.render());
-    for (std::string line; std::getline(lines, line);) {
-      if (line.rfind(family + "{", 0) == 0 && line.find(id) != std::string::npos) {
-        out += line + "\n";
-      }
-    }
-    return out;
-  };
+  auto series = [&](const std::string& family) { return series_of(registry, family, id); };
   EXPECT_EQ(series("concord_database_replica_rebuilding"), "") << "no replica reported";
 
   report_detail(id,

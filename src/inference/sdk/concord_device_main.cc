@@ -191,14 +191,12 @@ int main(int argc, char** argv) {
     if (s.remote_available()) return 3;
   }
   const auto link = s.link();
+  std::printf("model %s: %d nodes, %zu cuts; ", name.c_str(), n, s.partitions().cuts.size());
   if (s.remote_available()) {
-    std::printf(
-        "model %s: %d nodes, %zu cuts; rtt %.3f ms, bandwidth %.1f B/ms, server queue %.3f ms\n",
-        name.c_str(), n, s.partitions().cuts.size(), link.rtt_ms, link.up_bytes_per_ms,
-        link.server_queue_ms);
+    std::printf("rtt %.3f ms, bandwidth %.1f B/ms, server queue %.3f ms\n", link.rtt_ms,
+                link.up_bytes_per_ms, link.server_queue_ms);
   } else {
-    std::printf("model %s: %d nodes, %zu cuts; the endpoint is out of the plan\n", name.c_str(), n,
-                s.partitions().cuts.size());
+    std::printf("the endpoint is out of the plan\n");
   }
   if (report) std::printf("%s", s.plan_table().c_str());
 
