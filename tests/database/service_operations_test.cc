@@ -603,6 +603,55 @@ TEST_F(DatabaseOperationsTest, RetentionFreesTheBackupsQuotaBeforeTheDaysBackup)
   EXPECT_EQ(count(types, "backup.retention.deleted"), 1);
 }
 
+// The usual day at such a quota: the window's first pass comes seconds before yesterday's
+// backup (made by yesterday's first pass) passes its retention. The day's backup waits for it
+// instead of being skipped; a wait that retention cannot end soon is a skip as before.
+TEST_F(DatabaseOperationsTest, AnAutomatedBackupAtTheQuotaWaitsForOneThatRetentionFreesSoon) {
+  const std::string id =
+      create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 1}}}});
+  Reply r = trove(Method::kPut, "/mgmt/quotas/" + p1_, Json{{"quotas", {{"backups", 1}}}}, admin_,
+                  admin_project_);
+  ASSERT_EQ(r.status, 200) << r;
+  run_pass();  // day 0, 08:00: automated A, 1 of 1
+  Json list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  const std::string a = list[0]["id"];
+  ASSERT_EQ(upload(a, "a").status, 200);
+
+  advance(std::chrono::hours(24) - std::chrono::seconds(20));  // A expires in 20 s
+  run_pass();
+  list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  EXPECT_EQ(list[0]["id"], a);
+  std::vector<std::string> types = event_types(id);
+  EXPECT_EQ(count(types, "backup.automated.skipped"), 0) << "waiting, not skipped";
+  EXPECT_EQ(count(types, "backup.automated.started"), 1);
+
+  advance(std::chrono::seconds(30));  // the next pass: A is gone, the day's backup is made
+  run_pass();
+  list = backups_of(id);
+  ASSERT_EQ(list.size(), 1u) << list;
+  EXPECT_NE(list[0]["id"], a);
+  const std::string b = list[0]["id"];
+  types = event_types(id);
+  EXPECT_EQ(count(types, "backup.automated.skipped"), 0);
+  EXPECT_EQ(count(types, "backup.automated.started"), 2);
+  EXPECT_EQ(count(types, "backup.retention.deleted"), 1);
+  ASSERT_EQ(upload(b, "b").status, 200);
+
+  // The window moves to 05:00, so the next day's first pass comes three hours before B
+  // expires: longer than kRetentionWait, so the day's backup is skipped.
+  r = trove(
+      Method::kPut, "/instances/" + id,
+      Json{{"instance", {{"backup_schedule", {{"window", "05:00"}, {"retention_days", 1}}}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  advance(std::chrono::hours(21));  // day 2, 05:00:10; B expires at 08:00:10
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "backup.automated.skipped"), 1);
+  EXPECT_EQ(backups_of(id).size(), 1u);
+}
+
 TEST_F(DatabaseOperationsTest, RunningInstancesAndKeptBackupsAreMeteredHourly) {
   const std::string id = create_active();
   Reply r = trove(Method::kPost, "/backups", Json{{"backup", {{"name", "b1"}, {"instance", id}}}});

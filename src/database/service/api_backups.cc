@@ -258,6 +258,25 @@ Result<BackupRow> load_backup(store::Tx& tx, const identity::AuthContext& caller
 
 }  // namespace
 
+Result<std::vector<RetainedBackup>> automated_backups_past_retention(store::Tx& tx, SystemTime at,
+                                                                     const std::string& project) {
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows rows,
+      tx.query("SELECT b.id, b.project_id, b.instance_id, b.name, b.created, "
+               "i.backup_retention_days FROM db_backups b JOIN db_instances i ON i.id = "
+               "b.instance_id WHERE b.automated = 1 AND b.deleting = 0 AND "
+               "i.backup_retention_days > 0 AND b.status IN ('COMPLETED', 'FAILED') AND "
+               "(? = '' OR b.project_id = ?) AND NOT EXISTS (SELECT 1 FROM db_backups k WHERE "
+               "k.parent_id = b.id AND k.deleting = 0) ORDER BY b.created, b.id",
+               {project, project}));
+  std::vector<RetainedBackup> out;
+  for (const store::Row& r : rows) {
+    const SystemTime cutoff = at - std::chrono::days(r.integer(5));
+    if (r.text(4) < trove_time(cutoff)) out.push_back({r.text(0), r.text(1), r.text(2), r.text(3)});
+  }
+  return out;
+}
+
 Result<Response> DatabaseService::Impl::create_backup(Call& c) {
   if (!backup_blobs_) {
     return fail(Code::kUnavailable, "Backups are not available: this cloud has no backup storage.");
@@ -362,6 +381,17 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
       // and the next day's window tries again. The instance's status is not touched.
       if (Status quota = check_quota(tx, inst.project_id, {{"backups", 1}}); !quota) {
         if (quota.error().code() != Code::kResourceExhausted) return quota;
+        // Unless retention frees room soon: the backup retention deletes today was made about
+        // this time yesterday (or N days ago), so a pass at the window's start often comes
+        // seconds before it expires. Waiting, not skipping, keeps a project whose quota holds
+        // exactly its retained backups at one a day; the next passes try again.
+        CONCORD_ASSIGN_OR_RETURN(
+            auto expiring,
+            automated_backups_past_retention(tx, clock_.now() + kRetentionWait, inst.project_id));
+        if (!expiring.empty()) {
+          return fail(Code::kUnavailable, quota.error().message() + " Waiting for backup '" +
+                                              expiring[0].id + "' to pass its retention period.");
+        }
         skipped = quota.error().message();
         return record_event(tx, inst, "backup.automated.skipped",
                             "Automated backup '" + b.name + "' skipped: " + skipped,

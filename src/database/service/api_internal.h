@@ -133,6 +133,18 @@ InstanceRow instance_from(const store::Row& r);
 inline constexpr const char* kAutomatedDayEvents =
     "('backup.automated.started', 'backup.automated.skipped')";
 
+// Automated backups that retention deletes at `at`: finished, past their instance's
+// backup_retention_days (on), with no incremental child built on them; oldest first; of one
+// project when `project` is not empty. The operations pass deletes those of now; an automated
+// backup at the backups quota waits for those of the next kRetentionWait instead of being
+// skipped (create_backup).
+struct RetainedBackup {
+  std::string id, project_id, instance_id, name;
+};
+Result<std::vector<RetainedBackup>> automated_backups_past_retention(store::Tx& tx, SystemTime at,
+                                                                     const std::string& project);
+inline constexpr std::chrono::minutes kRetentionWait{60};
+
 // Closes the instance's open usage interval at `now_us` (resize, delete).
 Status meter(store::Tx& tx, InstanceRow& inst, int64_t now_us, const std::string& region);
 

@@ -419,10 +419,7 @@ void DatabaseService::Impl::operations_pass() {
     std::string since, date;
   };
   std::vector<Due> due;
-  struct Expired {
-    std::string id, project_id, instance_id, name;
-  };
-  std::vector<Expired> expired;
+  std::vector<RetainedBackup> expired;
   Status read = store_.read([&](store::Tx& tx) -> Status {
     due.clear();
     expired.clear();
@@ -443,21 +440,7 @@ void DatabaseService::Impl::operations_pass() {
       if (!made.empty()) continue;
       due.push_back({std::move(inst), since, since.substr(0, 10)});
     }
-    // Automated backups past their instance's retention, finished, with no incremental child.
-    CONCORD_ASSIGN_OR_RETURN(
-        store::Rows old,
-        tx.query("SELECT b.id, b.project_id, b.instance_id, b.name, b.created, "
-                 "i.backup_retention_days FROM db_backups b JOIN db_instances i ON i.id = "
-                 "b.instance_id WHERE b.automated = 1 AND b.deleting = 0 AND "
-                 "i.backup_retention_days > 0 AND b.status IN ('COMPLETED', 'FAILED') AND NOT "
-                 "EXISTS (SELECT 1 FROM db_backups k WHERE k.parent_id = b.id AND "
-                 "k.deleting = 0) ORDER BY b.created, b.id"));
-    for (const store::Row& r : old) {
-      const SystemTime cutoff = now - std::chrono::microseconds(r.integer(5) * kDayUs);
-      if (r.text(4) < trove_time(cutoff)) {
-        expired.push_back({r.text(0), r.text(1), r.text(2), r.text(3)});
-      }
-    }
+    CONCORD_ASSIGN_OR_RETURN(expired, automated_backups_past_retention(tx, now, ""));
     return ok();
   });
   if (!read) {
@@ -468,7 +451,7 @@ void DatabaseService::Impl::operations_pass() {
   meter_running(now);
   // Retention first: the backups it deletes no longer count against the project's backups
   // quota when the day's automated backups are checked against it below.
-  for (const Expired& e : expired) {
+  for (const RetainedBackup& e : expired) {
     Request req;
     req.method = Method::kDelete;
     req.params = {e.project_id, e.id};
