@@ -21,8 +21,9 @@ build_pkgs=(
   # Managed database engines at run time (src/database/engine, the agents' database driver):
   # run as the system user concord-db (created below); the Debian services themselves stay
   # stopped and disabled. openssl makes each instance's TLS certificate; zstd (de)compresses
-  # backups and shipped logs (tar --zstd).
-  postgresql-15 mariadb-server mariadb-client mariadb-backup openssl zstd
+  # backups and shipped logs (tar --zstd). Each instance's volume is a loop-mounted ext4 image
+  # (src/compute/driver/database_volume.h): e2fsprogs and util-linux's mount tools.
+  postgresql-15 mariadb-server mariadb-client mariadb-backup openssl zstd e2fsprogs mount
   # Inference runtime (src/inference/runtime): OpenCV dnn runs ONNX models; only core and dnn,
   # not the libopencv-dev meta package that pulls every module.
   libopencv-dnn-dev libopencv-core-dev

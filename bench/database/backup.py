@@ -149,9 +149,14 @@ class Engine:
         if len(found) != 1:
             raise RuntimeError("instance %s: %d instance folders under %s" % (
                 iid, len(found), ENGINE_ROOT))
-        self.dir = os.path.dirname(found[0])
         with open(found[0]) as f:
-            self.port = str(json.load(f)["port"])
+            stored = json.load(f)
+        self.port = str(stored["port"])
+        # The engine's folder: on the instance's own volume, or (database_volumes directory,
+        # instances made before volumes) the instance folder itself (database_driver.cc).
+        self.dir = os.path.dirname(found[0])
+        if stored.get("volume") == "loop":
+            self.dir = os.path.join(self.dir, "v")
         self.run = os.path.join(self.dir, "run")
 
     def sql(self, query, database="postgres"):

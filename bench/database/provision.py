@@ -144,9 +144,10 @@ class Raw:
 
 
 class Concord:
-    def __init__(self, poll_s, binary=None):
+    def __init__(self, poll_s, binary=None, extra_args=()):
         self.poll_s = poll_s
         self.binary = binary or concord_launcher.binary()
+        self.extra_args = list(extra_args)
         self.srv = None
         self.token = None
         self.project = None
@@ -163,7 +164,7 @@ class Concord:
             self.srv = concord_launcher.start_server(
                 cleanups.append,
                 extra_args=["--agent.drivers=database", "--database.max_volume_gb=10",
-                            "--database.address_pool=" + pool])
+                            "--database.address_pool=" + pool] + self.extra_args)
         finally:
             if saved is None:
                 del os.environ["CONCORD_BIN"]
@@ -246,6 +247,10 @@ def main():
     ap.add_argument("--baseline-bin",
                     help="another concord binary (e.g. a build of an older commit) measured in "
                          "the same run, interleaved, as 'baseline' (before/after comparisons)")
+    ap.add_argument("--baseline-args", default="",
+                    help="server options of the baseline (space-separated), e.g. "
+                         "'--agent.database_volumes=directory' to measure what the volumes cost; "
+                         "with no --baseline-bin the baseline is this binary")
     args = ap.parse_args()
     engines = args.only or ["postgresql", "mariadb"]
 
@@ -253,7 +258,9 @@ def main():
     os.chmod(work, 0o755)
     cleanups = []
     concord = Concord(args.poll_ms / 1000.0)
-    baseline = Concord(args.poll_ms / 1000.0, args.baseline_bin) if args.baseline_bin else None
+    baseline = None
+    if args.baseline_bin or args.baseline_args:
+        baseline = Concord(args.poll_ms / 1000.0, args.baseline_bin, args.baseline_args.split())
     raw = Raw(work)
     samples = {}
     load_before = os.getloadavg()
@@ -316,7 +323,7 @@ def main():
     lines = ["Command: `%s`  " % os.environ.get("BENCH_COMMAND", " ".join(["provision.sh"] + sys.argv[1:])),
              "Date: %s UTC; binary %s; baseline %s  " % (
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime()), concord.binary,
-                 args.baseline_bin or "none"),
+                 " ".join(filter(None, [args.baseline_bin, args.baseline_args])) or "none"),
              "Load average (1/5/15 min): before %.2f %.2f %.2f, after %.2f %.2f %.2f (2 cores)"
              % (load_before + load_after), "",
              "| case | n | min s | median s | p99 s | max s |", "|---|---|---|---|---|---|"]

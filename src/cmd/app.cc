@@ -273,6 +273,7 @@ Result<agent::AgentOptions> agent_options(const config::Config& c, std::string s
   o.driver_options.subnet = c.str("agent.subnet");
   o.driver_options.accel = c.str("agent.vm_accel");
   o.driver_options.database_proxy_networks = c.str("agent.database_proxy_networks");
+  o.driver_options.database_volumes = c.str("agent.database_volumes");
   return o;
 }
 

@@ -1,5 +1,11 @@
 // The compute "database" driver over the real PostgreSQL engine: what the agent calls, with the
 // desired state in the spec's metadata as the database service writes it.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -8,6 +14,7 @@
 #include "base/json.h"
 #include "compute/driver/database_keys.h"
 #include "compute/driver/driver.h"
+#include "compute/driver/util.h"
 #include "database/engine/credentials.h"
 #include "database/engine/desired_state.h"
 #include "engine_test_util.h"
@@ -37,6 +44,15 @@ class DatabaseDriverTest : public ::testing::Test {
   }
   void TearDown() override {
     if (driver_) (void)driver_->destroy(id_);
+  }
+
+  // Revision 1: database shop, its user app (password pw1), PostgreSQL's verifier.
+  static DesiredState shop_state() {
+    DesiredState s;
+    s.revision = 1;
+    s.databases = {{"shop", "", ""}};
+    s.users = {{"app", "%", postgres_scram_verifier("pw1"), {"shop"}}};
+    return s;
   }
 
   drv::InstanceSpec spec(const DesiredState& state, const std::string& engine = "postgresql") {
@@ -71,10 +87,7 @@ TEST_F(DatabaseDriverTest, CreateStatusConfigureStopStartDestroy) {
   EXPECT_TRUE(caps.usable) << caps.reason;
   EXPECT_NE(caps.reason.find("postgresql 15"), std::string::npos) << caps.reason;
 
-  DesiredState s1;
-  s1.revision = 1;
-  s1.databases = {{"shop", "", ""}};
-  s1.users = {{"app", "%", postgres_scram_verifier("pw1"), {"shop"}}};
+  const DesiredState s1 = shop_state();
   auto st = driver_->create(spec(s1));
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
 
@@ -138,7 +151,7 @@ TEST_F(DatabaseDriverTest, CreateStatusConfigureStopStartDestroy) {
   // then starts what it sees; start finishes the folder and applies the desired state.
   st = driver_->stop(id_, std::chrono::milliseconds(10000));
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
-  const std::string dir = tmp_.path() + "/agent/database/" + id_;
+  const std::string dir = tmp_.path() + "/agent/database/" + id_ + "/v";
   std::filesystem::remove_all(dir + "/data");
   std::filesystem::create_directories(dir + "/data.tmp/base");
   st = driver_->start(id_);
@@ -176,6 +189,89 @@ TEST_F(DatabaseDriverTest, CreateStatusConfigureStopStartDestroy) {
   auto no_log = driver_->console_log(id_, 100);
   ASSERT_FALSE(no_log.has_value());
   EXPECT_EQ(no_log.error().code(), Code::kNotFound);
+}
+
+// The volume size is a hard limit: the engine's folder is a file system of that size, so a write
+// beyond it fails in that instance (not on the host's disk, which every tenant shares); a resize
+// grows it; after a host restart (the volume unmounted under a stopped engine) the instance is
+// reported stopped and its start mounts it again; a destroy leaves no mount and no image.
+TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
+  const DesiredState s1 = shop_state();
+  auto st = driver_->create(spec(s1));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  const std::string dir = tmp_.path() + "/agent/database/" + id_;
+  const std::string volume = dir + "/v";
+  const std::string image = tmp_.path() + "/agent/database/.volumes/" + id_ + ".ext4";
+  ASSERT_TRUE(drv::is_mount_point(volume));
+  struct stat folder {};
+  ASSERT_EQ(::stat(dir.c_str(), &folder), 0);
+  EXPECT_EQ(folder.st_uid, 0u) << "the desired state (verifiers) is root's";
+  EXPECT_EQ(folder.st_mode & 07777, 0710u) << "the engine user's group only traverses it";
+  auto fs_bytes = [&](bool free) {
+    struct statvfs v {};
+    EXPECT_EQ(::statvfs(volume.c_str(), &v), 0);
+    return static_cast<int64_t>(free ? v.f_bavail : v.f_blocks) * static_cast<int64_t>(v.f_frsize);
+  };
+  EXPECT_GT(fs_bytes(false), int64_t{900} << 20);
+  EXPECT_LE(fs_bytes(false), int64_t{1} << 30);
+  struct stat img {};
+  ASSERT_EQ(::stat(image.c_str(), &img), 0);
+  EXPECT_EQ(img.st_size, int64_t{1} << 30);
+  EXPECT_LT(static_cast<int64_t>(img.st_blocks) * 512, int64_t{300} << 20)
+      << "sparse: the host holds what was written, not the size";
+
+  // Filled to within 8 MiB: a 64 MiB write fails inside the instance.
+  const std::string filler = volume + "/filler";
+  {
+    int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(::posix_fallocate(fd, 0, fs_bytes(true) - (8 << 20)), 0);
+    ::close(fd);
+  }
+  const std::string fill =
+      "CREATE TABLE big AS SELECT repeat('x', 1000) AS v FROM generate_series(1, 65536); "
+      "SELECT count(*) FROM big";
+  auto r = psql(address_, port_, "app", "pw1", "shop", fill);
+  EXPECT_FALSE(r.ok()) << r.out;
+  auto log = driver_->console_log(id_, 1 << 16);
+  ASSERT_TRUE(log.has_value());
+  EXPECT_NE(log->find("No space left on device"), std::string::npos) << *log;
+
+  // Room again, and a volume of 2 GB: grown by the resize (while it restarts the engine).
+  std::filesystem::remove(filler);
+  auto bigger = spec(s1);
+  Json meta_data = *parse_json(bigger.guest.meta_data_json);
+  meta_data["meta"][std::string(keys::kVolumeGb)] = "2";
+  bigger.guest.meta_data_json = dump_json(meta_data);
+  st = driver_->resize(bigger);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_GT(fs_bytes(false), int64_t{1900} << 20);
+  st = driver_->start(id_);  // in case the full volume had stopped PostgreSQL
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  r = psql(address_, port_, "app", "pw1", "shop", fill);
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "65536\n");
+
+  // A host restart: the engine stopped and its volume no longer mounted.
+  ASSERT_TRUE(driver_->stop(id_, std::chrono::milliseconds(10000)).has_value());
+  ASSERT_EQ(std::system(("umount " + volume).c_str()), 0);
+  ASSERT_FALSE(drv::is_mount_point(volume));
+  auto status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value()) << status.error().to_string();
+  EXPECT_TRUE(status->exists);
+  EXPECT_EQ(status->power, drv::PowerState::kShutdown);
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(drv::is_mount_point(volume));
+  r = psql(address_, port_, "app", "pw1", "shop", "SELECT count(*) FROM big");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "65536\n");
+
+  st = driver_->destroy(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_FALSE(drv::is_mount_point(volume));
+  EXPECT_FALSE(std::filesystem::exists(image));
+  EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
 TEST_F(DatabaseDriverTest, MariadbInstanceThroughTheDriver) {
@@ -284,8 +380,8 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
 
   // A rebuild a killed agent left half-way (engine stopped, data folder removed, marked):
   // reported as no power state, never a shutdown, while the next round finishes it.
-  const std::string dir = tmp_.path() + "/agent/database/" + rid;
-  const std::string marker = dir + "/rebuilding";
+  const std::string dir = tmp_.path() + "/agent/database/" + rid + "/v";
+  const std::string marker = tmp_.path() + "/agent/database/" + rid + "/rebuilding";
   ASSERT_TRUE(driver_->stop(rid, std::chrono::milliseconds(30000)).has_value());
   ASSERT_TRUE(detail::remove_tree(dir + "/data").has_value());
   ASSERT_TRUE(detail::write_file_atomic(marker, "left by a killed agent").has_value());
@@ -341,6 +437,7 @@ TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   ASSERT_TRUE(r.ok()) << r.err;
 
   const std::string dir = o.database_dir + "/" + id_;
+  const std::string engine_dir = dir + "/v";
   auto detail = [&] {
     auto status = driver_->status(id_);
     EXPECT_TRUE(status.has_value());
@@ -376,7 +473,8 @@ TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   const int64_t before = disk_used();
   ASSERT_GT(before, 0) << detail();
   {
-    std::ofstream waiting(dir + "/wal_archive/000000010000000000000099.tmp", std::ios::binary);
+    std::ofstream waiting(engine_dir + "/wal_archive/000000010000000000000099.tmp",
+                          std::ios::binary);
     waiting << std::string(8 << 20, 'w');
   }
   EXPECT_GE(disk_used(), before + (8 << 20) - (64 << 10)) << detail();
@@ -386,7 +484,7 @@ TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   d = drv::make_database_driver(o);
   ASSERT_TRUE(d.has_value()) << d.error().to_string();
   driver_ = std::move(*d);
-  for (const auto& f : std::filesystem::directory_iterator(dir + "/wal_archive")) {
+  for (const auto& f : std::filesystem::directory_iterator(engine_dir + "/wal_archive")) {
     std::filesystem::remove_all(f.path());
   }
   wait_for([&] { return !std::filesystem::exists(dir + "/ship_failing"); },

@@ -33,6 +33,23 @@ def binary():
     return os.environ.get("CONCORD_BIN") or DEFAULT_BIN
 
 
+def unmount_volumes_under(root):
+    """Detaches the database volumes mounted under an engine root (each instance's
+    <root>/<id>/v, src/compute/driver/database_volume.h), so the root can be removed:
+    rmtree stops at a mount point, and a leaked mount keeps its loop device."""
+    prefix = os.path.normpath(root) + "/"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+    except OSError:
+        return
+    for point in sorted(points, key=len, reverse=True):
+        point = point.replace("\\040", " ")
+        if point.startswith(prefix):
+            subprocess.run(["umount", "-l", point], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+
+
 class LaunchError(Exception):
     pass
 
@@ -251,6 +268,7 @@ class Server:
             pids = [p for p in pids if os.path.exists("/proc/%d" % p)]
             time.sleep(0.05)
         for root in roots:
+            unmount_volumes_under(root)
             shutil.rmtree(root, ignore_errors=True)
 
     def alive(self):

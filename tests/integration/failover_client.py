@@ -516,7 +516,10 @@ def reap_engines(state_dirs):
             except ProcessLookupError:
                 pass
     wait_gone(pids, 10)
+    import concord_launcher  # beside this file, as ConcordHa imports it
+
     for r in roots:
+        concord_launcher.unmount_volumes_under(r)
         shutil.rmtree(r, ignore_errors=True)
 
 
@@ -569,7 +572,25 @@ class ConcordHa:
         token, body = self.srv.issue_token("admin", self.srv.admin_password, "admin")
         self.token = token
         self.project_id = body["project"]["id"]
+        self.wait_hosts_registered()
         return self
+
+    def wait_hosts_registered(self, timeout=60.0):
+        """Every agent registers its host after probing its drivers (the database driver makes
+        and mounts a test volume), a moment after it starts; an HA create before both are
+        registered would find no second host for the standby."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.srv.request("GET", "/compute/v2.1/os-hypervisors/detail", token=self.token)
+            up = {h["hypervisor_hostname"] for h in r.json().get("hypervisors", [])
+                  if h.get("state") == "up"} if r.status == 200 else set()
+            if up >= set(self.hosts):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("hosts %s not all registered within %.0f s (up: %s); agent logs:"
+                                   "\n%s" % (list(self.hosts), timeout, sorted(up), "\n".join(
+                                       a.log_tail(10) for a in self.agents.values())))
+            time.sleep(0.2)
 
     def cleanup(self):
         try:

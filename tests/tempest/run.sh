@@ -74,6 +74,11 @@ reap_database_engines() {  # ROOT
     done
     kill -KILL "${pids[@]}" 2>/dev/null || true
   fi
+  # Each instance's volume is mounted under the root (<root>/<id>/v): rm stops there.
+  local point
+  while read -r point; do
+    umount -l "$point" 2>/dev/null || true
+  done < <(awk -v r="$root/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo)
   rm -rf "$root"
 }
 

@@ -2,8 +2,11 @@
 // instance, converged to the desired state the database service writes into the server's
 // metadata (database_keys.h). There is no image: the engine binaries are the host's.
 //
-// Per instance, <root>/<id>/ is the engine's instance folder (owned by the engine user) plus
-// what this driver keeps there as root:
+// Per instance, <root>/<id>/ holds what this driver keeps as root, and the engine's folder:
+// <root>/<id>/v, the instance's own volume (a file system of its size, mounted there from
+// <root>/.volumes/<id>.ext4: database_volume.h), or, for an instance made before volumes or
+// with database_volumes "directory", <root>/<id>/ itself (then owned by the engine user). The
+// driver's files:
 //   instance.json  engine, version, address, port and flavor, written before anything else so
 //                  calls by id (start, stop, destroy after an agent restart) know the engine
 //   desired.json   the last desired state received; start() re-applies it when the engine's
@@ -43,12 +46,15 @@
 // only, no listing); probe() names any ancestor that still blocks it. The engines' data-folder
 // templates (and their spare copies) are per host, in /var/lib/concord/database/templates;
 // with an explicit database_dir they stay inside it, in .templates.
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -60,6 +66,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "compute/driver/database_keys.h"
+#include "compute/driver/database_volume.h"
 #include "compute/driver/driver.h"
 #include "compute/driver/util.h"
 #include "database/engine/desired_state.h"
@@ -82,12 +89,17 @@ struct Stored {
   int port = 0;
   int vcpus = 1;
   int64_t ram_mb = 512, volume_gb = 1;
+  // The engine's folder is v/, the instance's own file system (database_volume.h);
+  // false for an instance made before volumes existed, or with database_volumes "directory".
+  bool volume = false;
 };
 
 Json stored_json(const Stored& s) {
-  return Json{{"engine", s.engine},      {"version", s.version}, {"address", s.address},
-              {"port", s.port},          {"vcpus", s.vcpus},     {"ram_mb", s.ram_mb},
-              {"volume_gb", s.volume_gb}};
+  Json j = {{"engine", s.engine},      {"version", s.version}, {"address", s.address},
+            {"port", s.port},          {"vcpus", s.vcpus},     {"ram_mb", s.ram_mb},
+            {"volume_gb", s.volume_gb}};
+  if (s.volume) j["volume"] = "loop";
+  return j;
 }
 
 std::string meta_string(const Json& meta, std::string_view key) {
@@ -353,6 +365,21 @@ class DatabaseDriver final : public Driver {
       caps.usable = false;
       caps.reason = fmt::format("the engine user cannot reach {} (no o+x on {})", root(), blocked);
     }
+    if (caps.usable && options_.database_volumes == "loop") {
+      // A real one, made, mounted and removed: a host without loop devices (some containers)
+      // or an agent without root is told here, not at its first create.
+      const std::string image = image_for(".probe"), mount_point = root() + "/.probe-volume";
+      Status v = ensure_volume(image, mount_point, int64_t{16} << 20);
+      Status gone = remove_volume(image, mount_point);
+      if (v && gone) gone = remove_tree(mount_point);
+      if (!v || !gone) {
+        caps.usable = false;
+        caps.reason = fmt::format(
+            "database volumes cannot be made here ({}); agent.database_volumes=directory keeps "
+            "instances in plain folders",
+            (!v ? v : gone).error().message());
+      }
+    }
     caps_ = caps;
     return caps;
   }
@@ -364,18 +391,22 @@ class DatabaseDriver final : public Driver {
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
     const std::string dir = dir_for(spec.id);
     CONCORD_RETURN_IF_ERROR(make_dirs(dir));
-    if (auto old = load(spec.id);
-        old && (old->engine != s.engine || old->port != s.port || old->address != s.address)) {
+    auto old = load(spec.id);
+    if (old && (old->engine != s.engine || old->port != s.port || old->address != s.address)) {
       // A half-made create of another shape (never happens for one server id in practice):
       // the folder cannot be trusted.
       return fail(Code::kFailedPrecondition,
                   fmt::format("database instance {} already exists here as {} on {}:{}", spec.id,
                               old->engine, old->address, old->port));
     }
+    // A create redone after an agent died keeps the layout it began with.
+    s.volume = old ? old->volume : options_.database_volumes == "loop";
+    if (s.volume) CONCORD_RETURN_IF_ERROR(restrict_folder(dir));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(dir + "/instance.json", dump_json(stored_json(s))));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(dir + "/desired.json", engine::to_json(state)));
     engine::InstanceConfig cfg = config_of(spec.id, s);
     std::lock_guard busy(*lock_for(spec.id));
+    CONCORD_RETURN_IF_ERROR(ensure_mounted(spec.id, s));
     CONCORD_RETURN_IF_ERROR(ensure_restored(spec.id, *e, cfg, state));
     CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
     CONCORD_RETURN_IF_ERROR(e->start(cfg));
@@ -394,6 +425,7 @@ class DatabaseDriver final : public Driver {
     // then starts (not creates) what it sees: prepare finishes it (a no-op when complete),
     // after the restore it was made for.
     std::lock_guard busy(*lock_for(id));
+    CONCORD_RETURN_IF_ERROR(ensure_mounted(id, s));
     if (auto text = read_file(dir_for(id) + "/desired.json")) {
       if (auto state = engine::desired_state_from_json(*text)) {
         CONCORD_RETURN_IF_ERROR(ensure_restored(id, *e, cfg, *state));
@@ -421,6 +453,7 @@ class DatabaseDriver final : public Driver {
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
     engine::InstanceConfig cfg = config_of(id, s);
     std::lock_guard busy(*lock_for(id));
+    CONCORD_RETURN_IF_ERROR(ensure_mounted(id, s));
     CONCORD_RETURN_IF_ERROR(e->stop(cfg, hard ? milliseconds(0) : kRebootGrace));
     CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
     CONCORD_RETURN_IF_ERROR(e->start(cfg));
@@ -440,12 +473,19 @@ class DatabaseDriver final : public Driver {
                                meta_int(*md, keys::kVolumeGb, s.volume_gb, 1, 1 << 20));
     }
     std::lock_guard busy(*lock_for(new_spec.id));
+    CONCORD_RETURN_IF_ERROR(ensure_mounted(new_spec.id, s));
     CONCORD_RETURN_IF_ERROR(
         write_file_atomic(dir_for(new_spec.id) + "/instance.json", dump_json(stored_json(s))));
     engine::InstanceConfig cfg = config_of(new_spec.id, s);
     CONCORD_ASSIGN_OR_RETURN(engine::Health h, e->health(cfg));
     // New memory settings and cgroup limits take effect with a restart.
     CONCORD_RETURN_IF_ERROR(e->stop(cfg, kResizeGrace));
+    if (s.volume) {
+      // While the engine is stopped; a smaller size leaves the volume as it is (the service
+      // refuses a shrink before it gets here).
+      CONCORD_RETURN_IF_ERROR(
+          grow_volume(image_for(new_spec.id), volume_dir(new_spec.id), s.volume_gb << 30));
+    }
     CONCORD_RETURN_IF_ERROR(e->prepare(cfg));
     if (!h.running) return ok();
     CONCORD_RETURN_IF_ERROR(e->start(cfg));
@@ -482,7 +522,8 @@ class DatabaseDriver final : public Driver {
   Status destroy(std::string_view id) override {
     CONCORD_RETURN_IF_ERROR(validate_id(id));
     const std::string dir = dir_for(id);
-    if (!path_exists(dir)) return ok();
+    // An image whose folder is gone: a destroy killed between the two.
+    if (!path_exists(dir)) return remove_volume(image_for(id), volume_dir(id));
     std::lock_guard busy(*lock_for(id));
     auto s = load(id);
     if (s) {
@@ -500,6 +541,8 @@ class DatabaseDriver final : public Driver {
         (void)e->destroy(config_of(id, any));
       }
     }
+    // The folder goes only after its volume: a destroy killed in between is redone in full.
+    CONCORD_RETURN_IF_ERROR(remove_volume(image_for(id), volume_dir(id)));
     CONCORD_RETURN_IF_ERROR(remove_tree(dir));
     log_->info("database instance {} destroyed", id);
     return ok();
@@ -513,6 +556,9 @@ class DatabaseDriver final : public Driver {
     if (!s) return st;  // create never got far: not an instance yet (create converges it)
     st.exists = true;
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s->engine));
+    // An unmounted volume (after a host restart) is not mounted from here: a status may run
+    // beside a destroy that has just unmounted it. Its engine is not running, so it reports a
+    // shutdown, as any engine that stopped; start() mounts it.
     engine::InstanceConfig cfg = config_of(id, *s);
     CONCORD_ASSIGN_OR_RETURN(engine::Health h, e->health(cfg));
     const auto rebuilding = read_file(dir_for(id) + "/rebuilding");
@@ -552,17 +598,57 @@ class DatabaseDriver final : public Driver {
     if (!path_exists(dir_for(id))) {
       return fail(Code::kNotFound, fmt::format("no database instance {}", id));
     }
-    return read_log_tail(dir_for(id) + "/engine.log", max_bytes);
+    auto s = load(id);
+    return read_log_tail((s ? engine_dir(id, *s) : dir_for(id)) + "/engine.log", max_bytes);
   }
 
  private:
   std::string root() const { return database_root(options_); }
   std::string dir_for(std::string_view id) const { return fmt::format("{}/{}", root(), id); }
+  // The instance's volume (database_volume.h): the image, kept in the root's dot folder (not an
+  // instance id), and where it is mounted.
+  std::string image_for(std::string_view id) const {
+    return fmt::format("{}/.volumes/{}.ext4", root(), id);
+  }
+  // One letter: the engines' sockets are in their folder (PostgreSQL's
+  // <root>/<uuid>/v/run/.s.PGSQL.<port>, MariaDB's point-in-time replay server's
+  // v/restore.tmp/replay.sock), and a Unix socket path has at most 107 bytes.
+  std::string volume_dir(std::string_view id) const { return dir_for(id) + "/v"; }
+  std::string engine_dir(std::string_view id, const Stored& s) const {
+    return s.volume ? volume_dir(id) : dir_for(id);
+  }
+  // Mounts the instance's volume if it is not (after a host restart), making it first if a
+  // create died before it did. Called by the calls that start the engine (create, start,
+  // reboot, resize), with the instance's lock held.
+  Status ensure_mounted(std::string_view id, const Stored& s) const {
+    if (!s.volume) return ok();
+    return ensure_volume(image_for(id), volume_dir(id), s.volume_gb << 30);
+  }
 
   static std::string default_version(std::string_view engine) {
     return engine == "mariadb" ? "10.11" : "15";
   }
   static int default_port(std::string_view engine) { return engine == "mariadb" ? 3306 : 5432; }
+
+  // An instance folder whose engine folder is on its volume is root's, not the engine user's
+  // (which owns the whole folder otherwise): it holds the desired state, user verifiers
+  // included. The engine user's group may only traverse it, to reach v/.
+  Status restrict_folder(const std::string& dir) const {
+    struct passwd entry {};
+    struct passwd* pw = nullptr;
+    std::vector<char> buffer(16384);
+    ::getpwnam_r(options_.database_os_user.c_str(), &entry, buffer.data(), buffer.size(), &pw);
+    if (pw == nullptr) {
+      return fail(Code::kFailedPrecondition,
+                  fmt::format("no user {} to run database engines as (scripts/install-deps.sh "
+                              "creates it)",
+                              options_.database_os_user));
+    }
+    if (::chown(dir.c_str(), 0, pw->pw_gid) != 0 || ::chmod(dir.c_str(), 0710) != 0) {
+      return fail(Code::kInternal, fmt::format("chown/chmod {}: {}", dir, std::strerror(errno)));
+    }
+    return ok();
+  }
 
   // The first ancestor of root() the engine user cannot traverse, or "".
   std::string blocked_ancestor() const {
@@ -662,7 +748,7 @@ class DatabaseDriver final : public Driver {
   engine::InstanceConfig config_of(std::string_view id, const Stored& s) const {
     engine::InstanceConfig c;
     c.id = std::string(id);
-    c.dir = dir_for(id);
+    c.dir = engine_dir(id, s);
     c.version = s.version;
     c.address = s.address;
     c.port = s.port;
@@ -685,6 +771,7 @@ class DatabaseDriver final : public Driver {
     s.vcpus = j->value("vcpus", 1);
     s.ram_mb = j->value("ram_mb", int64_t{512});
     s.volume_gb = j->value("volume_gb", int64_t{1});
+    s.volume = j->value("volume", std::string()) == "loop";
     if (s.engine.empty() || s.port <= 0) return std::nullopt;
     return s;
   }
@@ -838,6 +925,8 @@ class DatabaseDriver final : public Driver {
       std::unique_lock busy(*lock_for(id), std::try_to_lock);
       if (!busy.owns_lock()) continue;  // a create, backup or destroy is running: next round
       if (!path_exists(dir_for(id) + "/instance.json")) continue;
+      // Not mounted (an agent start's mount failed): the agent's own calls mount or report it.
+      if (s->volume && !is_mount_point(volume_dir(id))) continue;
       const engine::InstanceConfig cfg = config_of(id, *s);
       if (state->archive_logs && transport_) note_shipping(id, (*e)->ship_logs(cfg, *transport_));
       heal_replica(id, **e, cfg, *state);
@@ -964,11 +1053,22 @@ Result<std::unique_ptr<Driver>> make_database_driver(const DriverOptions& option
   // Data-folder templates are per host, not per agent: in the default layout every agent's
   // root sits in /var/lib/concord/database, so they share one template per engine and version
   // (built once under a lock). An explicit database_dir keeps them inside it (tests).
-  // A spare copy per template is kept there too (same file system as the instance folders,
-  // so a create claims it with a rename).
+  // A spare copy per template is kept there too, which a create claims with a rename when the
+  // instance folder is on the same file system (database_volumes "directory"); an instance on
+  // its own volume copies the template instead.
   if (options.database_dir.empty()) {
     eo.template_dir = "/var/lib/concord/database/templates";
-    eo.spare_copies = true;
+    eo.spare_copies = options.database_volumes == "directory";
+  } else {
+    // Named, not derived from an instance folder: with volumes that is <id>/v, whose parent
+    // is not the root.
+    eo.template_dir = options.database_dir + "/.templates";
+  }
+  if (options.database_volumes != "loop" && options.database_volumes != "directory") {
+    return fail(Code::kInvalidArgument,
+                fmt::format("database driver: database_volumes is \"loop\" or \"directory\", not "
+                            "\"{}\"",
+                            options.database_volumes));
   }
   std::map<std::string, std::unique_ptr<engine::Engine>> engines;
   std::vector<std::string> unbuilt;

@@ -168,6 +168,10 @@ struct DriverOptions {
   std::string database_bin_dir;
   std::string database_cgroup_parent = "concord-database";
   std::chrono::milliseconds database_start_timeout{60000};
+  // "loop": each database instance's engine folder is a file system of the instance's volume
+  // size (a sparse image, loop-mounted; database_volume.h), so the size is a hard limit.
+  // "directory": a plain folder on the host's disk, its use only watched against the size.
+  std::string database_volumes = "loop";
   // MariaDB's proxy_protocol_networks (engine::EngineOptions::proxy_networks).
   std::string database_proxy_networks = "*";
   // The server the agent talks to ("http://host:port") and its X-Concord-Agent value

@@ -545,6 +545,18 @@ void refill_spare(const std::string& tpl, const std::string& spares, const OsUse
 
 }  // namespace
 
+Status remove_instance_folder(const std::string& dir) {
+  if (!compute::driver::is_mount_point(dir)) return remove_tree(dir);
+  std::error_code ec;
+  std::vector<std::string> entries;  // listed first: not removed under the iterator
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    entries.push_back(entry.path().string());
+  }
+  if (ec) return fail(Code::kInternal, fmt::format("listing {}: {}", dir, ec.message()));
+  for (const std::string& entry : entries) CONCORD_RETURN_IF_ERROR(remove_tree(entry));
+  return ok();
+}
+
 std::string template_root(const EngineOptions& options, const std::string& instance_dir) {
   if (!options.template_dir.empty()) return options.template_dir;
   return std::filesystem::path(instance_dir).lexically_normal().parent_path().string() +

@@ -80,6 +80,9 @@ using compute::driver::remove_tree;
 [[nodiscard]] Status make_dir(const std::string& path, mode_t mode,
                               const std::optional<OsUser>& owner = std::nullopt);
 [[nodiscard]] Status chown_tree(const std::string& path, const OsUser& owner);
+// An engine's destroy: removes the instance folder, or only what it holds when the folder is a
+// mount point (the instance's own volume, which the driver unmounts and removes after).
+[[nodiscard]] Status remove_instance_folder(const std::string& dir);
 int64_t disk_usage(const std::string& path);
 std::string file_tail(const std::string& path, size_t max_bytes);
 

@@ -417,7 +417,7 @@ class MariadbEngine final : public Engine {
     }
     reap_stale_group(p);
     remove_cgroups(options_, config.id);
-    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir));
+    CONCORD_RETURN_IF_ERROR(remove_instance_folder(p.dir));
     log_->info("mariadb {} destroyed", config.id);
     return ok();
   }

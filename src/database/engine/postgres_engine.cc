@@ -439,7 +439,7 @@ class PostgresEngine final : public Engine {
     reap_stale_group(p);
     remove_shared_memory(p);
     remove_cgroups(options_, config.id);
-    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir));
+    CONCORD_RETURN_IF_ERROR(remove_instance_folder(p.dir));
     log_->info("postgresql {} destroyed", config.id);
     return ok();
   }
