@@ -477,6 +477,12 @@ struct Restored {
 
 class PostgresIncrementalTest : public PostgresBackupTest {
  protected:
+  void SetUp() override {
+    PostgresBackupTest::SetUp();
+    // Concord's own copies (backup.tmp/, ship.tmp/, wal_shipped/) in a folder of their own, as
+    // the driver keeps them off an instance's volume (InstanceConfig::work_dir).
+    source_.work_dir = tmp_.path() + "/work-src";
+  }
   void insert(int from, int to) {
     auto r = sql(source_, fmt::format("INSERT INTO t SELECT g, md5(g::text) FROM "
                                       "generate_series({}, {}) g",
@@ -536,7 +542,10 @@ TEST_F(PostgresIncrementalTest, IncrementalsAreWalRangesThatRestoreAsAChain) {
 
   insert(1001, 2000);  // B, part of it shipped before the incremental is asked for
   switch_and_ship();
-  EXPECT_FALSE(detail::list_files(source_.dir + "/wal_shipped").empty());
+  EXPECT_FALSE(detail::list_files(source_.work_dir + "/wal_shipped").empty());
+  for (const char* own : {"/wal_shipped", "/ship.tmp", "/backup.tmp"}) {
+    EXPECT_FALSE(detail::path_exists(source_.dir + own)) << own << " in the instance folder";
+  }
   insert(2001, 2500);
   const int64_t before = now_us();
   RestoreArchive inc1 = backup(source_, "inc1", &full);
@@ -569,7 +578,7 @@ TEST_F(PostgresIncrementalTest, IncrementalsAreWalRangesThatRestoreAsAChain) {
   EXPECT_GT(m2["start_wal"].get<std::string>(), m1["stop_wal"].get<std::string>());
   EXPECT_EQ(m2.value("parent_id", ""), "inc1");
   // Kept shipped segments before its range serve no later incremental: pruned.
-  const auto kept = detail::list_files(source_.dir + "/wal_shipped");
+  const auto kept = detail::list_files(source_.work_dir + "/wal_shipped");
   EXPECT_FALSE(kept.empty());
   for (const auto& n : kept) EXPECT_GE(n, m2.value("start_wal", "")) << n;
   insert(3001, 3100);  // after every backup: in no restore of the chain
@@ -655,9 +664,9 @@ TEST_F(PostgresIncrementalTest, AnUnusableParentGetsAFullBackup) {
   insert(101, 200);
   switch_and_ship();
   // The parent's WAL is no longer on this host (pruned, or the instance was rebuilt).
-  ASSERT_FALSE(detail::list_files(source_.dir + "/wal_shipped").empty());
-  for (const auto& n : detail::list_files(source_.dir + "/wal_shipped")) {
-    fs::remove(source_.dir + "/wal_shipped/" + n);
+  ASSERT_FALSE(detail::list_files(source_.work_dir + "/wal_shipped").empty());
+  for (const auto& n : detail::list_files(source_.work_dir + "/wal_shipped")) {
+    fs::remove(source_.work_dir + "/wal_shipped/" + n);
   }
   insert(201, 300);
   RestoreArchive b2 = backup(source_, "b2", &full);

@@ -220,6 +220,11 @@ TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
   EXPECT_LT(static_cast<int64_t>(img.st_blocks) * 512, int64_t{300} << 20)
       << "sparse: the host holds what was written, not the size";
 
+  // PostgreSQL's WAL between checkpoints fits the volume (an eighth of it).
+  auto r = psql(address_, port_, "app", "pw1", "shop", "SHOW max_wal_size");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "128MB\n");
+
   // Filled to within 8 MiB: a 64 MiB write fails inside the instance.
   const std::string filler = volume + "/filler";
   {
@@ -231,7 +236,7 @@ TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
   const std::string fill =
       "CREATE TABLE big AS SELECT repeat('x', 1000) AS v FROM generate_series(1, 65536); "
       "SELECT count(*) FROM big";
-  auto r = psql(address_, port_, "app", "pw1", "shop", fill);
+  r = psql(address_, port_, "app", "pw1", "shop", fill);
   EXPECT_FALSE(r.ok()) << r.out;
   auto log = driver_->console_log(id_, 1 << 16);
   ASSERT_TRUE(log.has_value());
@@ -251,6 +256,9 @@ TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
   r = psql(address_, port_, "app", "pw1", "shop", fill);
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "65536\n");
+  r = psql(address_, port_, "app", "pw1", "shop", "SHOW max_wal_size");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "256MB\n") << "sized again with the volume";
 
   // A host restart: the engine stopped and its volume no longer mounted.
   ASSERT_TRUE(driver_->stop(id_, std::chrono::milliseconds(10000)).has_value());

@@ -16,6 +16,8 @@
 //   backups-done/<backup id>  the backup requests finished here (uploaded or reported failed),
 //                  so a restarted agent does not redo them; one killed midway is redone
 //   backup-<id>.part          a backup being written (removed when done, redone when found)
+//   work/          with a volume, the engine's own copies (InstanceConfig::work_dir: a backup's
+//                  working copy, log shipping's staging and shipped-log cache), off the volume
 //   rebuilding     a replica that cannot go on from its upstream is being made anew (why);
 //                  status() reports no power state and rebuild=running meanwhile (and
 //                  rebuild=needed for a replica seen broken), a next agent finishes it
@@ -749,6 +751,8 @@ class DatabaseDriver final : public Driver {
     engine::InstanceConfig c;
     c.id = std::string(id);
     c.dir = engine_dir(id, s);
+    // Concord's working copies stay off the tenant's volume (InstanceConfig::work_dir).
+    if (s.volume) c.work_dir = dir_for(id) + "/work";
     c.version = s.version;
     c.address = s.address;
     c.port = s.port;

@@ -62,8 +62,13 @@ struct EngineOptions {
 };
 
 struct InstanceConfig {
-  std::string id;       // the instance id; names the folder and the cgroup
-  std::string dir;      // the instance folder (the driver's state_dir/database/<id>)
+  std::string id;   // the instance id; names the folder and the cgroup
+  std::string dir;  // the instance folder (the driver's state_dir/database/<id>)
+  // Where the engine keeps what is Concord's, not the tenant's: a backup's working copy, log
+  // shipping's staging and its cache of shipped logs. Outside the instance's volume when it has
+  // one, so a full volume can still be backed up and can still ship the logs that fill it.
+  // Empty: `dir`.
+  std::string work_dir;
   std::string version;  // "15", "10.11"
   std::string address;  // the IPv4 address the engine listens on
   int port = 0;

@@ -45,8 +45,12 @@ constexpr milliseconds kBackupTimeout{6 * 3600 * 1000};
 // often, bounding what a point-in-time restore can lose (plus the shipping interval).
 constexpr int64_t kArchiveIntervalUs = 60'000'000;
 
+// In the instance folder what the server and a restore use; a backup's working copy in the
+// work folder (InstanceConfig::work_dir), outside the instance's volume.
 struct MPaths {
-  explicit MPaths(const std::string& d)
+  explicit MPaths(const InstanceConfig& c)
+      : MPaths(c.dir, c.work_dir.empty() ? c.dir : c.work_dir) {}
+  MPaths(const std::string& d, const std::string& w)
       : dir(d),
         data(d + "/data"),
         binlog(d + "/binlog"),
@@ -54,7 +58,7 @@ struct MPaths {
         shipped(d + "/binlog/shipped"),
         alias(d + "/binlog/ship_alias"),
         conf(d + "/concord_binlog.cnf"),
-        backup_tmp(d + "/backup.tmp"),
+        backup_tmp(w + "/backup.tmp"),
         restore_tmp(d + "/restore.tmp") {}
   std::string dir, data, binlog, flushed, shipped, alias, conf, backup_tmp, restore_tmp;
 };
@@ -158,7 +162,7 @@ Result<std::pair<std::string, int64_t>> master_status(const MdbBackupContext& ct
 }  // namespace
 
 Status mdb_configure_binlog(const MdbBackupContext& ctx, bool fresh) {
-  MPaths p(ctx.config.dir);
+  MPaths p(ctx.config);
   CONCORD_RETURN_IF_ERROR(make_dir(p.binlog, 0700, ctx.user));
   // The basename stays while the server has written under it (its index exists): renaming a
   // live history would lose the server's GTID state and its crash-recovery checkpoints. A new
@@ -232,7 +236,7 @@ std::pair<int64_t, int64_t> mdb_binlog_commit_range(const MdbBackupContext& ctx,
 
 Result<BackupInfo> mdb_backup(const MdbBackupContext& ctx, const BackupRequest& request,
                               const std::string& out_path) {
-  MPaths p(ctx.config.dir);
+  MPaths p(ctx.config);
   if (out_path.empty()) return fail(Code::kInvalidArgument, "backup: empty output path");
   CONCORD_RETURN_IF_ERROR(remove_tree(p.backup_tmp));
   CONCORD_RETURN_IF_ERROR(make_dir(p.backup_tmp, 0700, ctx.user));
@@ -546,7 +550,7 @@ Result<ReplayPlan> plan_replay(const std::vector<FetchedBinlog>& files, uint64_t
 
 Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
                         Transport& transport) {
-  MPaths p(ctx.config.dir);
+  MPaths p(ctx.config);
   if (path_exists(p.data)) return ok();  // appears only complete (one rename, below)
   CONCORD_RETURN_IF_ERROR(check_shell_safe_path(p.dir));
   if (spec.chain.empty()) return fail(Code::kInvalidArgument, "restore: the backup chain is empty");
@@ -807,7 +811,7 @@ Status mdb_set_archiving(const MdbBackupContext& ctx, bool archive) {
     if (status.error().code() == Code::kFailedPrecondition) return ok();
     return fail(status.error());
   }
-  const std::string to = purge_boundary(ctx, MPaths(ctx.config.dir).binlog, status->first);
+  const std::string to = purge_boundary(ctx, MPaths(ctx.config).binlog, status->first);
   if (to.empty()) return ok();
   CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin("PURGE BINARY LOGS TO '" + to + "'"));
   (void)out;
@@ -815,7 +819,7 @@ Status mdb_set_archiving(const MdbBackupContext& ctx, bool archive) {
 }
 
 Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport) {
-  MPaths p(ctx.config.dir);
+  MPaths p(ctx.config);
   CONCORD_ASSIGN_OR_RETURN(auto status, master_status(ctx));
   // Close the current binlog when it has events we have not closed yet and the interval has
   // passed, so a quiet instance still ships what it wrote.

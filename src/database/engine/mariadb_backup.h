@@ -11,6 +11,7 @@
 //   binlog/ship_alias    a folder with plain "mariadb-bin" names whose name the archive
 //                        refused as taken (an HA sibling's): the tagged name it ships under
 //   backup.tmp/, restore.tmp/   staging of a running backup / restore; stale ones are removed
+//                        (backup.tmp/ in InstanceConfig::work_dir when set)
 #include <functional>
 #include <string>
 

@@ -68,17 +68,21 @@ constexpr milliseconds kAdminTimeout{60000};
 constexpr int64_t kShippedFloorBytes = 256ll * 1024 * 1024;
 constexpr uint64_t kSegSize = 16ull * 1024 * 1024;  // the initdb default we use
 
+// In the instance folder what the server and a restore use (a restore renames its folder into
+// place); in the work folder (InstanceConfig::work_dir) Concord's own copies.
 struct BPaths {
-  explicit BPaths(const std::string& d)
+  explicit BPaths(const InstanceConfig& c)
+      : BPaths(c.dir, c.work_dir.empty() ? c.dir : c.work_dir) {}
+  BPaths(const std::string& d, const std::string& w)
       : dir(d),
         data(d + "/data"),
         run(d + "/run"),
         archive(d + "/wal_archive"),
-        shipped(d + "/wal_shipped"),
+        shipped(w + "/wal_shipped"),
         restore_wal(d + "/restore_wal"),
-        backup_tmp(d + "/backup.tmp"),
+        backup_tmp(w + "/backup.tmp"),
         restore_tmp(d + "/restore.tmp"),
-        ship_tmp(d + "/ship.tmp") {}
+        ship_tmp(w + "/ship.tmp") {}
   std::string dir, data, run, archive, shipped, restore_wal, backup_tmp, restore_tmp, ship_tmp;
 };
 
@@ -261,7 +265,7 @@ struct PgResultCloser {
 // for pg_basebackup); the first row's values. kUnavailable when the engine does not answer,
 // kFailedPrecondition when it refuses the statement (a standby cannot switch WAL, say).
 Result<std::vector<std::string>> admin_row(const PgBackupContext& ctx, const std::string& sql) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   const std::string port = std::to_string(ctx.config.port);
   const std::string options =
       fmt::format("-c statement_timeout={}", std::chrono::milliseconds(kAdminTimeout).count());
@@ -390,7 +394,7 @@ std::pair<int64_t, int64_t> pg_wal_commit_range(const PgBackupContext& ctx,
 }
 
 Result<bool> pg_configure_archiving(const PgBackupContext& ctx, std::optional<bool> archive) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   CONCORD_RETURN_IF_ERROR(check_shell_safe_path(p.dir));
   const std::string file = p.data + "/concord_archive.conf";
   auto current = read_file(file);
@@ -414,7 +418,7 @@ Result<bool> pg_configure_archiving(const PgBackupContext& ctx, std::optional<bo
 }
 
 void pg_cleanup_after_recovery(const PgBackupContext& ctx) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   if (!path_exists(p.data) || path_exists(p.data + "/recovery.signal")) return;
   if (path_exists(p.restore_wal)) (void)remove_tree(p.restore_wal);
   const std::string rec = p.data + "/concord_recovery.conf";
@@ -428,7 +432,7 @@ namespace {
 // pg_basebackup into out_path. `why_full` says why an incremental request got a full backup.
 Result<BackupInfo> full_backup(const PgBackupContext& ctx, const BackupRequest& request,
                                const std::string& out_path, const std::string& why_full) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   // A stale staging folder is from a backup killed midway: its files are worthless.
   CONCORD_RETURN_IF_ERROR(remove_tree(p.backup_tmp));
   CONCORD_RETURN_IF_ERROR(make_dir(p.backup_tmp, 0700, ctx.user));
@@ -528,7 +532,7 @@ struct Incremental {
 // Errors only for what would fail a full backup too (the engine not answering, packing).
 Result<Incremental> try_incremental(const PgBackupContext& ctx, const BackupRequest& request,
                                     const std::string& out_path) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   Incremental res;
   auto unusable = [&](std::string why) {
     res.unusable = std::move(why);
@@ -671,7 +675,7 @@ Result<Incremental> try_incremental(const PgBackupContext& ctx, const BackupRequ
 
 Result<BackupInfo> pg_backup(const PgBackupContext& ctx, const BackupRequest& request,
                              const std::string& out_path) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   const std::string socket = fmt::format("{}/.s.PGSQL.{}", p.run, ctx.config.port);
   if (!path_exists(socket)) {
     return fail(Code::kFailedPrecondition,
@@ -808,7 +812,7 @@ std::vector<LogFile> logs_to_fetch(const RestorePlan& plan, const RestoreSpec& s
 }  // namespace
 
 Status pg_restore_data(const PgBackupContext& ctx, const RestoreSpec& spec, Transport& transport) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   if (path_exists(p.data)) return ok();  // appears only complete (one rename, below)
   CONCORD_RETURN_IF_ERROR(check_shell_safe_path(p.dir));
   CONCORD_ASSIGN_OR_RETURN(RestorePlan plan, plan_restore(ctx, spec));
@@ -1005,7 +1009,7 @@ Status pg_restore_data(const PgBackupContext& ctx, const RestoreSpec& spec, Tran
 }
 
 Status pg_ship_logs(const PgBackupContext& ctx, Transport& transport) {
-  BPaths p(ctx.config.dir);
+  BPaths p(ctx.config);
   pg_cleanup_after_recovery(ctx);
   for (const auto& name : list_files(p.archive)) {
     // Segments, timeline histories, and the archiver's *.backup / *.partial markers (kept with
