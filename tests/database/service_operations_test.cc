@@ -140,6 +140,24 @@ class DatabaseOperationsTest : public DatabaseServiceTest {
     return r.body["backups"];
   }
 
+  // Daily automated backups kept one day (window 07:00), a project backups quota of 1, and day
+  // 0's pass (08:00) having made automated backup A, uploaded. Returns {instance id, A's id};
+  // empty ids when a step failed (reported).
+  std::pair<std::string, std::string> daily_backup_at_a_quota_of_one() {
+    const std::string id =
+        create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 1}}}});
+    Reply r = trove(Method::kPut, "/mgmt/quotas/" + p1_, Json{{"quotas", {{"backups", 1}}}}, admin_,
+                    admin_project_);
+    EXPECT_EQ(r.status, 200) << r;
+    run_pass();
+    Json list = backups_of(id);
+    EXPECT_EQ(list.size(), 1u) << list;
+    if (list.size() != 1) return {};
+    const std::string a = list[0]["id"];
+    EXPECT_EQ(upload(a, "a").status, 200);
+    return {id, a};
+  }
+
   std::string admin_project_;
 };
 
@@ -580,20 +598,12 @@ TEST_F(DatabaseOperationsTest, AutomatedBackupAtTheBackupsQuotaIsSkippedForTheDa
 // A pass deletes the backups past retention before it makes the day's: a project whose quota
 // holds exactly its retained automated backups keeps getting one a day.
 TEST_F(DatabaseOperationsTest, RetentionFreesTheBackupsQuotaBeforeTheDaysBackup) {
-  const std::string id =
-      create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 1}}}});
-  Reply r = trove(Method::kPut, "/mgmt/quotas/" + p1_, Json{{"quotas", {{"backups", 1}}}}, admin_,
-                  admin_project_);
-  ASSERT_EQ(r.status, 200) << r;
-  run_pass();  // day 0, 08:00: automated A, 1 of 1
-  Json list = backups_of(id);
-  ASSERT_EQ(list.size(), 1u) << list;
-  const std::string a = list[0]["id"];
-  ASSERT_EQ(upload(a, "a").status, 200);
+  const auto [id, a] = daily_backup_at_a_quota_of_one();  // day 0, 08:00: A, 1 of 1
+  ASSERT_FALSE(a.empty());
 
   advance(std::chrono::hours(24) + std::chrono::minutes(1));  // day 1, 08:01: A is past retention
   run_pass();
-  list = backups_of(id);
+  Json list = backups_of(id);
   ASSERT_EQ(list.size(), 1u) << list;
   EXPECT_NE(list[0]["id"], a);
   EXPECT_EQ(list[0]["name"], "automated-" + format_iso_naive(clock_.now()).substr(0, 10));
@@ -607,20 +617,12 @@ TEST_F(DatabaseOperationsTest, RetentionFreesTheBackupsQuotaBeforeTheDaysBackup)
 // backup (made by yesterday's first pass) passes its retention. The day's backup waits for it
 // instead of being skipped; a wait that retention cannot end soon is a skip as before.
 TEST_F(DatabaseOperationsTest, AnAutomatedBackupAtTheQuotaWaitsForOneThatRetentionFreesSoon) {
-  const std::string id =
-      create_active("db1", {{"backup_schedule", {{"window", "07:00"}, {"retention_days", 1}}}});
-  Reply r = trove(Method::kPut, "/mgmt/quotas/" + p1_, Json{{"quotas", {{"backups", 1}}}}, admin_,
-                  admin_project_);
-  ASSERT_EQ(r.status, 200) << r;
-  run_pass();  // day 0, 08:00: automated A, 1 of 1
-  Json list = backups_of(id);
-  ASSERT_EQ(list.size(), 1u) << list;
-  const std::string a = list[0]["id"];
-  ASSERT_EQ(upload(a, "a").status, 200);
+  const auto [id, a] = daily_backup_at_a_quota_of_one();  // day 0, 08:00: A, 1 of 1
+  ASSERT_FALSE(a.empty());
 
   advance(std::chrono::hours(24) - std::chrono::seconds(20));  // A expires in 20 s
   run_pass();
-  list = backups_of(id);
+  Json list = backups_of(id);
   ASSERT_EQ(list.size(), 1u) << list;
   EXPECT_EQ(list[0]["id"], a);
   std::vector<std::string> types = event_types(id);
@@ -641,7 +643,7 @@ TEST_F(DatabaseOperationsTest, AnAutomatedBackupAtTheQuotaWaitsForOneThatRetenti
 
   // The window moves to 05:00, so the next day's first pass comes three hours before B
   // expires: longer than kRetentionWait, so the day's backup is skipped.
-  r = trove(
+  Reply r = trove(
       Method::kPut, "/instances/" + id,
       Json{{"instance", {{"backup_schedule", {{"window", "05:00"}, {"retention_days", 1}}}}}});
   ASSERT_EQ(r.status, 202) << r;

@@ -929,7 +929,7 @@ class DatabaseDriver final : public Driver {
       std::unique_lock busy(*lock_for(id), std::try_to_lock);
       if (!busy.owns_lock()) continue;  // a create, backup or destroy is running: next round
       if (!path_exists(dir_for(id) + "/instance.json")) continue;
-      // Not mounted (an agent start's mount failed): the agent's own calls mount or report it.
+      // Not mounted (after a host restart, until start() mounts it): nothing to ship or heal.
       if (s->volume && !is_mount_point(volume_dir(id))) continue;
       const engine::InstanceConfig cfg = config_of(id, *s);
       if (state->archive_logs && transport_) note_shipping(id, (*e)->ship_logs(cfg, *transport_));

@@ -75,20 +75,16 @@ Status ensure_volume(const std::string& image, const std::string& mount_point, i
     // files outside the volume). Lazy inode tables and no discard pass keep the format at a few
     // ms whatever the size; the mount's noinit_itable then leaves them unwritten, which is safe
     // because an unwritten part of a sparse file reads as zeros.
-    CONCORD_ASSIGN_OR_RETURN(auto made,
-                             run_checked({"mkfs.ext4", "-q", "-F", "-m", "0", "-E",
-                                          "lazy_itable_init=1,lazy_journal_init=1,nodiscard", tmp},
-                                         RunOptions{.timeout = kToolTimeout}));
-    (void)made;
+    CONCORD_RETURN_IF_ERROR(run_checked({"mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+                                         "lazy_itable_init=1,lazy_journal_init=1,nodiscard", tmp},
+                                        RunOptions{.timeout = kToolTimeout}));
     if (::rename(tmp.c_str(), image.c_str()) != 0) return fail(sys_error("rename", tmp));
   }
   CONCORD_RETURN_IF_ERROR(make_dirs(mount_point));
   if (is_mount_point(mount_point)) return ok();
-  CONCORD_ASSIGN_OR_RETURN(
-      auto mounted, run_checked({"mount", "-t", "ext4", "-o", "loop,noatime,discard,noinit_itable",
-                                 image, mount_point},
-                                RunOptions{.timeout = kToolTimeout}));
-  (void)mounted;
+  CONCORD_RETURN_IF_ERROR(run_checked(
+      {"mount", "-t", "ext4", "-o", "loop,noatime,discard,noinit_itable", image, mount_point},
+      RunOptions{.timeout = kToolTimeout}));
   // The folder is the engine's, holding only its files; e2fsck makes one when it needs it.
   if (fresh) {
     std::error_code ec;
@@ -103,10 +99,8 @@ Status grow_volume(const std::string& image, const std::string& mount_point, int
   // Offline: growing a mounted ext4 needs CAP_SYS_RESOURCE, which an agent in a container may
   // lack, and the caller restarts the engine for a resize anyway.
   if (is_mount_point(mount_point)) {
-    CONCORD_ASSIGN_OR_RETURN(
-        auto unmounted, run_checked({"umount", mount_point}, RunOptions{.timeout = kToolTimeout},
-                                    Code::kFailedPrecondition));
-    (void)unmounted;
+    CONCORD_RETURN_IF_ERROR(run_checked(
+        {"umount", mount_point}, RunOptions{.timeout = kToolTimeout}, Code::kFailedPrecondition));
   }
   CONCORD_ASSIGN_OR_RETURN(const int64_t size, file_size(image));
   if (size < bytes) CONCORD_RETURN_IF_ERROR(set_size(image, bytes));
@@ -117,9 +111,8 @@ Status grow_volume(const std::string& image, const std::string& mount_point, int
     return fail(Code::kInternal, check.describe("e2fsck"));
   }
   // An agent killed anywhere from here is redone by the next resize: fs_size still says less.
-  CONCORD_ASSIGN_OR_RETURN(
-      auto grown, run_checked({"resize2fs", image}, RunOptions{.timeout = milliseconds(600000)}));
-  (void)grown;
+  CONCORD_RETURN_IF_ERROR(
+      run_checked({"resize2fs", image}, RunOptions{.timeout = milliseconds(600000)}));
   return ensure_volume(image, mount_point, bytes);
 }
 
@@ -129,9 +122,8 @@ Status remove_volume(const std::string& image, const std::string& mount_point) {
     if (!r || !r->ok()) {
       // Busy (a process of the instance not reaped yet, a shell in the folder): detached now,
       // released with its last user; the image's blocks go with it.
-      CONCORD_ASSIGN_OR_RETURN(auto lazy, run_checked({"umount", "-l", mount_point},
-                                                      RunOptions{.timeout = kToolTimeout}));
-      (void)lazy;
+      CONCORD_RETURN_IF_ERROR(
+          run_checked({"umount", "-l", mount_point}, RunOptions{.timeout = kToolTimeout}));
     }
   }
   std::error_code ec;
