@@ -207,7 +207,9 @@ const std::vector<Option>& options() {
        "engines may name their real client in a PROXY header: the database endpoints' "
        "addresses. '*': any (engine addresses must then be reachable by endpoints and replicas "
        "only); empty: none (host-limited accounts then see the endpoint's address)."},
-      {"agent.database_volumes", Type::kString, "loop",
+      {"agent.database_volumes",
+       Type::kString,
+       "loop",
        "Where a database instance's engine keeps its files. 'loop': a file system of the "
        "instance's volume size (a sparse ext4 image, loop-mounted; needs root), so a full "
        "volume stops that instance's writes and no other's. 'directory': a plain folder on the "

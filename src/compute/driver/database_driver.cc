@@ -48,7 +48,6 @@
 // only, no listing); probe() names any ancestor that still blocks it. The engines' data-folder
 // templates (and their spare copies) are per host, in /var/lib/concord/database/templates;
 // with an explicit database_dir they stay inside it, in .templates.
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,6 +72,7 @@
 #include "compute/driver/util.h"
 #include "database/engine/desired_state.h"
 #include "database/engine/engine.h"
+#include "database/engine/engine_common.h"  // lookup_os_user
 #include "fmt/format.h"
 #include "http/client.h"
 #include "nlohmann/json.hpp"
@@ -636,17 +636,9 @@ class DatabaseDriver final : public Driver {
   // (which owns the whole folder otherwise): it holds the desired state, user verifiers
   // included. The engine user's group may only traverse it, to reach v/.
   Status restrict_folder(const std::string& dir) const {
-    struct passwd entry {};
-    struct passwd* pw = nullptr;
-    std::vector<char> buffer(16384);
-    ::getpwnam_r(options_.database_os_user.c_str(), &entry, buffer.data(), buffer.size(), &pw);
-    if (pw == nullptr) {
-      return fail(Code::kFailedPrecondition,
-                  fmt::format("no user {} to run database engines as (scripts/install-deps.sh "
-                              "creates it)",
-                              options_.database_os_user));
-    }
-    if (::chown(dir.c_str(), 0, pw->pw_gid) != 0 || ::chmod(dir.c_str(), 0710) != 0) {
+    CONCORD_ASSIGN_OR_RETURN(const engine::detail::OsUser user,
+                             engine::detail::lookup_os_user(options_.database_os_user));
+    if (::chown(dir.c_str(), 0, user.gid) != 0 || ::chmod(dir.c_str(), 0710) != 0) {
       return fail(Code::kInternal, fmt::format("chown/chmod {}: {}", dir, std::strerror(errno)));
     }
     return ok();

@@ -527,7 +527,7 @@ constexpr Episode kEpisodes[] = {
     {"archive_stalled_since", "archiving.stalled",
      "Archived logs have not reached the backup store for a while: point-in-time restore "
      "reaches only as far as the last log that did, and the waiting logs take space on the "
-     "host.",
+     "instance's volume.",
      "archiving.resumed", "Archived logs reach the backup store again.", true},
 };
 
