@@ -29,7 +29,7 @@ endforeach()
 if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/engine_driver_test.cc AND TARGET concord_compute_driver)
   add_executable(database_engine_driver_test engine_driver_test.cc)
   target_include_directories(database_engine_driver_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-  target_link_libraries(database_engine_driver_test PRIVATE concord_compute_driver
+  target_link_libraries(database_engine_driver_test PRIVATE concord_compute_driver concord_http
     concord_database_engine concord_test_support GTest::gtest_main)
   gtest_discover_tests(database_engine_driver_test DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT 300 LABELS "database;root")

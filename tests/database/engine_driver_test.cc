@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "base/json.h"
@@ -18,6 +19,8 @@
 #include "database/engine/credentials.h"
 #include "database/engine/desired_state.h"
 #include "engine_test_util.h"
+#include "http/router.h"
+#include "http/server.h"
 #include "nlohmann/json.hpp"
 
 namespace concord::database::engine::testing {
@@ -53,6 +56,21 @@ class DatabaseDriverTest : public ::testing::Test {
     s.databases = {{"shop", "", ""}};
     s.users = {{"app", "%", postgres_scram_verifier("pw1"), {"shop"}}};
     return s;
+  }
+
+  // A PostgreSQL instance with database shop, root (password root-pw) and archiving on, a table
+  // written and its WAL segment closed (pg_switch_wal), so the segment is archived.
+  void create_postgres_and_close_a_segment() {
+    DesiredState s;
+    s.revision = 1;
+    s.databases = {{"shop", "", ""}};
+    s.root = RootSpec{postgres_scram_verifier("root-pw")};
+    ASSERT_TRUE(s.archive_logs);
+    auto st = driver_->create(spec(s));
+    ASSERT_TRUE(st.has_value()) << st.error().to_string();
+    auto r = psql(address_, port_, "root", "root-pw", "postgres",
+                  "CREATE TABLE t AS SELECT generate_series(1, 1000) AS x; SELECT pg_switch_wal()");
+    ASSERT_TRUE(r.ok()) << r.err;
   }
 
   drv::InstanceSpec spec(const DesiredState& state, const std::string& engine = "postgresql") {
@@ -433,16 +451,7 @@ TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   ASSERT_TRUE(d.has_value()) << d.error().to_string();
   driver_ = std::move(*d);
 
-  DesiredState s;
-  s.revision = 1;
-  s.databases = {{"shop", "", ""}};
-  s.root = RootSpec{postgres_scram_verifier("root-pw")};
-  ASSERT_TRUE(s.archive_logs);
-  auto st = driver_->create(spec(s));
-  ASSERT_TRUE(st.has_value()) << st.error().to_string();
-  auto r = psql(address_, port_, "root", "root-pw", "postgres",
-                "CREATE TABLE t AS SELECT generate_series(1, 1000) AS x; SELECT pg_switch_wal()");
-  ASSERT_TRUE(r.ok()) << r.err;
+  ASSERT_NO_FATAL_FAILURE(create_postgres_and_close_a_segment());
 
   const std::string dir = o.database_dir + "/" + id_;
   const std::string engine_dir = dir + "/v";
@@ -498,6 +507,98 @@ TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   wait_for([&] { return !std::filesystem::exists(dir + "/ship_failing"); },
            "a shipping that works ends it");
   EXPECT_EQ(detail().find("archive_stalled"), std::string::npos);
+}
+
+// The server's route that receives shipped logs, as far as the driver's shipping uses it: takes
+// every upload and records its name and when it came.
+class LogReceiver {
+ public:
+  LogReceiver() {
+    auto table = std::make_shared<http::RouteTable>();
+    table->add(http::Method::kPut, "/instances/{id}/logs/{name}", [this](http::Request& req) {
+      std::lock_guard lock(mu_);
+      received_.emplace_back(req.params.at(1), std::chrono::steady_clock::now());
+      return http::Response::json(201, "{}");
+    });
+    auto router = std::make_shared<http::Router>();
+    router->mount("/agent/v1/database", table, http::keystone_style_error);
+    http::ServerOptions so;
+    so.threads = 1;
+    so.max_body_bytes = size_t{256} << 20;
+    server_ = std::make_unique<http::Server>(so, router, std::make_shared<http::Registry>());
+  }
+  ~LogReceiver() { server_->stop(); }
+  Status start() { return server_->start(); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+  // When the first log whose name passes `wanted` came (nullopt: none yet).
+  std::optional<std::chrono::steady_clock::time_point> first(
+      const std::function<bool(const std::string&)>& wanted) const {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, at] : received_) {
+      if (wanted(name)) return at;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> received_;
+  std::unique_ptr<http::Server> server_;
+};
+
+// With a shipping round only every minute, a completed log still reaches the server within
+// seconds: the driver looks for waiting logs every second. For each engine: PostgreSQL's WAL
+// segment closed by pg_switch_wal, MariaDB's binlog closed because it reached max_binlog_size
+// (sized to the volume: 64 MB for this 1 GB one; the default 1 GB would never close here).
+TEST_F(DatabaseDriverTest, CompletedLogsShipWithinSecondsNotAtTheNextRound) {
+  LogReceiver server;
+  ASSERT_TRUE(server.start().has_value());
+  drv::DriverOptions o;
+  o.state_dir = tmp_.path() + "/agent";
+  o.database_dir = tmp_.path() + "/agent/database";
+  o.server_url = server.url();
+  o.agent_header = "host:credential";
+  o.database_ship_interval = std::chrono::milliseconds(60000);
+  auto d = drv::make_database_driver(o);
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  driver_ = std::move(*d);
+  using Clock = std::chrono::steady_clock;
+  auto received_within = [&](const std::function<bool(const std::string&)>& wanted,
+                             Clock::time_point since, std::chrono::seconds limit) {
+    const Clock::time_point deadline = since + limit;
+    while (!server.first(wanted) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return server.first(wanted).has_value();
+  };
+  // Within 15 s of the log's completion, where the round would take 60 s.
+  constexpr std::chrono::seconds kLimit{15};
+
+  ASSERT_NO_FATAL_FAILURE(create_postgres_and_close_a_segment());
+  const Clock::time_point switched = Clock::now();
+  auto is_segment = [](const std::string& name) {
+    return name.size() == 24 && name.find_first_not_of("0123456789ABCDEF") == std::string::npos;
+  };
+  EXPECT_TRUE(received_within(is_segment, switched, kLimit))
+      << "no WAL segment shipped within " << kLimit.count() << " s of pg_switch_wal";
+  ASSERT_TRUE(driver_->destroy(id_).has_value());
+
+  if (::access("/usr/sbin/mariadbd", X_OK) != 0) GTEST_SKIP() << "mariadbd missing";
+  DesiredState s;
+  s.revision = 1;
+  s.databases = {{"shop", "", ""}};
+  s.root = RootSpec{mariadb_native_verifier("root-pw")};
+  auto st = driver_->create(spec(s, "mariadb"));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  // 80 rows of 1 MB: about 80 MB of row-format binlog, past max_binlog_size once.
+  auto r = mariadb_cli(address_, port_, "root", "root-pw", "shop",
+                       "CREATE TABLE t (b LONGTEXT); "
+                       "INSERT INTO t SELECT REPEAT('x', 1048576) FROM seq_1_to_80");
+  ASSERT_TRUE(r.ok()) << r.err;
+  const Clock::time_point written = Clock::now();
+  auto is_binlog = [](const std::string& name) { return name.starts_with("mariadb-bin"); };
+  EXPECT_TRUE(received_within(is_binlog, written, kLimit))
+      << "no binlog shipped within " << kLimit.count() << " s of filling one";
 }
 
 TEST_F(DatabaseDriverTest, BadMetadataIsInvalidArgumentAndCreatesNothing) {

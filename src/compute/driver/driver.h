@@ -180,7 +180,8 @@ struct DriverOptions {
   std::string server_url;
   std::string agent_header;
   // How often the database driver ships archived logs of its instances and looks for replicas
-  // that cannot go on from their upstream (0: never).
+  // that cannot go on from their upstream (0: never; also no shipping between rounds, which
+  // otherwise takes completed logs waiting on a volume within about a second).
   std::chrono::milliseconds database_ship_interval{10000};
   // Shipping that has failed this long is reported (archive_stalled_since=<unix seconds> in
   // the status detail; the instance's archiving.stalled event).

@@ -182,6 +182,11 @@ class Engine {
   // Ships the completed archived logs not yet shipped (the engine archives into the instance
   // folder; this uploads and then forgets them). Ok with nothing to do.
   [[nodiscard]] virtual Status ship_logs(const InstanceConfig& config, Transport& transport);
+  // Whether completed logs wait on the instance's volume for ship_logs. From the files only (no
+  // call to the engine process), so the driver can ask every second and ship a write burst's
+  // logs as they complete instead of letting them fill the volume for a whole shipping
+  // interval. The default: false (an engine without shipping).
+  virtual bool logs_waiting(const InstanceConfig& config) const;
 
   // ---- replication (docs/design/database.md, "Read replicas") ----
   // Makes the (not yet existing or half-made) data folder of a replica as a copy of the running

@@ -703,6 +703,10 @@ Status Engine::ship_logs(const InstanceConfig&, Transport&) {
   return ok();
 }
 
+bool Engine::logs_waiting(const InstanceConfig&) const {
+  return false;
+}
+
 Status Engine::clone_from(const InstanceConfig&, const ReplicationSpec&) {
   return fail(Code::kFailedPrecondition,
               "the " + std::string(name()) + " engine does not support replicas");

@@ -898,4 +898,18 @@ Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport) {
   return result;
 }
 
+bool mdb_logs_waiting(const InstanceConfig& config) {
+  MPaths p(config);
+  const std::string base = configured_base(p.conf);
+  if (base.empty()) return false;
+  int64_t newest = -1;
+  for (const auto& name : list_files(p.binlog)) {
+    const BinlogName bn = parse_binlog_name(name);
+    if (bn.base == base) newest = std::max(newest, bn.number);
+  }
+  auto shipped_text = read_file(p.shipped);
+  const int64_t shipped = shipped_text ? std::atoll(shipped_text->c_str()) : 0;
+  return newest - 1 > shipped;
+}
+
 }  // namespace concord::database::engine::detail

@@ -62,6 +62,10 @@ struct MdbBackupContext {
 // member ships them; names are unique per binlog history (mdb_configure_binlog, ship_alias).
 [[nodiscard]] Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport);
 
+// Whether binlog/ holds a completed binlog of the configured history that mdb_ship_logs has not
+// shipped: one numbered below the newest (the server's current file). Files only, no query.
+bool mdb_logs_waiting(const InstanceConfig& config);
+
 // With archiving off (DesiredState::archive_logs false) the completed binlogs are purged
 // unshipped, so they cannot fill the disk; on: nothing to do here.
 [[nodiscard]] Status mdb_set_archiving(const MdbBackupContext& ctx, bool archive);

@@ -152,6 +152,10 @@ class MariadbEngine final : public Engine {
     }
     CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
     const int64_t pool_mb = std::max<int64_t>(32, config.ram_mb / 4);
+    // Binlogs are sized to the volume: only a completed one is shipped and purged, and the
+    // default (1 GB) lets the current one alone fill a 1 GB volume. A sixteenth, 16 MB to 1 GB
+    // (a transaction is never split, so a bigger one still makes a bigger file).
+    const int64_t binlog_mb = std::clamp<int64_t>(config.volume_gb * 1024 / 16, 16, 1024);
     std::string cnf = fmt::format(
         "# Written by Concord for database instance {}; rewritten on every prepare.\n"
         "[mariadbd]\n"
@@ -165,6 +169,7 @@ class MariadbEngine final : public Engine {
         "ssl-cert = {}\n"
         "ssl-key = {}\n"
         "innodb_buffer_pool_size = {}M\n"
+        "max_binlog_size = {}M\n"
         "max_connections = 100\n"
         "skip-name-resolve\n"
         "proxy-protocol-networks = {}\n"
@@ -177,7 +182,7 @@ class MariadbEngine final : public Engine {
         // Last, so the configuration group's values win over the defaults above.
         "!include {}\n",
         config.id, p.data, p.sock, p.server_pid, p.tmp, config.address, config.port, p.log,
-        p.tls + "/server.crt", p.tls + "/server.key", pool_mb, options_.proxy_networks,
+        p.tls + "/server.crt", p.tls + "/server.key", pool_mb, binlog_mb, options_.proxy_networks,
         p.dir + "/concord_binlog.cnf", p.dir + "/concord_replication.cnf",
         p.dir + "/concord_role.cnf", params_path(p));
     if (!path_exists(params_path(p))) {
@@ -458,6 +463,9 @@ class MariadbEngine final : public Engine {
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
     if (live_pid(Paths(config.dir)) == 0) return ok();  // nothing completes while stopped
     return mdb_ship_logs(backup_context(config, user), transport);
+  }
+  bool logs_waiting(const InstanceConfig& config) const override {
+    return mdb_logs_waiting(config);
   }
 
   // ---- replication (mariadb_replication.cc) ----

@@ -1062,4 +1062,10 @@ Status pg_ship_logs(const PgBackupContext& ctx, Transport& transport) {
   return ok();
 }
 
+bool pg_logs_waiting(const InstanceConfig& config) {
+  const std::vector<std::string> names = list_files(BPaths(config).archive);
+  return std::any_of(names.begin(), names.end(),
+                     [](const std::string& name) { return !name.ends_with(".tmp"); });
+}
+
 }  // namespace concord::database::engine::detail

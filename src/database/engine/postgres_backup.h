@@ -50,6 +50,10 @@ struct PgBackupContext {
 // wal_shipped/ only after its put succeeded.
 [[nodiscard]] Status pg_ship_logs(const PgBackupContext& ctx, Transport& transport);
 
+// Whether wal_archive/ of the instance holds a file pg_ship_logs would upload (a completed
+// segment, a timeline history, a backup label): files only, no call to PostgreSQL.
+bool pg_logs_waiting(const InstanceConfig& config);
+
 // Writes data/concord_archive.conf for this instance (archiving on or off; nullopt keeps what
 // the file says for this instance, default on) and the include lines in postgresql.conf.
 // Returns whether anything changed (the caller then reloads a running engine).

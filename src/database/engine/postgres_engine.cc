@@ -483,6 +483,7 @@ class PostgresEngine final : public Engine {
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
     return pg_ship_logs(backup_context(config, user), transport);
   }
+  bool logs_waiting(const InstanceConfig& config) const override { return pg_logs_waiting(config); }
 
  private:
   PgBackupContext backup_context(const InstanceConfig& config, const OsUser& user) const {
