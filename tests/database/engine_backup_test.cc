@@ -345,6 +345,17 @@ bool wait_archive_command(const InstanceConfig& c, const std::string& want, std:
   return false;
 }
 
+// Waits until the archiver put `segment` (or something after it) into wal_archive/.
+bool wait_archived(const std::string& dir, const std::string& segment) {
+  for (int i = 0; i < 300; ++i) {
+    for (const auto& n : detail::list_files(dir + "/wal_archive")) {
+      if (n.size() == 24 && n >= segment) return true;
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return false;
+}
+
 TEST_F(PostgresBackupTest, ArchivingFollowsTheDesiredStateAndSurvivesPrepare) {
   up(source_);
   converge(source_);
@@ -370,17 +381,21 @@ TEST_F(PostgresBackupTest, ArchivingFollowsTheDesiredStateAndSurvivesPrepare) {
   st = engine_->apply(source_, off);
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_TRUE(wait_archive_command(source_, source_.dir + "/wal_archive", &last)) << last;
-}
 
-// Waits until the archiver copied `segment` (or something after it) into wal_archive/.
-bool wait_archived(const std::string& dir, const std::string& segment) {
-  for (int i = 0; i < 300; ++i) {
-    for (const auto& n : detail::list_files(dir + "/wal_archive")) {
-      if (n.size() == 24 && n >= segment) return true;
-    }
-    std::this_thread::sleep_for(milliseconds(100));
-  }
-  return false;
+  // A postmaster launched before wal_recycle = off (no wal_links: it may still recycle a
+  // segment into a future one) gets a copy, which recycling cannot overwrite.
+  ASSERT_TRUE(std::filesystem::exists(source_.dir + "/wal_links"));
+  std::filesystem::remove(source_.dir + "/wal_links");
+  auto seg = root_sql(source_, "SELECT pg_walfile_name(pg_current_wal_lsn())");
+  ASSERT_TRUE(seg.ok()) << seg.err;
+  const std::string segment = seg.out.substr(0, 24);
+  ASSERT_TRUE(
+      root_sql(source_, "CREATE TABLE copied AS SELECT 1 AS x; SELECT pg_switch_wal()").ok());
+  ASSERT_TRUE(wait_archived(source_.dir, segment))
+      << detail::file_tail(source_.dir + "/engine.log", 2000);
+  struct stat archived {};
+  ASSERT_EQ(::stat((source_.dir + "/wal_archive/" + segment).c_str(), &archived), 0);
+  EXPECT_EQ(archived.st_nlink, 1u);
 }
 
 TEST_F(PostgresBackupTest, PointInTimeRestoreReplaysShippedWalToTheTarget) {
@@ -402,6 +417,16 @@ TEST_F(PostgresBackupTest, PointInTimeRestoreReplaysShippedWalToTheTarget) {
   ASSERT_TRUE(wait_archived(source_.dir, segment))
       << "segment " << segment
       << " was not archived: " << detail::file_tail(source_.dir + "/engine.log", 2000);
+  // Archived by a hard link to the segment in pg_wal/ (no checkpoint removed it yet), not a
+  // second copy on the volume: the postmaster was launched with wal_recycle = off.
+  auto recycle = root_sql(source_, "SHOW wal_recycle");
+  EXPECT_EQ(recycle.out, "off\n") << recycle.err;
+  struct stat archived {
+  }, in_wal{};
+  ASSERT_EQ(::stat((source_.dir + "/wal_archive/" + segment).c_str(), &archived), 0);
+  ASSERT_EQ(::stat((source_.dir + "/data/pg_wal/" + segment).c_str(), &in_wal), 0);
+  EXPECT_EQ(archived.st_ino, in_wal.st_ino);
+  EXPECT_TRUE(engine_->logs_waiting(source_));
 
   // The server is away: nothing is lost locally.
   transport_->fail_log_puts = true;
@@ -415,6 +440,7 @@ TEST_F(PostgresBackupTest, PointInTimeRestoreReplaysShippedWalToTheTarget) {
   for (const auto& n : detail::list_files(source_.dir + "/wal_archive")) {
     EXPECT_TRUE(n.ends_with(".tmp")) << n << " was shipped but kept";
   }
+  EXPECT_FALSE(engine_->logs_waiting(source_));
   const auto& shipped = transport_->logs(source_.id);
   ASSERT_TRUE(shipped.contains(segment));
   // The commit times of the segment with both rows are known and bracket them.

@@ -2,7 +2,11 @@
 #include "database/engine/engine_common.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace concord::database::engine::detail {
@@ -22,6 +26,29 @@ TEST(RunCommand, ChildThatIgnoresItsStdinDoesNotKillTheCaller) {
     EXPECT_EQ(r->exit_code, 3);
     EXPECT_FALSE(r->timed_out);
   }
+}
+
+// A WAL segment archived by a hard link is in pg_wal/ and in wal_archive/: the instance's disk
+// use counts it once, and still counts every other file.
+TEST(DiskUsage, CountsAFileWithSeveralLinksOnce) {
+  char templ[] = "/tmp/concord-disk-usage-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ), nullptr);
+  const std::string root = templ;
+  std::filesystem::create_directories(root + "/data/pg_wal");
+  std::filesystem::create_directories(root + "/wal_archive");
+  auto write = [](const std::string& path, size_t bytes) {
+    std::ofstream(path, std::ios::binary) << std::string(bytes, 'w');
+  };
+  write(root + "/data/pg_wal/segment", 1 << 20);
+  write(root + "/data/table", 256 << 10);
+  const int64_t alone = disk_usage({root + "/data"});
+  ASSERT_GE(alone, (1 << 20) + (256 << 10));
+  std::filesystem::create_hard_link(root + "/data/pg_wal/segment", root + "/wal_archive/segment");
+  EXPECT_EQ(disk_usage({root + "/data", root + "/wal_archive"}), alone);
+  write(root + "/wal_archive/copied", 512 << 10);
+  EXPECT_GE(disk_usage({root + "/data", root + "/wal_archive"}), alone + (512 << 10));
+  EXPECT_LT(disk_usage({root + "/data", root + "/wal_archive"}), alone + (1 << 20));
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

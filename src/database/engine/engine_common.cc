@@ -357,14 +357,17 @@ Status chown_tree(const std::string& path, const OsUser& owner) {
   return ok();
 }
 
-int64_t disk_usage(const std::string& path) {
+int64_t disk_usage(const std::vector<std::string>& paths) {
   int64_t total = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(
-           path, std::filesystem::directory_options::skip_permission_denied, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    struct stat st {};
-    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+  std::set<std::pair<dev_t, ino_t>> linked;  // files with more than one name, seen so far
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(
+             path, std::filesystem::directory_options::skip_permission_denied, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      struct stat st {};
+      if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      if (st.st_nlink > 1 && !linked.emplace(st.st_dev, st.st_ino).second) continue;
       total += static_cast<int64_t>(st.st_blocks) * 512;
     }
   }

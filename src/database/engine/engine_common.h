@@ -83,7 +83,9 @@ using compute::driver::remove_tree;
 // An engine's destroy: removes the instance folder, or only what it holds when the folder is a
 // mount point (the instance's own volume, which the driver unmounts and removes after).
 [[nodiscard]] Status remove_instance_folder(const std::string& dir);
-int64_t disk_usage(const std::string& path);
+// Bytes the regular files under `paths` take on disk, a file with several links once (a WAL
+// segment archived by a hard link is in pg_wal/ and wal_archive/ at once).
+int64_t disk_usage(const std::vector<std::string>& paths);
 std::string file_tail(const std::string& path, size_t max_bytes);
 
 // The first line of a pidfile as a pid when that process is alive and its command line

@@ -394,7 +394,7 @@ class MariadbEngine final : public Engine {
     Health h;
     h.applied_revision = read_applied_revision(p.dir);
     // The binlogs (mariadb_backup.h: binlog/, outside data/) are the instance's too.
-    h.disk_used_bytes = disk_usage(p.data) + disk_usage(p.dir + "/binlog");
+    h.disk_used_bytes = disk_usage({p.data, p.dir + "/binlog"});
     pid_t pid = live_pid(p);
     h.running = pid != 0;
     if (!h.running) {

@@ -142,14 +142,30 @@ bool parse_segment(std::string_view name, uint32_t* timeline, uint64_t* segno) {
   return true;
 }
 
+// The configuration line that lets archive_command link: PostgreSQL then removes old segments
+// instead of renaming them to future names and overwriting them, which would overwrite the
+// archive's link too. Not in the parameter catalog, so no configuration group changes it.
+constexpr std::string_view kNoRecycle = "wal_recycle = off\n";
+
+std::string links_marker(const BPaths& p) {
+  return p.dir + "/wal_links";
+}
+
 std::string archive_command(const BPaths& p) {
-  // Atomic: the copy becomes visible under its final name only when complete and on disk, so
+  // A hard link when the running postmaster was launched with wal_recycle = off (wal_links,
+  // written by pg_mark_wal_links right before the launch; a reload alone does not reach every
+  // process at once, so one launched before keeps copying until its next start). A link needs
+  // no room on the volume and no second write of 16 MB: a full volume still archives, so
+  // shipping and the next checkpoint free its WAL. The segment is complete and fsynced when
+  // archived; the link is made durable by syncing the folder. Otherwise, or when the link
+  // fails, a copy, atomic: visible under its final name only when complete and on disk, so
   // ship_logs never uploads half a segment. A segment already archived (the postmaster died
   // between our rename and recording it) succeeds only when identical, as the manual asks.
   return fmt::format(
-      "f={}/%f; if [ -f \"$f\" ]; then cmp -s \"%p\" \"$f\"; else cp \"%p\" \"$f.tmp\" && "
-      "sync \"$f.tmp\" && mv \"$f.tmp\" \"$f\"; fi",
-      p.archive);
+      "f={0}/%f; if [ -f \"$f\" ]; then cmp -s \"%p\" \"$f\"; elif [ -f {1} ] && ln \"%p\" \"$f\" "
+      "2>/dev/null; then sync {0}; else cp \"%p\" \"$f.tmp\" && sync \"$f.tmp\" && mv \"$f.tmp\" "
+      "\"$f\"; fi",
+      p.archive, links_marker(p));
 }
 
 Status ensure_includes(const std::string& data, const OsUser& user) {
@@ -407,14 +423,25 @@ Result<bool> pg_configure_archiving(const PgBackupContext& ctx, std::optional<bo
       "# Written by Concord: WAL archiving for point-in-time restore.\n{}"
       "archive_mode = on\n"
       "archive_command = {}\n"
-      "archive_timeout = {}\n",
+      "archive_timeout = {}\n"
+      "{}",
       on ? on_mark : off_mark, pg_conf_quote(on ? archive_command(p) : "/bin/true"),
-      kArchiveTimeoutS);
+      kArchiveTimeoutS, kNoRecycle);
   if (on) CONCORD_RETURN_IF_ERROR(make_dir(p.archive, 0700, ctx.user));
   bool changed = !current || *current != text;
   if (changed) CONCORD_RETURN_IF_ERROR(write_file_atomic(file, text, 0600, ctx.user));
   CONCORD_RETURN_IF_ERROR(ensure_includes(p.data, ctx.user));
   return changed;
+}
+
+Status pg_mark_wal_links(const InstanceConfig& config) {
+  BPaths p(config);
+  auto conf = read_file(p.data + "/concord_archive.conf");
+  if (conf && conf->find(kNoRecycle) != std::string::npos) {
+    return write_file_atomic(links_marker(p),
+                             "the postmaster was launched with wal_recycle = off\n");
+  }
+  return remove_tree(links_marker(p));
 }
 
 void pg_cleanup_after_recovery(const PgBackupContext& ctx) {

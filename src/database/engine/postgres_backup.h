@@ -2,13 +2,16 @@
 // PostgreSQL backups, restore and WAL archiving for one instance (docs/design/database.md,
 // "Backups and restore"). The engine (postgres_engine.cc) keeps the instance lifecycle; these
 // functions own the backup-related files of the instance folder:
-//   wal_archive/            completed WAL segments the postmaster's archive_command copied
-//                           (atomically: <name>.tmp, then renamed), until ship_logs uploaded them
+//   wal_archive/            completed WAL segments the postmaster's archive_command put there
+//                           (a hard link to the pg_wal/ file, or a copy made atomically as
+//                           <name>.tmp, then renamed), until ship_logs uploaded them
+//   wal_links               present while the running postmaster was launched with
+//                           wal_recycle = off: archive_command then links instead of copying
 //   wal_shipped/            shipped segments, zstd-compressed, kept for the next incremental
 //                           backup (a WAL range from its parent's end); pruned by each backup
 //                           to what a later one can build on, and capped in size
-//   data/concord_archive.conf   archive_mode/archive_command/archive_timeout, included after
-//                               concord.conf from postgresql.conf
+//   data/concord_archive.conf   archive_mode/archive_command/archive_timeout/wal_recycle,
+//                               included after concord.conf from postgresql.conf
 //   data/concord_recovery.conf  restore_command and the point-in-time target of a restore
 //   restore_wal/            WAL fetched for a point-in-time restore (read by restore_command;
 //                           removed once recovery has finished)
@@ -59,6 +62,10 @@ bool pg_logs_waiting(const InstanceConfig& config);
 // Returns whether anything changed (the caller then reloads a running engine).
 [[nodiscard]] Result<bool> pg_configure_archiving(const PgBackupContext& ctx,
                                                   std::optional<bool> archive);
+
+// Called right before a postmaster is launched: writes wal_links when the configuration it
+// will read says wal_recycle = off, removes it otherwise (see archive_command).
+[[nodiscard]] Status pg_mark_wal_links(const InstanceConfig& config);
 
 // After a restored instance finished recovery: drops restore_wal/ and the recovery settings.
 void pg_cleanup_after_recovery(const PgBackupContext& ctx);

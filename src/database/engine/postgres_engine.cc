@@ -174,6 +174,7 @@ class PostgresEngine final : public Engine {
     while (Clock::now() < deadline) {
       if (pid == 0) {
         reap_stale_group(p);
+        CONCORD_RETURN_IF_ERROR(pg_mark_wal_links(config));
         std::string why_unlimited;
         auto procs = apply_limits(options_, config, &why_unlimited);
         if (!why_unlimited.empty()) {
@@ -388,7 +389,7 @@ class PostgresEngine final : public Engine {
     Health h;
     h.applied_revision = read_applied_revision(p.dir);
     // WAL segments archived and not shipped yet are the instance's too (postgres_backup.h).
-    h.disk_used_bytes = disk_usage(p.data) + disk_usage(p.dir + "/wal_archive");
+    h.disk_used_bytes = disk_usage({p.data, p.dir + "/wal_archive"});
     pid_t pid = live_pid(p);
     h.running = pid != 0;
     if (!h.running) {
