@@ -692,6 +692,40 @@ TEST_F(DatabaseApiTest, RestartAndResize) {
   EXPECT_EQ(r.status, 400) << r;
 }
 
+// An engine that died (its agent reports it shut down) makes the instance SHUTDOWN, and a
+// restart brings it back, as Trove allows; other actions still wait for it to run.
+TEST_F(DatabaseApiTest, ARestartBringsBackAnEngineThatDied) {
+  const std::string id = create(pg_instance());
+  const std::string base = "/instances/" + id;
+  activate(id);  // spec generation 1; the engine's death makes 2 (desired power off), the
+                 // restart 3
+  auto report_power = [&](int64_t generation, int64_t reboot_seq, int power) {
+    Json inst = {{"id", id},
+                 {"generation", generation},
+                 {"state", "present"},
+                 {"power_state", power},
+                 {"reboot_seq", reboot_seq},
+                 {"addresses", Json::array()}};
+    return agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
+                 Json{{"instances", Json::array({inst})}});
+  };
+  Reply a = report_power(1, 0, 4);
+  ASSERT_EQ(a.status, 200) << a;
+  ASSERT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "SHUTDOWN");
+  Reply r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "3"}}}});
+  EXPECT_EQ(r.status, 422) << r;
+  r = trove(http::Method::kPost, base + "/action", {{"restart", Json::object()}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "REBOOT");
+  auto s = server(id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->task_state.value_or(""), "rebooting_hard");
+  a = report_power(3, 1, 1);
+  ASSERT_EQ(a.status, 200) << a;
+
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
+}
+
 // Trove's quotas: the project's limits (GET /limits, GET /mgmt/quotas/{project}), an admin's
 // override (PUT), and a create or resize that would pass one refused with 413 overLimit,
 // nothing made; a quota path naming no project is 404.

@@ -199,7 +199,12 @@ std::pair<std::string, std::string> DatabaseService::Impl::status(const Instance
   if (inst.deleting) return {"SHUTDOWN", "SHUTDOWN"};
   if (!s) return {"BUILD", ""};
   if (s->status == "ERROR" || s->host_status == "DOWN") return {"ERROR", "ERROR"};
-  if (s->status == "REBOOT" || s->status == "HARD_REBOOT") return {"REBOOT", ""};
+  // A hard reboot of a stopped server (a restart of a SHUTDOWN instance) keeps Nova's SHUTOFF
+  // until it runs; Trove says REBOOT for it all the same.
+  if (s->status == "REBOOT" || s->status == "HARD_REBOOT" ||
+      s->task_state.value_or("") == "rebooting_hard") {
+    return {"REBOOT", ""};
+  }
   if (inst.task == "RESIZE" && !s->converged) return {"RESIZE", ""};
   if (s->status == "RESIZE" || s->status == "VERIFY_RESIZE") return {"RESIZE", ""};
   if (s->status == "BUILD") return {"BUILD", ""};
@@ -806,10 +811,11 @@ Result<Response> DatabaseService::Impl::delete_instance(Call& c) {
   return Response::empty(202);
 }
 
-Status DatabaseService::Impl::require_active(const InstanceRow& inst) {
+Status DatabaseService::Impl::require_active(const InstanceRow& inst, bool or_shutdown) {
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
   auto s = live.find(primary_server(inst));
   const std::string st = status(inst, s == live.end() ? nullptr : &s->second).first;
+  if (or_shutdown && st == "SHUTDOWN" && !inst.deleting) return ok();
   if (st != "ACTIVE" && st != "RESTART_REQUIRED") {
     return fail(Code::kFailedPrecondition,
                 "Instance is not currently available for an action to be performed (status was " +
@@ -831,7 +837,9 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
     return ok();
   }));
   if (name == "restart") {
-    CONCORD_RETURN_IF_ERROR(require_active(inst));
+    // Also from SHUTDOWN, as Trove allows (a stopped or crashed datastore permits actions): the
+    // tenant's way to bring back an engine that died, e.g. one that stopped on a full volume.
+    CONCORD_RETURN_IF_ERROR(require_active(inst, /*or_shutdown=*/true));
     if (inst.ha) {
       // Every member: a restart-required parameter is every engine's (a PostgreSQL standby
       // with a smaller max_connections than its primary stops replaying). The standby first;

@@ -562,7 +562,9 @@ class DatabaseService::Impl {
   Result<Response> show_instance(Call& c);
   Result<Response> update_instance(Call& c);
   Result<Response> delete_instance(Call& c);
-  Status require_active(const InstanceRow& inst);
+  // kFailedPrecondition (Trove's 422) unless the instance is ACTIVE or RESTART_REQUIRED, or with
+  // or_shutdown also SHUTDOWN (its engine stopped or died; not while it is being deleted).
+  Status require_active(const InstanceRow& inst, bool or_shutdown = false);
   Result<Response> action(Call& c);
   Status set_task(const std::string& id, const std::string& task,
                   const std::optional<InstanceRow>& resized);
