@@ -1,6 +1,7 @@
 // The compute "database" driver over the real PostgreSQL engine: what the agent calls, with the
 // desired state in the spec's metadata as the database service writes it.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -210,9 +211,11 @@ TEST_F(DatabaseDriverTest, CreateStatusConfigureStopStartDestroy) {
 }
 
 // The volume size is a hard limit: the engine's folder is a file system of that size, so a write
-// beyond it fails in that instance (not on the host's disk, which every tenant shares); a resize
-// grows it; after a host restart (the volume unmounted under a stopped engine) the instance is
-// reported stopped and its start mounts it again; a destroy leaves no mount and no image.
+// beyond it fails in that instance (not on the host's disk, which every tenant shares); a full
+// volume turns the instance read-only and gives it the room the volume held back (the storage
+// guard), until room is made; a resize grows it; after a host restart (the volume unmounted
+// under a stopped engine) the instance is reported stopped and its start mounts it again; a
+// destroy leaves no mount and no image.
 TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
   const DesiredState s1 = shop_state();
   auto st = driver_->create(spec(s1));
@@ -243,7 +246,31 @@ TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "128MB\n");
 
-  // Filled to within 8 MiB: a 64 MiB write fails inside the instance.
+  // The storage guard holds back room on the volume: a reserve (a 32nd, at least 32 MiB) and a
+  // recovery reserve (32 MiB).
+  const std::string reserve = volume + "/concord_reserve";
+  const std::string recovery_reserve = volume + "/concord_reserve_recovery";
+  const std::string full_marker = dir + "/storage_full";
+  auto eventually = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 100 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return done();
+  };
+  ASSERT_TRUE(eventually([&] {
+    return std::filesystem::exists(reserve) && std::filesystem::exists(recovery_reserve);
+  }));
+  for (const std::string& path : {reserve, recovery_reserve}) {
+    struct stat held {};
+    ASSERT_EQ(::stat(path.c_str(), &held), 0);
+    EXPECT_EQ(static_cast<int64_t>(held.st_blocks) * 512, int64_t{32} << 20) << path;
+  }
+  r = psql(address_, port_, "app", "pw1", "shop", "CREATE TABLE small (x int)");
+  ASSERT_TRUE(r.ok()) << r.err;
+
+  // Filled to within 8 MiB: the guard releases the reserve and the instance turns read-only,
+  // except for a transaction that asks to write (BEGIN READ WRITE, to delete data); a 64 MiB
+  // write still fails.
   const std::string filler = volume + "/filler";
   {
     int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -251,17 +278,68 @@ TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
     EXPECT_EQ(::posix_fallocate(fd, 0, fs_bytes(true) - (8 << 20)), 0);
     ::close(fd);
   }
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(full_marker); }));
+  EXPECT_FALSE(std::filesystem::exists(reserve));
+  EXPECT_GE(fs_bytes(true), int64_t{32} << 20) << "the reserve's room is the engine's now";
+  auto status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_NE(status->detail.find("storage_full=1"), std::string::npos) << status->detail;
+  ASSERT_TRUE(eventually([&] {
+    return psql(address_, port_, "app", "pw1", "shop", "SHOW default_transaction_read_only").out ==
+           "on\n";
+  }));
+  r = psql(address_, port_, "app", "pw1", "shop", "INSERT INTO small VALUES (1)");
+  EXPECT_NE(r.err.find("read-only transaction"), std::string::npos) << r.err;
+  r = psql(address_, port_, "app", "pw1", "shop",
+           "BEGIN READ WRITE; INSERT INTO small VALUES (2); COMMIT");
+  EXPECT_TRUE(r.ok()) << r.err;
+
+  // The released room eaten too, and the engine killed (as by a PANIC when its WAL could not
+  // grow): its start gets the recovery reserve, so it recovers and runs, still read-only.
+  EXPECT_TRUE(std::filesystem::exists(recovery_reserve));
+  const std::string filler2 = volume + "/filler2";
+  {
+    int fd = ::open(filler2.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(::posix_fallocate(fd, 0, fs_bytes(true) - (1 << 20)), 0);
+    ::close(fd);
+  }
+  auto engine_pid = detail::read_file(volume + "/engine.pid");
+  ASSERT_TRUE(engine_pid.has_value());
+  ASSERT_EQ(::kill(std::atoi(engine_pid->c_str()), SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    auto down = driver_->status(id_);
+    return down && down->power == drv::PowerState::kShutdown;
+  }));
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_FALSE(std::filesystem::exists(recovery_reserve));
+  r = psql(address_, port_, "app", "pw1", "shop", "SELECT x FROM small");
+  EXPECT_EQ(r.out, "2\n") << r.err;
+  r = psql(address_, port_, "app", "pw1", "shop", "INSERT INTO small VALUES (3)");
+  EXPECT_NE(r.err.find("read-only transaction"), std::string::npos) << r.err;
+
+  // A 64 MiB write that asks to write fails for want of room, inside the instance.
   const std::string fill =
       "CREATE TABLE big AS SELECT repeat('x', 1000) AS v FROM generate_series(1, 65536); "
       "SELECT count(*) FROM big";
-  r = psql(address_, port_, "app", "pw1", "shop", fill);
+  r = psql(address_, port_, "app", "pw1", "shop", "BEGIN READ WRITE; " + fill + "; COMMIT");
   EXPECT_FALSE(r.ok()) << r.out;
   auto log = driver_->console_log(id_, 1 << 16);
   ASSERT_TRUE(log.has_value());
   EXPECT_NE(log->find("No space left on device"), std::string::npos) << *log;
 
-  // Room again, and a volume of 2 GB: grown by the resize (while it restarts the engine).
+  // Room again: both reserves are taken back and writes are allowed.
   std::filesystem::remove(filler);
+  std::filesystem::remove(filler2);
+  ASSERT_TRUE(eventually([&] { return !std::filesystem::exists(full_marker); }));
+  EXPECT_TRUE(std::filesystem::exists(reserve));
+  EXPECT_TRUE(std::filesystem::exists(recovery_reserve));
+  ASSERT_TRUE(eventually([&] {
+    return psql(address_, port_, "app", "pw1", "shop", "INSERT INTO small VALUES (4)").ok();
+  }));
+
+  // A volume of 2 GB: grown by the resize (while it restarts the engine).
   auto bigger = spec(s1);
   Json meta_data = *parse_json(bigger.guest.meta_data_json);
   meta_data["meta"][std::string(keys::kVolumeGb)] = "2";
@@ -282,7 +360,7 @@ TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
   ASSERT_TRUE(driver_->stop(id_, std::chrono::milliseconds(10000)).has_value());
   ASSERT_EQ(std::system(("umount " + volume).c_str()), 0);
   ASSERT_FALSE(drv::is_mount_point(volume));
-  auto status = driver_->status(id_);
+  status = driver_->status(id_);
   ASSERT_TRUE(status.has_value()) << status.error().to_string();
   EXPECT_TRUE(status->exists);
   EXPECT_EQ(status->power, drv::PowerState::kShutdown);

@@ -747,6 +747,23 @@ TEST_F(DatabaseOperationsTest, StorageLowIsShownAndRecordedOncePerEpisode) {
   Reply ev = trove(Method::kGet, "/instances/" + id + "/events");
   EXPECT_EQ(ev.body["events"].back()["detail"]["used_bytes"], volume * 95 / 100) << ev;
   EXPECT_EQ(ev.body["events"].back()["detail"]["volume_bytes"], volume) << ev;
+
+  // A full volume (the agent's storage guard made the instance read-only) is its own episode.
+  EXPECT_EQ(trove(Method::kGet, "/instances/" + id).body["instance"]["storage"]["full"], false);
+  report_detail(id, low + "; storage_full=1");
+  r = trove(Method::kGet, "/instances/" + id);
+  EXPECT_EQ(r.body["instance"]["storage"]["full"], true) << r;
+  run_pass();
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "storage.full"), 1);
+  EXPECT_EQ(count(types, "storage.writable"), 0);
+  report_detail(id, low);
+  run_pass();
+  types = event_types(id);
+  EXPECT_EQ(count(types, "storage.full"), 1);
+  EXPECT_EQ(count(types, "storage.writable"), 1);
+  EXPECT_EQ(count(types, "storage.low"), 2) << "still low, the same episode";
 }
 
 TEST_F(DatabaseOperationsTest, ReplicaRebuildsAreRecordedOncePerEpisode) {

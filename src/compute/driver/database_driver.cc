@@ -578,6 +578,7 @@ class DatabaseDriver final : public Driver {
     if (h.disk_used_bytes > s->volume_gb * (int64_t{1} << 30) * 9 / 10) {
       st.detail += "; storage low";
     }
+    if (path_exists(dir_for(id) + "/storage_full")) st.detail += "; storage_full=1";
     if (auto since = shipping_failing_since(std::string(id));
         since && wall_us() - *since >= options_.database_archive_stall_after.count() * 1000) {
       st.detail += fmt::format("; archive_stalled_since={}", *since / 1'000'000);
@@ -623,9 +624,15 @@ class DatabaseDriver final : public Driver {
   // Mounts the instance's volume if it is not (after a host restart), making it first if a
   // create died before it did. Called by the calls that start the engine (create, start,
   // reboot, resize), with the instance's lock held.
+  // A volume the storage guard found full also gives up its recovery reserve here: the engine
+  // about to start may need room for its crash recovery (guard_storage).
   Status ensure_mounted(std::string_view id, const Stored& s) const {
     if (!s.volume) return ok();
-    return ensure_volume(image_for(id), volume_dir(id), s.volume_gb << 30);
+    CONCORD_RETURN_IF_ERROR(ensure_volume(image_for(id), volume_dir(id), s.volume_gb << 30));
+    if (path_exists(dir_for(id) + "/storage_full")) {
+      CONCORD_RETURN_IF_ERROR(remove_tree(volume_dir(id) + "/" + std::string(kRecoveryReserve)));
+    }
+    return ok();
   }
 
   static std::string default_version(std::string_view engine) {
@@ -891,6 +898,10 @@ class DatabaseDriver final : public Driver {
   // How often the maintenance thread looks, between its rounds, for completed logs waiting on
   // an instance's volume (Engine::logs_waiting: a directory listing), and ships them.
   static constexpr milliseconds kLogPoll{1000};
+  // The storage guard's files on a volume (guard_storage).
+  static constexpr std::string_view kReserve = "concord_reserve";
+  static constexpr std::string_view kRecoveryReserve = "concord_reserve_recovery";
+  static constexpr int64_t kRecoveryReserveBytes = int64_t{32} << 20;
 
   // Every database_ship_interval a round: ship each instance's completed log files (when its
   // desired state asks for archiving) and rebuild the replicas that cannot go on. In between,
@@ -932,21 +943,96 @@ class DatabaseDriver final : public Driver {
       auto e = engine_for(s->engine);
       if (!e) continue;
       const engine::InstanceConfig cfg = config_of(id, *s);
-      if (!round &&
-          (!transport_ || path_exists(dir_for(id) + "/ship_failing") || !(*e)->logs_waiting(cfg))) {
-        continue;
+      const bool ship =
+          transport_ &&
+          (round || (!path_exists(dir_for(id) + "/ship_failing") && (*e)->logs_waiting(cfg)));
+      if (!round && !ship && !s->volume) continue;
+      std::unique_lock busy(*lock_for(id), std::try_to_lock);
+      if (!busy.owns_lock()) continue;  // a create, backup or destroy is running: next time
+      if (!path_exists(dir_for(id) + "/instance.json")) continue;
+      // Not mounted (after a host restart, until start() mounts it): nothing to guard, ship or
+      // heal.
+      if (s->volume && !is_mount_point(volume_dir(id))) continue;
+      if (s->volume) {
+        guard_storage(id, **e, cfg);
+      } else if (round) {
+        // No guard without a volume; a data folder restored from a guarded instance's backup
+        // brings its read-only switch, which goes here.
+        if (auto changed = (*e)->set_read_only(cfg, false); changed && *changed) {
+          log_->info("database instance {}: writable (a restored folder's guard removed)", id);
+        }
       }
+      if (!round && !ship) continue;
       auto text = read_file(dir_for(id) + "/desired.json");
       if (!text) continue;
       auto state = engine::desired_state_from_json(*text);
       if (!state) continue;
-      std::unique_lock busy(*lock_for(id), std::try_to_lock);
-      if (!busy.owns_lock()) continue;  // a create, backup or destroy is running: next time
-      if (!path_exists(dir_for(id) + "/instance.json")) continue;
-      // Not mounted (after a host restart, until start() mounts it): nothing to ship or heal.
-      if (s->volume && !is_mount_point(volume_dir(id))) continue;
-      if (state->archive_logs && transport_) note_shipping(id, (*e)->ship_logs(cfg, *transport_));
+      if (ship && state->archive_logs) note_shipping(id, (*e)->ship_logs(cfg, *transport_));
       if (round) heal_replica(id, **e, cfg, *state);
+    }
+  }
+
+  // The storage guard, every second for each instance on a volume (docs/design/database.md,
+  // "Volumes"). A PostgreSQL whose WAL cannot grow PANICs, and its crash recovery then fails for
+  // want of room too, so a full volume used to leave the instance down for good. The volume
+  // holds back two root files of allocated room: concord_reserve (a 32nd of it, 32-256 MB) and
+  // concord_reserve_recovery (32 MB, two WAL segments). When the free room drops below the
+  // reserve's size, the guard turns on (storage_full in the instance folder): the reserve is
+  // released, which gives the engine room to finish and to delete, and the instance turns
+  // read-only (Engine::set_read_only) so that room is not written full too. The recovery
+  // reserve is released only when the engine is started while the guard is on
+  // (ensure_mounted): a transaction already running may eat the first, and the start after a
+  // PANIC then still finds room for recovery. The guard turns off once three reserves and a
+  // recovery reserve are free (data dropped or truncated, or the volume resized): both are
+  // taken again and writes are allowed.
+  void guard_storage(const std::string& id, engine::Engine& e, const engine::InstanceConfig& cfg) {
+    auto space = volume_space(volume_dir(id));
+    if (!space) return;
+    const int64_t reserve =
+        std::clamp<int64_t>(space->size / 32, int64_t{32} << 20, int64_t{256} << 20);
+    const std::string marker = dir_for(id) + "/storage_full";
+    const std::string main_reserve = volume_dir(id) + "/" + std::string(kReserve);
+    const std::string recovery_reserve = volume_dir(id) + "/" + std::string(kRecoveryReserve);
+    // Takes back what is missing of the two, while `need` stays free beside them.
+    auto take = [&](int64_t need) {
+      int64_t free = space->free;
+      for (const auto& [path, bytes] :
+           {std::pair{recovery_reserve, kRecoveryReserveBytes}, std::pair{main_reserve, reserve}}) {
+        if (path_exists(path) || free < need + bytes) continue;
+        if (Status r = hold_reserve(path, bytes); !r) {
+          log_->warn("database instance {}: {}", id, r.error().to_string());
+          return false;
+        }
+        free -= bytes;
+      }
+      return true;
+    };
+    bool full = path_exists(marker);
+    if (!full && space->free < reserve) {
+      if (Status w = write_file_atomic(marker, std::to_string(wall_us()) + "\n"); !w) {
+        log_->warn("database instance {}: {}", id, w.error().to_string());
+        return;
+      }
+      (void)remove_tree(main_reserve);
+      full = true;
+      log_->warn(
+          "database instance {}: its volume is full ({} bytes free): reserve released, "
+          "writes refused until room is made",
+          id, space->free);
+    } else if (full && space->free >= 3 * reserve + kRecoveryReserveBytes) {
+      if (!take(0)) return;
+      (void)remove_tree(marker);
+      full = false;
+      log_->info("database instance {}: its volume has room again ({} bytes free): writes allowed",
+                 id, space->free);
+    } else if (!full) {
+      take(2 * reserve);  // a new volume, or one made before the guard
+    }
+    auto changed = e.set_read_only(cfg, full);
+    if (!changed) {
+      log_->warn("database instance {}: {}", id, changed.error().to_string());
+    } else if (*changed) {
+      log_->info("database instance {}: {}", id, full ? "read-only" : "writable again");
     }
   }
 

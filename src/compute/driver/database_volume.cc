@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -130,6 +131,27 @@ Status remove_volume(const std::string& image, const std::string& mount_point) {
   fs::remove(image + ".tmp", ec);
   fs::remove(image, ec);
   if (ec) return fail(Code::kInternal, fmt::format("rm {}: {}", image, ec.message()));
+  return ok();
+}
+
+Result<VolumeSpace> volume_space(const std::string& mount_point) {
+  struct statvfs vfs {};
+  if (::statvfs(mount_point.c_str(), &vfs) != 0) return fail(sys_error("statvfs", mount_point));
+  return VolumeSpace{static_cast<int64_t>(vfs.f_blocks) * static_cast<int64_t>(vfs.f_frsize),
+                     static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize)};
+}
+
+Status hold_reserve(const std::string& path, int64_t bytes) {
+  (void)::unlink(path.c_str());
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(sys_error("creating", path));
+  const int err = ::posix_fallocate(fd, 0, bytes);
+  ::close(fd);
+  if (err != 0) {
+    (void)::unlink(path.c_str());
+    return fail(Code::kResourceExhausted,
+                fmt::format("allocating {} bytes to {}: {}", bytes, path, std::strerror(err)));
+  }
   return ok();
 }
 

@@ -31,4 +31,16 @@ namespace concord::compute::driver {
 // Idempotent.
 [[nodiscard]] Status remove_volume(const std::string& image, const std::string& mount_point);
 
+// The mounted file system's size and the bytes still free for an unprivileged writer (what
+// the engine user can use), from statvfs.
+struct VolumeSpace {
+  int64_t size = 0;
+  int64_t free = 0;
+};
+[[nodiscard]] Result<VolumeSpace> volume_space(const std::string& mount_point);
+
+// Allocates `bytes` of blocks to the file at `path` (root's, 0600), made anew: room held back
+// on a volume that releasing gives to the engine. A failed allocation leaves no file.
+[[nodiscard]] Status hold_reserve(const std::string& path, int64_t bytes);
+
 }  // namespace concord::compute::driver

@@ -182,6 +182,12 @@ class Engine {
   // Ships the completed archived logs not yet shipped (the engine archives into the instance
   // folder; this uploads and then forgets them). Ok with nothing to do.
   [[nodiscard]] virtual Status ship_logs(const InstanceConfig& config, Transport& transport);
+  // The storage guard's switch (the driver's, docs/design/database.md "Volumes"): on, the
+  // instance's new transactions are read-only unless a session turns that off (to delete data);
+  // off, as configured. Idempotent and cheap when nothing changes (the driver calls it every
+  // second); kept across restarts. True when this call changed it. The default does nothing
+  // (false): an engine that keeps running on a full disk, as MariaDB does (it waits for room).
+  [[nodiscard]] virtual Result<bool> set_read_only(const InstanceConfig& config, bool on);
   // Whether completed logs wait on the instance's volume for ship_logs. From the files only (no
   // call to the engine process), so the driver can ask every second and ship a write burst's
   // logs as they complete instead of letting them fill the volume for a whole shipping

@@ -710,6 +710,10 @@ bool Engine::logs_waiting(const InstanceConfig&) const {
   return false;
 }
 
+Result<bool> Engine::set_read_only(const InstanceConfig&, bool) {
+  return false;
+}
+
 Status Engine::clone_from(const InstanceConfig&, const ReplicationSpec&) {
   return fail(Code::kFailedPrecondition,
               "the " + std::string(name()) + " engine does not support replicas");

@@ -486,6 +486,29 @@ class PostgresEngine final : public Engine {
   }
   bool logs_waiting(const InstanceConfig& config) const override { return pg_logs_waiting(config); }
 
+  // data/concord_guard.conf, included last: default_transaction_read_only = on while the
+  // guard is on, empty (or absent) otherwise; a reload (SIGHUP) makes a change reach every
+  // session between its statements. A PostgreSQL whose WAL cannot grow PANICs and cannot
+  // recover, so the guard stops writes before that. A data folder copied from a guarded
+  // instance (a backup, a replica's copy) carries the file; the driver clears it (every second
+  // on a volume, every round otherwise).
+  Result<bool> set_read_only(const InstanceConfig& config, bool on) override {
+    CONCORD_RETURN_IF_ERROR(validate_config(config));
+    Paths p(config.dir);
+    if (!path_exists(p.data)) return false;
+    const std::string file = p.data + "/concord_guard.conf";
+    const std::string text = on ? "# Written by Concord: the volume is full.\n"
+                                  "default_transaction_read_only = on\n"
+                                : "";
+    auto current = read_file(file);
+    if ((current ? *current : std::string()) == text) return false;
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(file, text, 0600, user));
+    CONCORD_RETURN_IF_ERROR(append_include(p, "include_if_exists = 'concord_guard.conf'", user));
+    if (const pid_t pid = live_pid(p); pid != 0) ::kill(pid, SIGHUP);
+    return true;
+  }
+
  private:
   PgBackupContext backup_context(const InstanceConfig& config, const OsUser& user) const {
     return PgBackupContext{config, user,
@@ -576,15 +599,18 @@ class PostgresEngine final : public Engine {
         "host all all 0.0.0.0/0 scram-sha-256\n"
         "host all all ::/0 scram-sha-256\n";
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/pg_hba.conf", hba, 0600, user));
+    return append_include(p, "include = 'concord.conf'", user);
+  }
+
+  // Appends `line` to postgresql.conf unless it is there: later lines win, so an include
+  // appended after concord.conf (which includes the configuration group's file) overrides both.
+  static Status append_include(const Paths& p, std::string_view line, const OsUser& user) {
     const std::string main_conf = p.data + "/postgresql.conf";
     CONCORD_ASSIGN_OR_RETURN(std::string text, read_file(main_conf));
-    const std::string include = "include = 'concord.conf'";
-    if (text.find(include) == std::string::npos) {
-      if (!text.empty() && text.back() != '\n') text += '\n';
-      text += include + "\n";
-      CONCORD_RETURN_IF_ERROR(write_file_atomic(main_conf, text, 0600, user));
-    }
-    return ok();
+    if (text.find(line) != std::string::npos) return ok();
+    if (!text.empty() && text.back() != '\n') text += '\n';
+    text += std::string(line) + "\n";
+    return write_file_atomic(main_conf, text, 0600, user);
   }
 
   // ---- configuration groups (parameters.h) ----

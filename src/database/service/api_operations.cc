@@ -244,7 +244,9 @@ void DatabaseService::Impl::add_operations_view(const InstanceRow& inst,
   if (!s || s->detail.empty()) return;
   const auto f = detail_fields(s->detail);
   if (auto used = integer_of(f, "disk_used_bytes")) {
-    view["storage"] = {{"used_bytes", *used}, {"low", f.contains("storage_low")}};
+    view["storage"] = {{"used_bytes", *used},
+                       {"low", f.contains("storage_low")},
+                       {"full", f.contains("storage_full")}};
   }
 }
 
@@ -348,6 +350,7 @@ Result<Response> DatabaseService::Impl::instance_metrics(Call& c) {
     if (auto applied = integer_of(f, "state_revision")) out["applied_revision"] = *applied;
     if (auto used = integer_of(f, "disk_used_bytes")) out["disk_used_bytes"] = *used;
     out["storage_low"] = f.contains("storage_low");
+    out["storage_full"] = f.contains("storage_full");
     // Seconds archived logs have failed to reach the backup store, once the agent says they
     // stalled; 0 otherwise.
     out["archive_stalled_seconds"] = stalled_seconds(f, clock_.now());
@@ -520,6 +523,10 @@ struct Episode {
 constexpr Episode kEpisodes[] = {
     {"storage_low", "storage.low", "Storage is low: more than 90% of the volume is used.",
      "storage.ok", "Storage is no longer low.", false},
+    {"storage_full", "storage.full",
+     "The volume is full: the instance is read-only (a transaction may still begin READ WRITE "
+     "to delete data) until data is dropped or the volume is resized.",
+     "storage.writable", "The volume has room again: the instance accepts writes.", false},
     {"rebuild", "replica.rebuilding",
      "The replica cannot go on from its source (its position is gone there, or its replay "
      "failed) and is being made anew from it.",
@@ -608,7 +615,7 @@ void DatabaseService::Impl::watch_episodes() {
       const InstanceRow inst = instance_from(rows[0]);
       Json detail = Json::object();
       if (l->server != l->instance) detail["member"] = l->server;
-      if (e->field == "storage_low") {
+      if (e->field == "storage_low" || e->field == "storage_full") {
         detail["volume_bytes"] = inst.volume_gb * kGiB;
         if (auto used = integer_of(l->fields, "disk_used_bytes")) detail["used_bytes"] = *used;
       }
