@@ -656,11 +656,7 @@ TEST_F(DatabaseApiTest, RestartAndResize) {
   auto s = server(id);
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->task_state.value_or(""), "rebooting");
-  Json inst = {{"id", id},         {"generation", 2}, {"state", "present"},
-               {"power_state", 1}, {"reboot_seq", 1}, {"addresses", Json::array()}};
-  Reply a = agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
-                  Json{{"instances", Json::array({inst})}});
-  ASSERT_EQ(a.status, 200) << a;
+  ASSERT_NO_FATAL_FAILURE(report(id, 2, "present", 1, /*reboot_seq=*/1));
   EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
 
   r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "2"}}}});
@@ -699,18 +695,7 @@ TEST_F(DatabaseApiTest, ARestartBringsBackAnEngineThatDied) {
   const std::string base = "/instances/" + id;
   activate(id);  // spec generation 1; the engine's death makes 2 (desired power off), the
                  // restart 3
-  auto report_power = [&](int64_t generation, int64_t reboot_seq, int power) {
-    Json inst = {{"id", id},
-                 {"generation", generation},
-                 {"state", "present"},
-                 {"power_state", power},
-                 {"reboot_seq", reboot_seq},
-                 {"addresses", Json::array()}};
-    return agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
-                 Json{{"instances", Json::array({inst})}});
-  };
-  Reply a = report_power(1, 0, 4);
-  ASSERT_EQ(a.status, 200) << a;
+  ASSERT_NO_FATAL_FAILURE(report(id, 1, "present", 4, /*reboot_seq=*/0));
   ASSERT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "SHUTDOWN");
   Reply r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "3"}}}});
   EXPECT_EQ(r.status, 422) << r;
@@ -720,9 +705,7 @@ TEST_F(DatabaseApiTest, ARestartBringsBackAnEngineThatDied) {
   auto s = server(id);
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->task_state.value_or(""), "rebooting_hard");
-  a = report_power(3, 1, 1);
-  ASSERT_EQ(a.status, 200) << a;
-
+  ASSERT_NO_FATAL_FAILURE(report(id, 3, "present", 1, /*reboot_seq=*/1));
   EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
 }
 

@@ -168,14 +168,16 @@ class DatabaseServiceTest : public ::testing::Test, public test_support::Identit
     ASSERT_EQ(r.status, 200) << r;
   }
 
-  // The agent reports the instance running at the given spec generation.
+  // The agent reports the instance running at the given spec generation (and, when given, the
+  // reboots it has done).
   void report(const std::string& id, int64_t generation, const std::string& state = "present",
-              int power = 1) {
+              int power = 1, std::optional<int64_t> reboot_seq = std::nullopt) {
     Json inst = {{"id", id}, {"generation", generation}, {"state", state}};
     if (state == "present") {
       inst["power_state"] = power;
       inst["addresses"] = Json::array();
     }
+    if (reboot_seq) inst["reboot_seq"] = *reboot_seq;
     Reply r = agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
                     Json{{"instances", Json::array({inst})}});
     ASSERT_EQ(r.status, 200) << r;

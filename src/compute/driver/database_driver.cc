@@ -578,7 +578,7 @@ class DatabaseDriver final : public Driver {
     if (h.disk_used_bytes > s->volume_gb * (int64_t{1} << 30) * 9 / 10) {
       st.detail += "; storage low";
     }
-    if (path_exists(dir_for(id) + "/storage_full")) st.detail += "; storage_full=1";
+    if (path_exists(storage_full_marker(id))) st.detail += "; storage_full=1";
     if (auto since = shipping_failing_since(std::string(id));
         since && wall_us() - *since >= options_.database_archive_stall_after.count() * 1000) {
       st.detail += fmt::format("; archive_stalled_since={}", *since / 1'000'000);
@@ -618,6 +618,13 @@ class DatabaseDriver final : public Driver {
   // <root>/<uuid>/v/run/.s.PGSQL.<port>, MariaDB's point-in-time replay server's
   // v/restore.tmp/replay.sock), and a Unix socket path has at most 107 bytes.
   std::string volume_dir(std::string_view id) const { return dir_for(id) + "/v"; }
+  std::string volume_file(std::string_view id, std::string_view name) const {
+    return volume_dir(id) + "/" + std::string(name);
+  }
+  // Present while the storage guard finds the instance's volume full (guard_storage).
+  std::string storage_full_marker(std::string_view id) const {
+    return dir_for(id) + "/storage_full";
+  }
   std::string engine_dir(std::string_view id, const Stored& s) const {
     return s.volume ? volume_dir(id) : dir_for(id);
   }
@@ -629,8 +636,8 @@ class DatabaseDriver final : public Driver {
   Status ensure_mounted(std::string_view id, const Stored& s) const {
     if (!s.volume) return ok();
     CONCORD_RETURN_IF_ERROR(ensure_volume(image_for(id), volume_dir(id), s.volume_gb << 30));
-    if (path_exists(dir_for(id) + "/storage_full")) {
-      CONCORD_RETURN_IF_ERROR(remove_tree(volume_dir(id) + "/" + std::string(kRecoveryReserve)));
+    if (path_exists(storage_full_marker(id))) {
+      CONCORD_RETURN_IF_ERROR(remove_tree(volume_file(id, kRecoveryReserve)));
     }
     return ok();
   }
@@ -990,9 +997,9 @@ class DatabaseDriver final : public Driver {
     if (!space) return;
     const int64_t reserve =
         std::clamp<int64_t>(space->size / 32, int64_t{32} << 20, int64_t{256} << 20);
-    const std::string marker = dir_for(id) + "/storage_full";
-    const std::string main_reserve = volume_dir(id) + "/" + std::string(kReserve);
-    const std::string recovery_reserve = volume_dir(id) + "/" + std::string(kRecoveryReserve);
+    const std::string marker = storage_full_marker(id);
+    const std::string main_reserve = volume_file(id, kReserve);
+    const std::string recovery_reserve = volume_file(id, kRecoveryReserve);
     // Takes back what is missing of the two, while `need` stays free beside them.
     auto take = [&](int64_t need) {
       int64_t free = space->free;

@@ -63,6 +63,12 @@ struct MPaths {
   std::string dir, data, binlog, flushed, shipped, alias, conf, backup_tmp, restore_tmp;
 };
 
+// The number of the last binlog shipped (binlog/shipped), 0 when none was.
+int64_t last_shipped(const MPaths& p) {
+  auto text = read_file(p.shipped);
+  return text ? std::atoll(text->c_str()) : 0;
+}
+
 std::string prog(const MdbBackupContext& ctx, const char* name) {
   return mdb_program(ctx.bin_dir, name);
 }
@@ -840,8 +846,7 @@ Status mdb_ship_logs(const MdbBackupContext& ctx, Transport& transport) {
   std::string first_unshipped = status.first;
   // The server keeps a binlog it still needs for crash recovery (binlog checkpoint) through a
   // PURGE; what we already shipped is not shipped again.
-  auto shipped_text = read_file(p.shipped);
-  int64_t shipped = shipped_text ? std::atoll(shipped_text->c_str()) : 0;
+  int64_t shipped = last_shipped(p);
   // A folder made before tags writes plain "mariadb-bin" names, which its HA sibling may have
   // shipped first: once the server refuses one as taken, this folder's files travel under a
   // tagged name of their own (the restore follows GTIDs, whatever the names).
@@ -907,8 +912,7 @@ bool mdb_logs_waiting(const InstanceConfig& config) {
     const BinlogName bn = parse_binlog_name(name);
     if (bn.base == base) newest = std::max(newest, bn.number);
   }
-  auto shipped_text = read_file(p.shipped);
-  const int64_t shipped = shipped_text ? std::atoll(shipped_text->c_str()) : 0;
+  const int64_t shipped = last_shipped(p);
   return newest - 1 > shipped;
 }
 
