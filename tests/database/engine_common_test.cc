@@ -51,5 +51,39 @@ TEST(DiskUsage, CountsAFileWithSeveralLinksOnce) {
   std::filesystem::remove_all(root);
 }
 
+// Engine cgroups nobody removed (their agent was killed for good): the sweep at an agent's
+// start removes the empty, old ones that no instance of its own names, and nothing else.
+TEST(SweepCgroups, RemovesOnlyOldEmptyGroupsOfNoKnownInstance) {
+  char templ[] = "/tmp/concord-cgroups-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ), nullptr);
+  EngineOptions options;
+  options.cgroup_root = templ;
+  options.cgroup_parent = "concord-database";
+  const auto old = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+  for (const char* controller : {"cpu", "memory"}) {
+    const std::string parent = std::string(templ) + "/" + controller + "/concord-database";
+    for (const char* id : {"gone", "hosted", "busy", "just-made"}) {
+      std::filesystem::create_directories(parent + "/" + id);
+    }
+    // A group with something in it stands for one with processes (rmdir fails either way).
+    std::ofstream(parent + "/busy/tasks") << "1\n";
+    for (const char* id : {"gone", "hosted", "busy"}) {
+      std::filesystem::last_write_time(parent + "/" + id, old);
+    }
+  }
+  EXPECT_EQ(sweep_cgroups(options, {"hosted"}, std::chrono::minutes(10)), 2);
+  for (const char* controller : {"cpu", "memory"}) {
+    const std::string parent = std::string(templ) + "/" + controller + "/concord-database";
+    EXPECT_FALSE(std::filesystem::exists(parent + "/gone")) << controller;
+    EXPECT_TRUE(std::filesystem::exists(parent + "/hosted")) << controller;
+    EXPECT_TRUE(std::filesystem::exists(parent + "/busy")) << controller;
+    EXPECT_TRUE(std::filesystem::exists(parent + "/just-made")) << controller;
+  }
+  // No cgroup hierarchy at all (a host without cgroup v1): nothing to do, no error.
+  options.cgroup_root = std::string(templ) + "/absent";
+  EXPECT_EQ(sweep_cgroups(options, {}, std::chrono::minutes(10)), 0);
+  std::filesystem::remove_all(templ);
+}
+
 }  // namespace
 }  // namespace concord::database::engine::detail

@@ -1196,6 +1196,15 @@ Result<std::unique_ptr<Driver>> make_database_driver(const DriverOptions& option
   const std::string root = database_root(options);
   CONCORD_RETURN_IF_ERROR(make_dirs(root));
   ::chmod(root.c_str(), 0711);  // the engine user traverses to its own folder (no listing)
+  // Engine cgroups left by instances no agent here has any more (an agent killed for good, a
+  // folder removed by hand), at each agent start; ten minutes old at least, so a group just
+  // made for an instance that is starting under another agent stays.
+  const std::vector<std::string> ids = list_instance_ids(root);
+  if (int n = engine::detail::sweep_cgroups(eo, std::set<std::string>(ids.begin(), ids.end()),
+                                            std::chrono::minutes(10));
+      n > 0) {
+    logger("compute.driver")->info("database driver: removed {} empty engine cgroups", n);
+  }
   return std::unique_ptr<Driver>(
       std::make_unique<DatabaseDriver>(options, std::move(engines), std::move(unbuilt)));
 }

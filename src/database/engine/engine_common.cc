@@ -460,6 +460,25 @@ void remove_cgroups(const EngineOptions& options, std::string_view id) {
   }
 }
 
+int sweep_cgroups(const EngineOptions& options, const std::set<std::string>& keep,
+                  std::chrono::seconds min_age) {
+  int removed = 0;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  for (const char* controller : {"cpu", "memory"}) {
+    const std::string parent =
+        fmt::format("{}/{}/{}", options.cgroup_root, controller, options.cgroup_parent);
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+      std::error_code e;
+      if (!entry.is_directory(e) || keep.contains(entry.path().filename().string())) continue;
+      const auto made = std::filesystem::last_write_time(entry.path(), e);
+      if (e || now - made < min_age) continue;  // maybe an instance starting right now
+      if (::rmdir(entry.path().c_str()) == 0) ++removed;
+    }
+  }
+  return removed;
+}
+
 Status validate_config(const InstanceConfig& config) {
   if (config.id.empty() || config.id.size() > 64) {
     return fail(Code::kInvalidArgument,
