@@ -371,6 +371,28 @@ TEST_F(DatabaseDriverTest, TheVolumeIsAFileSystemOfItsSize) {
   ASSERT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "65536\n");
 
+  // A stopped engine's volume grown through configure: the service writes the size into the
+  // metadata after the server's size, so the agent's resize step can see the old one and the
+  // growth comes with the metadata. The engine stays stopped until it is started.
+  ASSERT_TRUE(driver_->stop(id_, std::chrono::milliseconds(10000)).has_value());
+  DesiredState s2 = s1;
+  s2.revision = s1.revision + 1;
+  auto grown = spec(s2);
+  meta_data = *parse_json(grown.guest.meta_data_json);
+  meta_data["meta"][std::string(keys::kVolumeGb)] = "3";
+  grown.guest.meta_data_json = dump_json(meta_data);
+  st = driver_->configure(grown);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_GT(fs_bytes(false), int64_t{2900} << 20);
+  status = driver_->status(id_);
+  ASSERT_TRUE(status.has_value()) << status.error().to_string();
+  EXPECT_EQ(status->power, drv::PowerState::kShutdown);
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  r = psql(address_, port_, "app", "pw1", "shop", "SELECT count(*) FROM big");
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "65536\n");
+
   st = driver_->destroy(id_);
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_FALSE(drv::is_mount_point(volume));

@@ -694,18 +694,27 @@ TEST_F(DatabaseApiTest, ARestartBringsBackAnEngineThatDied) {
   const std::string id = create(pg_instance());
   const std::string base = "/instances/" + id;
   activate(id);  // spec generation 1; the engine's death makes 2 (desired power off), the
-                 // restart 3
+                 // volume resize 3 and 4 (the size, then the desired state), the restart 5
   ASSERT_NO_FATAL_FAILURE(report(id, 1, "present", 4, /*reboot_seq=*/0));
   ASSERT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "SHUTDOWN");
   Reply r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "3"}}}});
   EXPECT_EQ(r.status, 422) << r;
+  // A bigger volume is allowed: an engine that stopped on a full volume gets room before its
+  // restart. The agent grows it and the engine stays down.
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"volume", {{"size", 3}}}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "RESIZE");
+  ASSERT_NO_FATAL_FAILURE(report(id, 4, "present", 4, /*reboot_seq=*/0));
+  Json shown = trove(http::Method::kGet, base).body["instance"];
+  EXPECT_EQ(shown["status"], "SHUTDOWN") << shown;
+  EXPECT_EQ(shown["volume"]["size"], 3) << shown;
   r = trove(http::Method::kPost, base + "/action", {{"restart", Json::object()}});
   ASSERT_EQ(r.status, 202) << r;
   EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "REBOOT");
   auto s = server(id);
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->task_state.value_or(""), "rebooting_hard");
-  ASSERT_NO_FATAL_FAILURE(report(id, 3, "present", 1, /*reboot_seq=*/1));
+  ASSERT_NO_FATAL_FAILURE(report(id, 5, "present", 1, /*reboot_seq=*/1));
   EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
 }
 

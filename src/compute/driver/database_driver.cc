@@ -503,6 +503,17 @@ class DatabaseDriver final : public Driver {
   Status configure(const InstanceSpec& spec) override {
     CONCORD_RETURN_IF_ERROR(validate_id(spec.id));
     CONCORD_ASSIGN_OR_RETURN(Stored s, load_known(spec.id));
+    // The service grows a volume in two writes, the server's size and then the metadata that
+    // carries the volume size: when the agent's resize step saw the first alone, it kept the
+    // old size, and the growth happens here (also for a stopped engine, which stays stopped).
+    if (auto md = meta_of(spec)) {
+      CONCORD_ASSIGN_OR_RETURN(int64_t want,
+                               meta_int(*md, keys::kVolumeGb, s.volume_gb, 1, 1 << 20));
+      if (want > s.volume_gb) {
+        CONCORD_RETURN_IF_ERROR(resize(spec));
+        CONCORD_ASSIGN_OR_RETURN(s, load_known(spec.id));
+      }
+    }
     CONCORD_ASSIGN_OR_RETURN(auto state, state_from_spec(spec));
     CONCORD_ASSIGN_OR_RETURN(engine::Engine * e, engine_for(s.engine));
     CONCORD_RETURN_IF_ERROR(

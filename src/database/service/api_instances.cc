@@ -908,7 +908,10 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
                       std::to_string(inst.volume_gb) + "'."));
     }
   }
-  CONCORD_RETURN_IF_ERROR(require_active(inst));
+  // A bigger volume also from SHUTDOWN: an engine that stopped on a full volume (its crash
+  // recovery needing more room than the storage guard's recovery reserve) is given room, then
+  // restarted. The agent grows the volume of a stopped engine without starting it.
+  CONCORD_RETURN_IF_ERROR(require_active(inst, /*or_shutdown=*/!arg.contains("flavorRef")));
   CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> member_ids, member_servers(inst));
   // The growth against the project's quota, with the replicas' volumes that grow along
   // (resize_replica_volumes).
