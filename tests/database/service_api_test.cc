@@ -689,7 +689,8 @@ TEST_F(DatabaseApiTest, RestartAndResize) {
 }
 
 // An engine that died (its agent reports it shut down) makes the instance SHUTDOWN, and a
-// restart brings it back, as Trove allows; other actions still wait for it to run.
+// restart brings it back, as Trove allows; a bigger volume may come first (room for an engine
+// that stopped on a full volume); other actions, a flavor resize among them, wait for it to run.
 TEST_F(DatabaseApiTest, ARestartBringsBackAnEngineThatDied) {
   const std::string id = create(pg_instance());
   const std::string base = "/instances/" + id;
