@@ -409,9 +409,13 @@ bool kill_hard(pid_t pid, milliseconds limit) {
 }
 
 namespace {
+// <root>/<controller>/<parent>: where every engine's group of that controller lives.
+std::string cgroup_parent_dir(const EngineOptions& options, std::string_view controller) {
+  return fmt::format("{}/{}/{}", options.cgroup_root, controller, options.cgroup_parent);
+}
 std::string cgroup_dir(const EngineOptions& options, std::string_view controller,
                        std::string_view id) {
-  return fmt::format("{}/{}/{}/{}", options.cgroup_root, controller, options.cgroup_parent, id);
+  return fmt::format("{}/{}", cgroup_parent_dir(options, controller), id);
 }
 }  // namespace
 
@@ -465,10 +469,9 @@ int sweep_cgroups(const EngineOptions& options, const std::set<std::string>& kee
   int removed = 0;
   const auto now = std::filesystem::file_time_type::clock::now();
   for (const char* controller : {"cpu", "memory"}) {
-    const std::string parent =
-        fmt::format("{}/{}/{}", options.cgroup_root, controller, options.cgroup_parent);
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+    for (const auto& entry :
+         std::filesystem::directory_iterator(cgroup_parent_dir(options, controller), ec)) {
       std::error_code e;
       if (!entry.is_directory(e) || keep.contains(entry.path().filename().string())) continue;
       const auto made = std::filesystem::last_write_time(entry.path(), e);
