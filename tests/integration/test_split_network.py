@@ -35,6 +35,12 @@ SERVER_CPU_PERCENT_OVERLOADED = 5
 NODES = 13
 
 
+def most_used(r):
+    """The split that answered the most requests of a run."""
+    used = {int(k): v for k, v in r["splits_used"].items()}
+    return max(used, key=used.get)
+
+
 class SplitNetworkTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -58,21 +64,23 @@ class SplitNetworkTest(unittest.TestCase):
         cls.tmp.cleanup()
 
     def decide(self, url, count, good):
-        """run_device, once more when the split it settled on is not `good` (or the probe timed
-        out): the device is a 10%-of-a-CPU cgroup, and on a shared 2-core machine a neighbour's
-        burst can make one run's measurements describe another machine. The second run
-        decides; correctness (--verify) is checked on both."""
+        """run_device, once more when the split it settled on or the split it used most is not
+        `good` (or the probe timed out): the device is a 10%-of-a-CPU cgroup, and on a shared
+        2-core machine a neighbour's burst can make one run's measurements describe another
+        machine (a first plan from a device estimate twice the truth kept a remote split for
+        13 of 20 requests before the session's own measurements moved it to device-only). The
+        second run decides; correctness (--verify) is checked on both."""
         for attempt in (1, 2):
             r = self.env.run_device(url, self.model, "cnn", "auto", count, DEVICE_CPU_PERCENT,
                                     extra=["--verify"])
             if r["returncode"] == 0:
                 # Whatever the split, every result equals the whole model's.
                 self.assertEqual(r["verified_differ"], 0, r["stdout"])
-                if good(r):
+                if good(r["final_split"]) and good(most_used(r)):
                     break
             if attempt == 1:
                 print(f"\n  attempt 1 did not decide as expected (rc {r['returncode']}, final "
-                      f"split {r.get('final_split')}); once more")
+                      f"split {r.get('final_split')}, used {r.get('splits_used')}); once more")
         return self.check_run(r, count)
 
     def check_run(self, r, count):
@@ -82,7 +90,7 @@ class SplitNetworkTest(unittest.TestCase):
         self.assertEqual(r["verified_equal"], count, detail)
         self.assertEqual(r["verified_differ"], 0, detail)
         used = {int(k): v for k, v in r["splits_used"].items()}
-        most = max(used, key=used.get)
+        most = most_used(r)
         # remote_available False: the probe found the endpoint unreachable, timed out or
         # overloaded, and the session planned device-only without estimates (session.h).
         print(f"\n  final split {r['final_split']}, used {used}, median "
@@ -94,7 +102,7 @@ class SplitNetworkTest(unittest.TestCase):
         self.env.set_rate("1mbit")
         try:
             url = self.env.start_server(self.model, "cnn")
-            r, most, detail = self.decide(url, 10, lambda r: r["final_split"] >= 11)
+            r, most, detail = self.decide(url, 10, lambda split: split >= 11)
             self.assertGreaterEqual(r["final_split"], 11, detail)
             self.assertGreaterEqual(most, 11, detail)
             # The probe saw a slow link: well under 1 Gbit/s (125 B/ms is 1 Mbit/s).
@@ -107,7 +115,7 @@ class SplitNetworkTest(unittest.TestCase):
         self.env.set_rate(None)
         try:
             url = self.env.start_server(self.model, "cnn")
-            r, most, detail = self.decide(url, 30, lambda r: r["final_split"] <= 3)
+            r, most, detail = self.decide(url, 30, lambda split: split <= 3)
             self.assertLessEqual(r["final_split"], 3, detail)
             self.assertLessEqual(most, 3, detail)
         finally:
@@ -134,7 +142,7 @@ class SplitNetworkTest(unittest.TestCase):
             url = self.env.start_server(self.model, "cnn",
                                         cpu_percent=SERVER_CPU_PERCENT_OVERLOADED)
             self.env.start_load(url, self.model, "cnn", clients=4)
-            r, most, detail = self.decide(url, 20, lambda r: r["final_split"] == NODES)
+            r, most, detail = self.decide(url, 20, lambda split: split == NODES)
             self.assertEqual(r["final_split"], NODES, detail)
             self.assertEqual(most, NODES, detail)
         finally:
