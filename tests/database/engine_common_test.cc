@@ -2,12 +2,15 @@
 #include "database/engine/engine_common.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace concord::database::engine::detail {
 namespace {
@@ -49,6 +52,94 @@ TEST(DiskUsage, CountsAFileWithSeveralLinksOnce) {
   EXPECT_GE(disk_usage({root + "/data", root + "/wal_archive"}), alone + (512 << 10));
   EXPECT_LT(disk_usage({root + "/data", root + "/wal_archive"}), alone + (1 << 20));
   std::filesystem::remove_all(root);
+}
+
+// A child running `script` under /bin/sh, not reaped until `reap` (an exited one is a zombie,
+// which process_alive counts as gone, as it does an engine the agent did not start).
+pid_t run_sh(const std::string& script) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+void reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+// An engine that keeps exiting during start-up (its address taken by another program, here
+// played by a shell that says what PostgreSQL says then) fails the start after max_exits
+// launches, with the engine's own words, not at the deadline with the refused connection
+// that followed them.
+TEST(WaitStarted, AnEngineThatKeepsExitingFailsWithItsOwnWords) {
+  char templ[] = "/tmp/concord-start-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ), nullptr);
+  const std::string log = std::string(templ) + "/engine.log";
+  std::vector<pid_t> launched;
+  EngineStart start{
+      .what = "postgresql test",
+      .log_path = log,
+      .launch = [&]() -> Result<pid_t> {
+        launched.push_back(run_sh("echo 'FATAL:  could not create any TCP/IP sockets' >> " + log));
+        return launched.back();
+      },
+      .probe = [] { return Status(fail(Code::kUnavailable, "connection refused")); },
+      .timeout = std::chrono::milliseconds(120000),
+      .max_exits = 4};
+  Status st = wait_started(0, start);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kFailedPrecondition) << st.error().to_string();
+  EXPECT_NE(st.error().message().find("postgresql test did not start: it exited during start-up "
+                                      "(4 times): FATAL:  could not create any TCP/IP sockets"),
+            std::string::npos)
+      << st.error().to_string();
+  // The last launch's words only, not every launch's.
+  const std::string& said = st.error().message();
+  EXPECT_EQ(said.find("FATAL"), said.rfind("FATAL")) << said;
+  EXPECT_EQ(launched.size(), 4u);
+  for (pid_t pid : launched) reap(pid);
+  std::filesystem::remove_all(templ);
+}
+
+// One exit is forgiven (a killed predecessor's shared memory held a moment longer): the next
+// launch that answers makes the start succeed. An engine that never exits and never answers
+// fails at the deadline with the probe's last error.
+TEST(WaitStarted, OneExitIsLaunchedAgainAndTheDeadlineGivesTheProbesError) {
+  char templ[] = "/tmp/concord-start-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ), nullptr);
+  const std::string log = std::string(templ) + "/engine.log";
+  std::vector<pid_t> launched;
+  EngineStart start{
+      .what = "mariadb test",
+      .log_path = log,
+      .launch = [&]() -> Result<pid_t> {
+        launched.push_back(run_sh(launched.empty() ? "echo 'lock held' >> " + log + "; exit 1"
+                                                   : std::string("exec sleep 60")));
+        return launched.back();
+      },
+      .probe = [&]() -> Status {
+        if (launched.size() < 2) return fail(Code::kUnavailable, "no socket yet");
+        return ok();
+      }};
+  Status st = wait_started(0, start);
+  EXPECT_TRUE(st) << st.error().to_string();
+  EXPECT_EQ(launched.size(), 2u);
+
+  // Running already (the pid given): nothing is launched, and the probe decides.
+  start.probe = [] { return Status(fail(Code::kUnavailable, "connection refused")); };
+  start.timeout = std::chrono::milliseconds(300);
+  st = wait_started(launched.back(), start);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Code::kDeadlineExceeded);
+  EXPECT_NE(st.error().message().find("did not accept admin connections within 300 ms: "
+                                      "connection refused"),
+            std::string::npos)
+      << st.error().to_string();
+  EXPECT_EQ(launched.size(), 2u);
+  for (pid_t pid : launched) reap(pid);
+  std::filesystem::remove_all(templ);
 }
 
 // Engine cgroups nobody removed (their agent was killed for good): the sweep at an agent's

@@ -408,6 +408,71 @@ bool kill_hard(pid_t pid, milliseconds limit) {
   return compute::driver::kill_and_wait(pid, ::getpgid(pid) == pid, limit, milliseconds(20));
 }
 
+void reap_stale_group(const std::string& pidfile) {
+  auto text = read_file(pidfile);
+  if (!text) return;
+  const pid_t old = std::atoi(text->c_str());
+  if (old > 1 && !process_alive(old)) ::kill(-old, SIGKILL);
+}
+
+namespace {
+uintmax_t size_or_zero(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : n;
+}
+
+// What the engine wrote to its log since `from` (its launch), at most the last `max_bytes` and
+// then from the first whole line.
+std::string written_since(const std::string& path, uintmax_t from, size_t max_bytes) {
+  const uintmax_t size = size_or_zero(path);
+  if (size <= from) return "(nothing in its log)";
+  const uintmax_t wrote = size - from;
+  std::string text = file_tail(path, static_cast<size_t>(std::min<uintmax_t>(wrote, max_bytes)));
+  if (wrote > max_bytes) {
+    if (size_t nl = text.find('\n'); nl != std::string::npos) text.erase(0, nl + 1);
+  }
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+}  // namespace
+
+Status wait_started(pid_t pid, const EngineStart& start) {
+  const auto deadline = Clock::now() + start.timeout;
+  std::string last_error = "not started";
+  int exits = 0;
+  uintmax_t log_at_launch = 0;  // an engine running already: its words are anywhere in the log
+  while (Clock::now() < deadline) {
+    if (pid == 0) {
+      log_at_launch = size_or_zero(start.log_path);
+      CONCORD_ASSIGN_OR_RETURN(pid, start.launch());
+    }
+    if (!process_alive(pid)) {
+      ++exits;
+      last_error =
+          fmt::format("it exited during start-up ({} time{}): {}", exits, exits == 1 ? "" : "s",
+                      written_since(start.log_path, log_at_launch, 1500));
+      if (exits >= start.max_exits) {
+        return fail(Code::kFailedPrecondition,
+                    fmt::format("{} did not start: {}", start.what, last_error));
+      }
+      pid = 0;
+      std::this_thread::sleep_for(milliseconds(200));
+      continue;
+    }
+    Status answered = start.probe();
+    if (answered) return ok();
+    // A refusal after an exit says less than the exit did: the exit stays the reason given.
+    if (exits == 0) last_error = answered.error().message();
+    // Short: this wait is on every create's critical path, and an attempt costs little (a
+    // refused connect; for MariaDB a client run only once the socket exists).
+    std::this_thread::sleep_for(start.poll);
+  }
+  return fail(Code::kDeadlineExceeded,
+              fmt::format("{} did not accept admin connections within {} ms: {}", start.what,
+                          start.timeout.count(), last_error));
+}
+
 namespace {
 // <root>/<controller>/<parent>: where every engine's group of that controller lives.
 std::string cgroup_parent_dir(const EngineOptions& options, std::string_view controller) {

@@ -96,6 +96,32 @@ bool wait_gone(pid_t pid, std::chrono::milliseconds limit);
 // SIGKILL to the process group and the pid, then waits; false when it survived.
 bool kill_hard(pid_t pid, std::chrono::milliseconds limit);
 
+// An engine killed with -9 leaves its children behind for a moment, in its process group (the
+// pid in `pidfile`, which the launch made lead it). Once that pid is gone nothing else can lead
+// the group, so whatever is still in it is the engine's and is killed.
+void reap_stale_group(const std::string& pidfile);
+
+// The start-up wait of every engine's start(). `launch` spawns the engine (after
+// reap_stale_group) and returns its pid; `probe` is ok once the engine answers its admin
+// connection. Launches when `pid` is 0, then probes every `poll` until `timeout` passes.
+//
+// An engine that exits during start-up is launched again, since a killed predecessor's shared
+// memory or lock may be held a moment longer; but only `max_exits` times, so an engine that
+// keeps exiting for a cause of its own (its address taken, a full volume, a corrupt folder)
+// fails the start in seconds instead of at the deadline, with its own last words (what its last
+// launch wrote to `log_path`, up to 1500 bytes) in the error rather than the refused connection
+// that followed them.
+struct EngineStart {
+  std::string what;      // "postgresql <id>", for messages
+  std::string log_path;  // the engine's stdout/stderr
+  std::function<Result<pid_t>()> launch;
+  std::function<Status()> probe;
+  std::chrono::milliseconds timeout{60000};
+  std::chrono::milliseconds poll{15};
+  int max_exits = 10;
+};
+[[nodiscard]] Status wait_started(pid_t pid, const EngineStart& start);
+
 // cgroup v1 cpu + memory groups <root>/{cpu,memory}/<parent>/<id>. Returns the cgroup.procs
 // files to join, and in `why_not` the reason when limits cannot be applied (best effort).
 std::vector<std::string> apply_limits(const EngineOptions& options, const InstanceConfig& config,

@@ -203,42 +203,34 @@ class MariadbEngine final : public Engine {
                   fmt::format("database instance {} is not prepared (no data folder or my.cnf)",
                               config.id));
     }
-    const auto deadline = Clock::now() + options_.start_timeout;
-    pid_t pid = live_pid(p);
-    std::string last_error = "not started";
-    while (Clock::now() < deadline) {
-      if (pid == 0) {
-        reap_stale_group(p);
-        std::string why_unlimited;
-        auto procs = apply_limits(options_, config, &why_unlimited);
-        if (!why_unlimited.empty()) {
-          log_->warn("mariadb {} runs without cgroup limits: {}", config.id, why_unlimited);
-        }
-        CONCORD_RETURN_IF_ERROR(snapshot_started_params(p));
-        CONCORD_ASSIGN_OR_RETURN(
-            pid, spawn_detached({server_bin(), "--defaults-file=" + p.cnf}, user, p.log, procs));
-        CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid) + "\n"));
-        log_->info("mariadb {} launched pid={}", config.id, pid);
-      }
-      if (!process_alive(pid)) {
-        // A killed server's InnoDB lock may still be held for a moment: launch again.
-        last_error = "mariadbd exited during start-up: " + file_tail(p.log, 1500);
-        pid = 0;
-        std::this_thread::sleep_for(milliseconds(200));
-        continue;
-      }
-      if (path_exists(p.sock)) {
-        auto r = admin(p, probe_sql(), milliseconds(5000));
-        if (r) return ok();
-        last_error = r.error().message();
-      }
-      // Short: this wait is on every create's critical path, and an attempt costs little
-      // (a refused connect; for MariaDB a client run only once the socket exists).
-      std::this_thread::sleep_for(kStartPoll);
-    }
-    return fail(Code::kDeadlineExceeded,
-                fmt::format("mariadb {} did not accept admin connections within {} ms: {}",
-                            config.id, options_.start_timeout.count(), last_error));
+    EngineStart start{
+        .what = "mariadb " + config.id,
+        .log_path = p.log,
+        .launch = [&]() -> Result<pid_t> {
+          reap_stale_group(p.pidfile);
+          std::string why_unlimited;
+          auto procs = apply_limits(options_, config, &why_unlimited);
+          if (!why_unlimited.empty()) {
+            log_->warn("mariadb {} runs without cgroup limits: {}", config.id, why_unlimited);
+          }
+          CONCORD_RETURN_IF_ERROR(snapshot_started_params(p));
+          CONCORD_ASSIGN_OR_RETURN(
+              pid_t pid,
+              spawn_detached({server_bin(), "--defaults-file=" + p.cnf}, user, p.log, procs));
+          CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid) + "\n"));
+          log_->info("mariadb {} launched pid={}", config.id, pid);
+          return pid;
+        },
+        // A client run only once the socket exists: before that it could only be refused.
+        .probe = [&]() -> Status {
+          if (!path_exists(p.sock)) return fail(Code::kUnavailable, "its socket is not there yet");
+          CONCORD_ASSIGN_OR_RETURN(std::string out, admin(p, probe_sql(), milliseconds(5000)));
+          (void)out;
+          return ok();
+        },
+        .timeout = options_.start_timeout,
+        .poll = kStartPoll};
+    return wait_started(live_pid(p), start);
   }
 
   Status stop(const InstanceConfig& config, milliseconds grace) override {
@@ -257,7 +249,7 @@ class MariadbEngine final : public Engine {
                     fmt::format("mariadb pid {} of instance {} survived SIGKILL", pid, config.id));
       }
     }
-    reap_stale_group(p);
+    reap_stale_group(p.pidfile);
     (void)remove_tree(p.pidfile);
     return ok();
   }
@@ -420,7 +412,7 @@ class MariadbEngine final : public Engine {
       return fail(Code::kDeadlineExceeded,
                   fmt::format("mariadb pid {} of instance {} survived SIGKILL", pid, config.id));
     }
-    reap_stale_group(p);
+    reap_stale_group(p.pidfile);
     remove_cgroups(options_, config.id);
     CONCORD_RETURN_IF_ERROR(remove_instance_folder(p.dir));
     log_->info("mariadb {} destroyed", config.id);
@@ -602,13 +594,6 @@ class MariadbEngine final : public Engine {
     const std::string mark = "--defaults-file=" + p.cnf;
     if (pid_t pid = live_pid_from(p.pidfile, mark); pid != 0) return pid;
     return live_pid_from(p.server_pid, mark);
-  }
-
-  void reap_stale_group(const Paths& p) const {
-    auto text = read_file(p.pidfile);
-    if (!text) return;
-    pid_t old = std::atoi(text->c_str());
-    if (old > 1 && !process_alive(old)) ::kill(-old, SIGKILL);
   }
 
   // Runs SQL (on stdin) as root@localhost over the socket; the batch output.

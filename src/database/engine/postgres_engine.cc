@@ -168,47 +168,31 @@ class PostgresEngine final : public Engine {
           Code::kFailedPrecondition,
           fmt::format("database instance {} has no data folder (prepare first)", config.id));
     }
-    const auto deadline = Clock::now() + options_.start_timeout;
-    pid_t pid = live_pid(p);
-    std::string last_error = "not started";
-    while (Clock::now() < deadline) {
-      if (pid == 0) {
-        reap_stale_group(p);
-        CONCORD_RETURN_IF_ERROR(pg_mark_wal_links(config));
-        std::string why_unlimited;
-        auto procs = apply_limits(options_, config, &why_unlimited);
-        if (!why_unlimited.empty()) {
-          log_->warn("postgresql {} runs without cgroup limits: {}", config.id, why_unlimited);
-        }
-        CONCORD_ASSIGN_OR_RETURN(
-            pid,
-            spawn_detached({bin(config.version, "postgres"), "-D", p.data}, user, p.log, procs));
-        CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid) + "\n"));
-        log_->info("postgresql {} launched pid={}", config.id, pid);
-      }
-      if (!process_alive(pid)) {
-        // Exited during start-up: typically orphaned backends of a killed postmaster still
-        // hold the old shared memory for a moment. Launch again until the deadline.
-        last_error = "the postmaster exited during start-up: " + file_tail(p.log, 1500);
-        pid = 0;
-        std::this_thread::sleep_for(milliseconds(200));
-        continue;
-      }
-      auto conn = connect(p, config, "postgres");
-      if (conn) {
-        auto r = exec(conn->get(), "SELECT 1");
-        if (r) return ok();
-        last_error = r.error().message();
-      } else {
-        last_error = conn.error().message();
-      }
-      // Short: this wait is on every create's critical path, and an attempt costs little
-      // (a refused connect; for MariaDB a client run only once the socket exists).
-      std::this_thread::sleep_for(kStartPoll);
-    }
-    return fail(Code::kDeadlineExceeded,
-                fmt::format("postgresql {} did not accept admin connections within {} ms: {}",
-                            config.id, options_.start_timeout.count(), last_error));
+    EngineStart start{
+        .what = "postgresql " + config.id,
+        .log_path = p.log,
+        .launch = [&]() -> Result<pid_t> {
+          reap_stale_group(p.pidfile);
+          CONCORD_RETURN_IF_ERROR(pg_mark_wal_links(config));
+          std::string why_unlimited;
+          auto procs = apply_limits(options_, config, &why_unlimited);
+          if (!why_unlimited.empty()) {
+            log_->warn("postgresql {} runs without cgroup limits: {}", config.id, why_unlimited);
+          }
+          CONCORD_ASSIGN_OR_RETURN(
+              pid_t pid,
+              spawn_detached({bin(config.version, "postgres"), "-D", p.data}, user, p.log, procs));
+          CONCORD_RETURN_IF_ERROR(write_file_atomic(p.pidfile, std::to_string(pid) + "\n"));
+          log_->info("postgresql {} launched pid={}", config.id, pid);
+          return pid;
+        },
+        .probe = [&]() -> Status {
+          CONCORD_ASSIGN_OR_RETURN(PgConn conn, connect(p, config, "postgres"));
+          return exec(conn.get(), "SELECT 1");
+        },
+        .timeout = options_.start_timeout,
+        .poll = kStartPoll};
+    return wait_started(live_pid(p), start);
   }
 
   Status stop(const InstanceConfig& config, milliseconds grace) override {
@@ -228,7 +212,7 @@ class PostgresEngine final : public Engine {
             fmt::format("postgresql pid {} of instance {} survived SIGKILL", pid, config.id));
       }
     }
-    reap_stale_group(p);
+    reap_stale_group(p.pidfile);
     (void)remove_tree(p.pidfile);
     return ok();
   }
@@ -438,7 +422,7 @@ class PostgresEngine final : public Engine {
       return fail(Code::kDeadlineExceeded,
                   fmt::format("postgresql pid {} of instance {} survived SIGKILL", pid, config.id));
     }
-    reap_stale_group(p);
+    reap_stale_group(p.pidfile);
     remove_shared_memory(p);
     remove_cgroups(options_, config.id);
     CONCORD_RETURN_IF_ERROR(remove_instance_folder(p.dir));
@@ -529,16 +513,6 @@ class PostgresEngine final : public Engine {
     std::string mark = "-D " + p.data;
     if (pid_t pid = live_pid_from(p.pidfile, mark); pid != 0) return pid;
     return live_pid_from(p.data + "/postmaster.pid", mark);
-  }
-
-  // A postmaster killed with -9 leaves its backends behind for a moment, in its process group
-  // (the pid we launched leads it). When that pid is gone, nothing else can lead the group, so
-  // whatever is still in it is ours.
-  void reap_stale_group(const Paths& p) const {
-    auto text = read_file(p.pidfile);
-    if (!text) return;
-    pid_t old = std::atoi(text->c_str());
-    if (old > 1 && !process_alive(old)) ::kill(-old, SIGKILL);
   }
 
   // The System V segment a killed postmaster leaves (postmaster.pid line 7: key and id).
