@@ -719,6 +719,76 @@ TEST_F(DatabaseApiTest, ARestartBringsBackAnEngineThatDied) {
   EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
 }
 
+// An engine whose restart failed (a crash recovery that found no room on a full volume, say)
+// leaves the instance in ERROR with the fault. A bigger volume and a restart are still offered
+// from there, as Nova's hard reboot takes back an ERROR server: the volume's growth reaches the
+// agent with the failed restart still pending, so it starts the engine once the room is there.
+// A flavor resize is not, and neither action is while the host is down.
+TEST_F(DatabaseApiTest, AFailedRestartLeavesARestartAndABiggerVolumeOffered) {
+  const std::string id = create(pg_instance());
+  const std::string base = "/instances/" + id;
+  activate(id);  // generation 1; the death makes 2, the restart 3, the volume resize 4 and 5
+  ASSERT_NO_FATAL_FAILURE(report(id, 1, "present", 4, /*reboot_seq=*/0));
+  ASSERT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "SHUTDOWN");
+  Reply r = trove(http::Method::kPost, base + "/action", {{"restart", Json::object()}});
+  ASSERT_EQ(r.status, 202) << r;
+  auto failed = [&](int64_t generation, int64_t reboot_seq) {
+    Json inst = {{"id", id},
+                 {"generation", generation},
+                 {"state", "present"},
+                 {"power_state", 4},
+                 {"addresses", Json::array()},
+                 {"reboot_seq", reboot_seq},
+                 {"error",
+                  "reboot failed: PANIC: could not write to file \"pg_wal/xlogtemp\": "
+                  "No space left on device"}};
+    Reply a = agent(http::Method::kPost, std::string("/v1/hosts/") + kHost + "/report",
+                    Json{{"instances", Json::array({inst})}});
+    ASSERT_EQ(a.status, 200) << a;
+  };
+  ASSERT_NO_FATAL_FAILURE(failed(3, 0));
+  Json shown = trove(http::Method::kGet, base).body["instance"];
+  ASSERT_EQ(shown["status"], "ERROR") << shown;
+  EXPECT_NE(shown["fault"]["message"].get<std::string>().find("No space left"), std::string::npos)
+      << shown;
+
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"flavorRef", "3"}}}});
+  EXPECT_EQ(r.status, 422) << r;
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"volume", {{"size", 3}}}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  auto s = server(id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->disk_gb, 3);
+  EXPECT_EQ(s->metadata[std::string(keys::kVolumeGb)], "3");
+  // The agent grew the volume and then did the pending restart: the engine runs.
+  ASSERT_NO_FATAL_FAILURE(report(id, 5, "present", 1, /*reboot_seq=*/1));
+  shown = trove(http::Method::kGet, base).body["instance"];
+  EXPECT_EQ(shown["status"], "ACTIVE") << shown;
+  EXPECT_EQ(shown["volume"]["size"], 3) << shown;
+  EXPECT_FALSE(shown.contains("fault")) << shown;
+
+  // Failed again (generation 5's start), and restarted from ERROR this time.
+  ASSERT_NO_FATAL_FAILURE(failed(5, 1));
+  ASSERT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ERROR");
+  r = trove(http::Method::kPost, base + "/action", {{"restart", Json::object()}});
+  ASSERT_EQ(r.status, 202) << r;
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "REBOOT");
+  s = server(id);
+  EXPECT_EQ(s->task_state.value_or(""), "rebooting_hard");
+  ASSERT_NO_FATAL_FAILURE(report(id, 6, "present", 1, /*reboot_seq=*/2));
+  EXPECT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ACTIVE");
+
+  // ERROR because its host stopped reporting: no action could run there.
+  ASSERT_NO_FATAL_FAILURE(failed(6, 2));
+  clock_.advance(std::chrono::seconds(90));
+  ASSERT_EQ(trove(http::Method::kGet, base).body["instance"]["status"], "ERROR");
+  r = trove(http::Method::kPost, base + "/action", {{"restart", Json::object()}});
+  EXPECT_EQ(r.status, 422) << r;
+  r = trove(http::Method::kPost, base + "/action", {{"resize", {{"volume", {{"size", 4}}}}}});
+  EXPECT_EQ(r.status, 422) << r;
+  EXPECT_EQ(server(id)->disk_gb, 3) << "nothing changed";
+}
+
 // Trove's quotas: the project's limits (GET /limits, GET /mgmt/quotas/{project}), an admin's
 // override (PUT), and a create or resize that would pass one refused with 413 overLimit,
 // nothing made; a quota path naming no project is 404.

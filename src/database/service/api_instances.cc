@@ -198,13 +198,14 @@ std::pair<std::string, std::string> DatabaseService::Impl::status(const Instance
                                                                   const compute::ServiceServer* s) {
   if (inst.deleting) return {"SHUTDOWN", "SHUTDOWN"};
   if (!s) return {"BUILD", ""};
-  if (s->status == "ERROR" || s->host_status == "DOWN") return {"ERROR", "ERROR"};
-  // A hard reboot of a stopped server (a restart of a SHUTDOWN instance) keeps Nova's SHUTOFF
-  // until it runs; Trove says REBOOT for it all the same.
+  if (s->host_status == "DOWN") return {"ERROR", "ERROR"};
+  // A hard reboot of a stopped or failed server (a restart from SHUTDOWN or ERROR) keeps Nova's
+  // SHUTOFF or ERROR until it runs; Trove says REBOOT for it all the same.
   if (s->status == "REBOOT" || s->status == "HARD_REBOOT" ||
       s->task_state.value_or("") == "rebooting_hard") {
     return {"REBOOT", ""};
   }
+  if (s->status == "ERROR") return {"ERROR", "ERROR"};
   if (inst.task == "RESIZE" && !s->converged) return {"RESIZE", ""};
   if (s->status == "RESIZE" || s->status == "VERIFY_RESIZE") return {"RESIZE", ""};
   if (s->status == "BUILD") return {"BUILD", ""};
@@ -811,11 +812,23 @@ Result<Response> DatabaseService::Impl::delete_instance(Call& c) {
   return Response::empty(202);
 }
 
-Status DatabaseService::Impl::require_active(const InstanceRow& inst, bool or_shutdown) {
+Status DatabaseService::Impl::require_active(const InstanceRow& inst, bool or_down) {
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
   auto s = live.find(primary_server(inst));
-  const std::string st = status(inst, s == live.end() ? nullptr : &s->second).first;
-  if (or_shutdown && st == "SHUTDOWN" && !inst.deleting) return ok();
+  const compute::ServiceServer* server = s == live.end() ? nullptr : &s->second;
+  const std::string st = status(inst, server).first;
+  if (or_down && !inst.deleting) {
+    if (st == "SHUTDOWN") return ok();
+    // ERROR from a failed step of the engine on a host that is up (its start, say: a crash
+    // recovery that found no room on a full volume). Nova lets a hard reboot take an ERROR
+    // server back; Trove offers nothing short of an admin's reset, which leaves a tenant with
+    // data no way out but a restore. A host that is down or an instance that was never placed
+    // stays ERROR: nothing there could run the action.
+    if (st == "ERROR" && server->status == "ERROR" && !server->host.empty() &&
+        server->host_status == "UP") {
+      return ok();
+    }
+  }
   if (st != "ACTIVE" && st != "RESTART_REQUIRED") {
     return fail(Code::kFailedPrecondition,
                 "Instance is not currently available for an action to be performed (status was " +
@@ -838,8 +851,9 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
   }));
   if (name == "restart") {
     // Also from SHUTDOWN, as Trove allows (a stopped or crashed datastore permits actions): the
-    // tenant's way to bring back an engine that died, e.g. one that stopped on a full volume.
-    CONCORD_RETURN_IF_ERROR(require_active(inst, /*or_shutdown=*/true));
+    // tenant's way to bring back an engine that died, e.g. one that stopped on a full volume;
+    // and from an ERROR its engine's failed start left (require_active).
+    CONCORD_RETURN_IF_ERROR(require_active(inst, /*or_down=*/true));
     if (inst.ha) {
       // Every member: a restart-required parameter is every engine's (a PostgreSQL standby
       // with a smaller max_connections than its primary stops replaying). The standby first;
@@ -908,10 +922,11 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
                       std::to_string(inst.volume_gb) + "'."));
     }
   }
-  // A bigger volume also from SHUTDOWN: an engine that stopped on a full volume (its crash
-  // recovery needing more room than the storage guard's recovery reserve) is given room, then
-  // restarted. The agent grows the volume of a stopped engine without starting it.
-  CONCORD_RETURN_IF_ERROR(require_active(inst, /*or_shutdown=*/!arg.contains("flavorRef")));
+  // A bigger volume also from SHUTDOWN or ERROR: an engine that stopped on a full volume (its
+  // crash recovery needing more room than the storage guard's recovery reserve) is given room.
+  // The agent grows the volume of a stopped engine without starting it (SHUTDOWN: restarted by
+  // the tenant), and starts one whose restart had failed (ERROR: it was asked to run).
+  CONCORD_RETURN_IF_ERROR(require_active(inst, /*or_down=*/!arg.contains("flavorRef")));
   CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> member_ids, member_servers(inst));
   // The growth against the project's quota, with the replicas' volumes that grow along
   // (resize_replica_volumes).

@@ -563,8 +563,9 @@ class DatabaseService::Impl {
   Result<Response> update_instance(Call& c);
   Result<Response> delete_instance(Call& c);
   // kFailedPrecondition (Trove's 422) unless the instance is ACTIVE or RESTART_REQUIRED, or with
-  // or_shutdown also SHUTDOWN (its engine stopped or died; not while it is being deleted).
-  Status require_active(const InstanceRow& inst, bool or_shutdown = false);
+  // or_down also SHUTDOWN (its engine stopped or died) or ERROR on a host that is up (a step of
+  // its engine failed); not while it is being deleted.
+  Status require_active(const InstanceRow& inst, bool or_down = false);
   Result<Response> action(Call& c);
   Status set_task(const std::string& id, const std::string& task,
                   const std::optional<InstanceRow>& resized);
