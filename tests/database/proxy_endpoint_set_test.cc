@@ -121,6 +121,43 @@ TEST(EndpointSet, FollowsTheDeclaredList) {
   EXPECT_EQ(first_byte(p1), 'B');
 }
 
+// A transaction-mode endpoint's pool size follows its spec (0: the set's default) on the
+// running proxy: no new listener, so connected clients stay.
+TEST(EndpointSet, ResizesPoolsInPlace) {
+  Greeter a('A');
+  ProxyOptions defaults;
+  defaults.pool_size = 6;
+  EndpointSet set(defaults);
+  EndpointSpec s = spec("one", free_port(), a.port());
+  s.mode = PoolMode::kTransaction;
+  EXPECT_TRUE(set.reconcile({s}).empty());
+  EXPECT_EQ(set.stats("one")->pool_size, 6);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(s.listen_port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+
+  s.pool_size = 3;
+  EXPECT_TRUE(set.reconcile({s}).empty());
+  auto now = [&] {
+    for (int i = 0; i < 100 && set.stats("one")->pool_size != s.pool_size; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return set.stats("one")->pool_size;
+  };
+  EXPECT_EQ(now(), 3);
+  s.pool_size = 0;
+  EXPECT_TRUE(set.reconcile({s}).empty());
+  s.pool_size = 6;  // what now() waits for: the default
+  EXPECT_EQ(now(), 6);
+  // The same proxy all along: its client was accepted once and is still connected.
+  EXPECT_EQ(set.stats("one")->clients_accepted, 1);
+  EXPECT_EQ(set.stats("one")->clients_active, 1);
+  ::close(fd);
+}
+
 TEST(EndpointSet, ReportsAListenerThatCannotBindAndRetriesIt) {
   Greeter a('A');
   uint16_t taken = 0;

@@ -296,6 +296,69 @@ TEST_F(ProxyTest, WaitersGetReleasedConnectionsOrTheWaitTimeout) {
   EXPECT_EQ(one(next.get(), "SELECT 10"), "10");
 }
 
+// The pool size changes live (the endpoints follow a flavor resize or the tenant's
+// pooling.pool_size): a waiter is served at once when the pool grows; when it shrinks, idle
+// connections beyond it close now and lent ones when their transaction ends.
+TEST_F(ProxyTest, SetPoolSizeServesWaitersAndShrinksAsConnectionsComeBack) {
+  auto proxy = make(PoolMode::kTransaction, 1);
+  ASSERT_TRUE(proxy);
+  auto holder = connect(proxy->port());
+  auto waiter = connect(proxy->port());
+  ASSERT_EQ(PQstatus(holder.get()), CONNECTION_OK) << PQerrorMessage(holder.get());
+  ASSERT_EQ(PQstatus(waiter.get()), CONNECTION_OK) << PQerrorMessage(waiter.get());
+  auto wait_for = [&](auto done) {
+    for (int i = 0; i < 250 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return done();
+  };
+
+  ASSERT_EQ(one(holder.get(), "BEGIN"), "");
+  std::string answer;
+  std::atomic<bool> answered{false};
+  std::thread asks([&] {
+    answer = one(waiter.get(), "SELECT 7");
+    answered = true;
+  });
+  EXPECT_TRUE(wait_for([&] { return proxy->stats().pool_waits >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(answered);  // still waiting: the only connection is the holder's
+  proxy->set_pool_size(2);
+  asks.join();  // served on a second connection while the holder's transaction stays open
+  EXPECT_EQ(answer, "7");
+  EXPECT_EQ(proxy->stats().server_connections, 2);
+
+  // Both lent, then the pool shrinks to 1: the first one back closes, the second stays.
+  ASSERT_EQ(one(waiter.get(), "BEGIN"), "");
+  proxy->set_pool_size(1);
+  ASSERT_EQ(one(holder.get(), "COMMIT"), "");
+  EXPECT_TRUE(wait_for([&] { return proxy->stats().server_connections == 1; }));
+  ASSERT_EQ(one(waiter.get(), "COMMIT"), "");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(proxy->stats().server_connections, 1);
+  EXPECT_EQ(one(holder.get(), "SELECT 8"), "8");
+
+  // Grown again and both idle, then shrunk: the idle one beyond the size closes at once.
+  proxy->set_pool_size(2);
+  ASSERT_EQ(one(holder.get(), "BEGIN"), "");
+  EXPECT_EQ(one(waiter.get(), "SELECT 9"), "9");
+  ASSERT_EQ(one(holder.get(), "COMMIT"), "");
+  EXPECT_TRUE(wait_for([&] { return proxy->stats().server_connections == 2; }));
+  proxy->set_pool_size(1);
+  EXPECT_TRUE(wait_for([&] { return proxy->stats().server_connections == 1; }));
+  EXPECT_EQ(one(waiter.get(), "SELECT 10"), "10");
+  EXPECT_EQ(proxy->stats().protocol_errors, 0);
+}
+
+TEST(DefaultPoolSizeTest, FourPerCpuFromEightToSixtyFour) {
+  EXPECT_EQ(default_pool_size(0), 8);
+  EXPECT_EQ(default_pool_size(1), 8);
+  EXPECT_EQ(default_pool_size(2), 8);
+  EXPECT_EQ(default_pool_size(4), 16);
+  EXPECT_EQ(default_pool_size(16), 64);
+  EXPECT_EQ(default_pool_size(64), 64);
+}
+
 TEST_F(ProxyTest, SetPinsTheClientAndDoesNotLeakToOthers) {
   auto proxy = make(PoolMode::kTransaction, 2);
   ASSERT_TRUE(proxy);

@@ -44,6 +44,9 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
                      spec.backend.port);
         }
         if (r.spec.verifiers != spec.verifiers) r.proxy->set_verifiers(spec.verifiers);
+        if (r.spec.pool_size != spec.pool_size) {
+          r.proxy->set_pool_size(spec.pool_size > 0 ? spec.pool_size : defaults_.pool_size);
+        }
         r.spec = spec;
         continue;
       }
@@ -60,6 +63,7 @@ std::vector<std::pair<std::string, Error>> EndpointSet::reconcile(
     o.verifiers = spec.verifiers;
     o.allowed_cidrs = spec.allowed_cidrs;
     o.proxy_protocol = spec.proxy_protocol;
+    if (spec.pool_size > 0) o.pool_size = spec.pool_size;
     Result<std::unique_ptr<Proxy>> made = Proxy::create(std::move(o));
     if (made) {
       if (Status started = (*made)->start(); !started) made = std::unexpected(started.error());

@@ -5,9 +5,9 @@
 // that serves it now; EndpointSet converges the running proxies (proxy.h) to that list. It is
 // level-triggered: the owner hands it the whole list after any change and periodically, and the
 // set starts what is missing, re-points a backend that moved (Proxy::set_backend: how a
-// failover or promotion keeps the address), refreshes verifiers, and stops what is no longer
-// listed. A listener that cannot be bound (its address is still held, say) is reported and tried
-// again at the next reconcile; the other endpoints converge regardless.
+// failover or promotion keeps the address), refreshes verifiers and pool sizes, and stops what
+// is no longer listed. A listener that cannot be bound (its address is still held, say) is
+// reported and tried again at the next reconcile; the other endpoints converge regardless.
 //
 // Threading: reconcile() and stats() are safe from any thread (one mutex); each proxy runs its
 // own I/O thread (proxy.h).
@@ -33,6 +33,7 @@ struct EndpointSpec {
   std::map<std::string, std::string> verifiers;  // transaction mode: user -> SCRAM verifier
   std::vector<std::string> allowed_cidrs;        // empty: any client address
   bool proxy_protocol = false;                   // session mode: ProxyOptions::proxy_protocol
+  int pool_size = 0;  // transaction mode: server connections per pool (0: the defaults')
   bool operator==(const EndpointSpec&) const = default;
 };
 

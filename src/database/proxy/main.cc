@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "base/log.h"
 #include "database/proxy/proxy.h"
@@ -68,12 +69,15 @@ int main(int argc, char** argv) {
   CLI::App app{"Concord stable-endpoint PostgreSQL proxy"};
   std::string listen = "127.0.0.1:6432", backend, mode = "session", users_file, backend_file,
               tls_cert, tls_key, log_level = "info";
-  int pool_size = 20;
+  // As the endpoints size it for an engine's flavor, here for the CPUs of this host.
+  int pool_size = default_pool_size(std::max(1u, std::thread::hardware_concurrency()));
   int wait_timeout_ms = 30000;
   app.add_option("--listen", listen, "Address:port to accept clients on");
   app.add_option("--backend", backend, "Address:port of the PostgreSQL server")->required();
   app.add_option("--mode", mode, "session (splice bytes) or transaction (pooling)");
-  app.add_option("--pool-size", pool_size, "Server connections per database/user (transaction)");
+  app.add_option("--pool-size", pool_size,
+                 "Server connections per database/user (transaction; default 4 per CPU, 8-64)")
+      ->check(CLI::Range(1, 10000));
   app.add_option("--users-file", users_file, "`user verifier` lines (transaction mode)");
   app.add_option("--backend-file", backend_file, "File re-read on SIGHUP for a new backend");
   app.add_option("--tls-cert", tls_cert, "PEM certificate for client TLS (transaction mode)");

@@ -273,6 +273,9 @@ class ProxyImpl final : public Proxy {
     std::lock_guard<std::mutex> l(shared_mu_);
     verifiers_ = std::move(v);
   }
+  void set_pool_size(int n) override {
+    asio::post(io_, [this, n] { resize_pools(std::max(n, 1)); });
+  }
   ProxyStats stats() const override;
 
   // --- used by sessions, on the I/O thread ---
@@ -320,6 +323,7 @@ class ProxyImpl final : public Proxy {
   // Counters.
   std::vector<std::pair<uint32_t, uint32_t>> allowed_;  // parsed options_.allowed_cidrs
   std::atomic<int64_t> clients_refused{0};
+  std::atomic<int64_t> pool_size_now{0};  // options_.pool_size, for stats()
   std::atomic<int64_t> clients_accepted{0}, clients_active{0}, server_connections{0},
       server_connects{0}, transactions{0}, pinned_clients{0}, reprepares{0}, pool_waits{0},
       wait_timeouts{0}, protocol_errors{0}, backend_switches{0};
@@ -329,6 +333,7 @@ class ProxyImpl final : public Proxy {
   awaitable<void> sweep_waiters();
   void resume(Waiter* w) { asio::post(io_, std::move(w->resume)); }
   void switch_backend(Endpoint b);
+  void resize_pools(int pool_size);
   void close_all();
 
   ProxyOptions options_;
@@ -1194,6 +1199,7 @@ Status ProxyImpl::init() {
   if (options_.pool_size < 1) {
     return fail(Code::kInvalidArgument, "pool size must be at least 1");
   }
+  pool_size_now = options_.pool_size;
   if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
     return fail(Code::kInvalidArgument, "TLS needs both a certificate and a key file");
   }
@@ -1308,6 +1314,25 @@ void ProxyImpl::switch_backend(Endpoint b) {
   }
 }
 
+void ProxyImpl::resize_pools(int n) {
+  if (n == options_.pool_size) return;
+  log().info("pool size {} -> {}", options_.pool_size, n);
+  options_.pool_size = n;
+  pool_size_now = n;
+  for (auto& [k, pool] : pools_) {
+    while (pool->total > n && !pool->idle.empty()) {
+      error_code ec;
+      pool->idle.back()->sock.close(ec);
+      pool->idle.pop_back();
+      pool->total--;
+      server_connections--;
+    }
+    // A waiter told to retry opens a connection when it runs, so count the room given away.
+    for (int room = n - pool->total; room > 0 && hand_to_waiter(*pool, nullptr); --room) {
+    }
+  }
+}
+
 ProxyStats ProxyImpl::stats() const {
   ProxyStats s;
   s.clients_accepted = clients_accepted;
@@ -1322,6 +1347,7 @@ ProxyStats ProxyImpl::stats() const {
   s.protocol_errors = protocol_errors;
   s.backend_switches = backend_switches;
   s.clients_refused = clients_refused;
+  s.pool_size = pool_size_now;
   return s;
 }
 
@@ -1445,7 +1471,7 @@ awaitable<Result<std::unique_ptr<ServerConn>>> ProxyImpl::acquire(Pool& pool) {
 void ProxyImpl::release(Pool& pool, std::unique_ptr<ServerConn> conn, bool reusable) {
   conn->watch.clear();  // no reader waits on a connection in the pool
   if (!reusable || conn->broken || conn->generation != generation_ || !conn->sock.is_open() ||
-      conn->prepared.size() > kMaxServerStatements) {
+      conn->prepared.size() > kMaxServerStatements || pool.total > options_.pool_size) {
     error_code ec;
     conn->sock.close(ec);
     pool.total--;
@@ -1698,6 +1724,10 @@ Result<std::string> proxy_v1_header(const Endpoint& client, const Endpoint& loca
   };
   return "PROXY TCP6 " + v6(a).to_string() + " " + v6(b).to_string() + " " +
          std::to_string(client.port) + " " + std::to_string(local.port) + "\r\n";
+}
+
+int default_pool_size(int64_t vcpus) {
+  return static_cast<int>(std::clamp<int64_t>(4 * vcpus, 8, 64));
 }
 
 Result<PoolMode> parse_pool_mode(std::string_view text) {

@@ -50,12 +50,19 @@ enum class PoolMode { kSession, kTransaction };
 // kInvalidArgument otherwise.
 [[nodiscard]] Result<std::pair<uint32_t, uint32_t>> parse_cidr(std::string_view text);
 
+// The transaction-mode pool size Concord chooses for an engine with `vcpus` CPUs: 4 per CPU,
+// 8 to 64. A backend per client queued costs the engine more than it gives once its CPUs are
+// busy (on 2 CPUs, 8 backends served 64 pgbench clients faster than 20 did, and 64 direct
+// connections slowest of all: docs/benchmarks.md), while a pool much smaller than that leaves
+// CPUs idle whenever transactions wait on I/O or locks. PgBouncer's fixed default is 20.
+[[nodiscard]] int default_pool_size(int64_t vcpus);
+
 struct ProxyOptions {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 0;  // 0: any free port (port() tells which)
   Endpoint backend;
   PoolMode mode = PoolMode::kSession;
-  // Transaction mode: server connections per (database, user, startup parameters).
+  // Transaction mode: server connections per (database, user, startup parameters), at least 1.
   int pool_size = 20;
   // Transaction mode: user -> "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>". The
   // engine must hold the same verifier: the proxy logs in to it with the recovered ClientKey.
@@ -90,6 +97,7 @@ struct ProxyStats {
   int64_t protocol_errors = 0;
   int64_t backend_switches = 0;
   int64_t clients_refused = 0;  // closed at accept: address not in allowed_cidrs
+  int64_t pool_size = 0;        // transaction mode: server connections per pool, now
 };
 
 class Proxy {
@@ -112,6 +120,10 @@ class Proxy {
   virtual Endpoint backend() const = 0;
   // Replaces the user -> verifier map (new logins only).
   virtual void set_verifiers(std::map<std::string, std::string> verifiers) = 0;
+  // Transaction mode: the new size of every pool (at least 1). Clients waiting for a connection
+  // may open one at once when it grows; when it shrinks, idle connections beyond it close now
+  // and lent ones when they come back.
+  virtual void set_pool_size(int pool_size) = 0;
   virtual ProxyStats stats() const = 0;
 };
 
