@@ -18,6 +18,7 @@
 #include "base/json.h"
 #include "base/time_format.h"
 #include "compute/driver/util.h"
+#include "database/proxy/proxy.h"
 #include "database/service/database_service.h"
 #include "http/metrics.h"
 #include "http/router.h"
@@ -864,6 +865,70 @@ class DatabaseOperationsTestWithEndpoints : public DatabaseOperationsTest {
     o.endpoints = true;
   }
 };
+
+// Transaction pooling's pool size: from the flavor unless the tenant sets it, at create or
+// later (the mode stays as created); bad values are refused in Trove's format and change
+// nothing.
+TEST_F(DatabaseOperationsTestWithEndpoints, PoolSizeComesFromTheFlavorOrTheTenant) {
+  Reply r =
+      trove(Method::kPost, "/instances", instance_body("pooled", {{"pooling", "transaction"}}));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string id = r.body["instance"].value("id", std::string());
+  const std::string vcpus = std::to_string(server(id)->vcpus);
+  auto pooling = [&](const std::string& of) {
+    return trove(Method::kGet, "/instances/" + of).body["instance"]["pooling"];
+  };
+  EXPECT_EQ(pooling(id), Json({{"mode", "transaction"},
+                               {"pool_size", proxy::default_pool_size(server(id)->vcpus)}}))
+      << vcpus << " vCPUs";
+  auto put = [&](const std::string& of, Json pool) {
+    return trove(Method::kPut, "/instances/" + of, {{"instance", {{"pooling", pool}}}});
+  };
+  r = put(id, {{"pool_size", 3}});
+  EXPECT_EQ(r.status, 202) << r;
+  EXPECT_EQ(pooling(id), Json({{"mode", "transaction"}, {"pool_size", 3}}));
+  for (const Json& bad :
+       {Json{{"pool_size", 0}}, Json{{"pool_size", 1001}}, Json{{"pool_size", "8"}},
+        Json{{"pool_size", 2.5}}, Json{{"mode", "session"}}, Json{{"size", 4}}}) {
+    r = put(id, bad);
+    EXPECT_EQ(r.status, 400) << bad << ": " << r;
+    EXPECT_EQ(r.body["badRequest"]["code"], 400) << bad << ": " << r;
+  }
+  EXPECT_EQ(pooling(id)["pool_size"], 3);
+  r = put(id, {{"pool_size", nullptr}, {"mode", "transaction"}});
+  EXPECT_EQ(r.status, 202) << r;
+  EXPECT_EQ(pooling(id)["pool_size"], proxy::default_pool_size(server(id)->vcpus));
+
+  // Set at create; a session-mode instance shows its mode and takes no pool size.
+  r = trove(Method::kPost, "/instances",
+            instance_body("pooled12", {{"pooling", {{"mode", "transaction"}, {"pool_size", 12}}}}));
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(pooling(r.body["instance"].value("id", std::string())),
+            Json({{"mode", "transaction"}, {"pool_size", 12}}));
+  r = trove(Method::kPost, "/instances", instance_body("plain"));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string plain = r.body["instance"].value("id", std::string());
+  EXPECT_EQ(pooling(plain), Json({{"mode", "session"}}));
+  r = put(plain, {{"pool_size", 4}});
+  EXPECT_EQ(r.status, 400) << r;
+
+  // At create: what is not a mode and a size, a size out of range or without transaction
+  // mode, and pooling of MariaDB; no instance is made.
+  const size_t before = trove(Method::kGet, "/instances").body["instances"].size();
+  for (const Json& bad : {Json("statement"), Json{{"mode", "transaction"}, {"pool_size", 0}},
+                          Json{{"mode", "transaction"}, {"pool_size", -1}},
+                          Json{{"mode", "session"}, {"pool_size", 4}}, Json{{"pool_size", 4}},
+                          Json{{"mode", "transaction"}, {"max", 4}}, Json(5)}) {
+    r = trove(Method::kPost, "/instances", instance_body("bad", {{"pooling", bad}}));
+    EXPECT_EQ(r.status, 400) << bad << ": " << r;
+    EXPECT_EQ(r.body["badRequest"]["code"], 400) << bad << ": " << r;
+  }
+  Json maria = instance_body("maria", {{"pooling", "transaction"}});
+  maria["instance"]["datastore"] = {{"type", "mariadb"}};
+  r = trove(Method::kPost, "/instances", maria);
+  EXPECT_EQ(r.status, 400) << r;
+  EXPECT_EQ(trove(Method::kGet, "/instances").body["instances"].size(), before);
+}
 
 // An HA member's server (<id>-m1, its metadata naming the instance) records its rebuild on the
 // instance's feed, naming the member; its storage episodes are not recorded (only the first

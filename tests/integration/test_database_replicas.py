@@ -166,8 +166,42 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
                            env=env, capture_output=True, text=True, timeout=180)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("number of failed transactions: 0", p.stdout)
+
+        # The pool is sized from the flavor (m1.tiny: 1 vCPU, so the floor of 8) until the
+        # tenant sets it; the endpoint then closes the server connections beyond the new size.
+        def pool():
+            return CLOUD.trove("a", "GET", "/instances/" + iid).json()["instance"]["pooling"]
+        self.assertEqual(pool(), {"mode": "transaction", "pool_size": 8})
+
+        def app_backends():
+            r = psql(ip, "app", "App-pw-1", "shop",
+                     "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'")
+            return int(r.stdout.strip()) if r.returncode == 0 else -1
+        self.assertGreater(app_backends(), 2)  # pgbench's 8 clients left more than 2 open
+        r = CLOUD.trove("a", "PUT", "/instances/" + iid, {"instance": {"pooling": {"pool_size": 2}}})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(pool(), {"mode": "transaction", "pool_size": 2})
+        self.eventually(lambda: (0 < app_backends() <= 2, app_backends()), "pool shrunk to 2")
+        p = subprocess.run([PGBENCH, "-M", "prepared", "-c", "4", "-j", "2", "-t", "20"] + common,
+                           env=env, capture_output=True, text=True, timeout=180)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertLessEqual(app_backends(), 2)
+        r = CLOUD.trove("a", "PUT", "/instances/" + iid,
+                        {"instance": {"pooling": {"pool_size": None}}})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(pool(), {"mode": "transaction", "pool_size": 8})
+        for bad in ({"pool_size": 0}, {"pool_size": "big"}, {"mode": "session"}, {"size": 3}):
+            r = CLOUD.trove("a", "PUT", "/instances/" + iid, {"instance": {"pooling": bad}})
+            self.assertEqual(r.status, 400, (bad, r))
+            self.assertIn("badRequest", r.json())
+        self.assertEqual(pool(), {"mode": "transaction", "pool_size": 8})
+
         # Bad pooling values and pooling of MariaDB are refused, nothing created.
         for bad in ({"pooling": "statement", "datastore": {"type": "postgresql"}},
+                    {"pooling": {"mode": "transaction", "pool_size": 1001},
+                     "datastore": {"type": "postgresql"}},
+                    {"pooling": {"mode": "session", "pool_size": 4},
+                     "datastore": {"type": "postgresql"}},
                     {"pooling": "transaction", "datastore": {"type": "mariadb"}}):
             body = {"name": "bad-pool", "flavorRef": self.flavor_id(), "volume": {"size": 1}}
             body.update(bad)

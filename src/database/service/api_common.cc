@@ -133,6 +133,7 @@ InstanceRow instance_from(const store::Row& r) {
   i.is_public = r.integer(33) != 0;
   i.allowed_cidrs = string_list(r.text(34));
   i.availability_zone = r.text(35);
+  i.pool_size = r.integer(36);
   return i;
 }
 

@@ -111,6 +111,7 @@ void DatabaseService::Impl::refresh_endpoints() {
       e.proxy_protocol = inst.engine == "mariadb";
       if (inst.endpoint_mode == "transaction" && inst.engine == "postgresql") {
         e.mode = proxy::PoolMode::kTransaction;
+        e.pool_size = pool_size_of(inst);  // follows a resize of the flavor too
         // The logins the engine knows: the group's users (a replica's come from its primary)
         // and root when enabled.
         const std::string owner = inst.replica_of.empty() ? inst.id : inst.replica_of;

@@ -238,8 +238,10 @@ Json DatabaseService::Impl::instance_view(const Call& c, const InstanceRow& inst
               {"links", links(c, "instances", inst.id)},
               {"region", options_.region},
               {"access", {{"is_public", inst.is_public}, {"allowed_cidrs", inst.allowed_cidrs}}},
+              {"pooling", {{"mode", inst.endpoint_mode}}},
               {"created", inst.created},
               {"updated", inst.updated}};
+  if (inst.endpoint_mode == "transaction") out["pooling"]["pool_size"] = pool_size_of(inst);
   if (!inst.configuration_id.empty()) {
     out["configuration"] = configuration_ref(c, inst.configuration_id);
   }
@@ -530,9 +532,9 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
             "flavor_id, vcpus, ram_mb, volume_gb, address, port, state_revision, task, "
             "created, updated, last_metered_us, deleting, configuration_id, restored_from, "
             "engine_address, endpoint_mode, replica_of, replication_secret, ha, is_public, "
-            "allowed_cidrs, availability_zone) "
+            "allowed_cidrs, availability_zone, pool_size) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, '', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?)",
+            "?, ?)",
             {inst.id,
              inst.project_id,
              inst.name,
@@ -555,7 +557,8 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
              int64_t{inst.ha ? 1 : 0},
              int64_t{inst.is_public ? 1 : 0},
              dump_json(inst.allowed_cidrs),
-             inst.availability_zone}));
+             inst.availability_zone,
+             inst.pool_size}));
     (void)n;
     if (inst.ha) CONCORD_RETURN_IF_ERROR(insert_members(tx, inst, standby_address));
     CONCORD_RETURN_IF_ERROR(insert_operations(tx, inst));  // api_operations.cc
@@ -676,7 +679,7 @@ Result<Response> DatabaseService::Impl::show_instance(Call& c) {
 }
 
 Result<Response> DatabaseService::Impl::update_instance(Call& c) {
-  bool access_changed = false;
+  bool endpoint_changed = false;  // access list or pool size
   CONCORD_ASSIGN_OR_RETURN(
       const Json in,
       body_member(c.req, "instance", "The request body must be {\"instance\": {...}}."));
@@ -695,7 +698,8 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     if (key == "detach_replica" && value.is_boolean()) continue;
     if (key == "configuration" && value.is_string()) continue;  // attach (null: detach)
     if (key == "access" && value.is_object()) continue;
-    if (is_operations_key(key)) continue;  // api_operations.cc checks the value
+    if (key == "pooling" && value.is_object()) continue;  // its pool size (checked below)
+    if (is_operations_key(key)) continue;                 // api_operations.cc checks the value
     return fail(bad("Changing '" + sanitize_utf8(key) +
                     "' of an instance is not supported by this cloud yet."));
   }
@@ -748,7 +752,11 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
                   {int64_t{next.is_public ? 1 : 0}, dump_json(next.allowed_cidrs),
                    trove_time(clock_.now()), inst.id}));
       (void)n;
-      access_changed = true;
+      endpoint_changed = true;
+    }
+    if (auto p = in.find("pooling"); p != in.end()) {
+      CONCORD_RETURN_IF_ERROR(update_pool_size(tx, inst, *p));
+      endpoint_changed = true;
     }
     if (!name) return ok();
     CONCORD_ASSIGN_OR_RETURN(int64_t n,
@@ -758,7 +766,7 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     return ok();
   }));
   if (detach) CONCORD_RETURN_IF_ERROR(detach_replica(c, c.param(1)));
-  if (access_changed) poke_endpoints();  // the endpoint takes the new access list now
+  if (endpoint_changed) poke_endpoints();  // the endpoint takes the change now
   if (new_revision > 0) {
     CONCORD_RETURN_IF_ERROR(sync_server(c.param(1)));
     // Answered once applied where the route waits (add_applied), as access changes are.
@@ -766,6 +774,33 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     c.changed_revision = new_revision;
   }
   return Response::empty(202);
+}
+
+Status DatabaseService::Impl::update_pool_size(store::Tx& tx, const InstanceRow& inst,
+                                               const Json& pooling) {
+  for (const auto& [key, value] : pooling.items()) {
+    if (key == "mode" && value == inst.endpoint_mode) continue;
+    if (key == "mode") {
+      return fail(bad("The pooling mode is chosen at create ('" + inst.endpoint_mode +
+                      "' for this instance); only 'pooling.pool_size' can change."));
+    }
+    if (key != "pool_size") {
+      return fail(bad("'pooling." + sanitize_utf8(key) + "' is not known (mode, pool_size)."));
+    }
+  }
+  if (!pooling.contains("pool_size")) return ok();
+  if (inst.endpoint_mode != "transaction") {
+    return fail(bad("Instance '" + inst.id +
+                    "' has no transaction pooling: 'pooling.pool_size' "
+                    "applies to instances created with \"pooling\": \"transaction\"."));
+  }
+  InstanceRow next = inst;
+  CONCORD_RETURN_IF_ERROR(parse_pool_size(pooling["pool_size"], next));
+  CONCORD_ASSIGN_OR_RETURN(
+      int64_t n, tx.exec("UPDATE db_instances SET pool_size = ?, updated = ? WHERE id = ?",
+                         {next.pool_size, trove_time(clock_.now()), inst.id}));
+  (void)n;
+  return ok();
 }
 
 Result<Response> DatabaseService::Impl::delete_instance(Call& c) {

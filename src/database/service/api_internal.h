@@ -95,8 +95,9 @@ struct InstanceRow {
   // engine is then at `address` and no proxy serves it).
   std::string engine_address;
   std::string endpoint_mode = "session";  // "session" or "transaction" (PostgreSQL pooling)
-  std::string replica_of;                 // the primary it replicates ("" none)
-  std::string replication_secret;         // the group's replication password ("" none yet)
+  int64_t pool_size = 0;   // transaction mode: server connections per pool (0: from the flavor)
+  std::string replica_of;  // the primary it replicates ("" none)
+  std::string replication_secret;  // the group's replication password ("" none yet)
   bool deletion_protection = false;
   std::string backup_window;  // "HH:MM" UTC start of the daily automated backup ("" none)
   int64_t backup_retention_days = 0;
@@ -120,7 +121,7 @@ inline constexpr const char* kInstanceSelect =
     "b.instance_id = i.id AND b.deleting = 0 AND b.status IN ('NEW', 'BUILDING', 'SAVING')), "
     "i.engine_address, i.endpoint_mode, i.replica_of, i.replication_secret, "
     "i.deletion_protection, i.backup_window, i.backup_retention_days, i.ha, i.primary_member, "
-    "i.failovers, i.is_public, i.allowed_cidrs, i.availability_zone "
+    "i.failovers, i.is_public, i.allowed_cidrs, i.availability_zone, i.pool_size "
     "FROM db_instances i "
     "JOIN db_datastore_versions v ON v.id = i.datastore_version_id "
     "JOIN db_datastores d ON d.id = v.datastore_id ";
@@ -350,8 +351,16 @@ class DatabaseService::Impl {
   // replica itself), after filling in the request's datastore, flavor and volume from it when
   // absent. nullopt: not a replica. Refuses databases, users and restorePoint for a replica.
   Result<std::optional<InstanceRow>> parse_create_replica(const Call& c, Json& in);
-  // The create request's "pooling" ("session" | "transaction", PostgreSQL only).
+  // The create request's "pooling": "session" | "transaction" (PostgreSQL only), or
+  // {"mode": ..., "pool_size": N}.
   Status parse_create_pooling(const Json& in, InstanceRow& inst);
+  // A "pooling" object's "pool_size" (1-1000, or null: sized from the flavor) into `inst`.
+  Status parse_pool_size(const Json& value, InstanceRow& inst);
+  // The server connections per pool the endpoint of `inst` (transaction mode) keeps.
+  static int pool_size_of(const InstanceRow& inst);
+  // PUT /instances/{id} {"pooling": {"pool_size": N | null}}: a transaction-mode instance's
+  // pool size (the endpoint resizes its pools live); the mode itself stays as created.
+  Status update_pool_size(store::Tx& tx, const InstanceRow& inst, const Json& pooling);
   // In create's transaction: gives the group a replication secret (made on first use) and
   // raises the primary's state revision (its replicas list changes).
   Status link_replica(store::Tx& tx, InstanceRow& inst);

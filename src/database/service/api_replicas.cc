@@ -89,18 +89,53 @@ Result<std::optional<InstanceRow>> DatabaseService::Impl::parse_create_replica(c
 Status DatabaseService::Impl::parse_create_pooling(const Json& in, InstanceRow& inst) {
   auto p = in.find("pooling");
   if (p == in.end() || p->is_null()) return ok();
-  if (!p->is_string() || (*p != "session" && *p != "transaction")) {
-    return fail(bad("'pooling' must be \"session\" or \"transaction\"."));
+  const Json* mode = &*p;
+  if (p->is_object()) {
+    for (const auto& [key, value] : p->items()) {
+      if (key != "mode" && key != "pool_size") {
+        return fail(bad("'pooling." + sanitize_utf8(key) + "' is not known (mode, pool_size)."));
+      }
+    }
+    mode = p->contains("mode") ? &(*p)["mode"] : nullptr;
   }
-  if (*p == "transaction" && inst.engine != "postgresql") {
+  if (mode && (!mode->is_string() || (*mode != "session" && *mode != "transaction"))) {
+    return fail(
+        bad("'pooling' must be \"session\" or \"transaction\", or an object with "
+            "'mode' and 'pool_size'."));
+  }
+  const std::string m = mode ? mode->get<std::string>() : "session";
+  if (m == "transaction" && inst.engine != "postgresql") {
     return fail(bad("Transaction pooling is offered for PostgreSQL instances only."));
   }
-  if (*p == "transaction" && !options_.endpoints) {
+  if (m == "transaction" && !options_.endpoints) {
     return fail(
         bad("Transaction pooling needs the database endpoints, which this cloud does not run."));
   }
-  inst.endpoint_mode = p->get<std::string>();
+  if (p->is_object() && p->contains("pool_size")) {
+    if (m != "transaction") return fail(bad("'pooling.pool_size' needs 'mode': \"transaction\"."));
+    CONCORD_RETURN_IF_ERROR(parse_pool_size((*p)["pool_size"], inst));
+  }
+  inst.endpoint_mode = m;
   return ok();
+}
+
+Status DatabaseService::Impl::parse_pool_size(const Json& value, InstanceRow& inst) {
+  if (value.is_null()) {
+    inst.pool_size = 0;
+    return ok();
+  }
+  if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > 1000) {
+    return fail(
+        bad("'pooling.pool_size' must be an integer from 1 to 1000, or null for the "
+            "size chosen from the flavor."));
+  }
+  inst.pool_size = value.get<int64_t>();
+  return ok();
+}
+
+int DatabaseService::Impl::pool_size_of(const InstanceRow& inst) {
+  return inst.pool_size > 0 ? static_cast<int>(inst.pool_size)
+                            : proxy::default_pool_size(inst.vcpus);
 }
 
 Status DatabaseService::Impl::link_replica(store::Tx& tx, InstanceRow& inst) {

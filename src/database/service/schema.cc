@@ -164,6 +164,10 @@ CREATE TABLE db_quotas (
   hard_limit BIGINT NOT NULL,
   PRIMARY KEY (project_id, resource)
 );
+)sql"},
+          // Transaction pooling: the tenant's pool size (0: sized from the flavor).
+          {"database", 5, "pool size", R"sql(
+ALTER TABLE db_instances ADD COLUMN pool_size BIGINT NOT NULL DEFAULT 0;
 )sql"}};
 }
 
