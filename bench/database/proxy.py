@@ -69,11 +69,19 @@ def stop_environment(work, procs):
     shutil.rmtree(work, ignore_errors=True)
 
 
-def start_environment(work, procs, scale, pool_size, proxies):
-    """PostgreSQL, PgBouncer and one concord-db-proxy per (name, binary, mode) in `proxies`,
-    in `work` (a fresh temp folder; stop_environment removes it). Started processes go to
-    `procs`. Returns (environment for pgbench, [(target, port, pid of the serving process or
-    None)]) with "direct" and "pgbouncer" first."""
+def concord_default_pool_size(cpus):
+    """What concord-db-proxy and the endpoints choose (proxy::default_pool_size): 4 per CPU,
+    8 to 64."""
+    return min(64, max(8, 4 * cpus))
+
+
+def start_environment(work, procs, scale, pool_size, proxies, bouncers=()):
+    """PostgreSQL, PgBouncer (default_pool_size `pool_size`), one more PgBouncer per (name,
+    size) in `bouncers`, and one concord-db-proxy per (name, binary, mode[, pool size]) in
+    `proxies` (transaction mode: `pool_size` unless given), in `work` (a fresh temp folder;
+    stop_environment removes it). Started processes go to `procs`. Returns (environment for
+    pgbench, [(target, port, pid of the serving process)]) with "direct" (pid None) and
+    "pgbouncer" first."""
     os.chmod(work, 0o755)
     shutil.chown(work, "concord-db")
     pg_port, bouncer_port = free_port(), free_port()
@@ -101,35 +109,42 @@ def start_environment(work, procs, scale, pool_size, proxies):
                     str(pg_port), "-U", "bench", "bench"], check=True, env=env,
                    capture_output=True)
 
-    ini = f"{work}/pgbouncer.ini"
-    with open(ini, "w") as f:
-        # pool_mode=transaction and scram auth against the same verifier; max_client_conn
-        # is raised from its default 100 so 256 clients can connect at all.
-        f.write(f"""[databases]
+    # PgBouncer at its default pool size first, then any at other sizes (`bouncers`: name ->
+    # pool size); each runs under runuser, so its own pid is read from its pidfile.
+    targets = [("direct", pg_port, None)]
+    bouncer_pids = []
+    for name, size in [("pgbouncer", pool_size)] + list(bouncers):
+        port = free_port()
+        ini = f"{work}/{name}.ini"
+        with open(ini, "w") as f:
+            # pool_mode=transaction and scram auth against the same verifier; max_client_conn
+            # is raised from its default 100 so 256 clients can connect at all.
+            f.write(f"""[databases]
 bench = host=127.0.0.1 port={pg_port} dbname=bench
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = {bouncer_port}
+listen_port = {port}
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = {users}
 pool_mode = transaction
 max_client_conn = 1000
-default_pool_size = {pool_size}
-logfile = {work}/pgbouncer.log
-pidfile = {work}/pgbouncer.pid
+default_pool_size = {size}
+logfile = {work}/{name}.log
+pidfile = {work}/{name}.pid
 """)
-    shutil.chown(ini, "concord-db")
-    procs.append(subprocess.Popen(["runuser", "-u", "concord-db", "--", "/usr/sbin/pgbouncer",
-                                   ini], stdout=subprocess.DEVNULL,
-                                  stderr=open(f"{work}/pgbouncer.err", "w")))
-    targets = [("direct", pg_port, None), ("pgbouncer", bouncer_port, None)]
-    for name, binary, mode in proxies:
+        shutil.chown(ini, "concord-db")
+        procs.append(subprocess.Popen(["runuser", "-u", "concord-db", "--",
+                                       "/usr/sbin/pgbouncer", ini], stdout=subprocess.DEVNULL,
+                                      stderr=open(f"{work}/{name}.err", "w")))
+        targets.append((name, port, None))
+        bouncer_pids.append(f"{work}/{name}.pid")
+    for name, binary, mode, *size in proxies:
         port = free_port()
         argv = [binary, "--listen", f"127.0.0.1:{port}", "--backend", f"127.0.0.1:{pg_port}",
                 "--mode", mode, "--log-level", "warn"]
         if mode == "transaction":
-            argv += ["--pool-size", str(pool_size), "--users-file", users]
+            argv += ["--pool-size", str(size[0] if size else pool_size), "--users-file", users]
         p = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         procs.append(p)
         targets.append((name, port, p.pid))
@@ -138,9 +153,10 @@ pidfile = {work}/pgbouncer.pid
             wait_port(port)
         except RuntimeError as e:
             raise RuntimeError(f"{name}: {e}") from None
-    # PgBouncer runs under runuser: its own pid is in its pidfile once it listens.
-    with open(f"{work}/pgbouncer.pid") as f:
-        targets[1] = ("pgbouncer", bouncer_port, int(f.read().strip()))
+    for i, pidfile in enumerate(bouncer_pids):
+        with open(pidfile) as f:
+            name, port, _ = targets[1 + i]
+            targets[1 + i] = (name, port, int(f.read().strip()))
     return env, targets
 
 
@@ -151,7 +167,12 @@ def main():
     ap.add_argument("--clients", default="8,64,256")
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--pool-size", type=int, default=20,
-                    help="server connections per pool (PgBouncer's default_pool_size is 20)")
+                    help="PgBouncer's default_pool_size (its own default: 20)")
+    ap.add_argument("--concord-pool-size", type=int,
+                    default=concord_default_pool_size(os.cpu_count()),
+                    help="Concord transaction mode's pool size (default: what Concord chooses "
+                         "for this host's CPUs, 4 per CPU, 8 to 64); PgBouncer also runs at "
+                         "this size when it differs from --pool-size")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 3 s, 64 clients")
     ap.add_argument("--results", default="")
     args = ap.parse_args()
@@ -164,10 +185,14 @@ def main():
     procs = []
     signal.signal(signal.SIGTERM, lambda *_: (stop_environment(work, procs), sys.exit(1)))
     try:
+        same_size = f"pgbouncer-{args.concord_pool_size}"
+        bouncers = [] if args.concord_pool_size == args.pool_size else \
+            [(same_size, args.concord_pool_size)]
         env, targets = start_environment(
             work, procs, args.scale, args.pool_size,
             [("concord-session", proxy_bin, "session"),
-             ("concord-transaction", proxy_bin, "transaction")])
+             ("concord-transaction", proxy_bin, "transaction", args.concord_pool_size)],
+            bouncers)
         targets = [(name, port) for name, port, _ in targets]
         cases = []
         for workload in ("select-only", "tpcb"):
@@ -216,9 +241,11 @@ def main():
         lines = [f"# Endpoint proxy benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
                  "",
                  f"pgbench -j 2, {args.duration} s per run, {args.repeats} repeats interleaved "
-                 f"(direct, PgBouncer, Concord session, Concord transaction), scale {args.scale}, "
-                 f"pool size {args.pool_size} (PgBouncer default_pool_size and Concord "
-                 f"--pool-size). PostgreSQL 15 with synchronous_commit=off. Machine: "
+                 f"({', '.join(t for t, _ in targets)}), scale {args.scale}; pool sizes: "
+                 f"PgBouncer {args.pool_size} (default_pool_size)"
+                 + (f", {same_size} {args.concord_pool_size}" if bouncers else "")
+                 + f", Concord transaction {args.concord_pool_size}. PostgreSQL 15 with "
+                 f"synchronous_commit=off. Machine: "
                  f"{os.cpu_count()} cores, load average during runs min {min(loads):.2f} / "
                  f"median {statistics.median(loads):.2f} / max {max(loads):.2f}.",
                  "",
@@ -250,7 +277,9 @@ def main():
             def med(t):
                 ok = [v for v in results[(case, t)] if v is not None]
                 return statistics.median(ok) if ok and len(ok) == len(results[(case, t)]) else None
-            d, b, s, t = (med(x) for x, _ in targets)
+            d, b, s, t = (med(x) for x in ("direct", "pgbouncer", "concord-session",
+                                           "concord-transaction"))
+            b_same = med(same_size) if bouncers else None
             verdicts = []
             if case[1] == 64 and d and t:
                 verdicts.append(f"transaction/direct {t / d:.2f} "
@@ -260,6 +289,8 @@ def main():
                                 f"({'met' if t >= b else 'NOT met'})")
             elif t and not b:
                 verdicts.append("PgBouncer failed, Concord transaction works")
+            if b_same and t:
+                verdicts.append(f"transaction/{same_size} {t / b_same:.2f}")
             if b and s:
                 verdicts.append(f"session/PgBouncer {s / b:.2f}")
             lines.append(f"- {case[0]} c={case[1]} -M {case[2]}: " + "; ".join(verdicts))
