@@ -889,7 +889,8 @@ TEST_F(DatabaseOperationsTestWithEndpoints, PoolSizeComesFromTheFlavorOrTheTenan
   EXPECT_EQ(pooling(id), Json({{"mode", "transaction"}, {"pool_size", 3}}));
   for (const Json& bad :
        {Json{{"pool_size", 0}}, Json{{"pool_size", 1001}}, Json{{"pool_size", "8"}},
-        Json{{"pool_size", 2.5}}, Json{{"mode", "session"}}, Json{{"size", 4}}}) {
+        Json{{"pool_size", 2.5}}, Json{{"mode", "session"}}, Json{{"size", 4}}, Json("transaction"),
+        Json(8)}) {
     r = put(id, bad);
     EXPECT_EQ(r.status, 400) << bad << ": " << r;
     EXPECT_EQ(r.body["badRequest"]["code"], 400) << bad << ": " << r;

@@ -778,15 +778,13 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
 
 Status DatabaseService::Impl::update_pool_size(store::Tx& tx, const InstanceRow& inst,
                                                const Json& pooling) {
-  for (const auto& [key, value] : pooling.items()) {
-    if (key == "mode" && value == inst.endpoint_mode) continue;
-    if (key == "mode") {
-      return fail(bad("The pooling mode is chosen at create ('" + inst.endpoint_mode +
-                      "' for this instance); only 'pooling.pool_size' can change."));
-    }
-    if (key != "pool_size") {
-      return fail(bad("'pooling." + sanitize_utf8(key) + "' is not known (mode, pool_size)."));
-    }
+  if (!pooling.is_object()) {
+    return fail(bad("'pooling' must be an object: {\"pool_size\": N or null}."));
+  }
+  CONCORD_RETURN_IF_ERROR(check_pooling_keys(pooling));
+  if (auto m = pooling.find("mode"); m != pooling.end() && *m != inst.endpoint_mode) {
+    return fail(bad("The pooling mode is chosen at create ('" + inst.endpoint_mode +
+                    "' for this instance); only 'pooling.pool_size' can change."));
   }
   if (!pooling.contains("pool_size")) return ok();
   if (inst.endpoint_mode != "transaction") {
@@ -794,11 +792,10 @@ Status DatabaseService::Impl::update_pool_size(store::Tx& tx, const InstanceRow&
                     "' has no transaction pooling: 'pooling.pool_size' "
                     "applies to instances created with \"pooling\": \"transaction\"."));
   }
-  InstanceRow next = inst;
-  CONCORD_RETURN_IF_ERROR(parse_pool_size(pooling["pool_size"], next));
+  CONCORD_ASSIGN_OR_RETURN(int64_t pool_size, parse_pool_size(pooling["pool_size"]));
   CONCORD_ASSIGN_OR_RETURN(
       int64_t n, tx.exec("UPDATE db_instances SET pool_size = ?, updated = ? WHERE id = ?",
-                         {next.pool_size, trove_time(clock_.now()), inst.id}));
+                         {pool_size, trove_time(clock_.now()), inst.id}));
   (void)n;
   return ok();
 }

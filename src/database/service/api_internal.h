@@ -354,8 +354,10 @@ class DatabaseService::Impl {
   // The create request's "pooling": "session" | "transaction" (PostgreSQL only), or
   // {"mode": ..., "pool_size": N}.
   Status parse_create_pooling(const Json& in, InstanceRow& inst);
-  // A "pooling" object's "pool_size" (1-1000, or null: sized from the flavor) into `inst`.
-  Status parse_pool_size(const Json& value, InstanceRow& inst);
+  // A "pooling" object names only "mode" and "pool_size".
+  static Status check_pooling_keys(const Json& pooling);
+  // A "pooling" object's "pool_size": 1-1000, or null → 0 (sized from the flavor).
+  static Result<int64_t> parse_pool_size(const Json& value);
   // The server connections per pool the endpoint of `inst` (transaction mode) keeps.
   static int pool_size_of(const InstanceRow& inst);
   // PUT /instances/{id} {"pooling": {"pool_size": N | null}}: a transaction-mode instance's

@@ -91,11 +91,7 @@ Status DatabaseService::Impl::parse_create_pooling(const Json& in, InstanceRow& 
   if (p == in.end() || p->is_null()) return ok();
   const Json* mode = &*p;
   if (p->is_object()) {
-    for (const auto& [key, value] : p->items()) {
-      if (key != "mode" && key != "pool_size") {
-        return fail(bad("'pooling." + sanitize_utf8(key) + "' is not known (mode, pool_size)."));
-      }
-    }
+    CONCORD_RETURN_IF_ERROR(check_pooling_keys(*p));
     mode = p->contains("mode") ? &(*p)["mode"] : nullptr;
   }
   if (mode && (!mode->is_string() || (*mode != "session" && *mode != "transaction"))) {
@@ -113,24 +109,29 @@ Status DatabaseService::Impl::parse_create_pooling(const Json& in, InstanceRow& 
   }
   if (p->is_object() && p->contains("pool_size")) {
     if (m != "transaction") return fail(bad("'pooling.pool_size' needs 'mode': \"transaction\"."));
-    CONCORD_RETURN_IF_ERROR(parse_pool_size((*p)["pool_size"], inst));
+    CONCORD_ASSIGN_OR_RETURN(inst.pool_size, parse_pool_size((*p)["pool_size"]));
   }
   inst.endpoint_mode = m;
   return ok();
 }
 
-Status DatabaseService::Impl::parse_pool_size(const Json& value, InstanceRow& inst) {
-  if (value.is_null()) {
-    inst.pool_size = 0;
-    return ok();
+Status DatabaseService::Impl::check_pooling_keys(const Json& pooling) {
+  for (const auto& [key, value] : pooling.items()) {
+    if (key != "mode" && key != "pool_size") {
+      return fail(bad("'pooling." + sanitize_utf8(key) + "' is not known (mode, pool_size)."));
+    }
   }
+  return ok();
+}
+
+Result<int64_t> DatabaseService::Impl::parse_pool_size(const Json& value) {
+  if (value.is_null()) return int64_t{0};
   if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > 1000) {
     return fail(
         bad("'pooling.pool_size' must be an integer from 1 to 1000, or null for the "
             "size chosen from the flavor."));
   }
-  inst.pool_size = value.get<int64_t>();
-  return ok();
+  return value.get<int64_t>();
 }
 
 int DatabaseService::Impl::pool_size_of(const InstanceRow& inst) {
