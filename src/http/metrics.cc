@@ -114,9 +114,9 @@ Counter& Registry::counter(const std::string& name, const std::string& help, con
   if (family.type.empty()) {
     family.type = "counter";
     family.help = help;
-  } else if (family.type != "counter") {
-    logger("http")->error("metric {} is a {}, asked for as a counter; series not exported", name,
-                          family.type);
+  } else if (family.type != "counter" || family.computed) {
+    logger("http")->error("metric {} is a {}{}, asked for as a counter; series not exported", name,
+                          family.computed ? "computed " : "", family.type);
     return *detached_counters_.emplace_back(std::make_unique<Counter>());
   }
   auto& slot = family.counters[key];
@@ -149,35 +149,46 @@ void Registry::gauge_fn(const std::string& name, const std::string& help,
 
 void Registry::gauge_family_fn(const std::string& name, const std::string& help,
                                std::function<GaugeSeries()> fn) {
+  computed_family(name, help, "gauge", std::move(fn));
+}
+
+void Registry::counter_family_fn(const std::string& name, const std::string& help,
+                                 std::function<GaugeSeries()> fn) {
+  computed_family(name, help, "counter", std::move(fn));
+}
+
+void Registry::computed_family(const std::string& name, const std::string& help,
+                               const std::string& type, std::function<GaugeSeries()> fn) {
   std::lock_guard lock(mu_);
   Family& family = families_[name];
-  if (!family.type.empty() && family.type != "gauge") {
-    logger("http")->error("metric {} is a {}, asked for as a gauge; not exported", name,
-                          family.type);
+  if (!family.type.empty() && (family.type != type || !family.computed)) {
+    logger("http")->error("metric {} is a {}, asked for as a computed {}; not exported", name,
+                          family.type, type);
     return;
   }
-  family.type = "gauge";
+  family.type = type;
   family.help = help;
-  family.gauge = std::move(fn);
+  family.computed = std::move(fn);
 }
 
 std::string Registry::render() const {
-  // Gauge functions run outside the lock: they may be slow (reading /proc) or use the registry.
-  std::vector<std::pair<std::string, std::function<GaugeSeries()>>> gauges;
+  // Computed families run outside the lock: they may be slow (reading /proc) or use the
+  // registry.
+  std::vector<std::pair<std::string, std::function<GaugeSeries()>>> computed;
   {
     std::lock_guard lock(mu_);
     for (const auto& [name, family] : families_) {
-      if (family.type == "gauge" && family.gauge) gauges.emplace_back(name, family.gauge);
+      if (family.computed) computed.emplace_back(name, family.computed);
     }
   }
-  std::map<std::string, GaugeSeries> gauge_values;
-  for (auto& [name, fn] : gauges) {
+  std::map<std::string, GaugeSeries> computed_values;
+  for (auto& [name, fn] : computed) {
     try {
-      gauge_values[name] = fn();
+      computed_values[name] = fn();
     } catch (const std::exception& e) {
-      logger("http")->error("gauge {} threw: {}", name, e.what());
+      logger("http")->error("metric {} threw: {}", name, e.what());
     } catch (...) {
-      logger("http")->error("gauge {} threw a non-exception", name);
+      logger("http")->error("metric {} threw a non-exception", name);
     }
   }
 
@@ -186,8 +197,8 @@ std::string Registry::render() const {
   std::lock_guard lock(mu_);
   for (const auto& [name, family] : families_) {
     std::string_view type = family.type;
-    if (type == "gauge" && !gauge_values.contains(name)) continue;
-    if (type == "counter" && family.counters.empty()) continue;
+    if (family.computed && !computed_values.contains(name)) continue;
+    if (!family.computed && type == "counter" && family.counters.empty()) continue;
     if (type == "histogram" && family.histograms.empty()) continue;
     out += "# HELP ";
     out += name;
@@ -198,8 +209,8 @@ std::string Registry::render() const {
     out += ' ';
     out += type;
     out += '\n';
-    if (type == "gauge") {
-      for (const auto& [labels, value] : gauge_values[name]) {
+    if (family.computed) {
+      for (const auto& [labels, value] : computed_values[name]) {
         append_sample(out, name, "", render_labels(labels), {}, value);
       }
     } else if (type == "counter") {

@@ -1,6 +1,7 @@
 #pragma once
 // A small Prometheus registry (prometheus-cpp is not in Debian 12): counters and histograms
-// with labels, rendered in the text exposition format 0.0.4. Updates are lock-free on the
+// with labels, and gauge and counter families computed at scrape time, rendered in the text
+// exposition format 0.0.4. Updates are lock-free on the
 // hot path after a series exists; creating a series takes a mutex.
 #include <atomic>
 #include <cstdint>
@@ -61,17 +62,25 @@ class Registry {
   using GaugeSeries = std::vector<std::pair<Labels, double>>;
   void gauge_family_fn(const std::string& name, const std::string& help,
                        std::function<GaugeSeries()> fn);
+  // A counter family computed at scrape time from totals another component keeps (e.g. a
+  // proxy's own counts): each value must only grow while its source lives. A name already
+  // holding counter() series is not replaced (logged); counter() on this name is detached.
+  void counter_family_fn(const std::string& name, const std::string& help,
+                         std::function<GaugeSeries()> fn);
   // The text exposition format 0.0.4, families sorted by name.
   std::string render() const;
 
  private:
   struct Family {
     std::string help;
-    std::string type;
+    std::string type;  // as rendered: counter, gauge or histogram
     std::map<std::string, std::unique_ptr<Counter>> counters;      // key: rendered labels
     std::map<std::string, std::unique_ptr<Histogram>> histograms;  // key: rendered labels
-    std::function<GaugeSeries()> gauge;  // gauge_fn: one series without labels
+    // gauge_fn, gauge_family_fn, counter_family_fn: the series computed at scrape time.
+    std::function<GaugeSeries()> computed;
   };
+  void computed_family(const std::string& name, const std::string& help, const std::string& type,
+                       std::function<GaugeSeries()> fn);
   mutable std::mutex mu_;  // guards families_ and detached_* (not the series' values)
   std::map<std::string, Family> families_;
   // Series handed out for a name already registered with another type (see above).

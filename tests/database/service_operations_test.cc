@@ -931,6 +931,57 @@ TEST_F(DatabaseOperationsTestWithEndpoints, PoolSizeComesFromTheFlavorOrTheTenan
   EXPECT_EQ(trove(Method::kGet, "/instances").body["instances"].size(), before);
 }
 
+// The endpoint proxies' own figures reach Prometheus per instance: the pool size in force
+// follows the tenant's PUT (the proxy resizes on its own thread, so the scrape is polled), the
+// proxy's counts are counters, and a session-mode endpoint has no pool size.
+TEST_F(DatabaseOperationsTestWithEndpoints, EndpointPoolFiguresAreExportedPerInstance) {
+  http::Registry registry;
+  db_->register_metrics(registry);
+  Reply r =
+      trove(Method::kPost, "/instances", instance_body("pooled", {{"pooling", "transaction"}}));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string pooled = r.body["instance"].value("id", std::string());
+  r = trove(Method::kPost, "/instances", instance_body("plain"));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string plain = r.body["instance"].value("id", std::string());
+  // Waits (up to 10 s) until `family`'s line for `id` ends in " <value>"; returns that line.
+  auto wait_for = [&](const std::string& family, const std::string& id, int value) {
+    std::string line;
+    const std::string want = "} " + std::to_string(value) + "\n";
+    for (int i = 0; i < 200; ++i) {
+      line = series_of(registry, family, id);
+      if (line.size() >= want.size() && line.ends_with(want)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return line;
+  };
+  const int fallback = proxy::default_pool_size(server(pooled)->vcpus);
+  std::string line = wait_for("concord_database_endpoint_pool_size", pooled, fallback);
+  EXPECT_TRUE(line.ends_with("} " + std::to_string(fallback) + "\n")) << registry.render();
+  EXPECT_NE(line.find("project=\"" + p1_ + "\""), std::string::npos) << line;
+  r = trove(Method::kPut, "/instances/" + pooled,
+            {{"instance", {{"pooling", {{"pool_size", 3}}}}}});
+  ASSERT_EQ(r.status, 202) << r;
+  line = wait_for("concord_database_endpoint_pool_size", pooled, 3);
+  EXPECT_TRUE(line.ends_with("} 3\n")) << registry.render();
+
+  const std::string text = registry.render();
+  for (const char* counter : {"concord_database_endpoint_transactions_total",
+                              "concord_database_endpoint_pool_waits_total",
+                              "concord_database_endpoint_wait_timeouts_total",
+                              "concord_database_endpoint_clients_refused_total"}) {
+    EXPECT_NE(text.find(std::string("# TYPE ") + counter + " counter\n"), std::string::npos)
+        << counter << "\n"
+        << text;
+    EXPECT_TRUE(series_of(registry, counter, pooled).ends_with("} 0\n")) << counter << text;
+  }
+  EXPECT_TRUE(wait_for("concord_database_endpoint_clients", plain, 0).ends_with("} 0\n")) << text;
+  EXPECT_TRUE(
+      series_of(registry, "concord_database_endpoint_server_connections", plain).ends_with("} 0\n"))
+      << text;
+  EXPECT_EQ(series_of(registry, "concord_database_endpoint_pool_size", plain), "") << text;
+}
+
 // An HA member's server (<id>-m1, its metadata naming the instance) records its rebuild on the
 // instance's feed, naming the member; its storage episodes are not recorded (only the first
 // server's are: two members' episodes in one feed would mix).

@@ -120,6 +120,33 @@ TEST(MetricsTest, GaugeFamilyRendersOneSeriesPerLabelSet) {
   EXPECT_FALSE(contains(text, "db_up{")) << text;
 }
 
+// Totals kept elsewhere (a proxy's counts) are exported as counters, computed at each scrape;
+// they do not mix with counter() series of the same name, either way round.
+TEST(MetricsTest, CounterFamilyIsComputedAtEachScrapeAndKeepsItsName) {
+  Registry r;
+  double waits = 2;
+  r.counter_family_fn("pool_waits_total", "Waits.", [&] {
+    return Registry::GaugeSeries{{{{"instance", "a"}}, waits}};
+  });
+  EXPECT_TRUE(contains(r.render(),
+                       "# TYPE pool_waits_total counter\n"
+                       "pool_waits_total{instance=\"a\"} 2\n"))
+      << r.render();
+  waits = 5;
+  EXPECT_TRUE(contains(r.render(), "pool_waits_total{instance=\"a\"} 5\n")) << r.render();
+
+  r.counter("pool_waits_total", "Counter.").inc(7);  // detached: the computed family stays
+  r.counter("made_total", "Counter.").inc();
+  r.counter_family_fn("made_total", "Computed.", [] { return Registry::GaugeSeries{{{}, 9}}; });
+  r.gauge_fn("pool_waits_total", "Gauge.", [] { return 1.0; });  // refused as well
+  std::string text = r.render();
+  EXPECT_TRUE(contains(text, "pool_waits_total{instance=\"a\"} 5\n")) << text;
+  EXPECT_FALSE(contains(text, "pool_waits_total 7")) << text;
+  EXPECT_FALSE(contains(text, "pool_waits_total 1")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE made_total counter\nmade_total 1\n")) << text;
+  EXPECT_FALSE(contains(text, "made_total 9")) << text;
+}
+
 TEST(MetricsTest, ThrowingGaugeIsSkipped) {
   Registry r;
   r.gauge_fn("bad", "Throws.", []() -> double { throw std::runtime_error("no"); });

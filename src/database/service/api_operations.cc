@@ -738,16 +738,61 @@ void DatabaseService::Impl::register_metrics(http::Registry& registry) {
                            per_instance([](const InstanceRow& inst, const compute::ServiceServer*) {
                              return inst.ha ? std::optional<double>(inst.failovers) : std::nullopt;
                            }));
+  // Per instance with a running endpoint proxy: `value(its stats)`; nullopt leaves it out.
+  auto per_endpoint = [this, snapshot, labels](auto value) {
+    return [this, snapshot, labels, value]() -> Series {
+      Series out;
+      if (!endpoints_) return out;
+      for (const InstanceRow& inst : snapshot().instances) {
+        std::optional<proxy::ProxyStats> st = endpoints_->stats(inst.id);
+        if (!st) continue;
+        if (std::optional<double> v = value(inst, *st)) out.emplace_back(labels(inst), *v);
+      }
+      return out;
+    };
+  };
+  // The proxy's own counts, as a counter family (they start again at 0 when the server does).
+  auto endpoint_count = [per_endpoint](int64_t proxy::ProxyStats::*field) {
+    return per_endpoint([field](const InstanceRow&, const proxy::ProxyStats& st) {
+      return std::optional<double>(static_cast<double>(st.*field));
+    });
+  };
+  registry.gauge_family_fn("concord_database_endpoint_clients",
+                           "Client connections open now through the instance's endpoint proxy.",
+                           endpoint_count(&proxy::ProxyStats::clients_active));
   registry.gauge_family_fn(
-      "concord_database_endpoint_clients",
-      "Client connections open now through the instance's endpoint proxy.",
-      per_instance([this](const InstanceRow& inst, const compute::ServiceServer*) {
-        std::optional<double> v;
-        if (endpoints_) {
-          if (auto st = endpoints_->stats(inst.id)) v = static_cast<double>(st->clients_active);
-        }
-        return v;
+      "concord_database_endpoint_server_connections",
+      "Connections the instance's endpoint proxy holds open to the engine now (idle, lent to a "
+      "transaction, or pinned to a client's session).",
+      endpoint_count(&proxy::ProxyStats::server_connections));
+  registry.gauge_family_fn(
+      "concord_database_endpoint_pool_size",
+      "Transaction pooling: the server connections each pool (user and database) of the "
+      "instance's endpoint may hold, as in force now.",
+      per_endpoint([](const InstanceRow& inst, const proxy::ProxyStats& st) {
+        return inst.endpoint_mode == "transaction" ? std::optional<double>(st.pool_size)
+                                                   : std::nullopt;
       }));
+  registry.counter_family_fn(
+      "concord_database_endpoint_transactions_total",
+      "Transaction pooling: server connections the endpoint got back at the end of a "
+      "transaction.",
+      endpoint_count(&proxy::ProxyStats::transactions));
+  registry.counter_family_fn(
+      "concord_database_endpoint_pool_waits_total",
+      "Transaction pooling: times a client's transaction waited for a server connection "
+      "because its pool was full (a pool size too small for the load when this grows fast).",
+      endpoint_count(&proxy::ProxyStats::pool_waits));
+  registry.counter_family_fn(
+      "concord_database_endpoint_wait_timeouts_total",
+      "Transaction pooling: clients disconnected because no server connection came free in "
+      "time.",
+      endpoint_count(&proxy::ProxyStats::wait_timeouts));
+  registry.counter_family_fn(
+      "concord_database_endpoint_clients_refused_total",
+      "Client connections the endpoint closed at accept: their address is not in the "
+      "instance's allowed CIDRs.",
+      endpoint_count(&proxy::ProxyStats::clients_refused));
   // Per member server that names its instance: `value(detail fields)`; nullopt leaves it out.
   auto per_member = [snapshot](auto value) {
     return [snapshot, value]() -> Series {
