@@ -75,11 +75,13 @@ def concord_default_pool_size(cpus):
     return min(64, max(8, 4 * cpus))
 
 
-def start_environment(work, procs, scale, pool_size, proxies, bouncers=()):
+def start_environment(work, procs, scale, pool_size, proxies, bouncers=(),
+                      synchronous_commit="off"):
     """PostgreSQL, PgBouncer (default_pool_size `pool_size`), one more PgBouncer per (name,
     size) in `bouncers`, and one concord-db-proxy per (name, binary, mode[, pool size]) in
     `proxies` (transaction mode: `pool_size` unless given), in `work` (a fresh temp folder;
-    stop_environment removes it). Started processes go to `procs`. Returns (environment for
+    stop_environment removes it); PostgreSQL's synchronous_commit is `synchronous_commit`.
+    Started processes go to `procs`. Returns (environment for
     pgbench, [(target, port, pid of the serving process)]) with "direct" (pid None) and
     "pgbouncer" first."""
     os.chmod(work, 0o755)
@@ -91,7 +93,7 @@ def start_environment(work, procs, scale, pool_size, proxies, bouncers=()):
         # 256 direct clients + pools + admin; the rest is Debian's default configuration.
         f.write(f"listen_addresses = '127.0.0.1'\nport = {pg_port}\n"
                 f"unix_socket_directories = '{work}'\nmax_connections = 400\n"
-                "shared_buffers = 256MB\nsynchronous_commit = off\n")
+                f"shared_buffers = 256MB\nsynchronous_commit = {synchronous_commit}\n")
     as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-l", f"{work}/pg.log", "-w",
                 "start"])
     psql = ["psql", "-h", work, "-p", str(pg_port), "-U", "postgres", "-X", "-q", "-tA"]
@@ -173,6 +175,9 @@ def main():
                     help="Concord transaction mode's pool size (default: what Concord chooses "
                          "for this host's CPUs, 4 per CPU, 8 to 64); PgBouncer also runs at "
                          "this size when it differs from --pool-size")
+    ap.add_argument("--synchronous-commit", choices=("off", "on"), default="off",
+                    help="PostgreSQL's synchronous_commit: off (default) measures the proxies "
+                         "rather than the disk's fsync; on is what a managed instance runs")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 3 s, 64 clients")
     ap.add_argument("--results", default="")
     args = ap.parse_args()
@@ -192,7 +197,7 @@ def main():
             work, procs, args.scale, args.pool_size,
             [("concord-session", proxy_bin, "session"),
              ("concord-transaction", proxy_bin, "transaction", args.concord_pool_size)],
-            bouncers)
+            bouncers, args.synchronous_commit)
         targets = [(name, port) for name, port, _ in targets]
         cases = []
         for workload in ("select-only", "tpcb"):
@@ -245,7 +250,7 @@ def main():
                  f"PgBouncer {args.pool_size} (default_pool_size)"
                  + (f", {same_size} {args.concord_pool_size}" if bouncers else "")
                  + f", Concord transaction {args.concord_pool_size}. PostgreSQL 15 with "
-                 f"synchronous_commit=off. Machine: "
+                 f"synchronous_commit={args.synchronous_commit}. Machine: "
                  f"{os.cpu_count()} cores, load average during runs min {min(loads):.2f} / "
                  f"median {statistics.median(loads):.2f} / max {max(loads):.2f}.",
                  "",
