@@ -199,6 +199,7 @@ std::string Registry::render() const {
     std::string_view type = family.type;
     if (family.computed && !computed_values.contains(name)) continue;
     if (!family.computed && type == "counter" && family.counters.empty()) continue;
+    if (!family.computed && type == "gauge") continue;  // registered without a function
     if (type == "histogram" && family.histograms.empty()) continue;
     out += "# HELP ";
     out += name;

@@ -698,8 +698,8 @@ Result<Response> DatabaseService::Impl::update_instance(Call& c) {
     if (key == "detach_replica" && value.is_boolean()) continue;
     if (key == "configuration" && value.is_string()) continue;  // attach (null: detach)
     if (key == "access" && value.is_object()) continue;
-    if (key == "pooling" && value.is_object()) continue;  // its pool size (checked below)
-    if (is_operations_key(key)) continue;                 // api_operations.cc checks the value
+    if (key == "pooling") continue;        // its pool size (update_pool_size checks the value)
+    if (is_operations_key(key)) continue;  // api_operations.cc checks the value
     return fail(bad("Changing '" + sanitize_utf8(key) +
                     "' of an instance is not supported by this cloud yet."));
   }

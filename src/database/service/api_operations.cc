@@ -674,23 +674,30 @@ namespace concord::database::service {
 
 // Prometheus families for operators (docs/design/database.md, "Operations"): one series per
 // instance (and per member for replication lag), computed at scrape time from the rows and the
-// servers' reported detail. Each family reads the store and compute once per scrape.
+// servers' reported detail. Each family reads the store (and compute, when it needs the
+// servers) once per scrape.
 void DatabaseService::Impl::register_metrics(http::Registry& registry) {
   using Series = http::Registry::GaugeSeries;
   struct Snapshot {
     std::vector<InstanceRow> instances;
     std::map<std::string, compute::ServiceServer> live;
   };
-  auto snapshot = [this]() -> Snapshot {
-    Snapshot snap;
+  auto instances = [this]() -> std::vector<InstanceRow> {
+    std::vector<InstanceRow> out;
     Status read = store_.read([&](store::Tx& tx) -> Status {
-      snap.instances.clear();
+      out.clear();
       CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
                                tx.query(std::string(kInstanceSelect) + "WHERE i.deleting = 0"));
-      for (const store::Row& r : rows) snap.instances.push_back(instance_from(r));
+      for (const store::Row& r : rows) out.push_back(instance_from(r));
       return ok();
     });
-    if (!read) return {};
+    if (!read) out.clear();
+    return out;
+  };
+  auto snapshot = [this, instances]() -> Snapshot {
+    Snapshot snap;
+    snap.instances = instances();
+    if (snap.instances.empty()) return snap;
     if (auto live = servers()) snap.live = std::move(*live);
     return snap;
   };
@@ -739,11 +746,11 @@ void DatabaseService::Impl::register_metrics(http::Registry& registry) {
                              return inst.ha ? std::optional<double>(inst.failovers) : std::nullopt;
                            }));
   // Per instance with a running endpoint proxy: `value(its stats)`; nullopt leaves it out.
-  auto per_endpoint = [this, snapshot, labels](auto value) {
-    return [this, snapshot, labels, value]() -> Series {
+  auto per_endpoint = [this, instances, labels](auto value) {
+    return [this, instances, labels, value]() -> Series {
       Series out;
       if (!endpoints_) return out;
-      for (const InstanceRow& inst : snapshot().instances) {
+      for (const InstanceRow& inst : instances()) {
         std::optional<proxy::ProxyStats> st = endpoints_->stats(inst.id);
         if (!st) continue;
         if (std::optional<double> v = value(inst, *st)) out.emplace_back(labels(inst), *v);
