@@ -8,6 +8,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -457,6 +458,85 @@ TEST_F(DatabaseApiTest, TenantsAreIsolated) {
   EXPECT_EQ(r.status, 401) << r;
   EXPECT_EQ(r.body["unauthorized"]["code"], 401) << r;
   EXPECT_EQ(state_of(id).users.size(), 1u);
+}
+
+// Lists page with limit and marker as Trove's do; an admin lists every project's instances
+// through /mgmt/instances (what `openstack database instance list --all-projects` calls) with
+// the owning project and the serving server and host, which tenants never see.
+TEST_F(DatabaseApiTest, ListsPageAndAdminsListEveryProject) {
+  using http::Method;
+  const std::string a = create(pg_instance("a"));
+  const std::string b = create(pg_instance("b"));
+  Reply r = trove(Method::kPost, "/instances", pg_instance("c"), member2_, p2_);
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string c = r.body["instance"].value("id", std::string());
+
+  // The tenant's own list, one page at a time, in the order of the whole list (creation, then
+  // id: the test clock gives both the same time).
+  Reply r_all = trove(Method::kGet, "/instances");
+  ASSERT_EQ(r_all.body["instances"].size(), 2u) << r_all;
+  const std::string first = r_all.body["instances"][0].value("id", std::string());
+  const std::string second = r_all.body["instances"][1].value("id", std::string());
+  EXPECT_EQ(std::set<std::string>({first, second}), std::set<std::string>({a, b}));
+  r = trove(Method::kGet, "/instances?limit=1");
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["instances"].size(), 1u) << r;
+  EXPECT_EQ(r.body["instances"][0]["id"], first) << r;
+  EXPECT_FALSE(r.body["instances"][0].contains("tenant_id")) << r;
+  const std::string next = r.body["links"][0].value("href", std::string());
+  EXPECT_NE(next.find("/instances?limit=1&marker=" + first), std::string::npos) << r;
+  r = trove(Method::kGet, "/instances?limit=1&marker=" + first);
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["instances"].size(), 1u) << r;
+  EXPECT_EQ(r.body["instances"][0]["id"], second) << r;
+  EXPECT_FALSE(r.body.contains("links")) << "the last page: " << r;
+  for (const std::string& q : {std::string("?limit=0"), std::string("?limit=x"), "?marker=" + c}) {
+    r = trove(Method::kGet, "/instances" + q);
+    EXPECT_EQ(r.status, 400) << q << ": " << r;
+    EXPECT_EQ(r.body["badRequest"]["code"], 400) << q << ": " << r;
+  }
+
+  // Management: only admins; every project, or one.
+  r = trove(Method::kGet, "/mgmt/instances");
+  EXPECT_EQ(r.status, 403) << r;
+  EXPECT_EQ(trove(Method::kGet, "/mgmt/instances/" + a).status, 403);
+  http::Response ir = identity_call(Method::kGet, "/v3/projects?name=admin", nullptr, admin_);
+  ASSERT_EQ(ir.status, 200) << ir.body;
+  const std::string admin_project = (*parse_json(ir.body))["projects"][0]["id"];
+  auto mgmt = [&](const std::string& path) {
+    return trove(Method::kGet, "/mgmt/instances" + path, nullptr, admin_, admin_project);
+  };
+  r = mgmt("?deleted=False");  // as troveclient sends it
+  ASSERT_EQ(r.status, 200) << r;
+  std::map<std::string, Json> seen;
+  for (const Json& inst : r.body["instances"]) seen[inst.value("id", std::string())] = inst;
+  ASSERT_EQ(seen.size(), 3u) << r;
+  EXPECT_EQ(seen[a]["tenant_id"], p1_);
+  EXPECT_EQ(seen[c]["tenant_id"], p2_);
+  EXPECT_EQ(seen[a]["server_id"], a) << seen[a];
+  EXPECT_EQ(seen[a]["server"]["host"], kHost) << seen[a];
+  EXPECT_EQ(seen[a]["status"], "BUILD") << seen[a];
+  EXPECT_EQ(seen[a]["deleted"], false) << seen[a];
+  r = mgmt("?project_id=" + p2_);
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["instances"].size(), 1u) << r;
+  EXPECT_EQ(r.body["instances"][0]["id"], c) << r;
+  r = mgmt("?limit=2");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instances"].size(), 2u) << r;
+  EXPECT_NE(r.body["links"][0].value("href", std::string()).find("/mgmt/instances?limit=2"),
+            std::string::npos)
+      << r;
+  r = mgmt("?deleted=true");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instances"].size(), 0u) << "deleted instances keep no record: " << r;
+  r = mgmt("?deleted=maybe");
+  EXPECT_EQ(r.status, 400) << r;
+  r = mgmt("/" + c);
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["instance"]["tenant_id"], p2_) << r;
+  EXPECT_EQ(r.body["instance"]["server"]["host"], kHost) << r;
+  EXPECT_EQ(mgmt("/no-such-instance").status, 404);
 }
 
 TEST_F(DatabaseApiTest, DatabasesUsersAccessAndRootRewriteTheDesiredState) {

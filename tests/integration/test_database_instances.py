@@ -128,6 +128,21 @@ class DatabaseInstancesTest(database_fixture.InstanceWaits, unittest.TestCase):
 
         listed = cli("a", "database", "instance", "list", "-f", "json")
         self.assertIn(iid, [i["ID"] for i in listed])
+        self.assertEqual(len(cli("a", "database", "instance", "list", "--limit", "1",
+                                 "-f", "json")), 1)
+        # The operator's view of every project (GET /mgmt/instances): tenant and server shown;
+        # tenant b's list does not have it.
+        every = {i["ID"]: i for i in cli("admin", "database", "instance", "list",
+                                         "--all-projects", "-f", "json")}
+        self.assertIn(iid, every)
+        self.assertEqual(every[iid]["Tenant ID"], FIX["a"]["project_id"], every[iid])
+        self.assertEqual(every[iid]["Server ID"], iid, every[iid])
+        self.assertEqual(every[iid]["Status"], "ACTIVE", every[iid])
+        mine = cli("admin", "database", "instance", "list", "--project-id",
+                   FIX["b"]["project_id"], "-f", "json")
+        self.assertNotIn(iid, [i["ID"] for i in mine])
+        self.assertNotIn(iid, [i["ID"] for i in cli("b", "database", "instance", "list",
+                                                     "-f", "json")])
 
         # Another database and user through the CLI; changes are asynchronous, as in Trove.
         cli("a", "database", "db", "create", iid, "orders")

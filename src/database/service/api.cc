@@ -214,6 +214,8 @@ void DatabaseService::Impl::build_routes() {
   add(Method::kGet, "/instances", &Impl::list_instances, r);
   add(Method::kGet, "/instances/detail", &Impl::list_instances, r);
   add(Method::kGet, "/instances/{id}", &Impl::show_instance, r);
+  add(Method::kGet, "/mgmt/instances", &Impl::mgmt_list_instances, "admin");
+  add(Method::kGet, "/mgmt/instances/{id}", &Impl::mgmt_show_instance, "admin");
   add_applied(Method::kPatch, "/instances/{id}", &Impl::update_instance, m);
   add_applied(Method::kPut, "/instances/{id}", &Impl::update_instance, m);
   add(Method::kDelete, "/instances/{id}", &Impl::delete_instance, m);

@@ -633,27 +633,93 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
 }
 
 Result<Response> DatabaseService::Impl::list_instances(Call& c) {
+  return list_instances_of(c, false);
+}
+
+Result<Response> DatabaseService::Impl::mgmt_list_instances(Call& c) {
+  return list_instances_of(c, true);
+}
+
+Result<Response> DatabaseService::Impl::list_instances_of(Call& c, bool mgmt) {
+  std::string where = "WHERE i.project_id = ?";
+  std::vector<store::Value> args = {c.caller.project_id};
+  if (mgmt) {
+    where = "WHERE 1 = 1";
+    args.clear();
+    if (auto p = c.req.query_param("project_id"); p && !p->empty()) {
+      where += " AND i.project_id = ?";
+      args.emplace_back(*p);
+    }
+    // Trove keeps deleted instances' rows (deleted=true lists them); Concord removes an
+    // instance's record once its engine and data are gone, so there are none to list.
+    const std::optional<std::string> deleted = c.req.query_param("deleted");
+    if (deleted && *deleted != "true" && *deleted != "false" && *deleted != "True" &&
+        *deleted != "False") {
+      return fail(bad("'deleted' must be true or false."));
+    }
+    if (deleted && (*deleted == "true" || *deleted == "True")) {
+      return Response::json(200, dump_json({{"instances", Json::array()}}));
+    }
+  }
+  CONCORD_ASSIGN_OR_RETURN(const int64_t limit, parse_limit(c.req));
+  const std::optional<std::string> marker = c.req.query_param("marker");
   std::vector<InstanceRow> rows;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     rows.clear();
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows r,
-        tx.query(std::string(kInstanceSelect) + "WHERE i.project_id = ? ORDER BY i.created, i.id",
-                 {c.caller.project_id}));
+        tx.query(std::string(kInstanceSelect) + where + " ORDER BY i.created, i.id", args));
     for (const store::Row& row : r) rows.push_back(instance_from(row));
     return ok();
   }));
   CONCORD_ASSIGN_OR_RETURN(auto live, servers());
-  Json out = Json::array();
-  for (const InstanceRow& inst : rows) {
-    auto s = live.find(primary_server(inst));
-    if (inst.deleting && s == live.end()) continue;  // gone
-    out.push_back(instance_view(c, inst, s == live.end() ? nullptr : &s->second, false));
+  std::erase_if(rows, [&](const InstanceRow& inst) {
+    return inst.deleting && !live.contains(primary_server(inst));  // gone
+  });
+  size_t start = 0;
+  if (marker && !marker->empty()) {
+    auto m = std::find_if(rows.begin(), rows.end(),
+                          [&](const InstanceRow& inst) { return inst.id == *marker; });
+    if (m == rows.end()) return fail(bad("Marker '" + *marker + "' is not a listed instance."));
+    start = static_cast<size_t>(m - rows.begin()) + 1;
   }
-  return Response::json(200, dump_json({{"instances", std::move(out)}}));
+  Json list = Json::array();
+  size_t i = start;
+  for (; i < rows.size() && static_cast<int64_t>(list.size()) < limit; ++i) {
+    auto s = live.find(primary_server(rows[i]));
+    const compute::ServiceServer* server = s == live.end() ? nullptr : &s->second;
+    Json view = instance_view(c, rows[i], server, false);
+    if (mgmt) add_mgmt_fields(rows[i], server, view);
+    list.push_back(std::move(view));
+  }
+  Json out = {{"instances", std::move(list)}};
+  if (i < rows.size() && i > start) {
+    std::string next = base(c) + (mgmt ? "/mgmt/instances" : "/instances") +
+                       "?limit=" + std::to_string(limit) + "&marker=" + rows[i - 1].id;
+    if (auto p = c.req.query_param("project_id"); mgmt && p && !p->empty()) {
+      next += "&project_id=" + *p;
+    }
+    out["links"] = Json::array({{{"href", next}, {"rel", "next"}}});
+  }
+  return Response::json(200, dump_json(out));
 }
 
-Result<Response> DatabaseService::Impl::show_instance(Call& c) {
+void DatabaseService::Impl::add_mgmt_fields(const InstanceRow& inst,
+                                            const compute::ServiceServer* s, Json& out) {
+  out["tenant_id"] = inst.project_id;
+  out["server_id"] = primary_server(inst);
+  out["server"] = s ? Json{{"id", s->id},
+                           {"name", s->name},
+                           {"status", s->status},
+                           {"host", s->host},
+                           {"host_status", s->host_status},
+                           {"tenant_id", s->project_id}}
+                    : Json(nullptr);
+  out["deleted"] = false;
+  out["deleted_at"] = nullptr;
+}
+
+Result<Json> DatabaseService::Impl::instance_detail(Call& c, bool mgmt) {
   InstanceRow inst;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(inst, load_instance(tx, c, c.param(1), true));
@@ -673,9 +739,20 @@ Result<Response> DatabaseService::Impl::show_instance(Call& c) {
     CONCORD_ASSIGN_OR_RETURN(live, servers());
     s = live.find(primary_server(inst));
   }
-  return Response::json(
-      200, dump_json({{"instance",
-                       instance_view(c, inst, s == live.end() ? nullptr : &s->second, true)}}));
+  const compute::ServiceServer* server = s == live.end() ? nullptr : &s->second;
+  Json view = instance_view(c, inst, server, true);
+  if (mgmt) add_mgmt_fields(inst, server, view);
+  return view;
+}
+
+Result<Response> DatabaseService::Impl::show_instance(Call& c) {
+  CONCORD_ASSIGN_OR_RETURN(Json view, instance_detail(c, false));
+  return Response::json(200, dump_json({{"instance", std::move(view)}}));
+}
+
+Result<Response> DatabaseService::Impl::mgmt_show_instance(Call& c) {
+  CONCORD_ASSIGN_OR_RETURN(Json view, instance_detail(c, true));
+  return Response::json(200, dump_json({{"instance", std::move(view)}}));
 }
 
 Result<Response> DatabaseService::Impl::update_instance(Call& c) {

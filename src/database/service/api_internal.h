@@ -569,8 +569,20 @@ class DatabaseService::Impl {
   int port_for(const std::string& engine) const;
   Result<int64_t> volume_size(const Json& v) const;
   Result<Response> create_instance(Call& c);
+  // GET /instances: the caller's project's instances. GET /mgmt/instances (admin, what
+  // `openstack database instance list --all-projects` calls): every project's, or one's with
+  // ?project_id=, each adding Trove's management fields (mgmt_fields). Both page with ?limit=
+  // and ?marker= (an instance id) as Trove's lists do, with a "next" link.
   Result<Response> list_instances(Call& c);
+  Result<Response> mgmt_list_instances(Call& c);
+  Result<Response> list_instances_of(Call& c, bool mgmt);
   Result<Response> show_instance(Call& c);
+  // GET /mgmt/instances/{id} (admin): the detail view with the management fields.
+  Result<Response> mgmt_show_instance(Call& c);
+  // The detail view of the instance named by the path (mgmt: with the management fields).
+  Result<Json> instance_detail(Call& c, bool mgmt);
+  // Trove's management view adds the owning project, the serving server and its host.
+  static void add_mgmt_fields(const InstanceRow& inst, const compute::ServiceServer* s, Json& out);
   Result<Response> update_instance(Call& c);
   Result<Response> delete_instance(Call& c);
   // kFailedPrecondition (Trove's 422) unless the instance is ACTIVE or RESTART_REQUIRED, or with
