@@ -933,7 +933,7 @@ TEST_F(DatabaseOperationsTestWithEndpoints, PoolSizeComesFromTheFlavorOrTheTenan
 
 // The endpoint proxies' own figures reach Prometheus per instance: the pool size in force
 // follows the tenant's PUT (the proxy resizes on its own thread, so the scrape is polled), the
-// proxy's counts are counters, and a session-mode endpoint has no pool size.
+// proxy's counts are counters, and a session-mode endpoint has none of the pool's figures.
 TEST_F(DatabaseOperationsTestWithEndpoints, EndpointPoolFiguresAreExportedPerInstance) {
   http::Registry registry;
   db_->register_metrics(registry);
@@ -979,7 +979,16 @@ TEST_F(DatabaseOperationsTestWithEndpoints, EndpointPoolFiguresAreExportedPerIns
   EXPECT_TRUE(
       series_of(registry, "concord_database_endpoint_server_connections", plain).ends_with("} 0\n"))
       << text;
-  EXPECT_EQ(series_of(registry, "concord_database_endpoint_pool_size", plain), "") << text;
+  for (const char* pooled :
+       {"concord_database_endpoint_pool_size", "concord_database_endpoint_transactions_total",
+        "concord_database_endpoint_pool_waits_total",
+        "concord_database_endpoint_wait_timeouts_total"}) {
+    EXPECT_EQ(series_of(registry, pooled, plain), "") << pooled << " of a session endpoint\n"
+                                                      << text;
+  }
+  EXPECT_TRUE(series_of(registry, "concord_database_endpoint_clients_refused_total", plain)
+                  .ends_with("} 0\n"))
+      << text;
 }
 
 // An HA member's server (<id>-m1, its metadata naming the instance) records its rebuild on the

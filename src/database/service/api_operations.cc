@@ -758,10 +758,13 @@ void DatabaseService::Impl::register_metrics(http::Registry& registry) {
       return out;
     };
   };
-  // The proxy's own counts, as a counter family (they start again at 0 when the server does).
-  auto endpoint_count = [per_endpoint](int64_t proxy::ProxyStats::*field) {
-    return per_endpoint([field](const InstanceRow&, const proxy::ProxyStats& st) {
-      return std::optional<double>(static_cast<double>(st.*field));
+  // One of the proxy's own figures (its counts start again at 0 when the server does); with
+  // `pooled`, only transaction-mode endpoints have it (a session-mode one never pools).
+  auto endpoint_count = [per_endpoint](int64_t proxy::ProxyStats::*field, bool pooled = false) {
+    return per_endpoint([field, pooled](const InstanceRow& inst, const proxy::ProxyStats& st) {
+      return pooled && inst.endpoint_mode != "transaction"
+                 ? std::nullopt
+                 : std::optional<double>(static_cast<double>(st.*field));
     });
   };
   registry.gauge_family_fn("concord_database_endpoint_clients",
@@ -776,25 +779,22 @@ void DatabaseService::Impl::register_metrics(http::Registry& registry) {
       "concord_database_endpoint_pool_size",
       "Transaction pooling: the server connections each pool (user and database) of the "
       "instance's endpoint may hold, as in force now.",
-      per_endpoint([](const InstanceRow& inst, const proxy::ProxyStats& st) {
-        return inst.endpoint_mode == "transaction" ? std::optional<double>(st.pool_size)
-                                                   : std::nullopt;
-      }));
+      endpoint_count(&proxy::ProxyStats::pool_size, true));
   registry.counter_family_fn(
       "concord_database_endpoint_transactions_total",
       "Transaction pooling: server connections the endpoint got back at the end of a "
       "transaction.",
-      endpoint_count(&proxy::ProxyStats::transactions));
+      endpoint_count(&proxy::ProxyStats::transactions, true));
   registry.counter_family_fn(
       "concord_database_endpoint_pool_waits_total",
       "Transaction pooling: times a client's transaction waited for a server connection "
       "because its pool was full (a pool size too small for the load when this grows fast).",
-      endpoint_count(&proxy::ProxyStats::pool_waits));
+      endpoint_count(&proxy::ProxyStats::pool_waits, true));
   registry.counter_family_fn(
       "concord_database_endpoint_wait_timeouts_total",
       "Transaction pooling: clients disconnected because no server connection came free in "
       "time.",
-      endpoint_count(&proxy::ProxyStats::wait_timeouts));
+      endpoint_count(&proxy::ProxyStats::wait_timeouts, true));
   registry.counter_family_fn(
       "concord_database_endpoint_clients_refused_total",
       "Client connections the endpoint closed at accept: their address is not in the "
