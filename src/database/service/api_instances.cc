@@ -1,5 +1,6 @@
 // Trove API: instances (create, list, show, rename, delete, actions), their service server and
 // the desired state written into it.
+#include "base/encoding.h"
 #include "database/service/api_internal.h"
 
 namespace concord::database::service {
@@ -695,9 +696,9 @@ Result<Response> DatabaseService::Impl::list_instances_of(Call& c, bool mgmt) {
   Json out = {{"instances", std::move(list)}};
   if (i < rows.size() && i > start) {
     std::string next = base(c) + (mgmt ? "/mgmt/instances" : "/instances") +
-                       "?limit=" + std::to_string(limit) + "&marker=" + rows[i - 1].id;
+                       "?limit=" + std::to_string(limit) + "&marker=" + url_encode(rows[i - 1].id);
     if (auto p = c.req.query_param("project_id"); mgmt && p && !p->empty()) {
-      next += "&project_id=" + *p;
+      next += "&project_id=" + url_encode(*p);  // as given, so encoded again
     }
     out["links"] = Json::array({{{"href", next}, {"rel", "next"}}});
   }
