@@ -500,7 +500,6 @@ Result<Response> DatabaseService::Impl::list_backups(Call& c) {
     args.emplace_back(*d);
   }
   CONCORD_ASSIGN_OR_RETURN(const int64_t limit, parse_limit(c.req));
-  const std::optional<std::string> marker = c.req.query_param("marker");
   std::vector<BackupRow> rows;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     rows.clear();
@@ -511,22 +510,15 @@ Result<Response> DatabaseService::Impl::list_backups(Call& c) {
     for (const store::Row& row : r) rows.push_back(backup_from(row));
     return ok();
   }));
-  size_t start = 0;
-  if (marker && !marker->empty()) {
-    auto m =
-        std::find_if(rows.begin(), rows.end(), [&](const BackupRow& b) { return b.id == *marker; });
-    if (m == rows.end()) return fail(bad("Marker '" + *marker + "' is not a listed backup."));
-    start = static_cast<size_t>(m - rows.begin()) + 1;
-  }
+  CONCORD_ASSIGN_OR_RETURN(
+      const Page page, page_of(
+                           c.req, limit, rows, [](const BackupRow& b) { return b.id; }, "backup"));
   Json list = Json::array();
-  size_t i = start;
-  for (; i < rows.size() && static_cast<int64_t>(list.size()) < limit; ++i) {
-    list.push_back(backup_view(base(c), rows[i]));
-  }
+  for (size_t i = page.begin; i < page.end; ++i) list.push_back(backup_view(base(c), rows[i]));
   Json out = {{"backups", std::move(list)}};
-  if (i < rows.size() && i > start) {
+  if (!page.next.empty()) {
     std::string next = base(c) + (c.req.params.size() > 1 ? "/instances/" + c.param(1) : "") +
-                       "/backups?limit=" + std::to_string(limit) + "&marker=" + rows[i - 1].id;
+                       "/backups?limit=" + std::to_string(limit) + "&marker=" + page.next;
     out["links"] = Json::array({{{"href", next}, {"rel", "next"}}});
   }
   return Response::json(200, dump_json(out));

@@ -663,7 +663,6 @@ Result<Response> DatabaseService::Impl::list_instances_of(Call& c, bool mgmt) {
     }
   }
   CONCORD_ASSIGN_OR_RETURN(const int64_t limit, parse_limit(c.req));
-  const std::optional<std::string> marker = c.req.query_param("marker");
   std::vector<InstanceRow> rows;
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     rows.clear();
@@ -677,16 +676,12 @@ Result<Response> DatabaseService::Impl::list_instances_of(Call& c, bool mgmt) {
   std::erase_if(rows, [&](const InstanceRow& inst) {
     return inst.deleting && !live.contains(primary_server(inst));  // gone
   });
-  size_t start = 0;
-  if (marker && !marker->empty()) {
-    auto m = std::find_if(rows.begin(), rows.end(),
-                          [&](const InstanceRow& inst) { return inst.id == *marker; });
-    if (m == rows.end()) return fail(bad("Marker '" + *marker + "' is not a listed instance."));
-    start = static_cast<size_t>(m - rows.begin()) + 1;
-  }
+  CONCORD_ASSIGN_OR_RETURN(
+      const Page page,
+      page_of(
+          c.req, limit, rows, [](const InstanceRow& inst) { return inst.id; }, "instance"));
   Json list = Json::array();
-  size_t i = start;
-  for (; i < rows.size() && static_cast<int64_t>(list.size()) < limit; ++i) {
+  for (size_t i = page.begin; i < page.end; ++i) {
     auto s = live.find(primary_server(rows[i]));
     const compute::ServiceServer* server = s == live.end() ? nullptr : &s->second;
     Json view = instance_view(c, rows[i], server, false);
@@ -694,9 +689,9 @@ Result<Response> DatabaseService::Impl::list_instances_of(Call& c, bool mgmt) {
     list.push_back(std::move(view));
   }
   Json out = {{"instances", std::move(list)}};
-  if (i < rows.size() && i > start) {
+  if (!page.next.empty()) {
     std::string next = base(c) + (mgmt ? "/mgmt/instances" : "/instances") +
-                       "?limit=" + std::to_string(limit) + "&marker=" + url_encode(rows[i - 1].id);
+                       "?limit=" + std::to_string(limit) + "&marker=" + url_encode(page.next);
     if (auto p = c.req.query_param("project_id"); mgmt && p && !p->empty()) {
       next += "&project_id=" + url_encode(*p);  // as given, so encoded again
     }

@@ -157,6 +157,32 @@ Result<Json> body_member(const Request& req, const char* key, std::string_view s
 // A positive ?limit= (none: unlimited) of a list; 400 otherwise.
 Result<int64_t> parse_limit(const Request& req);
 
+// The page of a list (in its listed order) that ?marker= (the id of the last row of the page
+// before) and `limit` (parse_limit's) ask for: rows [begin, end); `next` is the marker of the
+// following page, empty when this page is the last. A marker that is not in the list is 400
+// naming `what`.
+struct Page {
+  size_t begin = 0, end = 0;
+  std::string next;
+};
+template <typename Row, typename IdOf>
+Result<Page> page_of(const Request& req, int64_t limit, const std::vector<Row>& rows, IdOf id_of,
+                     std::string_view what) {
+  Page page;
+  if (auto marker = req.query_param("marker"); marker && !marker->empty()) {
+    auto m =
+        std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return id_of(r) == *marker; });
+    if (m == rows.end()) {
+      return fail(bad("Marker '" + *marker + "' is not a listed " + std::string(what) + "."));
+    }
+    page.begin = static_cast<size_t>(m - rows.begin()) + 1;
+  }
+  page.end = page.begin + static_cast<size_t>(std::min<int64_t>(
+                              limit, static_cast<int64_t>(rows.size() - page.begin)));
+  if (page.end < rows.size() && page.end > page.begin) page.next = id_of(rows[page.end - 1]);
+  return page;
+}
+
 // A required string member.
 Result<std::string> string_field(const Json& obj, const char* name, std::string_view where);
 
