@@ -14,7 +14,10 @@ same id across errors, and the test:
    member's own address must fail or get no answer within a bounded time, never succeed):
    only one primary ever accepts writes.
 
-MariaDB: kill -9 of the primary's engine, the same checks (semi-synchronous replication).
+MariaDB: kill -9 of the primary's engine, the same checks (semi-synchronous replication); then
+the standby's replication is stopped by hand (it answers but does not stream, as when the link
+between the members is cut): a commit through the endpoint still completes (the server stops
+waiting for that standby), and the standby becomes synchronous again on its own.
 MariaDB point-in-time restore across a failover: a backup of the first primary, rows before
 and after the kill -9, and a restore to a time after the failover holds exactly the rows
 committed before that time: the archived binlogs of both members (each under its own
@@ -45,6 +48,9 @@ import failover_client as fc  # noqa: E402
 ADDRESS_POOL = "127.78.6.0/24"
 HEAL_TIMEOUT = 240.0
 RESUME_TIMEOUT = 90.0
+# A commit while the synchronous standby answers but does not stream: the standby's agent
+# reports it within 10-12 s, the server lets 15 s pass; generous for a loaded machine.
+STALLED_COMMIT_TIMEOUT = 120.0
 WARMUP = 2.0
 
 
@@ -219,6 +225,43 @@ class DatabaseFailoverTest(FailoverCase):
             self.assertNotEqual(c.engine_pid(address, port), pid, "not restarted: " + address)
         events = c.trove("GET", "/instances/%s/events" % iid).json()["events"]
         self.assertEqual(len([e for e in events if e["type"] == "failover"]), failovers)
+
+        # A standby that answers but stops streaming (as when the link between the members is
+        # cut) stops being waited for; semi-synchronous replication without timeout would
+        # otherwise hold every commit until it streamed again.
+        self.stalled_standby_is_not_waited_for(iid, port)
+
+    def stalled_standby_is_not_waited_for(self, iid, port):
+        c = self.cloud
+        view = c.wait_healthy(iid, HEAL_TIMEOUT)
+        standby = [m for m in c.members(view) if m["role"] == "standby"][0]
+        r = c.trove("POST", "/instances/%s/root" % iid)
+        self.assertEqual(r.status, 200, r)
+        # The remote root replicates to the standby; it reaches the standby's engine directly.
+        on_standby = fc.Target("mariadb", standby["address"], port, "root",
+                               r.json()["user"]["password"], "shop")
+        app = c.target(iid)
+        fc.with_retries(app, lambda conn: conn.execute(
+            "CREATE TABLE IF NOT EXISTS stalled (id INT PRIMARY KEY)", None, 10.0))
+        fc.with_retries(on_standby, lambda conn: conn.execute("STOP SLAVE", None, 10.0))
+        start = time.monotonic()
+        conn = fc.connect(app, STALLED_COMMIT_TIMEOUT)
+        try:
+            # Blocks until the controller takes the standby out of the synchronous list (its
+            # agent reports it not streaming within its 10 s re-check; the server waits 15 s
+            # more); an OpTimeout/OperationalError here is the failure this guards against.
+            conn.execute("INSERT INTO stalled VALUES (1)", None, STALLED_COMMIT_TIMEOUT)
+        finally:
+            conn.close()
+        print("\n  commit with a stalled standby took %.1f s" % (time.monotonic() - start),
+              flush=True)
+        # Taken out, its state changed: its agent starts its replication again, and it becomes
+        # the synchronous standby once more.
+        view = c.wait_healthy(iid, HEAL_TIMEOUT)
+        self.assertEqual([m["id"] for m in c.members(view) if m["role"] == "standby"],
+                         [standby["id"]])
+        fc_wait(lambda: fc.with_retries(on_standby, lambda conn: conn.execute(
+            "SELECT id FROM stalled", None, 10.0), 60.0), 60, "the row on the standby")
 
 
 class MariadbPointInTimeAcrossFailoverTest(FailoverCase):

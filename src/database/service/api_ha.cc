@@ -8,9 +8,9 @@
 // list only once the standby streams, and the controller marks it "active" (a legal failover
 // target) only after the primary applied that list. From then on every commit the primary
 // acknowledges is on the standby's disk. A failover promotes only an active standby. When the
-// standby stops answering, the controller first marks it not active in the store and only then
-// tells the primary to stop waiting for it, so the store never calls a standby safe while the
-// primary acknowledges commits it lacks.
+// standby stops answering, or answers but its agent reports it not streaming, the controller
+// first marks it not active in the store and only then tells the primary to stop waiting for it, so
+// the store never calls a standby safe while the primary acknowledges commits it lacks.
 //
 // Why there are never two writable primaries: the old primary leaves the endpoint at once
 // (session connections to it are closed), and while it runs it cannot acknowledge a commit, since
@@ -38,6 +38,11 @@ constexpr auto kProbeTimeout = std::chrono::milliseconds(200);
 constexpr int kFailuresBeforeFailover = 4;
 // How long an active standby may not answer before the primary stops waiting for it.
 constexpr auto kStandbyGrace = std::chrono::seconds(5);
+// How long an active standby may answer without streaming (its agent says so: cut off from the
+// primary, its replication stopped) before the primary stops waiting for it. Longer than the
+// agent's status re-check (10 s), so one report seen during a reconnect does not do it: two in a
+// row must say so.
+constexpr auto kStalledStandbyGrace = std::chrono::seconds(15);
 // Between two restarts of a stopped standby member.
 constexpr auto kRestartEvery = std::chrono::seconds(15);
 // Between two repairs of a member whose desired state is behind (a push that keeps failing, for
@@ -358,14 +363,21 @@ void DatabaseService::Impl::ha_round() {
       pr.standby_down_since = now;
     }
     const bool streaming = ss != live->end() && has_token(ss->second.detail, "streaming=1");
+    if (streaming || !standby_answers) {
+      pr.standby_stalled_since = {};
+    } else if (pr.standby_stalled_since == std::chrono::steady_clock::time_point{}) {
+      pr.standby_stalled_since = now;
+    }
+    const bool stalled = pr.standby_stalled_since != std::chrono::steady_clock::time_point{} &&
+                         now - pr.standby_stalled_since >= kStalledStandbyGrace;
     std::string next_sync = standby->sync;
     if (standby->sync == "none" && standby_answers && streaming) {
       next_sync = "requested";  // the primary will wait for it
     } else if (standby->sync == "requested" && streaming && ps->second.converged &&
                state_revision_of(ps->second) >= inst.state_revision) {
       next_sync = "active";  // the primary applied it: a failover target from now on
-    } else if (standby->sync != "none" && !standby_answers &&
-               now - pr.standby_down_since >= kStandbyGrace) {
+    } else if (standby->sync != "none" &&
+               ((!standby_answers && now - pr.standby_down_since >= kStandbyGrace) || stalled)) {
       next_sync = "none";  // stop waiting for it (marked here before the primary is told)
     }
     if (next_sync != standby->sync) {
@@ -383,8 +395,12 @@ void DatabaseService::Impl::ha_round() {
         continue;
       }
       logger("database")
-          ->info("instance {}: standby {} synchronous replication {} -> {}", inst.id, standby->id,
-                 standby->sync, next_sync);
+          ->info("instance {}: standby {} synchronous replication {} -> {}{}", inst.id, standby->id,
+                 standby->sync, next_sync,
+                 next_sync != "none" ? std::string()
+                 : stalled           ? fmt::format(" (it answers but has not streamed for {} s)",
+                                                   kStalledStandbyGrace.count())
+                           : fmt::format(" (it has not answered for {} s)", kStandbyGrace.count()));
       if (changes_primary) sync_servers({inst.id});
     }
     // A standby member whose server stopped or failed (the old primary after a failover, say)

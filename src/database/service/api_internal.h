@@ -688,6 +688,8 @@ class DatabaseService::Impl {
     std::chrono::steady_clock::time_point last_restart{};        // of a stopped standby
     std::chrono::steady_clock::time_point last_push{};           // of a lagging desired state
     std::chrono::steady_clock::time_point standby_lost_since{};  // its host down; zero: up
+    // Since when its agent has reported it answering but not streaming; zero: streaming.
+    std::chrono::steady_clock::time_point standby_stalled_since{};
   };
   std::map<std::string, Probes> probes_;  // by instance id; the controller thread's own
   std::mutex ha_mu_;
