@@ -3,7 +3,9 @@
 
 One PostgreSQL 15 (temp folder, run as concord-db, scram-sha-256 on TCP), PgBouncer 1.18 in
 transaction mode (Debian defaults except what 256 clients need), and concord-db-proxy in session
-and transaction mode, all started here. pgbench (-j 2) runs select-only (-S) and the TPC-B-like
+and transaction mode, all started here. With --endpoint-cpus the proxies run on those CPUs and
+PostgreSQL and pgbench on the others, for every target (direct too): the endpoint on a host of
+its own, as in a deployment (the endpoint is in the server, the engine on an agent's host). pgbench (-j 2) runs select-only (-S) and the TPC-B-like
 default at each client count, simple and extended protocol, for a fixed duration, interleaved
 target by target, repeated; -M prepared runs once per repeat through every target. Prints
 min/median/max TPS and the ratio of medians to direct, and writes the table as Markdown.
@@ -32,9 +34,14 @@ def free_port():
     return port
 
 
-def as_db_user(argv, **kw):
+def on_cpus(cpus):
+    """A preexec_fn that confines the child (and what it starts) to `cpus`; None: no change."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+def as_db_user(argv, cpus=None, **kw):
     return subprocess.run(["runuser", "-u", "concord-db", "--"] + argv, check=True,
-                          capture_output=True, text=True, **kw)
+                          capture_output=True, text=True, preexec_fn=on_cpus(cpus), **kw)
 
 
 def wait_port(port, timeout=30):
@@ -69,6 +76,18 @@ def stop_environment(work, procs):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def cpu_list(text):
+    """'1', '0,2' or '2-3' as a set of CPU numbers (taskset's -c syntax)."""
+    cpus = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CPU list: {text!r}") from None
+    return cpus
+
+
 def concord_default_pool_size(cpus):
     """What concord-db-proxy and the endpoints choose (proxy::default_pool_size): 4 per CPU,
     8 to 64."""
@@ -76,11 +95,13 @@ def concord_default_pool_size(cpus):
 
 
 def start_environment(work, procs, scale, pool_size, proxies, bouncers=(),
-                      synchronous_commit="off"):
+                      synchronous_commit="off", db_cpus=None, endpoint_cpus=None):
     """PostgreSQL, PgBouncer (default_pool_size `pool_size`), one more PgBouncer per (name,
     size) in `bouncers`, and one concord-db-proxy per (name, binary, mode[, pool size]) in
     `proxies` (transaction mode: `pool_size` unless given), in `work` (a fresh temp folder;
     stop_environment removes it); PostgreSQL's synchronous_commit is `synchronous_commit`.
+    PostgreSQL runs on `db_cpus` and the proxies on `endpoint_cpus` (sets of CPU numbers; None:
+    any).
     Started processes go to `procs`. Returns (environment for
     pgbench, [(target, port, pid of the serving process)]) with "direct" (pid None) and
     "pgbouncer" first."""
@@ -95,7 +116,7 @@ def start_environment(work, procs, scale, pool_size, proxies, bouncers=(),
                 f"unix_socket_directories = '{work}'\nmax_connections = 400\n"
                 f"shared_buffers = 256MB\nsynchronous_commit = {synchronous_commit}\n")
     as_db_user([f"{PG_BIN}/pg_ctl", "-D", f"{work}/data", "-l", f"{work}/pg.log", "-w",
-                "start"])
+                "start"], cpus=db_cpus)
     psql = ["psql", "-h", work, "-p", str(pg_port), "-U", "postgres", "-X", "-q", "-tA"]
     subprocess.run(psql + ["-c", f"CREATE USER bench PASSWORD '{PASSWORD}'"], check=True)
     subprocess.run(psql + ["-c", "CREATE DATABASE bench OWNER bench"], check=True)
@@ -138,7 +159,8 @@ pidfile = {work}/{name}.pid
         shutil.chown(ini, "concord-db")
         procs.append(subprocess.Popen(["runuser", "-u", "concord-db", "--",
                                        "/usr/sbin/pgbouncer", ini], stdout=subprocess.DEVNULL,
-                                      stderr=open(f"{work}/{name}.err", "w")))
+                                      stderr=open(f"{work}/{name}.err", "w"),
+                                      preexec_fn=on_cpus(endpoint_cpus)))
         targets.append((name, port, None))
         bouncer_pids.append(f"{work}/{name}.pid")
     for name, binary, mode, *size in proxies:
@@ -147,7 +169,7 @@ pidfile = {work}/{name}.pid
                 "--mode", mode, "--log-level", "warn"]
         if mode == "transaction":
             argv += ["--pool-size", str(size[0] if size else pool_size), "--users-file", users]
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, preexec_fn=on_cpus(endpoint_cpus))
         procs.append(p)
         targets.append((name, port, p.pid))
     for name, port, _ in targets[1:]:
@@ -178,9 +200,19 @@ def main():
     ap.add_argument("--synchronous-commit", choices=("off", "on"), default="off",
                     help="PostgreSQL's synchronous_commit: off (default) measures the proxies "
                          "rather than the disk's fsync; on is what a managed instance runs")
+    ap.add_argument("--endpoint-cpus", type=cpu_list, default=None, metavar="LIST",
+                    help="run PgBouncer and the Concord proxies on these CPUs (e.g. 1 or 2-3) "
+                         "and PostgreSQL and pgbench on the others, for every target: the "
+                         "endpoint on a host of its own. Default: everything shares every CPU")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 3 s, 64 clients")
     ap.add_argument("--results", default="")
     args = ap.parse_args()
+    db_cpus = None
+    if args.endpoint_cpus:
+        db_cpus = os.sched_getaffinity(0) - args.endpoint_cpus
+        if not db_cpus or not args.endpoint_cpus <= os.sched_getaffinity(0):
+            ap.error(f"--endpoint-cpus must name some but not all of the CPUs this runs on "
+                     f"({sorted(os.sched_getaffinity(0))})")
     if args.quick:
         args.repeats, args.duration, args.clients = 1, 3, "64"
     clients = [int(c) for c in args.clients.split(",")]
@@ -197,7 +229,7 @@ def main():
             work, procs, args.scale, args.pool_size,
             [("concord-session", proxy_bin, "session"),
              ("concord-transaction", proxy_bin, "transaction", args.concord_pool_size)],
-            bouncers, args.synchronous_commit)
+            bouncers, args.synchronous_commit, db_cpus, args.endpoint_cpus)
         targets = [(name, port) for name, port, _ in targets]
         cases = []
         for workload in ("select-only", "tpcb"):
@@ -218,7 +250,7 @@ def main():
             if workload == "select-only":
                 argv.insert(1, "-S")
             p = subprocess.run(argv, env=env, capture_output=True, text=True,
-                               timeout=args.duration * 4 + 120)
+                               timeout=args.duration * 4 + 120, preexec_fn=on_cpus(db_cpus))
             m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", p.stdout)
             aborted = "aborted" in p.stderr or "Run was aborted" in p.stderr
             if p.returncode != 0 or not m or aborted:
@@ -250,7 +282,11 @@ def main():
                  f"PgBouncer {args.pool_size} (default_pool_size)"
                  + (f", {same_size} {args.concord_pool_size}" if bouncers else "")
                  + f", Concord transaction {args.concord_pool_size}. PostgreSQL 15 with "
-                 f"synchronous_commit={args.synchronous_commit}. Machine: "
+                 f"synchronous_commit={args.synchronous_commit}. "
+                 + (f"CPUs: PgBouncer and the Concord proxies on {sorted(args.endpoint_cpus)}, "
+                    f"PostgreSQL and pgbench on {sorted(db_cpus)}, for every target. "
+                    if db_cpus else "Every process shares every CPU. ")
+                 + "Machine: "
                  f"{os.cpu_count()} cores, load average during runs min {min(loads):.2f} / "
                  f"median {statistics.median(loads):.2f} / max {max(loads):.2f}.",
                  "",
