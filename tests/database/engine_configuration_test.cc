@@ -104,6 +104,30 @@ TEST(ParameterCatalog, BufferCacheMustFitTheInstancesMemory) {
   EXPECT_TRUE(check_parameters_fit("postgresql", {{"work_mem", "2097151"}}, 512).has_value());
 }
 
+TEST(ParameterCatalog, DefaultsFollowTheFlavorAndTheVolumeAndAreValidValues) {
+  // 512 MB and 1 GB: a quarter of the memory for the buffer cache, an eighth of the volume of
+  // WAL (at least 64 MB) and a sixteenth of it per binlog file.
+  auto pg = default_parameters("postgresql", 512, 1);
+  EXPECT_EQ(pg, (std::map<std::string, std::string>{{"max_connections", "100"},
+                                                    {"shared_buffers", "16384"},
+                                                    {"max_wal_size", "128"},
+                                                    {"min_wal_size", "64"}}));
+  EXPECT_TRUE(validate_parameters("postgresql", "15", pg).has_value());
+  EXPECT_TRUE(check_parameters_fit("postgresql", pg, 512).has_value());
+  auto maria = default_parameters("mariadb", 512, 1);
+  EXPECT_EQ(maria.at("innodb_buffer_pool_size"), "134217728");
+  EXPECT_EQ(maria.at("max_binlog_size"), "67108864");
+  EXPECT_EQ(maria.at("character_set_server"), "utf8mb4");
+  maria.erase("max_binlog_size");  // Concord's own, not a tenant's to set
+  maria.erase("collation_server");
+  EXPECT_TRUE(validate_parameters("mariadb", "10.11", maria).has_value());
+  // Floors and caps: tiny memory, a large volume.
+  EXPECT_EQ(default_parameters("postgresql", 32, 100).at("shared_buffers"), "2048");  // 16 MB
+  EXPECT_EQ(default_parameters("postgresql", 32, 100).at("max_wal_size"), "1024");
+  EXPECT_EQ(default_parameters("mariadb", 64, 100).at("innodb_buffer_pool_size"), "33554432");
+  EXPECT_TRUE(default_parameters("sqlite", 512, 1).empty());
+}
+
 // ---- the engines ----
 
 class ConfigurationEngineTest : public ::testing::Test {

@@ -183,9 +183,16 @@ TEST_F(ConfigurationApiTest, AttachDetachRewriteTheDesiredStateAndRestartRule) {
   ASSERT_EQ(r.status, 200) << r;
   ASSERT_EQ(r.body["instances"].size(), 1u);
   EXPECT_EQ(r.body["instances"][0]["id"], id);
+  // The instance's default configuration (troveclient's `configuration default`): Concord's
+  // values for its flavor (m1.small, 2 GB: a quarter as shared_buffers in 8kB pages) and its
+  // 2 GB volume (an eighth as max_wal_size), not the group's.
   r = trove(http::Method::kGet, base + "/configuration");
   ASSERT_EQ(r.status, 200) << r;
-  EXPECT_EQ(r.body["instance"]["configuration"], Json({{"work_mem", 8192}})) << r;
+  EXPECT_EQ(r.body["instance"]["configuration"], Json({{"max_connections", 100},
+                                                       {"shared_buffers", 65536},
+                                                       {"max_wal_size", 256},
+                                                       {"min_wal_size", 80}}))
+      << r;
 
   // Deleting an attached group is refused (Trove: 400).
   r = trove(http::Method::kDelete, "/configurations/" + g);

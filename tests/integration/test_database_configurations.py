@@ -100,6 +100,15 @@ class DatabaseConfigurationsTest(database_fixture.InstanceWaits, unittest.TestCa
         iid = inst["id"]
         ip = self.wait_status("a", iid)["ip"][0]
         self.assertEqual(self.pg_setting(ip, "work_mem")[0], "4MB")
+        # The instance's default configuration (Concord's values for m1.tiny's 512 MB and the
+        # 1 GB volume) is what its engine runs with.
+        defaults = cli("a", "database", "configuration", "default", iid, "-f", "json")
+        self.assertEqual({k: int(v) for k, v in defaults.items()},
+                         {"max_connections": 100, "shared_buffers": 16384, "max_wal_size": 128,
+                          "min_wal_size": 64}, defaults)
+        for name, live in (("shared_buffers", "128MB"), ("max_wal_size", "128MB"),
+                           ("min_wal_size", "64MB"), ("max_connections", "100")):
+            self.assertEqual(self.pg_setting(ip, name)[0], live, name)
 
         cli("a", "database", "configuration", "attach", iid, gid)
         # The dynamic value is live without a restart ...

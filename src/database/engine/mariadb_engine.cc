@@ -151,11 +151,8 @@ class MariadbEngine final : public Engine {
       CONCORD_RETURN_IF_ERROR(fresh_data(config, user, p.data));
     }
     CONCORD_RETURN_IF_ERROR(ensure_tls(p.tls, config, user));
-    const int64_t pool_mb = std::max<int64_t>(32, config.ram_mb / 4);
-    // Binlogs are sized to the volume: only a completed one is shipped and purged, and the
-    // default (1 GB) lets the current one alone fill a 1 GB volume. A sixteenth, 16 MB to 1 GB
-    // (a transaction is never split, so a bigger one still makes a bigger file).
-    const int64_t binlog_mb = std::clamp<int64_t>(config.volume_gb * 1024 / 16, 16, 1024);
+    // Memory and binlog files sized to the flavor and the volume (parameters.h), in bytes.
+    auto defaults = default_parameters("mariadb", config.ram_mb, config.volume_gb);
     std::string cnf = fmt::format(
         "# Written by Concord for database instance {}; rewritten on every prepare.\n"
         "[mariadbd]\n"
@@ -168,13 +165,13 @@ class MariadbEngine final : public Engine {
         "log-error = {}\n"
         "ssl-cert = {}\n"
         "ssl-key = {}\n"
-        "innodb_buffer_pool_size = {}M\n"
-        "max_binlog_size = {}M\n"
-        "max_connections = 100\n"
+        "innodb_buffer_pool_size = {}\n"
+        "max_binlog_size = {}\n"
+        "max_connections = {}\n"
         "skip-name-resolve\n"
         "proxy-protocol-networks = {}\n"
-        "character-set-server = utf8mb4\n"
-        "collation-server = utf8mb4_general_ci\n"
+        "character-set-server = {}\n"
+        "collation-server = {}\n"
         "!include {}\n"  // binary logs for point-in-time restore (mariadb_backup.cc)
         // After the binlog file: its server_id is replaced by the instance's own.
         "!include {}\n"  // replication identity (mariadb_replication.cc)
@@ -182,7 +179,9 @@ class MariadbEngine final : public Engine {
         // Last, so the configuration group's values win over the defaults above.
         "!include {}\n",
         config.id, p.data, p.sock, p.server_pid, p.tmp, config.address, config.port, p.log,
-        p.tls + "/server.crt", p.tls + "/server.key", pool_mb, binlog_mb, options_.proxy_networks,
+        p.tls + "/server.crt", p.tls + "/server.key", defaults["innodb_buffer_pool_size"],
+        defaults["max_binlog_size"], defaults["max_connections"], options_.proxy_networks,
+        defaults["character_set_server"], defaults["collation_server"],
         p.dir + "/concord_binlog.cnf", p.dir + "/concord_replication.cnf",
         p.dir + "/concord_role.cnf", params_path(p));
     if (!path_exists(params_path(p))) {
@@ -696,14 +695,11 @@ class MariadbEngine final : public Engine {
   }
 
   // my.cnf's own value of a parameter (what a removed one returns to), else the server's
-  // compiled default. Keep in step with prepare().
-  static std::string base_value(const InstanceConfig& config, const std::string& name) {
-    if (name == "max_connections") return "100";
-    if (name == "innodb_buffer_pool_size") {
-      return std::to_string(std::max<int64_t>(32, config.ram_mb / 4) * 1024 * 1024);
-    }
-    if (name == "character_set_server") return "'utf8mb4'";
-    return "DEFAULT";
+  // compiled default.
+  static std::string base_value(const InstanceConfig& config, const ParameterSpec& spec) {
+    auto defaults = default_parameters("mariadb", config.ram_mb, config.volume_gb);
+    auto it = defaults.find(std::string(spec.name));
+    return it == defaults.end() ? "DEFAULT" : sql_value(spec, it->second);
   }
 
   static std::string sql_value(const ParameterSpec& spec, const std::string& value) {
@@ -739,9 +735,10 @@ class MariadbEngine final : public Engine {
     for (const auto& [name, value] : before) {
       const ParameterSpec* spec = find_parameter("mariadb", config.version, name);
       if (spec == nullptr || spec->restart_required || state.parameters.contains(name)) continue;
-      sql += "SET GLOBAL " + name + " = " + base_value(config, name) + ";\n";
+      sql += "SET GLOBAL " + name + " = " + base_value(config, *spec) + ";\n";
       if (name == "character_set_server") {
-        sql += "SET GLOBAL collation_server = 'utf8mb4_general_ci';\n";
+        sql += "SET GLOBAL collation_server = " +
+               mdb_literal(default_parameters("mariadb", 0, 0).at("collation_server")) + ";\n";
       }
     }
     return sql;

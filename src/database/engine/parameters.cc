@@ -331,4 +331,33 @@ Status check_parameters_fit(std::string_view engine,
   return ok();
 }
 
+std::map<std::string, std::string> default_parameters(std::string_view engine, int64_t ram_mb,
+                                                      int64_t volume_gb) {
+  constexpr int64_t kMiB = 1024 * 1024;
+  if (engine == "postgresql") {
+    const int64_t shared_mb = std::max<int64_t>(16, ram_mb / 4);
+    // The WAL kept between checkpoints, sized to the volume: PostgreSQL's default max_wal_size
+    // (1 GB) fills a 1 GB volume with WAL alone (seen: a 1 GB load left 500 MB in pg_wal and
+    // 290 MB more archived, not shipped yet, beside 145 MB of table). An eighth of the volume,
+    // 64 MB to 1 GB; more frequent checkpoints are the price.
+    const int64_t max_wal_mb = std::clamp<int64_t>(volume_gb * 1024 / 8, 64, 1024);
+    return {{"max_connections", "100"},
+            {"shared_buffers", std::to_string(shared_mb * kMiB / 8192)},  // 8kB pages
+            {"max_wal_size", std::to_string(max_wal_mb)},
+            {"min_wal_size", std::to_string(std::min<int64_t>(80, max_wal_mb / 2))}};
+  }
+  if (engine == "mariadb") {
+    // Binlogs are sized to the volume: only a completed one is shipped and purged, and the
+    // default (1 GB) lets the current one alone fill a 1 GB volume. A sixteenth, 16 MB to 1 GB
+    // (a transaction is never split, so a bigger one still makes a bigger file).
+    const int64_t binlog_mb = std::clamp<int64_t>(volume_gb * 1024 / 16, 16, 1024);
+    return {{"max_connections", "100"},
+            {"innodb_buffer_pool_size", std::to_string(std::max<int64_t>(32, ram_mb / 4) * kMiB)},
+            {"max_binlog_size", std::to_string(binlog_mb * kMiB)},
+            {"character_set_server", "utf8mb4"},
+            {"collation_server", "utf8mb4_general_ci"}};
+  }
+  return {};
+}
+
 }  // namespace concord::database::engine

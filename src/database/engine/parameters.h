@@ -69,4 +69,15 @@ const ParameterSpec* find_parameter(std::string_view engine, std::string_view ve
                                           const std::map<std::string, std::string>& values,
                                           int64_t ram_mb);
 
+// What Concord itself sets in the engine's configuration for an instance of `ram_mb` of memory
+// and a volume of `volume_gb` (a configuration group's values go over these), in the catalog's
+// base units and normal form: the engines write their configuration files from it, and Trove's
+// `GET /instances/{id}/configuration` (the instance's default configuration) shows it.
+// PostgreSQL: max_connections, shared_buffers (a quarter of the memory), max_wal_size and
+// min_wal_size (sized to the volume); MariaDB: max_connections, innodb_buffer_pool_size (a
+// quarter of the memory), max_binlog_size (sized to the volume; not settable), character set
+// and collation. Empty for another engine.
+std::map<std::string, std::string> default_parameters(std::string_view engine, int64_t ram_mb,
+                                                      int64_t volume_gb);
+
 }  // namespace concord::database::engine

@@ -533,13 +533,9 @@ class PostgresEngine final : public Engine {
   }
 
   Status write_config(const Paths& p, const InstanceConfig& config, const OsUser& user) {
-    const int64_t shared_mb = std::max<int64_t>(16, config.ram_mb / 4);
-    // The WAL kept between checkpoints, sized to the volume: PostgreSQL's default max_wal_size
-    // (1 GB) fills a 1 GB volume with WAL alone (seen: a 1 GB load left 500 MB in pg_wal and
-    // 290 MB more archived, not shipped yet, beside 145 MB of table). An eighth of the volume,
-    // 64 MB to 1 GB; more frequent checkpoints are the price. A configuration group may set it.
-    const int64_t max_wal_mb = std::clamp<int64_t>(config.volume_gb * 1024 / 8, 64, 1024);
-    const int64_t min_wal_mb = std::min<int64_t>(80, max_wal_mb / 2);
+    // Memory and WAL sized to the flavor and the volume (parameters.h); in base units (8kB pages,
+    // MB). A configuration group may set any of them.
+    auto defaults = default_parameters("postgresql", config.ram_mb, config.volume_gb);
     std::string conf = fmt::format(
         "# Written by Concord for database instance {}; rewritten on every prepare.\n"
         "listen_addresses = {}\n"
@@ -550,16 +546,17 @@ class PostgresEngine final : public Engine {
         "ssl_cert_file = {}\n"
         "ssl_key_file = {}\n"
         "password_encryption = 'scram-sha-256'\n"
-        "shared_buffers = '{}MB'\n"
-        "max_wal_size = '{}MB'\n"
-        "min_wal_size = '{}MB'\n"
-        "max_connections = 100\n"
+        "shared_buffers = {}\n"
+        "max_wal_size = {}\n"
+        "min_wal_size = {}\n"
+        "max_connections = {}\n"
         "logging_collector = off\n"
         "hba_file = {}\n"
         // Last, so the configuration group's values win over the defaults above.
         "include_if_exists = 'concord_params.conf'\n",
         config.id, pg_conf_quote(config.address), config.port, pg_conf_quote(p.run),
-        pg_conf_quote(p.crt), pg_conf_quote(p.key), shared_mb, max_wal_mb, min_wal_mb,
+        pg_conf_quote(p.crt), pg_conf_quote(p.key), defaults["shared_buffers"],
+        defaults["max_wal_size"], defaults["min_wal_size"], defaults["max_connections"],
         pg_conf_quote(p.data + "/pg_hba.conf"));
     CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/concord.conf", conf, 0600, user));
     // The socket folder is the fence for `local ... trust`: 0700, the engine user's.

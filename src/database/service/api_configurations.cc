@@ -9,6 +9,8 @@
 // server, exactly as a change of databases or users does. When such a change alters a parameter
 // that only takes effect at the engine's next start, the instance is flagged restart_required
 // (Trove's RESTART_REQUIRED status) until it is restarted.
+#include <charconv>
+
 #include "database/engine/parameters.h"
 #include "database/service/api_internal.h"
 
@@ -258,8 +260,14 @@ Json DatabaseService::Impl::values_view(const std::map<std::string, std::string>
   Json out = Json::object();
   for (const auto& [name, text] : values) {
     const engine::ParameterSpec* spec = engine::find_parameter(v.engine, v.version, name);
-    if (spec == nullptr) {
-      out[name] = text;
+    if (spec == nullptr) {  // one of Concord's own (default_parameters): a size, or a name
+      int64_t n = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec == std::errc() && end == text.data() + text.size()) {
+        out[name] = n;
+      } else {
+        out[name] = text;
+      }
       continue;
     }
     switch (spec->type) {
@@ -497,13 +505,14 @@ Result<Response> DatabaseService::Impl::list_configuration_instances(Call& c) {
 
 // Trove's "configuration default": the values the instance runs with beyond the engine's
 // defaults, here its group's values.
+// Trove's "default configuration" of an instance: what Concord sets for its flavor and volume,
+// before any configuration group (whose values `GET /configurations/{id}` shows).
 Result<Response> DatabaseService::Impl::show_instance_configuration(Call& c) {
   Json values = Json::object();
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
-    if (inst.configuration_id.empty()) return ok();
-    CONCORD_ASSIGN_OR_RETURN(std::optional<GroupRow> g, find_group(tx, inst.configuration_id));
-    if (g) values = values_view(g->values, g->version);
+    CONCORD_ASSIGN_OR_RETURN(VersionRow v, version_by_id(tx, inst.version_id));
+    values = values_view(engine::default_parameters(v.engine, inst.ram_mb, inst.volume_gb), v);
     return ok();
   }));
   return Response::json(200, dump_json({{"instance", {{"configuration", std::move(values)}}}}));
