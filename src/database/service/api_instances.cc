@@ -978,10 +978,16 @@ Result<Response> DatabaseService::Impl::action(Call& c) {
     if (inst.restart_required) CONCORD_RETURN_IF_ERROR(clear_restart_required(inst.id));
     return Response::empty(202);
   }
-  if (name == "reset_status" && c.caller.is_admin()) {
+  if (name == "reset_status") {
     // Trove's admin-only unstick before a forced delete: forgets a pending action; the status
     // itself always follows the server (see status()), so there is nothing else to reset.
-    // A non-admin is told the action is not offered (400), as before it existed.
+    // A tenant gets Trove's answer for an action its policy refuses (403): troveclient's
+    // `instance force delete` asks for it first.
+    if (!c.caller.is_admin()) {
+      return fail(Code::kPermissionDenied,
+                  "Policy doesn't allow instance:reset_status to be performed: only "
+                  "administrators may reset an instance's status.");
+    }
     CONCORD_RETURN_IF_ERROR(set_task(inst.id, "", std::nullopt));
     return Response::empty(202);
   }
