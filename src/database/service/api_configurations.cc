@@ -503,8 +503,6 @@ Result<Response> DatabaseService::Impl::list_configuration_instances(Call& c) {
   return Response::json(200, dump_json({{"instances", std::move(out)}}));
 }
 
-// Trove's "configuration default": the values the instance runs with beyond the engine's
-// defaults, here its group's values.
 // Trove's "default configuration" of an instance: what Concord sets for its flavor and volume,
 // before any configuration group (whose values `GET /configurations/{id}` shows).
 Result<Response> DatabaseService::Impl::show_instance_configuration(Call& c) {
