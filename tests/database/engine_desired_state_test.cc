@@ -15,6 +15,7 @@ DesiredState full_state() {
   st.root = RootSpec{"*ABC"};
   st.parameters = {{"work_mem", "4096"}};
   st.backup = BackupRequest{"b1", "b0", "{\"to_lsn\":5}"};
+  st.log_publish = {{"l1", "general"}, {"l2", "slow_query"}};
   st.archive_logs = false;
   ReplicationSpec r;
   r.role = ReplicationSpec::Role::kPrimary;
@@ -43,6 +44,19 @@ TEST(DesiredStateJson, RoundTripsEveryField) {
   auto back3 = desired_state_from_json(to_json(standalone));
   ASSERT_TRUE(back3);
   EXPECT_FALSE(back3->replication.has_value());
+}
+
+TEST(DesiredStateJson, RefusesMalformedLogPublishRequests) {
+  for (const char* text : {
+           R"({"revision":1,"log_publish":{"id":"l1","name":"general"}})",
+           R"({"revision":1,"log_publish":["general"]})",
+           R"({"revision":1,"log_publish":[{"name":"general"}]})",
+           R"({"revision":1,"log_publish":[{"id":"l1","name":7}]})",
+       }) {
+    auto st = desired_state_from_json(text);
+    ASSERT_FALSE(st) << text;
+    EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << text;
+  }
 }
 
 TEST(DesiredStateJson, RefusesMalformedReplication) {

@@ -16,6 +16,8 @@
 //   backups-done/<backup id>  the backup requests finished here (uploaded or reported failed),
 //                  so a restarted agent does not redo them; one killed midway is redone
 //   backup-<id>.part          a backup being written (removed when done, redone when found)
+//   logs-published/<request id>  the guest-log publish requests finished here
+//   log-<request id>.part        a log's end being uploaded
 //   work/          with a volume, the engine's own copies (InstanceConfig::work_dir: a backup's
 //                  working copy, log shipping's staging and shipped-log cache), off the volume
 //   rebuilding     a replica that cannot go on from its upstream is being made anew (why);
@@ -73,7 +75,8 @@
 #include "compute/driver/util.h"
 #include "database/engine/desired_state.h"
 #include "database/engine/engine.h"
-#include "database/engine/engine_common.h"  // lookup_os_user
+#include "database/engine/engine_common.h"  // lookup_os_user, file_tail
+#include "database/engine/guest_logs.h"
 #include "fmt/format.h"
 #include "http/client.h"
 #include "nlohmann/json.hpp"
@@ -226,6 +229,19 @@ class HttpTransport final : public engine::Transport {
     return download(
         fmt::format("{}/instances/{}/logs/{}", kPrefix, instance_id, url_encode(log.name)),
         log.sha256, path);
+  }
+
+  // A published guest log: the end of the file (`path`), for request `request_id`, and the
+  // whole file's size then.
+  Status put_guest_log(const std::string& instance_id, const std::string& name,
+                       const std::string& request_id, const std::string& path, int64_t file_bytes) {
+    CONCORD_ASSIGN_OR_RETURN(std::string sha, sha256_file(path));
+    return expect_ok(send_file(
+        "PUT", fmt::format("{}/instances/{}/guest-logs/{}", kPrefix, instance_id, name), path,
+        {{"X-Concord-SHA256", sha},
+         {"X-Concord-Log-Request", request_id},
+         {"X-Concord-Log-File-Bytes", std::to_string(file_bytes)},
+         {"Content-Type", "text/plain"}}));
   }
 
   // Progress and failure reports of a backup request.
@@ -521,14 +537,16 @@ class DatabaseDriver final : public Driver {
     engine::InstanceConfig cfg = config_of(spec.id, s);
     CONCORD_ASSIGN_OR_RETURN(engine::Health h, e->health(cfg));
     if (!h.running) {
-      // Kept in desired.json; start() applies it.
+      // Kept in desired.json; start() applies it. Its logs are there all the same (and say
+      // why it stopped, when it died).
       log_->info("database instance {} is stopped; revision {} applies at its next start", spec.id,
                  state.revision);
-      return ok();
+      return publish_logs(spec.id, s.engine, cfg, state.log_publish);
     }
     std::lock_guard busy(*lock_for(spec.id));
     CONCORD_RETURN_IF_ERROR(e->apply(cfg, state));
     log_->info("database instance {} configured to revision {}", spec.id, state.revision);
+    CONCORD_RETURN_IF_ERROR(publish_logs(spec.id, s.engine, cfg, state.log_publish));
     if (state.backup) CONCORD_RETURN_IF_ERROR(run_backup(spec.id, *e, cfg, *state.backup));
     return ok();
   }
@@ -857,6 +875,57 @@ class DatabaseDriver final : public Driver {
     return write_file_atomic(
         marker, dump_json(Json{{"backup", r.chain.empty() ? "" : r.chain.back().backup_id},
                                {"target_time_us", r.target_time_us}}));
+  }
+
+  // Publishes the guest logs asked for (guest_logs.h): the end of each log's file, at most
+  // kGuestLogPublishBytes and from the start of a line, uploaded once per request id (recorded
+  // in logs-published/). A log whose file does not exist yet publishes as empty. The server
+  // unreachable is kUnavailable (the configure is retried); a refused upload is logged and
+  // recorded as done, so a request the server no longer wants is not retried forever.
+  Status publish_logs(std::string_view id, const std::string& engine_name,
+                      const engine::InstanceConfig& cfg,
+                      const std::vector<engine::LogPublishRequest>& requests) {
+    if (requests.empty()) return ok();
+    if (!transport_) {
+      log_->warn("database instance {}: logs asked, but this agent has no server to upload to", id);
+      return ok();
+    }
+    const std::string done_dir = dir_for(id) + "/logs-published";
+    for (const engine::LogPublishRequest& req : requests) {
+      CONCORD_RETURN_IF_ERROR(validate_id(req.id));
+      const std::string marker = done_dir + "/" + req.id;
+      if (path_exists(marker)) continue;
+      const engine::GuestLogSpec* spec = engine::find_guest_log(engine_name, req.name);
+      if (spec == nullptr) {
+        return fail(
+            Code::kInvalidArgument,
+            fmt::format("database instance {}: no {} log named '{}'", id, engine_name, req.name));
+      }
+      const std::string file = cfg.dir + "/" + std::string(spec->file);
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(file, ec);
+      const int64_t file_bytes = ec ? 0 : static_cast<int64_t>(size);
+      std::string text = engine::detail::file_tail(file, engine::kGuestLogPublishBytes);
+      if (file_bytes > static_cast<int64_t>(text.size())) {
+        const size_t line = text.find('\n');  // a partial first line goes
+        text.erase(0, line == std::string::npos ? text.size() : line + 1);
+      }
+      const std::string part = fmt::format("{}/log-{}.part", dir_for(id), req.id);
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(part, text));
+      Status put = transport_->put_guest_log(std::string(id), req.name, req.id, part, file_bytes);
+      std::filesystem::remove(part, ec);
+      if (!put && put.error().code() == Code::kUnavailable) return put;
+      if (!put) {
+        log_->warn("database instance {}: publishing log {}: {}", id, req.name,
+                   put.error().to_string());
+      } else {
+        log_->info("database instance {}: log {} published ({} of {} bytes)", id, req.name,
+                   text.size(), file_bytes);
+      }
+      CONCORD_RETURN_IF_ERROR(make_dirs(done_dir));
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(marker, put ? "published" : "refused"));
+    }
+    return ok();
   }
 
   // Runs one backup request (see the file comment). Transient trouble (the server unreachable,

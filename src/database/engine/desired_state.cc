@@ -43,6 +43,13 @@ std::string to_json(const DesiredState& state) {
                                       {"parent_id", state.backup->parent_id},
                                       {"parent_meta", state.backup->parent_meta_json}}
                                : Json(nullptr);
+  if (!state.log_publish.empty()) {
+    Json logs = Json::array();
+    for (const LogPublishRequest& l : state.log_publish) {
+      logs.push_back({{"id", l.id}, {"name", l.name}});
+    }
+    out["log_publish"] = std::move(logs);
+  }
   if (state.restore) {
     Json chain = Json::array();
     for (const RestoreArchive& a : state.restore->chain) {
@@ -141,6 +148,16 @@ Result<DesiredState> desired_state_from_json(std::string_view text) {
     CONCORD_ASSIGN_OR_RETURN(b.parent_id, string_field(*it, "parent_id", false));
     CONCORD_ASSIGN_OR_RETURN(b.parent_meta_json, string_field(*it, "parent_meta", false));
     out.backup = std::move(b);
+  }
+  if (auto it = j.find("log_publish"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return type_error("log_publish must be an array");
+    for (const Json& l : *it) {
+      if (!l.is_object()) return type_error("a log_publish request must be an object");
+      LogPublishRequest r;
+      CONCORD_ASSIGN_OR_RETURN(r.id, string_field(l, "id", true));
+      CONCORD_ASSIGN_OR_RETURN(r.name, string_field(l, "name", true));
+      out.log_publish.push_back(std::move(r));
+    }
   }
   if (auto it = j.find("restore"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return type_error("restore must be an object");

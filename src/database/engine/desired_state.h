@@ -47,6 +47,15 @@ struct BackupRequest {
   bool operator==(const BackupRequest&) const = default;
 };
 
+// A guest log the server asked to publish (docs/design/database.md, "Guest logs"): the driver
+// uploads the end of that log (guest_logs.h) under `id` once, as the request finished here
+// (it records the ids in the instance folder).
+struct LogPublishRequest {
+  std::string id;
+  std::string name;  // a name of the engine's guest_log_catalog
+  bool operator==(const LogPublishRequest&) const = default;
+};
+
 // One archive a restore needs: a backup (full first, then its incrementals in order), as the
 // server stores it.
 struct RestoreArchive {
@@ -109,6 +118,7 @@ struct DesiredState {
   std::optional<RootSpec> root;                   // absent: no remote root
   std::map<std::string, std::string> parameters;  // engine parameters, values as text
   std::optional<BackupRequest> backup;            // at most one running at a time
+  std::vector<LogPublishRequest> log_publish;     // guest logs to publish, one per name at most
   // Set for an instance created from a backup; used only when the data folder is first made.
   std::optional<RestoreSpec> restore;
   // Ship completed WAL segments / binlogs to the server (point-in-time restore).

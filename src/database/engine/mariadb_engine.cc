@@ -163,6 +163,8 @@ class MariadbEngine final : public Engine {
         "bind-address = {}\n"
         "port = {}\n"
         "log-error = {}\n"
+        "general_log_file = {}\n"  // guest_logs.h: the logs a tenant may publish
+        "slow_query_log_file = {}\n"
         "ssl-cert = {}\n"
         "ssl-key = {}\n"
         "innodb_buffer_pool_size = {}\n"
@@ -179,11 +181,11 @@ class MariadbEngine final : public Engine {
         // Last, so the configuration group's values win over the defaults above.
         "!include {}\n",
         config.id, p.data, p.sock, p.server_pid, p.tmp, config.address, config.port, p.log,
-        p.tls + "/server.crt", p.tls + "/server.key", defaults["innodb_buffer_pool_size"],
-        defaults["max_binlog_size"], defaults["max_connections"], options_.proxy_networks,
-        defaults["character_set_server"], defaults["collation_server"],
-        p.dir + "/concord_binlog.cnf", p.dir + "/concord_replication.cnf",
-        p.dir + "/concord_role.cnf", params_path(p));
+        p.dir + "/general.log", p.dir + "/slow.log", p.tls + "/server.crt", p.tls + "/server.key",
+        defaults["innodb_buffer_pool_size"], defaults["max_binlog_size"],
+        defaults["max_connections"], options_.proxy_networks, defaults["character_set_server"],
+        defaults["collation_server"], p.dir + "/concord_binlog.cnf",
+        p.dir + "/concord_replication.cnf", p.dir + "/concord_role.cnf", params_path(p));
     if (!path_exists(params_path(p))) {
       CONCORD_RETURN_IF_ERROR(write_file_atomic(params_path(p), params_text({}), 0600, user));
     }

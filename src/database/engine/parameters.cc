@@ -110,6 +110,7 @@ constexpr ParameterSpec kMariadb1011[] = {
     integer("net_write_timeout", 1, 31536000, "s", false, "Seconds to wait for a block write."),
     real("long_query_time", 0, 31536000, "s", "Queries slower than this are slow queries."),
     boolean("slow_query_log", false, "Logs slow queries."),
+    boolean("general_log", false, "Logs every statement received (the general query log)."),
     choice("character_set_server", "utf8mb4|utf8mb3|latin1|ascii", false,
            "The server's default character set (with its default collation)."),
     choice("sql_mode",
