@@ -646,6 +646,9 @@ TEST_F(DatabaseBackupTest, UploadsAreSpooledToDiskAndAdopted) {
   EXPECT_EQ(spooled->dir, dir_.path() + "/database-backups/tmp");
   EXPECT_TRUE(hook(Method::kPut, "/agent/v1/database/instances/i-1/logs/000000010000000000000001")
                   .has_value());
+  auto guest_log = hook(Method::kPut, "/agent/v1/database/instances/i-1/guest-logs/general");
+  ASSERT_TRUE(guest_log.has_value());
+  EXPECT_EQ(guest_log->max_bytes, 1u << 20);
   EXPECT_FALSE(hook(Method::kGet, "/agent/v1/database/backups/b-1/data").has_value());
   EXPECT_FALSE(hook(Method::kPut, "/agent/v1/database/backups/b-1/data/x").has_value());
   EXPECT_FALSE(hook(Method::kPut, "/agent/v1/database/backups/b-1").has_value());
@@ -675,6 +678,140 @@ TEST_F(DatabaseBackupTest, UploadsAreSpooledToDiskAndAdopted) {
   r = db_agent(Method::kGet, "/backups/" + id + "/data");
   ASSERT_EQ(r.status, 200) << r;
   EXPECT_EQ(read_whole(r.raw.body_file), data);
+}
+
+// Trove's guest logs (api_logs.cc): the engine's list, a publish carried by the desired state
+// and uploaded by the instance's agent, the published end (Concord's GET .../log/{name}),
+// discard, and Trove-format errors.
+TEST_F(DatabaseBackupTest, GuestLogsArePublishedThroughTheDesiredState) {
+  const std::string id = create_active();  // PostgreSQL
+  const std::string base = "/instances/" + id + "/log";
+  Reply r = trove(Method::kGet, base);
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["logs"].size(), 1u) << r;
+  EXPECT_EQ(r.body["logs"][0]["name"], "general");
+  EXPECT_EQ(r.body["logs"][0]["type"], "USER");
+  EXPECT_EQ(r.body["logs"][0]["status"], "Ready");
+  EXPECT_EQ(r.body["logs"][0]["published"], 0);
+  EXPECT_EQ(trove(Method::kGet, base + "/general").status, 404);
+  EXPECT_TRUE(state_of(id).log_publish.empty());
+
+  r = trove(Method::kPost, base, {{"name", "general"}, {"publish", 1}});
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["log"]["name"], "general");
+  engine::DesiredState st = state_of(id);
+  ASSERT_EQ(st.log_publish.size(), 1u);
+  EXPECT_EQ(st.log_publish[0].name, "general");
+  const std::string request = st.log_publish[0].id;
+
+  auto put = [&](const std::string& req_id, const std::string& data, int64_t file_bytes,
+                 const std::string& host = kHost, std::string sha = {}) {
+    if (sha.empty()) sha = compute::driver::sha256_hex(data);
+    return db_agent(Method::kPut, "/instances/" + id + "/guest-logs/general", data,
+                    {{"x-concord-sha256", sha},
+                     {"x-concord-log-request", req_id},
+                     {"x-concord-log-file-bytes", std::to_string(file_bytes)}},
+                    host);
+  };
+  const std::string text = "line one\nline two\nline three\n";
+  EXPECT_EQ(put(request, text, 100, kOtherHost).status, 403);  // not the instance's host
+  EXPECT_EQ(put(request, text, 100, kHost, compute::driver::sha256_hex("other")).status, 400);
+  EXPECT_EQ(put("not-the-request", "old\n", 4).status, 204);  // a stale request: dropped
+  EXPECT_EQ(trove(Method::kGet, base + "/general").status, 404);
+  ASSERT_EQ(put(request, text, 100).status, 204);
+
+  r = trove(Method::kPost, base, {{"name", "general"}});  // troveclient's `log show`
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["log"]["status"], "Partial");  // the file had 100 bytes, its end was sent
+  EXPECT_EQ(r.body["log"]["published"], static_cast<int64_t>(text.size()));
+  EXPECT_EQ(r.body["log"]["pending"], 100 - static_cast<int64_t>(text.size()));
+  r = trove(Method::kGet, base + "/general");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.raw.body, text);
+  EXPECT_EQ(r.raw.header("content-type"), "text/plain; charset=utf-8");
+  EXPECT_EQ(trove(Method::kGet, base + "/general?lines=2").raw.body, "line two\nline three\n");
+  EXPECT_EQ(trove(Method::kGet, base + "/general?lines=9").raw.body, text);
+  for (const char* q : {"0", "x", "-1", "100001"}) {
+    EXPECT_EQ(trove(Method::kGet, base + "/general?lines=" + q).status, 400) << q;
+  }
+  // Published: the next desired state no longer asks for it.
+  ASSERT_EQ(trove(Method::kPost, "/instances/" + id + "/databases",
+                  {{"databases", Json::array({{{"name", "more"}}})}})
+                .status,
+            202);
+  EXPECT_TRUE(state_of(id).log_publish.empty());
+
+  // Another project sees nothing; a reader reads but does not publish.
+  EXPECT_EQ(trove(Method::kGet, base + "/general", nullptr, member2_, p2_).status, 404);
+  EXPECT_EQ(trove(Method::kGet, base, nullptr, reader1_).status, 200);
+  EXPECT_EQ(trove(Method::kPost, base, {{"name", "general"}, {"publish", 1}}, reader1_).status,
+            403);
+
+  // Bad requests: Trove-format errors, nothing asked.
+  r = trove(Method::kPost, base, {{"name", "slow_query"}, {"publish", 1}});
+  EXPECT_EQ(r.status, 404) << r;
+  EXPECT_TRUE(r.body.contains("itemNotFound")) << r;
+  EXPECT_EQ(trove(Method::kGet, base + "/slow_query").status, 404);
+  for (const Json& bad :
+       {Json{{"name", "general"}, {"enable", 1}}, Json{{"name", "general"}, {"disable", 1}},
+        Json{{"publish", 1}}, Json{{"name", 7}}, Json{{"name", "general"}, {"publish", "yes"}},
+        Json::array()}) {
+    r = trove(Method::kPost, base, bad);
+    EXPECT_EQ(r.status, 400) << bad << r;
+    EXPECT_TRUE(r.body.contains("badRequest")) << r;
+  }
+  EXPECT_TRUE(state_of(id).log_publish.empty());
+
+  r = trove(Method::kPost, base, {{"name", "general"}, {"discard", 1}});
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body["log"]["status"], "Ready");
+  EXPECT_EQ(r.body["log"]["published"], 0);
+  EXPECT_EQ(trove(Method::kGet, base + "/general").status, 404);
+  // Discard and publish at once (troveclient's `log set --discard --publish`): a new request.
+  r = trove(Method::kPost, base, {{"name", "general"}, {"discard", 1}, {"publish", 1}});
+  ASSERT_EQ(r.status, 200) << r;
+  st = state_of(id);
+  ASSERT_EQ(st.log_publish.size(), 1u);
+  EXPECT_NE(st.log_publish[0].id, request);
+  // The agent's upload for the discarded request is dropped.
+  EXPECT_EQ(put(request, text, 100).status, 204);
+  EXPECT_EQ(trove(Method::kGet, base + "/general").status, 404);
+}
+
+// MariaDB's general and slow-query logs follow their parameters: Disabled until a
+// configuration group turns them on; enable/disable point there.
+TEST_F(DatabaseBackupTest, MariadbGuestLogsFollowTheirParameters) {
+  Reply r = trove(Method::kPost, "/instances", instance_body("m1", "mariadb"));
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string id = r.body["instance"]["id"];
+  report(id, 1);
+  const std::string base = "/instances/" + id + "/log";
+  auto statuses = [&] {
+    std::map<std::string, std::string> out;
+    Reply l = trove(Method::kGet, base);
+    for (const Json& log : l.body["logs"]) out[log["name"]] = log["status"];
+    return out;
+  };
+  EXPECT_EQ(statuses(),
+            (std::map<std::string, std::string>{
+                {"error", "Ready"}, {"general", "Disabled"}, {"slow_query", "Disabled"}}));
+  r = trove(Method::kPost, base, {{"name", "general"}, {"enable", 1}});
+  EXPECT_EQ(r.status, 400) << r;
+  EXPECT_NE(r.body["badRequest"]["message"].get<std::string>().find("general_log"),
+            std::string::npos)
+      << r;
+  r = trove(Method::kPost, "/configurations",
+            {{"configuration",
+              {{"name", "logs"},
+               {"values", {{"general_log", 1}}},
+               {"datastore", {{"type", "mariadb"}, {"version", "10.11"}}}}}});
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string group = r.body["configuration"]["id"];
+  ASSERT_EQ(
+      trove(Method::kPut, "/instances/" + id, {{"instance", {{"configuration", group}}}}).status,
+      202);
+  EXPECT_EQ(statuses(), (std::map<std::string, std::string>{
+                            {"error", "Ready"}, {"general", "Ready"}, {"slow_query", "Disabled"}}));
 }
 
 TEST_F(DatabaseBackupTest, WithoutBackupStorageBackupsAre503) {

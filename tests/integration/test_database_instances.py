@@ -126,6 +126,27 @@ class DatabaseInstancesTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertEqual(last_line(p), "2")
         self.assertNotEqual(psql(ip, "app", "wrong-pw", "shop", "SELECT 1").returncode, 0)
 
+        # Trove's guest logs: the server log, published by the instance's agent, says why that
+        # login failed; Concord's GET .../log/<name> returns it (troveclient's `log tail` needs
+        # Swift).
+        logs = cli("a", "database", "log", "list", iid, "-f", "json")
+        self.assertEqual([(g["Name"], g["Type"], g["Status"]) for g in logs],
+                         [("general", "USER", "Ready")], logs)
+        shown = cli("a", "database", "log", "set", iid, "general", "--publish", "-f", "json")
+        self.assertIn(shown["status"], ("Published", "Partial"), shown)
+        self.assertGreater(shown["published"], 0, shown)
+        r = trove("a", "GET", "/instances/%s/log/general" % iid)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn('password authentication failed for user "app"', r.body.decode())
+        last = trove("a", "GET", "/instances/%s/log/general?lines=1" % iid).body.decode()
+        self.assertEqual(len(last.splitlines()), 1, last)
+        self.assertEqual(cli("a", "database", "log", "show", iid, "general", "-f", "json")[
+            "published"], shown["published"])
+        p = cli("a", "database", "log", "set", iid, "general", "--enable", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("always on", p.stderr)
+        self.assertEqual(trove("b", "GET", "/instances/%s/log/general" % iid).status, 404)
+
         listed = cli("a", "database", "instance", "list", "-f", "json")
         self.assertIn(iid, [i["ID"] for i in listed])
         self.assertEqual(len(cli("a", "database", "instance", "list", "--limit", "1",
@@ -210,6 +231,33 @@ class DatabaseInstancesTest(database_fixture.InstanceWaits, unittest.TestCase):
                     " SELECT COUNT(*) FROM items")
         self.assertEqual(m.returncode, 0, m.stderr)
         self.assertEqual(m.stdout.strip(), "2")
+
+        # Guest logs: the error log is always there; the general log follows general_log in a
+        # configuration group and is written where the engine's my.cnf says.
+        logs = {g["Name"]: g["Status"]
+                for g in cli("a", "database", "log", "list", iid, "-f", "json")}
+        self.assertEqual(logs, {"error": "Ready", "general": "Disabled",
+                                "slow_query": "Disabled"})
+        cli("a", "database", "log", "set", iid, "error", "--publish")
+        r = trove("a", "GET", "/instances/%s/log/error" % iid)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("ready for connections", r.body.decode())
+        group = cli("a", "database", "configuration", "create", "maria-logs",
+                    '{"general_log": 1}', "--datastore", "mariadb", "--datastore-version",
+                    "10.11", "-f", "json")
+        cli("a", "database", "configuration", "attach", iid, group["id"])
+        self.eventually(lambda: (lambda s: (s == "Ready", s))(
+            cli("a", "database", "log", "show", iid, "general", "-f", "json")["status"]),
+            "the general log on")
+        self.eventually(lambda: (lambda m: (m.returncode == 0, m))(
+            mariadb(ip, "app", "App-pw-1", "shop", "SELECT 'guest-log-marker'")),
+            "a query to log")
+        shown = cli("a", "database", "log", "set", iid, "general", "--publish", "-f", "json")
+        self.assertGreater(shown["published"], 0, shown)
+        r = trove("a", "GET", "/instances/%s/log/general" % iid)
+        self.assertIn("guest-log-marker", r.body.decode())
+        cli("a", "database", "configuration", "detach", iid)
+        cli("a", "database", "configuration", "delete", group["id"])
 
         cli("a", "database", "db", "create", iid, "orders")
         cli("a", "database", "user", "create", iid, "bob", "Bob-pw-2", "--databases", "orders")

@@ -25,7 +25,8 @@ void DatabaseService::Impl::add_applied(Method method, const std::string& patter
       method, "/v1.0/{project_id}" + pattern,
       [this, handler, rule](Request& req, http::Responder respond) {
         std::pair<std::string, int64_t> changed;
-        Response response = run(req, handler, rule, &changed);
+        std::function<Response()> answer;
+        Response response = run(req, handler, rule, &changed, &answer);
         if (response.status >= 300 || changed.first.empty() || options_.apply_wait.count() <= 0) {
           respond(std::move(response));
           return;
@@ -35,7 +36,8 @@ void DatabaseService::Impl::add_applied(Method method, const std::string& patter
           respond(std::move(response));
           return;
         }
-        pending_.push_back({changed.first, changed.second, std::move(response), std::move(respond),
+        pending_.push_back({changed.first, changed.second, std::move(response), std::move(answer),
+                            std::move(respond),
                             std::chrono::steady_clock::now() + options_.apply_wait});
         wait_cv_.notify_one();
       },
@@ -72,7 +74,7 @@ void DatabaseService::Impl::watch_applies() {
       }
     }
     lock.unlock();
-    for (PendingApply& p : done) p.respond(std::move(p.response));
+    for (PendingApply& p : done) p.respond(p.answer ? p.answer() : std::move(p.response));
     lock.lock();
     if (!pending_.empty()) wait_cv_.wait_for(lock, kInterval, [&] { return stopping_; });
   }
@@ -80,7 +82,7 @@ void DatabaseService::Impl::watch_applies() {
   std::vector<PendingApply> rest = std::move(pending_);
   pending_.clear();
   lock.unlock();
-  for (PendingApply& p : rest) p.respond(std::move(p.response));
+  for (PendingApply& p : rest) p.respond(p.answer ? p.answer() : std::move(p.response));
 }
 
 DatabaseService::Impl::~Impl() {
@@ -106,7 +108,8 @@ Response DatabaseService::Impl::error(const Request& req, const Error& e) {
 }
 
 Response DatabaseService::Impl::run(Request& req, Handler handler, const std::string& rule,
-                                    std::pair<std::string, int64_t>* changed) {
+                                    std::pair<std::string, int64_t>* changed,
+                                    std::function<Response()>* answer) {
   try {
     std::string_view token = req.header("x-auth-token");
     if (token.empty()) {
@@ -143,6 +146,7 @@ Response DatabaseService::Impl::run(Request& req, Handler handler, const std::st
     auto response = (this->*handler)(call);
     if (!response) return error(req, response.error());
     if (changed) *changed = {call.changed_instance, call.changed_revision};
+    if (answer) *answer = std::move(call.answer_when_applied);
     return std::move(*response);
   } catch (const std::exception& e) {
     logger("database")
@@ -240,6 +244,7 @@ void DatabaseService::Impl::build_routes() {
   add_backup_routes();
   add_quota_routes();
   add_operations_routes();
+  add_log_routes();
 }
 
 Result<std::unique_ptr<DatabaseService>> DatabaseService::create(

@@ -25,6 +25,7 @@
 
 #include "base/encoding.h"
 #include "compute/service/agent_api.h"
+#include "database/engine/guest_logs.h"
 #include "database/service/api_internal.h"
 
 namespace concord::database::service {
@@ -150,6 +151,20 @@ bool valid_log_name(const std::string& name) {
   });
 }
 
+Result<Response> blob_response(const blob::BlobStore& blobs, const std::string& sha256) {
+  if (!blobs.contains(sha256)) {
+    return fail(Code::kInternal, "the stored data " + sha256 + " is missing from the blob store");
+  }
+  Response r;
+  r.status = 200;
+  r.body_file = blobs.path_of(sha256);
+  r.set_header("content-type", "application/octet-stream");
+  r.set_header("x-concord-sha256", sha256);
+  return r;
+}
+
+}  // namespace
+
 Result<int64_t> header_int(const Request& req, std::string_view name) {
   std::string_view text = req.header(name);
   if (text.empty()) return int64_t{0};
@@ -172,20 +187,6 @@ Result<std::string> header_sha256(const Request& req) {
   }
   return sha;
 }
-
-Result<Response> blob_response(const blob::BlobStore& blobs, const std::string& sha256) {
-  if (!blobs.contains(sha256)) {
-    return fail(Code::kInternal, "the stored data " + sha256 + " is missing from the blob store");
-  }
-  Response r;
-  r.status = 200;
-  r.body_file = blobs.path_of(sha256);
-  r.set_header("content-type", "application/octet-stream");
-  r.set_header("x-concord-sha256", sha256);
-  return r;
-}
-
-}  // namespace
 
 // ---- tenant API -------------------------------------------------------------------------
 
@@ -1281,7 +1282,8 @@ http::StreamedBodyHook DatabaseService::agent_streamed_body_hook(std::string mou
   std::string dir = blobs->root() + "/tmp";
   return [prefix = std::move(mount_prefix), dir](
              Method method, std::string_view raw_path) -> std::optional<http::StreamedBody> {
-    // <prefix>/backups/<id>/data and <prefix>/instances/<id>/logs/<name>
+    // <prefix>/backups/<id>/data, <prefix>/instances/<id>/logs/<name> and
+    // <prefix>/instances/<id>/guest-logs/<name>
     if (method != Method::kPut || !raw_path.starts_with(prefix)) return std::nullopt;
     std::string_view rest = raw_path.substr(prefix.size());
     std::vector<std::string_view> parts;
@@ -1294,6 +1296,10 @@ http::StreamedBodyHook DatabaseService::agent_streamed_body_hook(std::string mou
     }
     const bool backup = parts.size() == 3 && parts[0] == "backups" && parts[2] == "data";
     const bool log = parts.size() == 4 && parts[0] == "instances" && parts[2] == "logs";
+    // A published guest log (api_logs.cc): small, but it may pass the server's in-memory limit.
+    if (parts.size() == 4 && parts[0] == "instances" && parts[2] == "guest-logs") {
+      return http::StreamedBody{dir, static_cast<uint64_t>(engine::kGuestLogPublishBytes)};
+    }
     if (!backup && !log) return std::nullopt;
     return http::StreamedBody{dir, kMaxUploadBytes};
   };

@@ -187,6 +187,7 @@ Result<DatabaseService::Impl::ServerTargets> DatabaseService::Impl::server_targe
         if (&o != primary && o.sync != "none") r.synchronous_standbys.push_back(o.id);
       }
       st.backup.reset();        // backups run on the primary
+      st.log_publish.clear();   // the instance's logs are its primary's
       st.archive_logs = false;  // the primary ships the logs
     }
     // Only the first member's folder is ever made from a backup; the others copy a member.

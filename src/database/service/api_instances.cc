@@ -8,11 +8,18 @@ namespace concord::database::service {
 Result<InstanceRow> DatabaseService::Impl::load_instance(store::Tx& tx, const Call& c,
                                                          const std::string& id,
                                                          bool allow_deleting) {
+  return load_instance(tx, c.caller, id, allow_deleting);
+}
+
+Result<InstanceRow> DatabaseService::Impl::load_instance(store::Tx& tx,
+                                                         const identity::AuthContext& caller,
+                                                         const std::string& id,
+                                                         bool allow_deleting) {
   CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
                            tx.query(std::string(kInstanceSelect) + "WHERE i.id = ?", {id}));
   // Trove's rule: an admin reaches any project's instance through its own project's path
   // (operators and Tempest's admin client clean up tenants' instances that way).
-  if (rows.empty() || (rows[0].text(1) != c.caller.project_id && !c.caller.is_admin()) ||
+  if (rows.empty() || (rows[0].text(1) != caller.project_id && !caller.is_admin()) ||
       (rows[0].integer(15) != 0 && !allow_deleting)) {
     return fail(Code::kNotFound, "Instance '" + id + "' cannot be found.");
   }
@@ -46,6 +53,7 @@ Result<engine::DesiredState> DatabaseService::Impl::desired_state(store::Tx& tx,
   CONCORD_RETURN_IF_ERROR(add_configuration_state(tx, inst, st));
   CONCORD_RETURN_IF_ERROR(add_backup_state(tx, inst, st));
   CONCORD_RETURN_IF_ERROR(add_replication_state(tx, inst, st));
+  CONCORD_RETURN_IF_ERROR(add_log_state(tx, inst, st));
   return st;
 }
 
@@ -372,7 +380,8 @@ Result<int64_t> DatabaseService::Impl::volume_size(const Json& v) const {
 }
 
 Status DatabaseService::Impl::purge_instance_rows(store::Tx& tx, const std::string& id) {
-  for (const char* table : {"db_databases", "db_users", "db_root", "db_events", "db_members"}) {
+  for (const char* table :
+       {"db_databases", "db_users", "db_root", "db_events", "db_members", "db_guest_logs"}) {
     CONCORD_RETURN_IF_ERROR(
         tx.exec(std::string("DELETE FROM ") + table + " WHERE instance_id = ?", {id}));
   }

@@ -27,6 +27,7 @@
 #include "compute/service/service_servers.h"
 #include "database/engine/credentials.h"
 #include "database/engine/desired_state.h"
+#include "database/engine/guest_logs.h"
 #include "database/proxy/endpoint_set.h"
 #include "database/service/database_service.h"
 #include "database/service/names.h"
@@ -156,6 +157,10 @@ Result<Json> body_member(const Request& req, const char* key, std::string_view s
 
 // A positive ?limit= (none: unlimited) of a list; 400 otherwise.
 Result<int64_t> parse_limit(const Request& req);
+// The agents' upload headers (api_backups.cc): a non-negative integer (0 when absent), and
+// X-Concord-SHA256 (64 lowercase hex characters).
+Result<int64_t> header_int(const Request& req, std::string_view name);
+Result<std::string> header_sha256(const Request& req);
 
 // The page of a list (in its listed order) that ?marker= (the id of the last row of the page
 // before) and `limit` (parse_limit's) ask for: rows [begin, end); `next` is the marker of the
@@ -248,6 +253,9 @@ class DatabaseService::Impl {
     // automated. At the project's backups quota it makes none, records the day's
     // "backup.automated.skipped" event instead and answers kResourceExhausted.
     std::string automated_since;
+    // Set by an add_applied handler whose answer depends on what the agent did (a guest log's
+    // publish): called for the answer once the wait ends, instead of the handler's response.
+    std::function<Response()> answer_when_applied;
   };
 
   using Handler = Result<Response> (Impl::*)(Call&);
@@ -261,9 +269,11 @@ class DatabaseService::Impl {
   // wait runs out the answer is the same, only later.
   void add_applied(Method method, const std::string& pattern, Handler handler, std::string rule);
   Response error(const Request& req, const Error& e);
-  // `changed` (optional) receives the call's changed instance and revision (Call::changed_*).
+  // `changed` (optional) receives the call's changed instance and revision (Call::changed_*),
+  // `answer` the call's Call::answer_when_applied.
   Response run(Request& req, Handler handler, const std::string& rule,
-               std::pair<std::string, int64_t>* changed = nullptr);
+               std::pair<std::string, int64_t>* changed = nullptr,
+               std::function<Response()>* answer = nullptr);
   // The thread behind add_applied: answers each waiting call once its instance's server has
   // converged at (or beyond) the revision, is gone or failed, or its deadline passed.
   void watch_applies();
@@ -335,6 +345,17 @@ class DatabaseService::Impl {
   Result<Response> show_limits(Call& c);
   Result<Response> show_quotas(Call& c);
   Result<Response> update_quotas(Call& c);
+
+  // api_logs.cc: Trove's guest logs (/instances/{id}/log) and the agents' publish route.
+  void add_log_routes();
+  // The guest logs waiting to be published go into the instance's desired state.
+  Status add_log_state(store::Tx& tx, const InstanceRow& inst, engine::DesiredState& st);
+  Result<Json> guest_log_view(store::Tx& tx, const InstanceRow& inst,
+                              const engine::GuestLogSpec& spec);
+  Result<Response> list_guest_logs(Call& c);
+  Result<Response> guest_log_action(Call& c);
+  Result<Response> guest_log_content(Call& c);
+  Result<Response> agent_put_guest_log(Request& req, const std::string& host);
 
   // api_backups.cc: backups (Trove's /backups), restore into a new instance, and the agents'
   // routes that store and fetch backup data and archived logs.
@@ -566,6 +587,8 @@ class DatabaseService::Impl {
   // api_instances.cc: instances, their server and desired state, actions
   Result<InstanceRow> load_instance(store::Tx& tx, const Call& c, const std::string& id,
                                     bool allow_deleting = false);
+  Result<InstanceRow> load_instance(store::Tx& tx, const identity::AuthContext& caller,
+                                    const std::string& id, bool allow_deleting = false);
   Result<engine::DesiredState> desired_state(store::Tx& tx, const InstanceRow& inst);
   std::map<std::string, std::string> server_metadata(const InstanceRow& inst,
                                                      const engine::DesiredState& st) const;
@@ -664,6 +687,7 @@ class DatabaseService::Impl {
     std::string instance_id;
     int64_t revision = 0;
     Response response;
+    std::function<Response()> answer;  // when set, renders the answer instead of `response`
     http::Responder respond;
     std::chrono::steady_clock::time_point deadline;
   };

@@ -168,6 +168,22 @@ CREATE TABLE db_quotas (
           // Transaction pooling: the tenant's pool size (0: sized from the flavor).
           {"database", 5, "pool size", R"sql(
 ALTER TABLE db_instances ADD COLUMN pool_size BIGINT NOT NULL DEFAULT 0;
+)sql"},
+          // Guest logs (api_logs.cc): the publish asked last (request_id), the one whose
+          // content is stored (published_request), and that content (the log's end).
+          {"database", 6, "guest logs", R"sql(
+CREATE TABLE db_guest_logs (
+  instance_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  request_id TEXT NOT NULL DEFAULT '',
+  requested TEXT NOT NULL DEFAULT '',
+  published_request TEXT NOT NULL DEFAULT '',
+  published TEXT NOT NULL DEFAULT '',
+  content TEXT NOT NULL DEFAULT '',
+  published_bytes BIGINT NOT NULL DEFAULT 0,
+  file_bytes BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (instance_id, name)
+);
 )sql"}};
 }
 
