@@ -892,15 +892,16 @@ class DatabaseDriver final : public Driver {
     }
     const std::string done_dir = dir_for(id) + "/logs-published";
     for (const engine::LogPublishRequest& req : requests) {
-      CONCORD_RETURN_IF_ERROR(validate_id(req.id));
+      // A request this driver cannot serve is skipped, not failed: a failed configure would
+      // put the instance in ERROR for the sake of a log.
+      const engine::GuestLogSpec* spec = engine::find_guest_log(engine_name, req.name);
+      if (!validate_id(req.id) || spec == nullptr) {
+        log_->warn("database instance {}: cannot publish log '{}' (request '{}') of a {} engine",
+                   id, req.name, req.id, engine_name);
+        continue;
+      }
       const std::string marker = done_dir + "/" + req.id;
       if (path_exists(marker)) continue;
-      const engine::GuestLogSpec* spec = engine::find_guest_log(engine_name, req.name);
-      if (spec == nullptr) {
-        return fail(
-            Code::kInvalidArgument,
-            fmt::format("database instance {}: no {} log named '{}'", id, engine_name, req.name));
-      }
       const std::string file = cfg.dir + "/" + std::string(spec->file);
       std::error_code ec;
       const auto size = std::filesystem::file_size(file, ec);
