@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/encoding.h"
@@ -812,6 +814,50 @@ TEST_F(DatabaseBackupTest, MariadbGuestLogsFollowTheirParameters) {
       202);
   EXPECT_EQ(statuses(), (std::map<std::string, std::string>{
                             {"error", "Ready"}, {"general", "Ready"}, {"slow_query", "Disabled"}}));
+}
+
+// A publish answers once its agent uploaded the log, with what was stored: also when the
+// instance's server never reports the revision applied (a stopped engine's agent uploads all
+// the same).
+TEST_F(DatabaseBackupTest, APublishAnswersOnceTheLogIsUploaded) {
+  const std::string id = create_active();
+  DatabaseOptions o;
+  o.backup_dir = dir_.path() + "/database-backups";
+  o.apply_wait = std::chrono::milliseconds(60000);
+  auto waiting = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
+  ASSERT_TRUE(waiting.has_value()) << waiting.error().to_string();
+  (*waiting)->attach_service_project(service_project_, "concord-database");
+  http::Router router;
+  router.mount("/database", (*waiting)->routes(), (*waiting)->errors());
+  auto answered = std::async(std::launch::async, [&] {
+    http::Request req;
+    req.method = Method::kPost;
+    req.target = "/database/v1.0/" + p1_ + "/instances/" + id + "/log";
+    req.base_url = "http://localhost:8080";
+    req.body = dump_json(Json{{"name", "general"}, {"publish", 1}});
+    req.headers = {{"content-type", "application/json"}, {"x-auth-token", member1_}};
+    std::string route;
+    return router.dispatch(req, route);
+  });
+  for (int i = 0; i < 200 && state_of(id).log_publish.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  engine::DesiredState st = state_of(id);
+  ASSERT_EQ(st.log_publish.size(), 1u);
+  EXPECT_EQ(answered.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  const std::string text = "ready\n";
+  Reply up = db_agent(Method::kPut, "/instances/" + id + "/guest-logs/general", text,
+                      {{"x-concord-sha256", compute::driver::sha256_hex(text)},
+                       {"x-concord-log-request", st.log_publish[0].id},
+                       {"x-concord-log-file-bytes", "6"}});
+  ASSERT_EQ(up.status, 204) << up;
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  http::Response resp = answered.get();
+  ASSERT_EQ(resp.status, 200) << resp.body;
+  auto body = parse_json(resp.body);
+  ASSERT_TRUE(body.has_value());
+  EXPECT_EQ((*body)["log"]["status"], "Published") << resp.body;
+  EXPECT_EQ((*body)["log"]["published"], 6) << resp.body;
 }
 
 TEST_F(DatabaseBackupTest, WithoutBackupStorageBackupsAre503) {

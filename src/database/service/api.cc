@@ -25,8 +25,8 @@ void DatabaseService::Impl::add_applied(Method method, const std::string& patter
       method, "/v1.0/{project_id}" + pattern,
       [this, handler, rule](Request& req, http::Responder respond) {
         std::pair<std::string, int64_t> changed;
-        std::function<Response()> answer;
-        Response response = run(req, handler, rule, &changed, &answer);
+        LateAnswer late;
+        Response response = run(req, handler, rule, &changed, &late);
         if (response.status >= 300 || changed.first.empty() || options_.apply_wait.count() <= 0) {
           respond(std::move(response));
           return;
@@ -36,7 +36,7 @@ void DatabaseService::Impl::add_applied(Method method, const std::string& patter
           respond(std::move(response));
           return;
         }
-        pending_.push_back({changed.first, changed.second, std::move(response), std::move(answer),
+        pending_.push_back({changed.first, changed.second, std::move(response), std::move(late),
                             std::move(respond),
                             std::chrono::steady_clock::now() + options_.apply_wait});
         wait_cv_.notify_one();
@@ -60,7 +60,7 @@ void DatabaseService::Impl::watch_applies() {
     const auto now = std::chrono::steady_clock::now();
     std::vector<PendingApply> done;
     for (auto it = pending_.begin(); it != pending_.end();) {
-      bool finished = now >= it->deadline;
+      bool finished = now >= it->deadline || (it->late.done && it->late.done());
       if (!finished && live) {
         auto s = live->find(it->instance_id);
         finished = s == live->end() || s->second.status == "ERROR" ||
@@ -74,7 +74,7 @@ void DatabaseService::Impl::watch_applies() {
       }
     }
     lock.unlock();
-    for (PendingApply& p : done) p.respond(p.answer ? p.answer() : std::move(p.response));
+    for (PendingApply& p : done) p.respond(p.late.render ? p.late.render() : std::move(p.response));
     lock.lock();
     if (!pending_.empty()) wait_cv_.wait_for(lock, kInterval, [&] { return stopping_; });
   }
@@ -82,7 +82,7 @@ void DatabaseService::Impl::watch_applies() {
   std::vector<PendingApply> rest = std::move(pending_);
   pending_.clear();
   lock.unlock();
-  for (PendingApply& p : rest) p.respond(p.answer ? p.answer() : std::move(p.response));
+  for (PendingApply& p : rest) p.respond(p.late.render ? p.late.render() : std::move(p.response));
 }
 
 DatabaseService::Impl::~Impl() {
@@ -108,8 +108,7 @@ Response DatabaseService::Impl::error(const Request& req, const Error& e) {
 }
 
 Response DatabaseService::Impl::run(Request& req, Handler handler, const std::string& rule,
-                                    std::pair<std::string, int64_t>* changed,
-                                    std::function<Response()>* answer) {
+                                    std::pair<std::string, int64_t>* changed, LateAnswer* late) {
   try {
     std::string_view token = req.header("x-auth-token");
     if (token.empty()) {
@@ -146,7 +145,7 @@ Response DatabaseService::Impl::run(Request& req, Handler handler, const std::st
     auto response = (this->*handler)(call);
     if (!response) return error(req, response.error());
     if (changed) *changed = {call.changed_instance, call.changed_revision};
-    if (answer) *answer = std::move(call.answer_when_applied);
+    if (late) *late = std::move(call.late);
     return std::move(*response);
   } catch (const std::exception& e) {
     logger("database")

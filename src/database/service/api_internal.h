@@ -238,6 +238,14 @@ class DatabaseService::Impl {
   std::shared_ptr<http::RouteTable> routes() const { return routes_; }
 
  private:
+  // What an add_applied handler may leave for its answer after the wait.
+  struct LateAnswer {
+    std::function<Response()> render;  // the answer, rendered when it is sent
+    // Ends the wait before the instance's server reports the revision applied (a stopped
+    // engine's agent does the work but reports no applied revision).
+    std::function<bool()> done;
+  };
+
   struct Call {
     Request& req;
     identity::AuthContext caller;
@@ -254,8 +262,8 @@ class DatabaseService::Impl {
     // "backup.automated.skipped" event instead and answers kResourceExhausted.
     std::string automated_since;
     // Set by an add_applied handler whose answer depends on what the agent did (a guest log's
-    // publish): called for the answer once the wait ends, instead of the handler's response.
-    std::function<Response()> answer_when_applied;
+    // publish).
+    LateAnswer late;
   };
 
   using Handler = Result<Response> (Impl::*)(Call&);
@@ -270,10 +278,9 @@ class DatabaseService::Impl {
   void add_applied(Method method, const std::string& pattern, Handler handler, std::string rule);
   Response error(const Request& req, const Error& e);
   // `changed` (optional) receives the call's changed instance and revision (Call::changed_*),
-  // `answer` the call's Call::answer_when_applied.
+  // `late` the call's Call::late.
   Response run(Request& req, Handler handler, const std::string& rule,
-               std::pair<std::string, int64_t>* changed = nullptr,
-               std::function<Response()>* answer = nullptr);
+               std::pair<std::string, int64_t>* changed = nullptr, LateAnswer* late = nullptr);
   // The thread behind add_applied: answers each waiting call once its instance's server has
   // converged at (or beyond) the revision, is gone or failed, or its deadline passed.
   void watch_applies();
@@ -687,7 +694,7 @@ class DatabaseService::Impl {
     std::string instance_id;
     int64_t revision = 0;
     Response response;
-    std::function<Response()> answer;  // when set, renders the answer instead of `response`
+    LateAnswer late;  // late.render, when set, renders the answer instead of `response`
     http::Responder respond;
     std::chrono::steady_clock::time_point deadline;
   };

@@ -180,10 +180,10 @@ Result<Response> DatabaseService::Impl::guest_log_action(Call& c) {
     // instance's task (a resize under way, say).
     int64_t revision = 0;
     std::string server;
+    const std::string request = new_uuid();
     CONCORD_RETURN_IF_ERROR(store_.write([&](store::Tx& tx) -> Status {
       CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
       CONCORD_ASSIGN_OR_RETURN(std::optional<LogRow> row, load_log_row(tx, inst.id, name));
-      const std::string request = new_uuid();
       if (row) {
         CONCORD_ASSIGN_OR_RETURN(
             int64_t n, tx.exec("UPDATE db_guest_logs SET request_id = ?, requested = ? WHERE "
@@ -209,13 +209,24 @@ Result<Response> DatabaseService::Impl::guest_log_action(Call& c) {
     CONCORD_RETURN_IF_ERROR(sync_server(instance_id));
     c.changed_instance = server;  // the server that publishes it: the primary member's
     c.changed_revision = revision;
+    // The upload is what the caller waits for; an instance whose engine is stopped never
+    // reports the revision applied, but its agent uploads the log all the same.
+    c.late.done = [this, instance_id, name, request]() {
+      bool published = false;
+      Status st = store_.read([&](store::Tx& tx) -> Status {
+        CONCORD_ASSIGN_OR_RETURN(std::optional<LogRow> row, load_log_row(tx, instance_id, name));
+        published = row && row->published_request == request;
+        return ok();
+      });
+      return st && published;
+    };
   }
   // The answer is rendered when it is sent: after a publish, once the request is applied (or
   // the wait ran out), so it shows what was published.
   const std::string id = c.param(1);
   const identity::AuthContext caller = c.caller;
   // It runs on the apply watcher's thread, where nothing may throw.
-  c.answer_when_applied = [this, id, caller, spec]() -> Response {
+  c.late.render = [this, id, caller, spec]() -> Response {
     try {
       Json view;
       Status st = store_.read([&](store::Tx& tx) -> Status {
@@ -230,7 +241,7 @@ Result<Response> DatabaseService::Impl::guest_log_action(Call& c) {
       return trove_error(500, "Internal error while reading the log's state.");
     }
   };
-  return c.answer_when_applied();
+  return c.late.render();
 }
 
 Result<Response> DatabaseService::Impl::guest_log_content(Call& c) {
