@@ -671,11 +671,9 @@ TEST_F(DatabaseApiTest, AccessChangesAnswerOnceTheAgentAppliedThem) {
   DatabaseOptions o;
   o.max_volume_gb = 20;
   o.apply_wait = std::chrono::milliseconds(60000);
-  auto waiting = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
-  ASSERT_TRUE(waiting.has_value()) << waiting.error().to_string();
-  (*waiting)->attach_service_project(service_project_, "concord-database");
   http::Router router;
-  router.mount("/database", (*waiting)->routes(), (*waiting)->errors());
+  auto waiting = service_on(router, o);
+  ASSERT_TRUE(waiting);
   auto call = [&](const Json& body) {
     http::Request req;
     req.method = http::Method::kPost;
@@ -704,11 +702,9 @@ TEST_F(DatabaseApiTest, AccessChangesAnswerOnceTheAgentAppliedThem) {
 
   // When the agent never applies it, the wait runs out with the same answer.
   o.apply_wait = std::chrono::milliseconds(200);
-  auto short_wait = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
-  ASSERT_TRUE(short_wait.has_value()) << short_wait.error().to_string();
-  (*short_wait)->attach_service_project(service_project_, "concord-database");
   http::Router router2;
-  router2.mount("/database", (*short_wait)->routes(), (*short_wait)->errors());
+  auto short_wait = service_on(router2, o);
+  ASSERT_TRUE(short_wait);
   http::Request req;
   req.method = http::Method::kPost;
   req.target = "/database/v1.0/" + p1_ + "/instances/" + id + "/databases";

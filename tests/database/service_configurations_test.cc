@@ -331,11 +331,9 @@ TEST_F(ConfigurationApiTest, ValueChangesAnswerOnceAnAttachedInstanceAppliedThem
   DatabaseOptions o;
   o.max_volume_gb = 20;
   o.apply_wait = std::chrono::milliseconds(60000);
-  auto waiting = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
-  ASSERT_TRUE(waiting.has_value()) << waiting.error().to_string();
-  (*waiting)->attach_service_project(service_project_, "concord-database");
   http::Router router;
-  router.mount("/database", (*waiting)->routes(), (*waiting)->errors());
+  auto waiting = service_on(router, o);
+  ASSERT_TRUE(waiting);
   auto patch = [&](const Json& values) {
     http::Request req;
     req.method = http::Method::kPatch;

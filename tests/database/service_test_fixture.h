@@ -105,6 +105,20 @@ class DatabaseServiceTest : public ::testing::Test, public test_support::Identit
     register_host();
   }
 
+  // A second database service on the same store with options `o` (a waiting apply_wait, say),
+  // its Trove routes mounted on `router` at /database; null (and a test failure) if it cannot
+  // be made.
+  std::unique_ptr<DatabaseService> service_on(http::Router& router, const DatabaseOptions& o) {
+    auto made = DatabaseService::create(*store_, clock_, *identity_, *ctx_, o);
+    if (!made) {
+      ADD_FAILURE() << made.error().to_string();
+      return nullptr;
+    }
+    (*made)->attach_service_project(service_project_, "concord-database");
+    router.mount("/database", (*made)->routes(), (*made)->errors());
+    return std::move(*made);
+  }
+
   // Lets a suite adjust the options of db_ (the service behind router_) before it is created.
   virtual void configure(DatabaseOptions& /*options*/) {}
 

@@ -7,7 +7,8 @@
 // Publishing is a request in the instance's desired state: the host's driver uploads the end of
 // the log's file to the agent route `PUT /agent/v1/database/instances/{id}/guest-logs/{name}`
 // (at most engine::kGuestLogPublishBytes), which stores it in db_guest_logs. The publish call
-// answers once the instance's server applied the request (add_applied), with what was stored.
+// (add_applied) answers once the upload is stored or the instance's server applied the
+// request, with what was stored.
 #include <charconv>
 
 #include "compute/driver/util.h"  // read_file, sha256_hex
@@ -36,12 +37,17 @@ Result<std::optional<LogRow>> load_log_row(store::Tx& tx, const std::string& ins
                                       rows[0].integer(3), rows[0].integer(4)});
 }
 
-std::string log_names(std::string_view engine) {
-  std::string out;
-  for (const engine::GuestLogSpec& s : engine::guest_log_catalog(engine)) {
-    out += (out.empty() ? "" : ", ") + std::string(s.name);
+// The engine's log of that name, or Trove's 404 naming the logs it has.
+Result<const engine::GuestLogSpec*> find_log(const std::string& engine_name,
+                                             const std::string& name) {
+  if (const engine::GuestLogSpec* spec = engine::find_guest_log(engine_name, name)) return spec;
+  std::string names;
+  for (const engine::GuestLogSpec& s : engine::guest_log_catalog(engine_name)) {
+    names += (names.empty() ? "" : ", ") + std::string(s.name);
   }
-  return out.empty() ? "none" : out;
+  return fail(Code::kNotFound, "Log '" + sanitize_utf8(name) + "' cannot be found: the logs of " +
+                                   engine_name + " instances are " +
+                                   (names.empty() ? "none" : names) + ".");
 }
 
 // Whether the action key is asked for: troveclient sends 1, curl users may send true.
@@ -79,12 +85,11 @@ Result<Json> DatabaseService::Impl::guest_log_view(store::Tx& tx, const Instance
                                                    const engine::GuestLogSpec& spec) {
   CONCORD_ASSIGN_OR_RETURN(std::optional<LogRow> row, load_log_row(tx, inst.id, spec.name));
   bool enabled = spec.enabled_by.empty();
-  if (!enabled && !inst.configuration_id.empty()) {
-    CONCORD_ASSIGN_OR_RETURN(std::optional<GroupRow> g, find_group(tx, inst.configuration_id));
-    if (g) {
-      auto it = g->values.find(std::string(spec.enabled_by));
-      enabled = it != g->values.end() && it->second == "on";
-    }
+  if (!enabled) {
+    engine::DesiredState st;  // the parameters the instance's engine is given
+    CONCORD_RETURN_IF_ERROR(add_configuration_state(tx, inst, st));
+    auto it = st.parameters.find(std::string(spec.enabled_by));
+    enabled = it != st.parameters.end() && it->second == "on";
   }
   const bool published = row && !row->published.empty();
   const int64_t pending =
@@ -148,12 +153,7 @@ Result<Response> DatabaseService::Impl::guest_log_action(Call& c) {
     engine_name = inst.engine;
     return ok();
   }));
-  spec = engine::find_guest_log(engine_name, name);
-  if (spec == nullptr) {
-    return fail(Code::kNotFound, "Log '" + sanitize_utf8(name) + "' cannot be found: the logs of " +
-                                     engine_name + " instances are " + log_names(engine_name) +
-                                     ".");
-  }
+  CONCORD_ASSIGN_OR_RETURN(spec, find_log(engine_name, name));
   if (asked(*body, "enable") || asked(*body, "disable")) {
     if (spec->enabled_by.empty()) {
       return fail(bad("Log '" + name + "' is always on; it cannot be " +
@@ -257,11 +257,7 @@ Result<Response> DatabaseService::Impl::guest_log_content(Call& c) {
   CONCORD_RETURN_IF_ERROR(store_.read([&](store::Tx& tx) -> Status {
     CONCORD_ASSIGN_OR_RETURN(InstanceRow inst, load_instance(tx, c, c.param(1)));
     const std::string& name = c.param(2);
-    if (engine::find_guest_log(inst.engine, name) == nullptr) {
-      return fail(Code::kNotFound, "Log '" + name + "' cannot be found: the logs of " +
-                                       inst.engine + " instances are " + log_names(inst.engine) +
-                                       ".");
-    }
+    CONCORD_RETURN_IF_ERROR(find_log(inst.engine, name));
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows rows,
         tx.query("SELECT content FROM db_guest_logs WHERE instance_id = ? AND name = ? AND "
@@ -277,14 +273,20 @@ Result<Response> DatabaseService::Impl::guest_log_content(Call& c) {
     return ok();
   }));
   if (lines > 0) {
-    size_t pos = content.size();
-    if (pos > 0 && content.back() == '\n') --pos;  // the last line's own newline
-    for (int64_t n = 0; n < lines && pos > 0; ++n) {
-      size_t nl = content.rfind('\n', pos - 1);
-      pos = nl == std::string::npos ? 0 : nl;
-      if (nl == std::string::npos) break;
+    // Cut after the newline that ends the line before the last `lines` ones (none: keep all).
+    size_t end = content.size();
+    if (end > 0 && content.back() == '\n') --end;  // the last line's own newline
+    size_t cut = 0;
+    for (int64_t n = 0; n < lines; ++n) {
+      const size_t nl = end == 0 ? std::string::npos : content.rfind('\n', end - 1);
+      if (nl == std::string::npos) {
+        cut = 0;
+        break;
+      }
+      cut = nl + 1;
+      end = nl;
     }
-    if (pos > 0) content.erase(0, pos + 1);
+    content.erase(0, cut);
   }
   Response r;
   r.status = 200;
