@@ -841,6 +841,47 @@ class MariadbBackupTest : public ::testing::Test {
     return a;
   }
 
+  // A replication group of the source and its replicas (the tests of replicas and of restores
+  // across a promotion): everybody's databases, users and root; the roles; an apply of both.
+  static DesiredState group_state(int64_t revision) {
+    DesiredState st;
+    st.revision = revision;
+    st.databases = {{"shop", "", ""}};
+    st.users = {{"app", "%", mariadb_native_verifier("app-pw"), {"shop"}}};
+    st.root = RootSpec{mariadb_native_verifier("root-pw")};
+    return st;
+  }
+  static ReplicationSpec primary_spec(std::vector<std::string> replicas) {
+    ReplicationSpec r;
+    r.role = ReplicationSpec::Role::kPrimary;
+    r.secret = "repl-Secret-42";
+    r.replicas = std::move(replicas);
+    return r;
+  }
+  static ReplicationSpec replica_spec(const InstanceConfig& upstream) {
+    ReplicationSpec r;
+    r.role = ReplicationSpec::Role::kReplica;
+    r.secret = "repl-Secret-42";
+    r.upstream_instance = upstream.id;
+    r.upstream_address = upstream.address;
+    r.upstream_port = upstream.port;
+    return r;
+  }
+  void apply(const InstanceConfig& c, DesiredState st, const ReplicationSpec& spec) {
+    st.replication = spec;
+    auto done = engine_->apply(c, st);
+    ASSERT_TRUE(done.has_value()) << c.id << ": " << done.error().to_string();
+  }
+  // Table t's ids, as "1,2,3\n".
+  std::string rows(const InstanceConfig& c) {
+    auto r = sql(c, "SELECT GROUP_CONCAT(id ORDER BY id) FROM t");
+    return r.ok() ? r.out : "error: " + r.err;
+  }
+  static bool eventually(const std::function<bool()>& done) {
+    for (int i = 0; i < 600 && !done(); ++i) std::this_thread::sleep_for(milliseconds(100));
+    return done();
+  }
+
   EngineTempDir tmp_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<FolderTransport> transport_;
@@ -1074,37 +1115,8 @@ TEST_F(MariadbBackupTest, PointInTimeRestoreFollowsGtidsAcrossAPromotion) {
   const InstanceConfig& p = source_;
   InstanceConfig s = make_config("standby");
   transport_->ship_as[s.id] = p.id;
-  auto group_state = [](int64_t revision) {
-    DesiredState st;
-    st.revision = revision;
-    st.databases = {{"shop", "", ""}};
-    st.users = {{"app", "%", mariadb_native_verifier("app-pw"), {"shop"}}};
-    st.root = RootSpec{mariadb_native_verifier("root-pw")};
-    return st;
-  };
-  ReplicationSpec as_primary;
-  as_primary.role = ReplicationSpec::Role::kPrimary;
-  as_primary.secret = "repl-Secret-42";
-  as_primary.replicas = {s.id};
-  ReplicationSpec as_replica;
-  as_replica.role = ReplicationSpec::Role::kReplica;
-  as_replica.secret = as_primary.secret;
-  as_replica.upstream_instance = p.id;
-  as_replica.upstream_address = p.address;
-  as_replica.upstream_port = p.port;
-  auto apply = [&](const InstanceConfig& c, DesiredState st, const ReplicationSpec& spec) {
-    st.replication = spec;
-    auto done = engine_->apply(c, st);
-    ASSERT_TRUE(done.has_value()) << c.id << ": " << done.error().to_string();
-  };
-  auto rows = [&](const InstanceConfig& c) {
-    auto r = sql(c, "SELECT GROUP_CONCAT(id ORDER BY id) FROM t");
-    return r.ok() ? r.out : "error: " + r.err;
-  };
-  auto eventually = [](const std::function<bool()>& done) {
-    for (int i = 0; i < 600 && !done(); ++i) std::this_thread::sleep_for(milliseconds(100));
-    return done();
-  };
+  const ReplicationSpec as_primary = primary_spec({s.id});
+  const ReplicationSpec as_replica = replica_spec(p);
 
   ASSERT_NO_FATAL_FAILURE(up(p));
   ASSERT_NO_FATAL_FAILURE(apply(p, group_state(1), as_primary));
@@ -1112,7 +1124,7 @@ TEST_F(MariadbBackupTest, PointInTimeRestoreFollowsGtidsAcrossAPromotion) {
   RestoreArchive a = backup(p, "m1");
   ASSERT_FALSE(a.backup_id.empty());
   ASSERT_TRUE(sql(p, "INSERT INTO t VALUES (2)").ok());
-  auto cloned = engine_->clone_from(s, as_replica);
+  auto cloned = engine_->clone_from(s, as_replica, nullptr);
   ASSERT_TRUE(cloned.has_value()) << cloned.error().to_string();
   ASSERT_NO_FATAL_FAILURE(up(s));
   ASSERT_NO_FATAL_FAILURE(apply(s, group_state(1), as_replica));
@@ -1175,6 +1187,63 @@ TEST_F(MariadbBackupTest, PointInTimeRestoreFollowsGtidsAcrossAPromotion) {
   EXPECT_EQ(st.error().code(), Code::kFailedPrecondition) << st.error().to_string();
   EXPECT_NE(st.error().message().find("missing"), std::string::npos) << st.error().to_string();
   EXPECT_FALSE(fs::exists(holed.dir + "/data"));
+}
+
+// A replica's first copy from its upstream's newest backup and archived binlogs (the seed)
+// instead of a dump over the network: 1 comes from the backup, 2 from the shipped binlog, 3
+// (written after the last shipped binlog) and 4 (after the start) stream from the upstream. A
+// row the upstream wrote unlogged (100) is in no backup and no binlog: a dump copies it, a
+// seed cannot, which tells the two apart. A seed that cannot be used falls back to the dump.
+TEST_F(MariadbBackupTest, AReplicaIsSeededFromTheNewestBackupAndTheArchivedBinlogs) {
+  const InstanceConfig& p = source_;
+  InstanceConfig seeded = make_config("seeded");
+  InstanceConfig fallback = make_config("fallback");
+  const ReplicationSpec as_primary = primary_spec({seeded.id, fallback.id});
+  const ReplicationSpec as_replica = replica_spec(p);
+  auto copy_record = [](const InstanceConfig& c) {
+    return detail::read_file(c.dir + "/replica_copy").value_or("(none)");
+  };
+
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, group_state(1), as_primary));
+  ASSERT_TRUE(sql(p, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+  RestoreArchive a = backup(p, "seed1");
+  ASSERT_FALSE(a.backup_id.empty());
+  ASSERT_TRUE(sql(p, "INSERT INTO t VALUES (2)").ok());
+  ASSERT_TRUE(root_sql(p, "FLUSH BINARY LOGS").ok());
+  auto shipped = engine_->ship_logs(p, *transport_);
+  ASSERT_TRUE(shipped.has_value()) << shipped.error().to_string();
+  ASSERT_TRUE(sql(p, "INSERT INTO t VALUES (3)").ok());
+  ASSERT_TRUE(root_sql(p, "SET sql_log_bin = 0; INSERT INTO shop.t VALUES (100)").ok());
+
+  ReplicationSpec with_seed = as_replica;
+  with_seed.seed = RestoreSpec{{a}, p.id, 0};
+  auto st = engine_->clone_from(seeded, with_seed, transport_.get());
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(copy_record(seeded).starts_with("backup seed1 0-")) << copy_record(seeded);
+  ASSERT_NO_FATAL_FAILURE(start(seeded));
+  ASSERT_NO_FATAL_FAILURE(apply(seeded, group_state(1), as_replica));
+  EXPECT_TRUE(eventually([&] { return rows(seeded) == "1,2,3\n"; })) << rows(seeded);
+  ASSERT_TRUE(sql(p, "INSERT INTO t VALUES (4)").ok());
+  EXPECT_TRUE(eventually([&] { return rows(seeded) == "1,2,3,4\n"; })) << rows(seeded);
+  auto h = engine_->health(seeded);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->role, "replica");
+  EXPECT_TRUE(h->replication_streaming);
+  EXPECT_EQ(h->replication_broken, "");
+
+  // An archive the blob store no longer has: the copy is made over the network instead.
+  ReplicationSpec gone = as_replica;
+  RestoreArchive missing = a;
+  missing.backup_id = "seed-gone";
+  gone.seed = RestoreSpec{{missing}, p.id, 0};
+  st = engine_->clone_from(fallback, gone, transport_.get());
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(copy_record(fallback).starts_with("network ")) << copy_record(fallback);
+  EXPECT_FALSE(fs::exists(fallback.dir + "/restore.tmp"));
+  ASSERT_NO_FATAL_FAILURE(start(fallback));
+  ASSERT_NO_FATAL_FAILURE(apply(fallback, group_state(1), as_replica));
+  EXPECT_TRUE(eventually([&] { return rows(fallback) == "1,2,3,4,100\n"; })) << rows(fallback);
 }
 
 TEST_F(MariadbBackupTest, IncrementalBackupsRestoreAsAChain) {

@@ -17,6 +17,9 @@ DesiredState full_state() {
   st.backup = BackupRequest{"b1", "b0", "{\"to_lsn\":5}"};
   st.log_publish = {{"l1", "general"}, {"l2", "slow_query"}};
   st.archive_logs = false;
+  st.restore = RestoreSpec{{{"b0", "ab12", 42, "{\"to_lsn\":4}"}, {"b1", "cd34", 7, "{}"}},
+                           "src-1",
+                           1'796'000'000'000'000};
   ReplicationSpec r;
   r.role = ReplicationSpec::Role::kPrimary;
   r.secret = "s3cret";
@@ -38,6 +41,10 @@ TEST(DesiredStateJson, RoundTripsEveryField) {
   auto back2 = desired_state_from_json(to_json(replica));
   ASSERT_TRUE(back2) << back2.error().to_string();
   EXPECT_EQ(*back2, replica);
+  replica.replication->seed = RestoreSpec{{{"b2", "ef56", 9, "{\"gtid\":\"0-1-5\"}"}}, "p1", 0};
+  auto seeded = desired_state_from_json(to_json(replica));
+  ASSERT_TRUE(seeded) << seeded.error().to_string();
+  EXPECT_EQ(*seeded, replica);
 
   DesiredState standalone;
   standalone.revision = 1;
@@ -71,6 +78,10 @@ TEST(DesiredStateJson, RefusesMalformedReplication) {
            R"({"revision":1,"replication":{"role":"primary","secret":"x","replicas":"r1"}})",
            R"({"revision":1,"replication":{"role":"primary","secret":"x",
                "synchronous_standbys":[1]}})",
+           R"({"revision":1,"replication":{"role":"replica","secret":"x","upstream_instance":"p",
+               "upstream_address":"127.0.0.1","upstream_port":3306,"seed":{"chain":[]}}})",
+           R"({"revision":1,"replication":{"role":"replica","secret":"x","upstream_instance":"p",
+               "upstream_address":"127.0.0.1","upstream_port":3306,"seed":"b1"}})",
        }) {
     auto st = desired_state_from_json(text);
     ASSERT_FALSE(st) << text;

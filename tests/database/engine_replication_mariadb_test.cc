@@ -116,7 +116,7 @@ class MariadbReplicationTest : public ::testing::Test {
   // clone_from, prepare, start, apply: what the driver does for a new replica.
   void make_replica(const InstanceConfig& c, const InstanceConfig& upstream, int64_t revision,
                     std::vector<std::string> sync = {}) {
-    auto st = engine_->clone_from(c, replica_spec(upstream, sync));
+    auto st = engine_->clone_from(c, replica_spec(upstream, sync), nullptr);
     ASSERT_TRUE(st.has_value()) << st.error().to_string();
     ASSERT_NO_FATAL_FAILURE(up(c));
     DesiredState s = group_state(revision);
@@ -366,7 +366,7 @@ TEST_F(MariadbReplicationTest, CloneFromUnreachableUpstreamIsUnavailable) {
   nowhere.address = unique_address();
   nowhere.port = free_port(nowhere.address);
   ASSERT_GT(nowhere.port, 0);
-  auto st = engine_->clone_from(r, replica_spec(nowhere));
+  auto st = engine_->clone_from(r, replica_spec(nowhere), nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
   EXPECT_FALSE(detail::path_exists(r.dir + "/data"));
@@ -375,7 +375,7 @@ TEST_F(MariadbReplicationTest, CloneFromUnreachableUpstreamIsUnavailable) {
   // A replica spec without an upstream is refused before anything is tried.
   ReplicationSpec bad = replica_spec(nowhere);
   bad.upstream_address.clear();
-  st = engine_->clone_from(r, bad);
+  st = engine_->clone_from(r, bad, nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kInvalidArgument) << st.error().to_string();
 }

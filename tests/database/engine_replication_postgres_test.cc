@@ -140,7 +140,7 @@ class PostgresReplicationTest : public ::testing::Test {
   }
   // As the driver makes a replica: clone_from, prepare, start, apply.
   void make_replica(const InstanceConfig& c, const InstanceConfig& upstream) {
-    auto st = engine_->clone_from(c, replica_spec(upstream));
+    auto st = engine_->clone_from(c, replica_spec(upstream), nullptr);
     ASSERT_TRUE(st.has_value()) << st.error().to_string();
     ASSERT_NO_FATAL_FAILURE(up(c));
     ASSERT_NO_FATAL_FAILURE(apply(c, group_state(replica_spec(upstream))));
@@ -438,7 +438,7 @@ TEST_F(PostgresReplicationTest, CloneFailuresSayWhetherToRetry) {
   ReplicationSpec nowhere = replica_spec(p);
   nowhere.upstream_address = unique_address();
   nowhere.upstream_port = free_port(nowhere.upstream_address);
-  auto st = engine_->clone_from(lost, nowhere);
+  auto st = engine_->clone_from(lost, nowhere, nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
   EXPECT_FALSE(detail::path_exists(lost.dir + "/data"));
@@ -447,7 +447,7 @@ TEST_F(PostgresReplicationTest, CloneFailuresSayWhetherToRetry) {
   // The primary has no slot for this replica yet (its apply has not listed it): retry later;
   // once it has, the same call succeeds.
   InstanceConfig early = member("early");
-  st = engine_->clone_from(early, replica_spec(p));
+  st = engine_->clone_from(early, replica_spec(p), nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
   EXPECT_NE(st.error().message().find("does not exist"), std::string::npos)
@@ -456,13 +456,13 @@ TEST_F(PostgresReplicationTest, CloneFailuresSayWhetherToRetry) {
   // What a killed clone left behind is redone, not trusted.
   ASSERT_TRUE(detail::make_dir(early.dir + "/clone.tmp/data", 0700).has_value());
   ASSERT_TRUE(detail::write_file_atomic(early.dir + "/clone.tmp/data/junk", "x").has_value());
-  st = engine_->clone_from(early, replica_spec(p));
+  st = engine_->clone_from(early, replica_spec(p), nullptr);
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_FALSE(detail::path_exists(early.dir + "/data/junk"));
   EXPECT_FALSE(detail::path_exists(early.dir + "/clone.tmp"));
   // Idempotent: the folder exists, nothing is redone.
   ASSERT_TRUE(detail::write_file_atomic(early.dir + "/data/concord_test_marker", "x").has_value());
-  st = engine_->clone_from(early, replica_spec(p));
+  st = engine_->clone_from(early, replica_spec(p), nullptr);
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_TRUE(detail::path_exists(early.dir + "/data/concord_test_marker"));
   ASSERT_NO_FATAL_FAILURE(up(early));
@@ -482,7 +482,7 @@ TEST_F(PostgresReplicationTest, CloneFailuresSayWhetherToRetry) {
   ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({early.id, wrong.id})));
   ReplicationSpec bad_secret = replica_spec(p);
   bad_secret.secret = "not-the-secret";
-  st = engine_->clone_from(wrong, bad_secret);
+  st = engine_->clone_from(wrong, bad_secret, nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
   EXPECT_NE(st.error().message().find("password authentication failed"), std::string::npos)
@@ -491,16 +491,16 @@ TEST_F(PostgresReplicationTest, CloneFailuresSayWhetherToRetry) {
   // Specs that cannot work.
   ReplicationSpec as_primary = replica_spec(p);
   as_primary.role = ReplicationSpec::Role::kPrimary;
-  st = engine_->clone_from(wrong, as_primary);
+  st = engine_->clone_from(wrong, as_primary, nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
   ReplicationSpec no_upstream = replica_spec(p);
   no_upstream.upstream_address.clear();
-  st = engine_->clone_from(wrong, no_upstream);
+  st = engine_->clone_from(wrong, no_upstream, nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
   // A running instance is not overwritten.
-  st = engine_->clone_from(p, replica_spec(early));
+  st = engine_->clone_from(p, replica_spec(early), nullptr);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kFailedPrecondition);
 

@@ -517,6 +517,97 @@ TEST_F(DatabaseBackupTest, RestoreIsValidatedAndCarriesTheChain) {
   EXPECT_EQ(trove(Method::kPost, "/instances", body).status, 200);
 }
 
+// With the endpoints on, as high availability needs.
+class DatabaseBackupTestWithEndpoints : public DatabaseBackupTest {
+ protected:
+  void configure(DatabaseOptions& o) override {
+    DatabaseBackupTest::configure(o);
+    o.endpoints = true;
+  }
+};
+
+// A MariaDB replica's first copy may come from its source's newest backup chain and archived
+// binlogs (ReplicationSpec::seed) instead of a dump of the running source: offered once a
+// completed backup exists, for read replicas and HA standbys, not while the logs since the
+// backup outweigh it, and never for PostgreSQL (its network copy is physical already).
+TEST_F(DatabaseBackupTestWithEndpoints, MariadbReplicasAreOfferedTheNewestBackupAsTheirSeed) {
+  auto active = [&](Json body) {
+    Reply r = trove(Method::kPost, "/instances", body);
+    EXPECT_EQ(r.status, 200) << r;
+    const std::string id = r.body["instance"].value("id", std::string());
+    report(id, 1);
+    return id;
+  };
+  auto replica_of = [&](const std::string& source, const std::string& name) {
+    Reply r = trove(Method::kPost, "/instances",
+                    {{"instance", {{"name", name}, {"replica_of", source}}}});
+    EXPECT_EQ(r.status, 200) << r;
+    return state_of(r.body["instance"].value("id", std::string()));
+  };
+  const std::string m = active(instance_body("m1", "mariadb"));
+
+  engine::DesiredState st = replica_of(m, "before-backup");
+  ASSERT_TRUE(st.replication.has_value());
+  EXPECT_FALSE(st.replication->seed.has_value()) << "no backup yet: a network copy";
+
+  const std::string old = completed_backup(m, "older backup", "old");
+  advance(std::chrono::minutes(1));
+  const std::string b = completed_backup(m, "the newest backup", "new");
+  st = replica_of(m, "seeded");
+  ASSERT_TRUE(st.replication.has_value());
+  ASSERT_TRUE(st.replication->seed.has_value());
+  ASSERT_EQ(st.replication->seed->chain.size(), 1u);
+  EXPECT_EQ(st.replication->seed->chain[0].backup_id, b);
+  EXPECT_NE(b, old);
+  EXPECT_EQ(st.replication->seed->log_source_instance, m);
+  EXPECT_EQ(st.replication->seed->target_time_us, 0) << "the logs are replayed to their end";
+  EXPECT_FALSE(st.restore.has_value()) << "a replica is not a restore";
+
+  // More binlog shipped since the backup than the backup holds: the dump is the cheaper copy.
+  const int64_t now = us_of(clock_.now());
+  ASSERT_EQ(put_log(m, "mariadb-bin-x.000001", std::string(100, 'x'), now, now + 1'000'000).status,
+            204);
+  st = replica_of(m, "logs-outweigh");
+  ASSERT_TRUE(st.replication.has_value());
+  EXPECT_FALSE(st.replication->seed.has_value());
+
+  // PostgreSQL: never, backup or not.
+  const std::string pg = create_active("pg1");
+  (void)completed_backup(pg, "pg backup", "pgb");
+  st = replica_of(pg, "pg-replica");
+  ASSERT_TRUE(st.replication.has_value());
+  EXPECT_FALSE(st.replication->seed.has_value());
+
+  // An HA standby of a MariaDB instance with a backup is offered it too.
+  register_host("h-db2");  // the standby never shares its primary's host
+  const std::string ha = active([] {
+    Json body = instance_body("ha1", "mariadb");
+    body["instance"]["high_availability"] = true;
+    return body;
+  }());
+  auto primary = server(ha);
+  auto standby = server(ha + "-m1");
+  ASSERT_TRUE(primary.has_value());
+  ASSERT_TRUE(standby.has_value());
+  const std::string base = "state_revision=1; mariadb 10.11; disk_used_bytes=10; healthy";
+  report_detail(ha, base + "; role=primary", 1, primary->host);
+  report_detail(ha + "-m1", base + "; role=replica; streaming=1", 1, standby->host);
+  Reply r = create_backup(ha, "ha-backup");
+  ASSERT_EQ(r.status, 202) << r;
+  const std::string hb = r.body["backup"].value("id", std::string());
+  r = upload(hb, "ha data", us_of(clock_.now()), R"({"gtid":"0-1-5"})", primary->host);
+  ASSERT_EQ(r.status, 200) << r;
+  st = state_of(ha + "-m1");
+  ASSERT_TRUE(st.replication.has_value());
+  EXPECT_EQ(st.replication->role, engine::ReplicationSpec::Role::kReplica);
+  ASSERT_TRUE(st.replication->seed.has_value());
+  EXPECT_EQ(st.replication->seed->chain.at(0).backup_id, hb);
+  EXPECT_EQ(st.replication->seed->log_source_instance, ha);
+  st = state_of(ha);
+  ASSERT_TRUE(st.replication.has_value());
+  EXPECT_FALSE(st.replication->seed.has_value()) << "the primary copies from nobody";
+}
+
 TEST_F(DatabaseBackupTest, PointInTimeRestoreNeedsArchivedLogsCoveringTheTime) {
   const std::string inst = create_active();
   const int64_t t0 = us_of(clock_.now());

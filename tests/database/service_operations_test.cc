@@ -71,17 +71,6 @@ class DatabaseOperationsTest : public DatabaseServiceTest {
     return id;
   }
 
-  // The agent of `host` reports the server `id` running with the driver's status `detail` (a
-  // report carries what changed: the host's other servers keep what they reported last).
-  void report_detail(const std::string& id, const std::string& detail, int64_t generation = 1,
-                     const std::string& host = kHost) {
-    Json inst = {{"id", id},         {"generation", generation},   {"state", "present"},
-                 {"power_state", 1}, {"addresses", Json::array()}, {"detail", detail}};
-    Reply r = agent(Method::kPost, "/v1/hosts/" + host + "/report",
-                    Json{{"instances", Json::array({inst})}}, host);
-    ASSERT_EQ(r.status, 200) << r;
-  }
-
   Reply db_agent(Method method, const std::string& path, const std::string& body = {},
                  std::vector<http::Header> extra = {}) {
     extra.push_back(agent_header(kHost));

@@ -197,6 +197,17 @@ class DatabaseServiceTest : public ::testing::Test, public test_support::Identit
     ASSERT_EQ(r.status, 200) << r;
   }
 
+  // The agent of `host` reports the server `id` running with the driver's status `detail` (a
+  // report carries what changed: the host's other servers keep what they reported last).
+  void report_detail(const std::string& id, const std::string& detail, int64_t generation = 1,
+                     const std::string& host = kHost) {
+    Json inst = {{"id", id},         {"generation", generation},   {"state", "present"},
+                 {"power_state", 1}, {"addresses", Json::array()}, {"detail", detail}};
+    Reply r = agent(http::Method::kPost, "/v1/hosts/" + host + "/report",
+                    Json{{"instances", Json::array({inst})}}, host);
+    ASSERT_EQ(r.status, 200) << r;
+  }
+
   std::optional<compute::ServiceServer> server(const std::string& id) {
     auto list = compute::list_service_servers(*ctx_, service_project_);
     EXPECT_TRUE(list) << list.error().to_string();

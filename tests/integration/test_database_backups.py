@@ -21,6 +21,7 @@ the dependent steps skip saying so.
 Needs root and the Debian packages of scripts/install-deps.sh; skips with the reason otherwise.
 """
 import datetime
+import glob
 import os
 import sys
 import time
@@ -285,6 +286,27 @@ class DatabaseBackupsTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr + SRV.log_tail(40))
         self.assertEqual(last_line(p).split(), ["300", "45150"])
         cli("a", "database", "instance", "delete", rid)
+
+        # A read replica's copy comes from the newest backup and the archived binlogs (not a
+        # dump of the running primary), then streams on: the late row, and one written now.
+        replica = cli("a", "database", "instance", "create", "maria-replica", "--replica-of",
+                      iid, "-f", "json")["id"]
+        qip = self.wait_status("a", replica)["ip"][0]
+        # How the copy was made, as the engine records it in the instance's folder on the host
+        # (the all-in-one's agent is on this machine).
+        records = glob.glob("/var/lib/concord/database/*/%s/**/replica_copy" % replica,
+                            recursive=True)
+        self.assertEqual(len(records), 1, records)
+        with open(records[0], encoding="utf-8") as f:
+            self.assertTrue(f.read().startswith("backup %s 0-" % b["id"]), records[0])
+        p = mariadb(ip, "app", "App-pw-1", "shop", "INSERT INTO items VALUES (10000, 'now')")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.eventually(lambda: (lambda q: (last_line(q).split() == ["302", "65149"],
+                                            q.stdout + q.stderr))(
+            mariadb(qip, "app", "App-pw-1", "shop", "SELECT COUNT(*), SUM(id) FROM items")),
+            "every row on the seeded replica")
+        cli("a", "database", "instance", "delete", replica)
+        self.wait_gone("a", replica)
         cli("a", "database", "instance", "delete", iid)
 
     def test_mariadb_point_in_time_restore(self):

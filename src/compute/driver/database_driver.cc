@@ -843,17 +843,19 @@ class DatabaseDriver final : public Driver {
   }
 
   // Makes the data folder from the desired state's restore source or, for a replica, as a copy
-  // of its upstream, once.
+  // of its upstream (from the group's backups when the spec carries a seed and this agent has a
+  // server to fetch them from), once.
   Status ensure_restored(std::string_view id, engine::Engine& e, const engine::InstanceConfig& cfg,
                          const engine::DesiredState& state) {
     if (state.replication && state.replication->role == engine::ReplicationSpec::Role::kReplica &&
         !state.restore) {
       const std::string cloned = dir_for(id) + "/cloned";
       if (path_exists(cloned)) return ok();
-      log_->info("database instance {}: copying the data of {} ({}:{})", id,
+      log_->info("database instance {}: copying the data of {} ({}:{}){}", id,
                  state.replication->upstream_instance, state.replication->upstream_address,
-                 state.replication->upstream_port);
-      CONCORD_RETURN_IF_ERROR(e.clone_from(cfg, *state.replication));
+                 state.replication->upstream_port,
+                 state.replication->seed && transport_ ? ", seeded from its backup" : "");
+      CONCORD_RETURN_IF_ERROR(e.clone_from(cfg, *state.replication, transport_.get()));
       return write_file_atomic(cloned,
                                dump_json(Json{{"upstream", state.replication->upstream_instance}}));
     }

@@ -22,6 +22,49 @@ Result<std::string> string_field(const Json& obj, const char* key, bool required
   return it->get<std::string>();
 }
 
+// A RestoreSpec (a restore's source, or a replica's seed) as JSON and back; `what` names the
+// field in errors.
+Json restore_json(const RestoreSpec& r) {
+  Json chain = Json::array();
+  for (const RestoreArchive& a : r.chain) {
+    chain.push_back({{"backup_id", a.backup_id},
+                     {"sha256", a.sha256},
+                     {"size_bytes", a.size_bytes},
+                     {"meta", a.meta_json}});
+  }
+  return {{"chain", std::move(chain)},
+          {"log_source_instance", r.log_source_instance},
+          {"target_time_us", r.target_time_us}};
+}
+
+Result<RestoreSpec> restore_from_json(const Json& j, const std::string& what) {
+  if (!j.is_object()) return type_error(what + " must be an object");
+  RestoreSpec r;
+  auto chain = j.find("chain");
+  if (chain == j.end() || !chain->is_array() || chain->empty()) {
+    return type_error(what + ".chain must be a non-empty array");
+  }
+  for (const Json& a : *chain) {
+    if (!a.is_object()) return type_error("a restore archive must be an object");
+    RestoreArchive archive;
+    CONCORD_ASSIGN_OR_RETURN(archive.backup_id, string_field(a, "backup_id", true));
+    CONCORD_ASSIGN_OR_RETURN(archive.sha256, string_field(a, "sha256", true));
+    CONCORD_ASSIGN_OR_RETURN(archive.meta_json, string_field(a, "meta", false));
+    auto size = a.find("size_bytes");
+    if (size == a.end() || !size->is_number_integer()) {
+      return type_error("a restore archive's size_bytes must be an integer");
+    }
+    archive.size_bytes = size->get<int64_t>();
+    r.chain.push_back(std::move(archive));
+  }
+  CONCORD_ASSIGN_OR_RETURN(r.log_source_instance, string_field(j, "log_source_instance", false));
+  if (auto t = j.find("target_time_us"); t != j.end() && !t->is_null()) {
+    if (!t->is_number_integer()) return type_error(what + ".target_time_us must be an integer");
+    r.target_time_us = t->get<int64_t>();
+  }
+  return r;
+}
+
 }  // namespace
 
 std::string to_json(const DesiredState& state) {
@@ -50,20 +93,7 @@ std::string to_json(const DesiredState& state) {
     }
     out["log_publish"] = std::move(logs);
   }
-  if (state.restore) {
-    Json chain = Json::array();
-    for (const RestoreArchive& a : state.restore->chain) {
-      chain.push_back({{"backup_id", a.backup_id},
-                       {"sha256", a.sha256},
-                       {"size_bytes", a.size_bytes},
-                       {"meta", a.meta_json}});
-    }
-    out["restore"] = {{"chain", std::move(chain)},
-                      {"log_source_instance", state.restore->log_source_instance},
-                      {"target_time_us", state.restore->target_time_us}};
-  } else {
-    out["restore"] = nullptr;
-  }
+  out["restore"] = state.restore ? restore_json(*state.restore) : Json(nullptr);
   out["archive_logs"] = state.archive_logs;
   if (state.replication) {
     const ReplicationSpec& r = *state.replication;
@@ -75,6 +105,7 @@ std::string to_json(const DesiredState& state) {
         {"upstream_port", r.upstream_port},
         {"replicas", r.replicas},
         {"synchronous_standbys", r.synchronous_standbys}};
+    if (r.seed) out["replication"]["seed"] = restore_json(*r.seed);
   } else {
     out["replication"] = nullptr;
   }
@@ -160,32 +191,7 @@ Result<DesiredState> desired_state_from_json(std::string_view text) {
     }
   }
   if (auto it = j.find("restore"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) return type_error("restore must be an object");
-    RestoreSpec r;
-    auto chain = it->find("chain");
-    if (chain == it->end() || !chain->is_array() || chain->empty()) {
-      return type_error("restore.chain must be a non-empty array");
-    }
-    for (const Json& a : *chain) {
-      if (!a.is_object()) return type_error("a restore archive must be an object");
-      RestoreArchive archive;
-      CONCORD_ASSIGN_OR_RETURN(archive.backup_id, string_field(a, "backup_id", true));
-      CONCORD_ASSIGN_OR_RETURN(archive.sha256, string_field(a, "sha256", true));
-      CONCORD_ASSIGN_OR_RETURN(archive.meta_json, string_field(a, "meta", false));
-      auto size = a.find("size_bytes");
-      if (size == a.end() || !size->is_number_integer()) {
-        return type_error("a restore archive's size_bytes must be an integer");
-      }
-      archive.size_bytes = size->get<int64_t>();
-      r.chain.push_back(std::move(archive));
-    }
-    CONCORD_ASSIGN_OR_RETURN(r.log_source_instance,
-                             string_field(*it, "log_source_instance", false));
-    if (auto t = it->find("target_time_us"); t != it->end() && !t->is_null()) {
-      if (!t->is_number_integer()) return type_error("restore.target_time_us must be an integer");
-      r.target_time_us = t->get<int64_t>();
-    }
-    out.restore = std::move(r);
+    CONCORD_ASSIGN_OR_RETURN(out.restore, restore_from_json(*it, "restore"));
   }
   if (auto it = j.find("archive_logs"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) return type_error("archive_logs must be a boolean");
@@ -227,6 +233,9 @@ Result<DesiredState> desired_state_from_json(std::string_view text) {
           return type_error(std::string("replication.") + key + " are strings");
         list->push_back(name.get<std::string>());
       }
+    }
+    if (auto s = it->find("seed"); s != it->end() && !s->is_null()) {
+      CONCORD_ASSIGN_OR_RETURN(r.seed, restore_from_json(*s, "replication.seed"));
     }
     out.replication = std::move(r);
   }

@@ -105,6 +105,14 @@ struct ReplicationSpec {
   // (high availability's synchronous standby; a subset of `replicas`); empty: replicas are
   // asynchronous.
   std::vector<std::string> synchronous_standbys;
+  // kReplica, optional: a backup chain of the group and its archived logs (log_source_instance,
+  // replayed to their end) to make the replica's first copy from, instead of copying the
+  // running upstream over the network; the copy then catches up by streaming from the position
+  // it reached. Used by an engine whose network copy is logical (MariaDB), only for the first
+  // copy of a member (Engine::clone_from with a transport), and only as a shortcut: a seed
+  // that cannot be used falls back to the network copy. docs/design/database.md, "Seeding a
+  // MariaDB replica from a backup".
+  std::optional<RestoreSpec> seed;
   bool operator==(const ReplicationSpec&) const = default;
 };
 // The replication account on every member of a group (created by the engine on the primary;

@@ -202,13 +202,17 @@ class Engine {
   // idempotent. kUnavailable while the upstream cannot be reached (the driver retries). The
   // default answers kFailedPrecondition (an engine without replication; the API then refuses
   // replicas of its datastore).
+  // With `seed_transport` and spec.seed, an engine whose network copy is logical may make the
+  // copy from the seed's backups and archived logs instead (fetched through the transport) and
+  // stream from the position they reach; when the seed cannot be used it makes the network
+  // copy. An engine may ignore the seed (PostgreSQL's network copy is physical already).
   // Everything else about replication is declarative, in apply(): the role, the upstream, the
   // replication account and the synchronous standbys of DesiredState::replication. A replica
   // told it is now a primary promotes itself; a replica given another upstream re-points to it;
   // a primary told it is a replica, or a replica that cannot go on (Health::replication_broken),
   // stops, rebuilds its folder from the upstream (clone_from) and starts as a replica.
-  [[nodiscard]] virtual Status clone_from(const InstanceConfig& config,
-                                          const ReplicationSpec& spec);
+  [[nodiscard]] virtual Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec,
+                                          Transport* seed_transport);
 };
 
 [[nodiscard]] Result<std::unique_ptr<Engine>> make_postgres_engine(const EngineOptions& options);

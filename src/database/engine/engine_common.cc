@@ -801,7 +801,7 @@ Result<bool> Engine::set_read_only(const InstanceConfig&, bool) {
   return false;
 }
 
-Status Engine::clone_from(const InstanceConfig&, const ReplicationSpec&) {
+Status Engine::clone_from(const InstanceConfig&, const ReplicationSpec&, Transport*) {
   return fail(Code::kFailedPrecondition,
               "the " + std::string(name()) + " engine does not support replicas");
 }

@@ -433,8 +433,9 @@ struct ReplayRange {
 
 struct ReplayPlan {
   std::vector<ReplayRange> ranges;
-  uint64_t last_seq = 0;  // domain 0's last replayed sequence number
-  std::string detail;     // for the log: where it switched histories, what it left out
+  uint64_t last_seq = 0;     // domain 0's last replayed sequence number
+  uint32_t last_server = 0;  // and its server id (0: nothing replayed)
+  std::string detail;        // for the log: where it switched histories, what it left out
 };
 
 // Follows domain 0's GTIDs from the backup's `from_seq` through every history (basename) the
@@ -526,6 +527,7 @@ Result<ReplayPlan> plan_replay(const std::vector<FetchedBinlog>& files, uint64_t
     }
     prev = pick;
     seq = g.seq;
+    plan.last_server = g.server;
   }
   for (ReplayRange& r : plan.ranges) {
     const auto& groups = files[r.file].groups;
@@ -554,8 +556,12 @@ Result<ReplayPlan> plan_replay(const std::vector<FetchedBinlog>& files, uint64_t
 
 }  // namespace
 
-Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
-                        Transport& transport) {
+std::string mdb_restore_stage(const InstanceConfig& config) {
+  return MPaths(config).restore_tmp;
+}
+
+Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec, Transport& transport,
+                        const RestoreFinish& before_rename) {
   MPaths p(ctx.config);
   if (path_exists(p.data)) return ok();  // appears only complete (one rename, below)
   CONCORD_RETURN_IF_ERROR(check_shell_safe_path(p.dir));
@@ -670,6 +676,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
     }
     (void)remove_tree(prep);
 
+    std::string position = jstr(meta, "gtid");
     if (!spec.log_source_instance.empty()) {
       CONCORD_ASSIGN_OR_RETURN(std::vector<LogFile> listed,
                                transport.list_logs(spec.log_source_instance));
@@ -741,6 +748,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
                              CommandOptions{.timeout = kBackupTimeout});
         if (!r) return step_err("replaying binlogs", r.error());
         CONCORD_RETURN_IF_ERROR(server.stop());
+        position = fmt::format("0-{}-{}", plan.last_server, plan.last_seq);
       }
       log->info(
           "mariadb {}: restored backup {} and replayed {} binlog ranges of {} from GTID "
@@ -749,6 +757,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
           plan.last_seq, spec.target_time_us ? format_utc_us(spec.target_time_us) : "their end",
           plan.detail);
     }
+    if (before_rename) CONCORD_RETURN_IF_ERROR(before_rename(p.restore_tmp, position));
     if (::rename(data.c_str(), p.data.c_str()) != 0) {
       return fail(Code::kInternal, fmt::format("rename {}: {}", data, std::strerror(errno)));
     }

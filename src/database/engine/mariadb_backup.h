@@ -54,8 +54,16 @@ struct MdbBackupContext {
 // HA members' and earlier folders'); where histories diverge, the one that continues latest
 // wins; a missing GTID before the target is kFailedPrecondition. Ok without doing
 // anything when <dir>/data exists. The caller then writes the instance's own configuration.
+// `before_rename` (optional) runs last on the staging folder, whose data/ is then complete,
+// with the GTID position the data stands at (domain 0's last replayed group, else the
+// backup's position; empty when unknown): a replica seeded from a backup records there where
+// it streams on from (mdb_finish_seed).
+using RestoreFinish = std::function<Status(const std::string& stage, const std::string& gtid)>;
 [[nodiscard]] Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
-                                      Transport& transport);
+                                      Transport& transport,
+                                      const RestoreFinish& before_rename = nullptr);
+// The staging folder mdb_restore_data uses (removed when it ends; a stale one is redone).
+std::string mdb_restore_stage(const InstanceConfig& config);
 
 // Closes the current binlog when it has events and the archive interval passed, uploads the
 // completed ones and purges those uploaded. The archive keys them by instance, whichever HA

@@ -462,7 +462,8 @@ class MariadbEngine final : public Engine {
   }
 
   // ---- replication (mariadb_replication.cc) ----
-  Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec) override {
+  Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec,
+                    Transport* seed_transport) override {
     CONCORD_RETURN_IF_ERROR(validate_config(config));
     CONCORD_RETURN_IF_ERROR(probe(config.version));
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
@@ -476,6 +477,12 @@ class MariadbEngine final : public Engine {
     // a new basename when the copy is made now (a new binlog history).
     CONCORD_RETURN_IF_ERROR(
         mdb_configure_binlog(backup_context(config, user), !path_exists(p.data)));
+    if (spec.seed && seed_transport != nullptr && !path_exists(p.data)) {
+      auto seeded = seed_replica(config, user, spec, *seed_transport);
+      if (seeded) return prepare(config);
+      log_->warn("mariadb {}: the seed could not be used ({}); copying {} over the network",
+                 config.id, seeded.error().message(), spec.upstream_instance);
+    }
     CONCORD_RETURN_IF_ERROR(
         mdb_clone_from(repl_context(config, user), spec,
                        [&](const std::string& dest) { return fresh_data(config, user, dest); }));
@@ -483,6 +490,35 @@ class MariadbEngine final : public Engine {
   }
 
  private:
+  // A replica's first copy from spec.seed: the backups restored and the archived binlogs
+  // replayed to their end (physical, no load on the upstream), then the position reached
+  // recorded as the one to stream on from. The upstream must still hold its binlogs from there
+  // (they are kept binlog_keep after shipping); when it does not, the replica's receiver stops
+  // on error 1236 and the apply makes it anew over the network ("Replicas that cannot go on").
+  Status seed_replica(const InstanceConfig& config, const OsUser& user, const ReplicationSpec& spec,
+                      Transport& transport) {
+    const RestoreSpec& seed = *spec.seed;
+    const MdbReplContext rc = repl_context(config, user);
+    const std::string stage = mdb_restore_stage(config);
+    mdb_reap_copy_server(stage);
+    std::string at;
+    CONCORD_RETURN_IF_ERROR(
+        mdb_restore_data(backup_context(config, user), seed, transport,
+                         [&](const std::string& staged, const std::string& gtid) -> Status {
+                           at = gtid;
+                           auto st = mdb_finish_seed(rc, spec, staged, gtid);
+                           mdb_reap_copy_server(staged);
+                           return st;
+                         }));
+    const std::string backup = seed.chain.empty() ? "" : seed.chain.back().backup_id;
+    CONCORD_RETURN_IF_ERROR(mdb_mark_replica(rc, fmt::format("backup {} {}", backup, at)));
+    log_->info(
+        "mariadb {}: seeded from backup {} and the archived binlogs of {}, streams on "
+        "from {} at GTID {}",
+        config.id, backup, seed.log_source_instance, spec.upstream_instance, at);
+    return ok();
+  }
+
   // Makes `dest` (absent) a copy of the host's mariadb-install-db template: a new instance's
   // data folder, and the base a replica's copy of its upstream is loaded into.
   Status fresh_data(const InstanceConfig& config, const OsUser& user, const std::string& dest) {
@@ -569,7 +605,7 @@ class MariadbEngine final : public Engine {
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/binlog"));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
     CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, ManagedNames{}));
-    CONCORD_RETURN_IF_ERROR(clone_from(config, spec));
+    CONCORD_RETURN_IF_ERROR(clone_from(config, spec, nullptr));  // the seed is for a first copy
     return start(config);
   }
 

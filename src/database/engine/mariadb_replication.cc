@@ -40,8 +40,9 @@ struct RPaths {
         role_cnf(d + "/concord_role.cnf"),
         role(d + "/replication_role"),
         upstream(d + "/replication_upstream"),
+        copy(d + "/replica_copy"),
         stage(d + "/clone.tmp") {}
-  std::string dir, data, repl_cnf, role_cnf, role, upstream, stage;
+  std::string dir, data, repl_cnf, role_cnf, role, upstream, copy, stage;
 };
 
 std::string prog(const MdbReplContext& ctx, const char* name) {
@@ -196,6 +197,27 @@ Status load_dump(const MdbReplContext& ctx, const PrivateMariadb& server, const 
   return ok();
 }
 
+// Where a copy of the upstream continues: as a replica (slave position) and in its own binlog
+// (so after a promotion its siblings find their position in it; a strict-mode primary refuses
+// a position its binlogs do not know). RESET MASTER also clears binlogs a demoted member's
+// folder may still list. On the copy's private server, before the copy is renamed into place.
+Status record_copy_position(PrivateMariadb& server, const std::string& gtid) {
+  std::string set = "FLUSH PRIVILEGES;\nRESET MASTER;\n";
+  if (!gtid.empty()) {
+    set += "SET GLOBAL gtid_slave_pos = " + mdb_literal(gtid) + ";\n";
+    set += "SET GLOBAL gtid_binlog_state = " + mdb_literal(gtid) + ";\n";
+  }
+  set += "SELECT @@gtid_slave_pos, @@gtid_binlog_pos;\n";
+  CONCORD_ASSIGN_OR_RETURN(std::string got, server.sql(set));
+  const std::string want = gtid + "\t" + gtid + "\n";
+  if (got != want) {
+    return fail(Code::kInternal, fmt::format("the copy's GTID position did not hold: wanted {}, "
+                                             "its private server says {}",
+                                             gtid, got));
+  }
+  return ok();
+}
+
 // Batch output with its header line -> column -> value of the first row (batch mode escapes
 // tabs and newlines inside values, so splitting on them is safe).
 std::map<std::string, std::string> first_row(const std::string& text) {
@@ -331,6 +353,7 @@ Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
     // Data from the template is nobody's copy: whatever this folder was before is forgotten.
     CONCORD_RETURN_IF_ERROR(remove_tree(p.role));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.copy));
     CONCORD_RETURN_IF_ERROR(
         write_file_atomic(p.role_cnf, role_text(ctx.config, nullptr), 0600, ctx.user));
   } else if (!path_exists(p.role_cnf)) {
@@ -392,23 +415,7 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
       PrivateMariadb server(load_server(ctx, p.stage, log_bin));
       CONCORD_RETURN_IF_ERROR(server.start());
       CONCORD_RETURN_IF_ERROR(load_dump(ctx, server, dump));
-      // The copy's position is where this member continues: as a replica (slave position)
-      // and in its own binlog (so after a promotion its siblings find their position in it;
-      // a strict-mode primary refuses a position its binlogs do not know). RESET MASTER also
-      // clears binlogs a demoted member's folder may still list.
-      std::string set = "FLUSH PRIVILEGES;\nRESET MASTER;\n";
-      if (!gtid.empty()) {
-        set += "SET GLOBAL gtid_slave_pos = " + mdb_literal(gtid) + ";\n";
-        set += "SET GLOBAL gtid_binlog_state = " + mdb_literal(gtid) + ";\n";
-      }
-      set += "SELECT @@gtid_slave_pos, @@gtid_binlog_pos;\n";
-      CONCORD_ASSIGN_OR_RETURN(std::string got, server.sql(set));
-      const std::string want = gtid + "\t" + gtid + "\n";
-      if (got != want) {
-        return fail(Code::kInternal, fmt::format("the clone's GTID position did not hold: "
-                                                 "wanted {}, the load server says {}",
-                                                 gtid, got));
-      }
+      CONCORD_RETURN_IF_ERROR(record_copy_position(server, gtid));
       CONCORD_RETURN_IF_ERROR(server.stop());
     }
     (void)remove_tree(dump);
@@ -419,8 +426,7 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
       return fail(Code::kInternal,
                   fmt::format("rename {}/data: {}", p.stage, std::strerror(errno)));
     }
-    // After the rename: a folder recorded as a replica is always a complete copy.
-    CONCORD_RETURN_IF_ERROR(write_file_atomic(p.role, "replica\n", 0600, ctx.user));
+    CONCORD_RETURN_IF_ERROR(mdb_mark_replica(ctx, fmt::format("network {}", gtid)));
     log->info("mariadb {}: cloned from {} ({}:{}) at GTID {}", ctx.config.id,
               spec.upstream_instance, spec.upstream_address, spec.upstream_port, gtid);
     return ok();
@@ -430,6 +436,37 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
   (void)remove_tree(p.stage);
   if (!st) log->warn("mariadb {}: clone failed: {}", ctx.config.id, st.error().message());
   return st;
+}
+
+void mdb_reap_copy_server(const std::string& stage) {
+  PrivateMariadb::reap(stage, kLoadServer);
+}
+
+Status mdb_finish_seed(const MdbReplContext& ctx, const ReplicationSpec& spec,
+                       const std::string& stage, const std::string& gtid) {
+  CONCORD_RETURN_IF_ERROR(check_replica_spec(spec));
+  if (gtid.empty()) {
+    return fail(Code::kFailedPrecondition,
+                "the seed's backup records no GTID position to stream on from");
+  }
+  RPaths p(ctx.config.dir);
+  CONCORD_ASSIGN_OR_RETURN(std::string log_bin, log_bin_path(ctx));
+  {
+    PrivateMariadb server(load_server(ctx, stage, log_bin));
+    CONCORD_RETURN_IF_ERROR(server.start());
+    CONCORD_RETURN_IF_ERROR(record_copy_position(server, gtid));
+    CONCORD_RETURN_IF_ERROR(server.stop());
+  }
+  CONCORD_RETURN_IF_ERROR(
+      write_file_atomic(p.role_cnf, role_text(ctx.config, &spec), 0600, ctx.user));
+  return remove_tree(p.upstream);
+}
+
+Status mdb_mark_replica(const MdbReplContext& ctx, const std::string& how) {
+  RPaths p(ctx.config.dir);
+  CONCORD_RETURN_IF_ERROR(write_file_atomic(p.copy, how + "\n", 0600, ctx.user));
+  // After the rename: a folder recorded as a replica is always a complete copy.
+  return write_file_atomic(p.role, "replica\n", 0600, ctx.user);
 }
 
 Result<std::map<std::string, std::string>> mdb_slave_status(const MdbReplContext& ctx) {

@@ -12,6 +12,8 @@
 //   replication_upstream     the upstream the slave connection was last pointed at (instance,
 //                            address, port, a digest of the secret): CHANGE MASTER only when it
 //                            differs, since SHOW SLAVE STATUS does not show the password
+//   replica_copy             how the replica's data was copied, for the operator:
+//                            "network <gtid>" (the dump) or "backup <id> <gtid>" (a seed)
 //   clone.tmp/               the staging of a running clone_from; a stale one is redone
 #include <chrono>
 #include <cstdint>
@@ -57,6 +59,19 @@ std::string mdb_recorded_role(const std::string& dir);
 // kUnavailable when the upstream cannot be reached or refuses the account (not yet made).
 [[nodiscard]] Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
                                     const std::function<Status(const std::string&)>& fresh_data);
+
+// A replica's copy made from a seed (ReplicationSpec::seed) instead: mdb_restore_data makes
+// the data in its staging folder, and before the rename this records there the GTID position
+// the data stands at (as mdb_clone_from does for its dump's) and writes the role file; after
+// the rename mdb_mark_replica records the folder as a replica's copy. kFailedPrecondition
+// when the position is unknown (the caller then copies over the network).
+[[nodiscard]] Status mdb_finish_seed(const MdbReplContext& ctx, const ReplicationSpec& spec,
+                                     const std::string& stage, const std::string& gtid);
+// Kills the private server mdb_finish_seed (or a clone) left in `stage` when killed.
+void mdb_reap_copy_server(const std::string& stage);
+// Records the folder as a complete copy of the upstream (replication_role "replica") and
+// `how` it was made (replica_copy). Only after the copy is renamed into place.
+[[nodiscard]] Status mdb_mark_replica(const MdbReplContext& ctx, const std::string& how);
 
 // SHOW SLAVE STATUS as column -> value; empty when no slave connection is configured.
 [[nodiscard]] Result<std::map<std::string, std::string>> mdb_slave_status(

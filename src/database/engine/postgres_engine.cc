@@ -346,7 +346,10 @@ class PostgresEngine final : public Engine {
     return ok();
   }
 
-  Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec) override {
+  // The seed is not used: pg_basebackup's copy is physical already, and a base backup from the
+  // archive would still need the upstream's WAL from its start on.
+  Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec,
+                    Transport* /*seed_transport*/) override {
     CONCORD_RETURN_IF_ERROR(validate_config(config));
     CONCORD_RETURN_IF_ERROR(probe(config.version));
     if (spec.role != ReplicationSpec::Role::kReplica) {

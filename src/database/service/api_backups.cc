@@ -815,7 +815,62 @@ Status import_access(store::Tx& tx, const std::string& instance_id, const std::s
   return ok();
 }
 
+// A restorable chain: its archives (full first) and the instance they were taken of.
+struct Chain {
+  engine::RestoreSpec spec;
+  std::string instance_id;
+  int64_t size_bytes = 0;  // of all its archives
+};
+
+// The chain that ends with `backup_id`, following parent_id to its full backup; nullopt when
+// one of its backups is gone or not COMPLETED.
+Result<std::optional<Chain>> chain_to(store::Tx& tx, const std::string& backup_id) {
+  Chain out;
+  for (std::string id = backup_id; !id.empty();) {
+    if (out.spec.chain.size() >= kMaxChain) return fail(Code::kInternal, "backup chain too long");
+    CONCORD_ASSIGN_OR_RETURN(
+        store::Rows r, tx.query("SELECT sha256, size_bytes, meta_json, parent_id, instance_id, "
+                                "status FROM db_backups WHERE id = ? AND deleting = 0",
+                                {id}));
+    if (r.empty() || r[0].text(5) != "COMPLETED") return std::optional<Chain>();
+    if (out.instance_id.empty()) out.instance_id = r[0].text(4);
+    out.spec.chain.push_back(
+        {id, r[0].text(0), r[0].integer(1), meta_of(r[0].text(2)).engine_meta});
+    out.size_bytes += r[0].integer(1);
+    id = r[0].text(3);
+  }
+  std::reverse(out.spec.chain.begin(), out.spec.chain.end());
+  return std::optional<Chain>(std::move(out));
+}
+
 }  // namespace
+
+Result<std::optional<engine::RestoreSpec>> DatabaseService::Impl::replica_seed(
+    store::Tx& tx, const InstanceRow& source) {
+  // PostgreSQL's network copy (pg_basebackup) is physical already; MariaDB's is a dump.
+  if (source.engine != "mariadb") return std::optional<engine::RestoreSpec>();
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows newest,
+      tx.query("SELECT id, meta_json FROM db_backups WHERE instance_id = ? AND deleting = 0 AND "
+               "status = 'COMPLETED' ORDER BY created DESC, id DESC LIMIT 1",
+               {source.id}));
+  if (newest.empty()) return std::optional<engine::RestoreSpec>();
+  CONCORD_ASSIGN_OR_RETURN(std::optional<Chain> chain, chain_to(tx, newest[0].text(0)));
+  if (!chain) return std::optional<engine::RestoreSpec>();
+  // Replaying the logs written since re-executes every change, as loading a dump re-executes
+  // every row: a backup that many logs followed is no shortcut.
+  const int64_t consistent_us = meta_of(newest[0].text(1)).consistent_at_us;
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows logs,
+      tx.query("SELECT COALESCE(SUM(size_bytes), 0) FROM db_log_segments WHERE instance_id = ? "
+               "AND (last_time_us = 0 OR last_time_us >= ?)",
+               {source.id, consistent_us}));
+  if (!logs.empty() && logs[0].integer(0) > chain->size_bytes) {
+    return std::optional<engine::RestoreSpec>();
+  }
+  chain->spec.log_source_instance = source.id;  // replayed to their end (target_time_us 0)
+  return std::optional<engine::RestoreSpec>(std::move(chain->spec));
+}
 
 Status DatabaseService::Impl::add_backup_state(store::Tx& tx, const InstanceRow& inst,
                                                engine::DesiredState& st) {
@@ -844,25 +899,16 @@ Status DatabaseService::Impl::add_backup_state(store::Tx& tx, const InstanceRow&
     target_us = std::strtoll(backup_id.c_str() + at + 1, nullptr, 10);
     backup_id.resize(at);
   }
-  engine::RestoreSpec spec;
-  std::string source_instance;
-  for (std::string id = backup_id; !id.empty();) {
-    if (spec.chain.size() >= kMaxChain) return fail(Code::kInternal, "backup chain too long");
-    CONCORD_ASSIGN_OR_RETURN(
-        store::Rows r, tx.query("SELECT sha256, size_bytes, meta_json, parent_id, instance_id, "
-                                "status FROM db_backups WHERE id = ?",
-                                {id}));
-    if (r.empty() || r[0].text(5) != "COMPLETED") {
-      // Deleted after the restore was asked for: the instance's folder was made from it already
-      // (or its restore fails on the host, which shows as the instance's fault).
-      logger("database")->warn("instance {}: backup {} of its restore chain is gone", inst.id, id);
-      return ok();
-    }
-    if (source_instance.empty()) source_instance = r[0].text(4);
-    spec.chain.push_back({id, r[0].text(0), r[0].integer(1), meta_of(r[0].text(2)).engine_meta});
-    id = r[0].text(3);
+  CONCORD_ASSIGN_OR_RETURN(std::optional<Chain> chain, chain_to(tx, backup_id));
+  if (!chain) {
+    // Deleted after the restore was asked for: the instance's folder was made from it already
+    // (or its restore fails on the host, which shows as the instance's fault).
+    logger("database")
+        ->warn("instance {}: a backup of its restore chain ({}) is gone", inst.id, backup_id);
+    return ok();
   }
-  std::reverse(spec.chain.begin(), spec.chain.end());
+  engine::RestoreSpec spec = std::move(chain->spec);
+  const std::string& source_instance = chain->instance_id;
   // The instance's first state (its create) takes the restored backup's databases and users
   // (see the file comment); later states have them as rows.
   if (inst.state_revision == 1) {

@@ -158,6 +158,9 @@ Result<DatabaseService::Impl::ServerTargets> DatabaseService::Impl::server_targe
     if (m.role == "primary") primary = &m;
   }
   if (!primary) return fail(Code::kInternal, "instance " + inst.id + " has no primary member");
+  // A standby's first copy may come from the group's backups (a standby made anew after a
+  // failover copies the same way; a demoted member rebuilt in place copies over the network).
+  CONCORD_ASSIGN_OR_RETURN(std::optional<engine::RestoreSpec> seed, replica_seed(tx, inst));
   ServerTargets out;
   // The primary first: after a failover its promotion is what clients wait for.
   std::vector<const Member*> order = {primary};
@@ -181,6 +184,7 @@ Result<DatabaseService::Impl::ServerTargets> DatabaseService::Impl::server_targe
       r.upstream_instance = primary->id;
       r.upstream_address = primary->engine_address;
       r.upstream_port = static_cast<int>(inst.port);
+      r.seed = seed;
       // MariaDB's semi-synchronous replication takes an acknowledgement from any replica with
       // it on: a replica turns it on when it finds itself in this list.
       for (const Member& o : members) {

@@ -372,6 +372,12 @@ class DatabaseService::Impl {
   Status parse_create_restore(const Call& c, const Json& in, InstanceRow& inst);
   // Adds the pending backup request and the restore source to the desired state.
   Status add_backup_state(store::Tx& tx, const InstanceRow& inst, engine::DesiredState& st);
+  // What a new replica of `source` (a read replica, an HA standby) may copy its data from
+  // instead of the running upstream (engine::ReplicationSpec::seed): the newest completed
+  // backup chain of a MariaDB source and its archived binlogs; nullopt for another engine, no
+  // such backup, or when the logs since the backup outweigh its archives (replaying them would
+  // cost more than the network copy).
+  Result<std::optional<engine::RestoreSpec>> replica_seed(store::Tx& tx, const InstanceRow& source);
   Result<Response> create_backup(Call& c);
   Result<Response> list_backups(Call& c);
   Result<Response> list_instance_backups(Call& c);
