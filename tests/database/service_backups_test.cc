@@ -524,6 +524,26 @@ class DatabaseBackupTestWithEndpoints : public DatabaseBackupTest {
     DatabaseBackupTest::configure(o);
     o.endpoints = true;
   }
+
+  // An ACTIVE MariaDB HA instance: its primary member (the instance id) and its standby
+  // ("<id>-m1", on a second database host) both reported running.
+  std::string create_active_ha(const std::string& name) {
+    register_host(kSecondDbHost);  // the standby never shares its primary's host
+    Json body = instance_body(name, "mariadb");
+    body["instance"]["high_availability"] = true;
+    Reply r = trove(Method::kPost, "/instances", body);
+    EXPECT_EQ(r.status, 200) << r;
+    const std::string id = r.body["instance"].value("id", std::string());
+    auto primary = server(id);
+    auto standby = server(id + "-m1");
+    EXPECT_TRUE(primary.has_value() && standby.has_value());
+    if (!primary || !standby) return id;
+    const std::string detail = "state_revision=1; mariadb 10.11; disk_used_bytes=10; healthy";
+    report_detail(id, detail + "; role=primary", 1, primary->host);
+    report_detail(id + "-m1", detail + "; role=replica; streaming=1", 1, standby->host);
+    return id;
+  }
+  static constexpr const char* kSecondDbHost = "h-db2";
 };
 
 // A MariaDB replica's first copy may come from its source's newest backup chain and archived
@@ -579,19 +599,9 @@ TEST_F(DatabaseBackupTestWithEndpoints, MariadbReplicasAreOfferedTheNewestBackup
   EXPECT_FALSE(st.replication->seed.has_value());
 
   // An HA standby of a MariaDB instance with a backup is offered it too.
-  register_host("h-db2");  // the standby never shares its primary's host
-  const std::string ha = active([] {
-    Json body = instance_body("ha1", "mariadb");
-    body["instance"]["high_availability"] = true;
-    return body;
-  }());
+  const std::string ha = create_active_ha("ha1");
   auto primary = server(ha);
-  auto standby = server(ha + "-m1");
   ASSERT_TRUE(primary.has_value());
-  ASSERT_TRUE(standby.has_value());
-  const std::string base = "state_revision=1; mariadb 10.11; disk_used_bytes=10; healthy";
-  report_detail(ha, base + "; role=primary", 1, primary->host);
-  report_detail(ha + "-m1", base + "; role=replica; streaming=1", 1, standby->host);
   Reply r = create_backup(ha, "ha-backup");
   ASSERT_EQ(r.status, 202) << r;
   const std::string hb = r.body["backup"].value("id", std::string());
@@ -869,6 +879,39 @@ TEST_F(DatabaseBackupTest, GuestLogsArePublishedThroughTheDesiredState) {
   // The agent's upload for the discarded request is dropped.
   EXPECT_EQ(put(request, text, 100).status, 204);
   EXPECT_EQ(trove(Method::kGet, base + "/general").status, 404);
+}
+
+// An HA instance's logs are its primary member's: only that member's desired state asks for
+// a publish, and an upload addressed to a member's server (as "<id>-m1" once it is the
+// primary) from that member's host is the instance's log.
+TEST_F(DatabaseBackupTestWithEndpoints, AnHaInstancesLogIsPublishedByItsPrimaryMember) {
+  const std::string id = create_active_ha("ha-logs");
+  const std::string member = id + "-m1";
+  auto standby = server(member);
+  ASSERT_TRUE(standby.has_value());
+
+  Reply r = trove(Method::kPost, "/instances/" + id + "/log", {{"name", "error"}, {"publish", 1}});
+  ASSERT_EQ(r.status, 200) << r;
+  const engine::DesiredState on_primary = state_of(id);
+  ASSERT_EQ(on_primary.log_publish.size(), 1u);
+  EXPECT_EQ(on_primary.log_publish[0].name, "error");
+  EXPECT_TRUE(state_of(member).log_publish.empty()) << "a standby's log is not the instance's";
+
+  const std::string text = "[Note] mariadbd: ready for connections.\n";
+  auto upload = [&](const std::string& server_id, const std::string& host) {
+    return db_agent(Method::kPut, "/instances/" + server_id + "/guest-logs/error", text,
+                    {{"x-concord-sha256", compute::driver::sha256_hex(text)},
+                     {"x-concord-log-request", on_primary.log_publish[0].id},
+                     {"x-concord-log-file-bytes", std::to_string(text.size())}},
+                    host);
+  };
+  EXPECT_EQ(upload(member, kOtherHost).status, 403) << "not a host of the instance";
+  ASSERT_EQ(upload(member, standby->host).status, 204);
+  r = trove(Method::kGet, "/instances/" + id + "/log/error");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.raw.body, text);
+  EXPECT_EQ(trove(Method::kGet, "/instances/" + member + "/log/error").status, 404)
+      << "members are not instances of the API";
 }
 
 // MariaDB's general and slow-query logs follow their parameters: Disabled until a
