@@ -171,6 +171,39 @@ TEST_F(MariadbEngineTest, ConvergesUsersDatabasesRootAndSurvivesRestarts) {
   EXPECT_TRUE(engine_->destroy(config_).has_value());
 }
 
+// A restore's replay server, a seed's and a clone's load server run as the agent's children in
+// staging folders; an agent killed meanwhile leaves them running. Deleting the instance kills
+// them (stand-ins here: processes whose command line names the staging data folder, as a
+// private server's does, with the pid files the servers leave).
+TEST_F(MariadbEngineTest, DestroyKillsThePrivateServersAKilledAgentLeft) {
+  namespace fs = std::filesystem;
+  auto leave = [&](const std::string& folder, const std::string& name) -> pid_t {
+    fs::create_directories(folder);
+    const std::string pidfile = folder + "/" + name + ".pid";
+    // Started from a shell that exits at once: the stand-in is nobody's child here.
+    const std::string cmd = "bash -c '(exec bash -c \"while sleep 1; do :; done\" stand-in " +
+                            folder + "/data </dev/null >/dev/null 2>&1 & echo $! > " + pidfile +
+                            ")'";
+    if (std::system(cmd.c_str()) != 0) return 0;
+    auto text = detail::read_file(pidfile);
+    return text ? static_cast<pid_t>(std::atoi(text->c_str())) : 0;
+  };
+  const pid_t replay = leave(config_.dir + "/restore.tmp", "replay");
+  const pid_t seed_load = leave(config_.dir + "/restore.tmp", "load");
+  const pid_t clone_load = leave(config_.dir + "/clone.tmp", "load");
+  for (pid_t pid : {replay, seed_load, clone_load}) {
+    ASSERT_GT(pid, 1);
+    ASSERT_EQ(::kill(pid, 0), 0) << pid;
+  }
+  auto st = engine_->destroy(config_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  for (pid_t pid : {replay, seed_load, clone_load}) {
+    EXPECT_TRUE(detail::wait_gone(pid, std::chrono::milliseconds(10000))) << pid;
+    (void)::kill(pid, SIGKILL);  // a failed check leaves no stand-in behind
+  }
+  EXPECT_FALSE(fs::exists(config_.dir));
+}
+
 TEST_F(MariadbEngineTest, NamesWithBackticksAndQuotesAreUsedLiterally) {
   up();
   const std::string db = "we`ird'db\"; DROP DATABASE mysql; --";

@@ -556,8 +556,10 @@ Result<ReplayPlan> plan_replay(const std::vector<FetchedBinlog>& files, uint64_t
 
 }  // namespace
 
-std::string mdb_restore_stage(const InstanceConfig& config) {
-  return MPaths(config).restore_tmp;
+void mdb_discard_restore_stage(const InstanceConfig& config) {
+  const std::string stage = MPaths(config).restore_tmp;
+  PrivateMariadb::reap_all(stage);
+  (void)remove_tree(stage);
 }
 
 Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec, Transport& transport,
@@ -620,7 +622,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec, Tr
   auto log = logger("database.engine");
 
   CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, ctx.user));
-  PrivateMariadb::reap(p.restore_tmp, kReplayServer);
+  PrivateMariadb::reap_all(p.restore_tmp);  // the replay server, a seed's load server
   CONCORD_RETURN_IF_ERROR(remove_tree(p.restore_tmp));
   auto attempt = [&]() -> Status {
     CONCORD_RETURN_IF_ERROR(make_dir(p.restore_tmp, 0700, ctx.user));
@@ -764,7 +766,7 @@ Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec, Tr
     return ok();
   };
   auto st = attempt();
-  PrivateMariadb::reap(p.restore_tmp, kReplayServer);
+  PrivateMariadb::reap_all(p.restore_tmp);  // the replay server, a seed's load server
   (void)remove_tree(p.restore_tmp);
   if (!st) log->warn("mariadb {}: restore failed: {}", ctx.config.id, st.error().message());
   return st;

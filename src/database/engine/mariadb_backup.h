@@ -62,8 +62,9 @@ using RestoreFinish = std::function<Status(const std::string& stage, const std::
 [[nodiscard]] Status mdb_restore_data(const MdbBackupContext& ctx, const RestoreSpec& spec,
                                       Transport& transport,
                                       const RestoreFinish& before_rename = nullptr);
-// The staging folder mdb_restore_data uses (removed when it ends; a stale one is redone).
-std::string mdb_restore_stage(const InstanceConfig& config);
+// Kills the private servers a killed restore (or seed) left in its staging folder and removes
+// the folder: for a copy that will not be redone the same way, and for destroy.
+void mdb_discard_restore_stage(const InstanceConfig& config);
 
 // Closes the current binlog when it has events and the archive interval passed, uploads the
 // completed ones and purges those uploaded. The archive keys them by instance, whichever HA

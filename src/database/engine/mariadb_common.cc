@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <filesystem>
 #include <thread>
 #include <utility>
 
@@ -95,6 +96,16 @@ void PrivateMariadb::reap(const std::string& folder, std::string_view name) {
   const std::string pidfile = folder + "/" + std::string(name) + ".pid";
   pid_t pid = live_pid_from(pidfile, folder + "/data");
   if (pid != 0) (void)kill_hard(pid, milliseconds(10000));
+}
+
+void PrivateMariadb::reap_all(const std::string& folder) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+    const std::string file = entry.path().filename().string();
+    // "<name>.pid" is ours; "<name>.server.pid" the server's own, found through ours.
+    if (!file.ends_with(".pid") || file.ends_with(".server.pid")) continue;
+    reap(folder, file.substr(0, file.size() - 4));
+  }
 }
 
 }  // namespace concord::database::engine::detail

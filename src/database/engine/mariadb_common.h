@@ -66,6 +66,9 @@ class PrivateMariadb {
 
   // Kills a server of this name left in `folder` by a killed agent.
   static void reap(const std::string& folder, std::string_view name);
+  // Kills every server a killed agent left in `folder`, whatever its name (a staging folder
+  // where a restore's replay server and a seed's load server both run).
+  static void reap_all(const std::string& folder);
 
  private:
   Options options_;

@@ -414,6 +414,9 @@ class MariadbEngine final : public Engine {
                   fmt::format("mariadb pid {} of instance {} survived SIGKILL", pid, config.id));
     }
     reap_stale_group(p.pidfile);
+    // Private servers of a restore, seed or clone a killed agent left behind.
+    mdb_discard_restore_stage(config);
+    mdb_discard_clone_stage(config);
     remove_cgroups(options_, config.id);
     CONCORD_RETURN_IF_ERROR(remove_instance_folder(p.dir));
     log_->info("mariadb {} destroyed", config.id);
@@ -483,6 +486,8 @@ class MariadbEngine final : public Engine {
       log_->warn("mariadb {}: the seed could not be used ({}); copying {} over the network",
                  config.id, seeded.error().message(), spec.upstream_instance);
     }
+    // A seed a killed agent left half-made (its private servers too) is not redone this way.
+    if (!path_exists(p.data)) mdb_discard_restore_stage(config);
     CONCORD_RETURN_IF_ERROR(
         mdb_clone_from(repl_context(config, user), spec,
                        [&](const std::string& dest) { return fresh_data(config, user, dest); }));
@@ -499,16 +504,12 @@ class MariadbEngine final : public Engine {
                       Transport& transport) {
     const RestoreSpec& seed = *spec.seed;
     const MdbReplContext rc = repl_context(config, user);
-    const std::string stage = mdb_restore_stage(config);
-    mdb_reap_copy_server(stage);
     std::string at;
     CONCORD_RETURN_IF_ERROR(
         mdb_restore_data(backup_context(config, user), seed, transport,
                          [&](const std::string& staged, const std::string& gtid) -> Status {
                            at = gtid;
-                           auto st = mdb_finish_seed(rc, spec, staged, gtid);
-                           mdb_reap_copy_server(staged);
-                           return st;
+                           return mdb_finish_seed(rc, spec, staged, gtid);
                          }));
     const std::string backup = seed.chain.empty() ? "" : seed.chain.back().backup_id;
     CONCORD_RETURN_IF_ERROR(mdb_mark_replica(rc, fmt::format("backup {} {}", backup, at)));

@@ -438,8 +438,10 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
   return st;
 }
 
-void mdb_reap_copy_server(const std::string& stage) {
-  PrivateMariadb::reap(stage, kLoadServer);
+void mdb_discard_clone_stage(const InstanceConfig& config) {
+  RPaths p(config.dir);
+  PrivateMariadb::reap(p.stage, kLoadServer);
+  (void)remove_tree(p.stage);
 }
 
 Status mdb_finish_seed(const MdbReplContext& ctx, const ReplicationSpec& spec,

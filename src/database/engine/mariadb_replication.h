@@ -67,8 +67,8 @@ std::string mdb_recorded_role(const std::string& dir);
 // when the position is unknown (the caller then copies over the network).
 [[nodiscard]] Status mdb_finish_seed(const MdbReplContext& ctx, const ReplicationSpec& spec,
                                      const std::string& stage, const std::string& gtid);
-// Kills the private server mdb_finish_seed (or a clone) left in `stage` when killed.
-void mdb_reap_copy_server(const std::string& stage);
+// Kills the private server a killed clone left in clone.tmp and removes the folder (destroy).
+void mdb_discard_clone_stage(const InstanceConfig& config);
 // Records the folder as a complete copy of the upstream (replication_role "replica") and
 // `how` it was made (replica_copy). Only after the copy is renamed into place.
 [[nodiscard]] Status mdb_mark_replica(const MdbReplContext& ctx, const std::string& how);
