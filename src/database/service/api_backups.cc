@@ -830,7 +830,7 @@ Result<std::optional<Chain>> chain_to(store::Tx& tx, const std::string& backup_i
     if (out.spec.chain.size() >= kMaxChain) return fail(Code::kInternal, "backup chain too long");
     CONCORD_ASSIGN_OR_RETURN(
         store::Rows r, tx.query("SELECT sha256, size_bytes, meta_json, parent_id, instance_id, "
-                                "status FROM db_backups WHERE id = ? AND deleting = 0",
+                                "status FROM db_backups WHERE id = ?",
                                 {id}));
     if (r.empty() || r[0].text(5) != "COMPLETED") return std::optional<Chain>();
     if (out.instance_id.empty()) out.instance_id = r[0].text(4);
