@@ -1246,6 +1246,49 @@ TEST_F(MariadbBackupTest, AReplicaIsSeededFromTheNewestBackupAndTheArchivedBinlo
   EXPECT_TRUE(eventually([&] { return rows(fallback) == "1,2,3,4,100\n"; })) << rows(fallback);
 }
 
+// What a kill -9 of the agent in the middle of a seed leaves (the staging folder, a private
+// server still running in it) is reaped and the seed redone; a copy that goes over the network
+// instead (the seed no longer offered) discards it. Nothing of the half-made seed outlives it.
+TEST_F(MariadbBackupTest, AHalfMadeSeedIsRedoneOrDiscarded) {
+  const InstanceConfig& p = source_;
+  InstanceConfig redone = make_config("redone");
+  InstanceConfig discarded = make_config("discarded");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, group_state(1), primary_spec({redone.id, discarded.id})));
+  ASSERT_TRUE(sql(p, "CREATE TABLE t(id int primary key); INSERT INTO t VALUES (1)").ok());
+  RestoreArchive a = backup(p, "half1");
+  ASSERT_FALSE(a.backup_id.empty());
+  ReplicationSpec seeded = replica_spec(p);
+  seeded.seed = RestoreSpec{{a}, p.id, 0};
+
+  auto half_made = [&](const InstanceConfig& c) {
+    std::filesystem::create_directories(c.dir + "/restore.tmp/data");
+    EXPECT_TRUE(detail::write_file_atomic(c.dir + "/restore.tmp/data/ibdata1", "torn").has_value());
+    return leave_private_server(c.dir + "/restore.tmp", "load");
+  };
+  const pid_t left = half_made(redone);
+  ASSERT_GT(left, 1);
+  auto st = engine_->clone_from(redone, seeded, transport_.get());
+  EXPECT_TRUE(detail::wait_gone(left, milliseconds(10000)));
+  (void)::kill(left, SIGKILL);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(detail::read_file(redone.dir + "/replica_copy").value_or("").starts_with("backup "));
+  EXPECT_FALSE(fs::exists(redone.dir + "/restore.tmp"));
+  ASSERT_NO_FATAL_FAILURE(start(redone));
+  ASSERT_NO_FATAL_FAILURE(apply(redone, group_state(1), replica_spec(p)));
+  EXPECT_TRUE(eventually([&] { return rows(redone) == "1\n"; })) << rows(redone);
+
+  const pid_t stale = half_made(discarded);
+  ASSERT_GT(stale, 1);
+  st = engine_->clone_from(discarded, replica_spec(p), nullptr);
+  EXPECT_TRUE(detail::wait_gone(stale, milliseconds(10000)));
+  (void)::kill(stale, SIGKILL);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(
+      detail::read_file(discarded.dir + "/replica_copy").value_or("").starts_with("network "));
+  EXPECT_FALSE(fs::exists(discarded.dir + "/restore.tmp"));
+}
+
 TEST_F(MariadbBackupTest, IncrementalBackupsRestoreAsAChain) {
   up(source_);
   converge(source_);

@@ -177,20 +177,10 @@ TEST_F(MariadbEngineTest, ConvergesUsersDatabasesRootAndSurvivesRestarts) {
 // private server's does, with the pid files the servers leave).
 TEST_F(MariadbEngineTest, DestroyKillsThePrivateServersAKilledAgentLeft) {
   namespace fs = std::filesystem;
-  auto leave = [&](const std::string& folder, const std::string& name) -> pid_t {
-    fs::create_directories(folder);
-    const std::string pidfile = folder + "/" + name + ".pid";
-    // Started from a shell that exits at once: the stand-in is nobody's child here.
-    const std::string cmd = "bash -c '(exec bash -c \"while sleep 1; do :; done\" stand-in " +
-                            folder + "/data </dev/null >/dev/null 2>&1 & echo $! > " + pidfile +
-                            ")'";
-    if (std::system(cmd.c_str()) != 0) return 0;
-    auto text = detail::read_file(pidfile);
-    return text ? static_cast<pid_t>(std::atoi(text->c_str())) : 0;
-  };
-  const pid_t replay = leave(config_.dir + "/restore.tmp", "replay");
-  const pid_t seed_load = leave(config_.dir + "/restore.tmp", "load");
-  const pid_t clone_load = leave(config_.dir + "/clone.tmp", "load");
+  fs::create_directories(config_.dir);
+  const pid_t replay = leave_private_server(config_.dir + "/restore.tmp", "replay");
+  const pid_t seed_load = leave_private_server(config_.dir + "/restore.tmp", "load");
+  const pid_t clone_load = leave_private_server(config_.dir + "/clone.tmp", "load");
   for (pid_t pid : {replay, seed_load, clone_load}) {
     ASSERT_GT(pid, 1);
     ASSERT_EQ(::kill(pid, 0), 0) << pid;

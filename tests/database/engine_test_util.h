@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -139,6 +141,20 @@ inline detail::CommandResult mariadb_cli(const std::string& address, int port,
 inline bool pid_gone_for(const std::string& needle) {
   auto r = detail::run_command({"pgrep", "-f", needle});
   return r && r->out.empty();
+}
+
+// What a killed agent leaves of a private MariaDB server (a restore's replay server, a copy's
+// load server) in a staging `folder`: a process whose command line names <folder>/data, as
+// the server's does, and its pid file <folder>/<name>.pid. A stand-in (a shell loop), started
+// from a shell that exits at once, so it is nobody's child here. Its pid, 0 when it failed.
+inline pid_t leave_private_server(const std::string& folder, const std::string& name) {
+  if (::mkdir(folder.c_str(), 0700) != 0 && errno != EEXIST) return 0;
+  const std::string pidfile = folder + "/" + name + ".pid";
+  const std::string cmd = "bash -c '(exec bash -c \"while sleep 1; do :; done\" stand-in " +
+                          folder + "/data </dev/null >/dev/null 2>&1 & echo $! > " + pidfile + ")'";
+  if (std::system(cmd.c_str()) != 0) return 0;
+  auto text = detail::read_file(pidfile);
+  return text ? static_cast<pid_t>(std::atoi(text->c_str())) : 0;
 }
 
 }  // namespace concord::database::engine::testing
