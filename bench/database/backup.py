@@ -77,8 +77,45 @@ def checked(p, what):
     return p
 
 
+def run_cleanups(cleanups):
+    """The server start-up's clean-ups, last registered first; a failing one is reported and
+    the others still run."""
+    for fn in reversed(cleanups):
+        try:
+            fn()
+        except Exception as ex:  # noqa: BLE001
+            print("cleanup:", ex, file=sys.stderr)
+
+
+def run_header(script, binary, t_start, load_before, load_after):
+    """The table's first lines: the command, when and with what binary, the machine's load."""
+    return [
+        "Command: `%s`  " % os.environ.get("BENCH_COMMAND", " ".join([script] + sys.argv[1:])),
+        "Date: %s UTC; binary %s; wall time %.0f s  " % (
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime()), binary, time.monotonic() - t_start),
+        "Load average (1/5/15 min): before %.2f %.2f %.2f, after %.2f %.2f %.2f (%d cores, "
+        "shared)  " % (load_before + load_after + (os.cpu_count(),))]
+
+
+def emit(text, results):
+    """Prints the table and appends it to `results` (when given), so runs of one day with
+    other options stay side by side."""
+    print(text)
+    if results:
+        with open(results, "a") as f:
+            f.write(("\n" if f.tell() else "") + text)
+
+
 class Bench(provision.Concord):
     """provision.Concord (server, admin project, Trove calls) plus backups and restores."""
+
+    def boot(self, cleanups, engine, flavor_name):
+        """Starts the server, waits for an agent offering `engine`; the id of `flavor_name`."""
+        log("starting concord (%s)" % self.binary)
+        self.start(cleanups)
+        self.wait_for_host(engine)
+        flavors = self.trove("GET", "/flavors").json()["flavors"]
+        return str(next(f for f in flavors if f["name"] == flavor_name)["id"])
 
     def wait_instance(self, iid, timeout=600):
         deadline = time.monotonic() + timeout
@@ -140,23 +177,27 @@ class Bench(provision.Concord):
             raise RuntimeError("delete backup %s: %r" % (bid, r))
 
 
+def engine_folder(iid):
+    """The instance's engine folder on this host and the driver's instance.json: on the
+    instance's own volume (<id>/v), or (database_volumes directory, instances made before
+    volumes) the instance folder itself (database_driver.cc)."""
+    found = glob.glob(os.path.join(ENGINE_ROOT, "*", iid, "instance.json"))
+    if len(found) != 1:
+        raise RuntimeError("instance %s: %d instance folders under %s" % (
+            iid, len(found), ENGINE_ROOT))
+    with open(found[0]) as f:
+        stored = json.load(f)
+    d = os.path.dirname(found[0])
+    return (os.path.join(d, "v") if stored.get("volume") == "loop" else d), stored
+
+
 class Engine:
     """The instance's engine as the agent runs it, reached the way the agent reaches it: as the
     engine user over <instance folder>/run (pg_hba: local ... trust)."""
 
     def __init__(self, iid):
-        found = glob.glob(os.path.join(ENGINE_ROOT, "*", iid, "instance.json"))
-        if len(found) != 1:
-            raise RuntimeError("instance %s: %d instance folders under %s" % (
-                iid, len(found), ENGINE_ROOT))
-        with open(found[0]) as f:
-            stored = json.load(f)
+        self.dir, stored = engine_folder(iid)
         self.port = str(stored["port"])
-        # The engine's folder: on the instance's own volume, or (database_volumes directory,
-        # instances made before volumes) the instance folder itself (database_driver.cc).
-        self.dir = os.path.dirname(found[0])
-        if stored.get("volume") == "loop":
-            self.dir = os.path.join(self.dir, "v")
         self.run = os.path.join(self.dir, "run")
 
     def sql(self, query, database="postgres"):
@@ -297,11 +338,7 @@ def main():
     restored = []
     backups = []
     try:
-        log("starting concord (%s)" % concord.binary)
-        concord.start(cleanups)
-        concord.wait_for_host("postgresql")
-        flavors = concord.trove("GET", "/flavors").json()["flavors"]
-        flavor = str(next(f for f in flavors if f["name"] == args.flavor)["id"])
+        flavor = concord.boot(cleanups, "postgresql", args.flavor)
         _, inst = concord.create(flavor, volume_gb)
         source = inst["id"]
         ip = inst["ip"][0]
@@ -394,23 +431,12 @@ def main():
                 concord.delete_backup(bid)
             except Exception as ex:  # noqa: BLE001
                 print("cleanup: backup %s: %s" % (bid, ex), file=sys.stderr)
-        for fn in reversed(cleanups):
-            try:
-                fn()
-            except Exception as ex:  # noqa: BLE001
-                print("cleanup:", ex, file=sys.stderr)
+        run_cleanups(cleanups)
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
 
     med = {k: percentile(v, 0.5) for k, v in s.items()}
-    lines = [
-        "Command: `%s`  " % os.environ.get("BENCH_COMMAND",
-                                           " ".join(["backup.sh"] + sys.argv[1:])),
-        "Date: %s UTC; binary %s; wall time %.0f s  " % (
-            time.strftime("%Y-%m-%d %H:%M", time.gmtime()), concord.binary,
-            time.monotonic() - t_start),
-        "Load average (1/5/15 min): before %.2f %.2f %.2f, after %.2f %.2f %.2f (2 cores, "
-        "shared)  " % (load_before + load_after),
+    lines = run_header("backup.sh", concord.binary, t_start, load_before, load_after) + [
         "Data: pgbench -i --scale %d%s (%s, volume %d GB); sum of pg_database_size %.1f MB "
         "(the throughput numerator; database %s %.1f MB); data folder with pg_wal %.1f MB; "
         "load took %.1f s, shipping its WAL %.1f s more" % (
@@ -438,12 +464,7 @@ def main():
                  % (med["cb_mbs"] / med["ab_mbs"]))
     lines.append("- restore: concord/anchor throughput ratio of the medians %.2f"
                  % (med["cr_mbs"] / med["ar_mbs"]))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        # Appended: runs of one day with other options (--random-mb) stay side by side.
-        with open(args.results, "a") as f:
-            f.write(("\n" if f.tell() else "") + text)
+    emit("\n".join(lines) + "\n", args.results)
     return 0
 
 

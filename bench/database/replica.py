@@ -32,7 +32,6 @@ server start-up and Trove helpers.
 """
 import argparse
 import glob
-import json
 import os
 import re
 import signal
@@ -67,19 +66,6 @@ def client(ip, query, timeout=3600):
 
 def sql(ip, query, timeout=3600):
     return checked(client(ip, query, timeout), "mariadb " + query[:60]).stdout.strip()
-
-
-def instance_dir(iid):
-    """The engine's folder on this host: on the instance's volume (<id>/v), or the instance
-    folder itself (database_volumes directory)."""
-    found = glob.glob(os.path.join(ENGINE_ROOT, "*", iid, "instance.json"))
-    if len(found) != 1:
-        raise RuntimeError("instance %s: %d instance folders under %s" % (
-            iid, len(found), ENGINE_ROOT))
-    with open(found[0]) as f:
-        stored = json.load(f)
-    d = os.path.dirname(found[0])
-    return os.path.join(d, "v") if stored.get("volume") == "loop" else d
 
 
 def copy_record(iid):
@@ -233,14 +219,10 @@ def main():
     primary = None
     replicas = []
     try:
-        log("starting concord (%s)" % concord.binary)
-        concord.start(cleanups)
-        concord.wait_for_host("mariadb")
-        flavors = concord.trove("GET", "/flavors").json()["flavors"]
-        flavor = str(next(f for f in flavors if f["name"] == args.flavor)["id"])
+        flavor = concord.boot(cleanups, "mariadb", args.flavor)
         primary = concord.create_primary(flavor, args.volume_gb)
         ip = concord.wait_instance(primary)["ip"][0]
-        engine_dir = instance_dir(primary)
+        engine_dir, _ = backup.engine_folder(primary)
 
         n_rows = max(1, int(args.mb * MB / ROW_BYTES))
         log("primary %s on %s (engine %s); loading %d rows (~%d MB) through its address"
@@ -322,23 +304,13 @@ def main():
                 concord.drop_backups(primary)
             except Exception as ex:  # noqa: BLE001
                 print("cleanup: backups: %s" % ex, file=sys.stderr)
-        for fn in reversed(cleanups):
-            try:
-                fn()
-            except Exception as ex:  # noqa: BLE001
-                print("cleanup:", ex, file=sys.stderr)
+        backup.run_cleanups(cleanups)
     load_after = os.getloadavg()
 
     seed_med = percentile(s["seed"], 0.5)
     net_med = percentile(s["network"], 0.5)
-    lines = [
-        "Command: `%s`  " % os.environ.get("BENCH_COMMAND",
-                                           " ".join(["replica.sh"] + sys.argv[1:])),
-        "Date: %s UTC; binary %s; wall time %.0f s  " % (
-            time.strftime("%Y-%m-%d %H:%M", time.gmtime()), concord.binary,
-            time.monotonic() - t_start),
-        "Load average (1/5/15 min): before %.2f %.2f %.2f, after %.2f %.2f %.2f (%d cores, "
-        "shared)  " % (load_before + load_after + (os.cpu_count(),)),
+    lines = backup.run_header("replica.sh", concord.binary, t_start, load_before,
+                              load_after) + [
         "Data: MariaDB 10.11 primary (%s, volume %d GB), table items of %d rows, %.1f MB data + "
         "indexes (the MB/s numerator); load took %.1f s, closing and shipping its binlogs "
         "%.1f s more; replica_copy said %s in the seed rounds and %s in the network rounds" % (
@@ -363,11 +335,7 @@ def main():
             percentile([b / MB for b in backup_sizes], 0.5), len(backup_sizes)))
     lines.append("- network/seed ratio of the medians: %.2f (the seed is %.2f times as fast)"
                  % (net_med / seed_med, net_med / seed_med))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        with open(args.results, "a") as f:
-            f.write(("\n" if f.tell() else "") + text)
+    backup.emit("\n".join(lines) + "\n", args.results)
     return 0
 
 
