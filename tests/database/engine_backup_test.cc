@@ -877,6 +877,10 @@ class MariadbBackupTest : public ::testing::Test {
     auto r = sql(c, "SELECT GROUP_CONCAT(id ORDER BY id) FROM t");
     return r.ok() ? r.out : "error: " + r.err;
   }
+  // How the engine recorded a replica's copy was made ("backup <id> <gtid>", "network <gtid>").
+  static std::string copy_record(const InstanceConfig& c) {
+    return detail::read_file(c.dir + "/replica_copy").value_or("(none)");
+  }
   static bool eventually(const std::function<bool()>& done) {
     for (int i = 0; i < 600 && !done(); ++i) std::this_thread::sleep_for(milliseconds(100));
     return done();
@@ -1200,9 +1204,6 @@ TEST_F(MariadbBackupTest, AReplicaIsSeededFromTheNewestBackupAndTheArchivedBinlo
   InstanceConfig fallback = make_config("fallback");
   const ReplicationSpec as_primary = primary_spec({seeded.id, fallback.id});
   const ReplicationSpec as_replica = replica_spec(p);
-  auto copy_record = [](const InstanceConfig& c) {
-    return detail::read_file(c.dir + "/replica_copy").value_or("(none)");
-  };
 
   ASSERT_NO_FATAL_FAILURE(up(p));
   ASSERT_NO_FATAL_FAILURE(apply(p, group_state(1), as_primary));
@@ -1272,7 +1273,7 @@ TEST_F(MariadbBackupTest, AHalfMadeSeedIsRedoneOrDiscarded) {
   EXPECT_TRUE(detail::wait_gone(left, milliseconds(10000)));
   (void)::kill(left, SIGKILL);
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
-  EXPECT_TRUE(detail::read_file(redone.dir + "/replica_copy").value_or("").starts_with("backup "));
+  EXPECT_TRUE(copy_record(redone).starts_with("backup "));
   EXPECT_FALSE(fs::exists(redone.dir + "/restore.tmp"));
   ASSERT_NO_FATAL_FAILURE(start(redone));
   ASSERT_NO_FATAL_FAILURE(apply(redone, group_state(1), replica_spec(p)));
@@ -1284,8 +1285,7 @@ TEST_F(MariadbBackupTest, AHalfMadeSeedIsRedoneOrDiscarded) {
   EXPECT_TRUE(detail::wait_gone(stale, milliseconds(10000)));
   (void)::kill(stale, SIGKILL);
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
-  EXPECT_TRUE(
-      detail::read_file(discarded.dir + "/replica_copy").value_or("").starts_with("network "));
+  EXPECT_TRUE(copy_record(discarded).starts_with("network "));
   EXPECT_FALSE(fs::exists(discarded.dir + "/restore.tmp"));
 }
 

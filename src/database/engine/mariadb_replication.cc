@@ -218,6 +218,15 @@ Status record_copy_position(PrivateMariadb& server, const std::string& gtid) {
   return ok();
 }
 
+// A new copy's role file (a replica of spec's upstream from its very start) and no recorded
+// upstream (the first apply points the slave connection). Before the copy is renamed in.
+Status write_copy_role(const MdbReplContext& ctx, const ReplicationSpec& spec) {
+  RPaths p(ctx.config.dir);
+  CONCORD_RETURN_IF_ERROR(
+      write_file_atomic(p.role_cnf, role_text(ctx.config, &spec), 0600, ctx.user));
+  return remove_tree(p.upstream);
+}
+
 // Batch output with its header line -> column -> value of the first row (batch mode escapes
 // tabs and newlines inside values, so splitting on them is safe).
 std::map<std::string, std::string> first_row(const std::string& text) {
@@ -419,9 +428,7 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
       CONCORD_RETURN_IF_ERROR(server.stop());
     }
     (void)remove_tree(dump);
-    CONCORD_RETURN_IF_ERROR(
-        write_file_atomic(p.role_cnf, role_text(ctx.config, &spec), 0600, ctx.user));
-    CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
+    CONCORD_RETURN_IF_ERROR(write_copy_role(ctx, spec));
     if (::rename((p.stage + "/data").c_str(), p.data.c_str()) != 0) {
       return fail(Code::kInternal,
                   fmt::format("rename {}/data: {}", p.stage, std::strerror(errno)));
@@ -451,7 +458,6 @@ Status mdb_finish_seed(const MdbReplContext& ctx, const ReplicationSpec& spec,
     return fail(Code::kFailedPrecondition,
                 "the seed's backup records no GTID position to stream on from");
   }
-  RPaths p(ctx.config.dir);
   CONCORD_ASSIGN_OR_RETURN(std::string log_bin, log_bin_path(ctx));
   {
     PrivateMariadb server(load_server(ctx, stage, log_bin));
@@ -459,9 +465,7 @@ Status mdb_finish_seed(const MdbReplContext& ctx, const ReplicationSpec& spec,
     CONCORD_RETURN_IF_ERROR(record_copy_position(server, gtid));
     CONCORD_RETURN_IF_ERROR(server.stop());
   }
-  CONCORD_RETURN_IF_ERROR(
-      write_file_atomic(p.role_cnf, role_text(ctx.config, &spec), 0600, ctx.user));
-  return remove_tree(p.upstream);
+  return write_copy_role(ctx, spec);
 }
 
 Status mdb_mark_replica(const MdbReplContext& ctx, const std::string& how) {
