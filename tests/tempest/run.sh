@@ -12,7 +12,8 @@
 # flags, e.g. --identity.lockout_window=5s), TEMPEST_CONCURRENCY
 # (default 2), TEMPEST_REGEX, TEMPEST_TIMEOUT (seconds, default 1200), TEMPEST_CONF_TEMPLATE
 # (default tempest.conf.in next to this script), KEEP_TEMPEST_DIR=1 to keep the workspace,
-# server log and subunit stream.
+# server log and subunit stream, TEMPEST_SERVER_LOG_LEVEL (the server's --log.level, default
+# warn; info or debug for a post-mortem).
 # Exit status: 0 when every expected test passed, 1 when one did not, 2 on harness errors.
 set -euo pipefail
 
@@ -143,7 +144,8 @@ print("%016x" % h)' "$DATA/agent")"
   fi
   # setsid: the server gets its own process group, so cleanup can kill all of it.
   # shellcheck disable=SC2086  # CONCORD_ARGS is a list of extra flags
-  setsid "$CONCORD_BIN" all-in-one --data_dir="$DATA" --server.port=0 --log.level=warn \
+  setsid "$CONCORD_BIN" all-in-one --data_dir="$DATA" --server.port=0 \
+    --log.level="${TEMPEST_SERVER_LOG_LEVEL:-warn}" \
     "${PROFILE_ARGS[@]}" ${CONCORD_ARGS:-} >"$WORK/server.log" 2>&1 </dev/null &
   SERVER_PID=$!
   for _ in $(seq 1 600); do  # 60 s
@@ -207,6 +209,12 @@ set +e
 "$PY" "$HERE/summarize.py" "${ARGS[@]}"
 STATUS=$?
 set -e
+# A failing run's temp folder (with the server's log) is removed on exit: print the end of the
+# log (warnings and errors only by default) so that a CI failure can be diagnosed.
+if [[ $STATUS -ne 0 && -s "$WORK/server.log" ]]; then
+  echo "tempest: the last 80 lines of the server's log:" >&2
+  tail -80 "$WORK/server.log" >&2
+fi
 if [[ -n "$SERVER_PID" ]] && ! alive "$SERVER_PID"; then
   echo "tempest: the server died during the run:" >&2
   tail -20 "$WORK/server.log" >&2
