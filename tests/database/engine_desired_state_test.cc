@@ -45,6 +45,11 @@ TEST(DesiredStateJson, RoundTripsEveryField) {
   auto seeded = desired_state_from_json(to_json(replica));
   ASSERT_TRUE(seeded) << seeded.error().to_string();
   EXPECT_EQ(*seeded, replica);
+  replica.replication->seed.reset();
+  replica.replication->seed_wait_until_us = 1'780'000'000'000'000;
+  auto waiting = desired_state_from_json(to_json(replica));
+  ASSERT_TRUE(waiting) << waiting.error().to_string();
+  EXPECT_EQ(*waiting, replica);
 
   DesiredState standalone;
   standalone.revision = 1;
@@ -82,6 +87,10 @@ TEST(DesiredStateJson, RefusesMalformedReplication) {
                "upstream_address":"127.0.0.1","upstream_port":3306,"seed":{"chain":[]}}})",
            R"({"revision":1,"replication":{"role":"replica","secret":"x","upstream_instance":"p",
                "upstream_address":"127.0.0.1","upstream_port":3306,"seed":"b1"}})",
+           R"({"revision":1,"replication":{"role":"replica","secret":"x","upstream_instance":"p",
+               "upstream_address":"127.0.0.1","upstream_port":3306,"seed_wait_until_us":-1}})",
+           R"({"revision":1,"replication":{"role":"replica","secret":"x","upstream_instance":"p",
+               "upstream_address":"127.0.0.1","upstream_port":3306,"seed_wait_until_us":"soon"}})",
        }) {
     auto st = desired_state_from_json(text);
     ASSERT_FALSE(st) << text;

@@ -539,6 +539,49 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
 // Archived logs that cannot reach the server (nothing listens at its address) are reported as
 // stalled once that has lasted database_archive_stall_after, and no longer once shipping works
 // again (here: nothing left to ship). The marker survives a new driver (an agent restart).
+// A replica whose desired state says a backup is being taken to seed it makes no copy before
+// the deadline (kUnavailable: the agent retries), and past it copies over the network.
+TEST_F(DatabaseDriverTest, AReplicaWaitsForItsSeedBackupUntilTheDeadline) {
+  if (::access("/usr/sbin/mariadbd", X_OK) != 0) GTEST_SKIP() << "mariadbd missing";
+  drv::DriverOptions o;
+  o.state_dir = tmp_.path() + "/agent";
+  o.database_dir = tmp_.path() + "/agent/database";
+  o.server_url = "http://127.0.0.1:1";  // a transport: seeds could be fetched
+  o.agent_header = "host:credential";
+  auto d = drv::make_database_driver(o);
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  driver_ = std::move(*d);
+
+  DesiredState rs;
+  rs.revision = 1;
+  rs.replication = ReplicationSpec{};
+  rs.replication->role = ReplicationSpec::Role::kReplica;
+  rs.replication->secret = "repl-secret";
+  rs.replication->upstream_instance = "the-primary";
+  rs.replication->upstream_address = address_;
+  rs.replication->upstream_port = free_port(address_);  // nothing listens: a copy would fail
+  const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  rs.replication->seed_wait_until_us = now_us + 600'000'000;
+  auto st = driver_->create(spec(rs, "mariadb"));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable);
+  EXPECT_NE(st.error().message().find("waiting for the backup of the-primary"), std::string::npos)
+      << st.error().to_string();
+  const std::string dir = o.database_dir + "/" + id_ + "/v";
+  EXPECT_FALSE(std::filesystem::exists(dir + "/data")) << "no copy was begun";
+
+  // Past the deadline the copy goes over the network (which fails here: nothing listens).
+  rs.replication->seed_wait_until_us = now_us - 1;
+  st = driver_->create(spec(rs, "mariadb"));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().message().find("waiting for the backup"), std::string::npos)
+      << st.error().to_string();
+  EXPECT_NE(st.error().message().find("the-primary"), std::string::npos) << st.error().to_string();
+  (void)driver_->destroy(id_);
+}
+
 TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   drv::DriverOptions o;
   o.state_dir = tmp_.path() + "/agent";

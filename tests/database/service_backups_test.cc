@@ -566,9 +566,16 @@ TEST_F(DatabaseBackupTestWithEndpoints, MariadbReplicasAreOfferedTheNewestBackup
   };
   const std::string m = active(instance_body("m1", "mariadb"));
 
+  // Without a backup one is taken for the replica (AReplicaWithoutABackupHasOneTakenToSeedIt);
+  // the cloud's first backup is that one.
   engine::DesiredState st = replica_of(m, "before-backup");
   ASSERT_TRUE(st.replication.has_value());
-  EXPECT_FALSE(st.replication->seed.has_value()) << "no backup yet: a network copy";
+  EXPECT_FALSE(st.replication->seed.has_value()) << "no backup yet";
+  Reply r = trove(Method::kGet, "/instances/" + m + "/backups");
+  ASSERT_EQ(r.status, 200) << r;
+  ASSERT_EQ(r.body["backups"].size(), 1u) << r;
+  ASSERT_EQ(upload(r.body["backups"][0]["id"], "seed", us_of(clock_.now())).status, 200);
+  advance(std::chrono::minutes(1));
 
   const std::string old = completed_backup(m, "older backup", "old");
   advance(std::chrono::minutes(1));
@@ -614,7 +621,7 @@ TEST_F(DatabaseBackupTestWithEndpoints, MariadbReplicasAreOfferedTheNewestBackup
   const std::string ha = create_active_ha("ha1");
   auto primary = server(ha);
   ASSERT_TRUE(primary.has_value());
-  Reply r = create_backup(ha, "ha-backup");
+  r = create_backup(ha, "ha-backup");
   ASSERT_EQ(r.status, 202) << r;
   const std::string hb = r.body["backup"].value("id", std::string());
   r = upload(hb, "ha data", us_of(clock_.now()), R"({"gtid":"0-1-5"})", primary->host);
@@ -628,6 +635,133 @@ TEST_F(DatabaseBackupTestWithEndpoints, MariadbReplicasAreOfferedTheNewestBackup
   st = state_of(ha);
   ASSERT_TRUE(st.replication.has_value());
   EXPECT_FALSE(st.replication->seed.has_value()) << "the primary copies from nobody";
+}
+
+// A MariaDB replica of a source no backup can seed has a backup taken for it (Trove's
+// replication snapshot) and waits for it; the backup's end pushes the replicas on; an hour
+// later it is deleted. Without backup room, or for a source not ACTIVE, nothing is taken.
+TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedIt) {
+  auto activate_new = [&](const std::string& name) {
+    Reply r = trove(Method::kPost, "/instances", instance_body(name, "mariadb"));
+    EXPECT_EQ(r.status, 200) << r;
+    const std::string id = r.body["instance"].value("id", std::string());
+    report(id, 1);
+    return id;
+  };
+  auto replica_of = [&](const std::string& source, const std::string& name) {
+    Reply r = trove(Method::kPost, "/instances",
+                    {{"instance", {{"name", name}, {"replica_of", source}}}});
+    EXPECT_EQ(r.status, 200) << r;
+    return r.body["instance"].value("id", std::string());
+  };
+  auto backups_of = [&](const std::string& id) {
+    Reply r = trove(Method::kGet, "/instances/" + id + "/backups");
+    EXPECT_EQ(r.status, 200) << r;
+    return r.body["backups"];
+  };
+  auto event_types = [&](const std::string& id) {
+    Reply r = trove(Method::kGet, "/instances/" + id + "/events");
+    EXPECT_EQ(r.status, 200) << r;
+    std::vector<std::string> out;
+    for (const Json& e : r.body["events"]) out.push_back(e["type"]);
+    return out;
+  };
+  auto has = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+
+  const std::string m = activate_new("shop");
+  const int64_t source_rev = state_of(m).revision;
+  const int64_t made_us = us_of(clock_.now());
+  const std::string r1 = replica_of(m, "r1");
+  Json list = backups_of(m);
+  ASSERT_EQ(list.size(), 1u) << list;
+  const std::string seed = list[0]["id"];
+  EXPECT_EQ(list[0]["name"], "Replication snapshot for shop");
+  EXPECT_EQ(list[0]["status"], "NEW");
+  EXPECT_NE(list[0]["description"].get<std::string>().find(r1), std::string::npos) << list;
+  EXPECT_TRUE(has(event_types(m), "backup.seed.started"));
+  engine::DesiredState src = state_of(m);
+  EXPECT_GT(src.revision, source_rev);
+  ASSERT_TRUE(src.backup.has_value()) << "the source's agent is asked for the backup";
+  EXPECT_EQ(src.backup->id, seed);
+  engine::DesiredState st = state_of(r1);
+  ASSERT_TRUE(st.replication.has_value());
+  EXPECT_FALSE(st.replication->seed.has_value());
+  // Trove times have whole seconds: the wait ends 15 minutes after the backup's second.
+  EXPECT_EQ(st.replication->seed_wait_until_us,
+            made_us / 1'000'000 * 1'000'000 + 15LL * 60 * 1'000'000);
+
+  // A second replica while it runs waits for the same backup.
+  const std::string r2 = replica_of(m, "r2");
+  EXPECT_EQ(backups_of(m).size(), 1u);
+  EXPECT_EQ(state_of(r2).replication->seed_wait_until_us, st.replication->seed_wait_until_us);
+
+  // The backup completes: both replicas' revisions rise and they have it as their seed.
+  const int64_t r1_rev = state_of(r1).revision;
+  advance(std::chrono::seconds(5));
+  ASSERT_EQ(upload(seed, "seed data", us_of(clock_.now())).status, 200);
+  for (const std::string& id : {r1, r2}) {
+    st = state_of(id);
+    EXPECT_GT(st.revision, r1_rev - (id == r1 ? 0 : 1)) << id;
+    ASSERT_TRUE(st.replication.has_value());
+    ASSERT_TRUE(st.replication->seed.has_value()) << id;
+    EXPECT_EQ(st.replication->seed->chain.at(0).backup_id, seed);
+    EXPECT_EQ(st.replication->seed_wait_until_us, 0);
+  }
+  // A third replica takes the completed backup: nothing new is taken.
+  const std::string r3 = replica_of(m, "r3");
+  EXPECT_EQ(backups_of(m).size(), 1u);
+  ASSERT_TRUE(state_of(r3).replication->seed.has_value());
+
+  // An hour after it ended, the operations pass deletes it.
+  advance(std::chrono::minutes(59));
+  Reply r = trove(Method::kPost, "/mgmt/operations", nullptr, admin_, admin_project_id());
+  ASSERT_EQ(r.status, 204) << r;
+  EXPECT_EQ(backups_of(m).size(), 1u) << "kept for an hour";
+  advance(std::chrono::minutes(2));
+  r = trove(Method::kPost, "/mgmt/operations", nullptr, admin_, admin_project_id());
+  ASSERT_EQ(r.status, 204) << r;
+  EXPECT_EQ(backups_of(m).size(), 0u);
+  EXPECT_TRUE(has(event_types(m), "backup.seed.deleted"));
+
+  // A seed backup that fails: the waiting replica has neither a seed nor a wait (a network copy).
+  const std::string m2 = activate_new("shop2");
+  const std::string f1 = replica_of(m2, "f1");
+  list = backups_of(m2);
+  ASSERT_EQ(list.size(), 1u) << list;
+  EXPECT_GT(state_of(f1).replication->seed_wait_until_us, 0);
+  r = db_agent(Method::kPost, "/backups/" + list[0]["id"].get<std::string>() + "/failed",
+               R"({"reason": "disk full"})");
+  ASSERT_EQ(r.status, 204) << r;
+  st = state_of(f1);
+  EXPECT_FALSE(st.replication->seed.has_value());
+  EXPECT_EQ(st.replication->seed_wait_until_us, 0);
+
+  // At the project's backups quota: no backup, no wait.
+  const int64_t backups_now = static_cast<int64_t>(backups_of(m2).size());
+  r = trove(Method::kPut, "/mgmt/quotas/" + p1_,
+            {{"quotas", {{"backups", backups_now}, {"instances", 50}}}}, admin_,
+            admin_project_id());
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string m3 = activate_new("shop3");
+  const std::string q1 = replica_of(m3, "q1");
+  EXPECT_EQ(backups_of(m3).size(), 0u);
+  EXPECT_EQ(state_of(q1).replication->seed_wait_until_us, 0);
+  r = trove(Method::kPut, "/mgmt/quotas/" + p1_, {{"quotas", {{"backups", 50}}}}, admin_,
+            admin_project_id());
+  ASSERT_EQ(r.status, 200) << r;
+
+  // A source that is not ACTIVE yet (never reported), and PostgreSQL: nothing is taken.
+  Reply made = trove(Method::kPost, "/instances", instance_body("building", "mariadb"));
+  ASSERT_EQ(made.status, 200) << made;
+  const std::string building = made.body["instance"].value("id", std::string());
+  const std::string b1 = replica_of(building, "b1");
+  EXPECT_EQ(backups_of(building).size(), 0u);
+  EXPECT_EQ(state_of(b1).replication->seed_wait_until_us, 0);
+  const std::string pg = create_active("pg");
+  (void)replica_of(pg, "pg-replica");
+  EXPECT_EQ(backups_of(pg).size(), 0u);
 }
 
 TEST_F(DatabaseBackupTest, PointInTimeRestoreNeedsArchivedLogsCoveringTheTime) {

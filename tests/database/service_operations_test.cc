@@ -43,11 +43,8 @@ class DatabaseOperationsTest : public DatabaseServiceTest {
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(DatabaseServiceTest::SetUp());
     router_.mount("/agent/v1/database", db_->agent_routes(), http::keystone_style_error);
-    http::Response r = identity_call(Method::kGet, "/v3/projects?name=admin", nullptr, admin_);
-    ASSERT_EQ(r.status, 200) << r.body;
-    auto body = parse_json(r.body);
-    ASSERT_TRUE(body && (*body)["projects"].size() == 1) << r.body;
-    admin_project_ = (*body)["projects"][0]["id"].get<std::string>();
+    admin_project_ = admin_project_id();
+    ASSERT_FALSE(admin_project_.empty());
   }
 
   void configure(DatabaseOptions& o) override { o.backup_dir = dir_.path() + "/database-backups"; }

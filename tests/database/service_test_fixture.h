@@ -208,6 +208,19 @@ class DatabaseServiceTest : public ::testing::Test, public test_support::Identit
     ASSERT_EQ(r.status, 200) << r;
   }
 
+  // The id of the admin project (the admin token's scope for /mgmt calls).
+  std::string admin_project_id() {
+    http::Response r =
+        identity_call(http::Method::kGet, "/v3/projects?name=admin", nullptr, admin_);
+    EXPECT_EQ(r.status, 200) << r.body;
+    auto body = parse_json(r.body);
+    if (!body || (*body)["projects"].size() != 1) {
+      ADD_FAILURE() << "no single admin project: " << r.body;
+      return {};
+    }
+    return (*body)["projects"][0]["id"].get<std::string>();
+  }
+
   std::optional<compute::ServiceServer> server(const std::string& id) {
     auto list = compute::list_service_servers(*ctx_, service_project_);
     EXPECT_TRUE(list) << list.error().to_string();

@@ -18,6 +18,7 @@ PostgreSQL 15 / MariaDB 10.11 engines as the concord-db user). A tenant uses the
 
 Needs root and the Debian packages of scripts/install-deps.sh; skips with the reason otherwise.
 """
+import glob
 import os
 import subprocess
 import sys
@@ -225,6 +226,8 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertEqual(r_inst["datastore"]["type"], engine.datastore)
         shown = CLOUD.trove("a", "GET", "/instances/" + primary).json()["instance"]
         self.assertEqual([x["id"] for x in shown["replicas"]], [replica])
+        if engine is MariadbSql:
+            self.seeded_by_a_backup_taken_for_it(primary, replica)
 
         # The existing rows, then a later one, reach the replica; it refuses writes.
         self.eventually(lambda: (self.rows(engine, r_ip) == [1], self.rows(engine, r_ip)),
@@ -294,6 +297,21 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertEqual(engine.run(r_ip, "INSERT INTO items VALUES (7)").returncode, 0)
         self.assertEqual(self.rows(engine, p_ip), sorted([1, 2, 4, 6] + extra))
         self.assertEqual(self.rows(engine, r_ip), sorted([1, 2, 4, 7] + extra))
+
+    def seeded_by_a_backup_taken_for_it(self, primary, replica):
+        """Without a backup of the primary, one was taken to seed the replica (as Trove's
+        replication snapshot), and the replica's copy was made from it."""
+        backups = cli("database", "backup", "list", "-i", primary, "-f", "json")
+        self.assertEqual(len(backups), 1, backups)
+        self.assertEqual(backups[0]["Name"], "Replication snapshot for ma-primary", backups)
+        self.assertEqual(backups[0]["Status"], "COMPLETED", backups)
+        # How the copy was made, as the engine records it in the instance's folder on the host
+        # (the all-in-one's agent is on this machine).
+        records = glob.glob("/var/lib/concord/database/*/%s/**/replica_copy" % replica,
+                            recursive=True)
+        self.assertEqual(len(records), 1, records)
+        with open(records[0], encoding="utf-8") as f:
+            self.assertTrue(f.read().startswith("backup %s 0-" % backups[0]["ID"]), records[0])
 
     def broken_replica_is_rebuilt(self, primary, p_ip, replica, r_ip):
         """Root (READ ONLY ADMIN) writes row 11 on the replica, the primary writes 11 and 12:

@@ -851,6 +851,15 @@ class DatabaseDriver final : public Driver {
         !state.restore) {
       const std::string cloned = dir_for(id) + "/cloned";
       if (path_exists(cloned)) return ok();
+      if (const int64_t until = state.replication->seed_wait_until_us;
+          !state.replication->seed && until > 0 && transport_ && wall_us() < until) {
+        // A backup of the upstream is being taken to seed this copy: the server pushes a new
+        // desired state when it ends; past the deadline the copy goes over the network.
+        return fail(Code::kUnavailable,
+                    fmt::format("database instance {}: waiting for the backup of {} that will "
+                                "seed its copy (until {} us)",
+                                id, state.replication->upstream_instance, until));
+      }
       log_->info("database instance {}: copying the data of {} ({}:{}){}", id,
                  state.replication->upstream_instance, state.replication->upstream_address,
                  state.replication->upstream_port,

@@ -106,6 +106,7 @@ std::string to_json(const DesiredState& state) {
         {"replicas", r.replicas},
         {"synchronous_standbys", r.synchronous_standbys}};
     if (r.seed) out["replication"]["seed"] = restore_json(*r.seed);
+    if (r.seed_wait_until_us > 0) out["replication"]["seed_wait_until_us"] = r.seed_wait_until_us;
   } else {
     out["replication"] = nullptr;
   }
@@ -236,6 +237,12 @@ Result<DesiredState> desired_state_from_json(std::string_view text) {
     }
     if (auto s = it->find("seed"); s != it->end() && !s->is_null()) {
       CONCORD_ASSIGN_OR_RETURN(r.seed, restore_from_json(*s, "replication.seed"));
+    }
+    if (auto w = it->find("seed_wait_until_us"); w != it->end() && !w->is_null()) {
+      if (!w->is_number_integer() || w->get<int64_t>() < 0) {
+        return type_error("replication.seed_wait_until_us must be a non-negative integer");
+      }
+      r.seed_wait_until_us = w->get<int64_t>();
     }
     out.replication = std::move(r);
   }

@@ -113,6 +113,11 @@ struct ReplicationSpec {
   // that cannot be used falls back to the network copy. docs/design/database.md, "Seeding a
   // MariaDB replica from a backup".
   std::optional<RestoreSpec> seed;
+  // kReplica, 0 or a time (microseconds since the epoch): a backup of the group that will seed
+  // the replica is being taken, so its first copy waits until then for a `seed` (a later
+  // desired state brings it, or says the backup failed) before copying over the network.
+  // docs/design/database.md, "A backup taken for the seed".
+  int64_t seed_wait_until_us = 0;
   bool operator==(const ReplicationSpec&) const = default;
 };
 // The replication account on every member of a group (created by the engine on the primary;

@@ -257,23 +257,72 @@ Result<BackupRow> load_backup(store::Tx& tx, const identity::AuthContext& caller
   return backup_from(rows[0]);
 }
 
+// db_backups.automated: who asked for the backup.
+constexpr int64_t kTenantBackup = 0;     // the tenant (POST /backups)
+constexpr int64_t kScheduledBackup = 1;  // the daily automated backup (the operations pass)
+constexpr int64_t kSeedBackup = 2;       // a new replica's seed (start_seed_backup)
+// A seed backup is deleted this long after it ended, and a replica waits for a running one
+// until this long after it was made (docs/design/database.md, "A backup taken for the seed").
+constexpr std::chrono::hours kSeedBackupKeep{1};
+constexpr std::chrono::minutes kSeedBackupWait{15};
+
+// Inserts `b` (id, names, parent and kind set) as a NEW backup of its instance, with the
+// databases and users the archive will hold (for instances restored from it), and raises the
+// instance's revision so that its agent takes it.
+Status insert_backup(store::Tx& tx, BackupRow& b, int64_t automated) {
+  BackupMeta meta;
+  meta.access = {{"databases", Json::array()}, {"users", Json::array()}};
+  CONCORD_ASSIGN_OR_RETURN(store::Rows dbs,
+                           tx.query("SELECT name, character_set, collate_name FROM db_databases "
+                                    "WHERE instance_id = ? ORDER BY name",
+                                    {b.instance_id}));
+  for (const store::Row& r : dbs) {
+    meta.access["databases"].push_back(Json::array({r.text(0), r.text(1), r.text(2)}));
+  }
+  CONCORD_ASSIGN_OR_RETURN(store::Rows users,
+                           tx.query("SELECT name, host, verifier, databases_json FROM db_users "
+                                    "WHERE instance_id = ? ORDER BY name",
+                                    {b.instance_id}));
+  for (const store::Row& r : users) {
+    meta.access["users"].push_back(Json::array({r.text(0), r.text(1), r.text(2), r.text(3)}));
+  }
+  b.meta_json = meta_text(meta);
+  b.status = "NEW";
+  CONCORD_ASSIGN_OR_RETURN(
+      int64_t n,
+      tx.exec("INSERT INTO db_backups (id, project_id, instance_id, name, description, "
+              "datastore_version_id, parent_id, kind, status, meta_json, created, updated, "
+              "automated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW', ?, ?, ?, ?)",
+              {b.id, b.project_id, b.instance_id, b.name, b.description, b.version_id, b.parent_id,
+               b.kind, b.meta_json, b.created, b.updated, automated}));
+  CONCORD_ASSIGN_OR_RETURN(
+      n, tx.exec("UPDATE db_instances SET state_revision = state_revision + 1 WHERE id = ?",
+                 {b.instance_id}));
+  (void)n;
+  return ok();
+}
+
 }  // namespace
 
-Result<std::vector<RetainedBackup>> automated_backups_past_retention(store::Tx& tx, SystemTime at,
-                                                                     const std::string& project) {
+Result<std::vector<RetainedBackup>> expired_backups(store::Tx& tx, SystemTime at,
+                                                    const std::string& project) {
   CONCORD_ASSIGN_OR_RETURN(
       store::Rows rows,
       tx.query("SELECT b.id, b.project_id, b.instance_id, b.name, b.created, "
-               "i.backup_retention_days FROM db_backups b JOIN db_instances i ON i.id = "
-               "b.instance_id WHERE b.automated = 1 AND b.deleting = 0 AND "
-               "i.backup_retention_days > 0 AND b.status IN ('COMPLETED', 'FAILED') AND "
-               "(? = '' OR b.project_id = ?) AND NOT EXISTS (SELECT 1 FROM db_backups k WHERE "
-               "k.parent_id = b.id AND k.deleting = 0) ORDER BY b.created, b.id",
+               "i.backup_retention_days, b.automated, b.updated FROM db_backups b LEFT JOIN "
+               "db_instances i ON i.id = b.instance_id WHERE ((b.automated = 1 AND "
+               "i.backup_retention_days > 0) OR b.automated = 2) AND b.deleting = 0 AND "
+               "b.status IN ('COMPLETED', 'FAILED') AND (? = '' OR b.project_id = ?) AND NOT "
+               "EXISTS (SELECT 1 FROM db_backups k WHERE k.parent_id = b.id AND k.deleting = 0) "
+               "ORDER BY b.created, b.id",
                {project, project}));
   std::vector<RetainedBackup> out;
   for (const store::Row& r : rows) {
-    const SystemTime cutoff = at - std::chrono::days(r.integer(5));
-    if (r.text(4) < trove_time(cutoff)) out.push_back({r.text(0), r.text(1), r.text(2), r.text(3)});
+    const bool seed = r.integer(6) == kSeedBackup;
+    // A seed backup from when it ended, a scheduled one from when it was made.
+    const bool expired = seed ? r.text(7) < trove_time(at - kSeedBackupKeep)
+                              : r.text(4) < trove_time(at - std::chrono::days(r.integer(5)));
+    if (expired) out.push_back({r.text(0), r.text(1), r.text(2), r.text(3), seed});
   }
   return out;
 }
@@ -387,8 +436,7 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
         // seconds before it expires. Waiting, not skipping, keeps a project whose quota holds
         // exactly its retained backups at one a day; the next passes try again.
         CONCORD_ASSIGN_OR_RETURN(
-            auto expiring,
-            automated_backups_past_retention(tx, clock_.now() + kRetentionWait, inst.project_id));
+            auto expiring, expired_backups(tx, clock_.now() + kRetentionWait, inst.project_id));
         if (!expiring.empty()) {
           return fail(Code::kUnavailable, quota.error().message() + " Waiting for backup '" +
                                               expiring[0].id + "' to pass its retention period.");
@@ -423,41 +471,13 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
       if (!p.empty()) b.parent_id = p[0].text(0);
     }
     b.kind = b.parent_id.empty() ? "full" : "incremental";
-    // The databases and users the archive will hold, for instances restored from it.
-    BackupMeta meta;
-    meta.access = {{"databases", Json::array()}, {"users", Json::array()}};
-    CONCORD_ASSIGN_OR_RETURN(store::Rows dbs,
-                             tx.query("SELECT name, character_set, collate_name FROM db_databases "
-                                      "WHERE instance_id = ? ORDER BY name",
-                                      {inst.id}));
-    for (const store::Row& r : dbs) {
-      meta.access["databases"].push_back(Json::array({r.text(0), r.text(1), r.text(2)}));
-    }
-    CONCORD_ASSIGN_OR_RETURN(store::Rows users,
-                             tx.query("SELECT name, host, verifier, databases_json FROM db_users "
-                                      "WHERE instance_id = ? ORDER BY name",
-                                      {inst.id}));
-    for (const store::Row& r : users) {
-      meta.access["users"].push_back(Json::array({r.text(0), r.text(1), r.text(2), r.text(3)}));
-    }
-    b.meta_json = meta_text(meta);
-    CONCORD_ASSIGN_OR_RETURN(
-        int64_t n,
-        tx.exec("INSERT INTO db_backups (id, project_id, instance_id, name, description, "
-                "datastore_version_id, parent_id, kind, status, meta_json, created, updated, "
-                "automated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW', ?, ?, ?, ?)",
-                {b.id, b.project_id, b.instance_id, b.name, b.description, b.version_id,
-                 b.parent_id, b.kind, b.meta_json, b.created, b.updated,
-                 int64_t{c.automated_since.empty() ? 0 : 1}}));
+    CONCORD_RETURN_IF_ERROR(
+        insert_backup(tx, b, c.automated_since.empty() ? kTenantBackup : kScheduledBackup));
     if (!c.automated_since.empty()) {
       CONCORD_RETURN_IF_ERROR(record_event(tx, inst, "backup.automated.started",
                                            "Automated backup '" + b.name + "' started.",
                                            {{"backup_id", b.id}}));
     }
-    CONCORD_ASSIGN_OR_RETURN(
-        n, tx.exec("UPDATE db_instances SET state_revision = state_revision + 1 WHERE id = ?",
-                   {inst.id}));
-    (void)n;
     return ok();
   }));
   if (!skipped.empty()) return fail(Code::kResourceExhausted, skipped);
@@ -845,7 +865,7 @@ Result<std::optional<Chain>> chain_to(store::Tx& tx, const std::string& backup_i
 
 }  // namespace
 
-Result<std::optional<engine::RestoreSpec>> DatabaseService::Impl::replica_seed(
+Result<std::optional<engine::RestoreSpec>> DatabaseService::Impl::backup_seed(
     store::Tx& tx, const InstanceRow& source) {
   // PostgreSQL's network copy (pg_basebackup) is physical already; MariaDB's is a dump.
   if (source.engine != "mariadb") return std::optional<engine::RestoreSpec>();
@@ -873,6 +893,60 @@ Result<std::optional<engine::RestoreSpec>> DatabaseService::Impl::replica_seed(
   }
   chain->spec.log_source_instance = source.id;  // replayed to their end (target_time_us 0)
   return std::optional<engine::RestoreSpec>(std::move(chain->spec));
+}
+
+Status DatabaseService::Impl::replica_seed(store::Tx& tx, const InstanceRow& source,
+                                           engine::ReplicationSpec& r) {
+  CONCORD_ASSIGN_OR_RETURN(r.seed, backup_seed(tx, source));
+  r.seed_wait_until_us = 0;
+  if (r.seed || source.engine != "mariadb") return ok();
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows running,
+      tx.query(std::string("SELECT created FROM db_backups WHERE instance_id = ? AND "
+                           "deleting = 0 AND automated = ? AND status IN ") +
+                   kRunning + " ORDER BY created DESC LIMIT 1",
+               {source.id, kSeedBackup}));
+  if (running.empty()) return ok();
+  if (auto made = parse_iso_time(running[0].text(0))) {
+    r.seed_wait_until_us = to_us(*made + kSeedBackupWait);
+  }
+  return ok();
+}
+
+Status DatabaseService::Impl::start_seed_backup(store::Tx& tx, const InstanceRow& source,
+                                                const std::string& replica_id) {
+  if (!backup_blobs_ || source.engine != "mariadb" || source.backup_running) return ok();
+  CONCORD_ASSIGN_OR_RETURN(std::optional<engine::RestoreSpec> seed, backup_seed(tx, source));
+  if (seed) return ok();
+  // Inside the replica's write: a backup another request started since the source was read
+  // holds it (one at a time), and the project's quota is checked with the insert.
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows busy,
+      tx.query(std::string("SELECT id FROM db_backups WHERE instance_id = ? AND deleting = 0 "
+                           "AND status IN ") +
+                   kRunning,
+               {source.id}));
+  if (!busy.empty()) return ok();
+  if (Status quota = check_quota(tx, source.project_id, {{"backups", 1}}); !quota) {
+    if (quota.error().code() != Code::kResourceExhausted) return quota;
+    logger("database")
+        ->info("replica {}: no backup of {} taken to seed it: {}", replica_id, source.id,
+               quota.error().message());
+    return ok();
+  }
+  BackupRow b;
+  b.id = new_uuid();
+  b.project_id = source.project_id;
+  b.instance_id = source.id;
+  b.name = "Replication snapshot for " + source.name;  // Trove's name for its own
+  b.description = "Taken to seed replica " + replica_id + "; deleted an hour after it ends.";
+  b.version_id = source.version_id;
+  b.kind = "full";
+  b.created = b.updated = trove_time(clock_.now());
+  CONCORD_RETURN_IF_ERROR(insert_backup(tx, b, kSeedBackup));
+  return record_event(tx, source, "backup.seed.started",
+                      "Backup '" + b.name + "' started, to seed replica " + replica_id + ".",
+                      {{"backup_id", b.id}, {"replica_id", replica_id}});
 }
 
 Status DatabaseService::Impl::add_backup_state(store::Tx& tx, const InstanceRow& inst,
@@ -981,10 +1055,25 @@ Result<std::string> DatabaseService::Impl::require_instance_host(const std::stri
 
 void DatabaseService::Impl::backup_request_done(const std::string& instance_id) {
   int64_t changed = 0;
+  std::vector<std::string> replicas;
   Status st = store_.write([&](store::Tx& tx) -> Status {
+    replicas.clear();  // the store may run this again
     CONCORD_ASSIGN_OR_RETURN(changed, tx.exec("UPDATE db_instances SET state_revision = "
                                               "state_revision + 1 WHERE id = ? AND deleting = 0",
                                               {instance_id}));
+    if (changed == 0) return ok();
+    // Its replicas too: one waiting for this backup to seed it now has it as its seed, or,
+    // when it failed, copies over the network ("A backup taken for the seed").
+    CONCORD_ASSIGN_OR_RETURN(store::Rows rows,
+                             tx.query("SELECT id FROM db_instances WHERE replica_of = ? AND "
+                                      "deleting = 0 ORDER BY created, id",
+                                      {instance_id}));
+    for (const store::Row& r : rows) replicas.push_back(r.text(0));
+    CONCORD_ASSIGN_OR_RETURN(int64_t n,
+                             tx.exec("UPDATE db_instances SET state_revision = state_revision + 1 "
+                                     "WHERE replica_of = ? AND deleting = 0",
+                                     {instance_id}));
+    (void)n;
     return ok();
   });
   if (st && changed > 0) st = sync_server(instance_id);
@@ -994,6 +1083,7 @@ void DatabaseService::Impl::backup_request_done(const std::string& instance_id) 
         ->warn("instance {}: dropping its finished backup request: {}", instance_id,
                st.error().to_string());
   }
+  sync_servers(replicas);
 }
 
 void DatabaseService::Impl::prune_logs(const std::string& instance_id) {

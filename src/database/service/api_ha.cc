@@ -160,7 +160,9 @@ Result<DatabaseService::Impl::ServerTargets> DatabaseService::Impl::server_targe
   if (!primary) return fail(Code::kInternal, "instance " + inst.id + " has no primary member");
   // A standby's first copy may come from the group's backups (a standby made anew after a
   // failover copies the same way; a demoted member rebuilt in place copies over the network).
-  CONCORD_ASSIGN_OR_RETURN(std::optional<engine::RestoreSpec> seed, replica_seed(tx, inst));
+  // It never waits for a backup (backup_seed, not replica_seed): a standby made after a failover
+  // is wanted at once.
+  CONCORD_ASSIGN_OR_RETURN(std::optional<engine::RestoreSpec> seed, backup_seed(tx, inst));
   ServerTargets out;
   // The primary first: after a failover its promotion is what clients wait for.
   std::vector<const Member*> order = {primary};

@@ -511,6 +511,12 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
 
   CONCORD_ASSIGN_OR_RETURN(auto live_servers, servers());
   const std::set<uint32_t> held = held_addresses(live_servers);
+  bool source_active = false;  // a backup can seed the replica (start_seed_backup)
+  if (source) {
+    auto s = live_servers.find(primary_server(*source));
+    const std::string st = status(*source, s == live_servers.end() ? nullptr : &s->second).first;
+    source_active = st == "ACTIVE" || st == "RESTART_REQUIRED";
+  }
   const SystemTime now = clock_.now();
   engine::DesiredState st;
   inst.created = inst.updated = trove_time(now);
@@ -534,7 +540,10 @@ Result<Response> DatabaseService::Impl::create_instance(Call& c) {
     inst.address = ip_text(free[0]);
     if (options_.endpoints) inst.engine_address = ip_text(free[1]);
     const std::string standby_address = inst.ha ? ip_text(free[2]) : std::string();
-    if (source) CONCORD_RETURN_IF_ERROR(link_replica(tx, inst));
+    if (source) {
+      CONCORD_RETURN_IF_ERROR(link_replica(tx, inst));
+      if (source_active) CONCORD_RETURN_IF_ERROR(start_seed_backup(tx, *source, inst.id));
+    }
     CONCORD_ASSIGN_OR_RETURN(
         int64_t n,
         tx.exec(

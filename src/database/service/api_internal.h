@@ -135,16 +135,18 @@ InstanceRow instance_from(const store::Row& r);
 inline constexpr const char* kAutomatedDayEvents =
     "('backup.automated.started', 'backup.automated.skipped')";
 
-// Automated backups that retention deletes at `at`: finished, past their instance's
-// backup_retention_days (on), with no incremental child built on them; oldest first; of one
+// Backups that Concord deletes at `at`: finished, with no incremental child built on them,
+// and either automated backups past their instance's backup_retention_days (on) or seed
+// backups an hour after they ended ("A backup taken for the seed"); oldest first; of one
 // project when `project` is not empty. The operations pass deletes those of now; an automated
 // backup at the backups quota waits for those of the next kRetentionWait instead of being
 // skipped (create_backup).
 struct RetainedBackup {
   std::string id, project_id, instance_id, name;
+  bool seed = false;  // a seed backup (else an automated one past retention)
 };
-Result<std::vector<RetainedBackup>> automated_backups_past_retention(store::Tx& tx, SystemTime at,
-                                                                     const std::string& project);
+Result<std::vector<RetainedBackup>> expired_backups(store::Tx& tx, SystemTime at,
+                                                    const std::string& project);
 inline constexpr std::chrono::minutes kRetentionWait{60};
 
 // Closes the instance's open usage interval at `now_us` (resize, delete).
@@ -377,7 +379,16 @@ class DatabaseService::Impl {
   // backup chain of a MariaDB source and its archived binlogs; nullopt for another engine, no
   // such backup, or when the logs since the backup outweigh its archives (replaying them would
   // cost more than the network copy).
-  Result<std::optional<engine::RestoreSpec>> replica_seed(store::Tx& tx, const InstanceRow& source);
+  Result<std::optional<engine::RestoreSpec>> backup_seed(store::Tx& tx, const InstanceRow& source);
+  // Sets r.seed (backup_seed) and, without one, r.seed_wait_until_us while a seed backup of
+  // `source` runs (start_seed_backup).
+  Status replica_seed(store::Tx& tx, const InstanceRow& source, engine::ReplicationSpec& r);
+  // Inside the write that makes replica `replica_id` of `source`: when backup_seed finds
+  // nothing for a MariaDB source, starts a full backup of it to seed the replica (named as
+  // Trove names its replication snapshots; deleted an hour after it ends by expired_backups),
+  // unless a backup runs already, the cloud has no backup storage or the project is at its
+  // backups quota. docs/design/database.md, "A backup taken for the seed".
+  Status start_seed_backup(store::Tx& tx, const InstanceRow& source, const std::string& replica_id);
   Result<Response> create_backup(Call& c);
   Result<Response> list_backups(Call& c);
   Result<Response> list_instance_backups(Call& c);
@@ -396,8 +407,9 @@ class DatabaseService::Impl {
   // The instance `id` (an instance id, or a member server's) belongs to, when `host` runs one of
   // its servers; kNotFound (no such server), kPermissionDenied (another host).
   Result<std::string> require_instance_host(const std::string& id, const std::string& host);
-  // Raises the instance's state revision (when it still exists) and pushes the desired state,
-  // so a finished backup request leaves it.
+  // Raises the instance's state revision (when it still exists) and its replicas', and pushes
+  // their desired states, so a finished backup request leaves it and a replica waiting for the
+  // backup to seed it goes on.
   void backup_request_done(const std::string& instance_id);
   // Removes the archived logs of a deleted instance (`instance_id`, and any other) once no
   // backup of it remains.

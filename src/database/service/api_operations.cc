@@ -443,7 +443,7 @@ void DatabaseService::Impl::operations_pass() {
       if (!made.empty()) continue;
       due.push_back({std::move(inst), since, since.substr(0, 10)});
     }
-    CONCORD_ASSIGN_OR_RETURN(expired, automated_backups_past_retention(tx, now, ""));
+    CONCORD_ASSIGN_OR_RETURN(expired, expired_backups(tx, now, ""));
     return ok();
   });
   if (!read) {
@@ -472,6 +472,12 @@ void DatabaseService::Impl::operations_pass() {
       CONCORD_ASSIGN_OR_RETURN(
           store::Rows inst, tx.query("SELECT id FROM db_instances WHERE id = ?", {e.instance_id}));
       if (inst.empty()) return ok();
+      if (e.seed) {
+        return record_instance_event(
+            tx, e.instance_id, e.project_id, "backup.seed.deleted",
+            "Backup '" + e.name + "', taken to seed replicas, deleted an hour after it ended.",
+            {{"backup_id", e.id}});
+      }
       return record_instance_event(
           tx, e.instance_id, e.project_id, "backup.retention.deleted",
           "Automated backup '" + e.name + "' deleted: past the retention period.",

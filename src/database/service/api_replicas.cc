@@ -181,7 +181,7 @@ Status DatabaseService::Impl::add_replication_state(store::Tx& tx, const Instanc
     r.upstream_instance = primary->id;
     r.upstream_address = engine_address_of(*primary);
     r.upstream_port = static_cast<int>(primary->port);
-    CONCORD_ASSIGN_OR_RETURN(r.seed, replica_seed(tx, *primary));
+    CONCORD_RETURN_IF_ERROR(replica_seed(tx, *primary, r));
     st.replication = std::move(r);
     return ok();
   }
