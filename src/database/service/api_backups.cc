@@ -439,7 +439,7 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
             auto expiring, expired_backups(tx, clock_.now() + kRetentionWait, inst.project_id));
         if (!expiring.empty()) {
           return fail(Code::kUnavailable, quota.error().message() + " Waiting for backup '" +
-                                              expiring[0].id + "' to pass its retention period.");
+                                              expiring[0].id + "' to expire.");
         }
         skipped = quota.error().message();
         return record_event(tx, inst, "backup.automated.skipped",
