@@ -96,7 +96,9 @@ class Agent::Impl {
     int power = 0;
     std::vector<driver::Address> addresses;
     std::optional<std::pair<int64_t, std::string>> error;  // failed generation
-    bool transient = false;  // last step failed transiently: retried on the next heartbeat
+    bool transient = false;     // last step failed transiently: retried on the next heartbeat
+    std::string transient_why;  // its message: logged as a warning once, then while it repeats
+                                // at debug (a replica waiting minutes for its seed backup)
     std::optional<std::string> console;  // to send with the next report
     size_t console_hash = 0;
     std::string reported;  // the observation the server last acknowledged (without console)
@@ -118,9 +120,10 @@ class Agent::Impl {
     int power = 0;
     std::vector<driver::Address> addresses;
     bool transient = false;
-    bool stepped = false;     // a driver action ran: look again
-    bool drop = false;        // forget the instance (destroyed orphan / finished delete)
-    bool reportable = false;  // something the server should hear about changed
+    std::string transient_why;  // Instance::transient_why, in and out
+    bool stepped = false;       // a driver action ran: look again
+    bool drop = false;          // forget the instance (destroyed orphan / finished delete)
+    bool reportable = false;    // something the server should hear about changed
     std::optional<std::string> console;
     std::string detail;
   };
@@ -259,6 +262,7 @@ class Agent::Impl {
       w.applied = inst.applied;
       w.error = inst.error;
       w.console_hash = inst.console_hash;
+      w.transient_why = inst.transient_why;
       lock.unlock();
       step(w);
       lock.lock();
@@ -271,6 +275,7 @@ class Agent::Impl {
       after.applied = w.applied;
       after.error = w.error;
       after.transient = w.transient;
+      after.transient_why = w.transient ? std::move(w.transient_why) : std::string();
       if (w.status_known) {
         after.status_known = true;
         after.exists = w.exists;
@@ -309,8 +314,11 @@ class Agent::Impl {
   void set_error(Work& w, const Spec& spec, const Error& e) {
     if (e.code() == Code::kUnavailable) {
       w.transient = true;
-      log()->warn("agent host={} instance={} transient failure (will retry): {}", opts.host, w.id,
-                  e.message());
+      const bool again = e.message() == w.transient_why;
+      log()->log(again ? spdlog::level::debug : spdlog::level::warn,
+                 "agent host={} instance={} transient failure (will retry): {}", opts.host, w.id,
+                 e.message());
+      w.transient_why = e.message();
       return;
     }
     w.error = std::make_pair(spec.generation, e.message());
