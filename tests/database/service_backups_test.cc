@@ -543,6 +543,22 @@ class DatabaseBackupTestWithEndpoints : public DatabaseBackupTest {
     report_detail(id + "-m1", detail + "; role=replica; streaming=1", 1, standby->host);
     return id;
   }
+  // An ACTIVE MariaDB instance (reported running at revision 1).
+  std::string create_active_mariadb(const std::string& name) {
+    Reply r = trove(Method::kPost, "/instances", instance_body(name, "mariadb"));
+    EXPECT_EQ(r.status, 200) << r;
+    const std::string id = r.body["instance"].value("id", std::string());
+    report(id, 1);
+    return id;
+  }
+
+  // A read replica of `source` (its id).
+  std::string create_replica(const std::string& source, const std::string& name) {
+    Reply r = trove(Method::kPost, "/instances",
+                    {{"instance", {{"name", name}, {"replica_of", source}}}});
+    EXPECT_EQ(r.status, 200) << r;
+    return r.body["instance"].value("id", std::string());
+  }
   static constexpr const char* kSecondDbHost = "h-db2";
 };
 
@@ -551,20 +567,10 @@ class DatabaseBackupTestWithEndpoints : public DatabaseBackupTest {
 // completed backup exists, for read replicas and HA standbys, not while the logs since the
 // backup outweigh it, and never for PostgreSQL (its network copy is physical already).
 TEST_F(DatabaseBackupTestWithEndpoints, MariadbReplicasAreOfferedTheNewestBackupAsTheirSeed) {
-  auto active = [&](Json body) {
-    Reply r = trove(Method::kPost, "/instances", body);
-    EXPECT_EQ(r.status, 200) << r;
-    const std::string id = r.body["instance"].value("id", std::string());
-    report(id, 1);
-    return id;
-  };
   auto replica_of = [&](const std::string& source, const std::string& name) {
-    Reply r = trove(Method::kPost, "/instances",
-                    {{"instance", {{"name", name}, {"replica_of", source}}}});
-    EXPECT_EQ(r.status, 200) << r;
-    return state_of(r.body["instance"].value("id", std::string()));
+    return state_of(create_replica(source, name));
   };
-  const std::string m = active(instance_body("m1", "mariadb"));
+  const std::string m = create_active_mariadb("m1");
 
   // Without a backup one is taken for the replica (AReplicaWithoutABackupHasOneTakenToSeedIt);
   // the cloud's first backup is that one.
@@ -641,19 +647,6 @@ TEST_F(DatabaseBackupTestWithEndpoints, MariadbReplicasAreOfferedTheNewestBackup
 // replication snapshot) and waits for it; the backup's end pushes the replicas on; an hour
 // later it is deleted. Without backup room, or for a source not ACTIVE, nothing is taken.
 TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedIt) {
-  auto activate_new = [&](const std::string& name) {
-    Reply r = trove(Method::kPost, "/instances", instance_body(name, "mariadb"));
-    EXPECT_EQ(r.status, 200) << r;
-    const std::string id = r.body["instance"].value("id", std::string());
-    report(id, 1);
-    return id;
-  };
-  auto replica_of = [&](const std::string& source, const std::string& name) {
-    Reply r = trove(Method::kPost, "/instances",
-                    {{"instance", {{"name", name}, {"replica_of", source}}}});
-    EXPECT_EQ(r.status, 200) << r;
-    return r.body["instance"].value("id", std::string());
-  };
   auto backups_of = [&](const std::string& id) {
     Reply r = trove(Method::kGet, "/instances/" + id + "/backups");
     EXPECT_EQ(r.status, 200) << r;
@@ -670,10 +663,10 @@ TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedI
     return std::find(v.begin(), v.end(), x) != v.end();
   };
 
-  const std::string m = activate_new("shop");
+  const std::string m = create_active_mariadb("shop");
   const int64_t source_rev = state_of(m).revision;
   const int64_t made_us = us_of(clock_.now());
-  const std::string r1 = replica_of(m, "r1");
+  const std::string r1 = create_replica(m, "r1");
   Json list = backups_of(m);
   ASSERT_EQ(list.size(), 1u) << list;
   const std::string seed = list[0]["id"];
@@ -693,7 +686,7 @@ TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedI
             made_us / 1'000'000 * 1'000'000 + 15LL * 60 * 1'000'000);
 
   // A second replica while it runs waits for the same backup.
-  const std::string r2 = replica_of(m, "r2");
+  const std::string r2 = create_replica(m, "r2");
   EXPECT_EQ(backups_of(m).size(), 1u);
   EXPECT_EQ(state_of(r2).replication->seed_wait_until_us, st.replication->seed_wait_until_us);
 
@@ -710,7 +703,7 @@ TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedI
     EXPECT_EQ(st.replication->seed_wait_until_us, 0);
   }
   // A third replica takes the completed backup: nothing new is taken.
-  const std::string r3 = replica_of(m, "r3");
+  const std::string r3 = create_replica(m, "r3");
   EXPECT_EQ(backups_of(m).size(), 1u);
   ASSERT_TRUE(state_of(r3).replication->seed.has_value());
 
@@ -726,8 +719,8 @@ TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedI
   EXPECT_TRUE(has(event_types(m), "backup.seed.deleted"));
 
   // A seed backup that fails: the waiting replica has neither a seed nor a wait (a network copy).
-  const std::string m2 = activate_new("shop2");
-  const std::string f1 = replica_of(m2, "f1");
+  const std::string m2 = create_active_mariadb("shop2");
+  const std::string f1 = create_replica(m2, "f1");
   list = backups_of(m2);
   ASSERT_EQ(list.size(), 1u) << list;
   EXPECT_GT(state_of(f1).replication->seed_wait_until_us, 0);
@@ -744,8 +737,8 @@ TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedI
             {{"quotas", {{"backups", backups_now}, {"instances", 50}}}}, admin_,
             admin_project_id());
   ASSERT_EQ(r.status, 200) << r;
-  const std::string m3 = activate_new("shop3");
-  const std::string q1 = replica_of(m3, "q1");
+  const std::string m3 = create_active_mariadb("shop3");
+  const std::string q1 = create_replica(m3, "q1");
   EXPECT_EQ(backups_of(m3).size(), 0u);
   EXPECT_EQ(state_of(q1).replication->seed_wait_until_us, 0);
   r = trove(Method::kPut, "/mgmt/quotas/" + p1_, {{"quotas", {{"backups", 50}}}}, admin_,
@@ -756,11 +749,11 @@ TEST_F(DatabaseBackupTestWithEndpoints, AReplicaWithoutABackupHasOneTakenToSeedI
   Reply made = trove(Method::kPost, "/instances", instance_body("building", "mariadb"));
   ASSERT_EQ(made.status, 200) << made;
   const std::string building = made.body["instance"].value("id", std::string());
-  const std::string b1 = replica_of(building, "b1");
+  const std::string b1 = create_replica(building, "b1");
   EXPECT_EQ(backups_of(building).size(), 0u);
   EXPECT_EQ(state_of(b1).replication->seed_wait_until_us, 0);
   const std::string pg = create_active("pg");
-  (void)replica_of(pg, "pg-replica");
+  (void)create_replica(pg, "pg-replica");
   EXPECT_EQ(backups_of(pg).size(), 0u);
 }
 
