@@ -1,4 +1,5 @@
-"""MariaDB read replica create-to-ACTIVE: seeded from a backup against copied over the network.
+"""MariaDB read replica create-to-ACTIVE: seeded from an existing backup, seeded from a backup
+the server takes for the replica, and copied over the network.
 
 One MariaDB 10.11 instance (the primary) is created through the Trove API of the real
 `concord all-in-one` and loaded through its address, as the app user with the `mariadb`
@@ -7,18 +8,22 @@ like most real rows), in batches of INSERT ... SELECT from the sequence engine. 
 load wrote are left to be closed and shipped to the server first (the driver closes a binlog
 with events at least once a minute and ships every ~10 s; the wait reads the instance's
 binlog folder: every closed binlog shipped and the current one small), so that traffic is not
-inside the rounds. Then, --repeats times, interleaved (seed first in odd rounds, network first
-in even ones, so the shared machine's noise hits both alike), a replica of the same primary with
-the same data is made both ways (docs/design/database.md, "`clone_from`" and "Seeding a MariaDB
-replica from a backup"):
+inside the rounds. Then, --repeats times, interleaved (each round starts with the next case,
+so the shared machine's noise hits all alike), a replica of the same primary with the same data
+is made three ways (docs/design/database.md, "`clone_from`", "Seeding a MariaDB replica from a
+backup" and "A backup taken for the seed"):
 
 * seed: the primary has a COMPLETED backup (one is taken when it has none: POST /backups until
   COMPLETED, printed but not part of the figure; a later seed round reuses it). The server
   offers it as the replica's seed; the replica's agent fetches and restores it (mariadb-backup,
   physical), replays the binlogs archived since, then streams from the primary.
-* network: every backup of the primary is deleted first, so the replica's agent copies the
-  running primary logically (mariadb-dump --single-transaction over TLS, loaded into a private
-  server), then streams.
+* first: every backup of the primary is deleted first, so the server takes one for the replica
+  (its "Replication snapshot") and the replica waits for it, then seeds from it: the backup is
+  inside the figure. This is what a replica of a primary without a backup costs now.
+* network: every backup is deleted and the project's backups quota set to 0 (restored after
+  the POST), so no backup can be taken: the replica's agent copies the running primary
+  logically (mariadb-dump --single-transaction over TLS, loaded into a private server), then
+  streams. This is what such a replica cost before.
 
 Each: POST /instances {"replica_of": primary}, then GET every --poll-ms until ACTIVE: the time
 from sending the POST to the first ACTIVE answer. Then the replica's `replica_copy` record (in
@@ -26,7 +31,8 @@ its instance folder on this host, the all-in-one's agent) must name the method e
 the run fails (the figures would be meaningless); its row count must reach the primary's
 (polled, bounded; the seconds after ACTIVE are printed); it is deleted and its 404 awaited.
 Prints min / median / max per case, MB/s of the data size (SUM(data_length + index_length)
-of the app database after ANALYZE) at the median, and the network / seed ratio of the medians.
+of the app database after ANALYZE) at the median, and the network / seed and network / first
+ratios of the medians.
 Standard library only (/usr/bin/python3); reuses bench/database/backup.py's and provision.py's
 server start-up and Trove helpers.
 """
@@ -146,6 +152,12 @@ class Bench(backup.Bench):
         inst = self.wait_instance(rid, timeout)
         return time.monotonic() - t0, inst
 
+    def set_backups_quota(self, limit):
+        """The admin project's backups quota (-1: unlimited)."""
+        r = self.trove("PUT", "/mgmt/quotas/" + self.project, {"quotas": {"backups": limit}})
+        if r.status != 200:
+            raise RuntimeError("set the backups quota: %r" % r)
+
     def backups_of(self, iid):
         r = self.trove("GET", "/backups?instance_id=" + iid)
         if r.status != 200:
@@ -185,7 +197,7 @@ def main():
                     help="about this many MB of rows (data + indexes) in the primary "
                          "(default 300)")
     ap.add_argument("--repeats", type=int, default=3,
-                    help="rounds, each one replica of either kind (default 3)")
+                    help="rounds, each one replica of each kind (default 3)")
     ap.add_argument("--flavor", default="m1.small",
                     help="flavor of the primary and so its replicas (default m1.small: 1 vCPU, "
                          "2 GB)")
@@ -211,9 +223,9 @@ def main():
 
     cleanups = []
     concord = Bench(args.poll_ms / 1000.0)
-    s = {"seed": [], "network": [], "backup": [], "catchup": []}
+    s = {"seed": [], "first": [], "network": [], "backup": [], "catchup": []}
     backup_sizes = []
-    records = {"seed": set(), "network": set()}
+    records = {"seed": set(), "first": set(), "network": set()}
     load_before = os.getloadavg()
     t_start = time.monotonic()
     primary = None
@@ -245,14 +257,16 @@ def main():
         log("binlogs shipped after %.1f s more (%.1f MB of closed binlogs on the primary)"
             % (settle_s, binlog_bytes / MB))
 
+        cases = ("seed", "first", "network")
         for i in range(args.repeats):
-            for case in (("seed", "network") if i % 2 == 0 else ("network", "seed")):
+            # Each round starts with another case, so the shared machine's noise hits all alike.
+            for case in cases[i % 3:] + cases[:i % 3]:
                 concord.wait_instance(primary)
                 if case == "seed":
                     done = [b for b in concord.backups_of(primary)
                             if b.get("status") == "COMPLETED"]
                     if done:
-                        # The server seeds from the newest (one is all this run keeps).
+                        # The server seeds from the newest.
                         bid = max(done, key=lambda b: b.get("created", ""))["id"]
                         note = "backup %s reused" % bid
                     else:
@@ -263,10 +277,20 @@ def main():
                         note = "backup %s taken in %.2f s (%.1f MB archive, not in the figure)" \
                             % (bid, t, size / MB)
                     want = "backup %s " % bid
-                else:
+                elif case == "first":
+                    # No backup: the server takes one for the replica, inside the figure.
                     note = "%d backups deleted" % concord.drop_backups(primary)
+                    want = "backup "
+                else:
+                    # No backup and no room for one (the backups quota at 0): the dump.
+                    note = "%d backups deleted, backups quota 0" % concord.drop_backups(primary)
+                    concord.set_backups_quota(0)
                     want = "network "
-                t, rinst = concord.create_replica(primary, replicas, args.timeout)
+                try:
+                    t, rinst = concord.create_replica(primary, replicas, args.timeout)
+                finally:
+                    if case == "network":
+                        concord.set_backups_quota(-1)
                 rid = rinst["id"]
                 record = copy_record(rid)
                 if not record.startswith(want):
@@ -308,33 +332,36 @@ def main():
     load_after = os.getloadavg()
 
     seed_med = percentile(s["seed"], 0.5)
+    first_med = percentile(s["first"], 0.5)
     net_med = percentile(s["network"], 0.5)
     lines = backup.run_header("replica.sh", concord.binary, t_start, load_before,
                               load_after) + [
         "Data: MariaDB 10.11 primary (%s, volume %d GB), table items of %d rows, %.1f MB data + "
         "indexes (the MB/s numerator); load took %.1f s, closing and shipping its binlogs "
-        "%.1f s more; replica_copy said %s in the seed rounds and %s in the network rounds" % (
+        "%.1f s more; replica_copy said %s / %s / %s in the seed / first / network rounds" % (
             args.flavor, args.volume_gb, rows, data_bytes / MB, load_s, settle_s,
-            "/".join(sorted(records["seed"])) or "-",
-            "/".join(sorted(records["network"])) or "-"),
+            *("/".join(sorted(records[c])) or "-" for c in ("seed", "first", "network"))),
         "",
         "| case | n | min s | median s | max s | MB/s at the median |",
         "|---|---|---|---|---|---|"]
-    lines.append(row("seed: replica from the primary's backup + archived binlogs, POST to "
-                     "ACTIVE", s["seed"], data_bytes))
-    lines.append(row("network: replica from mariadb-dump of the running primary, POST to "
-                     "ACTIVE", s["network"], data_bytes))
+    lines.append(row("seed: replica from the primary's existing backup + archived binlogs, "
+                     "POST to ACTIVE", s["seed"], data_bytes))
+    lines.append(row("first: no backup, the server takes one for the replica and seeds from it, "
+                     "POST to ACTIVE", s["first"], data_bytes))
+    lines.append(row("network: no backup and no room for one, mariadb-dump of the running "
+                     "primary, POST to ACTIVE", s["network"], data_bytes))
     if s["backup"]:
-        lines.append(row("backup of the primary for the seed (POST /backups to COMPLETED; "
-                         "not in the seed figure)", s["backup"], data_bytes))
-    lines.append(row("replica rows equal to the primary's, after ACTIVE (both cases)",
+        lines.append(row("backup of the primary for the seed rounds (POST /backups to "
+                         "COMPLETED; not in the seed figure)", s["backup"], data_bytes))
+    lines.append(row("replica rows equal to the primary's, after ACTIVE (all cases)",
                      s["catchup"]))
     lines.append("")
     if backup_sizes:
         lines.append("- backup archive: %.1f MB (median of %d)" % (
             percentile([b / MB for b in backup_sizes], 0.5), len(backup_sizes)))
-    lines.append("- network/seed ratio of the medians: %.2f (the seed is %.2f times as fast)"
-                 % (net_med / seed_med, net_med / seed_med))
+    lines.append("- network/seed ratio of the medians: %.2f; network/first: %.2f (the replica "
+                 "of a primary without a backup is %.2f times as fast as before)"
+                 % (net_med / seed_med, net_med / first_med, net_med / first_med))
     backup.emit("\n".join(lines) + "\n", args.results)
     return 0
 

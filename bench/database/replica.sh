@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # MariaDB read replica create-to-ACTIVE: a replica seeded from the primary's backup (restore +
-# archived binlogs, then streaming) against one copied over the network (mariadb-dump of the
-# running primary), the same primary with the same data, in one run, interleaved. One command,
-# as root:
+# archived binlogs, then streaming), one seeded from a backup the server takes for it (the
+# primary had none), and one copied over the network (mariadb-dump of the running primary), the
+# same primary with the same data, in one run, interleaved. One command, as root:
 #
 #   bench/database/replica.sh [--mb N] [--repeats N] [--flavor NAME] [--volume-gb N]
 #
