@@ -159,11 +159,14 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
   // hot_standby is not set here: it is on by default (read-only queries on the replica) and the
   // clone empties concord_recovery.conf, the only file that turns it off. Naming a
   // restart-only parameter here would make a later promotion, which drops this text, report a
-  // pending restart for a value that never changed.
+  // pending restart for a value that never changed. wal_retrieve_retry_interval (reloadable)
+  // is 1 s, not 5: a replica re-pointed to a sibling just promoted may connect before that
+  // sibling has made its slot, and then catches up within a second of the slot, not five.
   return fmt::format(
       "# Written by Concord: a replica of instance {}.\n"
       "primary_conninfo = {}\n"
       "primary_slot_name = {}\n"
+      "wal_retrieve_retry_interval = '1s'\n"
       "synchronous_standby_names = ''\n",
       spec->upstream_instance, pg_conf_quote(upstream_conninfo(ctx, *spec)),
       pg_conf_quote(pg_slot_name(ctx.config.id)));
