@@ -536,9 +536,6 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
       << rows() << " " << driver_->status(rid)->detail;
 }
 
-// Archived logs that cannot reach the server (nothing listens at its address) are reported as
-// stalled once that has lasted database_archive_stall_after, and no longer once shipping works
-// again (here: nothing left to ship). The marker survives a new driver (an agent restart).
 // A replica whose desired state says a backup is being taken to seed it makes no copy before
 // the deadline (kUnavailable: the agent retries), and past it copies over the network.
 TEST_F(DatabaseDriverTest, AReplicaWaitsForItsSeedBackupUntilTheDeadline) {
@@ -582,6 +579,9 @@ TEST_F(DatabaseDriverTest, AReplicaWaitsForItsSeedBackupUntilTheDeadline) {
   (void)driver_->destroy(id_);
 }
 
+// Archived logs that cannot reach the server (nothing listens at its address) are reported as
+// stalled once that has lasted database_archive_stall_after, and no longer once shipping works
+// again (here: nothing left to ship). The marker survives a new driver (an agent restart).
 TEST_F(DatabaseDriverTest, ShippingThatKeepsFailingIsReportedAsStalled) {
   drv::DriverOptions o;
   o.state_dir = tmp_.path() + "/agent";
