@@ -4,6 +4,7 @@ One real `concord all-in-one` per test module with its in-process agent running 
 driver, two member tenants "a" and "b", and the real clients a tenant uses: the `openstack`
 CLI (python3-troveclient), `psql` and `mariadb`.
 """
+import glob
 import json
 import os
 import shutil
@@ -121,6 +122,18 @@ def mariadb(ip, user, password, database, sql):
     if database:
         cmd.insert(1, "--database=" + database)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def replica_copy_records(instance_id):
+    """The texts of the replica's `replica_copy` records (how its copy was made: `backup <id>
+    <gtid>` or `network <gtid>`), from its instance folder on this host (the all-in-one's
+    agent runs here); one when the copy was made."""
+    out = []
+    for path in glob.glob("/var/lib/concord/database/*/%s/**/replica_copy" % instance_id,
+                          recursive=True):
+        with open(path, encoding="utf-8") as f:
+            out.append(f.read())
+    return out
 
 
 def last_line(p):

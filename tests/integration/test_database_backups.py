@@ -21,7 +21,6 @@ the dependent steps skip saying so.
 Needs root and the Debian packages of scripts/install-deps.sh; skips with the reason otherwise.
 """
 import datetime
-import glob
 import os
 import sys
 import time
@@ -292,13 +291,10 @@ class DatabaseBackupsTest(database_fixture.InstanceWaits, unittest.TestCase):
         replica = cli("a", "database", "instance", "create", "maria-replica", "--replica-of",
                       iid, "-f", "json")["id"]
         qip = self.wait_status("a", replica)["ip"][0]
-        # How the copy was made, as the engine records it in the instance's folder on the host
-        # (the all-in-one's agent is on this machine).
-        records = glob.glob("/var/lib/concord/database/*/%s/**/replica_copy" % replica,
-                            recursive=True)
+        # How the copy was made, as the engine records it in the instance's folder.
+        records = database_fixture.replica_copy_records(replica)
         self.assertEqual(len(records), 1, records)
-        with open(records[0], encoding="utf-8") as f:
-            self.assertTrue(f.read().startswith("backup %s 0-" % b["id"]), records[0])
+        self.assertTrue(records[0].startswith("backup %s 0-" % b["id"]), records)
         p = mariadb(ip, "app", "App-pw-1", "shop", "INSERT INTO items VALUES (10000, 'now')")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.eventually(lambda: (lambda q: (last_line(q).split() == ["302", "65149"],

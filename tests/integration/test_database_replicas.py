@@ -18,7 +18,6 @@ PostgreSQL 15 / MariaDB 10.11 engines as the concord-db user). A tenant uses the
 
 Needs root and the Debian packages of scripts/install-deps.sh; skips with the reason otherwise.
 """
-import glob
 import os
 import subprocess
 import sys
@@ -305,13 +304,10 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertEqual(len(backups), 1, backups)
         self.assertEqual(backups[0]["Name"], "Replication snapshot for ma-primary", backups)
         self.assertEqual(backups[0]["Status"], "COMPLETED", backups)
-        # How the copy was made, as the engine records it in the instance's folder on the host
-        # (the all-in-one's agent is on this machine).
-        records = glob.glob("/var/lib/concord/database/*/%s/**/replica_copy" % replica,
-                            recursive=True)
+        # How the copy was made, as the engine records it in the instance's folder.
+        records = database_fixture.replica_copy_records(replica)
         self.assertEqual(len(records), 1, records)
-        with open(records[0], encoding="utf-8") as f:
-            self.assertTrue(f.read().startswith("backup %s 0-" % backups[0]["ID"]), records[0])
+        self.assertTrue(records[0].startswith("backup %s 0-" % backups[0]["ID"]), records)
 
     def broken_replica_is_rebuilt(self, primary, p_ip, replica, r_ip):
         """Root (READ ONLY ADMIN) writes row 11 on the replica, the primary writes 11 and 12:

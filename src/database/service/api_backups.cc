@@ -266,6 +266,18 @@ constexpr int64_t kSeedBackup = 2;       // a new replica's seed (start_seed_bac
 constexpr std::chrono::hours kSeedBackupKeep{1};
 constexpr std::chrono::minutes kSeedBackupWait{15};
 
+// A running backup (NEW, BUILDING or SAVING) of the instance, "" when none: an instance has
+// at most one at a time.
+Result<std::string> running_backup(store::Tx& tx, const std::string& instance_id) {
+  CONCORD_ASSIGN_OR_RETURN(
+      store::Rows busy,
+      tx.query(std::string("SELECT id FROM db_backups WHERE instance_id = ? AND deleting = 0 "
+                           "AND status IN ") +
+                   kRunning,
+               {instance_id}));
+  return busy.empty() ? std::string() : busy[0].text(0);
+}
+
 // Inserts `b` (id, names, parent and kind set) as a NEW backup of its instance, with the
 // databases and users the archive will hold (for instances restored from it), and raises the
 // instance's revision so that its agent takes it.
@@ -402,15 +414,10 @@ Result<Response> DatabaseService::Impl::create_backup(Call& c) {
     // "One running backup", "one automated backup a day" and the quota are checks before an
     // insert; another server may be making the same checks (store.h, serialize()).
     CONCORD_RETURN_IF_ERROR(tx.serialize());
-    CONCORD_ASSIGN_OR_RETURN(
-        store::Rows busy,
-        tx.query(std::string("SELECT id FROM db_backups WHERE instance_id = ? AND deleting = 0 "
-                             "AND status IN ") +
-                     kRunning,
-                 {inst.id}));
+    CONCORD_ASSIGN_OR_RETURN(std::string busy, running_backup(tx, inst.id));
     if (!busy.empty()) {
       return fail(Code::kAborted, "Instance '" + inst.id + "' already has a backup running (" +
-                                      busy[0].text(0) + "); only one at a time.");
+                                      busy + "); only one at a time.");
     }
     if (c.automated_since.empty()) {
       CONCORD_RETURN_IF_ERROR(check_quota(tx, inst.project_id, {{"backups", 1}}));
@@ -915,17 +922,12 @@ Status DatabaseService::Impl::replica_seed(store::Tx& tx, const InstanceRow& sou
 
 Status DatabaseService::Impl::start_seed_backup(store::Tx& tx, const InstanceRow& source,
                                                 const std::string& replica_id) {
-  if (!backup_blobs_ || source.engine != "mariadb" || source.backup_running) return ok();
+  if (!backup_blobs_ || source.engine != "mariadb") return ok();
   CONCORD_ASSIGN_OR_RETURN(std::optional<engine::RestoreSpec> seed, backup_seed(tx, source));
   if (seed) return ok();
-  // Inside the replica's write: a backup another request started since the source was read
-  // holds it (one at a time), and the project's quota is checked with the insert.
-  CONCORD_ASSIGN_OR_RETURN(
-      store::Rows busy,
-      tx.query(std::string("SELECT id FROM db_backups WHERE instance_id = ? AND deleting = 0 "
-                           "AND status IN ") +
-                   kRunning,
-               {source.id}));
+  // Inside the replica's (serialized) write: a running backup holds the source (one at a
+  // time), and the project's quota is checked with the insert.
+  CONCORD_ASSIGN_OR_RETURN(std::string busy, running_backup(tx, source.id));
   if (!busy.empty()) return ok();
   if (Status quota = check_quota(tx, source.project_id, {{"backups", 1}}); !quota) {
     if (quota.error().code() != Code::kResourceExhausted) return quota;
