@@ -465,6 +465,10 @@ class Agent::Impl {
       Result<driver::InstanceSpec> ispec = instance_spec(spec, /*with_images=*/false);
       if (!ispec) return set_error(w, spec, ispec.error());
       if (Status st = d.configure(*ispec); !st) {
+        // A configure that waits may have got part of the way, and the server may be waiting
+        // for that part (a demoted database primary reports it stopped taking writes while it
+        // waits for the new primary to copy from): its status is read again and reported now.
+        if (st.error().code() == Code::kUnavailable) refresh_status(w, d);
         return set_error(w, spec,
                          Error(st.error().code(), "configure failed: " + st.error().message()));
       }
@@ -489,6 +493,19 @@ class Agent::Impl {
       save_applied(w);
       w.reportable = true;
     }
+  }
+
+  // The driver's status after a step, when it differs from the one read before it.
+  void refresh_status(Work& w, driver::Driver& d) {
+    Result<driver::InstanceStatus> status = d.status(w.id);
+    if (!status || (status->detail == w.detail && static_cast<int>(status->power) == w.power)) {
+      return;
+    }
+    w.exists = status->exists;
+    w.power = static_cast<int>(status->power);
+    w.addresses = status->addresses;
+    w.detail = status->detail;
+    w.reportable = true;
   }
 
   void collect_console(Work& w, driver::Driver& d) {

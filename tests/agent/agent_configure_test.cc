@@ -66,6 +66,48 @@ TEST_F(AgentConfigureTest, MetadataChangeCallsConfigureOnceAndSurvivesRestart) {
   EXPECT_EQ(fake->calls("create"), 1);
 }
 
+// A configure that fails transiently (it waits for something) may have changed what the
+// instance reports, and the server may be waiting for exactly that (a demoted database primary's
+// fencing acknowledgement): the agent reads the status again and reports it at once, not at
+// the next heartbeat (a minute away here, and with it the retry).
+class AgentSlowHeartbeatTest : public AgentConfigureTest {
+ protected:
+  std::chrono::milliseconds server_heartbeat() const override { return std::chrono::seconds(60); }
+};
+
+TEST_F(AgentSlowHeartbeatTest, ATransientConfigureReportsTheStatusItChangedAtOnce) {
+  auto fake = std::make_shared<FakeDriver>();
+  AgentOptions o = agent_options();
+  o.resync_interval = std::chrono::seconds(60);
+  o.injected_drivers = {fake};
+  auto a = Agent::create(o);
+  ASSERT_TRUE(a.has_value()) << a.error().to_string();
+  agent_ = std::move(*a);
+  ASSERT_TRUE(agent_->start().has_value());
+  insert_building(kId);
+  ASSERT_TRUE(eventually([&] { return status_of(kId) == "ACTIVE"; })) << status_of(kId);
+  auto detail_of = [&] {
+    std::string out;
+    auto st = store_->read([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows rows,
+          tx.query("SELECT detail FROM compute_server_details WHERE server_id = ?",
+                   {std::string(kId)}));
+      if (!rows.empty()) out = rows[0].text(0);
+      return ok();
+    });
+    EXPECT_TRUE(st.has_value()) << st.error().to_string();
+    return out;
+  };
+
+  fake->configure_sets_detail("fenced_revision=2");
+  fake->fail_next("configure", Error(Code::kUnavailable, "waiting for the new primary"));
+  set_meta(kId, "concord.database.state", R"({"revision":2})");
+  ASSERT_TRUE(eventually([&] { return fake->calls("configure") == 1; }));
+  EXPECT_TRUE(eventually([&] { return detail_of() == "fenced_revision=2"; })) << detail_of();
+  EXPECT_EQ(fake->calls("configure"), 1) << "seen before any retry";
+}
+
 TEST_F(AgentConfigureTest, ImagelessDatabaseSpecConvergesWithoutImage) {
   auto fake = std::make_shared<FakeDriver>("database");
   start_agent(fake);

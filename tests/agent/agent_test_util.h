@@ -60,6 +60,7 @@ class FakeDriver final : public driver::Driver {
     driver::InstanceSpec spec;
     driver::PowerState power = driver::PowerState::kNoState;
     std::string console;
+    std::string detail;  // InstanceStatus::detail
   };
 
   FakeDriver() = default;
@@ -122,6 +123,7 @@ class FakeDriver final : public driver::Driver {
     if (it == instances_.end()) return st;
     st.exists = true;
     st.power = it->second.power;
+    st.detail = it->second.detail;
     st.addresses.push_back({"private", "10.99.0.2", 4, "02:00:00:00:00:02", "fixed", {}});
     return st;
   }
@@ -129,6 +131,7 @@ class FakeDriver final : public driver::Driver {
   Status configure(const driver::InstanceSpec& spec) override {
     std::lock_guard lock(mu_);
     ++calls_["configure"];
+    if (!configure_detail_.empty()) instances_[spec.id].detail = configure_detail_;
     CONCORD_RETURN_IF_ERROR(injected("configure"));
     configured_.push_back(spec.guest.meta_data_json);
     return ok();
@@ -169,6 +172,12 @@ class FakeDriver final : public driver::Driver {
     std::lock_guard lock(mu_);
     return configured_;
   }
+  // Each configure sets the instance's status detail to `detail` (before any injected failure),
+  // as a database driver's partial progress does.
+  void configure_sets_detail(std::string detail) {
+    std::lock_guard lock(mu_);
+    configure_detail_ = std::move(detail);
+  }
   // start/stop/reboot "succeed" without effect (a guest that dies right after each start).
   void ignore_power_changes(bool on) {
     std::lock_guard lock(mu_);
@@ -206,6 +215,7 @@ class FakeDriver final : public driver::Driver {
   bool power_ignored_ = false;
   std::string kind_ = "container";
   std::vector<std::string> configured_;
+  std::string configure_detail_;
 };
 
 // Every image is visible; download() answers the stored bytes.
@@ -247,6 +257,10 @@ inline constexpr const char* kAgentKey = "agent-test-key";
 // A compute server (agent routes only) on a real socket.
 class AgentServerTest : public ::testing::Test {
  protected:
+  // The heartbeat interval the server gives its agents.
+  virtual std::chrono::milliseconds server_heartbeat() const {
+    return std::chrono::milliseconds(200);
+  }
   void SetUp() override {
     set_log_level("error");
     auto stack = test_support::open_test_stack(
@@ -259,7 +273,7 @@ class AgentServerTest : public ::testing::Test {
 
     compute::ComputeOptions options;
     options.agent_key = kAgentKey;
-    options.heartbeat_interval = std::chrono::milliseconds(200);
+    options.heartbeat_interval = server_heartbeat();
     options.assignments_wait = std::chrono::milliseconds(2000);
     auto svc = compute::ComputeService::create(
         compute::ComputeContext{*store_, clock_, *identity_, images_, options});

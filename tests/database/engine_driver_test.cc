@@ -95,6 +95,13 @@ class DatabaseDriverTest : public ::testing::Test {
     return s;
   }
 
+  // Destroys a test's second instance however the test ends.
+  struct DestroyOnExit {
+    drv::Driver* d;
+    std::string id;
+    ~DestroyOnExit() { (void)d->destroy(id); }
+  };
+
   EngineTempDir tmp_;
   std::unique_ptr<drv::Driver> driver_;
   std::string address_, id_;
@@ -443,11 +450,7 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
   const std::string rid = id_ + "r";
   const std::string raddr = unique_address();
   const int rport = free_port(raddr);
-  struct Cleanup {
-    drv::Driver* d;
-    std::string id;
-    ~Cleanup() { (void)d->destroy(id); }
-  } cleanup{driver_.get(), rid};
+  DestroyOnExit cleanup{driver_.get(), rid};
 
   DesiredState group;
   group.revision = 1;
@@ -534,6 +537,112 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_TRUE(eventually([&] { return streaming() && rows() == "5\n"; }))
       << rows() << " " << driver_->status(rid)->detail;
+}
+
+// Trove's switchover through the driver, as the agent drives it, there and back: the demoted
+// primary's configure stops it, reports the fencing acknowledgement (fenced_revision in the
+// status) and waits (kUnavailable) for the promotion it needs to copy from; its start then makes
+// the copy. Going back, the member that was a replica before copies again too: its folder stays
+// set aside, never replaced by an empty one, until the copy runs.
+TEST_F(DatabaseDriverTest, ASwitchoverFencesTheOldPrimaryBeforeItsCopyBothWays) {
+  const std::string rid = id_ + "r";
+  const std::string raddr = unique_address();
+  const int rport = free_port(raddr);
+  DestroyOnExit cleanup{driver_.get(), rid};
+  int64_t revision = 0;
+  auto group = [&](ReplicationSpec r) {
+    DesiredState s;
+    s.revision = ++revision;
+    s.databases = {{"shop", "", ""}};
+    s.root = RootSpec{postgres_scram_verifier("root-pw")};
+    r.secret = "repl-secret";
+    s.replication = std::move(r);
+    return s;
+  };
+  auto primary_of = [&](const std::string& replica) {
+    ReplicationSpec r;
+    r.role = ReplicationSpec::Role::kPrimary;
+    r.replicas = {replica};
+    return group(r);
+  };
+  auto replica_of = [&](const std::string& id, const std::string& address, int port) {
+    ReplicationSpec r;
+    r.role = ReplicationSpec::Role::kReplica;
+    r.upstream_instance = id;
+    r.upstream_address = address;
+    r.upstream_port = port;
+    return group(r);
+  };
+  auto count = [](const std::string& address, int port) {
+    auto r = psql(address, port, "root", "root-pw", "shop", "SELECT count(*) FROM t");
+    return r.ok() ? r.out : r.err;
+  };
+  auto eventually = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 600 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return done();
+  };
+  auto fenced_at = [&](const std::string& id) {
+    auto s = driver_->status(id);
+    if (!s) return std::string("status: ") + s.error().to_string();
+    const size_t at = s->detail.find("fenced_revision=");
+    return at == std::string::npos ? std::string("none") : s->detail.substr(at);
+  };
+  const std::string root = tmp_.path() + "/agent/database/";
+
+  auto st = driver_->create(spec(primary_of(rid)));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  auto w = psql(address_, port_, "root", "root-pw", "shop",
+                "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  st = driver_->create(spec_of(rid, raddr, rport, replica_of(id_, address_, port_), "postgresql"));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  ASSERT_TRUE(eventually([&] { return count(raddr, rport) == "1\n"; })) << count(raddr, rport);
+  EXPECT_EQ(fenced_at(id_), "none");
+
+  // There: the primary is told first and acknowledges before any promotion.
+  DesiredState demoted = replica_of(rid, raddr, rport);
+  st = driver_->configure(spec(demoted));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_EQ(fenced_at(id_), "fenced_revision=" + std::to_string(demoted.revision));
+  EXPECT_NE(driver_->status(id_)->power, drv::PowerState::kRunning);
+  st = driver_->configure(spec_of(rid, raddr, rport, primary_of(id_), "postgresql"));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  w = psql(raddr, rport, "root", "root-pw", "shop", "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  // The agent's retry: configure defers to start (the engine is stopped), start copies.
+  st = driver_->configure(spec(demoted));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(eventually([&] { return count(address_, port_) == "2\n"; }))
+      << count(address_, port_);
+
+  // And back: the member that was a replica before is fenced the same way, and a start before
+  // the promotion copies (and fails: nothing to copy from yet) instead of running anything.
+  ASSERT_TRUE(detail::write_file_atomic(root + rid + "/v/data/concord_test_marker", "x"));
+  DesiredState back = replica_of(id_, address_, port_);
+  st = driver_->configure(spec_of(rid, raddr, rport, back, "postgresql"));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_EQ(fenced_at(rid), "fenced_revision=" + std::to_string(back.revision));
+  st = driver_->start(rid);
+  ASSERT_FALSE(st.has_value()) << "started before its upstream was promoted";
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_NE(driver_->status(rid)->power, drv::PowerState::kRunning);
+  EXPECT_TRUE(detail::path_exists(root + rid + "/v/data.old/concord_test_marker"))
+      << "its folder stays set aside until the copy runs";
+  st = driver_->configure(spec(primary_of(rid)));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_EQ(fenced_at(id_), "none") << "a primary again";
+  w = psql(address_, port_, "root", "root-pw", "shop", "INSERT INTO t VALUES (3)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  st = driver_->start(rid);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(eventually([&] { return count(raddr, rport) == "3\n"; })) << count(raddr, rport);
+  EXPECT_FALSE(detail::path_exists(root + rid + "/v/data.old"));
 }
 
 // A replica whose desired state says a backup is being taken to seed it makes no copy before

@@ -303,6 +303,66 @@ TEST_F(PostgresReplicationTest, ReplicasStreamAndSurviveAFailover) {
   EXPECT_TRUE(has_rows(r2, "5"));
 }
 
+// Trove's switchover, in the service's order: the old primary is told first that it follows
+// its replica, which is promoted only after the old primary acknowledged it stopped taking
+// writes (Health::fenced_revision). Its apply stops it, sets its folder aside and records the
+// acknowledgement before copying from a replica that cannot serve the copy yet (kUnavailable,
+// retried); once the replica is promoted, the retry rebuilds it as its replica.
+TEST_F(PostgresReplicationTest, ADemotedPrimaryAcknowledgesItsFencingBeforeItsCopy) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(has_rows(r, "1"));
+  auto before = engine_->health(p);
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(before->fenced_revision, 0);
+
+  const DesiredState demoted = group_state(replica_spec(r));
+  auto st = engine_->apply(p, demoted);
+  ASSERT_FALSE(st.has_value()) << "its upstream is no primary yet: no slot, nothing to copy";
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  auto fenced = engine_->health(p);
+  ASSERT_TRUE(fenced.has_value());
+  EXPECT_FALSE(fenced->running);
+  EXPECT_EQ(fenced->fenced_revision, demoted.revision);
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data")) << "no start can run it as a primary";
+  // Started again meanwhile (the agent's start after a restart): it copies, never runs.
+  st = engine_->apply(p, demoted);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_FALSE(engine_->health(p)->running);
+
+  // The service promotes the replica once it sees the acknowledgement; the retry rebuilds.
+  ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({p.id})));
+  auto w = app_sql(r, "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
+  auto after = engine_->health(p);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->role, "replica");
+  EXPECT_EQ(after->fenced_revision, demoted.revision);
+  EXPECT_TRUE(has_rows(p, "2"));
+  EXPECT_TRUE(streams(p));
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data.old"));
+
+  // Switched back the same way: the member promoted again is a primary without an
+  // acknowledgement, the other one fenced at the later revision.
+  const DesiredState back = group_state(replica_spec(p));
+  st = engine_->apply(r, back);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
+  auto again = engine_->health(p);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->role, "primary");
+  EXPECT_EQ(again->fenced_revision, 0);
+  ASSERT_NO_FATAL_FAILURE(apply(r, back));
+  auto hr = engine_->health(r);
+  ASSERT_TRUE(hr.has_value());
+  EXPECT_EQ(hr->fenced_revision, back.revision);
+  EXPECT_TRUE(has_rows(r, "2"));
+}
+
 // A replica that replayed writes its new upstream never saw (the old primary kept writing after
 // a sibling's promotion) cannot follow it: it is rebuilt from it instead.
 TEST_F(PostgresReplicationTest, ForkedReplicaIsRebuiltFromItsNewUpstream) {

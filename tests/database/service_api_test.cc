@@ -675,15 +675,7 @@ TEST_F(DatabaseApiTest, AccessChangesAnswerOnceTheAgentAppliedThem) {
   auto waiting = service_on(router, o);
   ASSERT_TRUE(waiting);
   auto call = [&](const Json& body) {
-    http::Request req;
-    req.method = http::Method::kPost;
-    req.target = "/database/v1.0/" + p1_ + "/instances/" + id + "/users";
-    req.base_url = "http://localhost:8080";
-    req.body = dump_json(body);
-    req.headers.push_back({"content-type", "application/json"});
-    req.headers.push_back({"x-auth-token", member1_});
-    std::string route;
-    return router.dispatch(req, route).status;
+    return trove_status_on(router, http::Method::kPost, "/instances/" + id + "/users", body);
   };
   auto answered = std::async(std::launch::async, [&] {
     return call({{"users", Json::array({{{"name", "bob"}, {"password", "bob-pw-1"}}})}});
@@ -705,16 +697,66 @@ TEST_F(DatabaseApiTest, AccessChangesAnswerOnceTheAgentAppliedThem) {
   http::Router router2;
   auto short_wait = service_on(router2, o);
   ASSERT_TRUE(short_wait);
-  http::Request req;
-  req.method = http::Method::kPost;
-  req.target = "/database/v1.0/" + p1_ + "/instances/" + id + "/databases";
-  req.base_url = "http://localhost:8080";
-  req.body = dump_json({{"databases", Json::array({{{"name", "orders"}}})}});
-  req.headers.push_back({"content-type", "application/json"});
-  req.headers.push_back({"x-auth-token", member1_});
-  std::string route;
-  EXPECT_EQ(router2.dispatch(req, route).status, 202);
+  EXPECT_EQ(trove_status_on(router2, http::Method::kPost, "/instances/" + id + "/databases",
+                            {{"databases", Json::array({{{"name", "orders"}}})}}),
+            202);
   EXPECT_FALSE(server(id)->converged);
+}
+
+// A promotion reaches the replica only once its old primary's agent says that engine stopped
+// taking writes: the fencing acknowledgement in its status detail (fenced_revision, reported
+// before it copies from the new primary, which it cannot do before the promotion), or its new
+// state applied. Never two writable primaries, and no wait for the old primary's copy.
+TEST_F(DatabaseApiTest, APromotionWaitsForTheOldPrimarysFencingAcknowledgement) {
+  const std::string primary = create(pg_instance("pr"));
+  activate(primary);
+  Reply r = trove(http::Method::kPost, "/instances",
+                  {{"instance", {{"name", "pr-r"}, {"replica_of", primary}}}});
+  ASSERT_EQ(r.status, 200) << r;
+  const std::string replica = r.body["instance"]["id"];
+  activate(replica);
+  ASSERT_EQ(state_of(replica).replication->role, engine::ReplicationSpec::Role::kReplica);
+
+  DatabaseOptions o;
+  o.max_volume_gb = 20;
+  o.apply_wait = std::chrono::milliseconds(60000);
+  http::Router router;
+  auto waiting = service_on(router, o);
+  ASSERT_TRUE(waiting);
+  auto answered = std::async(std::launch::async, [&] {
+    return trove_status_on(router, http::Method::kPost, "/instances/" + replica + "/action",
+                           {{"promote_to_replica_source", Json::object()}});
+  });
+  auto told = [&](const std::string& id) {
+    engine::DesiredState st = state_of(id);
+    return st.replication && st.replication->role == engine::ReplicationSpec::Role::kReplica &&
+           st.replication->upstream_instance == replica;
+  };
+  for (int i = 0; i < 500 && !told(primary); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(told(primary)) << "the old primary is told first";
+  const int64_t demoted_at = state_of(primary).revision;
+  EXPECT_EQ(answered.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  EXPECT_EQ(state_of(replica).replication->role, engine::ReplicationSpec::Role::kReplica)
+      << "not promoted before the old primary stopped taking writes";
+
+  // An acknowledgement of an earlier demotion is not this one's.
+  report_detail(primary, "state_revision=1; postgresql 15; fenced_revision=" +
+                             std::to_string(demoted_at - 1));
+  EXPECT_EQ(answered.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  EXPECT_EQ(state_of(replica).replication->role, engine::ReplicationSpec::Role::kReplica);
+
+  // Stopped and set aside for this revision, its copy not made yet (it is not converged).
+  report_detail(primary,
+                "state_revision=1; postgresql 15; fenced_revision=" + std::to_string(demoted_at));
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(answered.get(), 202);
+  EXPECT_FALSE(server(primary)->converged);
+  engine::DesiredState promoted = state_of(replica);
+  ASSERT_TRUE(promoted.replication.has_value());
+  EXPECT_EQ(promoted.replication->role, engine::ReplicationSpec::Role::kPrimary);
+  EXPECT_EQ(promoted.replication->replicas, std::vector<std::string>{primary});
 }
 
 TEST_F(DatabaseApiTest, RestartAndResize) {

@@ -119,6 +119,21 @@ class DatabaseServiceTest : public ::testing::Test, public test_support::Identit
     return std::move(*made);
   }
 
+  // A Trove call below /database/v1.0/{p1} as member1 through `router` (a service_on()
+  // service's); its status.
+  int trove_status_on(http::Router& router, http::Method method, const std::string& path,
+                      const Json& body) {
+    http::Request req;
+    req.method = method;
+    req.target = "/database/v1.0/" + p1_ + path;
+    req.base_url = "http://localhost:8080";
+    req.body = dump_json(body);
+    req.headers.push_back({"content-type", "application/json"});
+    req.headers.push_back({"x-auth-token", member1_});
+    std::string route;
+    return router.dispatch(req, route).status;
+  }
+
   // Lets a suite adjust the options of db_ (the service behind router_) before it is created.
   virtual void configure(DatabaseOptions& /*options*/) {}
 

@@ -13,6 +13,9 @@
 //                  applied revision is behind (a configure that arrived while it was stopped)
 //   restored       the instance's data folder was made from its RestoreSpec (a create or start
 //                  without it restores first; a half-made restore is redone)
+//   cloned         a replica's data folder was made by Engine::clone_from (start() copies when
+//                  it is missing); dropped when a primary is demoted, so that a start finishes
+//                  the demoted member's copy
 //   backups-done/<backup id>  the backup requests finished here (uploaded or reported failed),
 //                  so a restarted agent does not redo them; one killed midway is redone
 //   backup-<id>.part          a backup being written (removed when done, redone when found)
@@ -544,6 +547,13 @@ class DatabaseDriver final : public Driver {
       return publish_logs(spec.id, s.engine, cfg, state.log_publish);
     }
     std::lock_guard busy(*lock_for(spec.id));
+    if (state.replication && state.replication->role == engine::ReplicationSpec::Role::kReplica &&
+        h.role == "primary") {
+      // Demoted: apply() rebuilds it from the new primary. When that copy has to wait (the
+      // upstream is promoted only after this one is fenced), start() finishes it through
+      // ensure_restored, which must copy again, also for a member that was a replica before.
+      CONCORD_RETURN_IF_ERROR(remove_tree(dir_for(spec.id) + "/cloned"));
+    }
     CONCORD_RETURN_IF_ERROR(e->apply(cfg, state));
     log_->info("database instance {} configured to revision {}", spec.id, state.revision);
     CONCORD_RETURN_IF_ERROR(publish_logs(spec.id, s.engine, cfg, state.log_publish));
@@ -608,6 +618,7 @@ class DatabaseDriver final : public Driver {
       st.detail += "; storage low";
     }
     if (path_exists(storage_full_marker(id))) st.detail += "; storage_full=1";
+    if (h.fenced_revision > 0) st.detail += fmt::format("; fenced_revision={}", h.fenced_revision);
     if (auto since = shipping_failing_since(std::string(id));
         since && wall_us() - *since >= options_.database_archive_stall_after.count() * 1000) {
       st.detail += fmt::format("; archive_stalled_since={}", *since / 1'000'000);

@@ -101,6 +101,12 @@ struct Health {
   // stopped on an error: its data diverged. apply() of a replica state rebuilds such a
   // replica, as it rebuilds a former primary.
   std::string replication_broken;
+  // The fencing acknowledgement of a demoted primary: the desired-state revision that told it
+  // to follow another member, under which it stopped taking writes for good (its engine
+  // stopped, its data set aside, so no start can bring it back as a primary); 0 when never
+  // demoted. Written by apply() before it copies from the new primary, which can only serve
+  // the copy once it is promoted; the service promotes once it sees this revision.
+  int64_t fenced_revision = 0;
 };
 
 // What a finished backup is, engine-specific details in JSON (kept by the server with the backup
@@ -210,7 +216,9 @@ class Engine {
   // replication account and the synchronous standbys of DesiredState::replication. A replica
   // told it is now a primary promotes itself; a replica given another upstream re-points to it;
   // a primary told it is a replica, or a replica that cannot go on (Health::replication_broken),
-  // stops, rebuilds its folder from the upstream (clone_from) and starts as a replica.
+  // stops, rebuilds its folder from the upstream (clone_from) and starts as a replica. A
+  // primary records Health::fenced_revision once stopped, before the copy, and answers
+  // kUnavailable while the upstream cannot serve the copy yet (not promoted).
   [[nodiscard]] virtual Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec,
                                           Transport* seed_transport);
 };

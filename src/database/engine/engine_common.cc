@@ -725,8 +725,12 @@ Status clone_from_template(
   return ok();
 }
 
-int64_t read_applied_revision(const std::string& dir) {
-  auto text = read_file(dir + "/applied_revision");
+namespace {
+
+// A revision file's number (written by write_file_atomic: whole or absent); 0 when absent or
+// not a number.
+int64_t read_revision_file(const std::string& path) {
+  auto text = read_file(path);
   if (!text) return 0;
   std::string t = *text;
   while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
@@ -736,8 +740,22 @@ int64_t read_applied_revision(const std::string& dir) {
   return v;
 }
 
+}  // namespace
+
+int64_t read_applied_revision(const std::string& dir) {
+  return read_revision_file(dir + "/applied_revision");
+}
+
 Status write_applied_revision(const std::string& dir, int64_t revision) {
   return write_file_atomic(dir + "/applied_revision", std::to_string(revision) + "\n", 0644);
+}
+
+int64_t read_fenced_revision(const std::string& dir) {
+  return read_revision_file(dir + "/fenced_revision");
+}
+
+Status write_fenced_revision(const std::string& dir, int64_t revision) {
+  return write_file_atomic(dir + "/fenced_revision", std::to_string(revision) + "\n", 0644);
 }
 
 ManagedNames read_managed_names(const std::string& dir) {

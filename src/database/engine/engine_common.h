@@ -171,6 +171,9 @@ std::string template_root(const EngineOptions& options, const std::string& insta
 
 int64_t read_applied_revision(const std::string& dir);
 [[nodiscard]] Status write_applied_revision(const std::string& dir, int64_t revision);
+// Health::fenced_revision, kept in <dir>/fenced_revision (0 when absent or unreadable).
+int64_t read_fenced_revision(const std::string& dir);
+[[nodiscard]] Status write_fenced_revision(const std::string& dir, int64_t revision);
 
 // The databases and accounts Concord made in an instance's engine from the desired state
 // ("name" for PostgreSQL roles, "name@host" for MariaDB accounts, "root" / "root@%" while root is

@@ -8,7 +8,7 @@
 //   tmp/         the server's tmpdir (temporary tables, also during mariadb-install-db)
 //   tls/server.{crt,key}  the per-instance self-signed certificate
 //   engine.log   log-error plus the server's stderr; engine.pid the pid we launched
-//   applied_revision
+//   applied_revision, fenced_revision (Health::fenced_revision)
 //   binlog/, concord_binlog.cnf  binary logs for point-in-time restore (mariadb_backup.h)
 //   concord_replication.cnf, concord_role.cnf, replication_role, replication_upstream
 //                read replicas (mariadb_replication.h)
@@ -274,17 +274,22 @@ class MariadbEngine final : public Engine {
           // Its history may hold commits the new primary never saw: not re-pointed but copied.
           CONCORD_RETURN_IF_ERROR(rebuild_as_replica(
               config, *spec,
-              "its data is not a copy of the upstream (it ran as a primary, or is new)"));
+              "its data is not a copy of the upstream (it ran as a primary, or is new)",
+              state.revision));
         } else {
           CONCORD_ASSIGN_OR_RETURN(std::string broken,
                                    mdb_replica_broken(repl_context(config, user), *spec));
-          if (!broken.empty()) CONCORD_RETURN_IF_ERROR(rebuild_as_replica(config, *spec, broken));
+          if (!broken.empty()) {
+            CONCORD_RETURN_IF_ERROR(rebuild_as_replica(config, *spec, broken, /*demoted_at=*/0));
+          }
         }
         return apply_replica(config, state, user);
       }
       // A primary (promoted when it was a replica) or standalone: replication first, so a
       // promoted member stops following and accepts writes before the users are converged.
       CONCORD_RETURN_IF_ERROR(mdb_apply_primary(repl_context(config, user), spec));
+      // A primary again: an earlier demotion's acknowledgement no longer describes it.
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/fenced_revision"));
     }
     CONCORD_ASSIGN_OR_RETURN(
         std::string dbs_text,
@@ -386,6 +391,7 @@ class MariadbEngine final : public Engine {
     Paths p(config.dir);
     Health h;
     h.applied_revision = read_applied_revision(p.dir);
+    h.fenced_revision = read_fenced_revision(p.dir);
     // The binlogs (mariadb_backup.h: binlog/, outside data/) are the instance's too.
     h.disk_used_bytes = disk_usage({p.data, p.dir + "/binlog"});
     pid_t pid = live_pid(p);
@@ -594,14 +600,19 @@ class MariadbEngine final : public Engine {
   }
 
   // A member told to be a replica that cannot be one as it is (`why`: its data is its own, or
-  // its replication broke) is rebuilt as a new copy of the upstream.
+  // its replication broke) is rebuilt as a new copy of the upstream. `demoted_at`: the revision
+  // that made it a replica (0: a broken replica), recorded as its fencing acknowledgement
+  // (Health::fenced_revision) once its data is gone. A replica's copy is taken from the upstream
+  // as it is, promoted or not, so this one seldom waits for the promotion: the acknowledgement
+  // then shows with the applied revision.
   Status rebuild_as_replica(const InstanceConfig& config, const ReplicationSpec& spec,
-                            const std::string& why) {
+                            const std::string& why, int64_t demoted_at) {
     Paths p(config.dir);
     log_->warn("mariadb {}: to replicate from {}, its data is made anew from there: {}", config.id,
                spec.upstream_instance, why);
     CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.data));
+    if (demoted_at > 0) CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, demoted_at));
     // Its binlogs and their shipping records describe the discarded history.
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/binlog"));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));

@@ -11,6 +11,7 @@
 //   tls/server.{crt,key}  the per-instance self-signed certificate
 //   engine.log       the postmaster's stderr; engine.pid the pid we launched
 //   applied_revision the desired-state revision last converged
+//   fenced_revision  the revision that demoted it, once stopped for it (Health::fenced_revision)
 //   wal_archive/, restore_wal/, data/concord_{archive,recovery}.conf  backups, incrementals,
 //                    WAL archiving and point-in-time restore (postgres_backup.h); wal_shipped/,
 //                    backup.tmp/ and ship.tmp/ are in InstanceConfig::work_dir (when set)
@@ -229,7 +230,8 @@ class PostgresEngine final : public Engine {
       // A replica whose rebuild was cut short after its old folder was set aside (the agent
       // killed, the upstream down): finish it, there is nothing else to run.
       if (repl && repl->role == ReplicationSpec::Role::kReplica && !path_exists(p.data)) {
-        CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, "its data folder is missing"));
+        CONCORD_RETURN_IF_ERROR(
+            rebuild_replica(p, config, *repl, "its data folder is missing", /*demoted_at=*/0));
       } else {
         return fail(Code::kFailedPrecondition,
                     fmt::format("postgresql {} is not running; cannot apply revision {}", config.id,
@@ -238,7 +240,7 @@ class PostgresEngine final : public Engine {
     }
     // Role and upstream first: a promotion makes the rest applicable, a rebuild replaces the
     // folder the parameters below are written into.
-    CONCORD_ASSIGN_OR_RETURN(bool is_replica, converge_role(p, config, repl));
+    CONCORD_ASSIGN_OR_RETURN(bool is_replica, converge_role(p, config, repl, state.revision));
     CONCORD_RETURN_IF_ERROR(apply_parameters(p, config, state));
     if (is_replica) return finish_replica_apply(p, config, state);
     CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
@@ -375,6 +377,7 @@ class PostgresEngine final : public Engine {
     Paths p(config.dir);
     Health h;
     h.applied_revision = read_applied_revision(p.dir);
+    h.fenced_revision = read_fenced_revision(p.dir);
     // WAL segments archived and not shipped yet are the instance's too (postgres_backup.h).
     h.disk_used_bytes = disk_usage({p.data, p.dir + "/wal_archive"});
     pid_t pid = live_pid(p);
@@ -710,8 +713,9 @@ class PostgresEngine final : public Engine {
   // Brings the running engine to the role `repl` asks for (nullptr: standalone) and writes the
   // replication files; the caller's apply_parameters reloads them. Returns whether this member
   // is now a replica (then only parameters are applied: the rest arrives by replication).
+  // `revision`: the desired state's, recorded as the fencing acknowledgement of a demotion.
   Result<bool> converge_role(const Paths& p, const InstanceConfig& config,
-                             const ReplicationSpec* repl) {
+                             const ReplicationSpec* repl, int64_t revision) {
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
     auto ctx = backup_context(config, user);
     CONCORD_ASSIGN_OR_RETURN(bool in_recovery, is_in_recovery(p, config));
@@ -719,13 +723,15 @@ class PostgresEngine final : public Engine {
       if (!in_recovery) {
         // A primary (or a folder that is not a copy of the upstream) told to follow: its
         // history may hold writes the new primary never saw, so it is rebuilt from it.
-        CONCORD_RETURN_IF_ERROR(
-            rebuild_replica(p, config, *repl, "it runs as a primary and is now a replica"));
+        CONCORD_RETURN_IF_ERROR(rebuild_replica(
+            p, config, *repl, "it runs as a primary and is now a replica", revision));
       } else if (auto current = read_file(p.data + "/concord_replication.conf");
                  current && *current == pg_replication_conf(ctx, repl)) {
         // The same upstream: rebuilt only when it cannot go on from there.
         CONCORD_ASSIGN_OR_RETURN(std::string broken, replica_broken(p, config));
-        if (!broken.empty()) CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, broken));
+        if (!broken.empty()) {
+          CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, broken, /*demoted_at=*/0));
+        }
       } else {
         // A new upstream (a sibling promoted): followed when its history passes through our
         // position, else rebuilt from it. Checked before the files are rewritten, so an agent
@@ -734,7 +740,8 @@ class PostgresEngine final : public Engine {
         if (!follows) {
           CONCORD_RETURN_IF_ERROR(rebuild_replica(
               p, config, *repl,
-              fmt::format("its history forked from upstream {}'s", repl->upstream_instance)));
+              fmt::format("its history forked from upstream {}'s", repl->upstream_instance),
+              /*demoted_at=*/0));
         } else {
           log_->info("postgresql {}: following upstream {} ({}:{})", config.id,
                      repl->upstream_instance, repl->upstream_address, repl->upstream_port);
@@ -755,6 +762,8 @@ class PostgresEngine final : public Engine {
     if (in_recovery && (repl || path_exists(p.data + "/standby.signal"))) {
       CONCORD_RETURN_IF_ERROR(promote(p, config));
     }
+    // A primary again: an earlier demotion's acknowledgement no longer describes it.
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/fenced_revision"));
     CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, repl, p.data));
     (void)changed;
     if (repl) {
@@ -816,11 +825,14 @@ class PostgresEngine final : public Engine {
     return follows;
   }
 
-  // Stop, set the folder aside, clone from the upstream, start. The old folder is removed only
-  // once the new one runs; a failed clone leaves no data folder, which the next apply (or
-  // clone_from) finishes.
+  // Stop, set the folder aside, clone from the upstream, start. The old folder is removed once
+  // the new one is complete (pg_clone_data); a failed clone leaves no data folder, which the
+  // next apply (or clone_from) finishes. `demoted_at`: the revision that made this primary a
+  // replica (0: a replica made anew), recorded as its fencing acknowledgement once the folder is
+  // set aside (no start can run it as a primary then), before the copy: the upstream is promoted
+  // only after that, so until then the copy answers kUnavailable and is retried.
   Status rebuild_replica(const Paths& p, const InstanceConfig& config, const ReplicationSpec& spec,
-                         std::string_view why) {
+                         std::string_view why, int64_t demoted_at) {
     log_->warn("postgresql {}: rebuilding from upstream {}: {}", config.id, spec.upstream_instance,
                why);
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
@@ -835,11 +847,14 @@ class PostgresEngine final : public Engine {
         return fail(Code::kInternal, fmt::format("rename {}: {}", p.data, std::strerror(errno)));
       }
     }
+    if (demoted_at > 0) {
+      CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, demoted_at));
+      log_->info("postgresql {}: fenced at revision {} (stopped; its folder set aside)", config.id,
+                 demoted_at);
+    }
     CONCORD_RETURN_IF_ERROR(pg_clone_data(backup_context(config, user), spec));
     CONCORD_RETURN_IF_ERROR(prepare(config));
-    CONCORD_RETURN_IF_ERROR(start(config));
-    (void)remove_tree(old);
-    return ok();
+    return start(config);
   }
 
   // A replica's apply after its parameters: no databases, users or root (read-only; they

@@ -265,6 +265,10 @@ Status pg_clone_data(const PgBackupContext& ctx, const ReplicationSpec& spec) {
   }
   log->info("postgresql {}: cloned from {} ({}:{})", ctx.config.id, spec.upstream_instance,
             spec.upstream_address, spec.upstream_port);
+  // A rebuild's old folder, also when the copy was finished by a later start (a demoted
+  // primary's copy waits for the promotion): the new one is complete, the old one only takes
+  // room on the volume.
+  (void)remove_tree(p.dir + "/data.old");
   return ok();
 }
 

@@ -12,7 +12,8 @@
 //                                  backup taken from this member never carries it
 //   clone.tmp/                     staging of a running clone_from; a stale one is removed
 //   data.old/                      the data folder a demoted primary (or a replica rebuilt from a
-//                                  new upstream) set aside until its new folder runs
+//                                  new upstream) set aside until its new folder is complete
+//                                  (removed by the clone that puts the new one in place)
 #include <cstdint>
 #include <string>
 #include <string_view>

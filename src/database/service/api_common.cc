@@ -62,6 +62,37 @@ std::string ip_text(uint32_t a) {
          std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255);
 }
 
+std::map<std::string, std::string> detail_fields(std::string_view detail) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos <= detail.size()) {
+    size_t end = detail.find(';', pos);
+    if (end == std::string_view::npos) end = detail.size();
+    std::string_view part = detail.substr(pos, end - pos);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (part == "storage low") {
+      out["storage_low"] = "1";
+    } else if (size_t eq = part.find('='); eq != std::string_view::npos && eq > 0) {
+      out[std::string(part.substr(0, eq))] = std::string(part.substr(eq + 1));
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+std::optional<int64_t> integer_of(const std::map<std::string, std::string>& f,
+                                  const std::string& key) {
+  auto it = f.find(key);
+  if (it == f.end() || it->second.empty() || it->second.size() > 18) return std::nullopt;
+  int64_t v = 0;
+  for (char ch : it->second) {
+    if (!std::isdigit(static_cast<unsigned char>(ch))) return std::nullopt;
+    v = v * 10 + (ch - '0');
+  }
+  return v;
+}
+
 std::optional<uint32_t> parse_ip(std::string_view s) {
   uint32_t out = 0;
   int parts = 0;

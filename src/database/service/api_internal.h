@@ -58,6 +58,13 @@ std::string ip_text(uint32_t a);
 
 std::optional<uint32_t> parse_ip(std::string_view s);
 
+// The values the database driver puts into a server's status detail ("key=value; ...; storage
+// low", compute/driver/database_driver.cc), as a map; "storage low" becomes storage_low=1.
+std::map<std::string, std::string> detail_fields(std::string_view detail);
+// A non-negative integer field of detail_fields(); nullopt when absent or not a number.
+std::optional<int64_t> integer_of(const std::map<std::string, std::string>& f,
+                                  const std::string& key);
+
 Error bad(std::string message);
 
 struct VersionRow {
@@ -459,8 +466,10 @@ class DatabaseService::Impl {
                                const std::string& now);
   // Pushes each instance's state; failures are logged (the next show repairs them).
   void sync_servers(const std::vector<std::string>& ids);
-  // Waits (bounded by options_.apply_wait) until `id`'s server converged at `revision`.
-  void wait_applied(const std::string& id, int64_t revision);
+  // Waits (bounded by options_.apply_wait) until `id`'s server converged at `revision` or
+  // reports that it stopped taking writes under it (fenced_revision, a demoted primary that
+  // waits for the new one to copy from it), is gone or failed.
+  void wait_fenced(const std::string& id, int64_t revision);
 
   // api_ha.cc: high availability (docs/design/database.md, "High availability"): a primary
   // and a synchronous standby member, each a service server on its own host (the first member's

@@ -96,39 +96,6 @@ std::optional<SystemTime> window_start_today(const std::string& window, SystemTi
   return SystemTime{std::chrono::microseconds(start_us)};
 }
 
-// The values the database driver puts into its status detail ("key=value; ...; storage low",
-// see compute/driver/database_driver.cc), as a map; "storage low" becomes low=1.
-std::map<std::string, std::string> detail_fields(std::string_view detail) {
-  std::map<std::string, std::string> out;
-  size_t pos = 0;
-  while (pos <= detail.size()) {
-    size_t end = detail.find(';', pos);
-    if (end == std::string_view::npos) end = detail.size();
-    std::string_view part = detail.substr(pos, end - pos);
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
-    if (part == "storage low") {
-      out["storage_low"] = "1";
-    } else if (size_t eq = part.find('='); eq != std::string_view::npos && eq > 0) {
-      out[std::string(part.substr(0, eq))] = std::string(part.substr(eq + 1));
-    }
-    pos = end + 1;
-  }
-  return out;
-}
-
-std::optional<int64_t> integer_of(const std::map<std::string, std::string>& f,
-                                  const std::string& key) {
-  auto it = f.find(key);
-  if (it == f.end() || it->second.empty() || it->second.size() > 18) return std::nullopt;
-  int64_t v = 0;
-  for (char ch : it->second) {
-    if (!std::isdigit(static_cast<unsigned char>(ch))) return std::nullopt;
-    v = v * 10 + (ch - '0');
-  }
-  return v;
-}
-
 // When the agent says archived logs stopped reaching the backup store (archive_stalled_since,
 // unix seconds on the agent's clock), and how long ago that is at `now` (0 for a clock behind
 // the agent's).

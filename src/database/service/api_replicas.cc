@@ -247,28 +247,31 @@ void DatabaseService::Impl::sync_servers(const std::vector<std::string>& ids) {
   }
 }
 
-void DatabaseService::Impl::wait_applied(const std::string& id, int64_t revision) {
+void DatabaseService::Impl::wait_fenced(const std::string& id, int64_t revision) {
   const auto deadline = std::chrono::steady_clock::now() + options_.apply_wait;
   while (std::chrono::steady_clock::now() < deadline) {
     auto live = servers();
     if (live) {
       auto s = live->find(id);
       if (s == live->end() || s->second.status == "ERROR" ||
-          (s->second.converged && state_revision_of(s->second) >= revision)) {
+          (s->second.converged && state_revision_of(s->second) >= revision) ||
+          integer_of(detail_fields(s->second.detail), "fenced_revision").value_or(0) >= revision) {
         return;
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  logger("database")->warn("instance {}: revision {} not applied in time; going on", id, revision);
+  logger("database")
+      ->warn("instance {}: revision {} neither applied nor fenced in time; going on", id, revision);
 }
 
 // Trove's switchover: the replica becomes the group's primary; the old primary and the other
 // replicas replicate from it. The old primary is told first and the promotion is pushed once
-// its agent applied that (or the apply wait ran out): it stops taking writes before the new
-// primary takes any, so there are never two writable primaries. Its engine rebuilds from the
-// replica (engine.h); an asynchronous replica has everything the old primary's clean shutdown
-// sent it.
+// its agent says it stopped taking writes (Health::fenced_revision, reported before it copies
+// from the new primary, which it cannot do before the promotion) or applied the state (or the
+// apply wait ran out): it stops taking writes before the new primary takes any, so there are
+// never two writable primaries. Its engine rebuilds from the replica (engine.h); an
+// asynchronous replica has everything the old primary's clean shutdown sent it.
 Result<Response> DatabaseService::Impl::promote_replica(Call& c, const InstanceRow& inst) {
   if (inst.replica_of.empty()) {
     return fail(
@@ -316,7 +319,7 @@ Result<Response> DatabaseService::Impl::promote_replica(Call& c, const InstanceR
       ->info("instance {} promoted: {} and {} other replica(s) now replicate from it", inst.id,
              old_primary, siblings.size());
   sync_servers({old_primary});
-  wait_applied(old_primary, old_primary_revision);
+  wait_fenced(old_primary, old_primary_revision);
   std::vector<std::string> rest = siblings;
   rest.insert(rest.begin(), inst.id);
   sync_servers(rest);
