@@ -226,13 +226,26 @@ TEST_F(MariadbReplicationTest, ReplicasFollowThenPromoteRepointAndDemote) {
   EXPECT_TRUE(mariadb_cli(r2.address, r2.port, "late", "late-pw", "shop", "SELECT 1").ok())
       << "the account the new primary made reached replica 2";
 
-  // The old primary comes back and is told it is a replica of replica 1: rebuilt from there.
+  // The old primary comes back and is told it is a replica of replica 1: it stops, its data
+  // goes, it acknowledges the fencing (kUnavailable: the copy is the driver's start's), and
+  // the start rebuilds it from there.
   ASSERT_NO_FATAL_FAILURE(up(p));
   ASSERT_TRUE(app(p, "INSERT INTO t VALUES (50, 'diverged')").ok())
       << "the old primary still accepts writes until told otherwise";
+  EXPECT_EQ(health(p).fenced_revision, 0);
   DesiredState pd = group_state(2);
   pd.replication = replica_spec(r1);
+  auto fenced = engine_->apply(p, pd);
+  ASSERT_FALSE(fenced.has_value());
+  EXPECT_EQ(fenced.error().code(), Code::kUnavailable) << fenced.error().to_string();
+  EXPECT_FALSE(health(p).running);
+  EXPECT_EQ(health(p).fenced_revision, 2);
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data")) << "nothing left to start as a primary";
+  auto copied = engine_->clone_from(p, replica_spec(r1), nullptr);
+  ASSERT_TRUE(copied.has_value()) << copied.error().to_string() << logs();
+  ASSERT_NO_FATAL_FAILURE(up(p));
   ASSERT_NO_FATAL_FAILURE(apply(p, pd));
+  EXPECT_EQ(health(p).fenced_revision, 2);
   EXPECT_EQ(count(p), "4\t4\n") << "the diverged write is gone with the rebuilt folder";
   ASSERT_TRUE(eventually([&] { return streaming(p); })) << health(p).detail;
 

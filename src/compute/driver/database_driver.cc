@@ -14,8 +14,7 @@
 //   restored       the instance's data folder was made from its RestoreSpec (a create or start
 //                  without it restores first; a half-made restore is redone)
 //   cloned         a replica's data folder was made by Engine::clone_from (start() copies when
-//                  it is missing); dropped when a primary is demoted, so that a start finishes
-//                  the demoted member's copy
+//                  it is missing, or when a demoted primary awaits its copy: awaiting_copy)
 //   backups-done/<backup id>  the backup requests finished here (uploaded or reported failed),
 //                  so a restarted agent does not redo them; one killed midway is redone
 //   backup-<id>.part          a backup being written (removed when done, redone when found)
@@ -547,13 +546,6 @@ class DatabaseDriver final : public Driver {
       return publish_logs(spec.id, s.engine, cfg, state.log_publish);
     }
     std::lock_guard busy(*lock_for(spec.id));
-    if (state.replication && state.replication->role == engine::ReplicationSpec::Role::kReplica &&
-        h.role == "primary") {
-      // Demoted: apply() rebuilds it from the new primary. When that copy has to wait (the
-      // upstream is promoted only after this one is fenced), start() finishes it through
-      // ensure_restored, which must copy again, also for a member that was a replica before.
-      CONCORD_RETURN_IF_ERROR(remove_tree(dir_for(spec.id) + "/cloned"));
-    }
     CONCORD_RETURN_IF_ERROR(e->apply(cfg, state));
     log_->info("database instance {} configured to revision {}", spec.id, state.revision);
     CONCORD_RETURN_IF_ERROR(publish_logs(spec.id, s.engine, cfg, state.log_publish));
@@ -856,12 +848,20 @@ class DatabaseDriver final : public Driver {
   // Makes the data folder from the desired state's restore source or, for a replica, as a copy
   // of its upstream (from the group's backups when the spec carries a seed and this agent has a
   // server to fetch them from), once.
+  // A demoted primary whose data was set aside and not yet copied from its new primary: it
+  // acknowledged the fencing under a revision it has not applied since (engine.h, clone_from).
+  // Its copy is made by ensure_restored, also when it was a replica once before (`cloned`).
+  static bool awaiting_copy(engine::Engine& e, const engine::InstanceConfig& cfg) {
+    auto h = e.health(cfg);
+    return h && h->fenced_revision > h->applied_revision;
+  }
+
   Status ensure_restored(std::string_view id, engine::Engine& e, const engine::InstanceConfig& cfg,
                          const engine::DesiredState& state) {
     if (state.replication && state.replication->role == engine::ReplicationSpec::Role::kReplica &&
         !state.restore) {
       const std::string cloned = dir_for(id) + "/cloned";
-      if (path_exists(cloned)) return ok();
+      if (path_exists(cloned) && !awaiting_copy(e, cfg)) return ok();
       if (const int64_t until = state.replication->seed_wait_until_us;
           !state.replication->seed && until > 0 && transport_ && wall_us() < until) {
         // A backup of the upstream is being taken to seed this copy: the server pushes a new

@@ -217,8 +217,10 @@ class Engine {
   // told it is now a primary promotes itself; a replica given another upstream re-points to it;
   // a primary told it is a replica, or a replica that cannot go on (Health::replication_broken),
   // stops, rebuilds its folder from the upstream (clone_from) and starts as a replica. A
-  // primary records Health::fenced_revision once stopped, before the copy, and answers
-  // kUnavailable while the upstream cannot serve the copy yet (not promoted).
+  // demoted primary records Health::fenced_revision once stopped and set aside, before the
+  // copy, and answers kUnavailable when it cannot copy yet (the upstream is promoted only once
+  // the service sees the acknowledgement) or leaves the copy to the driver's start: no data
+  // folder remains, so the start makes it with clone_from.
   [[nodiscard]] virtual Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec,
                                           Transport* seed_transport);
 };

@@ -270,12 +270,14 @@ class MariadbEngine final : public Engine {
       CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
       const ReplicationSpec* spec = state.replication ? &*state.replication : nullptr;
       if (spec != nullptr && spec->role == ReplicationSpec::Role::kReplica) {
-        if (mdb_recorded_role(p.dir) != "replica") {
+        if (const std::string role = mdb_recorded_role(p.dir); role != "replica") {
           // Its history may hold commits the new primary never saw: not re-pointed but copied.
+          // A group's primary is demoted (fenced first); a template copy (a new folder, or a
+          // rebuild cut short) never took writes of the group's.
           CONCORD_RETURN_IF_ERROR(rebuild_as_replica(
               config, *spec,
               "its data is not a copy of the upstream (it ran as a primary, or is new)",
-              state.revision));
+              role == "primary" ? state.revision : 0));
         } else {
           CONCORD_ASSIGN_OR_RETURN(std::string broken,
                                    mdb_replica_broken(repl_context(config, user), *spec));
@@ -601,10 +603,12 @@ class MariadbEngine final : public Engine {
 
   // A member told to be a replica that cannot be one as it is (`why`: its data is its own, or
   // its replication broke) is rebuilt as a new copy of the upstream. `demoted_at`: the revision
-  // that made it a replica (0: a broken replica), recorded as its fencing acknowledgement
-  // (Health::fenced_revision) once its data is gone. A replica's copy is taken from the upstream
-  // as it is, promoted or not, so this one seldom waits for the promotion: the acknowledgement
-  // then shows with the applied revision.
+  // that made a primary a replica (0: a broken replica or a template copy). A demoted primary
+  // records it as its fencing acknowledgement (Health::fenced_revision) once its data is gone
+  // and answers kUnavailable without copying: the agent reports the acknowledgement at once,
+  // the service promotes the upstream without waiting for a copy of all its data, and the
+  // driver's start makes the copy (clone_from, through ensure_restored) from the promoted
+  // upstream.
   Status rebuild_as_replica(const InstanceConfig& config, const ReplicationSpec& spec,
                             const std::string& why, int64_t demoted_at) {
     Paths p(config.dir);
@@ -612,11 +616,18 @@ class MariadbEngine final : public Engine {
                spec.upstream_instance, why);
     CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.data));
-    if (demoted_at > 0) CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, demoted_at));
     // Its binlogs and their shipping records describe the discarded history.
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/binlog"));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
     CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, ManagedNames{}));
+    if (demoted_at > 0) {
+      CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, demoted_at));
+      log_->info("mariadb {}: fenced at revision {} (stopped; its data removed)", config.id,
+                 demoted_at);
+      return fail(Code::kUnavailable,
+                  fmt::format("mariadb {}: fenced at revision {}; its next start copies {}",
+                              config.id, demoted_at, spec.upstream_instance));
+    }
     CONCORD_RETURN_IF_ERROR(clone_from(config, spec, nullptr));  // the seed is for a first copy
     return start(config);
   }
