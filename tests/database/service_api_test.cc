@@ -717,11 +717,8 @@ TEST_F(DatabaseApiTest, APromotionWaitsForTheOldPrimarysFencingAcknowledgement) 
   activate(replica);
   ASSERT_EQ(state_of(replica).replication->role, engine::ReplicationSpec::Role::kReplica);
 
-  DatabaseOptions o;
-  o.max_volume_gb = 20;
-  o.apply_wait = std::chrono::milliseconds(60000);
   http::Router router;
-  auto waiting = service_on(router, o);
+  auto waiting = waiting_service_on(router);
   ASSERT_TRUE(waiting);
   auto answered = std::async(std::launch::async, [&] {
     return trove_status_on(router, http::Method::kPost, "/instances/" + replica + "/action",

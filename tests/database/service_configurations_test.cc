@@ -328,22 +328,12 @@ TEST_F(ConfigurationApiTest, ValueChangesAnswerOnceAnAttachedInstanceAppliedThem
       trove(http::Method::kPut, "/instances/" + id, {{"instance", {{"configuration", g}}}}).status,
       202);
   report(id, 2);
-  DatabaseOptions o;
-  o.max_volume_gb = 20;
-  o.apply_wait = std::chrono::milliseconds(60000);
   http::Router router;
-  auto waiting = service_on(router, o);
+  auto waiting = waiting_service_on(router);
   ASSERT_TRUE(waiting);
   auto patch = [&](const Json& values) {
-    http::Request req;
-    req.method = http::Method::kPatch;
-    req.target = "/database/v1.0/" + p1_ + "/configurations/" + g;
-    req.base_url = "http://localhost:8080";
-    req.body = dump_json({{"configuration", {{"values", values}}}});
-    req.headers.push_back({"content-type", "application/json"});
-    req.headers.push_back({"x-auth-token", member1_});
-    std::string route;
-    return router.dispatch(req, route).status;
+    return trove_status_on(router, http::Method::kPatch, "/configurations/" + g,
+                           {{"configuration", {{"values", values}}}});
   };
   auto answered = std::async(std::launch::async, [&] { return patch({{"work_mem", 16384}}); });
   for (int i = 0; i < 200 && state_of(id).revision < 3; ++i) {

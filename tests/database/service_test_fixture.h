@@ -119,6 +119,15 @@ class DatabaseServiceTest : public ::testing::Test, public test_support::Identit
     return std::move(*made);
   }
 
+  // A service like db_ whose changes answer only once the agent applied them (apply_wait 60 s),
+  // its Trove routes on `router`.
+  std::unique_ptr<DatabaseService> waiting_service_on(http::Router& router) {
+    DatabaseOptions o;
+    o.max_volume_gb = 20;
+    o.apply_wait = std::chrono::milliseconds(60000);
+    return service_on(router, o);
+  }
+
   // A Trove call below /database/v1.0/{p1} as member1 through `router` (a service_on()
   // service's); its status.
   int trove_status_on(http::Router& router, http::Method method, const std::string& path,
