@@ -190,6 +190,15 @@ TEST_F(MariadbReplicationTest, ReplicasFollowThenPromoteRepointAndDemote) {
   ASSERT_NO_FATAL_FAILURE(apply(r1, rs));
   ASSERT_NO_FATAL_FAILURE(apply(p, ps));
 
+  // Only a primary is copied: a replica (here replica 1, as one being promoted would be) may
+  // not have applied all it received, and the copy would skip those rows for good.
+  auto refused = engine_->clone_from(r2, replica_spec(r1), nullptr);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), Code::kUnavailable) << refused.error().to_string();
+  EXPECT_NE(refused.error().message().find("read-only"), std::string::npos)
+      << refused.error().to_string();
+  EXPECT_FALSE(detail::path_exists(r2.dir + "/data"));
+
   // Replica 2.
   ASSERT_NO_FATAL_FAILURE(make_replica(r2, p, 1));
   ASSERT_TRUE(app(p, "INSERT INTO t VALUES (3, 'three')").ok());

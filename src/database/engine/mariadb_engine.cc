@@ -488,6 +488,9 @@ class MariadbEngine final : public Engine {
     // a new basename when the copy is made now (a new binlog history).
     CONCORD_RETURN_IF_ERROR(
         mdb_configure_binlog(backup_context(config, user), !path_exists(p.data)));
+    if (!path_exists(p.data)) {
+      CONCORD_RETURN_IF_ERROR(mdb_check_upstream_is_primary(repl_context(config, user), spec));
+    }
     if (spec.seed && seed_transport != nullptr && !path_exists(p.data)) {
       auto seeded = seed_replica(config, user, spec, *seed_transport);
       if (seeded) return prepare(config);

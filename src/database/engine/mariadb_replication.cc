@@ -372,6 +372,39 @@ Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
   return ok();
 }
 
+Status mdb_check_upstream_is_primary(const MdbReplContext& ctx, const ReplicationSpec& spec) {
+  CONCORD_RETURN_IF_ERROR(check_replica_spec(spec));
+  RPaths p(ctx.config.dir);
+  const std::string creds = p.dir + "/upstream-check.cnf";
+  CONCORD_RETURN_IF_ERROR(
+      write_file_atomic(creds,
+                        fmt::format("[client]\nuser = {}\npassword = {}\nhost = {}\nport = {}\n",
+                                    option_value(kReplicationUser), option_value(spec.secret),
+                                    option_value(spec.upstream_address), spec.upstream_port),
+                        0600));
+  CommandOptions o;
+  o.timeout = std::chrono::seconds(30);
+  auto r =
+      run_command({prog(ctx, "mariadb"), "--defaults-extra-file=" + creds, "--protocol=TCP",
+                   "--ssl", "--connect-timeout=10", "-N", "-B", "-e", "SELECT @@global.read_only"},
+                  o);
+  (void)remove_tree(creds);
+  if (!r) return fail(r.error());
+  if (!r->ok()) {
+    return fail(code_for_connect_error(r->err),
+                fmt::format("asking upstream {} ({}:{}) of replica {} whether it is a primary: {}",
+                            spec.upstream_instance, spec.upstream_address, spec.upstream_port,
+                            ctx.config.id, r->describe("mariadb")));
+  }
+  if (r->out.find('1') != std::string::npos) {
+    return fail(Code::kUnavailable,
+                fmt::format("upstream {} of replica {} is read-only (a replica not yet promoted): "
+                            "its copy waits for the promotion",
+                            spec.upstream_instance, ctx.config.id));
+  }
+  return ok();
+}
+
 Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
                       const std::function<Status(const std::string&)>& fresh_data) {
   CONCORD_RETURN_IF_ERROR(check_replica_spec(spec));

@@ -52,6 +52,15 @@ uint32_t mdb_server_id(std::string_view instance_id);
 // The folder's recorded role ("primary", "replica", or "" when standalone / never set).
 std::string mdb_recorded_role(const std::string& dir);
 
+// Engine::clone_from's first step when it makes a copy: only a primary is copied (asked as
+// kReplicationUser: @@global.read_only off). A replica being promoted may not have applied all
+// it received, and those transactions carry the demoted primary's server_id, which that
+// member, copied from there and streaming on, would skip as its own (replicate_same_server_id
+// is off): rows lost without an error. kUnavailable while the upstream is read-only (retried
+// until the promotion) or cannot be reached.
+[[nodiscard]] Status mdb_check_upstream_is_primary(const MdbReplContext& ctx,
+                                                   const ReplicationSpec& spec);
+
 // Engine::clone_from: a consistent logical copy of the running upstream (mariadb-dump over
 // TLS as kReplicationUser) loaded into a fresh data folder made by `fresh_data(dest)` (the
 // template copy), its GTID position set as both the slave and the binlog position, staged in
