@@ -372,16 +372,21 @@ Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
   return ok();
 }
 
+// The replication account's client option file for the upstream (0600: the password never
+// reaches argv, which ps shows).
+Status write_upstream_creds(const std::string& path, const ReplicationSpec& spec) {
+  return write_file_atomic(path,
+                           fmt::format("[client]\nuser = {}\npassword = {}\nhost = {}\nport = {}\n",
+                                       option_value(kReplicationUser), option_value(spec.secret),
+                                       option_value(spec.upstream_address), spec.upstream_port),
+                           0600);
+}
+
 Status mdb_check_upstream_is_primary(const MdbReplContext& ctx, const ReplicationSpec& spec) {
   CONCORD_RETURN_IF_ERROR(check_replica_spec(spec));
   RPaths p(ctx.config.dir);
   const std::string creds = p.dir + "/upstream-check.cnf";
-  CONCORD_RETURN_IF_ERROR(
-      write_file_atomic(creds,
-                        fmt::format("[client]\nuser = {}\npassword = {}\nhost = {}\nport = {}\n",
-                                    option_value(kReplicationUser), option_value(spec.secret),
-                                    option_value(spec.upstream_address), spec.upstream_port),
-                        0600));
+  CONCORD_RETURN_IF_ERROR(write_upstream_creds(creds, spec));
   CommandOptions o;
   o.timeout = std::chrono::seconds(30);
   auto r =
@@ -418,12 +423,7 @@ Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
     CONCORD_RETURN_IF_ERROR(make_dir(p.stage, 0700, ctx.user));
     // The password reaches mariadb-dump in a 0600 option file, never in argv (ps shows argv).
     const std::string creds = p.stage + "/upstream.cnf";
-    CONCORD_RETURN_IF_ERROR(
-        write_file_atomic(creds,
-                          fmt::format("[client]\nuser = {}\npassword = {}\nhost = {}\nport = {}\n",
-                                      option_value(kReplicationUser), option_value(spec.secret),
-                                      option_value(spec.upstream_address), spec.upstream_port),
-                          0600));
+    CONCORD_RETURN_IF_ERROR(write_upstream_creds(creds, spec));
     // Logical, over the network: a replica's host cannot read the primary's files. One
     // transaction gives a consistent snapshot of InnoDB; --master-data takes the GTID
     // position of exactly that snapshot. The dump is the only step that touches the upstream,
