@@ -540,11 +540,12 @@ TEST_F(DatabaseDriverTest, AMariadbReplicaThatCannotGoOnIsRebuiltByTheAgent) {
 }
 
 // Trove's switchover through the driver, as the agent drives it, there and back: the demoted
-// primary's configure stops it, reports the fencing acknowledgement (fenced_revision in the
-// status) and waits (kUnavailable) for the promotion it needs to copy from; its start then makes
-// the copy. Going back, the member that was a replica before copies again too: its folder stays
-// set aside, never replaced by an empty one, until the copy runs.
-TEST_F(DatabaseDriverTest, ASwitchoverFencesTheOldPrimaryBeforeItsCopyBothWays) {
+// primary's configure makes it a standby of its replica in place and reports the fencing
+// acknowledgement (fenced_revision in the status) before the replica is promoted; it then
+// streams from the promoted replica, its folder kept, also across an agent's stop and start in
+// between. Going back, the member that was a replica before is demoted the same way; and after
+// a failover while it was down, the old primary's start rejoins it in place too.
+TEST_F(DatabaseDriverTest, ASwitchoverDemotesTheOldPrimaryInPlaceBothWays) {
   const std::string rid = id_ + "r";
   const std::string raddr = unique_address();
   const int rport = free_port(raddr);
@@ -600,49 +601,62 @@ TEST_F(DatabaseDriverTest, ASwitchoverFencesTheOldPrimaryBeforeItsCopyBothWays) 
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   ASSERT_TRUE(eventually([&] { return count(raddr, rport) == "1\n"; })) << count(raddr, rport);
   EXPECT_EQ(fenced_at(id_), "none");
+  ASSERT_TRUE(detail::write_file_atomic(root + id_ + "/v/data/concord_marker_p", "x"));
 
   // There: the primary is told first and acknowledges before any promotion.
   DesiredState demoted = replica_of(rid, raddr, rport);
   st = driver_->configure(spec(demoted));
-  ASSERT_FALSE(st.has_value());
-  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_EQ(fenced_at(id_), "fenced_revision=" + std::to_string(demoted.revision));
-  EXPECT_NE(driver_->status(id_)->power, drv::PowerState::kRunning);
+  w = psql(address_, port_, "root", "root-pw", "shop", "INSERT INTO t VALUES (99)");
+  EXPECT_FALSE(w.ok()) << "fenced: it takes no writes";
+  // The agent restarted in between: its stop and start keep it a standby.
+  ASSERT_TRUE(driver_->stop(id_, std::chrono::milliseconds(10000)).has_value());
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  w = psql(address_, port_, "root", "root-pw", "shop", "INSERT INTO t VALUES (99)");
+  EXPECT_FALSE(w.ok()) << "fenced: it takes no writes";
   st = driver_->configure(spec_of(rid, raddr, rport, primary_of(id_), "postgresql"));
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   w = psql(raddr, rport, "root", "root-pw", "shop", "INSERT INTO t VALUES (2)");
   ASSERT_TRUE(w.ok()) << w.err;
-  // The agent's retry: configure defers to start (the engine is stopped), start copies.
-  st = driver_->configure(spec(demoted));
-  ASSERT_TRUE(st.has_value()) << st.error().to_string();
-  st = driver_->start(id_);
-  ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_TRUE(eventually([&] { return count(address_, port_) == "2\n"; }))
       << count(address_, port_);
+  EXPECT_TRUE(detail::path_exists(root + id_ + "/v/data/concord_marker_p")) << "not copied";
 
-  // And back: the member that was a replica before is fenced the same way, and a start before
-  // the promotion copies (and fails: nothing to copy from yet) instead of running anything.
-  ASSERT_TRUE(detail::write_file_atomic(root + rid + "/v/data/concord_test_marker", "x"));
+  // And back.
+  ASSERT_TRUE(detail::write_file_atomic(root + rid + "/v/data/concord_marker_r", "x"));
   DesiredState back = replica_of(id_, address_, port_);
   st = driver_->configure(spec_of(rid, raddr, rport, back, "postgresql"));
-  ASSERT_FALSE(st.has_value());
-  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_EQ(fenced_at(rid), "fenced_revision=" + std::to_string(back.revision));
-  st = driver_->start(rid);
-  ASSERT_FALSE(st.has_value()) << "started before its upstream was promoted";
-  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
-  EXPECT_NE(driver_->status(rid)->power, drv::PowerState::kRunning);
-  EXPECT_TRUE(detail::path_exists(root + rid + "/v/data.old/concord_test_marker"))
-      << "its folder stays set aside until the copy runs";
   st = driver_->configure(spec(primary_of(rid)));
   ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_EQ(fenced_at(id_), "none") << "a primary again";
   w = psql(address_, port_, "root", "root-pw", "shop", "INSERT INTO t VALUES (3)");
   ASSERT_TRUE(w.ok()) << w.err;
-  st = driver_->start(rid);
-  ASSERT_TRUE(st.has_value()) << st.error().to_string();
   EXPECT_TRUE(eventually([&] { return count(raddr, rport) == "3\n"; })) << count(raddr, rport);
+  EXPECT_TRUE(detail::path_exists(root + rid + "/v/data/concord_marker_r")) << "not copied";
   EXPECT_FALSE(detail::path_exists(root + rid + "/v/data.old"));
+
+  // A failover while the primary is down: the replica is promoted, and the old primary is told
+  // while stopped. Its start runs it as a standby (started as a primary, its own checkpoints
+  // would fork it from the new primary) and it follows in place.
+  ASSERT_TRUE(detail::write_file_atomic(root + id_ + "/v/data/concord_own_marker", "x"));
+  ASSERT_TRUE(driver_->stop(id_, std::chrono::milliseconds(10000)).has_value());
+  st = driver_->configure(spec_of(rid, raddr, rport, primary_of(id_), "postgresql"));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  w = psql(raddr, rport, "root", "root-pw", "shop", "INSERT INTO t VALUES (4)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  st = driver_->configure(spec(replica_of(rid, raddr, rport)));
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();  // kept for its start
+  st = driver_->start(id_);
+  ASSERT_TRUE(st.has_value()) << st.error().to_string();
+  EXPECT_TRUE(eventually([&] { return count(address_, port_) == "4\n"; }))
+      << count(address_, port_);
+  EXPECT_TRUE(detail::path_exists(root + id_ + "/v/data/concord_own_marker")) << "not copied";
+  w = psql(address_, port_, "root", "root-pw", "shop", "INSERT INTO t VALUES (99)");
+  EXPECT_FALSE(w.ok()) << "a replica now";
 }
 
 // A replica whose desired state says a backup is being taken to seed it makes no copy before

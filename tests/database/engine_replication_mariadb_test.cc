@@ -1,6 +1,7 @@
 // MariaDB read replicas on the real mariadbd 10.11: replicas cloned over the network from a
-// running primary, GTID replication over TLS, promotion, re-pointing, demotion by rebuild and
-// semi-synchronous commits. Every wait is bounded polling of the real servers.
+// running primary, GTID replication over TLS, promotion, re-pointing, demotion in place (or by
+// rebuild after a fork) and semi-synchronous commits. Every wait is bounded polling of the real
+// servers.
 #include <chrono>
 #include <functional>
 #include <future>
@@ -8,6 +9,7 @@
 
 #include "database/engine/credentials.h"
 #include "database/engine/engine.h"
+#include "database/engine/mariadb_replication.h"
 #include "engine_test_util.h"
 
 namespace concord::database::engine::testing {
@@ -26,6 +28,22 @@ bool eventually(const std::function<bool()>& done, milliseconds limit = millisec
     std::this_thread::sleep_for(milliseconds(100));
   }
   return done();
+}
+
+TEST(MariadbGtidHistory, AMemberFollowsOnlyAnUpstreamThatHasItsLastTransactions) {
+  using detail::mdb_history_missing;
+  // The upstream has this member's last transaction, or a later one of the same server.
+  EXPECT_EQ(mdb_history_missing("0-7-105", "0-7-105,0-9-110"), "");
+  EXPECT_EQ(mdb_history_missing("0-7-105", "0-9-110,0-7-107"), "");
+  // Its last transaction never reached the upstream: a fork.
+  EXPECT_EQ(mdb_history_missing("0-7-106", "0-7-105,0-9-110"), "0-7-106");
+  EXPECT_EQ(mdb_history_missing("0-7-5", "0-9-110"), "0-7-5");
+  // Every domain counts.
+  EXPECT_EQ(mdb_history_missing("0-7-5,1-7-3", "0-7-5,1-8-4"), "1-7-3");
+  EXPECT_EQ(mdb_history_missing("0-7-5,1-7-3", "1-7-3,0-7-9"), "");
+  // Nothing written here yet: nothing to miss.
+  EXPECT_EQ(mdb_history_missing("", "0-7-5"), "");
+  EXPECT_EQ(mdb_history_missing("0-7-5", ""), "0-7-5");
 }
 
 class MariadbReplicationTest : public ::testing::Test {
@@ -235,24 +253,15 @@ TEST_F(MariadbReplicationTest, ReplicasFollowThenPromoteRepointAndDemote) {
   EXPECT_TRUE(mariadb_cli(r2.address, r2.port, "late", "late-pw", "shop", "SELECT 1").ok())
       << "the account the new primary made reached replica 2";
 
-  // The old primary comes back and is told it is a replica of replica 1: it stops, its data
-  // goes, it acknowledges the fencing (kUnavailable: the copy is the driver's start's), and
-  // the start rebuilds it from there.
+  // The old primary comes back and is told it is a replica of replica 1. It took a write
+  // nobody else has: its demotion finds that its last transaction never reached replica 1 and
+  // rebuilds it from there.
   ASSERT_NO_FATAL_FAILURE(up(p));
   ASSERT_TRUE(app(p, "INSERT INTO t VALUES (50, 'diverged')").ok())
       << "the old primary still accepts writes until told otherwise";
   EXPECT_EQ(health(p).fenced_revision, 0);
   DesiredState pd = group_state(2);
   pd.replication = replica_spec(r1);
-  auto fenced = engine_->apply(p, pd);
-  ASSERT_FALSE(fenced.has_value());
-  EXPECT_EQ(fenced.error().code(), Code::kUnavailable) << fenced.error().to_string();
-  EXPECT_FALSE(health(p).running);
-  EXPECT_EQ(health(p).fenced_revision, 2);
-  EXPECT_FALSE(detail::path_exists(p.dir + "/data")) << "nothing left to start as a primary";
-  auto copied = engine_->clone_from(p, replica_spec(r1), nullptr);
-  ASSERT_TRUE(copied.has_value()) << copied.error().to_string() << logs();
-  ASSERT_NO_FATAL_FAILURE(up(p));
   ASSERT_NO_FATAL_FAILURE(apply(p, pd));
   EXPECT_EQ(health(p).fenced_revision, 2);
   EXPECT_EQ(count(p), "4\t4\n") << "the diverged write is gone with the rebuilt folder";
@@ -264,6 +273,77 @@ TEST_F(MariadbReplicationTest, ReplicasFollowThenPromoteRepointAndDemote) {
   EXPECT_TRUE(eventually([&] { return count(p) == "5\t5\n"; })) << count(p);
   EXPECT_TRUE(eventually([&] { return streaming(r2); })) << health(r2).detail;
   EXPECT_EQ(health(r1).role, "primary");
+}
+
+// Trove's switchover, in the service's order: the old primary is told first that it follows
+// its replica; its apply stops it, makes it read-only from start-up, records the fencing
+// acknowledgement and waits (kUnavailable) for the replica's promotion; it then follows it
+// from the last transaction of its own binlog, its data kept: no copy either way.
+TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) {
+  const InstanceConfig p = member("ip");
+  const InstanceConfig r = member("ir");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  DesiredState ps = group_state(1);
+  ps.replication = primary_spec({r.id});
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+  auto w = app(p, "CREATE TABLE t(id int primary key, v text); INSERT INTO t VALUES (1, 'one')");
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_NO_FATAL_FAILURE(make_replica(r, p, 1));
+  ASSERT_TRUE(eventually([&] { return count(r) == "1\t1\n"; })) << count(r);
+  ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_test_marker", "x").has_value());
+
+  DesiredState demoted = group_state(2);
+  demoted.replication = replica_spec(r);
+  auto st = engine_->apply(p, demoted);
+  ASSERT_FALSE(st.has_value()) << "its upstream is not promoted yet";
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_NE(st.error().message().find("read-only"), std::string::npos) << st.error().to_string();
+  Health fenced = health(p);
+  EXPECT_TRUE(fenced.running);
+  EXPECT_EQ(fenced.role, "replica");
+  EXPECT_EQ(fenced.fenced_revision, 2);
+  auto denied = app(p, "INSERT INTO t VALUES (99, 'nope')");
+  EXPECT_NE(denied.err.find("ERROR 1290"), std::string::npos) << "fenced: " << denied.err;
+  // Restarted meanwhile (the agent's restart): still read-only, the next apply waits again.
+  ASSERT_TRUE(engine_->stop(p, milliseconds(30000)).has_value());
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  denied = app(p, "INSERT INTO t VALUES (99, 'nope')");
+  EXPECT_NE(denied.err.find("ERROR 1290"), std::string::npos) << "fenced: " << denied.err;
+  st = engine_->apply(p, demoted);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+
+  // The replica is promoted; the retry follows it.
+  DesiredState rs = group_state(2);
+  rs.replication = primary_spec({p.id});
+  ASSERT_NO_FATAL_FAILURE(apply(r, rs));
+  ASSERT_TRUE(app(r, "INSERT INTO t VALUES (2, 'two')").ok());
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
+  EXPECT_TRUE(eventually([&] { return count(p) == "2\t2\n"; })) << count(p);
+  ASSERT_TRUE(eventually([&] { return streaming(p); })) << health(p).detail;
+  EXPECT_TRUE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "not copied";
+  EXPECT_EQ(health(p).fenced_revision, 2);
+
+  // And back: the member promoted again is a primary without an acknowledgement.
+  ASSERT_TRUE(detail::write_file_atomic(r.dir + "/data/concord_test_marker", "x").has_value());
+  DesiredState back = group_state(3);
+  back.replication = replica_spec(p);
+  st = engine_->apply(r, back);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  EXPECT_EQ(health(r).fenced_revision, 3);
+  DesiredState ps3 = group_state(3);
+  ps3.replication = primary_spec({r.id});
+  ASSERT_NO_FATAL_FAILURE(apply(p, ps3));
+  EXPECT_EQ(health(p).role, "primary");
+  EXPECT_EQ(health(p).fenced_revision, 0);
+  ASSERT_TRUE(app(p, "INSERT INTO t VALUES (3, 'three')").ok());
+  ASSERT_NO_FATAL_FAILURE(apply(r, back));
+  EXPECT_TRUE(eventually([&] { return count(r) == "3\t3\n"; })) << count(r);
+  ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;
+  EXPECT_TRUE(detail::path_exists(r.dir + "/data/concord_test_marker")) << "not copied";
+  ASSERT_TRUE(app(p, "INSERT INTO t VALUES (4, 'four')").ok());
+  EXPECT_TRUE(eventually([&] { return count(r) == "4\t4\n"; })) << count(r);
 }
 
 TEST_F(MariadbReplicationTest, SemiSyncCommitWaitsForTheSynchronousStandby) {

@@ -67,6 +67,26 @@ TEST(PgReplicationNames, ABrokenStandbyIsReadFromItsLogSinceItsLastStart) {
   EXPECT_EQ(detail::pg_broken_in_log(removed + start), "") << "from before its last start";
   EXPECT_EQ(detail::pg_broken_in_log(start + streaming), "");
   EXPECT_EQ(detail::pg_broken_in_log(""), "");
+
+  // A demoted primary whose history holds writes its new upstream never received.
+  const std::string not_in_history =
+      "2026-11-30 12:00:03.000 UTC [14] FATAL:  could not start WAL streaming: ERROR:  "
+      "requested starting point 0/3000000 on timeline 1 is not in this server's history\n"
+      "\tDETAIL:  This server's history forked from timeline 1 at 0/2000110.\n";
+  const std::string forked_off =
+      "2026-11-30 12:00:04.000 UTC [11] LOG:  new timeline 2 forked off current database "
+      "system timeline 1 before current recovery point 0/3000060\n";
+  EXPECT_EQ(detail::pg_broken_in_log(start + not_in_history),
+            "its history forked from the upstream's (requested starting point 0/3000000 on "
+            "timeline 1 is not in this server's history)");
+  EXPECT_EQ(detail::pg_broken_in_log(start + removed + forked_off),
+            "its history forked from the upstream's (new timeline 2 forked off current database "
+            "system timeline 1 before current recovery point 0/3000060)")
+      << "the latest reason counts";
+  EXPECT_EQ(detail::pg_broken_in_log(start + forked_off + streaming),
+            detail::pg_broken_in_log(start + forked_off))
+      << "a fork is for good; the walreceiver streams the common part again at each retry";
+  EXPECT_EQ(detail::pg_broken_in_log(forked_off + start), "") << "from before its last start";
 }
 
 class PostgresReplicationTest : public ::testing::Test {
@@ -305,10 +325,10 @@ TEST_F(PostgresReplicationTest, ReplicasStreamAndSurviveAFailover) {
 
 // Trove's switchover, in the service's order: the old primary is told first that it follows
 // its replica, which is promoted only after the old primary acknowledged it stopped taking
-// writes (Health::fenced_revision). Its apply stops it, sets its folder aside and records the
-// acknowledgement before copying from a replica that cannot serve the copy yet (kUnavailable,
-// retried); once the replica is promoted, the retry rebuilds it as its replica.
-TEST_F(PostgresReplicationTest, ADemotedPrimaryAcknowledgesItsFencingBeforeItsCopy) {
+// writes (Health::fenced_revision). Its apply stops it cleanly (its replica receives all it
+// wrote), makes it a standby of the replica in place and records the acknowledgement; once the
+// replica is promoted it streams from it, its folder kept: no copy either way.
+TEST_F(PostgresReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) {
   InstanceConfig p = member("p");
   InstanceConfig r = member("r");
   ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
@@ -316,51 +336,135 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryAcknowledgesItsFencingBeforeItsCo
   auto before = engine_->health(p);
   ASSERT_TRUE(before.has_value());
   EXPECT_EQ(before->fenced_revision, 0);
+  EXPECT_EQ(admin_sql(p, "SELECT count(*) FROM pg_replication_slots"), "1\n");
+  ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_marker_p", "x").has_value());
 
   const DesiredState demoted = group_state(replica_spec(r));
-  auto st = engine_->apply(p, demoted);
-  ASSERT_FALSE(st.has_value()) << "its upstream is no primary yet: no slot, nothing to copy";
-  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
   auto fenced = engine_->health(p);
   ASSERT_TRUE(fenced.has_value());
-  EXPECT_FALSE(fenced->running);
+  EXPECT_TRUE(fenced->running);
+  EXPECT_EQ(fenced->role, "replica");
   EXPECT_EQ(fenced->fenced_revision, demoted.revision);
-  EXPECT_FALSE(detail::path_exists(p.dir + "/data")) << "no start can run it as a primary";
-  // Started again meanwhile (the agent's start after a restart): it copies, never runs.
-  st = engine_->apply(p, demoted);
-  ASSERT_FALSE(st.has_value());
-  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
-  EXPECT_FALSE(engine_->health(p)->running);
+  EXPECT_TRUE(detail::path_exists(p.dir + "/data/standby.signal"));
+  EXPECT_EQ(admin_sql(p, "SELECT count(*) FROM pg_replication_slots"), "0\n")
+      << "a standby's slot would keep WAL for nobody";
+  auto refused = app_sql(p, "INSERT INTO t VALUES (99)");
+  EXPECT_FALSE(refused.ok()) << "fenced: no writes before the replica is promoted";
+  // Stopped and started again meanwhile (the agent's restart): still a standby.
+  ASSERT_TRUE(engine_->stop(p, milliseconds(10000)).has_value());
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  EXPECT_EQ(engine_->health(p)->role, "replica");
 
-  // The service promotes the replica once it sees the acknowledgement; the retry rebuilds.
+  // The service promotes the replica once it sees the acknowledgement.
   ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({p.id})));
   auto w = app_sql(r, "INSERT INTO t VALUES (2)");
   ASSERT_TRUE(w.ok()) << w.err;
-  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
-  auto after = engine_->health(p);
-  ASSERT_TRUE(after.has_value());
-  EXPECT_EQ(after->role, "replica");
-  EXPECT_EQ(after->fenced_revision, demoted.revision);
   EXPECT_TRUE(has_rows(p, "2"));
   EXPECT_TRUE(streams(p));
-  EXPECT_FALSE(detail::path_exists(p.dir + "/data.old"));
+  EXPECT_TRUE(detail::path_exists(p.dir + "/data/concord_marker_p")) << "not copied";
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));  // the agent's next apply changes nothing
+  EXPECT_TRUE(detail::path_exists(p.dir + "/data/concord_marker_p"));
+  EXPECT_EQ(engine_->health(p)->fenced_revision, demoted.revision);
 
   // Switched back the same way: the member promoted again is a primary without an
-  // acknowledgement, the other one fenced at the later revision.
+  // acknowledgement, the other one fenced at the later revision, and follows it.
+  ASSERT_TRUE(detail::write_file_atomic(r.dir + "/data/concord_marker_r", "x").has_value());
   const DesiredState back = group_state(replica_spec(p));
-  st = engine_->apply(r, back);
-  ASSERT_FALSE(st.has_value());
-  EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(apply(r, back));
+  EXPECT_EQ(engine_->health(r)->fenced_revision, back.revision);
   ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
   auto again = engine_->health(p);
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->role, "primary");
   EXPECT_EQ(again->fenced_revision, 0);
-  ASSERT_NO_FATAL_FAILURE(apply(r, back));
-  auto hr = engine_->health(r);
-  ASSERT_TRUE(hr.has_value());
-  EXPECT_EQ(hr->fenced_revision, back.revision);
-  EXPECT_TRUE(has_rows(r, "2"));
+  w = app_sql(p, "INSERT INTO t VALUES (3)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_TRUE(has_rows(r, "3"));
+  EXPECT_TRUE(streams(r));
+  EXPECT_TRUE(detail::path_exists(r.dir + "/data/concord_marker_r")) << "not copied";
+  w = app_sql(r, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(w.out, "1,2,3\n");
+}
+
+// A demoted primary whose history holds a commit its replica never received (the replica was
+// down, then promoted): PostgreSQL refuses to follow a timeline that forked before its
+// position, its health says so, and the next apply rebuilds it from the new primary, without
+// the commit the group never had.
+TEST_F(PostgresReplicationTest, ADemotedPrimaryThatForkedIsRebuiltFromTheNewPrimary) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(has_rows(r, "1"));
+  ASSERT_TRUE(engine_->stop(r, milliseconds(10000)).has_value());
+  auto w = app_sql(p, "INSERT INTO t VALUES (100)");  // never reaches r
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_test_marker", "x").has_value());
+
+  // Demoted while its upstream is down: the histories cannot be compared yet.
+  const DesiredState demoted = group_state(replica_spec(r));
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
+  EXPECT_EQ(engine_->health(p)->role, "replica");
+  ASSERT_NO_FATAL_FAILURE(up(r));
+  ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({p.id})));
+  w = app_sql(r, "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
+
+  std::string broken;
+  EXPECT_TRUE(eventually([&] {
+    auto h = engine_->health(p);
+    broken = h ? h->replication_broken : h.error().to_string();
+    return !broken.empty();
+  })) << detail::file_tail(p.dir + "/engine.log", 3000);
+  EXPECT_NE(broken.find("forked"), std::string::npos) << broken;
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));  // as the agent's maintenance round does
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "a new copy";
+  EXPECT_TRUE(has_rows(p, "2"));
+  EXPECT_TRUE(streams(p));
+  w = app_sql(p, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(w.out, "1,2\n");
+}
+
+// Demoted when its replica is promoted already (a failover: the old primary comes back with a
+// commit nobody received): the apply compares the histories and rebuilds it at once.
+TEST_F(PostgresReplicationTest, ADemotedPrimaryBehindAPromotionIsRebuiltAtOnce) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(has_rows(r, "1"));
+  ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({p.id})));
+  auto w = app_sql(p, "INSERT INTO t VALUES (100)");  // the old primary writes on: a fork
+  ASSERT_TRUE(w.ok()) << w.err;
+  w = app_sql(r, "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_test_marker", "x").has_value());
+
+  const DesiredState demoted = group_state(replica_spec(r));
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "a new copy";
+  EXPECT_EQ(engine_->health(p)->fenced_revision, demoted.revision);
+  EXPECT_TRUE(has_rows(p, "2"));
+  EXPECT_TRUE(streams(p));
+  w = app_sql(p, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
+  ASSERT_TRUE(w.ok()) << w.err;
+  EXPECT_EQ(w.out, "1,2\n");
+}
+
+// A folder of another database system (a template copy a rebuild cut short left, then
+// started) told to follow is not made a standby in place: it is rebuilt from the upstream.
+TEST_F(PostgresReplicationTest, AFolderThatIsNoCopyOfItsUpstreamIsRebuilt) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(up(p));
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
+  auto w = app_sql(p, "CREATE TABLE t(id int); INSERT INTO t VALUES (1)");
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_NO_FATAL_FAILURE(up(r));  // a template copy, never a copy of p
+  ASSERT_NO_FATAL_FAILURE(apply(r, group_state(replica_spec(p))));
+  EXPECT_TRUE(has_rows(r, "1"));
+  EXPECT_TRUE(streams(r));
 }
 
 // A replica that replayed writes its new upstream never saw (the old primary kept writing after

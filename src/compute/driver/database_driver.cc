@@ -13,8 +13,9 @@
 //                  applied revision is behind (a configure that arrived while it was stopped)
 //   restored       the instance's data folder was made from its RestoreSpec (a create or start
 //                  without it restores first; a half-made restore is redone)
-//   cloned         a replica's data folder was made by Engine::clone_from (start() copies when
-//                  it is missing, or when a demoted primary awaits its copy: awaiting_copy)
+//   cloned         a replica's data folder was made by Engine::clone_from once, with the seed
+//                  (every start of a replica calls clone_from, which copies when no folder is
+//                  there and otherwise keeps it, starting a former primary's as a replica's)
 //   backups-done/<backup id>  the backup requests finished here (uploaded or reported failed),
 //                  so a restarted agent does not redo them; one killed midway is redone
 //   backup-<id>.part          a backup being written (removed when done, redone when found)
@@ -848,20 +849,18 @@ class DatabaseDriver final : public Driver {
   // Makes the data folder from the desired state's restore source or, for a replica, as a copy
   // of its upstream (from the group's backups when the spec carries a seed and this agent has a
   // server to fetch them from), once.
-  // A demoted primary whose data was set aside and not yet copied from its new primary: it
-  // acknowledged the fencing under a revision it has not applied since (engine.h, clone_from).
-  // Its copy is made by ensure_restored, also when it was a replica once before (`cloned`).
-  static bool awaiting_copy(engine::Engine& e, const engine::InstanceConfig& cfg) {
-    auto h = e.health(cfg);
-    return h && h->fenced_revision > h->applied_revision;
-  }
-
   Status ensure_restored(std::string_view id, engine::Engine& e, const engine::InstanceConfig& cfg,
                          const engine::DesiredState& state) {
     if (state.replication && state.replication->role == engine::ReplicationSpec::Role::kReplica &&
         !state.restore) {
       const std::string cloned = dir_for(id) + "/cloned";
-      if (path_exists(cloned) && !awaiting_copy(e, cfg)) return ok();
+      if (path_exists(cloned)) {
+        // Copied before: clone_from keeps the folder there is (a former primary's starts as a
+        // replica's, never writable) and copies again, over the network, only when none is
+        // there (a rebuild cut short, a demoted primary's folder set aside); a template copy
+        // started in its place would be nobody's copy.
+        return e.clone_from(cfg, *state.replication, nullptr);
+      }
       if (const int64_t until = state.replication->seed_wait_until_us;
           !state.replication->seed && until > 0 && transport_ && wall_us() < until) {
         // A backup of the upstream is being taken to seed this copy: the server pushes a new
@@ -871,10 +870,12 @@ class DatabaseDriver final : public Driver {
                                 "seed its copy (until {} us)",
                                 id, state.replication->upstream_instance, until));
       }
-      log_->info("database instance {}: copying the data of {} ({}:{}){}", id,
-                 state.replication->upstream_instance, state.replication->upstream_address,
-                 state.replication->upstream_port,
-                 state.replication->seed && transport_ ? ", seeded from its backup" : "");
+      log_->info(
+          "database instance {}: a replica of {} ({}:{}); its data copied from there "
+          "unless its folder holds the group's{}",
+          id, state.replication->upstream_instance, state.replication->upstream_address,
+          state.replication->upstream_port,
+          state.replication->seed && transport_ ? ", seeded from its backup" : "");
       CONCORD_RETURN_IF_ERROR(e.clone_from(cfg, *state.replication, transport_.get()));
       return write_file_atomic(cloned,
                                dump_json(Json{{"upstream", state.replication->upstream_instance}}));

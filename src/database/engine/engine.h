@@ -103,9 +103,10 @@ struct Health {
   std::string replication_broken;
   // The fencing acknowledgement of a demoted primary: the desired-state revision that told it
   // to follow another member, under which it stopped taking writes for good (its engine
-  // stopped, its data set aside, so no start can bring it back as a primary); 0 when never
-  // demoted. Written by apply() before it copies from the new primary, which can only serve
-  // the copy once it is promoted; the service promotes once it sees this revision.
+  // stopped and what it starts from made a replica's, or its data set aside, so no start can
+  // bring it back writable); 0 when never demoted, and again once promoted. Written by apply()
+  // before it follows (or copies) the new primary, which it can do only once that is promoted;
+  // the service promotes once it sees this revision.
   int64_t fenced_revision = 0;
 };
 
@@ -215,12 +216,14 @@ class Engine {
   // Everything else about replication is declarative, in apply(): the role, the upstream, the
   // replication account and the synchronous standbys of DesiredState::replication. A replica
   // told it is now a primary promotes itself; a replica given another upstream re-points to it;
-  // a primary told it is a replica, or a replica that cannot go on (Health::replication_broken),
-  // stops, rebuilds its folder from the upstream (clone_from) and starts as a replica. A
-  // demoted primary records Health::fenced_revision once stopped and set aside, before the
-  // copy, and answers kUnavailable when it cannot copy yet (the upstream is promoted only once
-  // the service sees the acknowledgement) or leaves the copy to the driver's start: no data
-  // folder remains, so the start makes it with clone_from.
+  // a primary told it is a replica is demoted in place: stopped, made to start as a replica,
+  // Health::fenced_revision recorded, started, and following the upstream from its own
+  // position once the upstream is promoted (kUnavailable until then is allowed: the service
+  // promotes only once it sees the acknowledgement). A member whose history forked from the
+  // upstream's, whose folder is no copy of the group's, or a replica that cannot go on
+  // (Health::replication_broken) stops, rebuilds its folder from the upstream and starts as a
+  // replica. clone_from of an existing folder keeps it (the driver calls it at every start of a
+  // replica): it makes only a former primary's start as a replica's.
   [[nodiscard]] virtual Status clone_from(const InstanceConfig& config, const ReplicationSpec& spec,
                                           Transport* seed_transport);
 };

@@ -270,21 +270,22 @@ class MariadbEngine final : public Engine {
       CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
       const ReplicationSpec* spec = state.replication ? &*state.replication : nullptr;
       if (spec != nullptr && spec->role == ReplicationSpec::Role::kReplica) {
-        if (const std::string role = mdb_recorded_role(p.dir); role != "replica") {
-          // Its history may hold commits the new primary never saw: not re-pointed but copied.
-          // A group's primary is demoted (fenced first); a template copy (a new folder, or a
-          // rebuild cut short) never took writes of the group's.
+        const auto ctx = repl_context(config, user);
+        if (const std::string role = mdb_recorded_role(p.dir); role == "primary") {
+          CONCORD_RETURN_IF_ERROR(demote_in_place(config, *spec, state.revision, user));
+        } else if (role != "replica") {
+          // A template copy (a new folder, or a rebuild cut short) never took the group's
+          // writes: copied.
           CONCORD_RETURN_IF_ERROR(rebuild_as_replica(
-              config, *spec,
-              "its data is not a copy of the upstream (it ran as a primary, or is new)",
-              role == "primary" ? state.revision : 0));
-        } else {
-          CONCORD_ASSIGN_OR_RETURN(std::string broken,
-                                   mdb_replica_broken(repl_context(config, user), *spec));
-          if (!broken.empty()) {
-            CONCORD_RETURN_IF_ERROR(rebuild_as_replica(config, *spec, broken, /*demoted_at=*/0));
-          }
+              config, *spec, "its data is not a copy of the upstream (a new folder)"));
         }
+        CONCORD_ASSIGN_OR_RETURN(std::string broken, mdb_replica_broken(ctx, *spec));
+        if (broken.empty()) {
+          // A new upstream (after a demotion, a sibling's promotion): only once it is writable
+          // and has every transaction this member has.
+          CONCORD_ASSIGN_OR_RETURN(broken, mdb_cannot_follow(ctx, *spec));
+        }
+        if (!broken.empty()) CONCORD_RETURN_IF_ERROR(rebuild_as_replica(config, *spec, broken));
         return apply_replica(config, state, user);
       }
       // A primary (promoted when it was a replica) or standalone: replication first, so a
@@ -484,6 +485,12 @@ class MariadbEngine final : public Engine {
                   fmt::format("mariadb {} is running; a clone makes a new data folder", config.id));
     }
     CONCORD_RETURN_IF_ERROR(make_dir(p.dir, 0700, user));
+    if (path_exists(p.data) && mdb_recorded_role(p.dir) == "primary") {
+      // The group's former primary (a failover while it was down): it starts read-only, and
+      // its apply demotes it in place (demote_in_place) or rebuilds it if its history forked.
+      log_->info("mariadb {}: a former primary of the group; it starts read-only", config.id);
+      CONCORD_RETURN_IF_ERROR(mdb_write_role_options(repl_context(config, user), &spec));
+    }
     // The copy's binlog state is written where the instance's server keeps its binlogs, under
     // a new basename when the copy is made now (a new binlog history).
     CONCORD_RETURN_IF_ERROR(
@@ -604,16 +611,33 @@ class MariadbEngine final : public Engine {
     return ok();
   }
 
-  // A member told to be a replica that cannot be one as it is (`why`: its data is its own, or
-  // its replication broke) is rebuilt as a new copy of the upstream. `demoted_at`: the revision
-  // that made a primary a replica (0: a broken replica or a template copy). A demoted primary
-  // records it as its fencing acknowledgement (Health::fenced_revision) once its data is gone
-  // and answers kUnavailable without copying: the agent reports the acknowledgement at once,
-  // the service promotes the upstream without waiting for a copy of all its data, and the
-  // driver's start makes the copy (clone_from, through ensure_restored) from the promoted
-  // upstream.
+  // A group's primary told to follow another member, made its replica without a copy: stopped
+  // cleanly, its start-up options made a replica's (read_only) while it is stopped, the
+  // demotion acknowledged (Health::fenced_revision: no start runs it writable again), started,
+  // and set to go on from the last transaction of its own binlog. It follows the upstream only
+  // once that is promoted and holds every transaction it has (mdb_cannot_follow, in apply);
+  // until then the apply answers kUnavailable, so the agent reports the acknowledgement at once
+  // and retries. A member with transactions the upstream never received is rebuilt then.
+  Status demote_in_place(const InstanceConfig& config, const ReplicationSpec& spec,
+                         int64_t revision, const OsUser& user) {
+    Paths p(config.dir);
+    const auto ctx = repl_context(config, user);
+    log_->info("mariadb {}: demoted at revision {}: to follow {} ({}:{}) in place", config.id,
+               revision, spec.upstream_instance, spec.upstream_address, spec.upstream_port);
+    CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
+    CONCORD_RETURN_IF_ERROR(mdb_write_role_options(ctx, &spec));
+    CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, revision));
+    log_->info("mariadb {}: fenced at revision {} (stopped; restarting read-only)", config.id,
+               revision);
+    CONCORD_RETURN_IF_ERROR(start(config));
+    return mdb_follow_own_history(ctx);
+  }
+
+  // A member told to be a replica that cannot be one as it is (`why`: its data is not a copy
+  // of the upstream's, or its history forked from it, or its replication broke) is rebuilt as a
+  // new copy of the upstream, over the network (the seed is for a first copy).
   Status rebuild_as_replica(const InstanceConfig& config, const ReplicationSpec& spec,
-                            const std::string& why, int64_t demoted_at) {
+                            const std::string& why) {
     Paths p(config.dir);
     log_->warn("mariadb {}: to replicate from {}, its data is made anew from there: {}", config.id,
                spec.upstream_instance, why);
@@ -623,15 +647,7 @@ class MariadbEngine final : public Engine {
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/binlog"));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
     CONCORD_RETURN_IF_ERROR(write_managed_names(p.dir, ManagedNames{}));
-    if (demoted_at > 0) {
-      CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, demoted_at));
-      log_->info("mariadb {}: fenced at revision {} (stopped; its data removed)", config.id,
-                 demoted_at);
-      return fail(Code::kUnavailable,
-                  fmt::format("mariadb {}: fenced at revision {}; its next start copies {}",
-                              config.id, demoted_at, spec.upstream_instance));
-    }
-    CONCORD_RETURN_IF_ERROR(clone_from(config, spec, nullptr));  // the seed is for a first copy
+    CONCORD_RETURN_IF_ERROR(clone_from(config, spec, nullptr));
     return start(config);
   }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -382,32 +383,118 @@ Status write_upstream_creds(const std::string& path, const ReplicationSpec& spec
                            0600);
 }
 
-Status mdb_check_upstream_is_primary(const MdbReplContext& ctx, const ReplicationSpec& spec) {
+namespace {
+
+// Asks the upstream in `spec` one query as the replication account (over TLS) and returns its
+// output; `what` names the question in errors.
+Result<std::string> ask_upstream(const MdbReplContext& ctx, const ReplicationSpec& spec,
+                                 const std::string& sql, std::string_view what) {
   CONCORD_RETURN_IF_ERROR(check_replica_spec(spec));
   RPaths p(ctx.config.dir);
   const std::string creds = p.dir + "/upstream-check.cnf";
   CONCORD_RETURN_IF_ERROR(write_upstream_creds(creds, spec));
   CommandOptions o;
   o.timeout = std::chrono::seconds(30);
-  auto r =
-      run_command({prog(ctx, "mariadb"), "--defaults-extra-file=" + creds, "--protocol=TCP",
-                   "--ssl", "--connect-timeout=10", "-N", "-B", "-e", "SELECT @@global.read_only"},
-                  o);
+  auto r = run_command({prog(ctx, "mariadb"), "--defaults-extra-file=" + creds, "--protocol=TCP",
+                        "--ssl", "--connect-timeout=10", "-N", "-B", "-e", sql},
+                       o);
   (void)remove_tree(creds);
   if (!r) return fail(r.error());
   if (!r->ok()) {
     return fail(code_for_connect_error(r->err),
-                fmt::format("asking upstream {} ({}:{}) of replica {} whether it is a primary: {}",
+                fmt::format("asking upstream {} ({}:{}) of replica {} {}: {}",
                             spec.upstream_instance, spec.upstream_address, spec.upstream_port,
-                            ctx.config.id, r->describe("mariadb")));
+                            ctx.config.id, what, r->describe("mariadb")));
   }
-  if (r->out.find('1') != std::string::npos) {
-    return fail(Code::kUnavailable,
-                fmt::format("upstream {} of replica {} is read-only (a replica not yet promoted): "
-                            "its copy waits for the promotion",
-                            spec.upstream_instance, ctx.config.id));
+  return r->out;
+}
+
+Status read_only_upstream(const MdbReplContext& ctx, const ReplicationSpec& spec,
+                          std::string_view waits) {
+  return fail(Code::kUnavailable,
+              fmt::format("upstream {} of replica {} is read-only (a replica not yet promoted): "
+                          "{} waits for the promotion",
+                          spec.upstream_instance, ctx.config.id, waits));
+}
+
+struct Gtid {
+  uint32_t domain = 0, server = 0;
+  uint64_t seq = 0;
+};
+
+// "0-1-5,1-7-9" (a GTID position or state) as its GTIDs; malformed parts are skipped.
+std::vector<Gtid> parse_gtids(std::string_view text) {
+  std::vector<Gtid> out;
+  std::istringstream in{std::string(text)};
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    Gtid g;
+    unsigned long long seq = 0;
+    if (std::sscanf(part.c_str(), " %u-%u-%llu", &g.domain, &g.server, &seq) == 3) {
+      g.seq = seq;
+      out.push_back(g);
+    }
   }
+  return out;
+}
+
+}  // namespace
+
+Status mdb_check_upstream_is_primary(const MdbReplContext& ctx, const ReplicationSpec& spec) {
+  CONCORD_ASSIGN_OR_RETURN(std::string out, ask_upstream(ctx, spec, "SELECT @@global.read_only",
+                                                         "whether it is a primary"));
+  if (out.find('1') != std::string::npos) return read_only_upstream(ctx, spec, "its copy");
   return ok();
+}
+
+std::string mdb_history_missing(std::string_view own_binlog_pos,
+                                std::string_view upstream_binlog_state) {
+  const std::vector<Gtid> theirs = parse_gtids(upstream_binlog_state);
+  for (const Gtid& mine : parse_gtids(own_binlog_pos)) {
+    const bool has = std::any_of(theirs.begin(), theirs.end(), [&](const Gtid& t) {
+      return t.domain == mine.domain && t.server == mine.server && t.seq >= mine.seq;
+    });
+    if (!has) return fmt::format("{}-{}-{}", mine.domain, mine.server, mine.seq);
+  }
+  return "";
+}
+
+Result<std::string> mdb_cannot_follow(const MdbReplContext& ctx, const ReplicationSpec& spec) {
+  if (auto recorded = read_file(RPaths(ctx.config.dir).upstream);
+      recorded && *recorded == upstream_record(spec)) {
+    return std::string();  // following it already
+  }
+  CONCORD_ASSIGN_OR_RETURN(
+      std::string out,
+      ask_upstream(ctx, spec, "SELECT @@global.read_only, @@global.gtid_binlog_state",
+                   "for its GTID state"));
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  const size_t tab = out.find('\t');
+  if (out.substr(0, tab) != "0") return fail(read_only_upstream(ctx, spec, "following it").error());
+  const std::string theirs = tab == std::string::npos ? "" : out.substr(tab + 1);
+  CONCORD_ASSIGN_OR_RETURN(std::string mine, ctx.admin("SELECT @@global.gtid_binlog_pos"));
+  while (!mine.empty() && (mine.back() == '\n' || mine.back() == '\r')) mine.pop_back();
+  const std::string missing = mdb_history_missing(mine, theirs);
+  if (missing.empty()) return std::string();
+  return fmt::format(
+      "its history forked from upstream {}'s: the upstream's binlogs never had {}, the last "
+      "transaction here",
+      spec.upstream_instance, missing);
+}
+
+Status mdb_write_role_options(const MdbReplContext& ctx, const ReplicationSpec* spec) {
+  return write_if_changed(RPaths(ctx.config.dir).role_cnf, role_text(ctx.config, spec), ctx.user);
+}
+
+Status mdb_follow_own_history(const MdbReplContext& ctx) {
+  RPaths p(ctx.config.dir);
+  // A former primary goes on from the last transaction in its own binlog (not from the slave
+  // position it kept from when it was a replica before, if ever).
+  CONCORD_ASSIGN_OR_RETURN(std::string out,
+                           ctx.admin("SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos"));
+  (void)out;
+  CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
+  return write_if_changed(p.role, "replica\n", ctx.user);
 }
 
 Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,
@@ -668,7 +755,9 @@ void mdb_replication_health(const MdbReplContext& ctx, Health& health) {
   auto slave = mdb_slave_status(ctx);
   if (!slave) return;
   if (slave->empty()) {
-    health.role = "primary";
+    // A demoted primary waiting for its upstream's promotion (mdb_follow_own_history) is a
+    // replica already, read-only, just not streaming.
+    health.role = mdb_recorded_role(ctx.config.dir) == "replica" ? "replica" : "primary";
     return;
   }
   health.role = "replica";

@@ -61,6 +61,30 @@ std::string mdb_recorded_role(const std::string& dir);
 [[nodiscard]] Status mdb_check_upstream_is_primary(const MdbReplContext& ctx,
                                                    const ReplicationSpec& spec);
 
+// The first GTID of `own_binlog_pos` (a member's @@gtid_binlog_pos: the last transaction of
+// each domain in its binlog) that `upstream_binlog_state` (the upstream's @@gtid_binlog_state:
+// the last of each domain and server) does not reach, as "d-s-n"; "" when it reaches them all.
+// In GTID strict mode sequence numbers grow within a domain, so an upstream with a later
+// transaction of the same server has every earlier one of it too.
+std::string mdb_history_missing(std::string_view own_binlog_pos,
+                                std::string_view upstream_binlog_state);
+
+// Before a member follows an upstream it does not follow yet (a demoted primary, a sibling
+// re-pointed to a promoted replica): why it cannot go on from its own position there (its last
+// transactions never reached the upstream: a fork, which only a new copy mends), or "" when it
+// can, or when it follows that upstream already. kUnavailable while the upstream is read-only
+// (not promoted yet: it may not have applied all it received) or cannot be reached.
+[[nodiscard]] Result<std::string> mdb_cannot_follow(const MdbReplContext& ctx,
+                                                    const ReplicationSpec& spec);
+
+// Writes concord_role.cnf for `spec` (nullptr: standalone), what the role needs from start-up
+// (a replica's read_only): a demoted primary's, while it is stopped.
+[[nodiscard]] Status mdb_write_role_options(const MdbReplContext& ctx, const ReplicationSpec* spec);
+
+// A demoted primary, running read-only, made a replica of no upstream yet that goes on from the
+// last transaction of its own binlog (gtid_slave_pos = gtid_binlog_pos; role file "replica").
+[[nodiscard]] Status mdb_follow_own_history(const MdbReplContext& ctx);
+
 // Engine::clone_from: a consistent logical copy of the running upstream (mariadb-dump over
 // TLS as kReplicationUser) loaded into a fresh data folder made by `fresh_data(dest)` (the
 // template copy), its GTID position set as both the slave and the binlog position, staged in

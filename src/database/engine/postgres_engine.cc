@@ -17,6 +17,7 @@
 //                    backup.tmp/ and ship.tmp/ are in InstanceConfig::work_dir (when set)
 //   data/concord_replication.conf, data/standby.signal, replication.pgpass, clone.tmp/,
 //                    data.old/  read replicas (postgres_replication.h)
+//   data/concord_group_member  the folder holds a replication group's history (kGroupMarker)
 //
 // Administration goes over the socket as the bootstrap superuser (named after the engine
 // user) through libpq; no administrative password exists. Remote access is scram-sha-256 only,
@@ -31,6 +32,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -59,6 +61,10 @@ constexpr milliseconds kStartPoll{15};
 // How much of a standby's log is read for why it cannot stream (pg_broken_in_log): the
 // walreceiver retries every 5 s, so its last answer is always near the end.
 constexpr size_t kLogTailForBreaks = 16384;
+
+// In a data folder that holds a replication group's history: written by the group's primary,
+// copied with it into every replica (demote_in_place).
+constexpr std::string_view kGroupMarker = "concord_group_member";
 
 struct Paths {
   explicit Paths(const std::string& d)
@@ -230,8 +236,7 @@ class PostgresEngine final : public Engine {
       // A replica whose rebuild was cut short after its old folder was set aside (the agent
       // killed, the upstream down): finish it, there is nothing else to run.
       if (repl && repl->role == ReplicationSpec::Role::kReplica && !path_exists(p.data)) {
-        CONCORD_RETURN_IF_ERROR(
-            rebuild_replica(p, config, *repl, "its data folder is missing", /*demoted_at=*/0));
+        CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, "its data folder is missing"));
       } else {
         return fail(Code::kFailedPrecondition,
                     fmt::format("postgresql {} is not running; cannot apply revision {}", config.id,
@@ -361,10 +366,19 @@ class PostgresEngine final : public Engine {
     }
     CONCORD_RETURN_IF_ERROR(validate_replication(config, spec));
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
-    if (live_pid(Paths(config.dir)) != 0) {
+    const Paths p(config.dir);
+    if (live_pid(p) != 0) {
       return fail(
           Code::kFailedPrecondition,
           fmt::format("postgresql {} is running; a clone makes a new data folder", config.id));
+    }
+    if (path_exists(p.data + "/" + std::string(kGroupMarker)) &&
+        !path_exists(p.data + "/standby.signal")) {
+      // The group's former primary (a failover while it was down): it starts as a standby,
+      // never writable again, and keeps its folder; its apply follows the new upstream from
+      // there, or rebuilds it when its history forked (converge_role).
+      log_->info("postgresql {}: a former primary of the group; it starts as a standby", config.id);
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/standby.signal", "", 0600, user));
     }
     CONCORD_RETURN_IF_ERROR(pg_clone_data(backup_context(config, user), spec));
     // The clone carries the upstream's configuration: this instance's own (port, address,
@@ -721,16 +735,15 @@ class PostgresEngine final : public Engine {
     CONCORD_ASSIGN_OR_RETURN(bool in_recovery, is_in_recovery(p, config));
     if (repl && repl->role == ReplicationSpec::Role::kReplica) {
       if (!in_recovery) {
-        // A primary (or a folder that is not a copy of the upstream) told to follow: its
-        // history may hold writes the new primary never saw, so it is rebuilt from it.
-        CONCORD_RETURN_IF_ERROR(rebuild_replica(
-            p, config, *repl, "it runs as a primary and is now a replica", revision));
+        // A primary told to follow: made a standby of the new upstream in place, or rebuilt
+        // from it when its history holds writes the upstream never saw.
+        CONCORD_RETURN_IF_ERROR(demote_in_place(p, config, ctx, *repl, revision));
       } else if (auto current = read_file(p.data + "/concord_replication.conf");
                  current && *current == pg_replication_conf(ctx, repl)) {
         // The same upstream: rebuilt only when it cannot go on from there.
         CONCORD_ASSIGN_OR_RETURN(std::string broken, replica_broken(p, config));
         if (!broken.empty()) {
-          CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, broken, /*demoted_at=*/0));
+          CONCORD_RETURN_IF_ERROR(rebuild_replica(p, config, *repl, broken));
         }
       } else {
         // A new upstream (a sibling promoted): followed when its history passes through our
@@ -740,8 +753,7 @@ class PostgresEngine final : public Engine {
         if (!follows) {
           CONCORD_RETURN_IF_ERROR(rebuild_replica(
               p, config, *repl,
-              fmt::format("its history forked from upstream {}'s", repl->upstream_instance),
-              /*demoted_at=*/0));
+              fmt::format("its history forked from upstream {}'s", repl->upstream_instance)));
         } else {
           log_->info("postgresql {}: following upstream {} ({}:{})", config.id,
                      repl->upstream_instance, repl->upstream_address, repl->upstream_port);
@@ -764,6 +776,16 @@ class PostgresEngine final : public Engine {
     }
     // A primary again: an earlier demotion's acknowledgement no longer describes it.
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/fenced_revision"));
+    // Its folder holds the group's history from now on (and every copy of it, pg_basebackup
+    // copies the file); a standalone instance's is its own.
+    const std::string group_marker = p.data + "/" + std::string(kGroupMarker);
+    if (!repl) {
+      CONCORD_RETURN_IF_ERROR(remove_tree(group_marker));
+    } else if (!path_exists(group_marker)) {
+      CONCORD_RETURN_IF_ERROR(write_file_atomic(
+          group_marker, "Written by Concord: this folder holds a replication group's history.\n",
+          0600, user));
+    }
     CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, repl, p.data));
     (void)changed;
     if (repl) {
@@ -803,7 +825,10 @@ class PostgresEngine final : public Engine {
     return ok();
   }
 
-  // Whether this replica (in recovery) can stream from the upstream in `spec`.
+  // Whether this replica (in recovery) can stream from the upstream in `spec`: a copy of the
+  // same database system (another host's template is not; instances made from one host's
+  // template all are, which kGroupMarker tells apart) whose position the upstream's history
+  // passes through.
   Result<bool> can_follow(const Paths& p, const InstanceConfig& config, const PgBackupContext& ctx,
                           const ReplicationSpec& spec) const {
     CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
@@ -812,12 +837,18 @@ class PostgresEngine final : public Engine {
         run(admin.get(),
             "SELECT coalesce(pg_last_wal_replay_lsn()::text, ''), "
             "greatest((SELECT timeline_id FROM pg_control_checkpoint()), "
-            "coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), 0))::text"));
+            "coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), 0))::text, "
+            "(SELECT system_identifier FROM pg_control_system())::text"));
     if (PQntuples(r.get()) != 1) return fail(Code::kInternal, "replay position: no row");
+    CONCORD_ASSIGN_OR_RETURN(PgUpstreamTimeline up, pg_upstream_timeline(ctx, spec));
+    if (up.system_id != PQgetvalue(r.get(), 0, 2)) {
+      log_->info("postgresql {}: database system {}; upstream {}'s is {}: not a copy of it",
+                 config.id, PQgetvalue(r.get(), 0, 2), spec.upstream_instance, up.system_id);
+      return false;
+    }
     uint64_t lsn = 0;
     if (!pg_parse_lsn(PQgetvalue(r.get(), 0, 0), &lsn)) return true;  // nothing replayed yet
     auto timeline = static_cast<uint32_t>(std::strtoul(PQgetvalue(r.get(), 0, 1), nullptr, 10));
-    CONCORD_ASSIGN_OR_RETURN(PgUpstreamTimeline up, pg_upstream_timeline(ctx, spec));
     bool follows = pg_can_follow(timeline, lsn, up.timeline, up.history);
     log_->info("postgresql {}: at timeline {} {}; upstream {} at timeline {}: {}", config.id,
                timeline, PQgetvalue(r.get(), 0, 0), spec.upstream_instance, up.timeline,
@@ -825,14 +856,64 @@ class PostgresEngine final : public Engine {
     return follows;
   }
 
+  // A primary told to follow `spec`'s upstream, made its standby without a copy (a folder that
+  // is no copy of the upstream's, such as a template a rebuild cut short left, is rebuilt by
+  // the same checks): stopped
+  // cleanly (a fast shutdown first sends its replicas all it wrote, so the replica about to be
+  // promoted has its whole history), the new upstream's files and standby.signal written while
+  // it is stopped (no start can run it as a primary again), the demotion acknowledged
+  // (fenced_revision, for the service's promotion of the upstream), then started in recovery.
+  // Its slots go while it is stopped: on a standby a slot still keeps WAL, here for nobody, and
+  // dropped by SQL after the start it could be in use again already (the member about to be
+  // promoted streams from it, cascading, until its promotion). Its history may still hold writes
+  // the upstream never saw (a crash before its standby received them, a replica promoted while it
+  // lagged): when the upstream is promoted already, that is checked at once against its
+  // timeline history and such a member is rebuilt from it; otherwise PostgreSQL itself refuses
+  // to follow a timeline that forked before its position, which its health reports as
+  // replication_broken and the agent's maintenance round rebuilds (pg_broken_in_log).
+  Status demote_in_place(const Paths& p, const InstanceConfig& config, const PgBackupContext& ctx,
+                         const ReplicationSpec& spec, int64_t revision) {
+    if (!path_exists(p.data + "/" + std::string(kGroupMarker))) {
+      // Every instance starts as a copy of the same initdb template, so PostgreSQL cannot tell
+      // such a folder from a member of the group (the same system identifier, timeline 1): as
+      // a standby it would replay the upstream's WAL over data that never held it.
+      return rebuild_replica(p, config, spec,
+                             "its folder holds no history of the group's (a template copy, or a "
+                             "standalone instance)",
+                             revision);
+    }
+    log_->info("postgresql {}: demoted at revision {}: following {} ({}:{}) in place", config.id,
+               revision, spec.upstream_instance, spec.upstream_address, spec.upstream_port);
+    CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(10000)));
+    CONCORD_RETURN_IF_ERROR(remove_concord_slots(p, config));
+    CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, &spec, p.data));
+    (void)changed;  // read by the start below
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/standby.signal", "", 0600, ctx.user));
+    CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, revision));
+    log_->info("postgresql {}: fenced at revision {} (stopped; restarting as a standby)", config.id,
+               revision);
+    CONCORD_RETURN_IF_ERROR(start(config));
+    auto follows = can_follow(p, config, ctx, spec);
+    if (!follows) {
+      // Not decided here (the upstream unreachable, say): PostgreSQL's own check stands.
+      log_->warn("postgresql {}: cannot compare histories with {} yet: {}", config.id,
+                 spec.upstream_instance, follows.error().to_string());
+      return ok();
+    }
+    if (*follows) return ok();
+    return rebuild_replica(
+        p, config, spec,
+        fmt::format("it cannot follow upstream {} from where it stands", spec.upstream_instance));
+  }
+
   // Stop, set the folder aside, clone from the upstream, start. The old folder is removed once
   // the new one is complete (pg_clone_data); a failed clone leaves no data folder, which the
-  // next apply (or clone_from) finishes. `demoted_at`: the revision that made this primary a
-  // replica (0: a replica made anew), recorded as its fencing acknowledgement once the folder is
-  // set aside (no start can run it as a primary then), before the copy: the upstream is promoted
-  // only after that, so until then the copy answers kUnavailable and is retried.
+  // next apply (or clone_from) finishes; the copy answers kUnavailable (retried) while the
+  // upstream cannot serve it yet. `demoted_at`: the revision that made this primary a replica
+  // (0: a replica made anew), recorded as its fencing acknowledgement once the folder is set
+  // aside (no start can run it as a primary then), before the copy.
   Status rebuild_replica(const Paths& p, const InstanceConfig& config, const ReplicationSpec& spec,
-                         std::string_view why, int64_t demoted_at) {
+                         std::string_view why, int64_t demoted_at = 0) {
     log_->warn("postgresql {}: rebuilding from upstream {}: {}", config.id, spec.upstream_instance,
                why);
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
@@ -929,6 +1010,27 @@ class PostgresEngine final : public Engine {
     size_t pad = b64.ends_with("==") ? 2 : b64.ends_with("=") ? 1 : 0;
     salt.resize(static_cast<size_t>(n) - pad);
     return postgres_scram_verifier_with_salt(secret, salt, iterations) == stored;
+  }
+
+  // Concord's slots of a stopped instance (their folders in pg_replslot: a slot is its folder,
+  // read at the next start).
+  Status remove_concord_slots(const Paths& p, const InstanceConfig& config) const {
+    const std::string dir = p.data + "/pg_replslot";
+    std::vector<std::string> slots;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      std::string name = entry.path().filename().string();
+      if (name.starts_with(kPgSlotPrefix)) slots.push_back(std::move(name));
+    }
+    if (ec) {
+      return fail(Code::kInternal,
+                  fmt::format("postgresql {}: reading {}: {}", config.id, dir, ec.message()));
+    }
+    for (const auto& name : slots) {
+      CONCORD_RETURN_IF_ERROR(remove_tree(dir + "/" + name));
+      log_->info("postgresql {}: removed replication slot {}", config.id, name);
+    }
+    return ok();
   }
 
   // One physical slot per listed replica, made when missing; Concord's slots of members no

@@ -276,15 +276,46 @@ std::string pg_broken_in_log(std::string_view tail) {
   if (size_t start = tail.rfind("starting PostgreSQL"); start != std::string_view::npos) {
     tail.remove_prefix(start);
   }
-  constexpr std::string_view kRemoved = "has already been removed";
-  const size_t removed = tail.rfind(kRemoved);
-  if (removed == std::string_view::npos) return "";
+  // What the walreceiver or the startup process says, from where the quoted text begins. A
+  // fork is for good (our position never moves back, the upstream's history never changes),
+  // even when the walreceiver streams the common part again at each retry; a removed segment
+  // is not once streaming started after it.
+  struct Break {
+    std::string_view from, until, why;
+    bool for_good;
+  };
+  static constexpr Break kBreaks[] = {
+      {"requested WAL segment", "has already been removed",
+       "the upstream no longer has the WAL it needs", false},
+      // The upstream, asked for our position on our timeline, forked before it.
+      {"requested starting point", "is not in this server's history",
+       "its history forked from the upstream's", true},
+      // The upstream's new timeline (its history file), read here, forked before our position.
+      {"new timeline", "before current recovery point", "its history forked from the upstream's",
+       true},
+      // Not a copy of the upstream at all (made from another host's initdb template).
+      {"database system identifier differs", "database system identifier differs",
+       "it is not a copy of the upstream", true},
+  };
   const size_t streaming = tail.rfind("started streaming WAL");
-  if (streaming != std::string_view::npos && streaming > removed) return "";
-  size_t from = tail.rfind("requested WAL segment", removed);
-  if (from == std::string_view::npos) from = removed;
-  return fmt::format("the upstream no longer has the WAL it needs ({})",
-                     tail.substr(from, removed + kRemoved.size() - from));
+  const Break* last = nullptr;
+  size_t last_at = 0;
+  for (const Break& b : kBreaks) {
+    const size_t at = tail.rfind(b.until);
+    if (at == std::string_view::npos) continue;
+    if (!b.for_good && streaming != std::string_view::npos && streaming > at) continue;
+    if (last == nullptr || at > last_at) {
+      last = &b;
+      last_at = at;
+    }
+  }
+  if (last == nullptr) return "";
+  size_t from = tail.rfind(last->from, last_at);
+  if (from == std::string_view::npos) from = last_at;
+  // With the position that follows on the same line, if any.
+  size_t until = last_at + last->until.size();
+  until = std::min({tail.find('\n', until), until + 40, tail.size()});
+  return fmt::format("{} ({})", last->why, tail.substr(from, until - from));
 }
 
 bool pg_parse_lsn(std::string_view text, uint64_t* out) {
@@ -360,6 +391,7 @@ Result<PgUpstreamTimeline> pg_upstream_timeline(const PgBackupContext& ctx,
     return failed("IDENTIFY_SYSTEM on");
   }
   PgUpstreamTimeline out;
+  out.system_id = PQgetvalue(ident.get(), 0, 0);
   out.timeline = static_cast<uint32_t>(std::strtoul(PQgetvalue(ident.get(), 0, 1), nullptr, 10));
   if (out.timeline == 0) {
     return fail(Code::kInternal,

@@ -11,9 +11,9 @@
 //                                  engine user's), outside the data folder so that a base
 //                                  backup taken from this member never carries it
 //   clone.tmp/                     staging of a running clone_from; a stale one is removed
-//   data.old/                      the data folder a demoted primary (or a replica rebuilt from a
-//                                  new upstream) set aside until its new folder is complete
-//                                  (removed by the clone that puts the new one in place)
+//   data.old/                      the data folder a rebuilt member (forked from its upstream,
+//                                  broken, or no copy of the group's) set aside until its new
+//                                  folder is complete (removed by the clone that puts it in place)
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -75,14 +75,18 @@ bool pg_parse_lsn(std::string_view text, uint64_t* out);
 
 // Why a standby that is not streaming cannot go on from its upstream without a new copy
 // (Health::replication_broken), from the tail of its log, or "". PostgreSQL says so only in its
-// log: the upstream answers the standby's walreceiver "requested WAL segment ... has already
-// been removed" at every retry (a replica re-pointed to a sibling whose new slot for it does
-// not reach back to its position). Only what follows the last "starting PostgreSQL" counts, and
-// not when "started streaming WAL" came after it. The messages are PostgreSQL's English ones
-// (initdb --locale=C.UTF-8).
+// log, repeated at every retry of its walreceiver: the upstream answers "requested WAL segment
+// ... has already been removed" (a replica re-pointed to a sibling whose new slot for it does
+// not reach back to its position), or "requested starting point ... is not in this server's
+// history", or the standby's startup process finds that the upstream's "new timeline ...
+// forked off current database system timeline ... before current recovery point" (a demoted
+// primary with writes its promoted standby never received). The latest of these counts, only
+// after the last "starting PostgreSQL", and not when "started streaming WAL" came after it. The
+// messages are PostgreSQL's English ones (initdb --locale=C.UTF-8).
 std::string pg_broken_in_log(std::string_view log_tail);
 
 struct PgUpstreamTimeline {
+  std::string system_id;  // pg_control_system().system_identifier: the same in every copy
   uint32_t timeline = 0;
   std::string history;  // the upstream's history file for `timeline` ("" for timeline 1)
 };

@@ -15,8 +15,9 @@
 // Why there are never two writable primaries: the old primary leaves the endpoint at once
 // (session connections to it are closed), and while it runs it cannot acknowledge a commit, since
 // its synchronous standby (now the new primary) no longer confirms anything. Its desired state
-// makes it a replica of the new primary; its engine then rebuilds from it (engine.h). A paused
-// or cut-off old primary that comes back is in the same position.
+// makes it a replica of the new primary; its engine then follows it in place, or rebuilds from
+// it when its history holds commits the new primary never received (engine.h). A paused or
+// cut-off old primary that comes back is in the same position.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -159,7 +160,7 @@ Result<DatabaseService::Impl::ServerTargets> DatabaseService::Impl::server_targe
   }
   if (!primary) return fail(Code::kInternal, "instance " + inst.id + " has no primary member");
   // A standby's first copy may come from the group's backups (a standby made anew after a
-  // failover copies the same way; a demoted member rebuilt in place copies over the network).
+  // failover copies the same way; a member rebuilt by its apply copies over the network).
   // It never waits for a backup (backup_seed, not replica_seed): a standby made after a failover
   // is wanted at once.
   CONCORD_ASSIGN_OR_RETURN(std::optional<engine::RestoreSpec> seed, backup_seed(tx, inst));

@@ -468,7 +468,7 @@ class DatabaseService::Impl {
   void sync_servers(const std::vector<std::string>& ids);
   // Waits (bounded by options_.apply_wait) until `id`'s server converged at `revision` or
   // reports that it stopped taking writes under it (fenced_revision, a demoted primary that
-  // waits for the new one to copy from it), is gone or failed.
+  // waits for the new one's promotion to follow it), is gone or failed.
   void wait_fenced(const std::string& id, int64_t revision);
 
   // api_ha.cc: high availability (docs/design/database.md, "High availability"): a primary

@@ -267,10 +267,10 @@ void DatabaseService::Impl::wait_fenced(const std::string& id, int64_t revision)
 
 // Trove's switchover: the replica becomes the group's primary; the old primary and the other
 // replicas replicate from it. The old primary is told first and the promotion is pushed once
-// its agent says it stopped taking writes (Health::fenced_revision, reported before it copies
-// from the new primary, which it cannot do before the promotion) or applied the state (or the
-// apply wait ran out): it stops taking writes before the new primary takes any, so there are
-// never two writable primaries. Its engine rebuilds from the replica (engine.h); an
+// its agent says it stopped taking writes (Health::fenced_revision, reported before it follows
+// the new primary, which it cannot do before the promotion) or applied the state (or the apply
+// wait ran out): it stops taking writes before the new primary takes any, so there are never
+// two writable primaries. Its engine then follows the replica in place (engine.h): an
 // asynchronous replica has everything the old primary's clean shutdown sent it.
 Result<Response> DatabaseService::Impl::promote_replica(Call& c, const InstanceRow& inst) {
   if (inst.replica_of.empty()) {
