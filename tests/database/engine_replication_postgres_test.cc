@@ -204,6 +204,11 @@ class PostgresReplicationTest : public ::testing::Test {
       return r.ok() && r.out == count + "\n";
     });
   }
+  // The ids in table t, in order ("1,2\n"), or the error.
+  std::string ids(const InstanceConfig& c) {
+    auto r = app_sql(c, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
+    return r.ok() ? r.out : "error: " + r.err;
+  }
   bool streams(const InstanceConfig& c) {
     return eventually([&] {
       auto h = engine_->health(c);
@@ -383,9 +388,7 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace)
   EXPECT_TRUE(has_rows(r, "3"));
   EXPECT_TRUE(streams(r));
   EXPECT_TRUE(detail::path_exists(r.dir + "/data/concord_marker_r")) << "not copied";
-  w = app_sql(r, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
-  ASSERT_TRUE(w.ok()) << w.err;
-  EXPECT_EQ(w.out, "1,2,3\n");
+  EXPECT_EQ(ids(r), "1,2,3\n");
 }
 
 // A demoted primary whose history holds a commit its replica never received (the replica was
@@ -422,9 +425,7 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryThatForkedIsRebuiltFromTheNewPrim
   EXPECT_FALSE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "a new copy";
   EXPECT_TRUE(has_rows(p, "2"));
   EXPECT_TRUE(streams(p));
-  w = app_sql(p, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
-  ASSERT_TRUE(w.ok()) << w.err;
-  EXPECT_EQ(w.out, "1,2\n");
+  EXPECT_EQ(ids(p), "1,2\n");
 }
 
 // Demoted when its replica is promoted already (a failover: the old primary comes back with a
@@ -447,9 +448,7 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryBehindAPromotionIsRebuiltAtOnce) 
   EXPECT_EQ(engine_->health(p)->fenced_revision, demoted.revision);
   EXPECT_TRUE(has_rows(p, "2"));
   EXPECT_TRUE(streams(p));
-  w = app_sql(p, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
-  ASSERT_TRUE(w.ok()) << w.err;
-  EXPECT_EQ(w.out, "1,2\n");
+  EXPECT_EQ(ids(p), "1,2\n");
 }
 
 // A folder of another database system (a template copy a rebuild cut short left, then
@@ -495,9 +494,7 @@ TEST_F(PostgresReplicationTest, ForkedReplicaIsRebuiltFromItsNewUpstream) {
   w = app_sql(r1, "INSERT INTO t VALUES (2)");
   ASSERT_TRUE(w.ok()) << w.err;
   EXPECT_TRUE(has_rows(r2, "2"));
-  w = app_sql(r2, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
-  ASSERT_TRUE(w.ok()) << w.err;
-  EXPECT_EQ(w.out, "1,2\n");
+  EXPECT_EQ(ids(r2), "1,2\n");
   EXPECT_TRUE(streams(r2));
 }
 
