@@ -283,7 +283,16 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) 
   const InstanceConfig p = member("ip");
   const InstanceConfig r = member("ir");
   ASSERT_NO_FATAL_FAILURE(up(p));
-  DesiredState ps = group_state(1);
+  // Root enabled: it has every privilege but READ ONLY ADMIN, so the fence holds it too.
+  auto with_root = [](DesiredState s) {
+    s.root = RootSpec{mariadb_native_verifier("root-pw")};
+    return s;
+  };
+  auto root_write = [](const InstanceConfig& c) {
+    return mariadb_cli(c.address, c.port, "root", "root-pw", "shop",
+                       "INSERT INTO t VALUES (98, 'root')");
+  };
+  DesiredState ps = with_root(group_state(1));
   ps.replication = primary_spec({r.id});
   ASSERT_NO_FATAL_FAILURE(apply(p, ps));
   auto w = app(p, "CREATE TABLE t(id int primary key, v text); INSERT INTO t VALUES (1, 'one')");
@@ -292,7 +301,7 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) 
   ASSERT_TRUE(eventually([&] { return count(r) == "1\t1\n"; })) << count(r);
   ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_test_marker", "x").has_value());
 
-  DesiredState demoted = group_state(2);
+  DesiredState demoted = with_root(group_state(2));
   demoted.replication = replica_spec(r);
   auto st = engine_->apply(p, demoted);
   ASSERT_FALSE(st.has_value()) << "its upstream is not promoted yet";
@@ -304,6 +313,10 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) 
   EXPECT_EQ(fenced.fenced_revision, 2);
   auto denied = app(p, "INSERT INTO t VALUES (99, 'nope')");
   EXPECT_NE(denied.err.find("ERROR 1290"), std::string::npos) << "fenced: " << denied.err;
+  denied = root_write(p);
+  EXPECT_NE(denied.err.find("ERROR 1290"), std::string::npos) << "fenced: " << denied.err;
+  denied = mariadb_cli(p.address, p.port, "root", "root-pw", "", "SET GLOBAL read_only = OFF");
+  EXPECT_FALSE(denied.ok()) << "root cannot lift the fence";
   // Restarted meanwhile (the agent's restart): still read-only, the next apply waits again.
   ASSERT_TRUE(engine_->stop(p, milliseconds(30000)).has_value());
   ASSERT_NO_FATAL_FAILURE(up(p));
@@ -314,7 +327,7 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) 
   EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
 
   // The replica is promoted; the retry follows it.
-  DesiredState rs = group_state(2);
+  DesiredState rs = with_root(group_state(2));
   rs.replication = primary_spec({p.id});
   ASSERT_NO_FATAL_FAILURE(apply(r, rs));
   ASSERT_TRUE(app(r, "INSERT INTO t VALUES (2, 'two')").ok());
@@ -326,18 +339,21 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) 
 
   // And back: the member promoted again is a primary without an acknowledgement.
   ASSERT_TRUE(detail::write_file_atomic(r.dir + "/data/concord_test_marker", "x").has_value());
-  DesiredState back = group_state(3);
+  DesiredState back = with_root(group_state(3));
   back.replication = replica_spec(p);
   st = engine_->apply(r, back);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kUnavailable) << st.error().to_string();
   EXPECT_EQ(health(r).fenced_revision, 3);
-  DesiredState ps3 = group_state(3);
+  DesiredState ps3 = with_root(group_state(3));
   ps3.replication = primary_spec({r.id});
   ASSERT_NO_FATAL_FAILURE(apply(p, ps3));
   EXPECT_EQ(health(p).role, "primary");
   EXPECT_EQ(health(p).fenced_revision, 0);
   ASSERT_TRUE(app(p, "INSERT INTO t VALUES (3, 'three')").ok());
+  auto w3 = root_write(p);
+  EXPECT_TRUE(w3.ok()) << "root writes on the primary: " << w3.err;
+  ASSERT_TRUE(app(p, "DELETE FROM t WHERE id = 98").ok());
   ASSERT_NO_FATAL_FAILURE(apply(r, back));
   EXPECT_TRUE(eventually([&] { return count(r) == "3\t3\n"; })) << count(r);
   ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;

@@ -348,6 +348,9 @@ class MariadbEngine final : public Engine {
       sql += "ALTER USER " + acct + " IDENTIFIED BY PASSWORD " + mdb_literal(state.root->verifier) +
              ";\n";
       sql += "GRANT ALL PRIVILEGES ON *.* TO " + acct + " WITH GRANT OPTION;\n";
+      // Everything but writing on a read-only server: a replica's, or a demoted primary's
+      // (its fence). Without READ ONLY ADMIN root cannot turn read_only off either.
+      sql += "REVOKE READ ONLY ADMIN ON *.* FROM " + acct + ";\n";
       made.accounts.insert("root@%");
     } else if (managed.accounts.contains("root@%")) {
       sql += "DROP USER IF EXISTS " + account("root", "%") + ";\n";
