@@ -89,6 +89,8 @@ RESUME_TIMEOUT = 180.0
 ROWS_SETTLE = 60.0
 # Concord's bounded wait for the old primary's fencing (database.apply_wait_ms): its log line.
 FENCE_TIMEOUT_LINE = "neither applied nor fenced in time"
+# A member copied anew instead of following in place (PostgreSQL, MariaDB): their log lines.
+REBUILD_LINES = ("rebuilding from upstream", "its data is made anew from there")
 
 
 # ---- the writer --------------------------------------------------------------------------------
@@ -324,12 +326,19 @@ class ConcordPair:
     def targets(self):
         return self.target(self.primary), self.target(self.replica)
 
-    def fence_timeouts(self):
+    def log_lines(self, *texts):
+        """How many lines of concord's log hold one of `texts`."""
         try:
             with open(self.concord.srv.log_path, errors="replace") as f:
-                return sum(1 for line in f if FENCE_TIMEOUT_LINE in line)
+                return sum(1 for line in f if any(t in line for t in texts))
         except OSError:
             return 0
+
+    def fence_timeouts(self):
+        return self.log_lines(FENCE_TIMEOUT_LINE)
+
+    def rebuilds(self):
+        return self.log_lines(*REBUILD_LINES)
 
     def switchover(self):
         t0 = time.monotonic()
@@ -823,10 +832,12 @@ def main():
             raw.setup()
             s = samples[engine] = {"concord": [], "raw": []}
             fences_before = pair.fence_timeouts()
+            rebuilds_before = pair.rebuilds()
             for i in range(args.repeats):
                 for side in ((pair, raw) if i % 2 == 0 else (raw, pair)):
                     key = "concord" if side is pair else "raw"
                     before = pair.fence_timeouts()
+                    rebuilt_before = pair.rebuilds()
                     res = round_(side, args.warmup, args.tail, args.timeout)
                     s[key].append(res)
                     gone = res["old_missing"]
@@ -838,13 +849,19 @@ def main():
                                                 else ", not contiguous"))
                     log("round %d %s: window %.3f s (last old ack %+.3f s, first new ack %+.3f s"
                         " from the switchover), call %.3f s, follows after %.2f s, lost %d, "
-                        "missing on the old primary %d, acked %d, errors %d %s%s" % (
+                        "missing on the old primary %d, acked %d, errors %d %s%s%s" % (
                             i + 1, side.name, res["window"], res["last_old_to_t0"],
                             res["to_first"], res["call"], res["follow"], len(res["lost"]),
                             len(gone), res["acked"], res["errors"], res["errors_by_phase"],
                             "; fence wait ran out" if key == "concord" and
-                            pair.fence_timeouts() > before else ""))
+                            pair.fence_timeouts() > before else "",
+                            "; old primary copied anew" if key == "concord" and
+                            pair.rebuilds() > rebuilt_before else ""))
             fences = pair.fence_timeouts() - fences_before
+            notes[engine].append(
+                "concord old primaries copied anew instead of following in place (log \"%s\"): "
+                "%d in %d promotes" % ('" / "'.join(REBUILD_LINES), pair.rebuilds() - rebuilds_before,
+                                       args.repeats))
             notes[engine].append(
                 "concord fence waits that ran out (server log \"%s\"): %d of %d promotes; "
                 "status/operating_status seen in the views after a promote: %s" % (

@@ -136,6 +136,18 @@ def replica_copy_records(instance_id):
     return out
 
 
+def mariadb_local_admin(instance_id, sql):
+    """`sql` run by the MariaDB engine's own administrator over the instance's socket, in its
+    folder on this host (the all-in-one's agent runs here): what no tenant account can do, such
+    as writing on a read-only replica."""
+    socks = glob.glob("/var/lib/concord/database/*/%s/**/run/mysqld.sock" % instance_id,
+                      recursive=True)
+    if len(socks) != 1:
+        raise AssertionError("socket of %s: %r" % (instance_id, socks))
+    return subprocess.run(["mariadb", "-S", socks[0], "-u", "root", "-N", "-e", sql],
+                          capture_output=True, text=True, timeout=30)
+
+
 def last_line(p):
     """The last line of a client's output (psql prints each statement's tag before it)."""
     lines = p.stdout.strip().splitlines()

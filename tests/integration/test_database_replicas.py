@@ -13,8 +13,9 @@ PostgreSQL 15 / MariaDB 10.11 engines as the concord-db user). A tenant uses the
   on the replica; the primary cannot be deleted while it has replicas;
 * `instance promote` of the replica: it takes writes, the old primary follows it (read-only);
 * `instance detach` of the old primary: a standalone instance again, writable, not following;
-* MariaDB: a replica whose replay fails (the tenant's root wrote a row on it that the primary
-  then writes too) is made anew by its agent, with no call, and the events feed says so.
+* MariaDB: a replica whose replay fails (a row written on it, which the tenant's root cannot do
+  there, that the primary then writes too) is made anew by its agent, with no call, and the
+  events feed says so.
 
 Needs root and the Debian packages of scripts/install-deps.sh; skips with the reason otherwise.
 """
@@ -310,13 +311,15 @@ class DatabaseReplicasTest(database_fixture.InstanceWaits, unittest.TestCase):
         self.assertTrue(records[0].startswith("backup %s 0-" % backups[0]["ID"]), records)
 
     def broken_replica_is_rebuilt(self, primary, p_ip, replica, r_ip):
-        """Root (READ ONLY ADMIN) writes row 11 on the replica, the primary writes 11 and 12:
-        the replica's replay stops at 11 and only a new copy gets it 12. Returns the rows
-        added."""
+        """Row 11 is written on the replica (by the engine's administrator: the tenant's root
+        has no READ ONLY ADMIN, it is refused), the primary writes 11 and 12: the replica's
+        replay stops at 11 and only a new copy gets it 12. Returns the rows added."""
         root = cli("database", "root", "enable", primary, "-f", "json")
         on_replica = lambda sql: mariadb(r_ip, "root", root["password"], "shop", sql)  # noqa
-        self.eventually(lambda: (lambda q: (q.returncode == 0, q.stderr))(
-            on_replica("INSERT INTO items VALUES (11)")), "root writes on the replica")
+        self.eventually(lambda: (lambda q: ("ERROR 1290" in q.stderr, q.stderr))(
+            on_replica("INSERT INTO items VALUES (11)")), "root refused on the replica")
+        q = database_fixture.mariadb_local_admin(replica, "INSERT INTO shop.items VALUES (11)")
+        self.assertEqual(q.returncode, 0, q.stderr)
         self.assertEqual(MariadbSql.run(p_ip, "INSERT INTO items VALUES (11)").returncode, 0)
         self.assertEqual(MariadbSql.run(p_ip, "INSERT INTO items VALUES (12)").returncode, 0)
         self.eventually(lambda: (self.rows(MariadbSql, r_ip) == [1, 2, 11, 12],

@@ -614,7 +614,8 @@ class MariadbEngine final : public Engine {
     return ok();
   }
 
-  // A group's primary told to follow another member, made its replica without a copy: stopped
+  // A group's primary told to follow another member, made its replica without a copy: made
+  // read-only and given until its replicas have all it wrote (mdb_quiesce_for_demotion), stopped
   // cleanly, its start-up options made a replica's (read_only) while it is stopped, the
   // demotion acknowledged (Health::fenced_revision: no start runs it writable again), started,
   // and set to go on from the last transaction of its own binlog. It follows the upstream only
@@ -627,6 +628,18 @@ class MariadbEngine final : public Engine {
     const auto ctx = repl_context(config, user);
     log_->info("mariadb {}: demoted at revision {}: to follow {} ({}:{}) in place", config.id,
                revision, spec.upstream_instance, spec.upstream_address, spec.upstream_port);
+    if (live_pid(p) != 0) {
+      auto sent = mdb_quiesce_for_demotion(ctx, milliseconds(5000));
+      if (!sent) {
+        log_->warn("mariadb {}: could not quiesce it before its demotion: {}", config.id,
+                   sent.error().to_string());
+      } else if (*sent < 0) {
+        log_->warn("mariadb {}: a replica was still behind 5 s after writes stopped", config.id);
+      } else {
+        log_->info("mariadb {}: read-only; its replicas had all it wrote after {} ms", config.id,
+                   *sent);
+      }
+    }
     CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
     CONCORD_RETURN_IF_ERROR(mdb_write_role_options(ctx, &spec));
     CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, revision));

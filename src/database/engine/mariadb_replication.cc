@@ -482,6 +482,27 @@ Result<std::string> mdb_cannot_follow(const MdbReplContext& ctx, const Replicati
       spec.upstream_instance, missing);
 }
 
+Result<int64_t> mdb_quiesce_for_demotion(const MdbReplContext& ctx, milliseconds limit) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // A shutdown kills the binlog dump threads without sending what they have not sent yet: a
+  // commit there would be this member's alone, and it could not follow the promoted one.
+  const std::string behind =
+      "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' "
+      "AND STATE <> 'Master has sent all binlog to slave; waiting for more updates'";
+  // read_only waits for the commits under way; later ones are refused (the tenant's accounts
+  // and root lack READ ONLY ADMIN). One client call for both: each costs a process.
+  CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin("SET GLOBAL read_only = ON;\n" + behind));
+  while (out != "0\n") {
+    if (elapsed() >= limit.count()) return -1;
+    std::this_thread::sleep_for(milliseconds(10));
+    CONCORD_ASSIGN_OR_RETURN(out, ctx.admin(behind));
+  }
+  return elapsed();
+}
+
 Status mdb_write_role_options(const MdbReplContext& ctx, const ReplicationSpec* spec) {
   return write_if_changed(RPaths(ctx.config.dir).role_cnf, role_text(ctx.config, spec), ctx.user);
 }

@@ -77,6 +77,14 @@ std::string mdb_history_missing(std::string_view own_binlog_pos,
 [[nodiscard]] Result<std::string> mdb_cannot_follow(const MdbReplContext& ctx,
                                                     const ReplicationSpec& spec);
 
+// A primary about to be demoted: read_only on (commits under way finish, no new one starts),
+// then waits until every binlog dump thread has sent its replica all there is (a shutdown
+// would kill them with commits unsent, which only this member would then have). Returns the
+// milliseconds it took, or -1 when some replica was still behind after `limit` (one that
+// stopped reading, say): the demotion goes on, and the fork check decides.
+[[nodiscard]] Result<int64_t> mdb_quiesce_for_demotion(const MdbReplContext& ctx,
+                                                       std::chrono::milliseconds limit);
+
 // Writes concord_role.cnf for `spec` (nullptr: standalone), what the role needs from start-up
 // (a replica's read_only): a demoted primary's, while it is stopped.
 [[nodiscard]] Status mdb_write_role_options(const MdbReplContext& ctx, const ReplicationSpec* spec);
