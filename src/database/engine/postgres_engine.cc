@@ -856,21 +856,20 @@ class PostgresEngine final : public Engine {
     return follows;
   }
 
-  // A primary told to follow `spec`'s upstream, made its standby without a copy (a folder that
-  // is no copy of the upstream's, such as a template a rebuild cut short left, is rebuilt by
-  // the same checks): stopped
+  // A primary told to follow `spec`'s upstream, made its standby without a copy: stopped
   // cleanly (a fast shutdown first sends its replicas all it wrote, so the replica about to be
   // promoted has its whole history), the new upstream's files and standby.signal written while
   // it is stopped (no start can run it as a primary again), the demotion acknowledged
   // (fenced_revision, for the service's promotion of the upstream), then started in recovery.
   // Its slots go while it is stopped: on a standby a slot still keeps WAL, here for nobody, and
   // dropped by SQL after the start it could be in use again already (the member about to be
-  // promoted streams from it, cascading, until its promotion). Its history may still hold writes
-  // the upstream never saw (a crash before its standby received them, a replica promoted while it
-  // lagged): when the upstream is promoted already, that is checked at once against its
-  // timeline history and such a member is rebuilt from it; otherwise PostgreSQL itself refuses
-  // to follow a timeline that forked before its position, which its health reports as
-  // replication_broken and the agent's maintenance round rebuilds (pg_broken_in_log).
+  // promoted streams from it, cascading, until its promotion). Its history may still hold
+  // writes the upstream never saw (a crash before its standby received them, a replica promoted
+  // while it lagged): when the upstream is promoted already, that is checked at once against
+  // its timeline history and such a member is rebuilt from it; otherwise PostgreSQL itself
+  // refuses to follow a timeline that forked before its position, which its health reports as
+  // replication_broken and the agent's maintenance round rebuilds (pg_broken_in_log). A folder
+  // without kGroupMarker (a template copy a rebuild cut short left) is rebuilt at once.
   Status demote_in_place(const Paths& p, const InstanceConfig& config, const PgBackupContext& ctx,
                          const ReplicationSpec& spec, int64_t revision) {
     if (!path_exists(p.data + "/" + std::string(kGroupMarker))) {
