@@ -209,6 +209,13 @@ class PostgresReplicationTest : public ::testing::Test {
     auto r = app_sql(c, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
     return r.ok() ? r.out : "error: " + r.err;
   }
+  // After a rebuild: a new folder (concord_test_marker gone), holding exactly `want` in t and
+  // streaming.
+  void expect_copied_anew(const InstanceConfig& c, const std::string& want) {
+    EXPECT_FALSE(detail::path_exists(c.dir + "/data/concord_test_marker")) << "a new copy";
+    EXPECT_TRUE(eventually([&] { return ids(c) == want; })) << ids(c);
+    EXPECT_TRUE(streams(c));
+  }
   bool streams(const InstanceConfig& c) {
     return eventually([&] {
       auto h = engine_->health(c);
@@ -422,10 +429,7 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryThatForkedIsRebuiltFromTheNewPrim
   })) << detail::file_tail(p.dir + "/engine.log", 3000);
   EXPECT_NE(broken.find("forked"), std::string::npos) << broken;
   ASSERT_NO_FATAL_FAILURE(apply(p, demoted));  // as the agent's maintenance round does
-  EXPECT_FALSE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "a new copy";
-  EXPECT_TRUE(has_rows(p, "2"));
-  EXPECT_TRUE(streams(p));
-  EXPECT_EQ(ids(p), "1,2\n");
+  expect_copied_anew(p, "1,2\n");              // without the commit the group never had
 }
 
 // Demoted when its replica is promoted already (a failover: the old primary comes back with a
@@ -444,11 +448,8 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryBehindAPromotionIsRebuiltAtOnce) 
 
   const DesiredState demoted = group_state(replica_spec(r));
   ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
-  EXPECT_FALSE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "a new copy";
   EXPECT_EQ(engine_->health(p)->fenced_revision, demoted.revision);
-  EXPECT_TRUE(has_rows(p, "2"));
-  EXPECT_TRUE(streams(p));
-  EXPECT_EQ(ids(p), "1,2\n");
+  expect_copied_anew(p, "1,2\n");
 }
 
 // A folder of another database system (a template copy a rebuild cut short left, then
