@@ -58,6 +58,8 @@ CONCORD_POOL = "127.79.128.0/24"
 # engine: kill -9 of the primary member's engine; host: kill -9 of its agent and engine;
 # paused: its engine SIGSTOPped (processes alive, connections open) and its agent killed.
 CONCORD_SCENARIOS = ("engine", "host", "paused")
+# A member copied anew (PostgreSQL, MariaDB) rather than following in place: agent log lines.
+REBUILD_LINES = ("rebuilding from upstream", "its data is made anew from there")
 RESUME_TIMEOUT = 180.0
 HEAL_TIMEOUT = 300.0
 
@@ -414,6 +416,18 @@ class Concord:
             self.cloud.delete(self.iid)
             self.iid = self.create()
 
+    def copies(self):
+        """Members copied anew so far (the agents' log lines of a rebuild), to tell an old
+        primary that rejoined in place from one copied from the new primary."""
+        n = 0
+        for agent in self.cloud.agents.values():
+            try:
+                with open(agent.log_path, errors="replace") as f:
+                    n += sum(1 for line in f if any(t in line for t in REBUILD_LINES))
+            except OSError:
+                pass
+        return n
+
     def stop(self):
         self.resume_paused()
 
@@ -518,6 +532,8 @@ def main():
                     patroni.set_sync(mode == "sync")
                     patroni_mode = mode
                 log("%s/%s/%s repetition %d: writing" % (system_name, mode, scenario, rep + 1))
+                # Copies so far: the old primary may be copied anew as soon as its agent acts.
+                before = system.copies() if system_name != "patroni" else 0
                 res, killed = repetition(system, scenario, args.warmup, args.tail)
                 res["killed"] = killed
                 results.setdefault((system_name, mode, scenario), []).append(res)
@@ -527,6 +543,10 @@ def main():
                     patroni.restore(killed, mode == "sync")
                 else:
                     system.restore(killed, scenario)
+                    copied = system.copies() - before
+                    res["copied"] = copied
+                    log("  old primary %s" % ("copied anew from the new one" if copied
+                                              else "rejoined in place"))
     except Exception as e:  # noqa: BLE001 - report, clean up, exit non-zero
         failed = True
         notes.append("FAILED: %s: %s" % (type(e).__name__, e))
@@ -595,6 +615,11 @@ def render(results, notes, args, started):
                     system, mode, scenario, pmode, m / p))
     if not any(k[0].startswith("concord") for k in medians):
         lines.append("Ratio Concord/Patroni: not available (no Concord HA figures in this run).")
+    for (system, mode, scenario), rows in sorted(results.items()):
+        copied = [r["copied"] for r in rows or [] if "copied" in r]
+        if copied:
+            lines.append("Old primary copied anew instead of rejoining in place, %s %s/%s: %d of "
+                         "%d" % (system, mode, scenario, sum(1 for c in copied if c), len(copied)))
     lines.append("")
     for n in notes:
         lines.append("- " + n)
