@@ -58,8 +58,6 @@ CONCORD_POOL = "127.79.128.0/24"
 # engine: kill -9 of the primary member's engine; host: kill -9 of its agent and engine;
 # paused: its engine SIGSTOPped (processes alive, connections open) and its agent killed.
 CONCORD_SCENARIOS = ("engine", "host", "paused")
-# A member copied anew (PostgreSQL, MariaDB) rather than following in place: agent log lines.
-REBUILD_LINES = ("rebuilding from upstream", "its data is made anew from there")
 RESUME_TIMEOUT = 180.0
 HEAL_TIMEOUT = 300.0
 
@@ -419,14 +417,8 @@ class Concord:
     def copies(self):
         """Members copied anew so far (the agents' log lines of a rebuild), to tell an old
         primary that rejoined in place from one copied from the new primary."""
-        n = 0
-        for agent in self.cloud.agents.values():
-            try:
-                with open(agent.log_path, errors="replace") as f:
-                    n += sum(1 for line in f if any(t in line for t in REBUILD_LINES))
-            except OSError:
-                pass
-        return n
+        return fc.count_log_lines([a.log_path for a in self.cloud.agents.values()],
+                                  fc.REBUILD_LOG_LINES)
 
     def stop(self):
         self.resume_paused()

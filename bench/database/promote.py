@@ -89,8 +89,6 @@ RESUME_TIMEOUT = 180.0
 ROWS_SETTLE = 60.0
 # Concord's bounded wait for the old primary's fencing (database.apply_wait_ms): its log line.
 FENCE_TIMEOUT_LINE = "neither applied nor fenced in time"
-# A member copied anew instead of following in place (PostgreSQL, MariaDB): their log lines.
-REBUILD_LINES = ("rebuilding from upstream", "its data is made anew from there")
 
 
 # ---- the writer --------------------------------------------------------------------------------
@@ -326,19 +324,11 @@ class ConcordPair:
     def targets(self):
         return self.target(self.primary), self.target(self.replica)
 
-    def log_lines(self, *texts):
-        """How many lines of concord's log hold one of `texts`."""
-        try:
-            with open(self.concord.srv.log_path, errors="replace") as f:
-                return sum(1 for line in f if any(t in line for t in texts))
-        except OSError:
-            return 0
-
     def fence_timeouts(self):
-        return self.log_lines(FENCE_TIMEOUT_LINE)
+        return fc.count_log_lines([self.concord.srv.log_path], [FENCE_TIMEOUT_LINE])
 
     def rebuilds(self):
-        return self.log_lines(*REBUILD_LINES)
+        return fc.count_log_lines([self.concord.srv.log_path], fc.REBUILD_LOG_LINES)
 
     def switchover(self):
         t0 = time.monotonic()
@@ -860,7 +850,7 @@ def main():
             fences = pair.fence_timeouts() - fences_before
             notes[engine].append(
                 "concord old primaries copied anew instead of following in place (log \"%s\"): "
-                "%d in %d promotes" % ('" / "'.join(REBUILD_LINES), pair.rebuilds() - rebuilds_before,
+                "%d in %d promotes" % ('" / "'.join(fc.REBUILD_LOG_LINES), pair.rebuilds() - rebuilds_before,
                                        args.repeats))
             notes[engine].append(
                 "concord fence waits that ran out (server log \"%s\"): %d of %d promotes; "

@@ -160,6 +160,23 @@ class _MariaConn:
             pass
 
 
+# A database member copied anew (PostgreSQL, MariaDB) rather than following in place: the
+# lines its engine logs (docs/design/database.md, "Demotion").
+REBUILD_LOG_LINES = ("rebuilding from upstream", "its data is made anew from there")
+
+
+def count_log_lines(paths, texts):
+    """How many lines of the files at `paths` hold one of `texts` (a missing file: none)."""
+    n = 0
+    for path in paths:
+        try:
+            with open(path, errors="replace") as f:
+                n += sum(1 for line in f if any(t in line for t in texts))
+        except OSError:
+            pass
+    return n
+
+
 def connect(target, timeout=1.0):
     """A connection to `target` (raises on failure; the caller decides whether to retry)."""
     if target.engine == "postgresql":

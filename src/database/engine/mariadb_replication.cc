@@ -409,12 +409,18 @@ Result<std::string> ask_upstream(const MdbReplContext& ctx, const ReplicationSpe
   return r->out;
 }
 
-Status read_only_upstream(const MdbReplContext& ctx, const ReplicationSpec& spec,
-                          std::string_view waits) {
+std::unexpected<Error> read_only_upstream(const MdbReplContext& ctx, const ReplicationSpec& spec,
+                                          std::string_view waits) {
   return fail(Code::kUnavailable,
               fmt::format("upstream {} of replica {} is read-only (a replica not yet promoted): "
                           "{} waits for the promotion",
                           spec.upstream_instance, ctx.config.id, waits));
+}
+
+// A client's answer without its trailing line end(s).
+std::string without_line_end(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
 }
 
 struct Gtid {
@@ -465,16 +471,15 @@ Result<std::string> mdb_cannot_follow(const MdbReplContext& ctx, const Replicati
     return std::string();  // following it already
   }
   CONCORD_ASSIGN_OR_RETURN(
-      std::string out,
+      std::string answer,
       ask_upstream(ctx, spec, "SELECT @@global.read_only, @@global.gtid_binlog_state",
                    "for its GTID state"));
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  const std::string out = without_line_end(std::move(answer));
   const size_t tab = out.find('\t');
-  if (out.substr(0, tab) != "0") return fail(read_only_upstream(ctx, spec, "following it").error());
+  if (out.substr(0, tab) != "0") return read_only_upstream(ctx, spec, "following it");
   const std::string theirs = tab == std::string::npos ? "" : out.substr(tab + 1);
   CONCORD_ASSIGN_OR_RETURN(std::string mine, ctx.admin("SELECT @@global.gtid_binlog_pos"));
-  while (!mine.empty() && (mine.back() == '\n' || mine.back() == '\r')) mine.pop_back();
-  const std::string missing = mdb_history_missing(mine, theirs);
+  const std::string missing = mdb_history_missing(without_line_end(std::move(mine)), theirs);
   if (missing.empty()) return std::string();
   return fmt::format(
       "its history forked from upstream {}'s: the upstream's binlogs never had {}, the last "

@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -76,8 +75,9 @@ struct Paths {
         crt(d + "/tls/server.crt"),
         key(d + "/tls/server.key"),
         log(d + "/engine.log"),
-        pidfile(d + "/engine.pid") {}
-  std::string dir, data, data_tmp, run, tls, crt, key, log, pidfile;
+        pidfile(d + "/engine.pid"),
+        group_marker(data + "/" + std::string(kGroupMarker)) {}
+  std::string dir, data, data_tmp, run, tls, crt, key, log, pidfile, group_marker;
 };
 
 // A libpq connection that closes itself.
@@ -372,8 +372,7 @@ class PostgresEngine final : public Engine {
           Code::kFailedPrecondition,
           fmt::format("postgresql {} is running; a clone makes a new data folder", config.id));
     }
-    if (path_exists(p.data + "/" + std::string(kGroupMarker)) &&
-        !path_exists(p.data + "/standby.signal")) {
+    if (path_exists(p.group_marker) && !path_exists(p.data + "/standby.signal")) {
       // The group's former primary (a failover while it was down): it starts as a standby,
       // never writable again, and keeps its folder; its apply follows the new upstream from
       // there, or rebuilds it when its history forked (converge_role).
@@ -778,12 +777,11 @@ class PostgresEngine final : public Engine {
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/fenced_revision"));
     // Its folder holds the group's history from now on (and every copy of it, pg_basebackup
     // copies the file); a standalone instance's is its own.
-    const std::string group_marker = p.data + "/" + std::string(kGroupMarker);
     if (!repl) {
-      CONCORD_RETURN_IF_ERROR(remove_tree(group_marker));
-    } else if (!path_exists(group_marker)) {
+      CONCORD_RETURN_IF_ERROR(remove_tree(p.group_marker));
+    } else if (!path_exists(p.group_marker)) {
       CONCORD_RETURN_IF_ERROR(write_file_atomic(
-          group_marker, "Written by Concord: this folder holds a replication group's history.\n",
+          p.group_marker, "Written by Concord: this folder holds a replication group's history.\n",
           0600, user));
     }
     CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, repl, p.data));
@@ -872,7 +870,7 @@ class PostgresEngine final : public Engine {
   // without kGroupMarker (a template copy a rebuild cut short left) is rebuilt at once.
   Status demote_in_place(const Paths& p, const InstanceConfig& config, const PgBackupContext& ctx,
                          const ReplicationSpec& spec, int64_t revision) {
-    if (!path_exists(p.data + "/" + std::string(kGroupMarker))) {
+    if (!path_exists(p.group_marker)) {
       // Every instance starts as a copy of the same initdb template, so PostgreSQL cannot tell
       // such a folder from a member of the group (the same system identifier, timeline 1): as
       // a standby it would replay the upstream's WAL over data that never held it.
@@ -1015,17 +1013,8 @@ class PostgresEngine final : public Engine {
   // read at the next start).
   Status remove_concord_slots(const Paths& p, const InstanceConfig& config) const {
     const std::string dir = p.data + "/pg_replslot";
-    std::vector<std::string> slots;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-      std::string name = entry.path().filename().string();
-      if (name.starts_with(kPgSlotPrefix)) slots.push_back(std::move(name));
-    }
-    if (ec) {
-      return fail(Code::kInternal,
-                  fmt::format("postgresql {}: reading {}: {}", config.id, dir, ec.message()));
-    }
-    for (const auto& name : slots) {
+    for (const auto& name : compute::driver::list_subdirs(dir)) {
+      if (!name.starts_with(kPgSlotPrefix)) continue;
       CONCORD_RETURN_IF_ERROR(remove_tree(dir + "/" + name));
       log_->info("postgresql {}: removed replication slot {}", config.id, name);
     }
