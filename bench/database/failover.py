@@ -420,6 +420,11 @@ class Concord:
         return fc.count_log_lines([a.log_path for a in self.cloud.agents.values()],
                                   fc.REBUILD_LOG_LINES)
 
+    def rewinds(self):
+        """Members rewound onto their new upstream's history so far (PostgreSQL's pg_rewind)."""
+        return fc.count_log_lines([a.log_path for a in self.cloud.agents.values()],
+                                  fc.REWOUND_LOG_LINES)
+
     def stop(self):
         self.resume_paused()
 
@@ -526,6 +531,7 @@ def main():
                 log("%s/%s/%s repetition %d: writing" % (system_name, mode, scenario, rep + 1))
                 # Copies so far: the old primary may be copied anew as soon as its agent acts.
                 before = system.copies() if system_name != "patroni" else 0
+                rewound_before = system.rewinds() if system_name != "patroni" else 0
                 res, killed = repetition(system, scenario, args.warmup, args.tail)
                 res["killed"] = killed
                 results.setdefault((system_name, mode, scenario), []).append(res)
@@ -536,9 +542,12 @@ def main():
                 else:
                     system.restore(killed, scenario)
                     copied = system.copies() - before
+                    rewound = system.rewinds() - rewound_before
                     res["copied"] = copied
+                    res["rewound"] = rewound
                     log("  old primary %s" % ("copied anew from the new one" if copied
-                                              else "rejoined in place"))
+                                              else "rewound onto the new one's history"
+                                              if rewound else "rejoined in place"))
     except Exception as e:  # noqa: BLE001 - report, clean up, exit non-zero
         failed = True
         notes.append("FAILED: %s: %s" % (type(e).__name__, e))
@@ -612,6 +621,11 @@ def render(results, notes, args, started):
         if copied:
             lines.append("Old primary copied anew instead of rejoining in place, %s %s/%s: %d of "
                          "%d" % (system, mode, scenario, sum(1 for c in copied if c), len(copied)))
+            if "mariadb" in system:
+                continue  # MariaDB has no rewind: a forked member is always copied
+            rewound = [r.get("rewound", 0) and not r["copied"] for r in rows if "copied" in r]
+            lines.append("Old primary rewound (pg_rewind) instead of copied, %s %s/%s: %d of %d" % (
+                system, mode, scenario, sum(1 for r in rewound if r), len(rewound)))
     lines.append("")
     for n in notes:
         lines.append("- " + n)

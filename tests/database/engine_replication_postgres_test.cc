@@ -4,10 +4,13 @@
 // cloning, streaming, read-only replicas, promotion with a sibling re-pointed and the old
 // primary rebuilt as a replica, synchronous standbys, slot clean-up and clone failures.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -216,6 +219,20 @@ class PostgresReplicationTest : public ::testing::Test {
     EXPECT_TRUE(eventually([&] { return ids(c) == want; })) << ids(c);
     EXPECT_TRUE(streams(c));
   }
+  // The inode of the member's data folder: a copy makes a new one, a rewind keeps it.
+  static ino_t folder_inode(const InstanceConfig& c) {
+    struct stat st {};
+    return ::stat((c.dir + "/data").c_str(), &st) == 0 ? st.st_ino : 0;
+  }
+  // After a rebuild of a forked member: the same folder taken back onto the upstream's history
+  // by pg_rewind (not copied), holding exactly `want` in t, streaming, nothing left aside.
+  void expect_rewound(const InstanceConfig& c, ino_t folder, const std::string& want) {
+    EXPECT_EQ(folder_inode(c), folder) << "rewound in place, not copied";
+    EXPECT_TRUE(eventually([&] { return ids(c) == want; })) << ids(c);
+    EXPECT_TRUE(streams(c));
+    EXPECT_FALSE(detail::path_exists(c.dir + "/data.rewind"));
+    EXPECT_FALSE(detail::path_exists(c.dir + "/data.old"));
+  }
   bool streams(const InstanceConfig& c) {
     return eventually([&] {
       auto h = engine_->health(c);
@@ -410,7 +427,7 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryThatForkedIsRebuiltFromTheNewPrim
   ASSERT_TRUE(engine_->stop(r, milliseconds(10000)).has_value());
   auto w = app_sql(p, "INSERT INTO t VALUES (100)");  // never reaches r
   ASSERT_TRUE(w.ok()) << w.err;
-  ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_test_marker", "x").has_value());
+  const ino_t folder = folder_inode(p);
 
   // Demoted while its upstream is down: the histories cannot be compared yet.
   const DesiredState demoted = group_state(replica_spec(r));
@@ -429,7 +446,7 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryThatForkedIsRebuiltFromTheNewPrim
   })) << detail::file_tail(p.dir + "/engine.log", 3000);
   EXPECT_NE(broken.find("forked"), std::string::npos) << broken;
   ASSERT_NO_FATAL_FAILURE(apply(p, demoted));  // as the agent's maintenance round does
-  expect_copied_anew(p, "1,2\n");              // without the commit the group never had
+  expect_rewound(p, folder, "1,2\n");          // without the commit the group never had
 }
 
 // Demoted when its replica is promoted already (a failover: the old primary comes back with a
@@ -444,12 +461,56 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryBehindAPromotionIsRebuiltAtOnce) 
   ASSERT_TRUE(w.ok()) << w.err;
   w = app_sql(r, "INSERT INTO t VALUES (2)");
   ASSERT_TRUE(w.ok()) << w.err;
+  const ino_t folder = folder_inode(p);
+  // Its archive holds its segments by hard links into pg_wal (archiving is on by default), and
+  // pg_rewind rewrites in place a segment both sides hold: the archive must keep what the
+  // primary wrote. (Here the segments both hold have the same bytes on both sides, so this
+  // checks the outcome, not that pg_rewind_data gave them inodes of their own first.)
+  EXPECT_EQ(admin_sql(p, "SELECT 1 FROM pg_switch_wal()"), "1\n");
+  const std::string archive = p.dir + "/wal_archive";
+  std::map<std::string, std::string> archived;
+  bool linked = false;
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& e : std::filesystem::directory_iterator(archive)) {
+      archived[e.path().filename()] = detail::read_file(e.path()).value_or("");
+      linked = linked || std::filesystem::hard_link_count(e.path()) > 1;
+    }
+    return linked;
+  })) << "no segment archived by a link";
+
+  const DesiredState demoted = group_state(replica_spec(r));
+  ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
+  EXPECT_EQ(engine_->health(p)->fenced_revision, demoted.revision);
+  expect_rewound(p, folder, "1,2\n");
+  for (const auto& [name, text] : archived) {
+    EXPECT_EQ(detail::read_file(archive + "/" + name).value_or(""), text) << name;
+  }
+}
+
+// When pg_rewind cannot run (here: the new primary's replication account may not read its
+// files), the forked member is copied anew instead, and still fenced.
+TEST_F(PostgresReplicationTest, AForkedMemberThatCannotBeRewoundIsCopiedAnew) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(has_rows(r, "1"));
+  ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({p.id})));
+  EXPECT_EQ(admin_sql(r,
+                      "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, "
+                      "bigint, bigint, boolean) FROM concord_replication"),
+            "");
+  auto w = app_sql(p, "INSERT INTO t VALUES (100)");  // the old primary writes on: a fork
+  ASSERT_TRUE(w.ok()) << w.err;
+  w = app_sql(r, "INSERT INTO t VALUES (2)");
+  ASSERT_TRUE(w.ok()) << w.err;
   ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_test_marker", "x").has_value());
 
   const DesiredState demoted = group_state(replica_spec(r));
   ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
   EXPECT_EQ(engine_->health(p)->fenced_revision, demoted.revision);
   expect_copied_anew(p, "1,2\n");
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data.rewind"));
+  EXPECT_FALSE(detail::path_exists(p.dir + "/data.old"));
 }
 
 // A folder of another database system (a template copy a rebuild cut short left, then
@@ -486,10 +547,10 @@ TEST_F(PostgresReplicationTest, ForkedReplicaIsRebuiltFromItsNewUpstream) {
   w = app_sql(p, "INSERT INTO t VALUES (100)");  // the old primary writes on: a fork
   ASSERT_TRUE(w.ok()) << w.err;
   ASSERT_TRUE(has_rows(r2, "2"));  // replica 2 replayed it
-  ASSERT_TRUE(detail::write_file_atomic(r2.dir + "/data/concord_test_marker", "x").has_value());
+  const ino_t folder = folder_inode(r2);
 
   ASSERT_NO_FATAL_FAILURE(apply(r2, group_state(replica_spec(r1))));
-  EXPECT_FALSE(detail::path_exists(r2.dir + "/data/concord_test_marker"));  // a new folder
+  EXPECT_EQ(folder_inode(r2), folder) << "rewound in place, not copied";
   EXPECT_FALSE(detail::path_exists(r2.dir + "/data.old"));
   EXPECT_TRUE(has_rows(r2, "1"));  // the new primary's history: without the forked row
   w = app_sql(r1, "INSERT INTO t VALUES (2)");
@@ -511,7 +572,8 @@ TEST_F(PostgresReplicationTest, AReplicaWhoseWalIsGoneIsRebuiltByItsNextApply) {
 
   ASSERT_TRUE(engine_->stop(r, milliseconds(10000)).has_value());
   ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({})));  // its slot goes
-  for (int i = 2; i <= 4; ++i) {
+  // More segments than every member keeps past its checkpoint (wal_keep_size, 64 MB).
+  for (int i = 2; i <= 7; ++i) {
     ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (" + std::to_string(i) + ")").ok());
     EXPECT_EQ(admin_sql(p, "SELECT 1 FROM pg_switch_wal()"), "1\n");
   }
@@ -533,13 +595,13 @@ TEST_F(PostgresReplicationTest, AReplicaWhoseWalIsGoneIsRebuiltByItsNextApply) {
   EXPECT_FALSE(broken->replication_streaming);
 
   ASSERT_NO_FATAL_FAILURE(apply(r, group_state(replica_spec(p))));
-  EXPECT_TRUE(has_rows(r, "4"));
+  EXPECT_TRUE(has_rows(r, "7"));
   EXPECT_TRUE(streams(r));
   auto h = engine_->health(r);
   ASSERT_TRUE(h.has_value());
   EXPECT_EQ(h->replication_broken, "");
-  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (5)").ok());
-  EXPECT_TRUE(has_rows(r, "5"));
+  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (8)").ok());
+  EXPECT_TRUE(has_rows(r, "8"));
 }
 
 TEST_F(PostgresReplicationTest, SynchronousStandbyHoldsCommitsUntilItReturns) {

@@ -163,6 +163,8 @@ class _MariaConn:
 # A database member copied anew (PostgreSQL, MariaDB) rather than following in place: the
 # lines its engine logs (docs/design/database.md, "Demotion").
 REBUILD_LOG_LINES = ("rebuilding from upstream", "its data is made anew from there")
+# A forked PostgreSQL member taken back onto the new primary's history by pg_rewind instead.
+REWOUND_LOG_LINES = ("rewound onto upstream",)
 
 
 def count_log_lines(paths, texts):

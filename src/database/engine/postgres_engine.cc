@@ -565,6 +565,10 @@ class PostgresEngine final : public Engine {
         "ssl_cert_file = {}\n"
         "ssl_key_file = {}\n"
         "password_encryption = 'scram-sha-256'\n"
+        // What pg_rewind needs to rewind this folder after a fork (rewind_replica) instead of
+        // copying it anew; Patroni turns it on too. Its cost: a page's first hint-bit change
+        // after a checkpoint is written to the WAL in full.
+        "wal_log_hints = on\n"
         "shared_buffers = {}\n"
         "max_wal_size = {}\n"
         "min_wal_size = {}\n"
@@ -911,13 +915,17 @@ class PostgresEngine final : public Engine {
   // aside (no start can run it as a primary then), before the copy.
   Status rebuild_replica(const Paths& p, const InstanceConfig& config, const ReplicationSpec& spec,
                          std::string_view why, int64_t demoted_at = 0) {
-    log_->warn("postgresql {}: rebuilding from upstream {}: {}", config.id, spec.upstream_instance,
-               why);
     CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
     // Until the rebuild is done no revision counts as applied, so a start after an interrupted
     // one applies the state again (which rebuilds) instead of running what prepare left.
     CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
     CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(10000)));
+    if (path_exists(p.data) && path_exists(p.group_marker)) {
+      CONCORD_ASSIGN_OR_RETURN(bool rewound, rewind_replica(p, config, spec, why, demoted_at));
+      if (rewound) return ok();
+    }
+    log_->warn("postgresql {}: rebuilding from upstream {}: {}", config.id, spec.upstream_instance,
+               why);
     const std::string old = p.dir + "/data.old";
     if (path_exists(p.data)) {
       CONCORD_RETURN_IF_ERROR(remove_tree(old));
@@ -933,6 +941,72 @@ class PostgresEngine final : public Engine {
     CONCORD_RETURN_IF_ERROR(pg_clone_data(backup_context(config, user), spec));
     CONCORD_RETURN_IF_ERROR(prepare(config));
     return start(config);
+  }
+
+  // The first choice of rebuild_replica for a folder of the group (kGroupMarker) that forked from
+  // the upstream: pg_rewind takes it back to the fork and onto the upstream's history, copying
+  // only what changed since, where a rebuild copies everything. Stopped already. The folder is
+  // made a fenced standby before anything else (standby.signal, the fencing acknowledgement),
+  // then rewound under another name (data.rewind), so that an agent killed mid-rewind leaves no
+  // `data` folder: the next apply or clone_from copies anew, and a half-rewound folder is never
+  // started. Returns false when a copy is needed instead (pg_rewind failed or found no fork,
+  // as for a replica whose upstream lost the WAL it needs, or the result cannot follow either),
+  // with the folder set aside as data.old; kUnavailable when the upstream cannot be reached,
+  // with the folder back and started as a standby, so the next round tries again.
+  Result<bool> rewind_replica(const Paths& p, const InstanceConfig& config,
+                              const ReplicationSpec& spec, std::string_view why,
+                              int64_t demoted_at) {
+    CONCORD_ASSIGN_OR_RETURN(OsUser user, lookup_os_user(options_.os_user));
+    auto ctx = backup_context(config, user);
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(p.data + "/standby.signal", "", 0600, user));
+    CONCORD_RETURN_IF_ERROR(remove_concord_slots(p, config));
+    if (demoted_at > 0) {
+      CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, demoted_at));
+      log_->info("postgresql {}: fenced at revision {} (stopped, a standby)", config.id,
+                 demoted_at);
+    }
+    log_->warn("postgresql {}: rewinding onto upstream {}: {}", config.id, spec.upstream_instance,
+               why);
+    const std::string rewinding = p.dir + "/data.rewind";
+    const std::string old = p.dir + "/data.old";
+    auto move = [](const std::string& from, const std::string& to) -> Status {
+      if (::rename(from.c_str(), to.c_str()) != 0) {
+        return fail(Code::kInternal, fmt::format("rename {}: {}", from, std::strerror(errno)));
+      }
+      return ok();
+    };
+    CONCORD_RETURN_IF_ERROR(remove_tree(rewinding));
+    CONCORD_RETURN_IF_ERROR(move(p.data, rewinding));
+    auto rewound = pg_rewind_data(ctx, spec, rewinding);
+    if (!rewound && rewound.error().code() == Code::kUnavailable) {
+      CONCORD_RETURN_IF_ERROR(move(rewinding, p.data));
+      if (auto st = start(config); !st) {
+        log_->warn("postgresql {}: restarting as a standby: {}", config.id, st.error().message());
+      }
+      return fail(rewound.error());
+    }
+    if (!rewound || *rewound == PgRewind::kNothingToRewind) {
+      log_->warn("postgresql {}: no rewind: {}", config.id,
+                 rewound ? "pg_rewind found no fork" : rewound.error().message());
+      CONCORD_RETURN_IF_ERROR(remove_tree(old));
+      CONCORD_RETURN_IF_ERROR(move(rewinding, old));
+      return false;
+    }
+    CONCORD_RETURN_IF_ERROR(move(rewinding, p.data));
+    CONCORD_RETURN_IF_ERROR(prepare(config));
+    CONCORD_RETURN_IF_ERROR(start(config));
+    auto follows = can_follow(p, config, ctx, spec);
+    if (follows && !*follows) {
+      log_->warn("postgresql {}: rewound but still cannot follow {}", config.id,
+                 spec.upstream_instance);
+      CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(10000)));
+      CONCORD_RETURN_IF_ERROR(remove_tree(old));
+      CONCORD_RETURN_IF_ERROR(move(p.data, old));
+      return false;
+    }
+    log_->info("postgresql {}: rewound onto upstream {} ({}:{})", config.id, spec.upstream_instance,
+               spec.upstream_address, spec.upstream_port);
+    return true;
   }
 
   // A replica's apply after its parameters: no databases, users or root (read-only; they
@@ -971,18 +1045,39 @@ class PostgresEngine final : public Engine {
                                  "rolsuper FROM pg_authid WHERE rolname = " +
                                      literal(c, name)));
     bool exists = PQntuples(r.get()) == 1;
-    if (exists && std::string_view(PQgetvalue(r.get(), 0, 1)) == "t" &&
-        std::string_view(PQgetvalue(r.get(), 0, 2)) == "t" &&
-        std::string_view(PQgetvalue(r.get(), 0, 3)) == "f" &&
-        verifier_matches(PQgetvalue(r.get(), 0, 0), secret)) {
-      return ok();
+    if (!exists || std::string_view(PQgetvalue(r.get(), 0, 1)) != "t" ||
+        std::string_view(PQgetvalue(r.get(), 0, 2)) != "t" ||
+        std::string_view(PQgetvalue(r.get(), 0, 3)) != "f" ||
+        !verifier_matches(PQgetvalue(r.get(), 0, 0), secret)) {
+      CONCORD_RETURN_IF_ERROR(
+          exec(c, fmt::format("{} ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB "
+                              "NOCREATEROLE PASSWORD {}",
+                              exists ? "ALTER" : "CREATE", ident(c, name),
+                              literal(c, postgres_scram_verifier(secret)))));
+      log_->info("postgresql {}: replication account {}", config.id,
+                 exists ? "updated" : "created");
     }
-    CONCORD_RETURN_IF_ERROR(
-        exec(c, fmt::format("{} ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB "
-                            "NOCREATEROLE PASSWORD {}",
-                            exists ? "ALTER" : "CREATE", ident(c, name),
-                            literal(c, postgres_scram_verifier(secret)))));
-    log_->info("postgresql {}: replication account {}", config.id, exists ? "updated" : "created");
+    // What pg_rewind calls on the upstream (rewind_replica), as its manual lists for a
+    // non-superuser: the account reads the data folder's files, as its base backups do already.
+    static constexpr std::string_view kRewindFunctions[] = {
+        "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+        "pg_catalog.pg_stat_file(text, boolean)",
+        "pg_catalog.pg_read_binary_file(text)",
+        "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+    };
+    std::string functions, checks;
+    for (std::string_view f : kRewindFunctions) {
+      functions += (functions.empty() ? "" : ", ") + std::string(f);
+      checks +=
+          fmt::format("{}has_function_privilege({}, {}, 'EXECUTE')", checks.empty() ? "" : " AND ",
+                      literal(c, name), literal(c, std::string(f)));
+    }
+    CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> granted, column(c, "SELECT " + checks));
+    if (granted.empty() || granted[0] != "t") {
+      CONCORD_RETURN_IF_ERROR(
+          exec(c, fmt::format("GRANT EXECUTE ON FUNCTION {} TO {}", functions, ident(c, name))));
+      log_->info("postgresql {}: replication account may run pg_rewind", config.id);
+    }
     return ok();
   }
 

@@ -3,13 +3,17 @@
 // for the whole design.
 #include "database/engine/postgres_replication.h"
 
+#include <fcntl.h>
 #include <libpq-fe.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <sstream>
 
@@ -27,6 +31,10 @@ using std::chrono::milliseconds;
 // and by pg_basebackup's own replication timeout well before this.
 constexpr milliseconds kCloneTimeout{6 * 3600 * 1000};
 constexpr int kConnectTimeoutS = 10;
+// WAL every member of a group keeps past its last checkpoint, so that after a fork pg_rewind
+// still finds its own WAL back to the last checkpoint the histories share (a demoted primary's
+// shutdown checkpoint would otherwise remove it): a fork further back is copied anew instead.
+constexpr std::string_view kWalKeep = "64MB";
 
 struct RPaths {
   explicit RPaths(const std::string& d)
@@ -118,6 +126,52 @@ Status ensure_include(const std::string& data, const OsUser& user) {
   return write_file_atomic(main_conf, text, 0600, user);
 }
 
+// Sets up `data`, a folder that now holds the upstream's files (a base backup, a rewind), to
+// start as the upstream's replica: the upstream's run-time and recovery leftovers go; its own
+// configuration files are rewritten for this instance by prepare().
+Status make_standby_of(const PgBackupContext& ctx, const ReplicationSpec& spec,
+                       const std::string& data) {
+  for (const char* stale : {"postmaster.pid", "postmaster.opts", "recovery.signal"}) {
+    CONCORD_RETURN_IF_ERROR(remove_tree(data + "/" + stale));
+  }
+  if (path_exists(data + "/concord_recovery.conf")) {
+    CONCORD_RETURN_IF_ERROR(write_file_atomic(data + "/concord_recovery.conf",
+                                              "# Written by Concord: no point-in-time "
+                                              "recovery.\n",
+                                              0600, ctx.user));
+  }
+  CONCORD_RETURN_IF_ERROR(write_file_atomic(data + "/standby.signal", "", 0600, ctx.user));
+  CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, &spec, data));
+  (void)changed;
+  // Records about the folder being replaced describe nothing in the new one.
+  return remove_tree(RPaths(ctx.config.dir).dir + "/applied_revision");
+}
+
+// Gives every file in `dir` that shares its inode with another name (a WAL segment archived by
+// a hard link) an inode of its own: a copy, synced, then renamed over it.
+Status break_hard_links(const std::string& dir, const OsUser& owner) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    struct stat st {};
+    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink < 2) {
+      continue;
+    }
+    const std::string path = entry.path().string();
+    const std::string tmp = path + ".concord-own";
+    std::filesystem::copy_file(path, tmp, std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return fail(Code::kInternal, fmt::format("copy {}: {}", path, ec.message()));
+    int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    bool synced = fd >= 0 && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!synced || ::chown(tmp.c_str(), owner.uid, owner.gid) != 0 ||
+        ::chmod(tmp.c_str(), st.st_mode & 07777) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+      return fail(Code::kInternal, fmt::format("{}: {}", tmp, std::strerror(errno)));
+    }
+  }
+  if (ec) return fail(Code::kInternal, fmt::format("list {}: {}", dir, ec.message()));
+  return ok();
+}
+
 }  // namespace
 
 std::string pg_slot_name(std::string_view instance_id) {
@@ -153,8 +207,9 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
     return fmt::format(
         "# Written by Concord: the primary of a replication group.\n"
         "synchronous_standby_names = {}\n"
-        "synchronous_commit = on\n",
-        pg_conf_quote(pg_synchronous_standby_names(spec->synchronous_standbys)));
+        "synchronous_commit = on\n"
+        "wal_keep_size = '{}'\n",
+        pg_conf_quote(pg_synchronous_standby_names(spec->synchronous_standbys)), kWalKeep);
   }
   // hot_standby is not set here: it is on by default (read-only queries on the replica) and the
   // clone empties concord_recovery.conf, the only file that turns it off. Naming a
@@ -167,9 +222,10 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
       "primary_conninfo = {}\n"
       "primary_slot_name = {}\n"
       "wal_retrieve_retry_interval = '1s'\n"
-      "synchronous_standby_names = ''\n",
+      "synchronous_standby_names = ''\n"
+      "wal_keep_size = '{}'\n",
       spec->upstream_instance, pg_conf_quote(upstream_conninfo(ctx, *spec)),
-      pg_conf_quote(pg_slot_name(ctx.config.id)));
+      pg_conf_quote(pg_slot_name(ctx.config.id)), kWalKeep);
 }
 
 Result<bool> pg_write_replication_files(const PgBackupContext& ctx, const ReplicationSpec* spec,
@@ -235,22 +291,7 @@ Status pg_clone_data(const PgBackupContext& ctx, const ReplicationSpec& spec) {
                   fmt::format("postgresql {}: upstream {} is not PostgreSQL {}", ctx.config.id,
                               spec.upstream_instance, ctx.config.version));
     }
-    // The upstream's run-time and recovery leftovers; its own configuration files are
-    // rewritten for this instance by prepare().
-    for (const char* stale : {"postmaster.pid", "postmaster.opts", "recovery.signal"}) {
-      CONCORD_RETURN_IF_ERROR(remove_tree(data + "/" + stale));
-    }
-    if (path_exists(data + "/concord_recovery.conf")) {
-      CONCORD_RETURN_IF_ERROR(write_file_atomic(data + "/concord_recovery.conf",
-                                                "# Written by Concord: no point-in-time "
-                                                "recovery.\n",
-                                                0600, ctx.user));
-    }
-    CONCORD_RETURN_IF_ERROR(write_file_atomic(data + "/standby.signal", "", 0600, ctx.user));
-    CONCORD_ASSIGN_OR_RETURN(bool changed, pg_write_replication_files(ctx, &spec, data));
-    (void)changed;
-    // Records about the folder being replaced describe nothing in the new one.
-    CONCORD_RETURN_IF_ERROR(remove_tree(p.dir + "/applied_revision"));
+    CONCORD_RETURN_IF_ERROR(make_standby_of(ctx, spec, data));
     if (::rename(data.c_str(), p.data.c_str()) != 0) {
       return fail(Code::kInternal, fmt::format("rename {}: {}", data, std::strerror(errno)));
     }
@@ -266,10 +307,43 @@ Status pg_clone_data(const PgBackupContext& ctx, const ReplicationSpec& spec) {
   log->info("postgresql {}: cloned from {} ({}:{})", ctx.config.id, spec.upstream_instance,
             spec.upstream_address, spec.upstream_port);
   // A rebuild's old folder, also when the copy was finished by a later start (a demoted
-  // primary's copy waits for the promotion): the new one is complete, the old one only takes
-  // room on the volume.
+  // primary's copy waits for the promotion), and what a rewind cut short left: the new one is
+  // complete, the old ones only take room on the volume.
   (void)remove_tree(p.dir + "/data.old");
+  (void)remove_tree(p.dir + "/data.rewind");
   return ok();
+}
+
+Result<PgRewind> pg_rewind_data(const PgBackupContext& ctx, const ReplicationSpec& spec,
+                                const std::string& target) {
+  CONCORD_RETURN_IF_ERROR(check_upstream(spec));
+  CONCORD_RETURN_IF_ERROR(write_passfile(ctx, spec));
+  CONCORD_RETURN_IF_ERROR(break_hard_links(target + "/pg_wal", ctx.user));
+  CommandOptions o;
+  o.as = ctx.user;
+  o.timeout = kCloneTimeout;
+  o.cwd = RPaths(ctx.config.dir).dir;
+  // --no-ensure-shutdown: the caller stopped the folder cleanly; one that was not is copied
+  // instead of being recovered here in single-user mode (which refuses standby.signal anyway).
+  auto r = run_command({ctx.bin_dir + "/pg_rewind", "--target-pgdata=" + target,
+                        "--source-server=" + upstream_conninfo(ctx, spec) + " dbname=postgres",
+                        "--no-ensure-shutdown"},
+                       o);
+  if (!r) return fail(r.error());
+  if (!r->ok()) {
+    // pg_rewind connects before it reads or changes anything.
+    bool untouched =
+        upstream_not_ready(r->err) && r->err.find("connected to server") == std::string::npos;
+    return fail(untouched ? Code::kUnavailable : Code::kInternal,
+                fmt::format("postgresql {}: rewinding onto {} ({}:{}): {}", ctx.config.id,
+                            spec.upstream_instance, spec.upstream_address, spec.upstream_port,
+                            r->describe("pg_rewind")));
+  }
+  if ((r->out + r->err).find("no rewind required") != std::string::npos) {
+    return PgRewind::kNothingToRewind;
+  }
+  CONCORD_RETURN_IF_ERROR(make_standby_of(ctx, spec, target));
+  return PgRewind::kRewound;
 }
 
 std::string pg_broken_in_log(std::string_view tail) {

@@ -62,6 +62,26 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
 // in its apply; the driver retries); kInvalidArgument for a spec without an upstream.
 [[nodiscard]] Status pg_clone_data(const PgBackupContext& ctx, const ReplicationSpec& spec);
 
+// What pg_rewind_data did to a folder.
+enum class PgRewind {
+  kRewound,          // now a standby of the upstream, holding only the upstream's history
+  kNothingToRewind,  // pg_rewind found no fork (the folder untouched): a rewind cannot help
+};
+
+// Rewinds `target`, the stopped and cleanly shut down data folder of a member whose history
+// forked from the upstream in `spec`, onto the upstream's history (pg_rewind over the
+// replication account, which the primary grants the four file functions pg_rewind calls): only
+// the blocks changed since the fork and the upstream's newer files are copied, not the whole
+// folder. Then the folder is set up to start as the upstream's replica as pg_clone_data leaves
+// a copy (the caller's prepare rewrites the instance's own configuration, which pg_rewind took
+// from the upstream). Hard links in pg_wal (segments archived by link, see postgres_backup.cc)
+// are broken first, because pg_rewind rewrites a segment in place. kUnavailable: the upstream
+// could not be reached, and the folder is untouched. Any other error: the folder may be half
+// rewound and must never be started.
+[[nodiscard]] Result<PgRewind> pg_rewind_data(const PgBackupContext& ctx,
+                                              const ReplicationSpec& spec,
+                                              const std::string& target);
+
 // Whether a replica at (`timeline`, `replay_lsn`) can stream from an upstream whose current
 // timeline is `upstream_timeline` with the history file `upstream_history` (the text of
 // <upstream_timeline>.history; empty for timeline 1): the upstream's history must pass through
