@@ -487,6 +487,40 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryBehindAPromotionIsRebuiltAtOnce) 
   }
 }
 
+// Two promotions in a row, there and back (timelines 1, 2, 3), and the second one's old primary
+// forked: it is rewound onto a new primary whose control file still names an older timeline
+// (a promotion updates it only at the spread checkpoint that follows), so the rewind makes the
+// upstream checkpoint first, as pg_rewind's manual asks.
+TEST_F(PostgresReplicationTest, AMemberForkedRightAfterASecondPromotionIsRewound) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(has_rows(r, "1"));
+  ASSERT_NO_FATAL_FAILURE(apply(p, group_state(replica_spec(r))));  // demoted in place
+  ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({p.id})));         // timeline 2
+  ASSERT_TRUE(app_sql(r, "INSERT INTO t VALUES (2)").ok());
+  // Pages p replays and holds dirty, so that the checkpoint after its promotion is spread over
+  // minutes: until it ends, p's control file names timeline 1.
+  auto bulk = app_sql(r,
+                      "CREATE TABLE bulk AS SELECT g, repeat('x', 100) AS pad FROM "
+                      "generate_series(1, 200000) g");
+  ASSERT_TRUE(bulk.ok()) << bulk.err;
+  ASSERT_TRUE(has_rows(p, "2"));
+  ASSERT_TRUE(eventually([&] {
+    auto n = app_sql(p, "SELECT count(*) FROM bulk");
+    return n.ok() && n.out == "200000\n";
+  }));
+  ASSERT_TRUE(streams(p));
+
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));  // timeline 3, while r still writes
+  auto w = app_sql(r, "INSERT INTO t VALUES (100)");         // a fork
+  ASSERT_TRUE(w.ok()) << w.err;
+  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (3)").ok());
+  const ino_t folder = folder_inode(r);
+  ASSERT_NO_FATAL_FAILURE(apply(r, group_state(replica_spec(p))));
+  expect_rewound(r, folder, "1,2,3\n");
+}
+
 // When pg_rewind cannot run (here: the new primary's replication account may not read its
 // files), the forked member is copied anew instead, and still fenced.
 TEST_F(PostgresReplicationTest, AForkedMemberThatCannotBeRewoundIsCopiedAnew) {

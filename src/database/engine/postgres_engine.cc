@@ -994,11 +994,12 @@ class PostgresEngine final : public Engine {
     }
     CONCORD_RETURN_IF_ERROR(move(rewinding, p.data));
     CONCORD_RETURN_IF_ERROR(prepare(config));
-    CONCORD_RETURN_IF_ERROR(start(config));
-    auto follows = can_follow(p, config, ctx, spec);
+    auto started = start(config);
+    auto follows = started ? can_follow(p, config, ctx, spec) : Result<bool>(false);
     if (follows && !*follows) {
-      log_->warn("postgresql {}: rewound but still cannot follow {}", config.id,
-                 spec.upstream_instance);
+      log_->warn("postgresql {}: rewound but {}", config.id,
+                 started ? "still cannot follow " + spec.upstream_instance
+                         : "does not start: " + started.error().message());
       CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(10000)));
       CONCORD_RETURN_IF_ERROR(remove_tree(old));
       CONCORD_RETURN_IF_ERROR(move(p.data, old));
@@ -1058,7 +1059,8 @@ class PostgresEngine final : public Engine {
                  exists ? "updated" : "created");
     }
     // What pg_rewind calls on the upstream (rewind_replica), as its manual lists for a
-    // non-superuser: the account reads the data folder's files, as its base backups do already.
+    // non-superuser: the account reads the data folder's files, as its base backups do already;
+    // and CHECKPOINT (pg_checkpoint), which the rewind runs on the upstream first.
     static constexpr std::string_view kRewindFunctions[] = {
         "pg_catalog.pg_ls_dir(text, boolean, boolean)",
         "pg_catalog.pg_stat_file(text, boolean)",
@@ -1072,10 +1074,12 @@ class PostgresEngine final : public Engine {
           fmt::format("{}has_function_privilege({}, {}, 'EXECUTE')", checks.empty() ? "" : " AND ",
                       literal(c, name), literal(c, std::string(f)));
     }
+    checks += fmt::format(" AND pg_has_role({}, 'pg_checkpoint', 'MEMBER')", literal(c, name));
     CONCORD_ASSIGN_OR_RETURN(std::vector<std::string> granted, column(c, "SELECT " + checks));
     if (granted.empty() || granted[0] != "t") {
       CONCORD_RETURN_IF_ERROR(
           exec(c, fmt::format("GRANT EXECUTE ON FUNCTION {} TO {}", functions, ident(c, name))));
+      CONCORD_RETURN_IF_ERROR(exec(c, "GRANT pg_checkpoint TO " + ident(c, name)));
       log_->info("postgresql {}: replication account may run pg_rewind", config.id);
     }
     return ok();

@@ -172,6 +172,65 @@ Status break_hard_links(const std::string& dir, const OsUser& owner) {
   return ok();
 }
 
+using UpstreamConn = std::unique_ptr<PGconn, void (*)(PGconn*)>;
+
+// A libpq connection to the upstream in `spec` as the replication account: a replication
+// connection, or one to the database postgres.
+UpstreamConn connect_upstream(const PgBackupContext& ctx, const ReplicationSpec& spec,
+                              bool replication) {
+  const std::string port = std::to_string(spec.upstream_port);
+  const std::string timeout = std::to_string(kConnectTimeoutS);
+  const std::string user(kReplicationUser);
+  // In memory through libpq's parameters: the secret is never on a command line.
+  const char* keys[] = {"host",
+                        "port",
+                        "user",
+                        "password",
+                        "replication",
+                        "dbname",
+                        "sslmode",
+                        "connect_timeout",
+                        "application_name",
+                        nullptr};
+  const char* values[] = {spec.upstream_address.c_str(),
+                          port.c_str(),
+                          user.c_str(),
+                          spec.secret.c_str(),
+                          replication ? "true" : "false",
+                          replication ? "replication" : "postgres",
+                          "prefer",
+                          timeout.c_str(),
+                          ctx.config.id.c_str(),
+                          nullptr};
+  return UpstreamConn(PQconnectdbParams(keys, values, 0), PQfinish);
+}
+
+std::string upstream_error(const PgBackupContext& ctx, const ReplicationSpec& spec,
+                           std::string_view what, PGconn* conn) {
+  std::string msg = PQerrorMessage(conn);
+  while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  return fmt::format("postgresql {}: {} upstream {} ({}:{}): {}", ctx.config.id, what,
+                     spec.upstream_instance, spec.upstream_address, spec.upstream_port, msg);
+}
+
+// A CHECKPOINT on the upstream, which pg_rewind needs after a promotion: it reads the upstream's
+// timeline from its control file, which a promotion updates only at the checkpoint that
+// follows, a spread one (the manual asks for this). The replication account may, by
+// pg_checkpoint. kUnavailable when it cannot be reached.
+Status checkpoint_upstream(const PgBackupContext& ctx, const ReplicationSpec& spec) {
+  UpstreamConn conn = connect_upstream(ctx, spec, false);
+  if (!conn) return fail(Code::kInternal, "libpq: out of memory");
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    return fail(Code::kUnavailable, upstream_error(ctx, spec, "connecting to", conn.get()));
+  }
+  std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(conn.get(), "CHECKPOINT"), PQclear);
+  if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+    return fail(Code::kFailedPrecondition,
+                upstream_error(ctx, spec, "a checkpoint on", conn.get()));
+  }
+  return ok();
+}
+
 }  // namespace
 
 std::string pg_slot_name(std::string_view instance_id) {
@@ -318,6 +377,7 @@ Result<PgRewind> pg_rewind_data(const PgBackupContext& ctx, const ReplicationSpe
                                 const std::string& target) {
   CONCORD_RETURN_IF_ERROR(check_upstream(spec));
   CONCORD_RETURN_IF_ERROR(write_passfile(ctx, spec));
+  CONCORD_RETURN_IF_ERROR(checkpoint_upstream(ctx, spec));
   CONCORD_RETURN_IF_ERROR(break_hard_links(target + "/pg_wal", ctx.user));
   CommandOptions o;
   o.as = ctx.user;
@@ -424,38 +484,10 @@ bool pg_can_follow(uint32_t timeline, uint64_t replay_lsn, uint32_t upstream_tim
 Result<PgUpstreamTimeline> pg_upstream_timeline(const PgBackupContext& ctx,
                                                 const ReplicationSpec& spec) {
   CONCORD_RETURN_IF_ERROR(check_upstream(spec));
-  const std::string port = std::to_string(spec.upstream_port);
-  const std::string timeout = std::to_string(kConnectTimeoutS);
-  const std::string user(kReplicationUser);
-  // In memory through libpq's parameters: the secret is never on a command line.
-  const char* keys[] = {"host",
-                        "port",
-                        "user",
-                        "password",
-                        "replication",
-                        "dbname",
-                        "sslmode",
-                        "connect_timeout",
-                        "application_name",
-                        nullptr};
-  const char* values[] = {spec.upstream_address.c_str(),
-                          port.c_str(),
-                          user.c_str(),
-                          spec.secret.c_str(),
-                          "true",
-                          "replication",
-                          "prefer",
-                          timeout.c_str(),
-                          ctx.config.id.c_str(),
-                          nullptr};
-  std::unique_ptr<PGconn, void (*)(PGconn*)> conn(PQconnectdbParams(keys, values, 0), PQfinish);
+  UpstreamConn conn = connect_upstream(ctx, spec, true);
   if (!conn) return fail(Code::kInternal, "libpq: out of memory");
   auto failed = [&](std::string_view what) {
-    std::string msg = PQerrorMessage(conn.get());
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    return fail(Code::kUnavailable, fmt::format("postgresql {}: {} upstream {} ({}:{}): {}",
-                                                ctx.config.id, what, spec.upstream_instance,
-                                                spec.upstream_address, spec.upstream_port, msg));
+    return fail(Code::kUnavailable, upstream_error(ctx, spec, what, conn.get()));
   };
   if (PQstatus(conn.get()) != CONNECTION_OK) return failed("connecting to");
   using Res = std::unique_ptr<PGresult, void (*)(PGresult*)>;
