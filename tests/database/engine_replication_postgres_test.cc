@@ -521,6 +521,23 @@ TEST_F(PostgresReplicationTest, AMemberForkedRightAfterASecondPromotionIsRewound
   expect_rewound(r, folder, "1,2,3\n");
 }
 
+// A replica promoted while its primary wrote on (the fork mid-segment), then told to follow that
+// primary again: rewound onto it.
+TEST_F(PostgresReplicationTest, APromotedReplicaToldToFollowItsPrimaryAgainIsRewound) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (2)").ok());  // the fork, mid-segment
+  ASSERT_TRUE(has_rows(r, "2"));
+  ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({})));  // timeline 2
+  ASSERT_TRUE(app_sql(r, "INSERT INTO t VALUES (100)").ok());
+  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (3)").ok());
+  const ino_t folder = folder_inode(r);
+  ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({r.id})));
+  ASSERT_NO_FATAL_FAILURE(apply(r, group_state(replica_spec(p))));
+  expect_rewound(r, folder, "1,2,3\n");
+}
+
 // When pg_rewind cannot run (here: the new primary's replication account may not read its
 // files), the forked member is copied anew instead, and still fenced.
 TEST_F(PostgresReplicationTest, AForkedMemberThatCannotBeRewoundIsCopiedAnew) {

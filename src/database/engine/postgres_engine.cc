@@ -830,7 +830,10 @@ class PostgresEngine final : public Engine {
   // Whether this replica (in recovery) can stream from the upstream in `spec`: a copy of the
   // same database system (another host's template is not; instances made from one host's
   // template all are, which kGroupMarker tells apart) whose position the upstream's history
-  // passes through.
+  // passes through. The timeline its replay is on: the latest of its checkpoint's, its minimum
+  // recovery point's (a folder just rewound: its checkpoint is the one shared with the
+  // upstream, on the old timeline, while it has replayed onto the new one already) and the
+  // walreceiver's.
   Result<bool> can_follow(const Paths& p, const InstanceConfig& config, const PgBackupContext& ctx,
                           const ReplicationSpec& spec) const {
     CONCORD_ASSIGN_OR_RETURN(PgConn admin, connect(p, config, "postgres"));
@@ -839,6 +842,7 @@ class PostgresEngine final : public Engine {
         run(admin.get(),
             "SELECT coalesce(pg_last_wal_replay_lsn()::text, ''), "
             "greatest((SELECT timeline_id FROM pg_control_checkpoint()), "
+            "(SELECT min_recovery_end_timeline FROM pg_control_recovery()), "
             "coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), 0))::text, "
             "(SELECT system_identifier FROM pg_control_system())::text"));
     if (PQntuples(r.get()) != 1) return fail(Code::kInternal, "replay position: no row");
@@ -1005,8 +1009,12 @@ class PostgresEngine final : public Engine {
       CONCORD_RETURN_IF_ERROR(move(p.data, old));
       return false;
     }
-    log_->info("postgresql {}: rewound onto upstream {} ({}:{})", config.id, spec.upstream_instance,
-               spec.upstream_address, spec.upstream_port);
+    // A warning as "rebuilding from upstream" is: an operator reads both to see what a fork
+    // cost.
+    log_->warn(
+        "postgresql {}: rewound onto upstream {} ({}:{}): only what changed since the fork "
+        "was copied",
+        config.id, spec.upstream_instance, spec.upstream_address, spec.upstream_port);
     return true;
   }
 
