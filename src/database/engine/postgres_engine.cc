@@ -911,10 +911,11 @@ class PostgresEngine final : public Engine {
         fmt::format("it cannot follow upstream {} from where it stands", spec.upstream_instance));
   }
 
-  // Stop, set the folder aside, clone from the upstream, start. The old folder is removed once
-  // the new one is complete (pg_clone_data); a failed clone leaves no data folder, which the
-  // next apply (or clone_from) finishes; the copy answers kUnavailable (retried) while the
-  // upstream cannot serve it yet. `demoted_at`: the revision that made this primary a replica
+  // Stop; a folder of the group is rewound onto the upstream's history (rewind_replica), and
+  // when that cannot be done: set the folder aside, clone from the upstream, start. The old folder
+  // is removed once the new one is complete (pg_clone_data); a failed clone leaves no data folder,
+  // which the next apply (or clone_from) finishes; the copy answers kUnavailable (retried) while
+  // the upstream cannot serve it yet. `demoted_at`: the revision that made this primary a replica
   // (0: a replica made anew), recorded as its fencing acknowledgement once the folder is set
   // aside (no start can run it as a primary then), before the copy.
   Status rebuild_replica(const Paths& p, const InstanceConfig& config, const ReplicationSpec& spec,
