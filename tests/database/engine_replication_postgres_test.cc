@@ -16,6 +16,7 @@
 
 #include "database/engine/credentials.h"
 #include "database/engine/engine.h"
+#include "database/engine/parameters.h"
 #include "database/engine/postgres_replication.h"
 #include "engine_test_util.h"
 
@@ -487,6 +488,34 @@ TEST_F(PostgresReplicationTest, ADemotedPrimaryBehindAPromotionIsRebuiltAtOnce) 
   }
 }
 
+// A fork 7 segments (112 MB) of WAL past the last checkpoint both histories share, and the
+// demoted primary's shutdown checkpoint in between: it keeps its WAL back to that checkpoint
+// (wal_keep_size, the volume's WAL budget: 128 MB here) and is rewound. With the 64 MB every
+// member kept before, it was copied: "could not find previous WAL record".
+TEST_F(PostgresReplicationTest, AForkFarPastTheSharedCheckpointIsStillRewound) {
+  InstanceConfig p = member("p");
+  InstanceConfig r = member("r");
+  ASSERT_NO_FATAL_FAILURE(pair_with_one_row(p, r));
+  ASSERT_TRUE(has_rows(r, "1"));
+  // No checkpoint of p's own after the one below (one every 33 segments and every hour), so the
+  // shared checkpoint stays that far back.
+  EXPECT_EQ(admin_sql(p, "ALTER SYSTEM SET max_wal_size = '1GB'"), "");
+  EXPECT_EQ(admin_sql(p, "ALTER SYSTEM SET checkpoint_timeout = '1h'"), "");
+  EXPECT_EQ(admin_sql(p, "SELECT pg_reload_conf()"), "t\n");
+  EXPECT_EQ(admin_sql(p, "CHECKPOINT"), "");
+  for (int i = 2; i <= 7; ++i) {
+    ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (" + std::to_string(i) + ")").ok());
+    EXPECT_EQ(admin_sql(p, "SELECT 1 FROM pg_switch_wal()"), "1\n");
+  }
+  ASSERT_TRUE(has_rows(r, "7"));
+  ASSERT_NO_FATAL_FAILURE(apply(r, primary_state({p.id})));
+  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (100)").ok());  // the old primary writes on
+  ASSERT_TRUE(app_sql(r, "INSERT INTO t VALUES (8)").ok());
+  const ino_t folder = folder_inode(p);
+  ASSERT_NO_FATAL_FAILURE(apply(p, group_state(replica_spec(r))));
+  expect_rewound(p, folder, "1,2,3,4,5,6,7,8\n");
+}
+
 // Two promotions in a row, there and back (timelines 1, 2, 3), and the second one's old primary
 // forked: it is rewound onto a new primary whose control file still names an older timeline
 // (a promotion updates it only at the spread checkpoint that follows), so the rewind makes the
@@ -623,8 +652,10 @@ TEST_F(PostgresReplicationTest, AReplicaWhoseWalIsGoneIsRebuiltByItsNextApply) {
 
   ASSERT_TRUE(engine_->stop(r, milliseconds(10000)).has_value());
   ASSERT_NO_FATAL_FAILURE(apply(p, primary_state({})));  // its slot goes
-  // More segments than every member keeps past its checkpoint (wal_keep_size, 64 MB).
-  for (int i = 2; i <= 7; ++i) {
+  // More segments than every member keeps past its checkpoint (wal_keep_size, the 1 GB
+  // volume's WAL budget: 128 MB, 8 segments).
+  ASSERT_EQ(pg_wal_budget_mb(p.volume_gb), 128);
+  for (int i = 2; i <= 11; ++i) {
     ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (" + std::to_string(i) + ")").ok());
     EXPECT_EQ(admin_sql(p, "SELECT 1 FROM pg_switch_wal()"), "1\n");
   }
@@ -646,13 +677,13 @@ TEST_F(PostgresReplicationTest, AReplicaWhoseWalIsGoneIsRebuiltByItsNextApply) {
   EXPECT_FALSE(broken->replication_streaming);
 
   ASSERT_NO_FATAL_FAILURE(apply(r, group_state(replica_spec(p))));
-  EXPECT_TRUE(has_rows(r, "7"));
+  EXPECT_TRUE(has_rows(r, "11"));
   EXPECT_TRUE(streams(r));
   auto h = engine_->health(r);
   ASSERT_TRUE(h.has_value());
   EXPECT_EQ(h->replication_broken, "");
-  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (8)").ok());
-  EXPECT_TRUE(has_rows(r, "8"));
+  ASSERT_TRUE(app_sql(p, "INSERT INTO t VALUES (12)").ok());
+  EXPECT_TRUE(has_rows(r, "12"));
 }
 
 TEST_F(PostgresReplicationTest, SynchronousStandbyHoldsCommitsUntilItReturns) {

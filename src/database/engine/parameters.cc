@@ -332,16 +332,19 @@ Status check_parameters_fit(std::string_view engine,
   return ok();
 }
 
+int64_t pg_wal_budget_mb(int64_t volume_gb) {
+  // PostgreSQL's default max_wal_size (1 GB) fills a 1 GB volume with WAL alone (seen: a 1 GB
+  // load left 500 MB in pg_wal and 290 MB more archived, not shipped yet, beside 145 MB of
+  // table); more frequent checkpoints are the price of less.
+  return std::clamp<int64_t>(volume_gb * 1024 / 8, 64, 1024);
+}
+
 std::map<std::string, std::string> default_parameters(std::string_view engine, int64_t ram_mb,
                                                       int64_t volume_gb) {
   constexpr int64_t kMiB = 1024 * 1024;
   if (engine == "postgresql") {
     const int64_t shared_mb = std::max<int64_t>(16, ram_mb / 4);
-    // The WAL kept between checkpoints, sized to the volume: PostgreSQL's default max_wal_size
-    // (1 GB) fills a 1 GB volume with WAL alone (seen: a 1 GB load left 500 MB in pg_wal and
-    // 290 MB more archived, not shipped yet, beside 145 MB of table). An eighth of the volume,
-    // 64 MB to 1 GB; more frequent checkpoints are the price.
-    const int64_t max_wal_mb = std::clamp<int64_t>(volume_gb * 1024 / 8, 64, 1024);
+    const int64_t max_wal_mb = pg_wal_budget_mb(volume_gb);
     return {{"max_connections", "100"},
             {"shared_buffers", std::to_string(shared_mb * kMiB / 8192)},  // 8kB pages
             {"max_wal_size", std::to_string(max_wal_mb)},

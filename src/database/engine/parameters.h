@@ -80,4 +80,9 @@ const ParameterSpec* find_parameter(std::string_view engine, std::string_view ve
 std::map<std::string, std::string> default_parameters(std::string_view engine, int64_t ram_mb,
                                                       int64_t volume_gb);
 
+// The WAL a PostgreSQL instance on a volume of `volume_gb` is given, in MB: an eighth of the
+// volume, 64 MB to 1 GB. Its default max_wal_size (PostgreSQL's own, 1 GB, alone fills a 1 GB
+// volume), and what a member of a replication group keeps past its checkpoints for pg_rewind.
+int64_t pg_wal_budget_mb(int64_t volume_gb);
+
 }  // namespace concord::database::engine

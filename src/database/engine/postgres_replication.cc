@@ -19,6 +19,7 @@
 
 #include "base/encoding.h"
 #include "base/log.h"
+#include "database/engine/parameters.h"
 #include "database/engine/postgres_common.h"
 #include "fmt/format.h"
 
@@ -31,10 +32,6 @@ using std::chrono::milliseconds;
 // and by pg_basebackup's own replication timeout well before this.
 constexpr milliseconds kCloneTimeout{6 * 3600 * 1000};
 constexpr int kConnectTimeoutS = 10;
-// WAL every member of a group keeps past its last checkpoint, so that after a fork pg_rewind
-// still finds its own WAL back to the last checkpoint the histories share (a demoted primary's
-// shutdown checkpoint would otherwise remove it): a fork further back is copied anew instead.
-constexpr std::string_view kWalKeep = "64MB";
 
 struct RPaths {
   explicit RPaths(const std::string& d)
@@ -260,6 +257,14 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
   if (spec == nullptr) {
     return "# Written by Concord: a standalone instance (no replication).\n";
   }
+  // The WAL every member keeps past its last checkpoint, so that after a fork pg_rewind still
+  // finds its own WAL back to the last checkpoint the histories share (a demoted primary's
+  // shutdown checkpoint would otherwise remove it; a fork further back is copied anew). The
+  // volume's WAL budget, its default max_wal_size: checkpoints come about that often in WAL, so
+  // the shared one lies about that far back at most (unless a configuration group raises
+  // max_wal_size). 64 MB was too little: in the rewind bench, forks lay 77-95 MB past the
+  // shared checkpoint after 4 s of load, and half of them could not be rewound.
+  const std::string keep = fmt::format("{}MB", pg_wal_budget_mb(ctx.config.volume_gb));
   if (spec->role == ReplicationSpec::Role::kPrimary) {
     // synchronous_commit = on: with a standby named, a commit returns once that standby has
     // flushed it, so a failover to it loses no acknowledged commit.
@@ -268,7 +273,7 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
         "synchronous_standby_names = {}\n"
         "synchronous_commit = on\n"
         "wal_keep_size = '{}'\n",
-        pg_conf_quote(pg_synchronous_standby_names(spec->synchronous_standbys)), kWalKeep);
+        pg_conf_quote(pg_synchronous_standby_names(spec->synchronous_standbys)), keep);
   }
   // hot_standby is not set here: it is on by default (read-only queries on the replica) and the
   // clone empties concord_recovery.conf, the only file that turns it off. Naming a
@@ -284,7 +289,7 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
       "synchronous_standby_names = ''\n"
       "wal_keep_size = '{}'\n",
       spec->upstream_instance, pg_conf_quote(upstream_conninfo(ctx, *spec)),
-      pg_conf_quote(pg_slot_name(ctx.config.id)), kWalKeep);
+      pg_conf_quote(pg_slot_name(ctx.config.id)), keep);
 }
 
 Result<bool> pg_write_replication_files(const PgBackupContext& ctx, const ReplicationSpec* spec,
