@@ -388,6 +388,65 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) 
   EXPECT_TRUE(eventually([&] { return count(r) == "4\t4\n"; })) << count(r);
 }
 
+// A failover leaves the old primary with a commit waiting for its standby's acknowledgement
+// (a paused primary resumed, say): in its binlog, never acknowledged. Its demotion kills it and
+// its recovery as a replica drops that commit, so it follows the promoted standby in place
+// instead of being copied anew. When the standby had received it (`received`), the member
+// gets it back from there, under its old server_id, which it no longer skips as its own.
+TEST_F(MariadbReplicationTest, ADemotedPrimaryDropsItsUnacknowledgedCommitAndFollowsInPlace) {
+  for (bool received : {false, true}) {
+    SCOPED_TRACE(received ? "the standby had received it" : "the standby never received it");
+    const InstanceConfig p = member(received ? "ua-p2" : "ua-p1");
+    const InstanceConfig r = member(received ? "ua-r2" : "ua-r1");
+    ASSERT_NO_FATAL_FAILURE(up(p));
+    DesiredState ps = group_state(1);
+    ps.replication = primary_spec({r.id});
+    ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+    ASSERT_TRUE(app(p, "CREATE TABLE t(id int primary key, v text)").ok());
+    ASSERT_NO_FATAL_FAILURE(make_replica(r, p, 1, {r.id}));
+    ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;
+    ps.revision = 2;
+    ps.replication = primary_spec({r.id}, {r.id});
+    ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+    ASSERT_TRUE(app(p, "INSERT INTO t VALUES (1, 'acknowledged')").ok());
+    ASSERT_EQ(count(r), "1\t1\n");
+    const std::string old_id = local_admin(p, "SELECT @@server_id").out;
+    ASSERT_FALSE(old_id.empty());
+    ASSERT_TRUE(detail::write_file_atomic(p.dir + "/data/concord_test_marker", "x").has_value());
+
+    // The standby stops replicating; the next commit waits for its acknowledgement.
+    ASSERT_TRUE(local_admin(r, "STOP SLAVE").ok());
+    auto pending = std::async(std::launch::async,
+                              [&] { return app(p, "INSERT INTO t VALUES (2, 'unacknowledged')"); });
+    ASSERT_EQ(pending.wait_for(std::chrono::seconds(2)), std::future_status::timeout);
+    // The failover: the standby promoted, written to.
+    DesiredState rs = group_state(3);
+    rs.replication = primary_spec({p.id});
+    ASSERT_NO_FATAL_FAILURE(apply(r, rs));
+    if (received) {
+      // As if it had come before the cut: the same transaction, under the old primary's id.
+      auto w = local_admin(r, "SET SESSION server_id = " + old_id +
+                                  "; INSERT INTO shop.t VALUES (2, 'unacknowledged')");
+      ASSERT_TRUE(w.ok()) << w.err;
+    }
+    ASSERT_TRUE(app(r, "INSERT INTO t VALUES (3, 'after the failover')").ok());
+
+    DesiredState demoted = group_state(3);
+    demoted.replication = replica_spec(r);
+    ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
+    auto lost = pending.get();
+    EXPECT_FALSE(lost.ok()) << "the waiting commit was never acknowledged";
+    const std::string want = received ? "3\t3\n" : "2\t3\n";
+    EXPECT_EQ(count(r), want);
+    EXPECT_TRUE(eventually([&] { return count(p) == want; })) << count(p) << logs();
+    EXPECT_EQ(app(p, "SELECT COUNT(*) FROM t WHERE id = 2").out, received ? "1\n" : "0\n");
+    EXPECT_TRUE(eventually([&] { return streaming(p); })) << health(p).detail;
+    EXPECT_TRUE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "not copied";
+    EXPECT_NE(local_admin(p, "SELECT @@server_id").out, old_id);
+    EXPECT_EQ(health(p).fenced_revision, 3);
+  }
+}
+
 TEST_F(MariadbReplicationTest, SemiSyncCommitWaitsForTheSynchronousStandby) {
   const InstanceConfig p = member("sp");
   const InstanceConfig r = member("sr");

@@ -492,7 +492,9 @@ class MariadbEngine final : public Engine {
       // The group's former primary (a failover while it was down): it starts read-only, and
       // its apply demotes it in place (demote_in_place) or rebuilds it if its history forked.
       log_->info("mariadb {}: a former primary of the group; it starts read-only", config.id);
-      CONCORD_RETURN_IF_ERROR(mdb_write_role_options(repl_context(config, user), &spec));
+      const auto ctx = repl_context(config, user);
+      CONCORD_RETURN_IF_ERROR(mdb_write_role_options(ctx, &spec));
+      CONCORD_RETURN_IF_ERROR(mdb_renew_server_id(ctx));
     }
     // The copy's binlog state is written where the instance's server keeps its binlogs, under
     // a new basename when the copy is made now (a new binlog history).
@@ -622,13 +624,27 @@ class MariadbEngine final : public Engine {
   // once that is promoted and holds every transaction it has (mdb_cannot_follow, in apply);
   // until then the apply answers kUnavailable, so the agent reports the acknowledgement at once
   // and retries. A member with transactions the upstream never received is rebuilt then.
+  // After a failover, commits may still wait for the promoted standby's acknowledgement (a
+  // paused primary resumed): it is killed instead, and its recovery as a replica drops them
+  // (mdb_holds_unacknowledged_commits). Either way it restarts under a new server_id
+  // (mdb_renew_server_id), so it applies what its upstream received from it and it lost.
   Status demote_in_place(const InstanceConfig& config, const ReplicationSpec& spec,
                          int64_t revision, const OsUser& user) {
     Paths p(config.dir);
     const auto ctx = repl_context(config, user);
     log_->info("mariadb {}: demoted at revision {}: to follow {} ({}:{}) in place", config.id,
                revision, spec.upstream_instance, spec.upstream_address, spec.upstream_port);
+    bool crash = false;
     if (live_pid(p) != 0) {
+      auto unacknowledged = mdb_holds_unacknowledged_commits(ctx, milliseconds(1000));
+      crash = unacknowledged && *unacknowledged;
+    }
+    if (crash) {
+      log_->warn(
+          "mariadb {}: commits wait for an acknowledgement its promoted standby will not give: "
+          "killed, so that its recovery as a replica drops them instead of committing them",
+          config.id);
+    } else if (live_pid(p) != 0) {
       auto sent = mdb_quiesce_for_demotion(ctx, milliseconds(5000));
       if (!sent) {
         log_->warn("mariadb {}: could not quiesce it before its demotion: {}", config.id,
@@ -640,8 +656,9 @@ class MariadbEngine final : public Engine {
                    *sent);
       }
     }
-    CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(30000)));
+    CONCORD_RETURN_IF_ERROR(stop(config, milliseconds(crash ? 0 : 30000)));
     CONCORD_RETURN_IF_ERROR(mdb_write_role_options(ctx, &spec));
+    CONCORD_RETURN_IF_ERROR(mdb_renew_server_id(ctx));
     CONCORD_RETURN_IF_ERROR(write_fenced_revision(p.dir, revision));
     log_->info("mariadb {}: fenced at revision {} (stopped; restarting read-only)", config.id,
                revision);

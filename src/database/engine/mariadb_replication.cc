@@ -42,8 +42,9 @@ struct RPaths {
         role(d + "/replication_role"),
         upstream(d + "/replication_upstream"),
         copy(d + "/replica_copy"),
-        stage(d + "/clone.tmp") {}
-  std::string dir, data, repl_cnf, role_cnf, role, upstream, copy, stage;
+        stage(d + "/clone.tmp"),
+        server_id(d + "/server_id") {}
+  std::string dir, data, repl_cnf, role_cnf, role, upstream, copy, stage, server_id;
 };
 
 std::string prog(const MdbReplContext& ctx, const char* name) {
@@ -78,6 +79,15 @@ std::string role_text(const InstanceConfig& config, const ReplicationSpec* spec)
   if (spec->role == ReplicationSpec::Role::kReplica) {
     text += "read_only = ON\n";
     if (listed(spec->synchronous_standbys, config.id)) text += "rpl_semi_sync_slave_enabled = ON\n";
+    if (mdb_recorded_role(config.dir) == "primary") {
+      // A former primary (demoted, or down during a failover): should this start recover from a
+      // crash, the transactions its binlog holds but InnoDB never committed are rolled back and
+      // cut from the binlog instead of committed. Under AFTER_SYNC those are exactly the commits
+      // no client was told of (each waited for a standby's acknowledgement), and committing
+      // them would make a fork, which only a new copy mends. Never on a primary: it would drop
+      // commits its standby has (MDEV-33465). `loose-`: unknown before MariaDB 10.11.8.
+      text += "loose-init_rpl_role = SLAVE\n";
+    }
   } else if (!spec->synchronous_standbys.empty()) {
     text += fmt::format(
         "rpl_semi_sync_master_enabled = ON\n"
@@ -169,7 +179,7 @@ PrivateMariadb::Options load_server(const MdbReplContext& ctx, const std::string
   o.server_args = {"--innodb-buffer-pool-size=128M",
                    "--log-bin=" + log_bin,
                    "--log-bin-index=" + log_bin + ".index",
-                   fmt::format("--server-id={}", mdb_server_id(ctx.config.id)),
+                   fmt::format("--server-id={}", mdb_current_server_id(ctx.config)),
                    "--binlog-format=ROW",
                    "--gtid-strict-mode=ON",
                    "--max-allowed-packet=1G"};
@@ -345,10 +355,21 @@ std::string mdb_recorded_role(const std::string& dir) {
   return role;
 }
 
-Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
-  RPaths p(ctx.config.dir);
-  // log_slave_updates: a replica's own binlog holds everything it replayed, so once promoted
-  // it can serve any sibling that re-points to it from that sibling's GTID position.
+uint32_t mdb_current_server_id(const InstanceConfig& config) {
+  if (auto text = read_file(RPaths(config.dir).server_id)) {
+    unsigned long v = 0;
+    if (std::sscanf(text->c_str(), "%lu", &v) == 1 && v > 0 && v <= 0xffffffffUL) {
+      return static_cast<uint32_t>(v);
+    }
+  }
+  return mdb_server_id(config.id);
+}
+
+namespace {
+
+// log_slave_updates: a replica's own binlog holds everything it replayed, so once promoted it
+// can serve any sibling that re-points to it from that sibling's GTID position.
+Status write_replication_identity(const MdbReplContext& ctx) {
   const std::string text = fmt::format(
       "# Written by Concord: replication identity; rewritten on every prepare.\n"
       "[mariadbd]\n"
@@ -357,8 +378,26 @@ Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
       "log_slave_updates = ON\n"
       "relay_log = relay-bin\n"
       "relay_log_index = relay-bin.index\n",
-      mdb_server_id(ctx.config.id));
-  CONCORD_RETURN_IF_ERROR(write_if_changed(p.repl_cnf, text, ctx.user));
+      mdb_current_server_id(ctx.config));
+  return write_if_changed(RPaths(ctx.config.dir).repl_cnf, text, ctx.user);
+}
+
+}  // namespace
+
+Status mdb_renew_server_id(const MdbReplContext& ctx) {
+  const uint32_t old_id = mdb_current_server_id(ctx.config);
+  const uint32_t new_id = mdb_server_id(fmt::format("{}#{}", ctx.config.id, old_id));
+  CONCORD_RETURN_IF_ERROR(write_file_atomic(RPaths(ctx.config.dir).server_id,
+                                            std::to_string(new_id) + "\n", 0600, ctx.user));
+  logger("database.engine")
+      ->info("mariadb {}: server_id {} -> {} (what it wrote as {} is now a replica's to apply)",
+             ctx.config.id, old_id, new_id, old_id);
+  return write_replication_identity(ctx);
+}
+
+Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
+  RPaths p(ctx.config.dir);
+  CONCORD_RETURN_IF_ERROR(write_replication_identity(ctx));
   if (new_data) {
     // Data from the template is nobody's copy: whatever this folder was before is forgotten.
     CONCORD_RETURN_IF_ERROR(remove_tree(p.role));
@@ -506,6 +545,26 @@ Result<int64_t> mdb_quiesce_for_demotion(const MdbReplContext& ctx, milliseconds
     CONCORD_ASSIGN_OR_RETURN(out, ctx.admin(behind));
   }
   return elapsed();
+}
+
+Result<bool> mdb_holds_unacknowledged_commits(const MdbReplContext& ctx, milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  // Checked before read_only, which would wait for those commits for as long as they wait.
+  const std::string sql =
+      "SELECT COUNT(*), @@global.innodb_flush_log_at_trx_commit FROM "
+      "information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'";
+  for (;;) {
+    CONCORD_ASSIGN_OR_RETURN(std::string out, ctx.admin(sql));
+    out = without_line_end(std::move(out));
+    const size_t tab = out.find('\t');
+    const std::string waiting = out.substr(0, tab);
+    if (waiting == "0") return false;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      // A crash keeps every acknowledged commit only when InnoDB flushes its log at each one.
+      return tab != std::string::npos && out.substr(tab + 1) == "1";
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
 }
 
 Status mdb_write_role_options(const MdbReplContext& ctx, const ReplicationSpec* spec) {

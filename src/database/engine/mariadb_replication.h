@@ -44,6 +44,17 @@ struct MdbReplContext {
 // group has its own without any coordination.
 uint32_t mdb_server_id(std::string_view instance_id);
 
+// The member's server_id now: mdb_server_id of its id, or the one mdb_renew_server_id gave it.
+uint32_t mdb_current_server_id(const InstanceConfig& config);
+
+// A demoted primary, stopped, takes a new server_id (recorded in the folder, written to
+// concord_replication.cnf; effective from its next start). Its upstream may hold transactions
+// this member wrote but no longer has (cut from its binlog on a crash recovery: see
+// role_text), and a replica skips every event carrying its own server_id
+// (replicate_same_server_id is off, as log_slave_updates requires): under a new id they are
+// an upstream's like any other, and GTID strict mode keeps them in order.
+[[nodiscard]] Status mdb_renew_server_id(const MdbReplContext& ctx);
+
 // Writes concord_replication.cnf (when it changed) and, when absent, an empty
 // concord_role.cnf. prepare() calls it before my.cnf includes them; `new_data`: the data
 // folder was just made from the template, so whatever role the folder had is forgotten.
@@ -84,6 +95,14 @@ std::string mdb_history_missing(std::string_view own_binlog_pos,
 // stopped reading, say): the demotion goes on, and the fork check decides.
 [[nodiscard]] Result<int64_t> mdb_quiesce_for_demotion(const MdbReplContext& ctx,
                                                        std::chrono::milliseconds limit);
+
+// A primary about to be demoted: whether, after up to `limit`, some commit still waits for a
+// standby's acknowledgement (a failover promoted that standby: none will come), and a crash
+// would keep every commit it acknowledged (innodb_flush_log_at_trx_commit = 1). Such a commit
+// is in its binlog already: a clean shutdown would commit it, a fork only a copy mends; a
+// crash instead, and the recovery as a replica drops it (init_rpl_role, role_text).
+[[nodiscard]] Result<bool> mdb_holds_unacknowledged_commits(const MdbReplContext& ctx,
+                                                            std::chrono::milliseconds limit);
 
 // Writes concord_role.cnf for `spec` (nullptr: standalone), what the role needs from start-up
 // (a replica's read_only): a demoted primary's, while it is stopped.
