@@ -25,7 +25,10 @@ standby synchronous (or recreates it). When the server does not offer HA, the Co
 
 Each repetition: empty failover_log through the endpoint, start the client
 (tests/integration/failover_client.py), ~5 s of writes, kill, wait until writes resume, ~5 s
-more, stop, read the table back through the endpoint, count lost acknowledged writes.
+more, stop, read the table back through the endpoint, count lost acknowledged writes. For
+Concord also, once healthy again: whether the old primary rejoined in place, was rewound or was
+copied anew (the agents' log lines), and the primary's ids it still lacks after 60 s (read
+from the standby member's own address).
 """
 import argparse
 import datetime
