@@ -174,6 +174,24 @@ class MariadbReplicationTest : public ::testing::Test {
     return h.role == "replica" && h.replication_streaming && h.replication_lag_seconds >= 0;
   }
 
+  // p a primary with table t, r its synchronous standby (semi-synchronous, streaming): p's
+  // desired state at revision 2, returned.
+  DesiredState make_sync_pair(const InstanceConfig& p, const InstanceConfig& r) {
+    DesiredState ps = group_state(1);
+    ps.replication = primary_spec({r.id});
+    [&] {
+      ASSERT_NO_FATAL_FAILURE(up(p));
+      ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+      ASSERT_TRUE(app(p, "CREATE TABLE t(id int primary key, v text)").ok());
+      ASSERT_NO_FATAL_FAILURE(make_replica(r, p, 1, {r.id}));
+      ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;
+      ps.revision = 2;
+      ps.replication = primary_spec({r.id}, {r.id});
+      ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+    }();
+    return ps;
+  }
+
   EngineTempDir tmp_;
   std::unique_ptr<Engine> engine_;
   std::vector<InstanceConfig> members_;
@@ -398,16 +416,7 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryDropsItsUnacknowledgedCommitAndFol
     SCOPED_TRACE(received ? "the standby had received it" : "the standby never received it");
     const InstanceConfig p = member(received ? "ua-p2" : "ua-p1");
     const InstanceConfig r = member(received ? "ua-r2" : "ua-r1");
-    ASSERT_NO_FATAL_FAILURE(up(p));
-    DesiredState ps = group_state(1);
-    ps.replication = primary_spec({r.id});
-    ASSERT_NO_FATAL_FAILURE(apply(p, ps));
-    ASSERT_TRUE(app(p, "CREATE TABLE t(id int primary key, v text)").ok());
-    ASSERT_NO_FATAL_FAILURE(make_replica(r, p, 1, {r.id}));
-    ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;
-    ps.revision = 2;
-    ps.replication = primary_spec({r.id}, {r.id});
-    ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+    ASSERT_NO_FATAL_FAILURE(make_sync_pair(p, r));
     ASSERT_TRUE(app(p, "INSERT INTO t VALUES (1, 'acknowledged')").ok());
     ASSERT_EQ(count(r), "1\t1\n");
     const std::string old_id = local_admin(p, "SELECT @@server_id").out;
@@ -450,17 +459,9 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryDropsItsUnacknowledgedCommitAndFol
 TEST_F(MariadbReplicationTest, SemiSyncCommitWaitsForTheSynchronousStandby) {
   const InstanceConfig p = member("sp");
   const InstanceConfig r = member("sr");
-  ASSERT_NO_FATAL_FAILURE(up(p));
-  DesiredState ps = group_state(1);
-  ps.replication = primary_spec({r.id});
-  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
-  ASSERT_TRUE(app(p, "CREATE TABLE t(id int primary key, v text)").ok());
-  ASSERT_NO_FATAL_FAILURE(make_replica(r, p, 1, {r.id}));
-  ASSERT_TRUE(eventually([&] { return streaming(r); })) << health(r).detail;
-  // Now the replica is the synchronous standby.
-  ps.revision = 2;
-  ps.replication = primary_spec({r.id}, {r.id});
-  ASSERT_NO_FATAL_FAILURE(apply(p, ps));
+  // The replica is the synchronous standby.
+  DesiredState ps;
+  ASSERT_NO_FATAL_FAILURE(ps = make_sync_pair(p, r));
   auto w = app(p, "INSERT INTO t VALUES (1, 'acknowledged by the standby')");
   ASSERT_TRUE(w.ok()) << w.err;
   EXPECT_EQ(count(r), "1\t1\n") << "after-sync: acknowledged means on the standby";
