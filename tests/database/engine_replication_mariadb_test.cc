@@ -409,13 +409,19 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryFollowsItsPromotedReplicaInPlace) 
 // A failover leaves the old primary with a commit waiting for its standby's acknowledgement
 // (a paused primary resumed, say): in its binlog, never acknowledged. Its demotion kills it and
 // its recovery as a replica drops that commit, so it follows the promoted standby in place
-// instead of being copied anew. When the standby had received it (`received`), the member
-// gets it back from there, under its old server_id, which it no longer skips as its own.
+// instead of being copied anew. When the standby had received it, the member gets it back
+// from there, under its old server_id, which it no longer skips as its own. When a statement
+// that cannot be rolled back waits after it, MariaDB refuses the cut (and would not start): it
+// starts committing both instead, and is copied anew.
 TEST_F(MariadbReplicationTest, ADemotedPrimaryDropsItsUnacknowledgedCommitAndFollowsInPlace) {
-  for (bool received : {false, true}) {
-    SCOPED_TRACE(received ? "the standby had received it" : "the standby never received it");
-    const InstanceConfig p = member(received ? "ua-p2" : "ua-p1");
-    const InstanceConfig r = member(received ? "ua-r2" : "ua-r1");
+  enum Case { kNeverReceived, kReceived, kDdlAfterIt };
+  for (Case c : {kNeverReceived, kReceived, kDdlAfterIt}) {
+    SCOPED_TRACE(c == kNeverReceived ? "the standby never received it"
+                 : c == kReceived    ? "the standby had received it"
+                                     : "a statement that cannot be rolled back follows it");
+    const std::string n = std::to_string(static_cast<int>(c));
+    const InstanceConfig p = member("ua-p" + n);
+    const InstanceConfig r = member("ua-r" + n);
     ASSERT_NO_FATAL_FAILURE(make_sync_pair(p, r));
     ASSERT_TRUE(app(p, "INSERT INTO t VALUES (1, 'acknowledged')").ok());
     ASSERT_EQ(count(r), "1\t1\n");
@@ -428,11 +434,17 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryDropsItsUnacknowledgedCommitAndFol
     auto pending = std::async(std::launch::async,
                               [&] { return app(p, "INSERT INTO t VALUES (2, 'unacknowledged')"); });
     ASSERT_EQ(pending.wait_for(std::chrono::seconds(2)), std::future_status::timeout);
+    std::future<detail::CommandResult> ddl;
+    if (c == kDdlAfterIt) {
+      ddl = std::async(std::launch::async,
+                       [&] { return local_admin(p, "CREATE USER 'late'@'localhost'"); });
+      ASSERT_EQ(ddl.wait_for(std::chrono::seconds(2)), std::future_status::timeout);
+    }
     // The failover: the standby promoted, written to.
     DesiredState rs = group_state(3);
     rs.replication = primary_spec({p.id});
     ASSERT_NO_FATAL_FAILURE(apply(r, rs));
-    if (received) {
+    if (c == kReceived) {
       // As if it had come before the cut: the same transaction, under the old primary's id.
       auto w = local_admin(r, "SET SESSION server_id = " + old_id +
                                   "; INSERT INTO shop.t VALUES (2, 'unacknowledged')");
@@ -445,12 +457,20 @@ TEST_F(MariadbReplicationTest, ADemotedPrimaryDropsItsUnacknowledgedCommitAndFol
     ASSERT_NO_FATAL_FAILURE(apply(p, demoted));
     auto lost = pending.get();
     EXPECT_FALSE(lost.ok()) << "the waiting commit was never acknowledged";
-    const std::string want = received ? "3\t3\n" : "2\t3\n";
+    if (ddl.valid()) {
+      EXPECT_FALSE(ddl.get().ok());
+    }
+    const std::string want = c == kReceived ? "3\t3\n" : "2\t3\n";
     EXPECT_EQ(count(r), want);
     EXPECT_TRUE(eventually([&] { return count(p) == want; })) << count(p) << logs();
-    EXPECT_EQ(app(p, "SELECT COUNT(*) FROM t WHERE id = 2").out, received ? "1\n" : "0\n");
+    EXPECT_EQ(app(p, "SELECT COUNT(*) FROM t WHERE id = 2").out, c == kReceived ? "1\n" : "0\n");
     EXPECT_TRUE(eventually([&] { return streaming(p); })) << health(p).detail;
-    EXPECT_TRUE(detail::path_exists(p.dir + "/data/concord_test_marker")) << "not copied";
+    EXPECT_EQ(detail::path_exists(p.dir + "/data/concord_test_marker"), c != kDdlAfterIt)
+        << "copied anew only when the cut was refused";
+    if (c == kDdlAfterIt) {
+      EXPECT_NE(detail::file_tail(p.dir + "/engine.log", 1 << 20).find("Cannot truncate"),
+                std::string::npos);
+    }
     EXPECT_NE(local_admin(p, "SELECT @@server_id").out, old_id);
     EXPECT_EQ(health(p).fenced_revision, 3);
   }

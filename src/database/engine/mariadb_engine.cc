@@ -231,7 +231,17 @@ class MariadbEngine final : public Engine {
         },
         .timeout = options_.start_timeout,
         .poll = kStartPoll};
-    return wait_started(live_pid(p), start);
+    Status started = wait_started(live_pid(p), start);
+    if (!started && mdb_truncation_refused(file_tail(p.log, 8192))) {
+      log_->warn(
+          "mariadb {}: its recovery as a replica could not cut the commits it never had "
+          "acknowledged (a statement that cannot be rolled back follows them): started again "
+          "committing them; it is copied anew once its upstream is known",
+          config.id);
+      CONCORD_RETURN_IF_ERROR(mdb_forgo_truncation(repl_context(config, user)));
+      started = wait_started(live_pid(p), start);
+    }
+    return started;
   }
 
   Status stop(const InstanceConfig& config, milliseconds grace) override {

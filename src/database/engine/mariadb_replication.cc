@@ -43,8 +43,9 @@ struct RPaths {
         upstream(d + "/replication_upstream"),
         copy(d + "/replica_copy"),
         stage(d + "/clone.tmp"),
-        server_id(d + "/server_id") {}
-  std::string dir, data, repl_cnf, role_cnf, role, upstream, copy, stage, server_id;
+        server_id(d + "/server_id"),
+        no_truncation(d + "/no_binlog_truncation") {}
+  std::string dir, data, repl_cnf, role_cnf, role, upstream, copy, stage, server_id, no_truncation;
 };
 
 std::string prog(const MdbReplContext& ctx, const char* name) {
@@ -69,6 +70,8 @@ bool listed(const std::vector<std::string>& ids, const std::string& id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
+constexpr std::string_view kTruncatingRecovery = "loose-init_rpl_role = SLAVE\n";
+
 // What the role needs from the server's very start (a restarted replica must not accept a
 // write before the next apply; a restarted primary must not commit without its standby).
 std::string role_text(const InstanceConfig& config, const ReplicationSpec* spec) {
@@ -79,14 +82,15 @@ std::string role_text(const InstanceConfig& config, const ReplicationSpec* spec)
   if (spec->role == ReplicationSpec::Role::kReplica) {
     text += "read_only = ON\n";
     if (listed(spec->synchronous_standbys, config.id)) text += "rpl_semi_sync_slave_enabled = ON\n";
-    if (mdb_recorded_role(config.dir) == "primary") {
+    if (mdb_recorded_role(config.dir) == "primary" &&
+        !path_exists(RPaths(config.dir).no_truncation)) {
       // A former primary (demoted, or down during a failover): should this start recover from a
       // crash, the transactions its binlog holds but InnoDB never committed are rolled back and
       // cut from the binlog instead of committed. Under AFTER_SYNC those are exactly the commits
       // no client was told of (each waited for a standby's acknowledgement), and committing
       // them would make a fork, which only a new copy mends. Never on a primary: it would drop
       // commits its standby has (MDEV-33465). `loose-`: unknown before MariaDB 10.11.8.
-      text += "loose-init_rpl_role = SLAVE\n";
+      text += kTruncatingRecovery;
     }
   } else if (!spec->synchronous_standbys.empty()) {
     text += fmt::format(
@@ -403,6 +407,7 @@ Status mdb_configure_replication(const MdbReplContext& ctx, bool new_data) {
     CONCORD_RETURN_IF_ERROR(remove_tree(p.role));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
     CONCORD_RETURN_IF_ERROR(remove_tree(p.copy));
+    CONCORD_RETURN_IF_ERROR(remove_tree(p.no_truncation));
     CONCORD_RETURN_IF_ERROR(
         write_file_atomic(p.role_cnf, role_text(ctx.config, nullptr), 0600, ctx.user));
   } else if (!path_exists(p.role_cnf)) {
@@ -579,7 +584,24 @@ Status mdb_follow_own_history(const MdbReplContext& ctx) {
                            ctx.admin("SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos"));
   (void)out;
   CONCORD_RETURN_IF_ERROR(remove_tree(p.upstream));
+  CONCORD_RETURN_IF_ERROR(remove_tree(p.no_truncation));
   return write_if_changed(p.role, "replica\n", ctx.user);
+}
+
+bool mdb_truncation_refused(std::string_view log_tail) {
+  return log_tail.find("Cannot truncate the binary log") != std::string_view::npos;
+}
+
+Status mdb_forgo_truncation(const MdbReplContext& ctx) {
+  RPaths p(ctx.config.dir);
+  CONCORD_RETURN_IF_ERROR(write_file_atomic(p.no_truncation, "", 0600, ctx.user));
+  auto text = read_file(p.role_cnf);
+  if (!text) return ok();
+  std::string cnf = *text;
+  if (size_t at = cnf.find(kTruncatingRecovery); at != std::string::npos) {
+    cnf.erase(at, kTruncatingRecovery.size());
+  }
+  return write_if_changed(p.role_cnf, cnf, ctx.user);
 }
 
 Status mdb_clone_from(const MdbReplContext& ctx, const ReplicationSpec& spec,

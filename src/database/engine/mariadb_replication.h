@@ -104,6 +104,17 @@ std::string mdb_history_missing(std::string_view own_binlog_pos,
 [[nodiscard]] Result<bool> mdb_holds_unacknowledged_commits(const MdbReplContext& ctx,
                                                             std::chrono::milliseconds limit);
 
+// Whether a server's log (its tail since a failed start) says its crash recovery would not cut
+// its binlog's unacknowledged transactions: a statement that cannot be rolled back (DDL, a
+// non-transactional table) was logged after them ("Cannot truncate the binary log"), and the
+// server then refuses to start.
+bool mdb_truncation_refused(std::string_view log_tail);
+
+// After such a refusal: this folder's start-up options no longer ask for the cut (recorded
+// until it follows an upstream: mdb_follow_own_history), so the next start commits them as
+// any crash recovery does; the member has then forked, and its apply copies it anew.
+[[nodiscard]] Status mdb_forgo_truncation(const MdbReplContext& ctx);
+
 // Writes concord_role.cnf for `spec` (nullptr: standalone), what the role needs from start-up
 // (a replica's read_only): a demoted primary's, while it is stopped.
 [[nodiscard]] Status mdb_write_role_options(const MdbReplContext& ctx, const ReplicationSpec* spec);
