@@ -427,9 +427,9 @@ class Concord:
             return None
         on_standby = fc.Target(self.cloud.engine(view), standby[0]["address"],
                                self.cloud.port(view), "app", self.cloud.PASSWORD, "shop")
+        want = set(fc.read_back(self.target())[0])  # no writer runs any more
         deadline = time.monotonic() + timeout
         while True:
-            want = set(fc.read_back(self.target())[0])
             missing = want - set(fc.read_back(on_standby)[0])
             if not missing or time.monotonic() >= deadline:
                 return len(missing)

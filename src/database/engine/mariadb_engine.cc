@@ -644,8 +644,9 @@ class MariadbEngine final : public Engine {
     const auto ctx = repl_context(config, user);
     log_->info("mariadb {}: demoted at revision {}: to follow {} ({}:{}) in place", config.id,
                revision, spec.upstream_instance, spec.upstream_address, spec.upstream_port);
+    const bool running = live_pid(p) != 0;
     bool crash = false;
-    if (live_pid(p) != 0) {
+    if (running) {
       auto unacknowledged = mdb_holds_unacknowledged_commits(ctx, milliseconds(1000));
       crash = unacknowledged && *unacknowledged;
     }
@@ -654,7 +655,7 @@ class MariadbEngine final : public Engine {
           "mariadb {}: commits wait for an acknowledgement its promoted standby will not give: "
           "killed, so that its recovery as a replica drops them instead of committing them",
           config.id);
-    } else if (live_pid(p) != 0) {
+    } else if (running) {
       auto sent = mdb_quiesce_for_demotion(ctx, milliseconds(5000));
       if (!sent) {
         log_->warn("mariadb {}: could not quiesce it before its demotion: {}", config.id,
