@@ -133,8 +133,10 @@ def main():
     if missing:
         print("\nREGRESSION: %d expected tests did not pass:" % len(missing))
         for t in missing:
-            status = [s for tid, (s, _) in results.items() if base_id(tid) == t]
-            print("  %s (%s)" % (t, status[0] if status else "not run"))
+            ran = [(s, r) for tid, (s, r) in results.items() if base_id(tid) == t]
+            # With its reason: CI shows the lines that say "(fail)" (scripts/test.sh).
+            print("  %s (%s)%s" % (t, ran[0][0] if ran else "not run",
+                                   ": " + ran[0][1] if ran and ran[0][0] == "fail" else ""))
         return 1
     print("\nall %d expected tests passed" % len(expected))
     return 0
