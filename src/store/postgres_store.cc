@@ -14,9 +14,9 @@
 // happened. A broken connection is dropped from the pool and replaced on the next use.
 //
 // Change feed: see record_change() for why an advisory lock makes seq order commit order.
-// Other processes' commits are announced by NOTIFY on kChannel; a listener thread with its
-// own connection wakes local waiters, and waiters also poll MAX(seq) in case the listener is
-// reconnecting.
+// Other processes' commits are announced by NOTIFY on the channel concord_store_changes; a
+// listener thread with its own connection wakes local waiters, and waiters also poll MAX(seq)
+// in case the listener is reconnecting.
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -47,7 +47,6 @@ constexpr int kMaxAttempts = 5;
 constexpr std::chrono::milliseconds kPollInterval{250};
 // How long a transaction waits for a pooled connection before giving up.
 constexpr std::chrono::seconds kPoolWait{30};
-constexpr char kChannel[] = "concord_store_changes";
 // Advisory lock keys ("CONCORD1"/"CONCORD2" as big-endian int64) for the change feed and for
 // migration runs; arbitrary, but fixed so that every concord process agrees on them.
 constexpr char kLockChangesSql[] =
