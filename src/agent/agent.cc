@@ -103,6 +103,7 @@ class Agent::Impl {
     size_t console_hash = 0;
     std::string reported;  // the observation the server last acknowledged (without console)
     std::string detail;    // the driver's status detail (InstanceStatus::detail)
+    bool watched = false;  // InstanceStatus::watch: checked every heartbeat
     bool queued = false, busy = false, again = false;
     int steps_in_row = 0;  // driver actions since the last convergence (loop guard)
   };
@@ -126,6 +127,7 @@ class Agent::Impl {
     bool reportable = false;    // something the server should hear about changed
     std::optional<std::string> console;
     std::string detail;
+    bool watched = false;
   };
 
   explicit Impl(AgentOptions o) : opts(std::move(o)) {}
@@ -282,6 +284,7 @@ class Agent::Impl {
         after.power = w.power;
         after.addresses = std::move(w.addresses);
         after.detail = std::move(w.detail);
+        after.watched = w.watched;
       }
       if (w.console) {
         after.console = std::move(w.console);
@@ -368,6 +371,7 @@ class Agent::Impl {
     w.power = static_cast<int>(status->power);
     w.addresses = status->addresses;
     w.detail = status->detail;
+    w.watched = status->watch;
     const bool running = status->power == driver::PowerState::kRunning;
     if (status->exists) collect_console(w, d);
 
@@ -498,9 +502,9 @@ class Agent::Impl {
   // The driver's status after a step, when it differs from the one read before it.
   void refresh_status(Work& w, driver::Driver& d) {
     Result<driver::InstanceStatus> status = d.status(w.id);
-    if (!status || (status->detail == w.detail && static_cast<int>(status->power) == w.power)) {
-      return;
-    }
+    if (!status) return;
+    w.watched = status->watch;
+    if (status->detail == w.detail && static_cast<int>(status->power) == w.power) return;
     w.exists = status->exists;
     w.power = static_cast<int>(status->power);
     w.addresses = status->addresses;
@@ -816,10 +820,11 @@ class Agent::Impl {
           if (now >= next_full) full = true;
           if (fetched_once) {
             for (auto& [id, inst] : instances) {
-              // Transient failures are retried; a resync re-checks every instance.
+              // Transient failures are retried, watched instances checked again; a resync
+              // re-checks every instance.
               const bool unconverged =
                   inst.spec && !inst.error && inst.applied.generation != inst.spec->generation;
-              if (resync || inst.transient || unconverged) enqueue_locked(id);
+              if (resync || inst.transient || unconverged || inst.watched) enqueue_locked(id);
             }
           }
         }

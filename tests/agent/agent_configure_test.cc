@@ -86,19 +86,7 @@ TEST_F(AgentSlowHeartbeatTest, ATransientConfigureReportsTheStatusItChangedAtOnc
   ASSERT_TRUE(agent_->start().has_value());
   insert_building(kId);
   ASSERT_TRUE(eventually([&] { return status_of(kId) == "ACTIVE"; })) << status_of(kId);
-  auto detail_of = [&] {
-    std::string out;
-    auto st = store_->read([&](store::Tx& tx) -> Status {
-      CONCORD_ASSIGN_OR_RETURN(
-          store::Rows rows,
-          tx.query("SELECT detail FROM compute_server_details WHERE server_id = ?",
-                   {std::string(kId)}));
-      if (!rows.empty()) out = rows[0].text(0);
-      return ok();
-    });
-    EXPECT_TRUE(st.has_value()) << st.error().to_string();
-    return out;
-  };
+  auto detail_of = [&] { return AgentServerTest::detail_of(kId); };
 
   fake->configure_sets_detail("fenced_revision=2");
   fake->fail_next("configure", Error(Code::kUnavailable, "waiting for the new primary"));

@@ -100,6 +100,52 @@ TEST_F(AgentServerTest, ReportsCarryOnlyChangesOnceConverged) {
   ASSERT_TRUE(eventually([&] { return agent_->stats().unchanged_polls >= 1; }));
 }
 
+// An instance whose status says `watch` (a database replica) is checked every heartbeat, so a
+// change of its detail reaches the server within one; others wait for the resync (60 s here).
+TEST_F(AgentServerTest, AWatchedInstanceIsCheckedEveryHeartbeat) {
+  auto fake = std::make_shared<FakeDriver>();
+  AgentOptions o = agent_options();
+  o.resync_interval = std::chrono::seconds(60);
+  o.injected_drivers = {fake};
+  auto a = Agent::create(o);
+  ASSERT_TRUE(a.has_value()) << a.error().to_string();
+  agent_ = std::move(*a);
+  ASSERT_TRUE(agent_->start().has_value());
+  insert_building(kId);
+  ASSERT_TRUE(eventually([&] { return status_of(kId) == "ACTIVE"; })) << status_of(kId);
+  ASSERT_TRUE(eventually([&] { return fake->calls("status") >= 1; }));
+
+  // Not watched: a changed detail is not looked at (a second is five heartbeats here).
+  const int unwatched = fake->calls("status");
+  fake->set_status(kId, "streaming=1", false);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(fake->calls("status"), unwatched);
+  EXPECT_EQ(detail_of(kId), "");
+
+  // Watched (seen at the next look, which a stop here makes happen): checked every heartbeat.
+  fake->set_status(kId, "streaming=1", true);
+  api_action(kId, "stop", [](ServerRow& s) {
+    s.task_state = std::string(compute::task::kPoweringOff);
+    s.desired_power = "stopped";
+  });
+  ASSERT_TRUE(eventually([&] { return status_of(kId) == "SHUTOFF"; })) << status_of(kId);
+  EXPECT_TRUE(eventually([&] { return detail_of(kId) == "streaming=1"; })) << detail_of(kId);
+  const int watched = fake->calls("status");
+  fake->set_status(kId, "streaming=0", true);
+  EXPECT_TRUE(eventually([&] { return detail_of(kId) == "streaming=0"; })) << detail_of(kId);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_GE(fake->calls("status"), watched + 3);
+
+  // No longer watched: the checks stop once one has seen it (a heartbeat may queue one more).
+  fake->set_status(kId, "streaming=0", false);
+  const int flipped = fake->calls("status");
+  ASSERT_TRUE(eventually([&] { return fake->calls("status") > flipped; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int stopped = fake->calls("status");
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_LE(fake->calls("status"), stopped + 1);
+}
+
 TEST_F(AgentServerTest, StopStartRebootRebuildResizeDelete) {
   auto fake = std::make_shared<FakeDriver>();
   start_agent(fake);

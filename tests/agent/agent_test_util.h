@@ -61,6 +61,7 @@ class FakeDriver final : public driver::Driver {
     driver::PowerState power = driver::PowerState::kNoState;
     std::string console;
     std::string detail;  // InstanceStatus::detail
+    bool watch = false;  // InstanceStatus::watch
   };
 
   FakeDriver() = default;
@@ -118,12 +119,14 @@ class FakeDriver final : public driver::Driver {
   }
   Result<driver::InstanceStatus> status(std::string_view id) override {
     std::lock_guard lock(mu_);
+    ++calls_["status"];
     driver::InstanceStatus st;
     auto it = instances_.find(std::string(id));
     if (it == instances_.end()) return st;
     st.exists = true;
     st.power = it->second.power;
     st.detail = it->second.detail;
+    st.watch = it->second.watch;
     st.addresses.push_back({"private", "10.99.0.2", 4, "02:00:00:00:00:02", "fixed", {}});
     return st;
   }
@@ -177,6 +180,12 @@ class FakeDriver final : public driver::Driver {
   void configure_sets_detail(std::string detail) {
     std::lock_guard lock(mu_);
     configure_detail_ = std::move(detail);
+  }
+  // What status() says of `id` from now on (a replica that stops streaming, say).
+  void set_status(const std::string& id, std::string detail, bool watch) {
+    std::lock_guard lock(mu_);
+    instances_[id].detail = std::move(detail);
+    instances_[id].watch = watch;
   }
   // start/stop/reboot "succeed" without effect (a guest that dies right after each start).
   void ignore_power_changes(bool on) {
@@ -441,6 +450,20 @@ class AgentServerTest : public ::testing::Test {
     ServerRow s = load(id);
     if (s.deleted) return "DELETED";
     return std::string(s.status());
+  }
+
+  // The status detail the agent last reported for `id` ("" before any).
+  std::string detail_of(const std::string& id) {
+    std::string out;
+    auto st = store_->read([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(
+          store::Rows rows,
+          tx.query("SELECT detail FROM compute_server_details WHERE server_id = ?", {id}));
+      if (!rows.empty()) out = rows[0].text(0);
+      return ok();
+    });
+    EXPECT_TRUE(st.has_value()) << st.error().to_string();
+    return out;
   }
 
   std::string action_result(const std::string& id, const std::string& action) {

@@ -606,6 +606,9 @@ class DatabaseDriver final : public Driver {
     if (!h.role.empty()) {
       st.detail += fmt::format("; role={}; streaming={}; lag_seconds={}", h.role,
                                h.replication_streaming ? 1 : 0, h.replication_lag_seconds);
+      // A replica that stops streaming is seen within a heartbeat: as a synchronous standby, the
+      // primary's commits wait for it until the server stops waiting (api_ha.cc).
+      st.watch = h.role == "replica";
     }
     if (h.disk_used_bytes > s->volume_gb * (int64_t{1} << 30) * 9 / 10) {
       st.detail += "; storage low";

@@ -82,6 +82,10 @@ struct InstanceStatus {
   PowerState power = PowerState::kNoState;
   std::vector<Address> addresses;
   std::string detail;
+  // Checked again every heartbeat instead of every resync: its detail says something the server
+  // must hear of within seconds (a synchronous standby that stopped streaming holds the
+  // primary's commits until the server stops waiting for it).
+  bool watch = false;
 };
 
 struct Capabilities {

@@ -40,10 +40,10 @@ constexpr int kFailuresBeforeFailover = 4;
 // How long an active standby may not answer before the primary stops waiting for it.
 constexpr auto kStandbyGrace = std::chrono::seconds(5);
 // How long an active standby may answer without streaming (its agent says so: cut off from the
-// primary, its replication stopped) before the primary stops waiting for it. Longer than the
-// agent's status re-check (10 s), so one report seen during a reconnect does not do it: two in a
-// row must say so.
-constexpr auto kStalledStandbyGrace = std::chrono::seconds(15);
+// primary, its replication stopped) before the primary stops waiting for it, holding commits
+// meanwhile. Its agent checks a replica every heartbeat (2 s; InstanceStatus::watch), so about
+// three reports in a row must say so: one seen during a reconnect does not do it.
+constexpr auto kStalledStandbyGrace = std::chrono::seconds(6);
 // Between two restarts of a stopped standby member.
 constexpr auto kRestartEvery = std::chrono::seconds(15);
 // Between two repairs of a member whose desired state is behind (a push that keeps failing, for
