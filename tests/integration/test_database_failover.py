@@ -7,7 +7,10 @@ and db-b), so an instance's two members run on two hosts. One PostgreSQL instanc
 same id across errors, and the test:
 
 1. kill -9 of the primary member's engine (postmaster and children): writes resume through the
-   same endpoint, every acknowledged id is in the table, none twice;
+   same endpoint, every acknowledged id is in the table, none twice; once healed, a silent link
+   (SIGSTOP of the primary's WAL sender: the standby still answers, nothing resets its
+   connection): a commit through the endpoint still completes, the standby's receiver timing
+   out and the server no longer waiting for it, and the standby streams again once resumed;
 2. "the host vanishes": SIGSTOP of the new primary's engine processes and kill -9 of its agent,
    so the server sees neither; failover again with no acknowledged id lost;
 3. SIGCONT of the paused engine: it must not acknowledge writes (the app user inserting on the
@@ -48,8 +51,9 @@ import failover_client as fc  # noqa: E402
 ADDRESS_POOL = "127.78.6.0/24"
 HEAL_TIMEOUT = 240.0
 RESUME_TIMEOUT = 90.0
-# A commit while the synchronous standby answers but does not stream: the standby's agent
-# reports it within 10-12 s, the server lets 15 s pass; generous for a loaded machine.
+# A commit while the synchronous standby answers but does not stream: its receiver notices a
+# silent link after 5-6 s, its agent reports it within a heartbeat (2 s), the server lets 6 s
+# pass; generous for a loaded machine (the settings before 2026-12-04 took 81 s).
 STALLED_COMMIT_TIMEOUT = 120.0
 WARMUP = 2.0
 
@@ -159,6 +163,12 @@ class DatabaseFailoverTest(FailoverCase):
         # The cluster heals (the old member rebuilt as standby) before the second failure.
         view = c.wait_healthy(iid, HEAL_TIMEOUT)
         self.assertEqual(c.primary(view)["id"], second["id"])
+
+        # A silent link: the primary's WAL sender paused (no reset reaches the standby, which
+        # still answers): a commit completes once the standby's receiver times out and the
+        # server stops waiting for it, and the standby streams again once the sender runs.
+        self.silent_link_is_not_waited_for(iid, second, port)
+        view = c.wait_healthy(iid, HEAL_TIMEOUT)
         standby = [m for m in c.members(view) if m["role"] == "standby"][0]
 
         # 2. The new primary's host vanishes: its engine paused, its agent killed.
@@ -198,6 +208,32 @@ class DatabaseFailoverTest(FailoverCase):
         # And the ids tried there never reached the table through the endpoint.
         ids, _ = fc.read_back(target, 60)
         self.assertFalse([i for i in ids if i >= 10 ** 9], "a write on the old primary surfaced")
+
+    def silent_link_is_not_waited_for(self, iid, primary, port):
+        c = self.cloud
+        target = c.target(iid)
+        fc.with_retries(target, lambda conn: conn.execute(
+            "CREATE TABLE IF NOT EXISTS silent (id INT PRIMARY KEY)", None, 10.0))
+        pm = c.engine_pid(primary["address"], port)
+        self.assertIsNotNone(pm, "no engine listens on the primary %s" % primary["address"])
+        senders = [p for p in fc.process_tree(pm) if b"walsender" in read_cmdline(p)]
+        self.assertTrue(senders, "the primary has no WAL sender")
+        for p in senders:
+            os.kill(p, signal.SIGSTOP)
+        self.paused += senders
+        start = time.monotonic()
+        conn = fc.connect(target, STALLED_COMMIT_TIMEOUT)
+        try:
+            # Blocks until the standby's receiver times out (5 s), its agent reports it not
+            # streaming (every 2 s) and the server stops waiting for it (6 s later); an
+            # OpTimeout here is the failure this guards against.
+            conn.execute("INSERT INTO silent VALUES (1)", None, STALLED_COMMIT_TIMEOUT)
+        finally:
+            conn.close()
+        print("\n  commit with a silent link to the standby took %.1f s"
+              % (time.monotonic() - start), flush=True)
+        self.resume_paused()
+        self.paused = []
 
     def test_mariadb_failover_loses_no_acknowledged_write(self):
         c = self.cloud
@@ -248,8 +284,8 @@ class DatabaseFailoverTest(FailoverCase):
         conn = fc.connect(app, STALLED_COMMIT_TIMEOUT)
         try:
             # Blocks until the controller takes the standby out of the synchronous list (its
-            # agent reports it not streaming within its 10 s re-check; the server waits 15 s
-            # more); an OpTimeout/OperationalError here is the failure this guards against.
+            # agent reports it not streaming within a heartbeat; the server waits 6 s more); an
+            # OpTimeout/OperationalError here is the failure this guards against.
             conn.execute("INSERT INTO stalled VALUES (1)", None, STALLED_COMMIT_TIMEOUT)
         finally:
             conn.close()
@@ -393,6 +429,14 @@ def try_insert(target, i, timeout=5.0):
         return "insert: refused"
     finally:
         conn.close()
+
+
+def read_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def fc_wait(fn, timeout, what):

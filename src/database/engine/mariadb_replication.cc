@@ -29,6 +29,12 @@ constexpr milliseconds kCloneTimeout{6 * 3600 * 1000};
 // back to asynchronous replication: in effect never (a commit not on a standby is not
 // acknowledged; high availability relies on that).
 constexpr std::string_view kSemiSyncTimeoutMs = "18446744073709551615";
+// A replica that has heard nothing from its upstream for this long (its heartbeat comes at
+// half of it) reconnects, and reports that it does not stream meanwhile: 6 s, not 60, so that
+// a replica cut off without a reset (a silent link) is seen within seconds, as PostgreSQL's
+// wal_receiver_timeout (postgres_replication.cc); while it is the synchronous standby the
+// primary's commits wait until the server stops waiting for it.
+constexpr int kNetTimeoutSeconds = 6;
 // How often a replica retries its upstream: short, so a restarted or re-pointed member
 // reconnects in seconds (the default is 60 s).
 constexpr int kConnectRetrySeconds = 2;
@@ -80,7 +86,7 @@ std::string role_text(const InstanceConfig& config, const ReplicationSpec* spec)
       "rewritten by every apply.\n[mariadbd]\n";
   if (spec == nullptr) return text;
   if (spec->role == ReplicationSpec::Role::kReplica) {
-    text += "read_only = ON\n";
+    text += fmt::format("read_only = ON\nslave_net_timeout = {}\n", kNetTimeoutSeconds);
     if (listed(spec->synchronous_standbys, config.id)) text += "rpl_semi_sync_slave_enabled = ON\n";
     if (mdb_recorded_role(config.dir) == "primary" &&
         !path_exists(RPaths(config.dir).no_truncation)) {
@@ -830,9 +836,9 @@ Status mdb_apply_replica(const MdbReplContext& ctx, const ReplicationSpec& spec)
     sql += fmt::format(
         "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, "
         "MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_SSL = 1, "
-        "MASTER_CONNECT_RETRY = {};\n",
+        "MASTER_CONNECT_RETRY = {}, MASTER_HEARTBEAT_PERIOD = {};\n",
         mdb_literal(spec.upstream_address), spec.upstream_port, mdb_literal(kReplicationUser),
-        mdb_literal(spec.secret), kConnectRetrySeconds);
+        mdb_literal(spec.secret), kConnectRetrySeconds, kNetTimeoutSeconds / 2);
     sql += "START SLAVE;\n";
     log->info("mariadb {}: replicating from {} ({}:{})", ctx.config.id, spec.upstream_instance,
               spec.upstream_address, spec.upstream_port);

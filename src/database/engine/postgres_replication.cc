@@ -267,11 +267,14 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
   const std::string keep = fmt::format("{}MB", pg_wal_budget_mb(ctx.config.volume_gb));
   if (spec->role == ReplicationSpec::Role::kPrimary) {
     // synchronous_commit = on: with a standby named, a commit returns once that standby has
-    // flushed it, so a failover to it loses no acknowledged commit.
+    // flushed it, so a failover to it loses no acknowledged commit. wal_sender_timeout 10 s,
+    // not 60: a sender whose standby went silent holds that standby's slot until it times out,
+    // and the standby cannot stream again before (reloadable, as every parameter here).
     return fmt::format(
         "# Written by Concord: the primary of a replication group.\n"
         "synchronous_standby_names = {}\n"
         "synchronous_commit = on\n"
+        "wal_sender_timeout = '10s'\n"
         "wal_keep_size = '{}'\n",
         pg_conf_quote(pg_synchronous_standby_names(spec->synchronous_standbys)), keep);
   }
@@ -281,11 +284,17 @@ std::string pg_replication_conf(const PgBackupContext& ctx, const ReplicationSpe
   // pending restart for a value that never changed. wal_retrieve_retry_interval (reloadable)
   // is 1 s, not 5: a replica re-pointed to a sibling just promoted may connect before that
   // sibling has made its slot, and then catches up within a second of the slot, not five.
+  // wal_receiver_timeout 5 s, not 60: a replica cut off from its upstream without a reset (a
+  // silent link, a stopped sender) stops streaming after that long and its agent reports it,
+  // and while it is the synchronous standby the primary's commits wait until the server stops
+  // waiting for it (docs/design/database.md, "High availability"). The upstream's sender
+  // answers the receiver's pings at half that.
   return fmt::format(
       "# Written by Concord: a replica of instance {}.\n"
       "primary_conninfo = {}\n"
       "primary_slot_name = {}\n"
       "wal_retrieve_retry_interval = '1s'\n"
+      "wal_receiver_timeout = '5s'\n"
       "synchronous_standby_names = ''\n"
       "wal_keep_size = '{}'\n",
       spec->upstream_instance, pg_conf_quote(upstream_conninfo(ctx, *spec)),
