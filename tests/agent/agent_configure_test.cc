@@ -77,13 +77,7 @@ class AgentSlowHeartbeatTest : public AgentConfigureTest {
 
 TEST_F(AgentSlowHeartbeatTest, ATransientConfigureReportsTheStatusItChangedAtOnce) {
   auto fake = std::make_shared<FakeDriver>();
-  AgentOptions o = agent_options();
-  o.resync_interval = std::chrono::seconds(60);
-  o.injected_drivers = {fake};
-  auto a = Agent::create(o);
-  ASSERT_TRUE(a.has_value()) << a.error().to_string();
-  agent_ = std::move(*a);
-  ASSERT_TRUE(agent_->start().has_value());
+  start_agent(fake, "h1", std::chrono::seconds(60));
   insert_building(kId);
   ASSERT_TRUE(eventually([&] { return status_of(kId) == "ACTIVE"; })) << status_of(kId);
   auto detail_of = [&] { return AgentServerTest::detail_of(kId); };

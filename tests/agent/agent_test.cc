@@ -104,13 +104,7 @@ TEST_F(AgentServerTest, ReportsCarryOnlyChangesOnceConverged) {
 // change of its detail reaches the server within one; others wait for the resync (60 s here).
 TEST_F(AgentServerTest, AWatchedInstanceIsCheckedEveryHeartbeat) {
   auto fake = std::make_shared<FakeDriver>();
-  AgentOptions o = agent_options();
-  o.resync_interval = std::chrono::seconds(60);
-  o.injected_drivers = {fake};
-  auto a = Agent::create(o);
-  ASSERT_TRUE(a.has_value()) << a.error().to_string();
-  agent_ = std::move(*a);
-  ASSERT_TRUE(agent_->start().has_value());
+  start_agent(fake, "h1", std::chrono::seconds(60));
   insert_building(kId);
   ASSERT_TRUE(eventually([&] { return status_of(kId) == "ACTIVE"; })) << status_of(kId);
   ASSERT_TRUE(eventually([&] { return fake->calls("status") >= 1; }));

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -340,8 +341,11 @@ class AgentServerTest : public ::testing::Test {
     return o;
   }
 
-  void start_agent(std::shared_ptr<driver::Driver> d, const std::string& host = "h1") {
+  // `resync`: the agent's full status re-check (agent_options' 500 ms when not given).
+  void start_agent(std::shared_ptr<driver::Driver> d, const std::string& host = "h1",
+                   std::optional<std::chrono::milliseconds> resync = std::nullopt) {
     AgentOptions o = agent_options(host);
+    if (resync) o.resync_interval = *resync;
     o.injected_drivers = {std::move(d)};
     auto a = Agent::create(o);
     ASSERT_TRUE(a.has_value()) << a.error().to_string();

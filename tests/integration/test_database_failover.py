@@ -221,17 +221,9 @@ class DatabaseFailoverTest(FailoverCase):
         for p in senders:
             os.kill(p, signal.SIGSTOP)
         self.paused += senders
-        start = time.monotonic()
-        conn = fc.connect(target, STALLED_COMMIT_TIMEOUT)
-        try:
-            # Blocks until the standby's receiver times out (5 s), its agent reports it not
-            # streaming (every 2 s) and the server stops waiting for it (6 s later); an
-            # OpTimeout here is the failure this guards against.
-            conn.execute("INSERT INTO silent VALUES (1)", None, STALLED_COMMIT_TIMEOUT)
-        finally:
-            conn.close()
-        print("\n  commit with a silent link to the standby took %.1f s"
-              % (time.monotonic() - start), flush=True)
+        # Completes once the standby's receiver times out (5 s), its agent reports it not
+        # streaming (every 2 s) and the server stops waiting for it (6 s later).
+        commit_timed(target, "silent", "a silent link to the standby")
         self.resume_paused()
         self.paused = []
 
@@ -280,17 +272,9 @@ class DatabaseFailoverTest(FailoverCase):
         fc.with_retries(app, lambda conn: conn.execute(
             "CREATE TABLE IF NOT EXISTS stalled (id INT PRIMARY KEY)", None, 10.0))
         fc.with_retries(on_standby, lambda conn: conn.execute("STOP SLAVE", None, 10.0))
-        start = time.monotonic()
-        conn = fc.connect(app, STALLED_COMMIT_TIMEOUT)
-        try:
-            # Blocks until the controller takes the standby out of the synchronous list (its
-            # agent reports it not streaming within a heartbeat; the server waits 6 s more); an
-            # OpTimeout/OperationalError here is the failure this guards against.
-            conn.execute("INSERT INTO stalled VALUES (1)", None, STALLED_COMMIT_TIMEOUT)
-        finally:
-            conn.close()
-        print("\n  commit with a stalled standby took %.1f s" % (time.monotonic() - start),
-              flush=True)
+        # Completes once the controller takes the standby out of the synchronous list (its agent
+        # reports it not streaming within a heartbeat; the server waits 6 s more).
+        commit_timed(app, "stalled", "a stalled standby")
         # Taken out, its state changed: its agent starts its replication again, and it becomes
         # the synchronous standby once more.
         view = c.wait_healthy(iid, HEAL_TIMEOUT)
@@ -429,6 +413,19 @@ def try_insert(target, i, timeout=5.0):
         return "insert: refused"
     finally:
         conn.close()
+
+
+def commit_timed(target, table, what):
+    """Inserts one row into `table` through `target` and prints how long the commit took. It
+    blocks while the primary waits for its synchronous standby: an OpTimeout/OperationalError
+    after STALLED_COMMIT_TIMEOUT is the failure the callers guard against."""
+    start = time.monotonic()
+    conn = fc.connect(target, STALLED_COMMIT_TIMEOUT)
+    try:
+        conn.execute("INSERT INTO %s VALUES (1)" % table, None, STALLED_COMMIT_TIMEOUT)
+    finally:
+        conn.close()
+    print("\n  commit with %s took %.1f s" % (what, time.monotonic() - start), flush=True)
 
 
 def read_cmdline(pid):
