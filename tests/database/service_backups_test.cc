@@ -539,8 +539,14 @@ class DatabaseBackupTestWithEndpoints : public DatabaseBackupTest {
     EXPECT_TRUE(primary.has_value() && standby.has_value());
     if (!primary || !standby) return id;
     const std::string detail = "state_revision=1; mariadb 10.11; disk_used_bytes=10; healthy";
-    report_detail(id, detail + "; role=primary", 1, primary->host);
-    report_detail(id + "-m1", detail + "; role=replica; streaming=1", 1, standby->host);
+    // Reported again until the instance shows ACTIVE: once in CI, on a loaded machine, it was
+    // still BUILD right after the reports (cause not found; the HA controller runs beside).
+    for (int i = 0; i < 50; ++i) {
+      report_detail(id, detail + "; role=primary", 1, primary->host);
+      report_detail(id + "-m1", detail + "; role=replica; streaming=1", 1, standby->host);
+      if (trove(Method::kGet, "/instances/" + id).body["instance"]["status"] == "ACTIVE") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
     return id;
   }
   // An ACTIVE MariaDB instance (reported running at revision 1).
