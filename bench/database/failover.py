@@ -15,10 +15,16 @@ pg_basebackup (no pg_rewind: that needs wal_log_hints, which is not a default).
 Concord side: `concord all-in-one --agent.enabled=false` and two `concord agent`s (hosts db-a
 and db-b), one PostgreSQL instance (and, with the default --concord-engines, one MariaDB 10.11
 instance, rows "concord-mariadb": Patroni has no MariaDB counterpart, so its ratio is only
-indicative) created with "high_availability": true; the client writes through its endpoint. Scenarios: "engine" (kill -9 of the primary member's postmaster and its
-children), "host" (kill -9 of the primary host's agent and of its engine processes) and "paused"
-(the host cut off rather than dead: SIGSTOP of the engine's processes, so no connection is
-reset, and kill -9 of the agent). Between repetitions the harness resumes a paused engine,
+indicative) created with "high_availability": true; the client writes through its endpoint.
+Scenarios: "engine" (kill -9 of the primary member's postmaster and its children), "host" (kill
+-9 of the primary host's agent and of its engine processes) and "paused" (the host cut off
+rather than dead: SIGSTOP of the engine's processes, so no connection is reset, and kill -9 of
+the agent). With --concord-scenarios also "standby-silent", PostgreSQL only and no failover: the
+primary's WAL senders SIGSTOPped, so the synchronous standby still answers but hears nothing and
+nothing resets its connection; commits wait until the server stops waiting for the standby (its
+receiver times out, its agent reports it). Patroni has no row for it: the same fault would
+freeze its view (it reads the paused sender's row on the primary), where a real silent link
+times the sender out after wal_sender_timeout. Between repetitions the harness resumes a paused engine,
 restarts a killed agent and waits until the instance shows two healthy members again, the
 standby synchronous (or recreates it). When the server does not offer HA, the Concord rows say
 "not available" with the server's answer, and the Patroni side runs anyway.
@@ -61,6 +67,9 @@ CONCORD_POOL = "127.79.128.0/24"
 # engine: kill -9 of the primary member's engine; host: kill -9 of its agent and engine;
 # paused: its engine SIGSTOPped (processes alive, connections open) and its agent killed.
 CONCORD_SCENARIOS = ("engine", "host", "paused")
+# Not a failover: the link to the synchronous standby goes silent (SIGSTOP of the primary's WAL
+# senders, PostgreSQL only): writes wait until the server stops waiting for the standby.
+SILENT = "standby-silent"
 RESUME_TIMEOUT = 180.0
 HEAL_TIMEOUT = 300.0
 
@@ -374,6 +383,14 @@ class Concord:
         doomed = fc.process_tree(pm)
         agent = self.cloud.agent_of(primary)
         t = time.monotonic()
+        if scenario == SILENT:
+            senders = [p for p in doomed if b"walsender" in fc.read_cmdline(p)]
+            if not senders:
+                raise RuntimeError("Concord: the primary has no WAL sender")
+            for p in senders:
+                os.kill(p, signal.SIGSTOP)
+            self.paused = senders
+            return t, primary["host"]
         if scenario == "paused":
             # The host is cut off rather than dead: its engine stops answering but its TCP
             # connections stay open (no RST tells anyone), and its agent is gone.
@@ -408,7 +425,7 @@ class Concord:
     def restore(self, killed_host, scenario):
         self.resume_paused()
         agent = self.cloud.agents[killed_host]
-        if scenario != "engine" or not agent.proc or agent.proc.poll() is not None:
+        if scenario in ("host", "paused") or not agent.proc or agent.proc.poll() is not None:
             agent.start()
         try:
             self.cloud.wait_healthy(self.iid, HEAL_TIMEOUT)
@@ -508,6 +525,9 @@ def main():
     ap.add_argument("--concord-engines", default="postgresql,mariadb",
                     help="comma-separated: the engines of Concord's HA legs (Patroni's anchor "
                          "is PostgreSQL only)")
+    ap.add_argument("--concord-scenarios", default=",".join(CONCORD_SCENARIOS),
+                    help="comma-separated, of %s and %s (PostgreSQL only)" % (
+                        ", ".join(CONCORD_SCENARIOS), SILENT))
     ap.add_argument("--results", default="")
     args = ap.parse_args()
 
@@ -517,6 +537,9 @@ def main():
     engines = [e for e in args.concord_engines.split(",") if e]
     if any(e not in fc.ConcordHa.VERSIONS for e in engines):
         ap.error("--concord-engines: postgresql and/or mariadb")
+    scenarios = [s for s in args.concord_scenarios.split(",") if s]
+    if any(s not in CONCORD_SCENARIOS + (SILENT,) for s in scenarios):
+        ap.error("--concord-scenarios: of %s" % ", ".join(CONCORD_SCENARIOS + (SILENT,)))
     cloud = fc.ConcordHa(CONCORD_POOL) if args.only != "patroni" and engines else None
     concords = {("concord" if e == "postgresql" else "concord-" + e): Concord(cloud, e)
                 for e in (engines if cloud else [])}
@@ -534,14 +557,15 @@ def main():
             log("starting Concord (all-in-one + agents db-a, db-b)")
             cloud.start()
         for name, concord in concords.items():
+            mine = [sc for sc in scenarios if sc != SILENT or concord.engine == "postgresql"]
             concord.start()
             if concord.unavailable:
                 notes.append("Concord HA (%s): not available (%s)" % (concord.engine,
                                                                       concord.unavailable))
-                for sc in CONCORD_SCENARIOS:
+                for sc in mine:
                     results[(name, "sync", sc)] = None
             else:
-                legs += [(name, "sync", sc) for sc in CONCORD_SCENARIOS]
+                legs += [(name, "sync", sc) for sc in mine]
         patroni_mode = "async"
         for rep in range(args.repeats):
             for system_name, mode, scenario in legs:
@@ -556,7 +580,9 @@ def main():
                 res, killed = repetition(system, scenario, args.warmup, args.tail)
                 res["killed"] = killed
                 results.setdefault((system_name, mode, scenario), []).append(res)
-                log("  killed %s: %s%s" % (killed, fc.describe(res), "" if res["automatic"]
+                log("  %s %s: %s%s" % ("paused the WAL senders on" if scenario == SILENT
+                                       else "killed", killed, fc.describe(res),
+                                       "" if res["automatic"]
                                            else " (no automatic failover: restarted)"))
                 if system_name == "patroni":
                     patroni.restore(killed, mode == "sync")
@@ -567,9 +593,10 @@ def main():
                     res["copied"] = copied
                     res["rewound"] = rewound
                     res["standby_missing"] = system.standby_missing()
-                    log("  old primary %s; rows of the primary it lacks: %s" % (
-                        "copied anew from the new one" if copied
-                        else "rewound onto the new one's history" if rewound
+                    log("  %s %s; rows of the primary it lacks: %s" % (
+                        "standby" if scenario == SILENT else "old primary",
+                        "copied anew from the primary" if copied
+                        else "rewound onto the primary's history" if rewound
                         else "rejoined in place", res["standby_missing"]))
     except Exception as e:  # noqa: BLE001 - report, clean up, exit non-zero
         failed = True
@@ -630,7 +657,7 @@ def render(results, notes, args, started):
             "%.0f" % statistics.median(rates) if rates else "-"))
     lines.append("")
     for (system, mode, scenario), m in sorted(medians.items()):
-        if not system.startswith("concord"):
+        if not system.startswith("concord") or scenario == SILENT:
             continue
         for pmode in ("sync", "async"):
             p = medians.get(("patroni", pmode, "node"))
@@ -641,7 +668,12 @@ def render(results, notes, args, started):
         lines.append("Ratio Concord/Patroni: not available (no Concord HA figures in this run).")
     for (system, mode, scenario), rows in sorted(results.items()):
         copied = [r["copied"] for r in rows or [] if "copied" in r]
-        if copied:
+        if copied and scenario == SILENT:
+            lines.append("Standby copied anew after its silent link, %s %s/%s: %d of %d; rows "
+                         "of the primary it lacked once healthy: %s" % (
+                             system, mode, scenario, sum(1 for c in copied if c), len(copied),
+                             ", ".join(str(r.get("standby_missing")) for r in rows)))
+        elif copied:
             lines.append("Old primary copied anew instead of rejoining in place, %s %s/%s: %d of "
                          "%d" % (system, mode, scenario, sum(1 for c in copied if c), len(copied)))
             lines.append("Rows of the primary the old one lacked once healthy (60 s to catch "

@@ -4,6 +4,11 @@
 # One command, as root:
 #
 #   bench/database/failover.sh [--repeats N] [--warmup S] [--tail S] [--only patroni|concord]
+#                              [--concord-engines postgresql,mariadb]
+#                              [--concord-scenarios engine,host,paused[,standby-silent]]
+#
+# standby-silent (PostgreSQL, not in the default set): no failover, the primary's WAL senders
+# paused, so commits wait until the server stops waiting for the synchronous standby.
 #
 # Uses $CONCORD_BIN when given, else build/default/src/cmd/concord (built when missing; set
 # CONCORD_BUILD_DIR to use another build folder). Prints one table and writes

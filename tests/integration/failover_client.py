@@ -167,6 +167,15 @@ REBUILD_LOG_LINES = ("rebuilding from upstream", "its data is made anew from the
 REWOUND_LOG_LINES = ("rewound onto upstream",)
 
 
+def read_cmdline(pid):
+    """The process's /proc cmdline (NUL-separated), b"" when it is gone."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def count_log_lines(paths, texts):
     """How many lines of the files at `paths` hold one of `texts` (a missing file: none)."""
     n = 0

@@ -216,7 +216,7 @@ class DatabaseFailoverTest(FailoverCase):
             "CREATE TABLE IF NOT EXISTS silent (id INT PRIMARY KEY)", None, 10.0))
         pm = c.engine_pid(primary["address"], port)
         self.assertIsNotNone(pm, "no engine listens on the primary %s" % primary["address"])
-        senders = [p for p in fc.process_tree(pm) if b"walsender" in read_cmdline(p)]
+        senders = [p for p in fc.process_tree(pm) if b"walsender" in fc.read_cmdline(p)]
         self.assertTrue(senders, "the primary has no WAL sender")
         for p in senders:
             os.kill(p, signal.SIGSTOP)
@@ -426,14 +426,6 @@ def commit_timed(target, table, what):
     finally:
         conn.close()
     print("\n  commit with %s took %.1f s" % (what, time.monotonic() - start), flush=True)
-
-
-def read_cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def fc_wait(fn, timeout, what):
