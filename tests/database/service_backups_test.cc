@@ -539,11 +539,14 @@ class DatabaseBackupTestWithEndpoints : public DatabaseBackupTest {
     EXPECT_TRUE(primary.has_value() && standby.has_value());
     if (!primary || !standby) return id;
     const std::string detail = "state_revision=1; mariadb 10.11; disk_used_bytes=10; healthy";
-    // Reported again until the instance shows ACTIVE: once in CI, on a loaded machine, it was
-    // still BUILD right after the reports (cause not found; the HA controller runs beside).
+    // Reported again, at each server's current generation, until the instance shows ACTIVE:
+    // the HA controller runs beside and may push the members' desired state again (a
+    // generation 1 report then leaves them BUILD), and once in CI, on a loaded machine, the
+    // instance was still BUILD right after the first reports.
     for (int i = 0; i < 50; ++i) {
-      report_detail(id, detail + "; role=primary", 1, primary->host);
-      report_detail(id + "-m1", detail + "; role=replica; streaming=1", 1, standby->host);
+      report_detail(id, detail + "; role=primary", spec_generation(id), primary->host);
+      report_detail(id + "-m1", detail + "; role=replica; streaming=1", spec_generation(id + "-m1"),
+                    standby->host);
       if (trove(Method::kGet, "/instances/" + id).body["instance"]["status"] == "ACTIVE") break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }

@@ -25,6 +25,7 @@
 #include "compute/driver/database_keys.h"
 #include "compute/service/compute_service.h"
 #include "compute/service/flavors.h"
+#include "compute/service/model.h"
 #include "compute/service/service_servers.h"
 #include "database/engine/desired_state.h"
 #include "database/service/database_service.h"
@@ -243,6 +244,19 @@ class DatabaseServiceTest : public ::testing::Test, public test_support::Identit
       return {};
     }
     return (*body)["projects"][0]["id"].get<std::string>();
+  }
+
+  // The desired-state generation of the server `id` (what an agent's report must reach for the
+  // server to count as converged).
+  int64_t spec_generation(const std::string& id) {
+    int64_t out = 0;
+    Status read = store_->read([&](store::Tx& tx) -> Status {
+      CONCORD_ASSIGN_OR_RETURN(compute::ServerRow s, compute::load_server(tx, id, true));
+      out = s.spec_generation;
+      return ok();
+    });
+    EXPECT_TRUE(read.has_value()) << read.error().to_string();
+    return out;
   }
 
   std::optional<compute::ServiceServer> server(const std::string& id) {
