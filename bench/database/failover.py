@@ -24,9 +24,9 @@ primary's WAL senders SIGSTOPped, so the synchronous standby still answers but h
 nothing resets its connection; commits wait until the server stops waiting for the standby (its
 receiver times out, its agent reports it). Patroni has no row for it: the same fault would
 freeze its view (it reads the paused sender's row on the primary), where a real silent link
-times the sender out after wal_sender_timeout. Between repetitions the harness resumes a paused engine,
-restarts a killed agent and waits until the instance shows two healthy members again, the
-standby synchronous (or recreates it). When the server does not offer HA, the Concord rows say
+times the sender out after wal_sender_timeout. Between repetitions the harness resumes a paused
+engine, restarts a killed agent and waits until the instance shows two healthy members again,
+the standby synchronous (or recreates it). When the server does not offer HA, the Concord rows say
 "not available" with the server's answer, and the Patroni side runs anyway.
 
 Each repetition: empty failover_log through the endpoint, start the client
@@ -384,12 +384,9 @@ class Concord:
         agent = self.cloud.agent_of(primary)
         t = time.monotonic()
         if scenario == SILENT:
-            senders = [p for p in doomed if b"walsender" in fc.read_cmdline(p)]
-            if not senders:
+            self.paused = fc.pause_wal_senders(pm)
+            if not self.paused:
                 raise RuntimeError("Concord: the primary has no WAL sender")
-            for p in senders:
-                os.kill(p, signal.SIGSTOP)
-            self.paused = senders
             return t, primary["host"]
         if scenario == "paused":
             # The host is cut off rather than dead: its engine stops answering but its TCP

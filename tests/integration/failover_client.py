@@ -176,6 +176,16 @@ def read_cmdline(pid):
         return b""
 
 
+def pause_wal_senders(postmaster_pid):
+    """SIGSTOPs the PostgreSQL postmaster's WAL senders: its standbys still answer but hear
+    nothing, and nothing resets their connections (a silent link). Returns the pids paused
+    (empty when there is no sender)."""
+    senders = [p for p in process_tree(postmaster_pid) if b"walsender" in read_cmdline(p)]
+    for p in senders:
+        os.kill(p, signal.SIGSTOP)
+    return senders
+
+
 def count_log_lines(paths, texts):
     """How many lines of the files at `paths` hold one of `texts` (a missing file: none)."""
     n = 0

@@ -216,11 +216,9 @@ class DatabaseFailoverTest(FailoverCase):
             "CREATE TABLE IF NOT EXISTS silent (id INT PRIMARY KEY)", None, 10.0))
         pm = c.engine_pid(primary["address"], port)
         self.assertIsNotNone(pm, "no engine listens on the primary %s" % primary["address"])
-        senders = [p for p in fc.process_tree(pm) if b"walsender" in fc.read_cmdline(p)]
-        self.assertTrue(senders, "the primary has no WAL sender")
-        for p in senders:
-            os.kill(p, signal.SIGSTOP)
+        senders = fc.pause_wal_senders(pm)
         self.paused += senders
+        self.assertTrue(senders, "the primary has no WAL sender")
         # Completes once the standby's receiver times out (5 s), its agent reports it not
         # streaming (every 2 s) and the server stops waiting for it (6 s later).
         commit_timed(target, "silent", "a silent link to the standby")
